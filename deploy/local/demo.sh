@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The README's main command: installs and starts what is missing (broker, PostgreSQL role and
+# database), builds and starts the hub, registers two member systems and plays the scenario of
+# `lienthong demo`. Safe to run again and again.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$LIENTHONG_ROOT"
+
+"$LIENTHONG_ROOT/deploy/local/start-postgres.sh"
+"$LIENTHONG_ROOT/deploy/local/start-broker.sh"
+log "building the hub"
+cargo build --locked --quiet
+bin=$LIENTHONG_ROOT/target/debug/lienthong
+export LIENTHONG_CONFIG=$LIENTHONG_ROOT/deploy/local/lienthong.toml
+export LIENTHONG_DATABASE__URL=${LIENTHONG_DATABASE__URL:-postgres://$LIENTHONG_DB_USER@$PGHOST:$PGPORT/$LIENTHONG_DB_NAME}
+export LIENTHONG_KAFKA__BOOTSTRAP_SERVERS=${LIENTHONG_KAFKA__BOOTSTRAP_SERVERS:-$KAFKA_HOST:$KAFKA_PORT}
+grpc=${LIENTHONG_GRPC__LISTEN:-127.0.0.1:50051}
+http=${LIENTHONG_HTTP__LISTEN:-127.0.0.1:8481}
+
+# A token per member system: created on the first run, a fresh one on later runs.
+token_for() {
+  "$bin" systems add "$1" --name "$2" 2>/dev/null || "$bin" systems token "$1" 2>/dev/null
+}
+publisher=$(token_for demo-onestop "Demo province one-stop system")
+subscriber=$(token_for demo-civil-status "Demo civil-status software")
+
+"$LIENTHONG_ROOT/deploy/local/stop-hub.sh"
+mkdir -p "$LIENTHONG_DATA_DIR"
+log "starting the hub (gRPC $grpc, HTTP $http; log in $LIENTHONG_DATA_DIR/hub.log)"
+"$bin" serve >"$LIENTHONG_DATA_DIR/hub.log" 2>&1 &
+echo $! >"$LIENTHONG_DATA_DIR/hub.pid"
+trap '"$LIENTHONG_ROOT/deploy/local/stop-hub.sh"' EXIT
+for _ in $(seq 1 150); do
+  curl -fs "http://$http/readyz" >/dev/null && break
+  kill -0 "$(cat "$LIENTHONG_DATA_DIR/hub.pid")" 2>/dev/null || { tail -n 30 "$LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+  sleep 0.2
+done
+
+echo
+"$bin" demo --endpoint "http://$grpc" --publisher-token "$publisher" --subscriber-token "$subscriber"
+echo
+echo "== What an operator sees"
+echo "-- GET http://$http/metrics (excerpt)"
+curl -fs "http://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered)_total' || true
+echo "-- lienthong quarantine list --limit 1"
+"$bin" quarantine list --limit 1

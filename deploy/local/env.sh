@@ -1,0 +1,29 @@
+# Shared settings of the local scripts; every value can be overridden from the environment.
+# Sourced, not run.
+LIENTHONG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export LIENTHONG_ROOT
+# Everything the local broker and hub write lives here; delete the folder to start afresh.
+export LIENTHONG_DATA_DIR=${LIENTHONG_DATA_DIR:-$LIENTHONG_ROOT/.data}
+export KAFKA_HOST=${KAFKA_HOST:-127.0.0.1}
+export KAFKA_PORT=${KAFKA_PORT:-9092}
+export PGHOST=${PGHOST:-127.0.0.1}
+export PGPORT=${PGPORT:-5432}
+export LIENTHONG_DB_USER=${LIENTHONG_DB_USER:-lienthong}
+export LIENTHONG_DB_NAME=${LIENTHONG_DB_NAME:-lienthong}
+export TANSU_VERSION=${TANSU_VERSION:-0.6.0}
+export TANSU_BIN=${TANSU_BIN:-$HOME/.cargo/bin/tansu}
+
+log() { printf '\033[1m[lienthong]\033[0m %s\n' "$*" >&2; }
+
+# True when something accepts TCP connections on host $1, port $2.
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Waits up to $3 seconds for host $1, port $2.
+wait_for_port() {
+  local i
+  for ((i = 0; i < $3 * 5; i++)); do
+    port_open "$1" "$2" && return 0
+    sleep 0.2
+  done
+  return 1
+}

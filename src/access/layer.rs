@@ -1,0 +1,95 @@
+//! The authentication layer in front of every gRPC service. It resolves the bearer token before
+//! any handler runs, so no handler can forget to check it. Only the standard health service is
+//! open without a token: orchestrators probe it, and it reveals nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tower::{Layer, Service};
+
+use super::Credentials;
+
+const OPEN_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    credentials: Credentials,
+}
+
+impl AuthLayer {
+    pub fn new(credentials: Credentials) -> Self {
+        Self { credentials }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            credentials: self.credentials.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    credentials: Credentials,
+}
+
+impl<S, B> Service<http::Request<B>> for AuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone is not ready; keep the ready service for this call (tower's usual pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let credentials = self.credentials.clone();
+        Box::pin(async move {
+            if request.uri().path().starts_with(OPEN_PATH_PREFIX) {
+                return inner.call(request).await;
+            }
+            let token = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let Some(token) = token else {
+                return Ok(Status::unauthenticated(
+                    "missing credential: send `authorization: Bearer <token>` (see `lienthong systems add`)",
+                )
+                .into_http());
+            };
+            match credentials.authenticate(token).await {
+                Ok(Some(caller)) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Ok(None) => Ok(Status::unauthenticated("invalid or revoked token").into_http()),
+                Err(error) => {
+                    tracing::error!(%error, "authentication lookup failed");
+                    Ok(Status::unavailable("cannot check the credential now; retry").into_http())
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,321 @@
+//! `lienthong.v1.EventService` over gRPC. Converts requests for the `events` part, continues the
+//! caller's trace (W3C `traceparent` metadata) and maps outcomes to status codes: a refused event
+//! is `INVALID_ARGUMENT` with every violation in the message and as `google.rpc.BadRequest`
+//! details, so generic gRPC clients show them field by field.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt as _};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+use tonic_types::{ErrorDetails, StatusExt as _};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::convert::{json_to_struct, struct_to_json};
+use crate::access::Caller;
+use crate::bus::{StartFrom, envelope as headers, trace};
+use crate::events::{
+    Accepted, DecodedEvent, Events, PublishError, PublishInput, SubscribeError, SubscribeInput,
+};
+use crate::proto::event_service_server::EventService;
+use crate::proto::{
+    self, AcknowledgeRequest, AcknowledgeResponse, BatchItemResult, Delivery, PublishBatchResponse,
+    PublishRequest, PublishResponse, SubscribeRequest, batch_item_result::Outcome,
+};
+use crate::registry::Violation;
+
+/// Violations spelled out in the status message; all of them are always in the details.
+const VIOLATIONS_IN_MESSAGE: usize = 20;
+
+pub struct EventApi {
+    events: Arc<Events>,
+}
+
+impl EventApi {
+    pub fn new(events: Arc<Events>) -> Self {
+        Self { events }
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    // The auth layer runs before every handler; a missing caller is a wiring bug, refused anyway.
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no authenticated caller"))
+}
+
+/// A span for this call whose parent is the caller's trace, when it sent one.
+fn call_span<T>(request: &Request<T>, name: &'static str) -> tracing::Span {
+    let carrier: HashMap<String, String> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|key| {
+            let value = request.metadata().get(key)?.to_str().ok()?;
+            Some((key.to_owned(), value.to_owned()))
+        })
+        .collect();
+    let span = tracing::info_span!("grpc", otel.name = name, otel.kind = "server");
+    // Failing to attach a parent only means the trace starts here.
+    let _ = span.set_parent(trace::extract(&carrier));
+    span
+}
+
+fn input(request: PublishRequest) -> PublishInput {
+    PublishInput {
+        event_type: request.event_type,
+        event_id: request.event_id,
+        occurred_at: request.occurred_at,
+        correlation_id: request.correlation_id,
+        causation_id: request.causation_id,
+        purpose: request.purpose,
+        legal_basis: request.legal_basis,
+        payload: request
+            .payload
+            .map_or(serde_json::Value::Null, struct_to_json),
+    }
+}
+
+impl From<Accepted> for PublishResponse {
+    fn from(a: Accepted) -> Self {
+        Self {
+            event_id: a.event_id.to_string(),
+            topic: a.topic,
+            partition: a.partition,
+            offset: a.offset,
+            schema_subject: a.schema_subject,
+            schema_version: a.schema_version,
+            schema_id: a.schema_id as i32,
+        }
+    }
+}
+
+fn proto_violation(v: Violation) -> proto::Violation {
+    proto::Violation {
+        pointer: v.pointer,
+        rule: v.rule,
+        message: v.message,
+    }
+}
+
+fn publish_status(error: PublishError) -> Status {
+    match error {
+        PublishError::Rejected(rejected) => {
+            let mut message = format!(
+                "event refused: {} violation(s), kept in quarantine as #{}",
+                rejected.violations.len(),
+                rejected.quarantine_id
+            );
+            for v in rejected.violations.iter().take(VIOLATIONS_IN_MESSAGE) {
+                message.push_str(&format!("; {} [{}] {}", v.pointer, v.rule, v.message));
+            }
+            let details = ErrorDetails::with_bad_request(
+                rejected
+                    .violations
+                    .iter()
+                    .map(|v| {
+                        tonic_types::FieldViolation::new(
+                            v.pointer.clone(),
+                            format!("[{}] {}", v.rule, v.message),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            Status::with_error_details(Code::InvalidArgument, message, details)
+        }
+        PublishError::Produce(e) => {
+            tracing::error!(error = %e, "produce failed");
+            Status::unavailable(format!(
+                "the broker did not acknowledge the event; retry with the same event_id ({e})"
+            ))
+        }
+        PublishError::Quarantine(e) => {
+            tracing::error!(error = %e, "quarantine failed");
+            Status::unavailable("the event is invalid but could not be quarantined; retry")
+        }
+    }
+}
+
+fn subscribe_status(error: SubscribeError) -> Status {
+    match error {
+        SubscribeError::UnknownEventType(_) | SubscribeError::InvalidGroup => {
+            Status::invalid_argument(error.to_string())
+        }
+        SubscribeError::UnknownSubscription(_) => Status::not_found(error.to_string()),
+        SubscribeError::Bus(e) => {
+            tracing::error!(error = %e, "subscription failed");
+            Status::unavailable(e.to_string())
+        }
+    }
+}
+
+fn delivery(subscription_id: &str, event_type: &str, decoded: DecodedEvent) -> Delivery {
+    let DecodedEvent {
+        received,
+        payload,
+        decode_error,
+    } = decoded;
+    let h = &received.headers;
+    let get = |key: &str| h.get(key).cloned().unwrap_or_default();
+    Delivery {
+        subscription_id: subscription_id.to_owned(),
+        envelope: Some(proto::Envelope {
+            event_id: get(headers::ID),
+            event_type: h
+                .get(headers::TYPE)
+                .cloned()
+                .unwrap_or_else(|| event_type.to_owned()),
+            schema_subject: get(headers::SCHEMA_SUBJECT),
+            schema_version: h
+                .get(headers::SCHEMA_VERSION)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+            occurred_at: get(headers::TIME),
+            recorded_at: get(headers::RECORDED_AT),
+            producer_system: get(headers::SOURCE),
+            correlation_id: get(headers::CORRELATION_ID),
+            causation_id: get(headers::CAUSATION_ID),
+            purpose: get(headers::PURPOSE),
+            legal_basis: get(headers::LEGAL_BASIS),
+            traceparent: get(headers::TRACEPARENT),
+        }),
+        payload: payload.map(json_to_struct),
+        topic: received.topic,
+        partition: received.partition,
+        offset: received.offset,
+        decode_error: decode_error.unwrap_or_default(),
+    }
+}
+
+type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Delivery, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    async fn publish(
+        &self,
+        request: Request<PublishRequest>,
+    ) -> Result<Response<PublishResponse>, Status> {
+        let caller = caller(&request)?;
+        let span = call_span(&request, "lienthong.v1.EventService/Publish");
+        let input = input(request.into_inner());
+        self.events
+            .publish(&caller, input)
+            .instrument(span)
+            .await
+            .map(|accepted| Response::new(accepted.into()))
+            .map_err(publish_status)
+    }
+
+    async fn publish_batch(
+        &self,
+        request: Request<Streaming<PublishRequest>>,
+    ) -> Result<Response<PublishBatchResponse>, Status> {
+        let caller = caller(&request)?;
+        let span = call_span(&request, "lienthong.v1.EventService/PublishBatch");
+        let mut stream = request.into_inner();
+        // A broken client stream ends the batch; what was already read is still published.
+        let inputs = futures::stream::poll_fn(move |cx| stream.poll_next_unpin(cx))
+            .take_while(|item| std::future::ready(item.is_ok()))
+            .filter_map(|item| std::future::ready(item.ok().map(input)));
+        let outcomes = self
+            .events
+            .publish_batch(&caller, inputs)
+            .instrument(span)
+            .await;
+        let mut response = PublishBatchResponse::default();
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            let outcome = match outcome {
+                Ok(accepted) => {
+                    response.accepted += 1;
+                    Outcome::Accepted(accepted.into())
+                }
+                Err(PublishError::Rejected(rejected)) => {
+                    response.rejected += 1;
+                    Outcome::Rejected(proto::Rejection {
+                        violations: rejected
+                            .violations
+                            .into_iter()
+                            .map(proto_violation)
+                            .collect(),
+                        quarantine_id: rejected.quarantine_id,
+                    })
+                }
+                // The broker or the database failed: the caller must retry, so the whole call
+                // fails; events already acknowledged stay published, and retrying them with the
+                // same event ids is safe for consumers that deduplicate on the id.
+                Err(other) => return Err(publish_status(other)),
+            };
+            response.results.push(BatchItemResult {
+                index: index as u32,
+                outcome: Some(outcome),
+            });
+        }
+        Ok(Response::new(response))
+    }
+
+    type SubscribeStream = DeliveryStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let start = match proto::StartFrom::try_from(request.start_from) {
+            Ok(proto::StartFrom::Latest) => StartFrom::Latest,
+            Ok(proto::StartFrom::Earliest | proto::StartFrom::Unspecified) => StartFrom::Earliest,
+            Err(_) => return Err(Status::invalid_argument("start_from: unknown value")),
+        };
+        let event_type = request.event_type.clone();
+        let (id, deliveries) = self
+            .events
+            .subscribe(
+                &caller,
+                SubscribeInput {
+                    event_type: request.event_type,
+                    group: request.consumer_group,
+                    start,
+                    max_unacknowledged: request.max_unacknowledged as usize,
+                },
+            )
+            .map_err(subscribe_status)?;
+        let events = self.events.clone();
+        let id = id.to_string();
+        let stream = ReceiverStream::new(deliveries).then(move |received| {
+            let events = events.clone();
+            let id = id.clone();
+            let event_type = event_type.clone();
+            let span =
+                tracing::info_span!("deliver", otel.kind = "consumer", event_type = %event_type);
+            let _ = span.set_parent(trace::extract(&received.headers));
+            async move {
+                let decoded = events.decode(received, &event_type).await;
+                Ok(delivery(&id, &event_type, decoded))
+            }
+            .instrument(span)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<AcknowledgeRequest>,
+    ) -> Result<Response<AcknowledgeResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let positions = request
+            .positions
+            .into_iter()
+            .map(|p| (p.partition, p.offset))
+            .collect();
+        let acknowledged = self
+            .events
+            .acknowledge(&caller, &request.subscription_id, positions)
+            .await
+            .map_err(subscribe_status)?;
+        Ok(Response::new(AcknowledgeResponse { acknowledged }))
+    }
+}

@@ -1,0 +1,209 @@
+//! Wires the parts into one running hub: PostgreSQL and migrations, the schema registry, the
+//! topics, the producer, the gRPC and HTTP servers. Tests start the same [`Hub`] in-process on
+//! port 0, so they exercise the real wiring. Shutdown is explicit: stop accepting, end the
+//! subscriptions (committing what was acknowledged), flush the producer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::{AuthLayer, Credentials};
+use crate::api::grpc::EventApi;
+use crate::api::http::{HttpState, router};
+use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
+use crate::config::Config;
+use crate::db::{self, DbError};
+use crate::events::{Events, EventsParts, Quarantine};
+use crate::proto::event_service_server::EventServiceServer;
+use crate::registry::{Catalogue, Registry, RegistryError};
+use crate::telemetry::Metrics;
+
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    #[error(transparent)]
+    Producer(#[from] ProduceError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("a server task panicked: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A running hub.
+pub struct Hub {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    producer: Producer,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: JoinHandle<std::io::Result<()>>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl Hub {
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let pool = db::pool(&config.database)?;
+        db::migrate(&pool).await?;
+        let catalogue = Catalogue::load(&config.schemas.dir).map_err(RegistryError::from)?;
+        let registry =
+            Arc::new(Registry::load(&catalogue, &config.kafka.topic_prefix, pool.clone()).await?);
+        let topics: Vec<TopicSpec> = registry
+            .events()
+            .map(|e| TopicSpec {
+                name: e.topic.clone(),
+                partitions: e.partitions,
+            })
+            .collect();
+        ensure_topics(&config.kafka, &topics).await?;
+        let producer = Producer::new(&config.kafka)?;
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let events = Arc::new(Events::new(EventsParts {
+            registry,
+            producer: producer.clone(),
+            quarantine: Quarantine::new(pool.clone()),
+            metrics: metrics.clone(),
+            kafka: config.kafka.clone(),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        }));
+
+        let grpc_listener = bind(config.grpc.listen).await?;
+        let http_listener = bind(config.http.listen).await?;
+        let grpc_addr = grpc_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.grpc.listen,
+                source,
+            })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.http.listen,
+                source,
+            })?;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<EventServiceServer<EventApi>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let grpc = tonic::transport::Server::builder()
+            .layer(AuthLayer::new(Credentials::new(pool.clone())))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(EventServiceServer::new(EventApi::new(events)))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                shutdown.clone().cancelled_owned(),
+            );
+        let http = axum::serve(
+            http_listener,
+            router(HttpState {
+                metrics,
+                pool,
+                producer: producer.clone(),
+            }),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        tracing::info!(%grpc_addr, %http_addr, "hub ready");
+        Ok(Self {
+            grpc_addr,
+            http_addr,
+            shutdown,
+            tracker,
+            producer,
+            grpc: tokio::spawn(grpc),
+            http: tokio::spawn(async move { http.await }),
+        })
+    }
+
+    /// Stops accepting calls, ends subscriptions (committing acknowledged offsets) and waits
+    /// until every produced event is acknowledged by the broker.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        let grpc = self.grpc.await?;
+        let http = self.http.await?;
+        if let Err(error) = self.producer.flush(FLUSH_TIMEOUT).await {
+            tracing::error!(%error, "some events were not acknowledged before shutdown");
+        }
+        tracing::info!("hub stopped");
+        grpc?;
+        http.map_err(ServeError::Http)
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<(), ServeError> {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        self.shutdown().await
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,336 @@
+//! A subscription: one Kafka consumer-group member whose offsets move only when its client
+//! acknowledges deliveries. Offsets are stored (`enable.auto.offset.store=false`) up to the first
+//! unacknowledged delivery of each partition, and committed by librdkafka's auto-commit, on
+//! rebalance and once more when the subscription ends. A client that goes away before
+//! acknowledging therefore gets the same events again, from this hub or another one.
+//!
+//! Each subscription is one task owned by the hub's task tracker; it ends when the client
+//! disconnects or the hub shuts down, and it never holds more unacknowledged deliveries than
+//! the client asked for.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::KafkaConfig;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::LagLabels;
+
+/// Where a group with no committed offset starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+}
+
+/// One record handed to the subscriber.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error("cannot create the Kafka consumer: {0}")]
+    Client(KafkaError),
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe { topic: String, source: KafkaError },
+    #[error("the subscription has ended")]
+    Ended,
+}
+
+struct AckRequest {
+    positions: Vec<(i32, i64)>,
+    reply: oneshot::Sender<u32>,
+}
+
+/// The handle through which a client acknowledges deliveries.
+#[derive(Clone)]
+pub struct Subscription {
+    acks: mpsc::Sender<AckRequest>,
+}
+
+/// Everything a subscription needs beside the Kafka settings.
+pub struct SubscriptionOptions {
+    pub topic: String,
+    pub group: String,
+    pub start: StartFrom,
+    pub max_unacknowledged: usize,
+}
+
+impl Subscription {
+    /// Joins `group` on `topic` and starts the subscription's task. Deliveries arrive on the
+    /// returned receiver; dropping it ends the subscription.
+    pub fn open(
+        config: &KafkaConfig,
+        options: SubscriptionOptions,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<(Self, mpsc::Receiver<Received>), SubscriptionError> {
+        let context = SubscriptionContext {
+            group: options.group.clone(),
+            metrics,
+            revoked: Arc::default(),
+        };
+        let revoked = context.revoked.clone();
+        let start = match options.start {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        };
+        let consumer: StreamConsumer<SubscriptionContext> = super::client_config(config)
+            .set("group.id", &options.group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set("auto.offset.reset", start)
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context)
+            .map_err(SubscriptionError::Client)?;
+        consumer
+            .subscribe(&[&options.topic])
+            .map_err(|source| SubscriptionError::Subscribe {
+                topic: options.topic.clone(),
+                source,
+            })?;
+        let capacity = options.max_unacknowledged.max(1);
+        let (deliveries_tx, deliveries_rx) = mpsc::channel(capacity);
+        let (acks_tx, acks_rx) = mpsc::channel(64);
+        let worker = Worker {
+            consumer,
+            topic: options.topic,
+            max_unacknowledged: capacity,
+            tracks: HashMap::new(),
+            revoked,
+        };
+        tracker.spawn(worker.run(deliveries_tx, acks_rx, shutdown));
+        Ok((Self { acks: acks_tx }, deliveries_rx))
+    }
+
+    /// True once the subscription's task has ended.
+    pub fn is_ended(&self) -> bool {
+        self.acks.is_closed()
+    }
+
+    /// Acknowledges deliveries by (partition, offset); returns how many were waiting for it.
+    pub async fn acknowledge(&self, positions: Vec<(i32, i64)>) -> Result<u32, SubscriptionError> {
+        let (reply, answer) = oneshot::channel();
+        self.acks
+            .send(AckRequest { positions, reply })
+            .await
+            .map_err(|_| SubscriptionError::Ended)?;
+        answer.await.map_err(|_| SubscriptionError::Ended)
+    }
+}
+
+/// Delivered and unacknowledged offsets of one partition.
+#[derive(Default)]
+struct Track {
+    unacknowledged: BTreeSet<i64>,
+    /// One past the highest offset delivered.
+    next: i64,
+}
+
+impl Track {
+    /// The offset to commit: the first unacknowledged delivery, or past everything delivered.
+    fn commit_point(&self) -> i64 {
+        self.unacknowledged.first().copied().unwrap_or(self.next)
+    }
+}
+
+struct Worker {
+    consumer: StreamConsumer<SubscriptionContext>,
+    topic: String,
+    max_unacknowledged: usize,
+    tracks: HashMap<i32, Track>,
+    revoked: Arc<Mutex<Vec<i32>>>,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        deliveries: mpsc::Sender<Received>,
+        mut acks: mpsc::Receiver<AckRequest>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            self.forget_revoked();
+            let room = self.unacknowledged() < self.max_unacknowledged;
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                () = deliveries.closed() => break,
+                Some(request) = acks.recv() => {
+                    let count = self.acknowledge(&request.positions);
+                    // The client may have stopped waiting; the acknowledgement still counts.
+                    let _ = request.reply.send(count);
+                }
+                message = self.consumer.recv(), if room => match message {
+                    Ok(message) => {
+                        let received = Received {
+                            topic: message.topic().to_owned(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            payload: message.payload().unwrap_or_default().to_vec(),
+                            headers: super::envelope::header_map(message.headers()),
+                        };
+                        drop(message);
+                        let track = self.tracks.entry(received.partition).or_default();
+                        track.unacknowledged.insert(received.offset);
+                        track.next = track.next.max(received.offset + 1);
+                        if deliveries.send(received).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(topic = %self.topic, %error, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        }
+        self.close().await;
+    }
+
+    fn unacknowledged(&self) -> usize {
+        self.tracks.values().map(|t| t.unacknowledged.len()).sum()
+    }
+
+    /// After a rebalance took partitions away, their deliveries belong to the new owner.
+    fn forget_revoked(&mut self) {
+        let revoked =
+            std::mem::take(&mut *self.revoked.lock().unwrap_or_else(PoisonError::into_inner));
+        for partition in revoked {
+            self.tracks.remove(&partition);
+        }
+    }
+
+    fn acknowledge(&mut self, positions: &[(i32, i64)]) -> u32 {
+        let mut count = 0;
+        let mut moved: HashMap<i32, i64> = HashMap::new();
+        for &(partition, offset) in positions {
+            let Some(track) = self.tracks.get_mut(&partition) else {
+                continue;
+            };
+            if track.unacknowledged.remove(&offset) {
+                count += 1;
+                moved.insert(partition, track.commit_point());
+            }
+        }
+        if moved.is_empty() {
+            return count;
+        }
+        let mut to_store = TopicPartitionList::with_capacity(moved.len());
+        for (partition, offset) in moved {
+            if let Err(error) =
+                to_store.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+            {
+                tracing::warn!(%error, partition, "cannot record the offset to store");
+            }
+        }
+        if let Err(error) = self.consumer.store_offsets(&to_store) {
+            // Most often the partition was revoked meanwhile: its new owner redelivers.
+            tracing::warn!(%error, topic = %self.topic, "storing acknowledged offsets failed");
+        }
+        count
+    }
+
+    /// Commits what was acknowledged and leaves the group, off the async runtime because
+    /// closing a consumer blocks.
+    async fn close(self) {
+        let Worker {
+            consumer, topic, ..
+        } = self;
+        let closed = tokio::task::spawn_blocking(move || {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(())
+                | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => tracing::warn!(%error, "final offset commit failed"),
+            }
+            drop(consumer);
+        })
+        .await;
+        if let Err(error) = closed {
+            tracing::error!(%error, %topic, "closing the consumer panicked");
+        }
+        tracing::debug!(%topic, "subscription closed");
+    }
+}
+
+struct SubscriptionContext {
+    group: String,
+    metrics: Arc<Metrics>,
+    revoked: Arc<Mutex<Vec<i32>>>,
+}
+
+impl ClientContext for SubscriptionContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in statistics.topics {
+            for (partition, p) in stats.partitions {
+                // librdkafka reports -1 for partitions this member does not consume.
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .get_or_create(&LagLabels {
+                            group: self.group.clone(),
+                            topic: topic.clone(),
+                            partition: partition.to_string(),
+                        })
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SubscriptionContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            self.revoked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(list.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Track;
+
+    #[test]
+    fn commits_up_to_the_first_unacknowledged_delivery() {
+        let mut track = Track::default();
+        for offset in 10..15 {
+            track.unacknowledged.insert(offset);
+            track.next = offset + 1;
+        }
+        assert_eq!(track.commit_point(), 10);
+        track.unacknowledged.remove(&11);
+        track.unacknowledged.remove(&12);
+        assert_eq!(
+            track.commit_point(),
+            10,
+            "an earlier delivery is still open"
+        );
+        track.unacknowledged.remove(&10);
+        assert_eq!(track.commit_point(), 13);
+        track.unacknowledged.remove(&13);
+        track.unacknowledged.remove(&14);
+        assert_eq!(track.commit_point(), 15);
+    }
+}

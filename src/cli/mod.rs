@@ -1,0 +1,76 @@
+//! The command line: one thin module per subcommand. Each parses, calls a part and prints a
+//! table or text; errors reach the user with their cause chain and exit code 1.
+
+mod config_check;
+mod demo;
+mod quarantine;
+mod serve;
+mod systems;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lienthong",
+    version,
+    about = "Liên thông: the life-event integration hub"
+)]
+pub struct Cli {
+    /// Configuration file (TOML); LIENTHONG_* environment variables override it.
+    #[arg(long, short, global = true, env = "LIENTHONG_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub: gRPC API, HTTP health and metrics.
+    Serve,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
+    /// Manage member systems and their credentials.
+    #[command(subcommand)]
+    Systems(systems::SystemsCommand),
+    /// Look at refused events.
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
+    /// Run the end-to-end scenario against a running hub, as a member system would.
+    Demo(demo::DemoArgs),
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = cli.config.as_deref();
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve => serve::run(Config::load(config)?).await,
+            Command::Config(command) => config_check::run(command, config),
+            Command::Systems(command) => systems::run(command, Config::load(config)?).await,
+            Command::Quarantine(command) => quarantine::run(command, Config::load(config)?).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

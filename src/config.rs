@@ -1,0 +1,366 @@
+//! The hub's configuration: one TOML file plus `LIENTHONG_*` environment overrides
+//! (`LIENTHONG_DATABASE__URL` sets `database.url`). Loaded and checked once at start-up, so a bad
+//! value stops the hub with a message naming the field, never later in the middle of work.
+//! Secrets must never be printed: [`Config::redacted`] is the only way to show a configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration field `{field}`: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+/// The environment prefixes of the sections below: `LIENTHONG_<SECTION>__<FIELD>`.
+const SECTIONS: [&str; 6] = [
+    "grpc__",
+    "http__",
+    "database__",
+    "kafka__",
+    "schemas__",
+    "log__",
+];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub grpc: GrpcConfig,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub kafka: KafkaConfig,
+    pub schemas: SchemasConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Address of the gRPC API (EventService, health, reflection).
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// libpq-style URL, e.g. `postgres://lienthong@127.0.0.1:5432/lienthong`.
+    pub url: String,
+    pub pool_max_size: usize,
+    /// How long a caller waits for a free connection.
+    pub pool_wait_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` on every connection: no query may hang the hub.
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://lienthong@127.0.0.1:5432/lienthong".to_owned(),
+            pool_max_size: 16,
+            pool_wait_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+            statement_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn pool_wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_wait_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// Prepended to every topic name, so several environments (or test runs) share one cluster.
+    pub topic_prefix: String,
+    pub replication_factor: i32,
+    /// How long a publish waits for the broker's acknowledgement before failing.
+    pub produce_timeout_ms: u64,
+    /// Extra librdkafka settings for every client (security.protocol, sasl.*, ssl.*, ...).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            topic_prefix: String::new(),
+            replication_factor: 1,
+            produce_timeout_ms: 30_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The full name of a catalogue topic in this deployment.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+
+    pub fn produce_timeout(&self) -> Duration {
+        Duration::from_millis(self.produce_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemasConfig {
+    /// The catalogue folder: `topics.toml` and `events/`.
+    pub dir: PathBuf,
+}
+
+impl Default for SchemasConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("schemas"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `lienthong=debug,rdkafka=warn`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (when given and present), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid {
+                    field: "--config",
+                    problem: format!("the file {} does not exist", file.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed("LIENTHONG_")
+                    // Other LIENTHONG_* variables (LIENTHONG_CONFIG, the CLI's) are not settings.
+                    .filter(|key| {
+                        SECTIONS
+                            .iter()
+                            .any(|s| key.as_str().to_ascii_lowercase().starts_with(s))
+                    })
+                    .split("__"),
+            )
+            .extract()
+            .map_err(Box::new)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rules that serde's types cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |field, problem: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                problem: problem.to_owned(),
+            })
+        };
+        if let Err(e) = self.database.url.parse::<tokio_postgres::Config>() {
+            return invalid(
+                "database.url",
+                &format!("not a PostgreSQL URL ({e}); expected postgres://user@host:port/database"),
+            );
+        }
+        if self.database.pool_max_size == 0 {
+            return invalid("database.pool_max_size", "must be at least 1");
+        }
+        if self.database.statement_timeout_ms == 0 {
+            return invalid(
+                "database.statement_timeout_ms",
+                "must be above 0 (0 would let a query run forever)",
+            );
+        }
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return invalid(
+                "kafka.bootstrap_servers",
+                "must list at least one broker, e.g. 127.0.0.1:9092",
+            );
+        }
+        if !self
+            .kafka
+            .topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return invalid(
+                "kafka.topic_prefix",
+                "may only hold ASCII letters, digits, '.', '_' and '-' (Kafka topic rules)",
+            );
+        }
+        if self.kafka.replication_factor < 1 {
+            return invalid("kafka.replication_factor", "must be at least 1");
+        }
+        for key in ["bootstrap.servers", "enable.idempotence", "acks"] {
+            if self.kafka.properties.contains_key(key) {
+                return invalid(
+                    "kafka.properties",
+                    &format!("`{key}` is set by the hub itself and cannot be overridden"),
+                );
+            }
+        }
+        if !self.schemas.dir.join("topics.toml").is_file() {
+            return invalid(
+                "schemas.dir",
+                &format!(
+                    "{} has no topics.toml; point it at the repository's schemas/ folder",
+                    self.schemas.dir.display()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with every secret replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = redact_url_password(&shown.database.url);
+        for (key, value) in &mut shown.kafka.properties {
+            if is_secret_key(key) {
+                *value = "***".to_owned();
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "token", "key"]
+        .iter()
+        .any(|word| key.contains(word) && !key.ends_with(".location"))
+}
+
+/// Replaces the password of `scheme://user:password@host/...` (and `password=` parameters).
+fn redact_url_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        if let Some(at) = rest.find('@') {
+            let user_info = &rest[..at];
+            if let Some(colon) = user_info.find(':') {
+                let start = scheme_end + 3 + colon + 1;
+                let end = scheme_end + 3 + at;
+                out.replace_range(start..end, "***");
+            }
+        }
+    }
+    if let Some(pos) = out.find("password=") {
+        let start = pos + "password=".len();
+        let end = out[start..].find('&').map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url_password("postgres://hub:s3cret@db:5432/x"),
+            "postgres://hub:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_url_password("postgres://hub@db/x?password=abc&sslmode=require"),
+            "postgres://hub@db/x?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url_password("postgres://hub@db/x"),
+            "postgres://hub@db/x"
+        );
+    }
+
+    #[test]
+    fn secret_kafka_properties_are_redacted() {
+        let mut config = Config::default();
+        config
+            .kafka
+            .properties
+            .insert("sasl.password".into(), "hunter2".into());
+        config
+            .kafka
+            .properties
+            .insert("ssl.key.location".into(), "/etc/hub.key".into());
+        let shown = config.redacted();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("/etc/hub.key"), "{shown}");
+    }
+
+    #[test]
+    fn a_zero_pool_names_the_field() {
+        let mut config = Config::default();
+        config.schemas.dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        config.database.pool_max_size = 0;
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("database.pool_max_size"), "{err}");
+    }
+}

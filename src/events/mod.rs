@@ -1,0 +1,201 @@
+//! The event service's behaviour, independent of gRPC: the publish path (validate, quarantine or
+//! produce) and the subscribe path (consumer groups whose offsets move only on acknowledgement,
+//! records decoded with the schema they were written with). The API layer only converts types.
+
+mod publish;
+pub mod quarantine;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+pub use publish::{Accepted, PublishError, PublishInput, Rejected};
+pub use quarantine::Quarantine;
+
+use crate::access::Caller;
+use crate::bus::{
+    Producer, Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions,
+};
+use crate::config::KafkaConfig;
+use crate::domain::SystemId;
+use crate::registry::Registry;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::EventLabels;
+
+/// Unacknowledged deliveries a subscription may hold when the client does not say.
+pub const DEFAULT_MAX_UNACKNOWLEDGED: usize = 256;
+const MAX_UNACKNOWLEDGED_LIMIT: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("unknown event type {0:?}; see schemas/topics.toml")]
+    UnknownEventType(String),
+    #[error("consumer_group must be 1 to 100 characters of letters, digits, '.', '_' and '-'")]
+    InvalidGroup,
+    #[error("no running subscription {0} of this system (it may have ended)")]
+    UnknownSubscription(String),
+    #[error(transparent)]
+    Bus(#[from] SubscriptionError),
+}
+
+/// A subscription request after the API layer parsed it.
+pub struct SubscribeInput {
+    pub event_type: String,
+    pub group: String,
+    pub start: StartFrom,
+    /// 0 means the default.
+    pub max_unacknowledged: usize,
+}
+
+/// A record decoded for a subscriber.
+pub struct DecodedEvent {
+    pub received: Received,
+    /// `None` when the record could not be decoded; `decode_error` says why.
+    pub payload: Option<Value>,
+    pub decode_error: Option<String>,
+}
+
+pub struct Events {
+    registry: Arc<Registry>,
+    producer: Producer,
+    quarantine: Quarantine,
+    metrics: Arc<Metrics>,
+    kafka: KafkaConfig,
+    subscriptions: Mutex<HashMap<Uuid, (SystemId, Subscription)>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// What [`Events`] is built from.
+pub struct EventsParts {
+    pub registry: Arc<Registry>,
+    pub producer: Producer,
+    pub quarantine: Quarantine,
+    pub metrics: Arc<Metrics>,
+    pub kafka: KafkaConfig,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Events {
+    pub fn new(parts: EventsParts) -> Self {
+        Self {
+            registry: parts.registry,
+            producer: parts.producer,
+            quarantine: parts.quarantine,
+            metrics: parts.metrics,
+            kafka: parts.kafka,
+            subscriptions: Mutex::new(HashMap::new()),
+            shutdown: parts.shutdown,
+            tracker: parts.tracker,
+        }
+    }
+
+    /// Starts a subscription for `caller`. The Kafka group is namespaced by the calling system,
+    /// so one system can never consume (and commit) another system's group.
+    pub fn subscribe(
+        &self,
+        caller: &Caller,
+        input: SubscribeInput,
+    ) -> Result<(Uuid, mpsc::Receiver<Received>), SubscribeError> {
+        let schema = self
+            .registry
+            .event(&input.event_type)
+            .ok_or_else(|| SubscribeError::UnknownEventType(input.event_type.clone()))?;
+        let valid_group = (1..=100).contains(&input.group.len())
+            && input
+                .group
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid_group {
+            return Err(SubscribeError::InvalidGroup);
+        }
+        let max_unacknowledged = match input.max_unacknowledged {
+            0 => DEFAULT_MAX_UNACKNOWLEDGED,
+            n => n.min(MAX_UNACKNOWLEDGED_LIMIT),
+        };
+        let group = format!(
+            "{}lienthong.{}.{}",
+            self.kafka.topic_prefix, caller.system, input.group
+        );
+        let (subscription, deliveries) = Subscription::open(
+            &self.kafka,
+            SubscriptionOptions {
+                topic: schema.topic.clone(),
+                group,
+                start: input.start,
+                max_unacknowledged,
+            },
+            self.metrics.clone(),
+            self.shutdown.clone(),
+            &self.tracker,
+        )?;
+        let id = Uuid::now_v7();
+        let mut subscriptions = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        subscriptions.retain(|_, (_, s)| !s.is_ended());
+        subscriptions.insert(id, (caller.system.clone(), subscription));
+        tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, "subscription started");
+        Ok((id, deliveries))
+    }
+
+    /// Acknowledges deliveries of one of `caller`'s subscriptions.
+    pub async fn acknowledge(
+        &self,
+        caller: &Caller,
+        subscription_id: &str,
+        positions: Vec<(i32, i64)>,
+    ) -> Result<u32, SubscribeError> {
+        let unknown = || SubscribeError::UnknownSubscription(subscription_id.to_owned());
+        let id = Uuid::parse_str(subscription_id).map_err(|_| unknown())?;
+        let subscription = {
+            let subscriptions = self
+                .subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match subscriptions.get(&id) {
+                Some((owner, subscription)) if *owner == caller.system => subscription.clone(),
+                _ => return Err(unknown()),
+            }
+        };
+        subscription
+            .acknowledge(positions)
+            .await
+            .map_err(|e| match e {
+                SubscriptionError::Ended => unknown(),
+                other => other.into(),
+            })
+    }
+
+    /// Decodes a delivered record with its writer schema.
+    pub async fn decode(&self, received: Received, event_type: &str) -> DecodedEvent {
+        self.metrics
+            .delivered
+            .get_or_create(&EventLabels {
+                event_type: event_type.to_owned(),
+            })
+            .inc();
+        match self.registry.decode(&received.payload).await {
+            Ok(payload) => DecodedEvent {
+                received,
+                payload: Some(payload),
+                decode_error: None,
+            },
+            Err(error) => {
+                tracing::warn!(topic = %received.topic, partition = received.partition, offset = received.offset, %error, "record not decodable");
+                DecodedEvent {
+                    received,
+                    payload: None,
+                    decode_error: Some(error.to_string()),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The publish path: check the envelope and the payload in one pass (every violation, not the
+//! first), quarantine what is refused, encode the rest as Avro in Confluent's wire format and
+//! produce it with the envelope as headers and the dossier code as key. This is the one place
+//! where every event enters the bus, so later lineage records hook in here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use futures::stream::{FuturesOrdered, Stream, StreamExt as _};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::Events;
+use super::quarantine::QuarantineEntry;
+use crate::access::Caller;
+use crate::bus::{Envelope, InFlight, ProduceError, trace};
+use crate::db::DbError;
+use crate::domain::DossierCode;
+use crate::registry::{EventSchema, Violation};
+use crate::telemetry::metrics::{EventLabels, RejectionLabels};
+
+/// How far ahead of the hub's clock `occurred_at` may be (clock skew between systems).
+const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+const MAX_TEXT_LEN: usize = 200;
+
+/// A publish as the caller sent it, before any check.
+#[derive(Debug, Clone, Default)]
+pub struct PublishInput {
+    pub event_type: String,
+    pub event_id: String,
+    pub occurred_at: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub payload: Value,
+}
+
+impl PublishInput {
+    /// The request as kept in quarantine.
+    fn to_json(&self) -> Value {
+        json!({
+            "event_type": self.event_type,
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "purpose": self.purpose,
+            "legal_basis": self.legal_basis,
+            "payload": self.payload,
+        })
+    }
+}
+
+/// A published event: where the broker stored it and under which schema.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub event_id: Uuid,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub schema_subject: String,
+    pub schema_version: i32,
+    pub schema_id: u32,
+}
+
+/// A refused event: every violation, and where it was kept.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub violations: Vec<Violation>,
+    pub quarantine_id: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the event breaks {} rule(s)", .0.violations.len())]
+    Rejected(Rejected),
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    #[error("cannot quarantine the refused event: {0}")]
+    Quarantine(DbError),
+}
+
+/// Why an event was refused, for metrics and the quarantine.
+fn reason(schema: Option<&EventSchema>, violations: &[Violation]) -> &'static str {
+    if schema.is_none() {
+        "unknown_event_type"
+    } else if violations.iter().any(|v| v.rule == "avro") {
+        "avro"
+    } else if violations.iter().any(|v| v.pointer.starts_with("/payload")) {
+        "schema"
+    } else {
+        "envelope"
+    }
+}
+
+struct CheckedEnvelope {
+    event_id: Uuid,
+    occurred_at: DateTime<FixedOffset>,
+    correlation_id: DossierCode,
+    causation_id: Option<String>,
+}
+
+/// Checks the envelope fields, adding a violation per broken rule.
+fn check_envelope(
+    input: &PublishInput,
+    violations: &mut Vec<Violation>,
+) -> Option<CheckedEnvelope> {
+    let now = Utc::now();
+    let event_id = if input.event_id.is_empty() {
+        Some(Uuid::now_v7())
+    } else {
+        match Uuid::parse_str(&input.event_id) {
+            Ok(id) if id.get_version_num() == 7 => Some(id),
+            _ => {
+                violations.push(Violation::new(
+                    "/event_id",
+                    "envelope.event_id",
+                    "must be a UUIDv7, or empty to let the hub generate one",
+                ));
+                None
+            }
+        }
+    };
+    let occurred_at = if input.occurred_at.is_empty() {
+        Some(now.fixed_offset())
+    } else {
+        match DateTime::parse_from_rfc3339(&input.occurred_at) {
+            Ok(t) if t.with_timezone(&Utc) <= now + MAX_CLOCK_SKEW => Some(t),
+            Ok(_) => {
+                violations.push(Violation::new(
+                    "/occurred_at",
+                    "envelope.occurred_at",
+                    "is in the future",
+                ));
+                None
+            }
+            Err(e) => {
+                violations.push(Violation::new(
+                    "/occurred_at",
+                    "envelope.occurred_at",
+                    format!("must be an RFC 3339 date-time with offset, e.g. 2026-11-20T09:15:00+07:00 ({e})"),
+                ));
+                None
+            }
+        }
+    };
+    let correlation_id = match DossierCode::parse(&input.correlation_id) {
+        Ok(code) => Some(code),
+        Err(e) => {
+            violations.push(Violation::new(
+                "/correlation_id",
+                "envelope.correlation_id",
+                e.to_string(),
+            ));
+            None
+        }
+    };
+    let causation_id = if input.causation_id.is_empty() {
+        None
+    } else if Uuid::parse_str(&input.causation_id).is_ok() {
+        Some(input.causation_id.clone())
+    } else {
+        violations.push(Violation::new(
+            "/causation_id",
+            "envelope.causation_id",
+            "must be the event id (a UUID) of the event that caused this one",
+        ));
+        None
+    };
+    for (pointer, value, what) in [
+        (
+            "/purpose",
+            &input.purpose,
+            "the purpose of the processing, e.g. civil-registration",
+        ),
+        (
+            "/legal_basis",
+            &input.legal_basis,
+            "the legal basis, e.g. Decree 63/2024/ND-CP",
+        ),
+    ] {
+        if value.trim().is_empty() || value.len() > MAX_TEXT_LEN {
+            violations.push(Violation::new(
+                pointer,
+                format!("envelope.{}", &pointer[1..]),
+                format!("is required (1 to {MAX_TEXT_LEN} characters): {what}"),
+            ));
+        }
+    }
+    Some(CheckedEnvelope {
+        event_id: event_id?,
+        occurred_at: occurred_at?,
+        correlation_id: correlation_id?,
+        causation_id,
+    })
+}
+
+/// A valid event, encoded and ready to produce.
+struct Prepared {
+    schema: Arc<EventSchema>,
+    envelope: Envelope,
+    bytes: Vec<u8>,
+}
+
+/// An event in the producer's queue.
+struct Pending {
+    schema: Arc<EventSchema>,
+    event_id: Uuid,
+    in_flight: InFlight,
+}
+
+/// Deliveries a batch may have in flight before it waits for the oldest.
+const BATCH_IN_FLIGHT: usize = 4096;
+
+impl Events {
+    /// Validates, then produces `input` and waits for the broker; or quarantines it.
+    pub async fn publish(
+        &self,
+        caller: &Caller,
+        input: PublishInput,
+    ) -> Result<Accepted, PublishError> {
+        let prepared = self.prepare(caller, &input).await?;
+        let pending = self.enqueue(caller, prepared).await?;
+        self.finish(pending).await
+    }
+
+    /// Publishes a stream of events in order: each one is checked on its own, valid ones are
+    /// queued to the producer without waiting for the previous acknowledgement (so one dossier's
+    /// events keep their order and the batch is fast), and the results come back in order.
+    pub async fn publish_batch<S>(
+        &self,
+        caller: &Caller,
+        inputs: S,
+    ) -> Vec<Result<Accepted, PublishError>>
+    where
+        S: Stream<Item = PublishInput>,
+    {
+        let mut inputs = std::pin::pin!(inputs);
+        let mut results: Vec<Option<Result<Accepted, PublishError>>> = Vec::new();
+        let mut waiting: FuturesOrdered<_> = FuturesOrdered::new();
+        while let Some(input) = inputs.next().await {
+            let index = results.len();
+            results.push(None);
+            let outcome = match self.prepare(caller, &input).await {
+                Ok(prepared) => self.enqueue(caller, prepared).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(pending) => {
+                    waiting.push_back(async move { (index, self.finish(pending).await) })
+                }
+                Err(e) => results[index] = Some(Err(e)),
+            }
+            if waiting.len() >= BATCH_IN_FLIGHT
+                && let Some((i, result)) = waiting.next().await
+            {
+                results[i] = Some(result);
+            }
+        }
+        while let Some((i, result)) = waiting.next().await {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every index gets exactly one result"))
+            .collect()
+    }
+
+    /// Checks everything about `input`; a refused event is quarantined here.
+    async fn prepare(
+        &self,
+        caller: &Caller,
+        input: &PublishInput,
+    ) -> Result<Prepared, PublishError> {
+        let schema = self.registry.event(&input.event_type).cloned();
+        let mut violations = Vec::new();
+        if schema.is_none() {
+            violations.push(Violation::new(
+                "/event_type",
+                "envelope.event_type",
+                format!(
+                    "unknown event type {:?}; see schemas/topics.toml",
+                    input.event_type
+                ),
+            ));
+        }
+        let envelope = check_envelope(input, &mut violations);
+        if let Some(schema) = &schema {
+            violations.extend(schema.validate(&input.payload));
+        }
+        let encoded = match (&schema, envelope, violations.is_empty()) {
+            (Some(schema), Some(envelope), true) => match schema.encode(&input.payload) {
+                Ok(bytes) => Some((schema.clone(), envelope, bytes)),
+                Err(violation) => {
+                    violations.push(violation);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let Some((schema, checked, bytes)) = encoded else {
+            return Err(self
+                .reject(caller, input, schema.as_deref(), violations)
+                .await);
+        };
+        let envelope = Envelope {
+            event_id: checked.event_id,
+            event_type: schema.event_type.clone(),
+            schema_subject: schema.subject.clone(),
+            schema_version: schema.version,
+            occurred_at: checked.occurred_at,
+            recorded_at: Utc::now(),
+            producer_system: caller.system.clone(),
+            correlation_id: checked.correlation_id,
+            causation_id: checked.causation_id,
+            purpose: input.purpose.clone(),
+            legal_basis: input.legal_basis.clone(),
+        };
+        Ok(Prepared {
+            schema,
+            envelope,
+            bytes,
+        })
+    }
+
+    async fn enqueue(&self, caller: &Caller, prepared: Prepared) -> Result<Pending, PublishError> {
+        let Prepared {
+            schema,
+            envelope,
+            bytes,
+        } = prepared;
+        let trace_context: HashMap<String, String> = trace::current_context_headers();
+        let in_flight = self
+            .producer
+            .enqueue(
+                &schema.topic,
+                envelope.correlation_id.as_str(),
+                &bytes,
+                envelope.to_headers(&trace_context),
+            )
+            .await?;
+        tracing::debug!(event_id = %envelope.event_id, system = %caller.system, "event queued");
+        Ok(Pending {
+            schema,
+            event_id: envelope.event_id,
+            in_flight,
+        })
+    }
+
+    async fn finish(&self, pending: Pending) -> Result<Accepted, PublishError> {
+        let Pending {
+            schema,
+            event_id,
+            in_flight,
+        } = pending;
+        let produced = in_flight.acknowledged().await?;
+        self.metrics
+            .produce_latency
+            .observe(produced.latency.as_secs_f64());
+        self.metrics
+            .published
+            .get_or_create(&EventLabels {
+                event_type: schema.event_type.clone(),
+            })
+            .inc();
+        tracing::info!(
+            %event_id,
+            event_type = %schema.event_type,
+            partition = produced.partition,
+            offset = produced.offset,
+            "event published"
+        );
+        Ok(Accepted {
+            event_id,
+            topic: schema.topic.clone(),
+            partition: produced.partition,
+            offset: produced.offset,
+            schema_subject: schema.subject.clone(),
+            schema_version: schema.version,
+            schema_id: schema.schema_id,
+        })
+    }
+
+    async fn reject(
+        &self,
+        caller: &Caller,
+        input: &PublishInput,
+        schema: Option<&EventSchema>,
+        violations: Vec<Violation>,
+    ) -> PublishError {
+        let reason = reason(schema, &violations);
+        self.metrics
+            .rejected
+            .get_or_create(&RejectionLabels {
+                event_type: schema
+                    .map_or("unknown", |s| s.event_type.as_str())
+                    .to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+        let kept = self
+            .quarantine
+            .keep(QuarantineEntry {
+                system: &caller.system,
+                event_type: &input.event_type,
+                event_id: &input.event_id,
+                correlation_id: &input.correlation_id,
+                reason,
+                violations: &violations,
+                request: &input.to_json(),
+            })
+            .await;
+        match kept {
+            Ok(quarantine_id) => {
+                tracing::info!(
+                    quarantine_id,
+                    reason,
+                    system = %caller.system,
+                    violations = violations.len(),
+                    "event refused and quarantined"
+                );
+                PublishError::Rejected(Rejected {
+                    violations,
+                    quarantine_id,
+                })
+            }
+            Err(e) => PublishError::Quarantine(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> PublishInput {
+        PublishInput {
+            event_type: "birth.dossier-submitted".into(),
+            correlation_id: "G22.99.08-261120-0042".into(),
+            purpose: "civil-registration".into(),
+            legal_basis: "Decree 63/2024/ND-CP".into(),
+            ..PublishInput::default()
+        }
+    }
+
+    #[test]
+    fn a_complete_envelope_passes_and_gets_an_id() {
+        let mut violations = Vec::new();
+        let checked = check_envelope(&valid(), &mut violations).expect("valid envelope");
+        assert!(violations.is_empty(), "{violations:?}");
+        assert_eq!(checked.event_id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn every_broken_envelope_rule_is_reported() {
+        let input = PublishInput {
+            event_id: "not-a-uuid".into(),
+            occurred_at: "2999-01-01T00:00:00+07:00".into(),
+            correlation_id: "123".into(),
+            causation_id: "x".into(),
+            purpose: String::new(),
+            legal_basis: " ".into(),
+            ..valid()
+        };
+        let mut violations = Vec::new();
+        assert!(check_envelope(&input, &mut violations).is_none());
+        let pointers: Vec<&str> = violations.iter().map(|v| v.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/event_id",
+                "/occurred_at",
+                "/correlation_id",
+                "/causation_id",
+                "/purpose",
+                "/legal_basis"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_uuid_of_another_version_is_refused() {
+        let input = PublishInput {
+            event_id: "67e55044-10b1-426f-9247-bb680e5fe0c8".into(),
+            ..valid()
+        };
+        let mut violations = Vec::new();
+        assert!(check_envelope(&input, &mut violations).is_none());
+        assert_eq!(violations[0].rule, "envelope.event_id");
+    }
+}

@@ -1,0 +1,92 @@
+//! The quarantine: every refused publish, kept with its reason, its violations and the calling
+//! system, so an operator can find later what was refused and why (`lienthong quarantine list`).
+//! Rejected input may hold personal data: it stays in PostgreSQL, never in logs.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde_json::Value;
+
+use crate::db::DbError;
+use crate::domain::SystemId;
+use crate::registry::Violation;
+
+/// What the quarantine keeps of one refused publish.
+pub struct QuarantineEntry<'a> {
+    pub system: &'a SystemId,
+    pub event_type: &'a str,
+    pub event_id: &'a str,
+    pub correlation_id: &'a str,
+    pub reason: &'a str,
+    pub violations: &'a [Violation],
+    pub request: &'a Value,
+}
+
+/// A quarantined publish as an operator sees it.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub system_id: String,
+    pub event_type: String,
+    pub correlation_id: String,
+    pub reason: String,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Clone)]
+pub struct Quarantine {
+    pool: Pool,
+}
+
+impl Quarantine {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn keep(&self, entry: QuarantineEntry<'_>) -> Result<i64, DbError> {
+        let violations = serde_json::to_value(entry.violations)
+            .expect("violations are plain strings and serialise");
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "INSERT INTO quarantine
+                   (system_id, event_type, event_id, correlation_id, reason, violations, request)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[
+                    &entry.system.as_str(),
+                    &entry.event_type,
+                    &entry.event_id,
+                    &entry.correlation_id,
+                    &entry.reason,
+                    &violations,
+                    entry.request,
+                ],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// The most recent entries, newest first.
+    pub async fn recent(&self, limit: i64) -> Result<Vec<Quarantined>, DbError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, received_at, system_id, event_type, correlation_id, reason, violations
+                 FROM quarantine ORDER BY id DESC LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Quarantined {
+                id: row.get(0),
+                received_at: row.get(1),
+                system_id: row.get(2),
+                event_type: row.get(3),
+                correlation_id: row.get(4),
+                reason: row.get(5),
+                violations: serde_json::from_value(row.get(6)).unwrap_or_default(),
+            })
+            .collect())
+    }
+}

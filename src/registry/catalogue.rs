@@ -1,0 +1,121 @@
+//! The catalogue in `schemas/`: `topics.toml` lists the event types and their topics; each type
+//! has a JSON Schema (content rules) and an Avro schema (wire format) in `schemas/events/`.
+//! Loading only reads and parses files; registration and compilation happen in `Registry`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML for the catalogue: {source}")]
+    Topics {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{path} is not valid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicsFile {
+    event: Vec<TopicEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicEntry {
+    r#type: String,
+    topic: String,
+    partitions: i32,
+    description: String,
+}
+
+/// One event type as the catalogue describes it.
+#[derive(Debug, Clone)]
+pub struct EventDefinition {
+    pub event_type: String,
+    /// Topic name without the deployment's prefix.
+    pub topic: String,
+    pub partitions: i32,
+    pub description: String,
+    pub json_schema: Value,
+    /// The Avro schema exactly as written in the `.avsc` file.
+    pub avro_text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    pub events: Vec<EventDefinition>,
+}
+
+impl Catalogue {
+    pub fn load(dir: &Path) -> Result<Self, CatalogueError> {
+        let topics_path = dir.join("topics.toml");
+        let topics: TopicsFile =
+            toml::from_str(&read(&topics_path)?).map_err(|source| CatalogueError::Topics {
+                path: topics_path.clone(),
+                source: Box::new(source),
+            })?;
+        let mut events = Vec::with_capacity(topics.event.len());
+        for entry in topics.event {
+            let invalid = |problem: String| CatalogueError::Invalid {
+                path: topics_path.clone(),
+                problem,
+            };
+            if entry.partitions < 1 {
+                return Err(invalid(format!(
+                    "{}: partitions must be at least 1",
+                    entry.r#type
+                )));
+            }
+            if events
+                .iter()
+                .any(|e: &EventDefinition| e.event_type == entry.r#type)
+            {
+                return Err(invalid(format!(
+                    "event type {} is listed twice",
+                    entry.r#type
+                )));
+            }
+            let json_path = dir
+                .join("events")
+                .join(format!("{}.schema.json", entry.r#type));
+            let json_schema = serde_json::from_str(&read(&json_path)?).map_err(|source| {
+                CatalogueError::Json {
+                    path: json_path.clone(),
+                    source,
+                }
+            })?;
+            let avro_path = dir.join("events").join(format!("{}.avsc", entry.r#type));
+            events.push(EventDefinition {
+                event_type: entry.r#type,
+                topic: entry.topic,
+                partitions: entry.partitions,
+                description: entry.description,
+                json_schema,
+                avro_text: read(&avro_path)?,
+            });
+        }
+        Ok(Self { events })
+    }
+}
+
+fn read(path: &Path) -> Result<String, CatalogueError> {
+    std::fs::read_to_string(path).map_err(|source| CatalogueError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}

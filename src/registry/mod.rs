@@ -1,0 +1,216 @@
+//! The schema registry: every event type's JSON Schema (content rules, compiled once) and Avro
+//! schema (wire format, registered in PostgreSQL under a global id), loaded from `schemas/` at
+//! start-up. It validates payloads, listing every violation, and encodes and decodes records in
+//! Confluent's wire format. It never talks to Kafka.
+
+pub mod avro;
+mod catalogue;
+mod store;
+mod violation;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::Schema;
+use deadpool_postgres::Pool;
+use serde_json::Value;
+
+pub use catalogue::{Catalogue, CatalogueError, EventDefinition};
+pub use violation::Violation;
+
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    #[error("invalid schema: {0}")]
+    InvalidSchema(String),
+    #[error("the JSON Schema of {event_type} does not compile: {reason}")]
+    JsonSchema { event_type: String, reason: String },
+    #[error(
+        "the new schema of subject {subject} is not BACKWARD compatible with its latest version: {reason}"
+    )]
+    Incompatible { subject: String, reason: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<deadpool_postgres::PoolError> for RegistryError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Db(DbError::Pool(e))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    #[error("schema id {0} is not registered")]
+    UnknownSchema(u32),
+    #[error("schema id {id}: {reason}")]
+    Avro { id: u32, reason: String },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// One event type, ready to validate and encode.
+pub struct EventSchema {
+    pub event_type: String,
+    /// Full topic name, with the deployment's prefix.
+    pub topic: String,
+    pub partitions: i32,
+    /// `<topic>-value`, Confluent's TopicNameStrategy.
+    pub subject: String,
+    pub schema_id: u32,
+    pub version: i32,
+    validator: jsonschema::Validator,
+    avro: Schema,
+    names: avro::Names,
+}
+
+impl EventSchema {
+    /// Every JSON Schema violation of `payload`, with pointers under `/payload`. Empty when valid.
+    pub fn validate(&self, payload: &Value) -> Vec<Violation> {
+        if self.validator.is_valid(payload) {
+            return Vec::new();
+        }
+        self.validator
+            .iter_errors(payload)
+            .map(|error| {
+                let mut pointer = format!("/payload{}", error.instance_path());
+                let rule = error.kind().keyword().to_owned();
+                if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind()
+                {
+                    // Point at the missing field, not at its parent.
+                    if let Some(name) = property.as_str() {
+                        pointer.push('/');
+                        pointer.push_str(name);
+                    }
+                }
+                // `masked` leaves the value out: messages may reach logs and must not carry
+                // personal data.
+                Violation::new(pointer, rule, error.masked().to_string())
+            })
+            .collect()
+    }
+
+    /// Encodes a valid payload as an Avro record in Confluent's wire format.
+    pub fn encode(&self, payload: &Value) -> Result<Vec<u8>, Violation> {
+        let value = avro::json_to_avro(payload, &self.avro, &self.names).map_err(|e| {
+            Violation::new(
+                format!("/payload{}", e.pointer.trim_end_matches('/')),
+                "avro",
+                e.problem,
+            )
+        })?;
+        let datum = apache_avro::to_avro_datum(&self.avro, value)
+            .map_err(|e| Violation::new("/payload", "avro", e.to_string()))?;
+        Ok(wire::frame(self.schema_id, &datum))
+    }
+}
+
+pub struct Registry {
+    events: HashMap<String, Arc<EventSchema>>,
+    /// Writer schemas by id, for decoding; filled from PostgreSQL on a miss.
+    writers: RwLock<HashMap<u32, Arc<Schema>>>,
+    pool: Pool,
+}
+
+impl Registry {
+    /// Registers every catalogue schema (idempotently) and compiles its validator.
+    pub async fn load(
+        catalogue: &Catalogue,
+        topic_prefix: &str,
+        pool: Pool,
+    ) -> Result<Self, RegistryError> {
+        let mut events = HashMap::new();
+        let mut writers = HashMap::new();
+        for def in &catalogue.events {
+            let topic = format!("{topic_prefix}{}", def.topic);
+            let subject = format!("{topic}-value");
+            let avro = Schema::parse_str(&def.avro_text).map_err(|e| {
+                RegistryError::InvalidSchema(format!("{}.avsc: {e}", def.event_type))
+            })?;
+            let names = avro::Names::of(&avro).map_err(|e| {
+                RegistryError::InvalidSchema(format!("{}.avsc: {e}", def.event_type))
+            })?;
+            let validator = jsonschema::options()
+                .should_validate_formats(true)
+                .build(&def.json_schema)
+                .map_err(|e| RegistryError::JsonSchema {
+                    event_type: def.event_type.clone(),
+                    reason: e.to_string(),
+                })?;
+            let registered = store::register(&pool, &subject, &def.avro_text).await?;
+            writers.insert(registered.id, Arc::new(avro.clone()));
+            events.insert(
+                def.event_type.clone(),
+                Arc::new(EventSchema {
+                    event_type: def.event_type.clone(),
+                    topic,
+                    partitions: def.partitions,
+                    subject,
+                    schema_id: registered.id,
+                    version: registered.version,
+                    validator,
+                    avro,
+                    names,
+                }),
+            );
+        }
+        Ok(Self {
+            events,
+            writers: RwLock::new(writers),
+            pool,
+        })
+    }
+
+    pub fn event(&self, event_type: &str) -> Option<&Arc<EventSchema>> {
+        self.events.get(event_type)
+    }
+
+    pub fn events(&self) -> impl Iterator<Item = &Arc<EventSchema>> {
+        self.events.values()
+    }
+
+    /// Decodes a wire-format record with the schema it was written with.
+    pub async fn decode(&self, record: &[u8]) -> Result<Value, DecodeError> {
+        let (id, datum) = wire::unframe(record)?;
+        let writer = self.writer(id).await?;
+        let value = apache_avro::from_avro_datum(&writer, &mut &datum[..], None).map_err(|e| {
+            DecodeError::Avro {
+                id,
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(avro::avro_to_json(value))
+    }
+
+    async fn writer(&self, id: u32) -> Result<Arc<Schema>, DecodeError> {
+        if let Some(schema) = self.cached_writer(id) {
+            return Ok(schema);
+        }
+        let text = store::schema_text(&self.pool, id)
+            .await?
+            .ok_or(DecodeError::UnknownSchema(id))?;
+        let schema = Arc::new(Schema::parse_str(&text).map_err(|e| DecodeError::Avro {
+            id,
+            reason: e.to_string(),
+        })?);
+        self.writers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    fn cached_writer(&self, id: u32) -> Option<Arc<Schema>> {
+        self.writers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+}

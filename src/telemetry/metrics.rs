@@ -1,0 +1,91 @@
+//! The hub's Prometheus metrics, served as text on `/metrics`. Labels carry event types, reasons,
+//! groups and topics: never anything about a citizen.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event_type: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub event_type: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub published: Family<EventLabels, Counter>,
+    pub rejected: Family<RejectionLabels, Counter>,
+    pub delivered: Family<EventLabels, Counter>,
+    pub produce_latency: Histogram,
+    pub consumer_lag: Family<LagLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("lienthong");
+        let published = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events_published",
+            "Events validated and acknowledged by the broker",
+            published.clone(),
+        );
+        let rejected = Family::<RejectionLabels, Counter>::default();
+        registry.register(
+            "events_rejected",
+            "Events refused and quarantined, by reason",
+            rejected.clone(),
+        );
+        let delivered = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events_delivered",
+            "Events streamed to subscribers",
+            delivered.clone(),
+        );
+        let produce_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "produce_latency_seconds",
+            "Time from produce to the broker's acknowledgement",
+            produce_latency.clone(),
+        );
+        let consumer_lag = Family::<LagLabels, Gauge>::default();
+        registry.register(
+            "consumer_lag",
+            "Records behind the high watermark, per subscription group and partition",
+            consumer_lag.clone(),
+        );
+        Self {
+            registry,
+            published,
+            rejected,
+            delivered,
+            produce_latency,
+            consumer_lag,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,178 @@
+//! The one test harness: every test gets its own PostgreSQL database and its own topic prefix on
+//! the real broker (started by `deploy/local/test.sh`), then starts the real hub in-process on
+//! ephemeral loopback ports. Names carry the run id so the script can drop this run's databases.
+
+#![allow(dead_code)] // Each test binary uses its own subset of the harness.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use lienthong::access::Credentials;
+use lienthong::app::Hub;
+use lienthong::config::{Config, LogConfig};
+use lienthong::domain::SystemId;
+use lienthong::proto::event_service_client::EventServiceClient;
+use lienthong::proto::{Delivery, PublishRequest, StartFrom, SubscribeRequest};
+use serde_json::Value;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+pub const EVENT_TYPE: &str = "birth.dossier-submitted";
+pub const WAIT: Duration = Duration::from_secs(60);
+
+static TELEMETRY: OnceLock<Option<Arc<lienthong::telemetry::TelemetryGuard>>> = OnceLock::new();
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+fn run_id() -> String {
+    std::env::var("LIENTHONG_TEST_RUN").unwrap_or_else(|_| format!("r{}", std::process::id()))
+}
+
+/// One test's isolated world: a database and a topic prefix.
+pub struct TestEnv {
+    pub config: Config,
+    pub pool: deadpool_postgres::Pool,
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> Self {
+        TELEMETRY.get_or_init(|| {
+            lienthong::telemetry::init(&LogConfig {
+                filter: "warn,lienthong=info".into(),
+                ..LogConfig::default()
+            })
+            .ok()
+            .map(Arc::new)
+        });
+        let unique = format!(
+            "{}_{}_{}_{}",
+            run_id(),
+            name,
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        )
+        .to_lowercase();
+        let database = format!("lienthong_{unique}");
+        let admin_url = std::env::var("LIENTHONG_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://lienthong@127.0.0.1:5432/postgres".into());
+        let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must run: start the suite with deploy/local/test.sh");
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{database}\""))
+            .await
+            .expect("the test role may create databases");
+
+        let mut config = Config::default();
+        config.database.url = format!(
+            "{}/{database}",
+            admin_url.rsplit_once('/').expect("url has a path").0
+        );
+        config.database.pool_max_size = 4;
+        config.kafka.bootstrap_servers =
+            std::env::var("LIENTHONG_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        config.kafka.topic_prefix = format!("{}.", unique.replace('_', "-"));
+        config.grpc.listen = "127.0.0.1:0".parse().expect("address");
+        config.http.listen = "127.0.0.1:0".parse().expect("address");
+        config.schemas.dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        config.check().expect("the test configuration is valid");
+        let pool = lienthong::db::pool(&config.database).expect("pool");
+        lienthong::db::migrate(&pool)
+            .await
+            .expect("migrations apply");
+        Self { config, pool }
+    }
+
+    pub async fn start_hub(&self) -> Hub {
+        Hub::start(self.config.clone())
+            .await
+            .expect("the hub starts")
+    }
+
+    /// Registers a member system and returns its token.
+    pub async fn token(&self, system: &str) -> String {
+        let id = SystemId::parse(system).expect("valid system id");
+        Credentials::new(self.pool.clone())
+            .add_system(&id, system)
+            .await
+            .expect("system added")
+            .token
+    }
+}
+
+pub type Client = EventServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        Channel,
+        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
+    >,
+>;
+
+pub async fn channel(hub: &Hub) -> Channel {
+    Channel::from_shared(format!("http://{}", hub.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("the hub accepts connections")
+}
+
+/// A client that sends `token` (when given) on every call.
+pub async fn client(hub: &Hub, token: Option<&str>) -> Client {
+    let bearer: Option<MetadataValue<_>> =
+        token.map(|t| format!("Bearer {t}").parse().expect("header"));
+    EventServiceClient::with_interceptor(
+        channel(hub).await,
+        Box::new(move |mut request: tonic::Request<()>| {
+            if let Some(bearer) = &bearer {
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+            }
+            Ok(request)
+        }),
+    )
+}
+
+/// The valid example dossier, with a dossier code unique to this call.
+pub fn dossier() -> (String, Value) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/examples/birth.dossier-submitted/valid-full.json");
+    let mut value: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("example")).expect("json");
+    let code = format!(
+        "G22.99.08-261120-{:04}{}",
+        SEQUENCE.fetch_add(1, Ordering::Relaxed),
+        std::process::id() % 1000
+    );
+    value["dossier_code"] = Value::String(code.clone());
+    (code, value)
+}
+
+pub fn publish_request(code: &str, payload: &Value) -> PublishRequest {
+    PublishRequest {
+        event_type: EVENT_TYPE.into(),
+        correlation_id: code.into(),
+        purpose: "civil-registration".into(),
+        legal_basis: "Decree 63/2024/ND-CP".into(),
+        payload: Some(lienthong::api::convert::json_to_struct(payload.clone())),
+        ..PublishRequest::default()
+    }
+}
+
+pub fn subscribe_request(group: &str) -> SubscribeRequest {
+    SubscribeRequest {
+        event_type: EVENT_TYPE.into(),
+        consumer_group: group.into(),
+        start_from: StartFrom::Earliest.into(),
+        max_unacknowledged: 0,
+    }
+}
+
+/// The next delivery, failing the test after [`WAIT`].
+pub async fn next(stream: &mut tonic::Streaming<Delivery>) -> Delivery {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .expect("a delivery within the wait")
+        .expect("the stream is healthy")
+        .expect("the stream has not ended")
+}

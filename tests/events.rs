@@ -1,0 +1,389 @@
+//! EventService against the real broker and PostgreSQL: publish, subscribe, acknowledge,
+//! validation and quarantine, authentication, restart.
+
+mod common;
+
+use common::*;
+use lienthong::proto::{AcknowledgeRequest, Position, batch_item_result::Outcome};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+#[tokio::test]
+async fn publish_then_subscribe_keeps_payload_envelope_and_trace() {
+    let env = TestEnv::new("roundtrip").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+    let mut civil_status = client(&hub, Some(&env.token("civil-status").await)).await;
+
+    let (code, payload) = dossier();
+    let mut request = tonic::Request::new(publish_request(&code, &payload));
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-00f067aa0ba902b7-01")
+            .parse()
+            .expect("header"),
+    );
+    let accepted = one_stop
+        .publish(request)
+        .await
+        .expect("valid event accepted")
+        .into_inner();
+    assert_eq!(
+        uuid::Uuid::parse_str(&accepted.event_id).map(|u| u.get_version_num()),
+        Ok(7)
+    );
+    assert!(
+        accepted
+            .topic
+            .ends_with("lienthong.birth.dossier-submitted"),
+        "{}",
+        accepted.topic
+    );
+    assert_eq!(accepted.schema_subject, format!("{}-value", accepted.topic));
+    assert!(accepted.schema_id > 0);
+
+    let mut stream = civil_status
+        .subscribe(subscribe_request("civil"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    let envelope = delivery.envelope.clone().expect("envelope");
+    assert_eq!(envelope.event_id, accepted.event_id);
+    assert_eq!(envelope.event_type, EVENT_TYPE);
+    assert_eq!(envelope.correlation_id, code);
+    assert_eq!(envelope.producer_system, "danang-onestop");
+    assert_eq!(envelope.purpose, "civil-registration");
+    assert_eq!(envelope.legal_basis, "Decree 63/2024/ND-CP");
+    assert_eq!(envelope.schema_subject, accepted.schema_subject);
+    assert_eq!(envelope.schema_version, 1);
+    assert!(!envelope.recorded_at.is_empty() && !envelope.occurred_at.is_empty());
+    assert!(
+        envelope.traceparent.contains(TRACE_ID),
+        "the caller's trace continues through Kafka: {}",
+        envelope.traceparent
+    );
+    assert_eq!(
+        (delivery.partition, delivery.offset),
+        (accepted.partition, accepted.offset)
+    );
+    let received = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    assert_eq!(received["child"], payload["child"]);
+    assert_eq!(received["mother"], payload["mother"]);
+    assert_eq!(
+        received["requested_services"],
+        payload["requested_services"]
+    );
+    assert_eq!(received["received_at"], "2026-11-20T09:15:00+07:00");
+
+    let acked = civil_status
+        .acknowledge(AcknowledgeRequest {
+            subscription_id: delivery.subscription_id.clone(),
+            positions: vec![Position {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }],
+        })
+        .await
+        .expect("acknowledged")
+        .into_inner();
+    assert_eq!(acked.acknowledged, 1);
+
+    // Another system cannot acknowledge (or even see) this subscription.
+    let refused = one_stop
+        .acknowledge(AcknowledgeRequest {
+            subscription_id: delivery.subscription_id,
+            positions: vec![],
+        })
+        .await
+        .expect_err("not this system's subscription");
+    assert_eq!(refused.code(), Code::NotFound);
+    drop(stream);
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn an_invalid_event_is_refused_with_every_violation_and_quarantined() {
+    let env = TestEnv::new("invalid").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+
+    let (code, mut payload) = dossier();
+    payload["mother"]["personal_id"] = "04819500123".into();
+    payload["child"]["birth_date"] = "2026-13-01".into();
+    payload["child"]
+        .as_object_mut()
+        .expect("object")
+        .remove("sex");
+    let mut request = publish_request(&code, &payload);
+    request.purpose = String::new();
+
+    let status = one_stop.publish(request).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let bad_request = status
+        .get_details_bad_request()
+        .expect("BadRequest details");
+    let fields: Vec<&str> = bad_request
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    for expected in [
+        "/purpose",
+        "/payload/mother/personal_id",
+        "/payload/child/birth_date",
+        "/payload/child/sex",
+    ] {
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing from {fields:?}"
+        );
+    }
+    assert_eq!(fields.len(), 4, "{fields:?}");
+    assert!(
+        status.message().contains("/payload/child/sex [required]"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("04819500123"),
+        "messages do not echo personal data: {}",
+        status.message()
+    );
+
+    let db = env.pool.get().await.expect("connection");
+    let row = db
+        .query_one(
+            "SELECT system_id, reason, jsonb_array_length(violations), request->'payload'->'mother'->>'personal_id'
+             FROM quarantine WHERE correlation_id = $1",
+            &[&code],
+        )
+        .await
+        .expect("the refused event is in quarantine");
+    assert_eq!(row.get::<_, String>(0), "danang-onestop");
+    assert_eq!(row.get::<_, String>(1), "schema");
+    assert_eq!(row.get::<_, i32>(2), 4);
+    assert_eq!(
+        row.get::<_, String>(3),
+        "04819500123",
+        "the input is kept as sent"
+    );
+
+    let unknown = one_stop
+        .publish(lienthong::proto::PublishRequest {
+            event_type: "birth.nothing".into(),
+            ..publish_request(&code, &payload)
+        })
+        .await
+        .expect_err("unknown type refused");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert!(
+        unknown.message().contains("/event_type"),
+        "{}",
+        unknown.message()
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn calls_without_a_valid_credential_are_refused() {
+    let env = TestEnv::new("auth").await;
+    let hub = env.start_hub().await;
+    let (code, payload) = dossier();
+
+    let mut anonymous = client(&hub, None).await;
+    let status = anonymous
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut forged = client(
+        &hub,
+        Some("lt_0000000000000000000000000000000000000000000000000000000000000000"),
+    )
+    .await;
+    let status = forged
+        .subscribe(subscribe_request("x"))
+        .await
+        .expect_err("unknown token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // Health stays open for orchestrators.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&hub).await);
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "lienthong.v1.EventService".into(),
+        })
+        .await
+        .expect("health answers without a token")
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_leaves_before_acknowledging_gets_the_events_again() {
+    let env = TestEnv::new("redeliver").await;
+    let hub = env.start_hub().await;
+    let token = env.token("civil-status").await;
+    let mut civil_status = client(&hub, Some(&token)).await;
+    let (code, payload) = dossier();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let accepted = civil_status
+            .publish(publish_request(&code, &payload))
+            .await
+            .expect("accepted")
+            .into_inner();
+        ids.push(accepted.event_id);
+    }
+
+    let mut stream = civil_status
+        .subscribe(subscribe_request("g"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let mut first_round = Vec::new();
+    for _ in 0..3 {
+        first_round.push(next(&mut stream).await);
+    }
+    let received: Vec<String> = first_round
+        .iter()
+        .map(|d| d.envelope.clone().expect("envelope").event_id)
+        .collect();
+    assert_eq!(received, ids, "one dossier's events arrive in order");
+    civil_status
+        .acknowledge(AcknowledgeRequest {
+            subscription_id: first_round[0].subscription_id.clone(),
+            positions: vec![Position {
+                partition: first_round[0].partition,
+                offset: first_round[0].offset,
+            }],
+        })
+        .await
+        .expect("acknowledged");
+    drop(stream);
+
+    // A new member of the same group resumes after the acknowledged event only.
+    let mut civil_status = client(&hub, Some(&token)).await;
+    let mut stream = civil_status
+        .subscribe(subscribe_request("g"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let again: Vec<String> = [next(&mut stream).await, next(&mut stream).await]
+        .iter()
+        .map(|d| d.envelope.clone().expect("envelope").event_id)
+        .collect();
+    assert_eq!(
+        again,
+        ids[1..],
+        "the unacknowledged events come again, and only they"
+    );
+    drop(stream);
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_hub_restart_loses_no_accepted_event_nor_acknowledgement() {
+    let env = TestEnv::new("restart").await;
+    let hub = env.start_hub().await;
+    let token = env.token("danang-onestop").await;
+    let mut one_stop = client(&hub, Some(&token)).await;
+
+    let mut requests = Vec::new();
+    for i in 0..12 {
+        let (code, mut payload) = dossier();
+        if i == 5 {
+            payload["commune_code"] = "2019".into();
+        }
+        requests.push(publish_request(&code, &payload));
+    }
+    let batch = one_stop
+        .publish_batch(futures::stream::iter(requests))
+        .await
+        .expect("batch answered")
+        .into_inner();
+    assert_eq!((batch.accepted, batch.rejected), (11, 1));
+    let mut accepted_ids = Vec::new();
+    for (i, result) in batch.results.iter().enumerate() {
+        assert_eq!(result.index as usize, i);
+        match result.outcome.as_ref().expect("outcome") {
+            Outcome::Accepted(a) => accepted_ids.push(a.event_id.clone()),
+            Outcome::Rejected(r) => {
+                assert_eq!(i, 5);
+                assert_eq!(r.violations[0].pointer, "/payload/commune_code");
+                assert!(r.quarantine_id > 0);
+            }
+        }
+    }
+    let schema_id = match batch.results[0].outcome.as_ref() {
+        Some(Outcome::Accepted(a)) => a.schema_id,
+        other => panic!("first event accepted, got {other:?}"),
+    };
+
+    // Read and acknowledge four events, then stop the hub gracefully.
+    let mut stream = one_stop
+        .subscribe(subscribe_request("audit"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let mut seen = std::collections::HashSet::new();
+    let mut positions = Vec::new();
+    for _ in 0..4 {
+        let d = next(&mut stream).await;
+        seen.insert(d.envelope.clone().expect("envelope").event_id);
+        positions.push(Position {
+            partition: d.partition,
+            offset: d.offset,
+        });
+        if positions.len() == 4 {
+            let acked = one_stop
+                .acknowledge(AcknowledgeRequest {
+                    subscription_id: d.subscription_id.clone(),
+                    positions: positions.clone(),
+                })
+                .await
+                .expect("acknowledged")
+                .into_inner();
+            assert_eq!(acked.acknowledged, 4);
+        }
+    }
+    drop(stream);
+    hub.shutdown().await.expect("clean shutdown");
+
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&token)).await;
+    let (code, payload) = dossier();
+    let after = one_stop
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert_eq!(after.schema_id, schema_id, "schema ids survive a restart");
+    accepted_ids.push(after.event_id);
+
+    let mut stream = one_stop
+        .subscribe(subscribe_request("audit"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    for _ in 0..(accepted_ids.len() - seen.len()) {
+        let d = next(&mut stream).await;
+        let id = d.envelope.expect("envelope").event_id;
+        assert!(
+            seen.insert(id.clone()),
+            "event {id} delivered again after it was acknowledged"
+        );
+    }
+    let expected: std::collections::HashSet<String> = accepted_ids.into_iter().collect();
+    assert_eq!(seen, expected, "every accepted event is delivered");
+    drop(stream);
+    hub.shutdown().await.expect("clean shutdown");
+}

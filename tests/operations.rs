@@ -1,0 +1,161 @@
+//! What operators and tooling rely on: reflection, HTTP health and metrics, `config check`.
+
+mod common;
+
+use common::*;
+use lienthong::proto::PublishRequest;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+#[tokio::test]
+async fn reflection_lists_the_event_service() {
+    let env = TestEnv::new("reflection").await;
+    let hub = env.start_hub().await;
+    let token = env.token("operator").await;
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {token}").parse().expect("header");
+    let mut reflection = ServerReflectionClient::with_interceptor(
+        channel(&hub).await,
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        },
+    );
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("reflection answers")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("stream")
+        .expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected answer {:?}", response.message_response);
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"lienthong.v1.EventService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_over_http() {
+    let env = TestEnv::new("http").await;
+    let hub = env.start_hub().await;
+    let base = format!("http://{}", hub.http_addr);
+    let http = reqwest::Client::new();
+
+    let healthz = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(healthz.status(), 200);
+    let readyz = http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.status(), 200, "broker and database are up");
+    assert_eq!(
+        readyz.text().await.expect("body"),
+        "database: ok\nbroker: ok\n"
+    );
+
+    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+    let (code, payload) = dossier();
+    one_stop
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("accepted");
+    let refused = PublishRequest {
+        correlation_id: "not-a-dossier".into(),
+        ..publish_request(&code, &payload)
+    };
+    one_stop.publish(refused).await.expect_err("refused");
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains(
+            r#"lienthong_events_published_total{event_type="birth.dossier-submitted"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"lienthong_events_rejected_total{event_type="birth.dossier-submitted",reason="envelope"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lienthong_produce_latency_seconds_count 1"),
+        "{metrics}"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[test]
+fn config_check_names_the_bad_field_and_hides_secrets() {
+    let bin = env!("CARGO_BIN_EXE_lienthong");
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
+    let file = std::env::temp_dir().join(format!("lienthong-config-{}.toml", std::process::id()));
+    std::fs::write(
+        &file,
+        "[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n",
+    )
+    .expect("written");
+    let ok = std::process::Command::new(bin)
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .env("LIENTHONG_SCHEMAS__DIR", schemas)
+        .env(
+            "LIENTHONG_DATABASE__URL",
+            "postgres://hub:s3cret@db.example:5432/hub",
+        )
+        .output()
+        .expect("runs");
+    std::fs::remove_file(&file).expect("removed");
+    let shown = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        shown.contains("postgres://hub:***@db.example:5432/hub"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+
+    let bad = std::process::Command::new(bin)
+        .args(["config", "check"])
+        .env("LIENTHONG_SCHEMAS__DIR", schemas)
+        .env("LIENTHONG_DATABASE__POOL_MAX_SIZE", "0")
+        .output()
+        .expect("runs");
+    assert!(!bad.status.success());
+    let error = String::from_utf8_lossy(&bad.stderr);
+    assert!(error.contains("database.pool_max_size"), "{error}");
+}
