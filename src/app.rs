@@ -79,11 +79,12 @@ impl Hub {
         let catalogue = Catalogue::load(&config.schemas.dir).map_err(RegistryError::from)?;
         let registry =
             Arc::new(Registry::load(&catalogue, &config.kafka.topic_prefix, pool.clone()).await?);
-        let topics: Vec<TopicSpec> = registry
-            .events()
-            .map(|e| TopicSpec {
-                name: e.topic.clone(),
-                partitions: e.partitions,
+        let topics: Vec<TopicSpec> = catalogue
+            .topics
+            .iter()
+            .map(|t| TopicSpec {
+                name: config.kafka.topic(&t.name),
+                partitions: t.partitions,
             })
             .collect();
         ensure_topics(&config.kafka, &topics).await?;

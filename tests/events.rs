@@ -35,13 +35,17 @@ async fn publish_then_subscribe_keeps_payload_envelope_and_trace() {
         Ok(7)
     );
     assert!(
-        accepted
-            .topic
-            .ends_with("lienthong.birth.dossier-submitted"),
+        accepted.topic.ends_with(".lienthong.birth"),
         "{}",
         accepted.topic
     );
-    assert_eq!(accepted.schema_subject, format!("{}-value", accepted.topic));
+    assert_eq!(
+        accepted.schema_subject,
+        format!(
+            "{}-vn.lienthong.birth.BirthDossierSubmitted",
+            accepted.topic
+        )
+    );
     assert!(accepted.schema_id > 0);
 
     let mut stream = civil_status

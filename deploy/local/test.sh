@@ -9,6 +9,15 @@ cd "$LIENTHONG_ROOT"
 "$LIENTHONG_ROOT/deploy/local/start-postgres.sh"
 "$LIENTHONG_ROOT/deploy/local/start-broker.sh"
 
+# Confluent's own Python client, to prove standard tooling reads what the hub writes.
+venv=$LIENTHONG_DATA_DIR/venv
+if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
+  log "installing confluent-kafka for Python into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet 'confluent-kafka[avro,schemaregistry]==2.16.0'
+fi
+export LIENTHONG_TEST_PYTHON=${LIENTHONG_TEST_PYTHON:-$venv/bin/python}
+
 export LIENTHONG_TEST_RUN=${LIENTHONG_TEST_RUN:-r$(date +%s)$$}
 export LIENTHONG_TEST_KAFKA=${LIENTHONG_TEST_KAFKA:-$KAFKA_HOST:$KAFKA_PORT}
 export LIENTHONG_TEST_DATABASE_URL=${LIENTHONG_TEST_DATABASE_URL:-postgres://$LIENTHONG_DB_USER@$PGHOST:$PGPORT/postgres}

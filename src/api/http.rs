@@ -1,5 +1,6 @@
-//! HTTP for operators and orchestrators: `/metrics` (Prometheus text), `/healthz` (the process
-//! answers) and `/readyz` (the broker and PostgreSQL are reachable, so traffic may come).
+//! HTTP for operators, orchestrators and Kafka tooling: `/metrics` (Prometheus text), `/healthz`
+//! (the process answers), `/readyz` (the broker and PostgreSQL are reachable, so traffic may
+//! come) and the Confluent-compatible schema registry API (`schema_registry`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .merge(super::schema_registry::router())
         .with_state(state)
 }
 

@@ -1,7 +1,8 @@
 //! The hub's API: gRPC (`EventService`, health, reflection) and HTTP (`/metrics`, `/healthz`,
-//! `/readyz`). Handlers convert between wire types and the parts' types and map errors to
-//! status codes; they hold no business rules.
+//! `/readyz`, the Confluent-compatible schema registry). Handlers convert between wire types and
+//! the parts' types and map errors to status codes; they hold no business rules.
 
 pub mod convert;
 pub mod grpc;
 pub mod http;
+pub mod schema_registry;

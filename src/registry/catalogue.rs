@@ -31,15 +31,25 @@ pub enum CatalogueError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TopicsFile {
-    event: Vec<TopicEntry>,
+    topic: Vec<TopicDefinition>,
+    event: Vec<EventEntry>,
+}
+
+/// One topic as the catalogue describes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicDefinition {
+    /// Topic name without the deployment's prefix.
+    pub name: String,
+    pub partitions: i32,
+    pub description: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TopicEntry {
+struct EventEntry {
     r#type: String,
     topic: String,
-    partitions: i32,
     description: String,
 }
 
@@ -49,7 +59,6 @@ pub struct EventDefinition {
     pub event_type: String,
     /// Topic name without the deployment's prefix.
     pub topic: String,
-    pub partitions: i32,
     pub description: String,
     pub json_schema: Value,
     /// The Avro schema exactly as written in the `.avsc` file.
@@ -58,6 +67,7 @@ pub struct EventDefinition {
 
 #[derive(Debug, Clone)]
 pub struct Catalogue {
+    pub topics: Vec<TopicDefinition>,
     pub events: Vec<EventDefinition>,
 }
 
@@ -75,10 +85,10 @@ impl Catalogue {
                 path: topics_path.clone(),
                 problem,
             };
-            if entry.partitions < 1 {
+            if !topics.topic.iter().any(|t| t.name == entry.topic) {
                 return Err(invalid(format!(
-                    "{}: partitions must be at least 1",
-                    entry.r#type
+                    "event type {} names topic {}, which no [[topic]] defines",
+                    entry.r#type, entry.topic
                 )));
             }
             if events
@@ -103,13 +113,21 @@ impl Catalogue {
             events.push(EventDefinition {
                 event_type: entry.r#type,
                 topic: entry.topic,
-                partitions: entry.partitions,
                 description: entry.description,
                 json_schema,
                 avro_text: read(&avro_path)?,
             });
         }
-        Ok(Self { events })
+        if let Some(t) = topics.topic.iter().find(|t| t.partitions < 1) {
+            return Err(CatalogueError::Invalid {
+                path: topics_path,
+                problem: format!("topic {}: partitions must be at least 1", t.name),
+            });
+        }
+        Ok(Self {
+            topics: topics.topic,
+            events,
+        })
     }
 }
 

@@ -5,7 +5,8 @@
 
 pub mod avro;
 mod catalogue;
-mod store;
+pub mod compatibility;
+pub mod store;
 mod violation;
 pub mod wire;
 
@@ -29,10 +30,22 @@ pub enum RegistryError {
     InvalidSchema(String),
     #[error("the JSON Schema of {event_type} does not compile: {reason}")]
     JsonSchema { event_type: String, reason: String },
-    #[error(
-        "the new schema of subject {subject} is not BACKWARD compatible with its latest version: {reason}"
-    )]
-    Incompatible { subject: String, reason: String },
+    #[error("the schema is not {level} compatible with subject {subject}: {reason}")]
+    Incompatible {
+        subject: String,
+        level: compatibility::Compatibility,
+        reason: String,
+    },
+    #[error("subject {0:?} not found")]
+    SubjectNotFound(String),
+    #[error("version not found for subject {subject:?}")]
+    VersionNotFound { subject: String },
+    #[error("schema not found")]
+    SchemaNotFound,
+    #[error("the version must be a positive integer, `latest` or -1, not {0:?}")]
+    InvalidVersion(String),
+    #[error("only AVRO schemas are supported, not {0}")]
+    UnsupportedSchemaType(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -60,8 +73,8 @@ pub struct EventSchema {
     pub event_type: String,
     /// Full topic name, with the deployment's prefix.
     pub topic: String,
-    pub partitions: i32,
-    /// `<topic>-value`, Confluent's TopicNameStrategy.
+    /// `<topic>-<record full name>`, Confluent's TopicRecordNameStrategy: several event types
+    /// share a topic.
     pub subject: String,
     pub schema_id: u32,
     pub version: i32,
@@ -129,10 +142,16 @@ impl Registry {
         let mut writers = HashMap::new();
         for def in &catalogue.events {
             let topic = format!("{topic_prefix}{}", def.topic);
-            let subject = format!("{topic}-value");
             let avro = Schema::parse_str(&def.avro_text).map_err(|e| {
                 RegistryError::InvalidSchema(format!("{}.avsc: {e}", def.event_type))
             })?;
+            let Schema::Record(record) = &avro else {
+                return Err(RegistryError::InvalidSchema(format!(
+                    "{}.avsc: an event schema must be a record",
+                    def.event_type
+                )));
+            };
+            let subject = format!("{topic}-{}", record.name.fullname(None));
             let names = avro::Names::of(&avro).map_err(|e| {
                 RegistryError::InvalidSchema(format!("{}.avsc: {e}", def.event_type))
             })?;
@@ -150,7 +169,6 @@ impl Registry {
                 Arc::new(EventSchema {
                     event_type: def.event_type.clone(),
                     topic,
-                    partitions: def.partitions,
                     subject,
                     schema_id: registered.id,
                     version: registered.version,

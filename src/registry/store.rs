@@ -1,13 +1,15 @@
-//! The registry's PostgreSQL tables: global schema ids and per-subject versions. Registration is
-//! idempotent (the same schema keeps its id and version) and serialised per subject with an
-//! advisory lock, so several hubs starting together agree on ids.
+//! The registry's PostgreSQL tables: global schema ids, per-subject versions and compatibility
+//! levels. Registration is idempotent (the same schema keeps its id and version) and serialised
+//! per subject with an advisory lock, so several hubs starting together agree on ids.
 
 use apache_avro::Schema;
-use apache_avro::schema_compatibility::SchemaCompatibility;
 use deadpool_postgres::Pool;
 use sha2::{Digest as _, Sha256};
+use tokio_postgres::GenericClient;
 
 use super::RegistryError;
+use super::compatibility::Compatibility;
+use crate::db::DbError;
 
 /// A schema as registered under a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,73 +18,87 @@ pub struct Registered {
     pub version: i32,
 }
 
-/// A stable fingerprint of a schema text: SHA-256 of its JSON with keys sorted and no spaces,
-/// so formatting changes do not create new ids, but any change of meaning (doc, default,
-/// logical type) does.
-fn fingerprint(schema_text: &str) -> Result<String, RegistryError> {
+/// One version of a subject, with its schema text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectVersion {
+    pub subject: String,
+    pub version: i32,
+    pub id: u32,
+    pub schema: String,
+}
+
+/// Which version of a subject: a number or the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSelector {
+    Latest,
+    Number(i32),
+}
+
+impl VersionSelector {
+    /// Parses Confluent's `{version}` path segment: a positive number, `latest` or `-1`.
+    pub fn parse(raw: &str) -> Result<Self, RegistryError> {
+        match raw {
+            "latest" | "-1" => Ok(Self::Latest),
+            n => match n.parse::<i32>() {
+                Ok(v) if v >= 1 => Ok(Self::Number(v)),
+                _ => Err(RegistryError::InvalidVersion(raw.to_owned())),
+            },
+        }
+    }
+}
+
+fn query(e: tokio_postgres::Error) -> RegistryError {
+    RegistryError::Db(DbError::Query(e))
+}
+
+fn id_from_db(id: i32) -> u32 {
+    u32::try_from(id).expect("SERIAL ids are positive")
+}
+
+/// Parses an Avro schema text and computes its fingerprint: SHA-256 of its JSON with keys sorted
+/// and no spaces, so formatting does not create new ids, but any change of meaning (doc,
+/// default, logical type) does.
+pub fn parse(schema_text: &str) -> Result<(Schema, String), RegistryError> {
     let value: serde_json::Value = serde_json::from_str(schema_text)
-        .map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
-    Ok(hex::encode(Sha256::digest(value.to_string().as_bytes())))
+        .map_err(|e| RegistryError::InvalidSchema(format!("not JSON: {e}")))?;
+    let schema = Schema::parse(&value).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
+    Ok((
+        schema,
+        hex::encode(Sha256::digest(value.to_string().as_bytes())),
+    ))
 }
 
 /// Registers `schema_text` under `subject`, or returns the existing registration. A new version
-/// must be BACKWARD compatible with the latest one: consumers using it can read older records.
+/// must satisfy the subject's compatibility level (BACKWARD unless configured otherwise).
 pub async fn register(
     pool: &Pool,
     subject: &str,
     schema_text: &str,
 ) -> Result<Registered, RegistryError> {
-    let fingerprint = fingerprint(schema_text)?;
-    let new_schema =
-        Schema::parse_str(schema_text).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
+    let (new_schema, fingerprint) = parse(schema_text)?;
     let mut client = pool.get().await?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(crate::db::DbError::from)?;
-    let query = |e| RegistryError::Db(crate::db::DbError::Query(e));
+    let tx = client.transaction().await.map_err(query)?;
     tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&subject])
         .await
         .map_err(query)?;
-    let existing = tx
-        .query_opt(
-            "SELECT v.schema_id, v.version FROM registry_subject_version v
-             JOIN registry_schema s ON s.id = v.schema_id
-             WHERE v.subject = $1 AND s.fingerprint = $2",
-            &[&subject, &fingerprint],
-        )
-        .await
-        .map_err(query)?;
-    if let Some(row) = existing {
+    if let Some(found) = find(&*tx, subject, &fingerprint).await? {
         return Ok(Registered {
-            id: id_from_db(row.get(0)),
-            version: row.get(1),
+            id: found.id,
+            version: found.version,
         });
     }
-    let latest = tx
-        .query_opt(
-            "SELECT s.schema_text, v.version FROM registry_subject_version v
-             JOIN registry_schema s ON s.id = v.schema_id
-             WHERE v.subject = $1 ORDER BY v.version DESC LIMIT 1",
-            &[&subject],
-        )
-        .await
-        .map_err(query)?;
-    let version = match latest {
-        Some(row) => {
-            let old_text: String = row.get(0);
-            let old = Schema::parse_str(&old_text)
-                .map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
-            SchemaCompatibility::can_read(&old, &new_schema).map_err(|e| {
-                RegistryError::Incompatible {
-                    subject: subject.to_owned(),
-                    reason: e.to_string(),
-                }
-            })?;
-            row.get::<_, i32>(1) + 1
-        }
-        None => 1,
-    };
+    let earlier = all_versions(&*tx, subject).await?;
+    let level = effective_compatibility(&*tx, subject).await?;
+    let earlier_schemas = parse_all(&earlier)?;
+    let problems = level.check(&new_schema, &earlier_schemas);
+    if !problems.is_empty() {
+        return Err(RegistryError::Incompatible {
+            subject: subject.to_owned(),
+            level,
+            reason: problems.join("; "),
+        });
+    }
+    let version = earlier.last().map_or(1, |v| v.version + 1);
     tx.execute(
         "INSERT INTO registry_schema (schema_text, fingerprint) VALUES ($1, $2)
          ON CONFLICT (fingerprint) DO NOTHING",
@@ -112,22 +128,223 @@ pub async fn register(
     })
 }
 
+fn parse_all(versions: &[SubjectVersion]) -> Result<Vec<Schema>, RegistryError> {
+    versions
+        .iter()
+        .map(|v| parse(&v.schema).map(|(schema, _)| schema))
+        .collect()
+}
+
+async fn find(
+    client: &impl GenericClient,
+    subject: &str,
+    fingerprint: &str,
+) -> Result<Option<SubjectVersion>, RegistryError> {
+    let row = client
+        .query_opt(
+            "SELECT v.version, v.schema_id, s.schema_text FROM registry_subject_version v
+             JOIN registry_schema s ON s.id = v.schema_id
+             WHERE v.subject = $1 AND s.fingerprint = $2",
+            &[&subject, &fingerprint],
+        )
+        .await
+        .map_err(query)?;
+    Ok(row.map(|row| SubjectVersion {
+        subject: subject.to_owned(),
+        version: row.get(0),
+        id: id_from_db(row.get(1)),
+        schema: row.get(2),
+    }))
+}
+
+async fn all_versions(
+    client: &impl GenericClient,
+    subject: &str,
+) -> Result<Vec<SubjectVersion>, RegistryError> {
+    let rows = client
+        .query(
+            "SELECT v.version, v.schema_id, s.schema_text FROM registry_subject_version v
+             JOIN registry_schema s ON s.id = v.schema_id
+             WHERE v.subject = $1 ORDER BY v.version",
+            &[&subject],
+        )
+        .await
+        .map_err(query)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| SubjectVersion {
+            subject: subject.to_owned(),
+            version: row.get(0),
+            id: id_from_db(row.get(1)),
+            schema: row.get(2),
+        })
+        .collect())
+}
+
+/// The registration of exactly this schema under `subject`, if any.
+pub async fn lookup(
+    pool: &Pool,
+    subject: &str,
+    schema_text: &str,
+) -> Result<Option<SubjectVersion>, RegistryError> {
+    let (_, fingerprint) = parse(schema_text)?;
+    find(&**pool.get().await?, subject, &fingerprint).await
+}
+
+pub async fn subjects(pool: &Pool) -> Result<Vec<String>, RegistryError> {
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "SELECT DISTINCT subject FROM registry_subject_version ORDER BY subject",
+            &[],
+        )
+        .await
+        .map_err(query)?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
+/// Every version of `subject`, oldest first; an unknown subject is an error.
+pub async fn versions(pool: &Pool, subject: &str) -> Result<Vec<SubjectVersion>, RegistryError> {
+    let versions = all_versions(&**pool.get().await?, subject).await?;
+    if versions.is_empty() {
+        return Err(RegistryError::SubjectNotFound(subject.to_owned()));
+    }
+    Ok(versions)
+}
+
+pub async fn version(
+    pool: &Pool,
+    subject: &str,
+    selector: VersionSelector,
+) -> Result<SubjectVersion, RegistryError> {
+    let versions = versions(pool, subject).await?;
+    let found = match selector {
+        VersionSelector::Latest => versions.last(),
+        VersionSelector::Number(n) => versions.iter().find(|v| v.version == n),
+    };
+    found
+        .cloned()
+        .ok_or_else(|| RegistryError::VersionNotFound {
+            subject: subject.to_owned(),
+        })
+}
+
 /// The text of schema `id`, if registered.
 pub async fn schema_text(pool: &Pool, id: u32) -> Result<Option<String>, RegistryError> {
     let Ok(id) = i32::try_from(id) else {
         return Ok(None);
     };
-    let client = pool.get().await?;
-    let row = client
+    let row = pool
+        .get()
+        .await?
         .query_opt(
             "SELECT schema_text FROM registry_schema WHERE id = $1",
             &[&id],
         )
         .await
-        .map_err(|e| RegistryError::Db(crate::db::DbError::Query(e)))?;
+        .map_err(query)?;
     Ok(row.map(|r| r.get(0)))
 }
 
-fn id_from_db(id: i32) -> u32 {
-    u32::try_from(id).expect("SERIAL ids are positive")
+/// The (subject, version) pairs that use schema `id`.
+pub async fn subject_versions_of(
+    pool: &Pool,
+    id: u32,
+) -> Result<Vec<(String, i32)>, RegistryError> {
+    let Ok(id) = i32::try_from(id) else {
+        return Ok(Vec::new());
+    };
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "SELECT subject, version FROM registry_subject_version WHERE schema_id = $1
+             ORDER BY subject, version",
+            &[&id],
+        )
+        .await
+        .map_err(query)?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Problems that would stop `schema_text` from becoming a new version, checked against one
+/// version (non-transitively) or, for `latest`, as registration would check it.
+pub async fn compatibility_problems(
+    pool: &Pool,
+    subject: &str,
+    selector: VersionSelector,
+    schema_text: &str,
+) -> Result<Vec<String>, RegistryError> {
+    let (new_schema, _) = parse(schema_text)?;
+    let client = pool.get().await?;
+    let level = effective_compatibility(&**client, subject).await?;
+    drop(client);
+    let versions = versions(pool, subject).await?;
+    let against: Vec<SubjectVersion> = match selector {
+        VersionSelector::Latest => versions,
+        VersionSelector::Number(n) => {
+            let one = versions
+                .into_iter()
+                .find(|v| v.version == n)
+                .ok_or_else(|| RegistryError::VersionNotFound {
+                    subject: subject.to_owned(),
+                })?;
+            vec![one]
+        }
+    };
+    Ok(level.check(&new_schema, &parse_all(&against)?))
+}
+
+const GLOBAL: &str = "";
+
+/// The level configured for `subject` (or the global level for `None`), if any.
+pub async fn configured_compatibility(
+    pool: &Pool,
+    subject: Option<&str>,
+) -> Result<Option<Compatibility>, RegistryError> {
+    configured(&**pool.get().await?, subject.unwrap_or(GLOBAL)).await
+}
+
+async fn configured(
+    client: &impl GenericClient,
+    key: &str,
+) -> Result<Option<Compatibility>, RegistryError> {
+    let row = client
+        .query_opt(
+            "SELECT compatibility FROM registry_config WHERE subject = $1",
+            &[&key],
+        )
+        .await
+        .map_err(query)?;
+    // Only valid levels are ever written, so a value that does not parse is not expected; it
+    // falls back to the default rather than blocking every registration.
+    Ok(row.and_then(|r| r.get::<_, String>(0).parse().ok()))
+}
+
+async fn effective_compatibility(
+    client: &impl GenericClient,
+    subject: &str,
+) -> Result<Compatibility, RegistryError> {
+    if let Some(level) = configured(client, subject).await? {
+        return Ok(level);
+    }
+    Ok(configured(client, GLOBAL).await?.unwrap_or_default())
+}
+
+pub async fn set_compatibility(
+    pool: &Pool,
+    subject: Option<&str>,
+    level: Compatibility,
+) -> Result<(), RegistryError> {
+    pool.get()
+        .await?
+        .execute(
+            "INSERT INTO registry_config (subject, compatibility) VALUES ($1, $2)
+             ON CONFLICT (subject) DO UPDATE SET compatibility = $2, updated_at = now()",
+            &[&subject.unwrap_or(GLOBAL), &level.as_str()],
+        )
+        .await
+        .map_err(query)?;
+    Ok(())
 }

@@ -9,6 +9,8 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::{LogConfig, LogFormat};
@@ -68,10 +70,13 @@ pub fn init(config: &LogConfig) -> Result<TelemetryGuard, TelemetryError> {
         LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
     };
+    // The log filter applies to logs only: quieting logs must never cut a trace short.
+    let spans = Targets::new()
+        .with_target("lienthong", Level::INFO)
+        .with_default(Level::WARN);
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
+        .with(fmt.with_filter(filter))
+        .with(otel.with_filter(spans))
         .try_init()
         .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
     Ok(TelemetryGuard { provider })

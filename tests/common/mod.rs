@@ -38,7 +38,7 @@ impl TestEnv {
     pub async fn new(name: &str) -> Self {
         TELEMETRY.get_or_init(|| {
             lienthong::telemetry::init(&LogConfig {
-                filter: "warn,lienthong=info".into(),
+                filter: "warn".into(),
                 ..LogConfig::default()
             })
             .ok()

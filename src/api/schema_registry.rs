@@ -1,0 +1,404 @@
+//! The Confluent Schema Registry REST API on the hub's HTTP port, so standard Kafka tooling
+//! (Confluent serializers in any language, Kafka UIs, Connect) reads the hub's schemas as they
+//! are. Same paths, bodies, content type and error shape (`{"error_code", "message"}`) as
+//! Confluent's. Reading is open, like the schemas themselves; registering a schema and changing
+//! a compatibility level need a member system's bearer token.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::HttpState;
+use crate::access::Credentials;
+use crate::registry::RegistryError;
+use crate::registry::compatibility::Compatibility;
+use crate::registry::store::{self, VersionSelector};
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+pub fn router() -> Router<HttpState> {
+    Router::new()
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}", post(lookup))
+        .route("/subjects/{subject}/versions", get(versions).post(register))
+        .route("/subjects/{subject}/versions/{version}", get(version))
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(version_schema),
+        )
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
+        .route("/schemas/ids/{id}/versions", get(versions_of_id))
+        .route(
+            "/schemas/types",
+            get(|| async { reply(StatusCode::OK, json!(["AVRO"])) }),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(check_compatibility),
+        )
+        .route("/config", get(global_config).put(set_global_config))
+        .route(
+            "/config/{subject}",
+            get(subject_config).put(set_subject_config),
+        )
+}
+
+/// A Confluent-style error: HTTP status plus `error_code` and `message`.
+pub struct ApiError {
+    status: StatusCode,
+    code: u32,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let message = e.to_string();
+        match e {
+            RegistryError::SubjectNotFound(_) => Self::new(StatusCode::NOT_FOUND, 40401, message),
+            RegistryError::VersionNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, 40402, message)
+            }
+            RegistryError::SchemaNotFound => Self::new(StatusCode::NOT_FOUND, 40403, message),
+            RegistryError::InvalidSchema(_) | RegistryError::UnsupportedSchemaType(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, message)
+            }
+            RegistryError::InvalidVersion(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42202, message)
+            }
+            RegistryError::Incompatible { .. } => Self::new(StatusCode::CONFLICT, 409, message),
+            RegistryError::Db(_)
+            | RegistryError::Catalogue(_)
+            | RegistryError::JsonSchema { .. } => {
+                tracing::error!(error = %e, "schema registry request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    50001,
+                    "error in the backend data store",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        reply(
+            self.status,
+            json!({"error_code": self.code, "message": self.message}),
+        )
+    }
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn ok(body: Value) -> Result<Response, ApiError> {
+    Ok(reply(StatusCode::OK, body))
+}
+
+/// A registration or lookup request body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaBody {
+    schema: String,
+    #[serde(default)]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Value>,
+}
+
+impl SchemaBody {
+    fn avro(&self) -> Result<&str, ApiError> {
+        match self.schema_type.as_deref() {
+            None | Some("AVRO") => {}
+            Some(other) => {
+                return Err(RegistryError::UnsupportedSchemaType(other.to_owned()).into());
+            }
+        }
+        if !self.references.is_empty() {
+            return Err(
+                RegistryError::InvalidSchema("schema references are not supported".into()).into(),
+            );
+        }
+        Ok(&self.schema)
+    }
+}
+
+/// Confluent clients send `{"schema": ...}`; reject anything else with Confluent's 422.
+fn body(
+    raw: Result<Json<SchemaBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<SchemaBody, ApiError> {
+    raw.map(|Json(b)| b).map_err(|e| {
+        RegistryError::InvalidSchema(format!(
+            "the request body must be {{\"schema\": \"...\"}}: {e}"
+        ))
+        .into()
+    })
+}
+
+fn version_json(v: &store::SubjectVersion) -> Value {
+    json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema})
+}
+
+async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            40101,
+            "changing the registry needs `Authorization: Bearer <token>`",
+        ));
+    };
+    match Credentials::new(state.pool.clone())
+        .authenticate(token.trim())
+        .await
+    {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            40101,
+            "invalid or revoked token",
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "authentication lookup failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                50001,
+                "cannot check the credential now",
+            ))
+        }
+    }
+}
+
+async fn subjects(State(state): State<HttpState>) -> Result<Response, ApiError> {
+    ok(json!(store::subjects(&state.pool).await?))
+}
+
+async fn versions(
+    State(state): State<HttpState>,
+    Path(subject): Path<String>,
+) -> Result<Response, ApiError> {
+    let versions: Vec<i32> = store::versions(&state.pool, &subject)
+        .await?
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    ok(json!(versions))
+}
+
+async fn version(
+    State(state): State<HttpState>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let selector = VersionSelector::parse(&version)?;
+    ok(version_json(
+        &store::version(&state.pool, &subject, selector).await?,
+    ))
+}
+
+async fn version_schema(
+    State(state): State<HttpState>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let selector = VersionSelector::parse(&version)?;
+    let found = store::version(&state.pool, &subject, selector).await?;
+    Ok(reply(
+        StatusCode::OK,
+        serde_json::from_str(&found.schema).unwrap_or(Value::String(found.schema)),
+    ))
+}
+
+async fn schema_by_id(
+    State(state): State<HttpState>,
+    Path(id): Path<u32>,
+) -> Result<Response, ApiError> {
+    let schema = store::schema_text(&state.pool, id)
+        .await?
+        .ok_or(RegistryError::SchemaNotFound)?;
+    ok(json!({"schema": schema}))
+}
+
+async fn raw_schema_by_id(
+    State(state): State<HttpState>,
+    Path(id): Path<u32>,
+) -> Result<Response, ApiError> {
+    let schema = store::schema_text(&state.pool, id)
+        .await?
+        .ok_or(RegistryError::SchemaNotFound)?;
+    Ok(reply(
+        StatusCode::OK,
+        serde_json::from_str(&schema).unwrap_or(Value::String(schema)),
+    ))
+}
+
+async fn versions_of_id(
+    State(state): State<HttpState>,
+    Path(id): Path<u32>,
+) -> Result<Response, ApiError> {
+    let pairs = store::subject_versions_of(&state.pool, id).await?;
+    if pairs.is_empty() {
+        return Err(RegistryError::SchemaNotFound.into());
+    }
+    ok(json!(
+        pairs
+            .into_iter()
+            .map(|(subject, version)| json!({"subject": subject, "version": version}))
+            .collect::<Vec<_>>()
+    ))
+}
+
+async fn register(
+    State(state): State<HttpState>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    raw: Result<Json<SchemaBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers).await?;
+    let body = body(raw)?;
+    let registered = store::register(&state.pool, &subject, body.avro()?).await?;
+    ok(json!({"id": registered.id}))
+}
+
+async fn lookup(
+    State(state): State<HttpState>,
+    Path(subject): Path<String>,
+    raw: Result<Json<SchemaBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let body = body(raw)?;
+    // Confluent answers 40401 for an unknown subject before looking at the schema.
+    store::versions(&state.pool, &subject).await?;
+    let found = store::lookup(&state.pool, &subject, body.avro()?)
+        .await?
+        .ok_or(RegistryError::SchemaNotFound)?;
+    ok(version_json(&found))
+}
+
+#[derive(Deserialize)]
+struct Verbose {
+    #[serde(default)]
+    verbose: bool,
+}
+
+async fn check_compatibility(
+    State(state): State<HttpState>,
+    Path((subject, version)): Path<(String, String)>,
+    Query(verbose): Query<Verbose>,
+    raw: Result<Json<SchemaBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let selector = VersionSelector::parse(&version)?;
+    let body = body(raw)?;
+    let problems =
+        store::compatibility_problems(&state.pool, &subject, selector, body.avro()?).await?;
+    let mut answer = json!({"is_compatible": problems.is_empty()});
+    if verbose.verbose {
+        answer["messages"] = json!(problems);
+    }
+    ok(answer)
+}
+
+#[derive(Deserialize)]
+struct ConfigBody {
+    compatibility: String,
+}
+
+fn level(
+    raw: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Compatibility, ApiError> {
+    let Json(body) = raw.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42203,
+            format!("the body must be {{\"compatibility\": \"BACKWARD\"}}: {e}"),
+        )
+    })?;
+    body.compatibility
+        .parse()
+        .map_err(|e: crate::registry::compatibility::UnknownCompatibility| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, 42203, e.to_string())
+        })
+}
+
+async fn global_config(State(state): State<HttpState>) -> Result<Response, ApiError> {
+    let level = store::configured_compatibility(&state.pool, None)
+        .await?
+        .unwrap_or_default();
+    ok(json!({"compatibilityLevel": level.as_str()}))
+}
+
+async fn set_global_config(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    raw: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers).await?;
+    let level = level(raw)?;
+    store::set_compatibility(&state.pool, None, level).await?;
+    ok(json!({"compatibility": level.as_str()}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DefaultToGlobal {
+    #[serde(default)]
+    default_to_global: bool,
+}
+
+async fn subject_config(
+    State(state): State<HttpState>,
+    Path(subject): Path<String>,
+    Query(query): Query<DefaultToGlobal>,
+) -> Result<Response, ApiError> {
+    let level = match store::configured_compatibility(&state.pool, Some(&subject)).await? {
+        Some(level) => level,
+        None if query.default_to_global => store::configured_compatibility(&state.pool, None)
+            .await?
+            .unwrap_or_default(),
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                40408,
+                format!(
+                    "subject {subject:?} does not have a subject-level compatibility configured"
+                ),
+            ));
+        }
+    };
+    ok(json!({"compatibilityLevel": level.as_str()}))
+}
+
+async fn set_subject_config(
+    State(state): State<HttpState>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    raw: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers).await?;
+    let level = level(raw)?;
+    store::set_compatibility(&state.pool, Some(&subject), level).await?;
+    ok(json!({"compatibility": level.as_str()}))
+}

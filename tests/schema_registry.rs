@@ -1,0 +1,307 @@
+//! The Confluent-compatible schema registry: Confluent's own Python client decodes what the hub
+//! publishes, the REST API answers as Confluent's does, compatibility levels are enforced, and
+//! ids are stable across restarts.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const SR_JSON: &str = "application/vnd.schemaregistry.v1+json";
+
+struct Registry {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Registry {
+    fn new(hub: &lienthong::app::Hub) -> Self {
+        Self {
+            base: format!("http://{}", hub.http_addr),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", SR_JSON)
+            .body(body.to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+}
+
+#[tokio::test]
+async fn confluent_python_client_decodes_what_the_hub_published() {
+    let python = std::env::var("LIENTHONG_TEST_PYTHON").expect(
+        "LIENTHONG_TEST_PYTHON names a Python with confluent-kafka: run deploy/local/test.sh",
+    );
+    let env = TestEnv::new("python").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+    let (code, payload) = dossier();
+    let accepted = one_stop
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("accepted")
+        .into_inner();
+
+    let output = tokio::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/decode_with_confluent.py"
+        ))
+        .args(["--registry", &format!("http://{}", hub.http_addr)])
+        .args(["--bootstrap", &env.config.kafka.bootstrap_servers])
+        .args(["--topic", &accepted.topic])
+        .args(["--partition", &accepted.partition.to_string()])
+        .args(["--offset", &accepted.offset.to_string()])
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "the Confluent client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let decoded: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(decoded["key"], code);
+    assert_eq!(decoded["headers"]["ce_type"], EVENT_TYPE);
+    assert_eq!(decoded["headers"]["ce_id"], accepted.event_id);
+    assert_eq!(decoded["value"]["dossier_code"], code);
+    assert_eq!(decoded["value"]["child"]["full_name"], "Nguyễn Minh An");
+    assert_eq!(decoded["value"]["child"]["sex"], "FEMALE");
+    assert_eq!(decoded["value"]["child"]["birth_date"], "2026-11-12");
+    assert_eq!(
+        decoded["value"]["mother"]["personal_id"],
+        payload["mother"]["personal_id"]
+    );
+    assert_eq!(
+        decoded["value"]["requested_services"],
+        payload["requested_services"]
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
+    let env = TestEnv::new("rest").await;
+    let hub = env.start_hub().await;
+    let token = env.token("schema-admin").await;
+    let registry = Registry::new(&hub);
+    let subject = format!(
+        "{}lienthong.birth-vn.lienthong.birth.BirthDossierSubmitted",
+        env.config.kafka.topic_prefix
+    );
+
+    let (status, subjects) = registry.get("/subjects").await;
+    assert_eq!(status, 200);
+    assert!(
+        subjects.as_array().expect("list").contains(&json!(subject)),
+        "{subjects}"
+    );
+    assert_eq!(
+        registry.get(&format!("/subjects/{subject}/versions")).await,
+        (200, json!([1]))
+    );
+    let (status, latest) = registry
+        .get(&format!("/subjects/{subject}/versions/latest"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (latest["subject"].as_str(), latest["version"].as_i64()),
+        (Some(subject.as_str()), Some(1))
+    );
+    let id = latest["id"].as_i64().expect("id");
+    let schema = latest["schema"].as_str().expect("schema").to_owned();
+    let (status, by_id) = registry.get(&format!("/schemas/ids/{id}")).await;
+    assert_eq!(
+        (status, by_id["schema"].as_str()),
+        (200, Some(schema.as_str()))
+    );
+    assert_eq!(
+        registry.get(&format!("/schemas/ids/{id}/versions")).await,
+        (200, json!([{"subject": subject, "version": 1}]))
+    );
+
+    // Lookup by content, whatever the formatting.
+    let reformatted = serde_json::from_str::<Value>(&schema)
+        .expect("schema JSON")
+        .to_string();
+    let (status, found) = registry
+        .send(
+            reqwest::Method::POST,
+            &format!("/subjects/{subject}"),
+            None,
+            json!({"schema": reformatted}),
+        )
+        .await;
+    assert_eq!(
+        (status, found["id"].as_i64(), found["version"].as_i64()),
+        (200, Some(id), Some(1))
+    );
+
+    // Errors have Confluent's shape and codes.
+    assert_eq!(
+        registry.get("/subjects/nope/versions").await,
+        (
+            404,
+            json!({"error_code": 40401, "message": "subject \"nope\" not found"})
+        )
+    );
+    assert_eq!(
+        registry.get("/schemas/ids/999999").await.1["error_code"],
+        40403
+    );
+    assert_eq!(
+        registry
+            .get(&format!("/subjects/{subject}/versions/0"))
+            .await
+            .1["error_code"],
+        42202
+    );
+
+    // A new required field without a default breaks BACKWARD compatibility.
+    let mut v2: Value = serde_json::from_str(&schema).expect("schema JSON");
+    v2["fields"]
+        .as_array_mut()
+        .expect("fields")
+        .push(json!({"name": "channel", "type": "string"}));
+    let register = format!("/subjects/{subject}/versions");
+    let v2_body = json!({"schema": v2.to_string()});
+    let (status, check) = registry
+        .send(
+            reqwest::Method::POST,
+            &format!("/compatibility/subjects/{subject}/versions/latest?verbose=true"),
+            None,
+            v2_body.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, check["is_compatible"].as_bool()),
+        (200, Some(false)),
+        "{check}"
+    );
+    assert_eq!(
+        registry
+            .send(reqwest::Method::POST, &register, None, v2_body.clone())
+            .await
+            .0,
+        401
+    );
+    let (status, refused) = registry
+        .send(
+            reqwest::Method::POST,
+            &register,
+            Some(&token),
+            v2_body.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error_code"].as_i64()),
+        (409, Some(409)),
+        "{refused}"
+    );
+
+    // With a default it is compatible; registering twice gives the same id.
+    let fields = v2["fields"].as_array_mut().expect("fields");
+    let added = fields.len() - 1;
+    fields[added]["default"] = json!("PORTAL");
+    let compatible = json!({"schema": v2.to_string()});
+    let (status, first) = registry
+        .send(
+            reqwest::Method::POST,
+            &register,
+            Some(&token),
+            compatible.clone(),
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+    let (_, again) = registry
+        .send(reqwest::Method::POST, &register, Some(&token), compatible)
+        .await;
+    assert_eq!(first, again);
+    assert_ne!(first["id"].as_i64(), Some(id));
+    assert_eq!(
+        registry
+            .get(&format!("/subjects/{subject}/versions"))
+            .await
+            .1,
+        json!([1, 2])
+    );
+
+    // Compatibility levels: global default, per subject, and NONE lets anything in.
+    assert_eq!(
+        registry.get("/config").await,
+        (200, json!({"compatibilityLevel": "BACKWARD"}))
+    );
+    assert_eq!(
+        registry.get(&format!("/config/{subject}")).await.1["error_code"],
+        40408
+    );
+    let (status, set) = registry
+        .send(
+            reqwest::Method::PUT,
+            &format!("/config/{subject}"),
+            Some(&token),
+            json!({"compatibility": "NONE"}),
+        )
+        .await;
+    assert_eq!((status, set), (200, json!({"compatibility": "NONE"})));
+    let (status, bad_level) = registry
+        .send(
+            reqwest::Method::PUT,
+            "/config",
+            Some(&token),
+            json!({"compatibility": "SIDEWAYS"}),
+        )
+        .await;
+    assert_eq!(
+        (status, bad_level["error_code"].as_i64()),
+        (422, Some(42203))
+    );
+    let (status, _) = registry
+        .send(reqwest::Method::POST, &register, Some(&token), v2_body)
+        .await;
+    assert_eq!(status, 200, "NONE accepts an incompatible schema");
+    hub.shutdown().await.expect("clean shutdown");
+
+    // After a restart, the catalogue's schema keeps its id and version.
+    let hub = env.start_hub().await;
+    let registry = Registry::new(&hub);
+    let (_, v1) = registry
+        .get(&format!("/subjects/{subject}/versions/1"))
+        .await;
+    assert_eq!(v1["id"].as_i64(), Some(id));
+    assert_eq!(
+        registry
+            .get(&format!("/subjects/{subject}/versions"))
+            .await
+            .1,
+        json!([1, 2, 3])
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
