@@ -19,6 +19,7 @@ use crate::api::http::{HttpState, router};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::Config;
 use crate::db::{self, DbError};
+use crate::domain::{ReferenceData, ReferenceError};
 use crate::events::{Events, EventsParts, Quarantine};
 use crate::proto::event_service_server::EventServiceServer;
 use crate::registry::{Catalogue, Registry, RegistryError};
@@ -32,6 +33,8 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error("reference data: {0}")]
+    Reference(#[from] ReferenceError),
     #[error(transparent)]
     Topics(#[from] TopicError),
     #[error(transparent)]
@@ -77,8 +80,16 @@ impl Hub {
         let pool = db::pool(&config.database)?;
         db::migrate(&pool).await?;
         let catalogue = Catalogue::load(&config.schemas.dir).map_err(RegistryError::from)?;
-        let registry =
-            Arc::new(Registry::load(&catalogue, &config.kafka.topic_prefix, pool.clone()).await?);
+        let reference = Arc::new(ReferenceData::load(&config.schemas.dir.join("reference"))?);
+        let registry = Arc::new(
+            Registry::load(
+                &catalogue,
+                reference,
+                &config.kafka.topic_prefix,
+                pool.clone(),
+            )
+            .await?,
+        );
         let topics: Vec<TopicSpec> = catalogue
             .topics
             .iter()

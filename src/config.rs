@@ -139,10 +139,6 @@ impl KafkaConfig {
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.topic_prefix)
     }
-
-    pub fn produce_timeout(&self) -> Duration {
-        Duration::from_millis(self.produce_timeout_ms)
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -33,4 +33,6 @@ trap drop_run_databases EXIT
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets --quiet -- -D warnings
+# No schema may change incompatibly: compared with the previous commit (no registry runs here).
+cargo run --locked --quiet -- schemas check --against git
 cargo test --locked --all-targets "$@"

@@ -21,6 +21,10 @@ use crate::registry::store::{self, VersionSelector};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// A JSON body, or why it is not one: handlers answer a bad body with Confluent's error shape
+/// instead of axum's plain-text rejection.
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/subjects", get(subjects))
@@ -147,9 +151,7 @@ impl SchemaBody {
 }
 
 /// Confluent clients send `{"schema": ...}`; reject anything else with Confluent's 422.
-fn body(
-    raw: Result<Json<SchemaBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<SchemaBody, ApiError> {
+fn body(raw: Body<SchemaBody>) -> Result<SchemaBody, ApiError> {
     raw.map(|Json(b)| b).map_err(|e| {
         RegistryError::InvalidSchema(format!(
             "the request body must be {{\"schema\": \"...\"}}: {e}"
@@ -276,7 +278,7 @@ async fn register(
     State(state): State<HttpState>,
     Path(subject): Path<String>,
     headers: HeaderMap,
-    raw: Result<Json<SchemaBody>, axum::extract::rejection::JsonRejection>,
+    raw: Body<SchemaBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers).await?;
     let body = body(raw)?;
@@ -287,7 +289,7 @@ async fn register(
 async fn lookup(
     State(state): State<HttpState>,
     Path(subject): Path<String>,
-    raw: Result<Json<SchemaBody>, axum::extract::rejection::JsonRejection>,
+    raw: Body<SchemaBody>,
 ) -> Result<Response, ApiError> {
     let body = body(raw)?;
     // Confluent answers 40401 for an unknown subject before looking at the schema.
@@ -308,7 +310,7 @@ async fn check_compatibility(
     State(state): State<HttpState>,
     Path((subject, version)): Path<(String, String)>,
     Query(verbose): Query<Verbose>,
-    raw: Result<Json<SchemaBody>, axum::extract::rejection::JsonRejection>,
+    raw: Body<SchemaBody>,
 ) -> Result<Response, ApiError> {
     let selector = VersionSelector::parse(&version)?;
     let body = body(raw)?;
@@ -326,9 +328,7 @@ struct ConfigBody {
     compatibility: String,
 }
 
-fn level(
-    raw: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Compatibility, ApiError> {
+fn level(raw: Body<ConfigBody>) -> Result<Compatibility, ApiError> {
     let Json(body) = raw.map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -353,7 +353,7 @@ async fn global_config(State(state): State<HttpState>) -> Result<Response, ApiEr
 async fn set_global_config(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    raw: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
+    raw: Body<ConfigBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers).await?;
     let level = level(raw)?;
@@ -395,7 +395,7 @@ async fn set_subject_config(
     State(state): State<HttpState>,
     Path(subject): Path<String>,
     headers: HeaderMap,
-    raw: Result<Json<ConfigBody>, axum::extract::rejection::JsonRejection>,
+    raw: Body<ConfigBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers).await?;
     let level = level(raw)?;

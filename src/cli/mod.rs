@@ -4,6 +4,7 @@
 mod config_check;
 mod demo;
 mod quarantine;
+mod schemas;
 mod serve;
 mod systems;
 
@@ -41,6 +42,9 @@ enum Command {
     /// Look at refused events.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// Check the schema catalogue and write its data dictionary.
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
     /// Run the end-to-end scenario against a running hub, as a member system would.
     Demo(demo::DemoArgs),
 }
@@ -63,14 +67,31 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Config(command) => config_check::run(command, config),
             Command::Systems(command) => systems::run(command, Config::load(config)?).await,
             Command::Quarantine(command) => quarantine::run(command, Config::load(config)?).await,
+            Command::Schemas(command) => schemas::run(command, Config::load(config)?).await,
             Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: many of the hub's errors already
+/// quote their cause in their own message.
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+    }
+    message
 }

@@ -1,9 +1,15 @@
-//! Domain identifiers, parsed once at the edge ("parse, don't validate"): past the API, code
-//! holds these types, never raw strings. Personal ID numbers never appear here as keys or in
-//! logs; see `registry` for the rules on payload fields.
+//! Domain identifiers, parsed once at the edge ("parse, don't validate"), and the reference data
+//! (administrative codes valid by date, ethnicities, countries, status transitions) they are
+//! checked against. A `PersonalId` masks itself when printed: it never reaches a log whole.
 
 mod dossier_code;
+mod personal_id;
+pub mod reference;
+mod sex;
 mod system_id;
 
 pub use dossier_code::{DossierCode, DossierCodeError};
+pub use personal_id::{PersonalId, PersonalIdError};
+pub use reference::{ReferenceData, ReferenceError};
+pub use sex::Sex;
 pub use system_id::{SystemId, SystemIdError};

@@ -288,7 +288,11 @@ impl Events {
         }
         let envelope = check_envelope(input, &mut violations);
         if let Some(schema) = &schema {
-            violations.extend(schema.validate(&input.payload));
+            // Codes are checked as valid on the event's own date (today if that is unknown).
+            let event_date = envelope
+                .as_ref()
+                .map_or_else(|| Utc::now().date_naive(), |e| e.occurred_at.date_naive());
+            violations.extend(schema.validate(&input.payload, event_date));
         }
         let encoded = match (&schema, envelope, violations.is_empty()) {
             (Some(schema), Some(envelope), true) => match schema.encode(&input.payload) {

@@ -40,7 +40,7 @@ impl Names {
         ))
     }
 
-    fn resolve<'a>(&'a self, schema: &'a Schema) -> &'a Schema {
+    pub fn resolve<'a>(&'a self, schema: &'a Schema) -> &'a Schema {
         match schema {
             Schema::Ref { name } => self.0.get(name).unwrap_or(schema),
             other => other,

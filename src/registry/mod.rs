@@ -6,6 +6,9 @@
 pub mod avro;
 mod catalogue;
 pub mod compatibility;
+pub mod dictionary;
+pub mod lint;
+mod rules;
 pub mod store;
 mod violation;
 pub mod wire;
@@ -14,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use apache_avro::Schema;
+use chrono::NaiveDate;
 use deadpool_postgres::Pool;
 use serde_json::Value;
 
@@ -21,6 +25,7 @@ pub use catalogue::{Catalogue, CatalogueError, EventDefinition};
 pub use violation::Violation;
 
 use crate::db::DbError;
+use crate::domain::ReferenceData;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -81,11 +86,61 @@ pub struct EventSchema {
     validator: jsonschema::Validator,
     avro: Schema,
     names: avro::Names,
+    reference: Arc<ReferenceData>,
 }
 
 impl EventSchema {
-    /// Every JSON Schema violation of `payload`, with pointers under `/payload`. Empty when valid.
-    pub fn validate(&self, payload: &Value) -> Vec<Violation> {
+    /// Compiles an event type's validator and encoder. Its schema id and version are 0 until it
+    /// is registered.
+    pub fn compile(
+        def: &EventDefinition,
+        reference: Arc<ReferenceData>,
+        topic_prefix: &str,
+    ) -> Result<Self, RegistryError> {
+        let topic = format!("{topic_prefix}{}", def.topic);
+        let invalid =
+            |e: String| RegistryError::InvalidSchema(format!("{}.avsc: {e}", def.event_type));
+        let avro = Schema::parse_str(&def.avro_text).map_err(|e| invalid(e.to_string()))?;
+        let Schema::Record(record) = &avro else {
+            return Err(invalid("an event schema must be a record".into()));
+        };
+        let subject = format!("{topic}-{}", record.name.fullname(None));
+        let names = avro::Names::of(&avro).map_err(|e| invalid(e.to_string()))?;
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&def.json_schema)
+            .map_err(|e| RegistryError::JsonSchema {
+                event_type: def.event_type.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            event_type: def.event_type.clone(),
+            topic,
+            subject,
+            schema_id: 0,
+            version: 0,
+            validator,
+            avro,
+            names,
+            reference,
+        })
+    }
+
+    /// Every violation of `payload`: JSON Schema first, then the semantic rules (checked against
+    /// reference data valid on `event_date`), with pointers under `/payload`. Empty when valid.
+    pub fn validate(&self, payload: &Value, event_date: NaiveDate) -> Vec<Violation> {
+        let mut violations = self.schema_violations(payload);
+        violations.extend(rules::check(
+            payload,
+            &rules::RuleContext {
+                reference: &self.reference,
+                event_date,
+            },
+        ));
+        violations
+    }
+
+    fn schema_violations(&self, payload: &Value) -> Vec<Violation> {
         if self.validator.is_valid(payload) {
             return Vec::new();
         }
@@ -135,48 +190,19 @@ impl Registry {
     /// Registers every catalogue schema (idempotently) and compiles its validator.
     pub async fn load(
         catalogue: &Catalogue,
+        reference: Arc<ReferenceData>,
         topic_prefix: &str,
         pool: Pool,
     ) -> Result<Self, RegistryError> {
         let mut events = HashMap::new();
         let mut writers = HashMap::new();
         for def in &catalogue.events {
-            let topic = format!("{topic_prefix}{}", def.topic);
-            let avro = Schema::parse_str(&def.avro_text).map_err(|e| {
-                RegistryError::InvalidSchema(format!("{}.avsc: {e}", def.event_type))
-            })?;
-            let Schema::Record(record) = &avro else {
-                return Err(RegistryError::InvalidSchema(format!(
-                    "{}.avsc: an event schema must be a record",
-                    def.event_type
-                )));
-            };
-            let subject = format!("{topic}-{}", record.name.fullname(None));
-            let names = avro::Names::of(&avro).map_err(|e| {
-                RegistryError::InvalidSchema(format!("{}.avsc: {e}", def.event_type))
-            })?;
-            let validator = jsonschema::options()
-                .should_validate_formats(true)
-                .build(&def.json_schema)
-                .map_err(|e| RegistryError::JsonSchema {
-                    event_type: def.event_type.clone(),
-                    reason: e.to_string(),
-                })?;
-            let registered = store::register(&pool, &subject, &def.avro_text).await?;
-            writers.insert(registered.id, Arc::new(avro.clone()));
-            events.insert(
-                def.event_type.clone(),
-                Arc::new(EventSchema {
-                    event_type: def.event_type.clone(),
-                    topic,
-                    subject,
-                    schema_id: registered.id,
-                    version: registered.version,
-                    validator,
-                    avro,
-                    names,
-                }),
-            );
+            let mut schema = EventSchema::compile(def, reference.clone(), topic_prefix)?;
+            let registered = store::register(&pool, &schema.subject, &def.avro_text).await?;
+            schema.schema_id = registered.id;
+            schema.version = registered.version;
+            writers.insert(registered.id, Arc::new(schema.avro.clone()));
+            events.insert(def.event_type.clone(), Arc::new(schema));
         }
         Ok(Self {
             events,
@@ -187,10 +213,6 @@ impl Registry {
 
     pub fn event(&self, event_type: &str) -> Option<&Arc<EventSchema>> {
         self.events.get(event_type)
-    }
-
-    pub fn events(&self) -> impl Iterator<Item = &Arc<EventSchema>> {
-        self.events.values()
     }
 
     /// Decodes a wire-format record with the schema it was written with.

@@ -1,0 +1,280 @@
+//! Reference data, loaded from the versioned CSV files in `schemas/reference/` (data, not code,
+//! so a ministry's change is a data change). Administrative codes carry validity periods: the
+//! 2025 reform replaced 63 provinces by 34, and old records keep old codes, so every question is
+//! "is this code valid on that date?". A province extends the commune lists by adding
+//! `communes/<province code>.csv`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: csv::Error },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+/// When a code is valid: from `from` to `to` inclusive (no `to` = still valid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+}
+
+impl Period {
+    pub fn contains(&self, date: NaiveDate) -> bool {
+        self.from <= date && self.to.is_none_or(|to| date <= to)
+    }
+}
+
+#[derive(Deserialize)]
+struct DatedRow {
+    code: String,
+    valid_from: NaiveDate,
+    valid_to: Option<NaiveDate>,
+}
+
+#[derive(Deserialize)]
+struct CommuneRow {
+    code: String,
+    province_code: String,
+    valid_from: NaiveDate,
+    valid_to: Option<NaiveDate>,
+}
+
+#[derive(Deserialize)]
+struct CodeRow {
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct CountryRow {
+    alpha2: String,
+}
+
+#[derive(Deserialize)]
+struct TransitionRow {
+    from: u8,
+    to: u8,
+}
+
+type Dated = HashMap<String, Vec<Period>>;
+
+/// All reference data the validation rules need.
+#[derive(Debug, Clone, Default)]
+pub struct ReferenceData {
+    /// 2-digit province codes (both before and after the 2025 reform).
+    provinces: Dated,
+    /// 3-digit province prefixes of personal ID numbers.
+    id_provinces: Dated,
+    /// Commune codes per 2-digit province code.
+    communes: HashMap<String, Dated>,
+    ethnicities: HashSet<String>,
+    countries: HashSet<String>,
+    transitions: HashSet<(u8, u8)>,
+}
+
+fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, ReferenceError> {
+    let error = |source| ReferenceError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(error)?;
+    reader
+        .deserialize()
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(error)
+}
+
+fn dated(rows: impl IntoIterator<Item = (String, Period)>) -> Dated {
+    let mut map: Dated = HashMap::new();
+    for (code, period) in rows {
+        map.entry(code).or_default().push(period);
+    }
+    map
+}
+
+impl ReferenceData {
+    pub fn load(dir: &Path) -> Result<Self, ReferenceError> {
+        let periods = |rows: Vec<DatedRow>| {
+            dated(rows.into_iter().map(|r| {
+                (
+                    r.code,
+                    Period {
+                        from: r.valid_from,
+                        to: r.valid_to,
+                    },
+                )
+            }))
+        };
+        let provinces = periods(read(&dir.join("provinces.csv"))?);
+        let id_provinces = periods(read(&dir.join("personal-id-province-codes.csv"))?);
+        let mut communes: HashMap<String, Dated> = HashMap::new();
+        let commune_dir = dir.join("communes");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&commune_dir)
+            .map_err(|e| ReferenceError::Invalid {
+                path: commune_dir.clone(),
+                problem: e.to_string(),
+            })?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+            .collect();
+        files.sort();
+        for file in files {
+            for row in read::<CommuneRow>(&file)? {
+                communes
+                    .entry(row.province_code)
+                    .or_default()
+                    .entry(row.code)
+                    .or_default()
+                    .push(Period {
+                        from: row.valid_from,
+                        to: row.valid_to,
+                    });
+            }
+        }
+        let ethnicities = read::<CodeRow>(&dir.join("ethnicities.csv"))?
+            .into_iter()
+            .map(|r| r.code)
+            .collect();
+        let countries = read::<CountryRow>(&dir.join("countries.csv"))?
+            .into_iter()
+            .map(|r| r.alpha2)
+            .collect();
+        let transitions = read::<TransitionRow>(&dir.join("dossier-status-transitions.csv"))?
+            .into_iter()
+            .map(|r| (r.from, r.to))
+            .collect();
+        Ok(Self {
+            provinces,
+            id_provinces,
+            communes,
+            ethnicities,
+            countries,
+            transitions,
+        })
+    }
+
+    fn valid(map: &Dated, code: &str, date: NaiveDate) -> bool {
+        map.get(code)
+            .is_some_and(|periods| periods.iter().any(|p| p.contains(date)))
+    }
+
+    /// Is the 2-digit province code valid on `date`?
+    pub fn province_valid_on(&self, code: &str, date: NaiveDate) -> bool {
+        Self::valid(&self.provinces, code, date)
+    }
+
+    /// Is the 3-digit personal-ID province prefix known at all?
+    pub fn id_province_known(&self, code: &str) -> bool {
+        self.id_provinces.contains_key(code)
+    }
+
+    /// Could an ID with this prefix be issued on `date`?
+    pub fn id_province_valid_on(&self, code: &str, date: NaiveDate) -> bool {
+        Self::valid(&self.id_provinces, code, date)
+    }
+
+    /// Is the commune valid on `date`? `None` when no commune list is shipped for the province
+    /// (the rule cannot be checked, so it is not applied).
+    pub fn commune_valid_on(&self, province: &str, commune: &str, date: NaiveDate) -> Option<bool> {
+        self.communes
+            .get(province)
+            .map(|communes| Self::valid(communes, commune, date))
+    }
+
+    pub fn ethnicity_known(&self, code: &str) -> bool {
+        self.ethnicities.contains(code)
+    }
+
+    pub fn country_known(&self, alpha2: &str) -> bool {
+        self.countries.contains(alpha2)
+    }
+
+    pub fn transition_allowed(&self, from: u8, to: u8) -> bool {
+        self.transitions.contains(&(from, to))
+    }
+}
+
+#[cfg(test)]
+pub mod fixture {
+    //! A small hand-made data set for unit tests of the rules.
+
+    use super::*;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("fixture date")
+    }
+
+    pub fn reference() -> ReferenceData {
+        let old = Period {
+            from: date("1900-01-01"),
+            to: Some(date("2025-06-30")),
+        };
+        let new = Period {
+            from: date("2025-07-01"),
+            to: None,
+        };
+        let always = Period {
+            from: date("1900-01-01"),
+            to: None,
+        };
+        ReferenceData {
+            provinces: dated([
+                ("48".into(), always),
+                ("49".into(), old),
+                ("79".into(), always),
+                ("52".into(), new),
+            ]),
+            id_provinces: dated([
+                ("048".into(), always),
+                ("049".into(), old),
+                ("079".into(), always),
+            ]),
+            communes: [("48".to_owned(), dated([("20194".into(), new)]))].into(),
+            ethnicities: ["01".to_owned(), "02".to_owned()].into(),
+            countries: ["VN".to_owned(), "LA".to_owned()].into(),
+            transitions: [(1, 2), (2, 4), (4, 9), (9, 10)].into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_valid_by_date() {
+        let data = fixture::reference();
+        let before = NaiveDate::from_ymd_opt(2025, 6, 30).expect("date");
+        let after = NaiveDate::from_ymd_opt(2025, 7, 1).expect("date");
+        assert!(data.province_valid_on("49", before));
+        assert!(
+            !data.province_valid_on("49", after),
+            "Quảng Nam merged into Đà Nẵng"
+        );
+        assert!(!data.province_valid_on("52", before) && data.province_valid_on("52", after));
+        assert_eq!(data.commune_valid_on("48", "20194", after), Some(true));
+        assert_eq!(data.commune_valid_on("48", "99999", after), Some(false));
+        assert_eq!(data.commune_valid_on("79", "26734", after), None);
+    }
+
+    #[test]
+    fn the_shipped_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/reference");
+        let data = ReferenceData::load(&dir).expect("reference data loads");
+        let today = NaiveDate::from_ymd_opt(2026, 11, 23).expect("date");
+        let new_provinces = data
+            .provinces
+            .keys()
+            .filter(|code| data.province_valid_on(code, today))
+            .count();
+        assert_eq!(new_provinces, 34, "34 provinces since 1 July 2025");
+        assert!(data.ethnicity_known("01") && data.country_known("VN"));
+        assert!(data.transition_allowed(9, 10) && !data.transition_allowed(10, 1));
+    }
+}

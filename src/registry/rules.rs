@@ -1,0 +1,509 @@
+//! Semantic rules that JSON Schema cannot express, run in the same validation pass and reported
+//! in the same list. They apply by field name across every event type (the catalogue names
+//! fields consistently), with the reference data of the event's own date:
+//!
+//! | code | rule |
+//! |---|---|
+//! | `vn.personal_id.province` | the ID's 3-digit province prefix is known (and was issued on the birth date) |
+//! | `vn.personal_id.sex` | the century/sex digit agrees with `sex` beside it |
+//! | `vn.personal_id.birth_year` | century and year digits agree with `birth_date` beside it |
+//! | `vn.bhyt.group` | a health-insurance card of a child under 6 is group `TE` |
+//! | `vn.bhyt.bhxh_number` | the card's last 10 digits are the social-insurance number beside it |
+//! | `vn.admin.province` | the 2-digit province code is valid on the event's date |
+//! | `vn.admin.commune` | the commune code is valid in its province on the event's date |
+//! | `vn.code.ethnicity` | the ethnicity code is in the national list |
+//! | `vn.code.nationality` | the nationality is an ISO 3166 country |
+//! | `vn.date.future` | a date of something that happened is not after the event |
+//! | `vn.date.order` | a birth is not after the dates that follow it (registration, death) |
+//! | `vn.status.transition` | a dossier status change is allowed by the portal's state machine |
+//! | `vn.name.nfc` | names are Unicode NFC, so the same name always compares equal |
+//!
+//! Each message is Vietnamese, then English. Messages name fields, never their values: they
+//! reach logs, and values here are personal data.
+
+use chrono::{DateTime, NaiveDate};
+use serde_json::{Map, Value};
+use unicode_normalization::is_nfc;
+
+use super::Violation;
+use crate::domain::{PersonalId, ReferenceData, Sex};
+
+/// Date fields that name a future or a period, not something that happened.
+const FORWARD_LOOKING: [&str; 5] = ["due", "valid_", "expires", "until", "appointment"];
+/// Children under this age get the `TE` health-insurance group.
+const TE_MAX_AGE: i32 = 6;
+
+/// The rule codes that apply to a field of this name, for the data dictionary. Kept beside the
+/// checks below so the two cannot drift apart.
+pub fn rules_for_field(name: &str) -> Vec<&'static str> {
+    let mut rules = Vec::new();
+    match name {
+        "personal_id" => rules.extend([
+            "vn.personal_id.province",
+            "vn.personal_id.sex",
+            "vn.personal_id.birth_year",
+        ]),
+        "province_code" => rules.push("vn.admin.province"),
+        "commune_code" => rules.push("vn.admin.commune"),
+        "ethnicity_code" => rules.push("vn.code.ethnicity"),
+        "nationality" => rules.push("vn.code.nationality"),
+        "to_status" => rules.push("vn.status.transition"),
+        _ => {}
+    }
+    if name.ends_with("card_number") {
+        rules.extend(["vn.bhyt.group", "vn.bhyt.bhxh_number"]);
+    }
+    if name == "name" || name.ends_with("_name") {
+        rules.push("vn.name.nfc");
+    }
+    if (name.ends_with("_date") || name.ends_with("_at"))
+        && !FORWARD_LOOKING.iter().any(|word| name.contains(word))
+    {
+        rules.push("vn.date.future");
+    }
+    if matches!(name, "birth_date" | "death_date" | "date_of_death") {
+        rules.push("vn.date.order");
+    }
+    rules
+}
+
+/// What the rules need beside the payload.
+pub struct RuleContext<'a> {
+    pub reference: &'a ReferenceData,
+    /// The event's own date (its `occurred_at`), for codes valid by date and the future check.
+    pub event_date: NaiveDate,
+}
+
+/// Every semantic violation in `payload`, with pointers under `/payload`.
+pub fn check(payload: &Value, context: &RuleContext<'_>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut pointer = String::from("/payload");
+    walk(payload, context, &mut pointer, &mut out);
+    if let Value::Object(root) = payload {
+        check_birth_before_process_dates(root, &mut out);
+    }
+    out
+}
+
+fn violation(out: &mut Vec<Violation>, pointer: String, rule: &str, vi: &str, en: &str) {
+    out.push(Violation::new(pointer, rule, format!("{vi} / {en}")));
+}
+
+fn walk(value: &Value, context: &RuleContext<'_>, pointer: &mut String, out: &mut Vec<Violation>) {
+    match value {
+        Value::Object(fields) => {
+            check_object(fields, context, pointer, out);
+            for (key, child) in fields {
+                let len = pointer.len();
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                walk(child, context, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = pointer.len();
+                pointer.push_str(&format!("/{i}"));
+                walk(item, context, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn date_of(value: Option<&Value>) -> Option<NaiveDate> {
+    let raw = value?.as_str()?;
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().or_else(|| {
+        DateTime::parse_from_rfc3339(raw)
+            .ok()
+            .map(|t| t.date_naive())
+    })
+}
+
+fn check_object(
+    fields: &Map<String, Value>,
+    context: &RuleContext<'_>,
+    pointer: &str,
+    out: &mut Vec<Violation>,
+) {
+    let at = |key: &str| format!("{pointer}/{key}");
+    let text = |key: &str| fields.get(key).and_then(Value::as_str);
+    let birth_date = date_of(fields.get("birth_date"));
+
+    if let Some(id) = text("personal_id").and_then(|raw| PersonalId::parse(raw).ok()) {
+        check_personal_id(&id, fields, birth_date, context, &at("personal_id"), out);
+    }
+    for (key, value) in fields {
+        if key.ends_with("card_number")
+            && let Some(card) = value.as_str()
+        {
+            check_health_card(card, fields, context, &at(key), out);
+        }
+        if (key == "name" || key.ends_with("_name"))
+            && let Some(name) = value.as_str()
+            && !is_nfc(name)
+        {
+            violation(
+                out,
+                at(key),
+                "vn.name.nfc",
+                "tên chưa chuẩn hoá Unicode NFC",
+                "the name is not Unicode NFC",
+            );
+        }
+        if let Some(date) = date_of(Some(value))
+            && (key.ends_with("_date") || key.ends_with("_at"))
+            && !FORWARD_LOOKING.iter().any(|word| key.contains(word))
+            && date > context.event_date
+        {
+            violation(
+                out,
+                at(key),
+                "vn.date.future",
+                "ngày ở tương lai so với sự kiện",
+                "the date is after the event",
+            );
+        }
+    }
+    if let Some(province) = text("province_code")
+        && province.len() == 2
+        && !context
+            .reference
+            .province_valid_on(province, context.event_date)
+    {
+        violation(
+            out,
+            at("province_code"),
+            "vn.admin.province",
+            "mã tỉnh không có hiệu lực vào ngày của sự kiện",
+            "the province code is not valid on the event's date",
+        );
+    }
+    if let (Some(province), Some(commune)) = (text("province_code"), text("commune_code"))
+        && context
+            .reference
+            .commune_valid_on(province, commune, context.event_date)
+            == Some(false)
+    {
+        violation(
+            out,
+            at("commune_code"),
+            "vn.admin.commune",
+            "mã xã không có hiệu lực trong tỉnh vào ngày của sự kiện",
+            "the commune code is not valid in its province on the event's date",
+        );
+    }
+    if let Some(code) = text("ethnicity_code")
+        && !context.reference.ethnicity_known(code)
+    {
+        violation(
+            out,
+            at("ethnicity_code"),
+            "vn.code.ethnicity",
+            "mã dân tộc không có trong danh mục",
+            "unknown ethnicity code",
+        );
+    }
+    if let Some(country) = text("nationality")
+        && !context.reference.country_known(country)
+    {
+        violation(
+            out,
+            at("nationality"),
+            "vn.code.nationality",
+            "quốc tịch không có trong ISO 3166",
+            "not an ISO 3166 country",
+        );
+    }
+    if let (Some(from), Some(to)) = (fields.get("from_status"), fields.get("to_status"))
+        && let (Some(from), Some(to)) = (from.as_u64(), to.as_u64())
+        && !u8::try_from(from)
+            .ok()
+            .zip(u8::try_from(to).ok())
+            .is_some_and(|(f, t)| context.reference.transition_allowed(f, t))
+    {
+        violation(
+            out,
+            at("to_status"),
+            "vn.status.transition",
+            "chuyển trạng thái hồ sơ không được phép",
+            "this dossier status transition is not allowed",
+        );
+    }
+    for death_key in ["death_date", "date_of_death"] {
+        if let (Some(birth), Some(death)) = (birth_date, date_of(fields.get(death_key)))
+            && birth > death
+        {
+            violation(
+                out,
+                at(death_key),
+                "vn.date.order",
+                "ngày mất trước ngày sinh",
+                "death before birth",
+            );
+        }
+    }
+}
+
+fn check_personal_id(
+    id: &PersonalId,
+    fields: &Map<String, Value>,
+    birth_date: Option<NaiveDate>,
+    context: &RuleContext<'_>,
+    pointer: &str,
+    out: &mut Vec<Violation>,
+) {
+    let reference = context.reference;
+    let province = id.province_code();
+    if !reference.id_province_known(province)
+        || birth_date.is_some_and(|d| !reference.id_province_valid_on(province, d))
+    {
+        violation(
+            out,
+            pointer.to_owned(),
+            "vn.personal_id.province",
+            "mã tỉnh trong số định danh không hợp lệ",
+            "the province part of the personal ID is not valid",
+        );
+    }
+    if let Some(sex) = fields
+        .get("sex")
+        .and_then(Value::as_str)
+        .and_then(Sex::parse)
+        && sex != id.sex()
+    {
+        violation(
+            out,
+            pointer.to_owned(),
+            "vn.personal_id.sex",
+            "chữ số thế kỷ/giới tính không khớp với giới tính",
+            "the century/sex digit does not match the sex",
+        );
+    }
+    if let Some(birth) = birth_date
+        && chrono::Datelike::year(&birth) != id.birth_year()
+    {
+        violation(
+            out,
+            pointer.to_owned(),
+            "vn.personal_id.birth_year",
+            "chữ số thế kỷ và năm sinh không khớp với ngày sinh",
+            "the century and year digits do not match the date of birth",
+        );
+    }
+}
+
+fn check_health_card(
+    card: &str,
+    fields: &Map<String, Value>,
+    context: &RuleContext<'_>,
+    pointer: &str,
+    out: &mut Vec<Violation>,
+) {
+    // The JSON Schema checks the card's shape; these rules only read a well-formed one.
+    if card.len() != 15 || !card.is_ascii() {
+        return;
+    }
+    if let Some(bhxh) = fields.get("bhxh_number").and_then(Value::as_str)
+        && &card[5..] != bhxh
+    {
+        violation(
+            out,
+            pointer.to_owned(),
+            "vn.bhyt.bhxh_number",
+            "10 số cuối của thẻ BHYT phải là mã số BHXH",
+            "the card's last 10 digits must be the social-insurance number",
+        );
+    }
+    let birth_year = date_of(fields.get("birth_date"))
+        .map(|d| chrono::Datelike::year(&d))
+        .or_else(|| {
+            fields
+                .get("personal_id")
+                .and_then(Value::as_str)
+                .and_then(|raw| PersonalId::parse(raw).ok())
+                .map(|id| id.birth_year())
+        });
+    // By calendar year: the card group follows the child's age when the card is issued.
+    if let Some(year) = birth_year
+        && chrono::Datelike::year(&context.event_date) - year < TE_MAX_AGE
+        && !card.starts_with("TE")
+    {
+        violation(
+            out,
+            pointer.to_owned(),
+            "vn.bhyt.group",
+            "trẻ em dưới 6 tuổi phải có mã nhóm TE",
+            "a child under 6 must be in group TE",
+        );
+    }
+}
+
+/// A birth cannot come after the dates the payload records at its top level (receipt,
+/// registration, issue): those are the process's own dates.
+fn check_birth_before_process_dates(root: &Map<String, Value>, out: &mut Vec<Violation>) {
+    let process_dates: Vec<NaiveDate> = root
+        .iter()
+        .filter(|(key, _)| key.ends_with("_at") && !FORWARD_LOOKING.iter().any(|w| key.contains(w)))
+        .filter_map(|(_, value)| date_of(Some(value)))
+        .collect();
+    let Some(first) = process_dates.iter().min().copied() else {
+        return;
+    };
+    for (key, value) in root {
+        if let Value::Object(person) = value
+            && key != "mother"
+            && key != "father"
+            && let Some(birth) = date_of(person.get("birth_date"))
+            && birth > first
+        {
+            violation(
+                out,
+                format!("/payload/{key}/birth_date"),
+                "vn.date.order",
+                "ngày sinh sau ngày tiếp nhận/đăng ký",
+                "the birth is after the receipt or registration",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::reference::fixture;
+    use serde_json::json;
+
+    fn rules_of(payload: Value, event_date: &str) -> Vec<(String, String)> {
+        let reference = fixture::reference();
+        let context = RuleContext {
+            reference: &reference,
+            event_date: NaiveDate::parse_from_str(event_date, "%Y-%m-%d").expect("date"),
+        };
+        let mut found: Vec<(String, String)> = check(&payload, &context)
+            .into_iter()
+            .map(|v| (v.pointer, v.rule))
+            .collect();
+        found.sort();
+        found
+    }
+
+    fn pair(pointer: &str, rule: &str) -> (String, String) {
+        (pointer.to_owned(), rule.to_owned())
+    }
+
+    #[test]
+    fn a_consistent_dossier_passes() {
+        let payload = json!({
+            "received_at": "2026-11-20T09:15:00+07:00",
+            "province_code": "48", "commune_code": "20194",
+            "child": {"full_name": "Nguyễn Minh An", "sex": "FEMALE", "birth_date": "2026-11-12",
+                      "ethnicity_code": "01", "nationality": "VN"},
+            "mother": {"full_name": "Trần Thị Bích", "personal_id": "048195001234", "birth_date": "1995-03-08"}
+        });
+        assert_eq!(
+            rules_of(payload, "2026-11-20"),
+            Vec::<(String, String)>::new()
+        );
+    }
+
+    #[test]
+    fn personal_id_digits_must_agree_with_sex_and_birth() {
+        let payload = json!({"mother": {"personal_id": "048095001234", "sex": "FEMALE", "birth_date": "1996-03-08"}});
+        assert_eq!(
+            rules_of(payload, "2026-11-20"),
+            [
+                pair("/payload/mother/personal_id", "vn.personal_id.birth_year"),
+                pair("/payload/mother/personal_id", "vn.personal_id.sex")
+            ]
+        );
+        let unknown_province = json!({"declarant": {"personal_id": "999195001234"}});
+        assert_eq!(
+            rules_of(unknown_province, "2026-11-20"),
+            [pair(
+                "/payload/declarant/personal_id",
+                "vn.personal_id.province"
+            )]
+        );
+        let merged_away =
+            json!({"child": {"personal_id": "049326000001", "birth_date": "2026-01-02"}});
+        assert_eq!(
+            rules_of(merged_away, "2026-11-20"),
+            [pair(
+                "/payload/child/personal_id",
+                "vn.personal_id.province"
+            )],
+            "Quảng Nam's prefix is no longer issued after the merger"
+        );
+    }
+
+    #[test]
+    fn codes_are_checked_on_the_event_date() {
+        let payload = json!({"province_code": "49", "commune_code": "20194"});
+        assert_eq!(
+            rules_of(payload.clone(), "2025-06-30"),
+            Vec::<(String, String)>::new()
+        );
+        assert_eq!(
+            rules_of(payload, "2025-07-01"),
+            [pair("/payload/province_code", "vn.admin.province")]
+        );
+        let wrong_commune = json!({"province_code": "48", "commune_code": "11111"});
+        assert_eq!(
+            rules_of(wrong_commune, "2026-01-01"),
+            [pair("/payload/commune_code", "vn.admin.commune")]
+        );
+        let codes = json!({"p": {"ethnicity_code": "77", "nationality": "XX"}});
+        assert_eq!(
+            rules_of(codes, "2026-01-01"),
+            [
+                pair("/payload/p/ethnicity_code", "vn.code.ethnicity"),
+                pair("/payload/p/nationality", "vn.code.nationality")
+            ]
+        );
+    }
+
+    #[test]
+    fn health_cards_of_young_children_are_te_and_carry_the_bhxh_number() {
+        let good = json!({"personal_id": "048326000001", "card_number": "TE1484812345678", "bhxh_number": "4812345678"});
+        assert!(rules_of(good, "2026-11-20").is_empty());
+        let payload = json!({"personal_id": "048326000001", "card_number": "GD4484812345678", "bhxh_number": "4812345670"});
+        assert_eq!(
+            rules_of(payload, "2026-11-20"),
+            [
+                pair("/payload/card_number", "vn.bhyt.bhxh_number"),
+                pair("/payload/card_number", "vn.bhyt.group")
+            ]
+        );
+    }
+
+    #[test]
+    fn dates_are_in_the_past_and_in_order_and_names_are_nfc() {
+        let payload = json!({
+            "received_at": "2026-11-20T09:15:00+07:00",
+            "child": {"full_name": "Nguye\u{0302}\u{0303}n", "birth_date": "2026-11-21"},
+            "deceased": {"birth_date": "1950-01-01", "date_of_death": "1949-12-31"},
+            "due_at": "2026-12-01T00:00:00+07:00"
+        });
+        assert_eq!(
+            rules_of(payload, "2026-11-20"),
+            [
+                pair("/payload/child/birth_date", "vn.date.future"),
+                pair("/payload/child/birth_date", "vn.date.order"),
+                pair("/payload/child/full_name", "vn.name.nfc"),
+                pair("/payload/deceased/date_of_death", "vn.date.order"),
+            ]
+        );
+    }
+
+    #[test]
+    fn status_changes_follow_the_portal_state_machine() {
+        assert!(rules_of(json!({"from_status": 9, "to_status": 10}), "2026-11-20").is_empty());
+        assert_eq!(
+            rules_of(json!({"from_status": 10, "to_status": 1}), "2026-11-20"),
+            [pair("/payload/to_status", "vn.status.transition")]
+        );
+    }
+}
