@@ -173,10 +173,11 @@ impl Hub {
     /// until every produced event is acknowledged by the broker.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.shutdown.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
+        // The servers first: once they stop, no call can start another subscription.
         let grpc = self.grpc.await?;
         let http = self.http.await?;
+        self.tracker.close();
+        self.tracker.wait().await;
         if let Err(error) = self.producer.flush(FLUSH_TIMEOUT).await {
             tracing::error!(%error, "some events were not acknowledged before shutdown");
         }

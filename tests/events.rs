@@ -175,6 +175,28 @@ async fn an_invalid_event_is_refused_with_every_violation_and_quarantined() {
         "the input is kept as sent"
     );
 
+    // A NUL character is refused like any other violation, and the input is still kept.
+    let (nul_code, mut nul_payload) = dossier();
+    nul_payload["child"]["birth_place"] = "Bệnh viện\u{0}".into();
+    let status = one_stop
+        .publish(publish_request(&nul_code, &nul_payload))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(
+        status.message().contains("vn.text.nul"),
+        "{}",
+        status.message()
+    );
+    let kept = db
+        .query_one(
+            "SELECT request->'payload'->'child'->>'birth_place' FROM quarantine WHERE correlation_id = $1",
+            &[&nul_code],
+        )
+        .await
+        .expect("kept in quarantine");
+    assert_eq!(kept.get::<_, String>(0), "Bệnh viện\u{FFFD}");
+
     let unknown = one_stop
         .publish(lienthong::proto::PublishRequest {
             event_type: "birth.nothing".into(),
@@ -314,12 +336,13 @@ async fn a_hub_restart_loses_no_accepted_event_nor_acknowledgement() {
         .await
         .expect("batch answered")
         .into_inner();
-    assert_eq!((batch.accepted, batch.rejected), (11, 1));
+    assert_eq!((batch.accepted, batch.rejected, batch.failed), (11, 1, 0));
     let mut accepted_ids = Vec::new();
     for (i, result) in batch.results.iter().enumerate() {
         assert_eq!(result.index as usize, i);
         match result.outcome.as_ref().expect("outcome") {
             Outcome::Accepted(a) => accepted_ids.push(a.event_id.clone()),
+            Outcome::Failed(f) => panic!("no failure expected: {}", f.message),
             Outcome::Rejected(r) => {
                 assert_eq!(i, 5);
                 assert_eq!(r.violations[0].pointer, "/payload/commune_code");
@@ -388,6 +411,52 @@ async fn a_hub_restart_loses_no_accepted_event_nor_acknowledgement() {
     }
     let expected: std::collections::HashSet<String> = accepted_ids.into_iter().collect();
     assert_eq!(seen, expected, "every accepted event is delivered");
+    drop(stream);
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_subscriber_receives_only_its_event_type_from_a_shared_topic() {
+    let env = TestEnv::new("filter").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+    let (code, submitted) = dossier();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/examples/birth.dossier-accepted/valid-on-time.json");
+    let mut accepted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("example")).expect("json");
+    accepted["dossier_code"] = code.clone().into();
+    one_stop
+        .publish(publish_request(&code, &submitted))
+        .await
+        .expect("submitted accepted");
+    let acceptance = one_stop
+        .publish(lienthong::proto::PublishRequest {
+            event_type: "birth.dossier-accepted".into(),
+            ..publish_request(&code, &accepted)
+        })
+        .await
+        .expect("acceptance accepted")
+        .into_inner();
+    one_stop
+        .publish(publish_request(&code, &submitted))
+        .await
+        .expect("second submission accepted");
+
+    let mut stream = one_stop
+        .subscribe(lienthong::proto::SubscribeRequest {
+            event_type: "birth.dossier-accepted".into(),
+            ..subscribe_request("portal")
+        })
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    let envelope = delivery.envelope.expect("envelope");
+    assert_eq!(envelope.event_type, "birth.dossier-accepted");
+    assert_eq!(envelope.event_id, acceptance.event_id);
+    let more = tokio::time::timeout(std::time::Duration::from_secs(2), stream.message()).await;
+    assert!(more.is_err(), "no other event type is delivered: {more:?}");
     drop(stream);
     hub.shutdown().await.expect("clean shutdown");
 }

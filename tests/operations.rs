@@ -159,3 +159,60 @@ fn config_check_names_the_bad_field_and_hides_secrets() {
     let error = String::from_utf8_lossy(&bad.stderr);
     assert!(error.contains("database.pool_max_size"), "{error}");
 }
+
+/// A free loopback port (bound, read, released; the hub binds it a moment later).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test]
+async fn the_binary_serves_until_sigterm_then_exits_cleanly() {
+    let env = TestEnv::new("sigterm").await;
+    let (grpc, http) = (free_port(), free_port());
+    let mut hub = tokio::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .arg("serve")
+        .env("LIENTHONG_DATABASE__URL", &env.config.database.url)
+        .env(
+            "LIENTHONG_KAFKA__BOOTSTRAP_SERVERS",
+            &env.config.kafka.bootstrap_servers,
+        )
+        .env(
+            "LIENTHONG_KAFKA__TOPIC_PREFIX",
+            &env.config.kafka.topic_prefix,
+        )
+        .env("LIENTHONG_SCHEMAS__DIR", &env.config.schemas.dir)
+        .env("LIENTHONG_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        .env("LIENTHONG_HTTP__LISTEN", format!("127.0.0.1:{http}"))
+        .env("LIENTHONG_LOG__FILTER", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the hub starts");
+    let ready = async {
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, ready)
+        .await
+        .expect("the hub gets ready");
+
+    let pid = hub.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(WAIT, hub.wait())
+        .await
+        .expect("the hub stops after SIGTERM")
+        .expect("exit status");
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}

@@ -110,7 +110,8 @@ async fn confluent_python_client_decodes_what_the_hub_published() {
 async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
     let env = TestEnv::new("rest").await;
     let hub = env.start_hub().await;
-    let token = env.token("schema-admin").await;
+    let token = env.operator_token("schema-admin").await;
+    let member = env.token("danang-onestop").await;
     let registry = Registry::new(&hub);
     let subject = format!(
         "{}lienthong.birth-vn.lienthong.birth.BirthDossierSubmitted",
@@ -211,6 +212,19 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
             .await
             .0,
         401
+    );
+    let (status, denied) = registry
+        .send(
+            reqwest::Method::POST,
+            &register,
+            Some(&member),
+            v2_body.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, denied["error_code"].as_i64()),
+        (403, Some(40301)),
+        "{denied}"
     );
     let (status, refused) = registry
         .send(

@@ -16,6 +16,8 @@ const TOKEN_PREFIX: &str = "lt_";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub system: SystemId,
+    /// May change the hub itself (schemas, compatibility levels), not only exchange events.
+    pub operator: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -67,14 +69,20 @@ impl Credentials {
         Self { pool }
     }
 
-    /// Creates a member system with its first token.
-    pub async fn add_system(&self, id: &SystemId, name: &str) -> Result<IssuedToken, AccessError> {
+    /// Creates a member system (an operator when `operator`) with its first token.
+    pub async fn add_system(
+        &self,
+        id: &SystemId,
+        name: &str,
+        operator: bool,
+    ) -> Result<IssuedToken, AccessError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let inserted = tx
             .execute(
-                "INSERT INTO member_system (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-                &[&id.as_str(), &name],
+                "INSERT INTO member_system (id, name, operator) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id.as_str(), &name, &operator],
             )
             .await?;
         if inserted == 0 {
@@ -148,14 +156,31 @@ impl Credentials {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT system_id FROM system_credential WHERE token_hash = $1 AND revoked_at IS NULL",
+                "SELECT c.system_id, s.operator FROM system_credential c
+                 JOIN member_system s ON s.id = c.system_id
+                 WHERE c.token_hash = $1 AND c.revoked_at IS NULL",
                 &[&hash(token)],
             )
             .await?;
-        Ok(row
-            .and_then(|row| SystemId::parse(row.get::<_, &str>(0)).ok())
-            .map(|system| Caller { system }))
+        Ok(row.and_then(|row| {
+            SystemId::parse(row.get::<_, &str>(0))
+                .ok()
+                .map(|system| Caller {
+                    system,
+                    operator: row.get(1),
+                })
+        }))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value (the scheme is
+/// case-insensitive, RFC 7235).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 fn new_token() -> String {

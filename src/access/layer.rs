@@ -71,8 +71,7 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(super::bearer_token);
             let Some(token) = token else {
                 return Ok(Status::unauthenticated(
                     "missing credential: send `authorization: Bearer <token>` (see `lienthong systems add`)",

@@ -6,5 +6,5 @@
 mod credentials;
 mod layer;
 
-pub use credentials::{AccessError, Caller, Credentials, IssuedToken, MemberSystem};
+pub use credentials::{AccessError, Caller, Credentials, IssuedToken, MemberSystem, bearer_token};
 pub use layer::AuthLayer;

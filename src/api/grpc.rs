@@ -27,8 +27,12 @@ use crate::proto::{
 };
 use crate::registry::Violation;
 
-/// Violations spelled out in the status message; all of them are always in the details.
+/// Violations spelled out in the status message.
 const VIOLATIONS_IN_MESSAGE: usize = 20;
+/// Violations in the `BadRequest` details: all of a huge list would overflow HTTP/2 headers.
+const VIOLATIONS_IN_DETAILS: usize = 100;
+/// Events one `PublishBatch` call reads; the answer holds one result per event read.
+const MAX_BATCH: usize = 10_000;
 
 pub struct EventApi {
     events: Arc<Events>,
@@ -116,6 +120,7 @@ fn publish_status(error: PublishError) -> Status {
                 rejected
                     .violations
                     .iter()
+                    .take(VIOLATIONS_IN_DETAILS)
                     .map(|v| {
                         tonic_types::FieldViolation::new(
                             v.pointer.clone(),
@@ -126,10 +131,11 @@ fn publish_status(error: PublishError) -> Status {
             );
             Status::with_error_details(Code::InvalidArgument, message, details)
         }
-        PublishError::Produce(e) => {
-            tracing::error!(error = %e, "produce failed");
+        PublishError::Produce { event_id, source } => {
+            tracing::error!(%event_id, error = %source, "produce failed");
             Status::unavailable(format!(
-                "the broker did not acknowledge the event; retry with the same event_id ({e})"
+                "the broker did not acknowledge the event; retry with event_id {event_id} so \
+                 consumers can deduplicate ({source})"
             ))
         }
         PublishError::Quarantine(e) => {
@@ -145,6 +151,7 @@ fn subscribe_status(error: SubscribeError) -> Status {
             Status::invalid_argument(error.to_string())
         }
         SubscribeError::UnknownSubscription(_) => Status::not_found(error.to_string()),
+        SubscribeError::TooMany => Status::resource_exhausted(error.to_string()),
         SubscribeError::Bus(e) => {
             tracing::error!(error = %e, "subscription failed");
             Status::unavailable(e.to_string())
@@ -219,6 +226,7 @@ impl EventService for EventApi {
         // A broken client stream ends the batch; what was already read is still published.
         let inputs = futures::stream::poll_fn(move |cx| stream.poll_next_unpin(cx))
             .take_while(|item| std::future::ready(item.is_ok()))
+            .take(MAX_BATCH)
             .filter_map(|item| std::future::ready(item.ok().map(input)));
         let outcomes = self
             .events
@@ -243,10 +251,23 @@ impl EventService for EventApi {
                         quarantine_id: rejected.quarantine_id,
                     })
                 }
-                // The broker or the database failed: the caller must retry, so the whole call
-                // fails; events already acknowledged stay published, and retrying them with the
-                // same event ids is safe for consumers that deduplicate on the id.
-                Err(other) => return Err(publish_status(other)),
+                // The broker or the database failed for this event only: the others keep their
+                // outcome, and the caller retries this one with the event id given here.
+                Err(PublishError::Produce { event_id, source }) => {
+                    response.failed += 1;
+                    Outcome::Failed(proto::Failure {
+                        event_id: event_id.to_string(),
+                        message: format!("the broker did not acknowledge it: {source}"),
+                    })
+                }
+                Err(PublishError::Quarantine(e)) => {
+                    tracing::error!(error = %e, "quarantine failed");
+                    response.failed += 1;
+                    Outcome::Failed(proto::Failure {
+                        event_id: String::new(),
+                        message: "invalid, and could not be quarantined; retry".to_owned(),
+                    })
+                }
             };
             response.results.push(BatchItemResult {
                 index: index as u32,

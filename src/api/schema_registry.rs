@@ -2,7 +2,7 @@
 //! (Confluent serializers in any language, Kafka UIs, Connect) reads the hub's schemas as they
 //! are. Same paths, bodies, content type and error shape (`{"error_code", "message"}`) as
 //! Confluent's. Reading is open, like the schemas themselves; registering a schema and changing
-//! a compatibility level need a member system's bearer token.
+//! a compatibility level need the bearer token of an operator system.
 
 use axum::Json;
 use axum::Router;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::HttpState;
-use crate::access::Credentials;
+use crate::access::{Credentials, bearer_token};
 use crate::registry::RegistryError;
 use crate::registry::compatibility::Compatibility;
 use crate::registry::store::{self, VersionSelector};
@@ -168,7 +168,7 @@ async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiErro
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     let Some(token) = token else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -177,10 +177,18 @@ async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiErro
         ));
     };
     match Credentials::new(state.pool.clone())
-        .authenticate(token.trim())
+        .authenticate(token)
         .await
     {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(caller)) if caller.operator => Ok(()),
+        Ok(Some(caller)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            40301,
+            format!(
+                "{} is not an operator: only operators change the registry",
+                caller.system
+            ),
+        )),
         Ok(None) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             40101,

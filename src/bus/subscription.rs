@@ -5,8 +5,9 @@
 //! acknowledging therefore gets the same events again, from this hub or another one.
 //!
 //! Each subscription is one task owned by the hub's task tracker; it ends when the client
-//! disconnects or the hub shuts down, and it never holds more unacknowledged deliveries than
-//! the client asked for.
+//! disconnects or the hub shuts down. It stops reading while the client holds as many
+//! unacknowledged deliveries as it asked for; a client that stays silent longer than
+//! `max.poll.interval.ms` loses its partitions to the rest of the group, which then redelivers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -67,6 +68,8 @@ pub struct Subscription {
 /// Everything a subscription needs beside the Kafka settings.
 pub struct SubscriptionOptions {
     pub topic: String,
+    /// The event type to deliver; other types on the topic are skipped.
+    pub event_type: String,
     pub group: String,
     pub start: StartFrom,
     pub max_unacknowledged: usize,
@@ -84,7 +87,7 @@ impl Subscription {
     ) -> Result<(Self, mpsc::Receiver<Received>), SubscriptionError> {
         let context = SubscriptionContext {
             group: options.group.clone(),
-            metrics,
+            metrics: metrics.clone(),
             revoked: Arc::default(),
         };
         let revoked = context.revoked.clone();
@@ -113,9 +116,13 @@ impl Subscription {
         let worker = Worker {
             consumer,
             topic: options.topic,
+            event_type: options.event_type,
+            group: options.group,
             max_unacknowledged: capacity,
             tracks: HashMap::new(),
+            partitions_seen: BTreeSet::new(),
             revoked,
+            metrics,
         };
         tracker.spawn(worker.run(deliveries_tx, acks_rx, shutdown));
         Ok((Self { acks: acks_tx }, deliveries_rx))
@@ -155,9 +162,15 @@ impl Track {
 struct Worker {
     consumer: StreamConsumer<SubscriptionContext>,
     topic: String,
+    /// Only records of this type are delivered.
+    event_type: String,
+    group: String,
     max_unacknowledged: usize,
     tracks: HashMap<i32, Track>,
+    /// Partitions this member read, so their lag series can be removed when it ends.
+    partitions_seen: BTreeSet<i32>,
     revoked: Arc<Mutex<Vec<i32>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -189,11 +202,24 @@ impl Worker {
                             headers: super::envelope::header_map(message.headers()),
                         };
                         drop(message);
-                        let track = self.tracks.entry(received.partition).or_default();
-                        track.unacknowledged.insert(received.offset);
-                        track.next = track.next.max(received.offset + 1);
-                        if deliveries.send(received).await.is_err() {
-                            break;
+                        // A revocation seen while polling applies before this record is tracked,
+                        // or it would be forgotten with the partition's older deliveries.
+                        self.forget_revoked();
+                        let (partition, offset) = (received.partition, received.offset);
+                        self.partitions_seen.insert(partition);
+                        let track = self.tracks.entry(partition).or_default();
+                        track.unacknowledged.insert(offset);
+                        track.next = track.next.max(offset + 1);
+                        // Several event types share a topic: the others are not this
+                        // subscriber's to see, and count as handled.
+                        if received.headers.get(super::envelope::TYPE) != Some(&self.event_type) {
+                            self.acknowledge(&[(partition, offset)]);
+                            continue;
+                        }
+                        tokio::select! {
+                            biased;
+                            () = shutdown.cancelled() => break,
+                            sent = deliveries.send(received) => if sent.is_err() { break },
                         }
                     }
                     Err(error) => {
@@ -202,6 +228,11 @@ impl Worker {
                     }
                 },
             }
+        }
+        // Acknowledgements that arrived before the end still count.
+        while let Ok(request) = acks.try_recv() {
+            let count = self.acknowledge(&request.positions);
+            let _ = request.reply.send(count);
         }
         self.close().await;
     }
@@ -253,7 +284,12 @@ impl Worker {
     /// closing a consumer blocks.
     async fn close(self) {
         let Worker {
-            consumer, topic, ..
+            consumer,
+            topic,
+            group,
+            partitions_seen,
+            metrics,
+            ..
         } = self;
         let closed = tokio::task::spawn_blocking(move || {
             match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -266,6 +302,13 @@ impl Worker {
         .await;
         if let Err(error) = closed {
             tracing::error!(%error, %topic, "closing the consumer panicked");
+        }
+        for partition in partitions_seen {
+            metrics.consumer_lag.remove(&LagLabels {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: partition.to_string(),
+            });
         }
         tracing::debug!(%topic, "subscription closed");
     }

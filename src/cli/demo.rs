@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use chrono::{FixedOffset, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use rand::Rng as _;
 use serde_json::Value;
 use tonic::metadata::MetadataValue;
@@ -79,8 +79,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &std::fs::read_to_string(&args.example)
             .with_context(|| format!("reading {}", args.example.display()))?,
     )?;
-    let vietnam = FixedOffset::east_opt(7 * 3600).expect("+07:00 is a valid offset");
-    let now = Utc::now().with_timezone(&vietnam);
+    let now = Utc::now().with_timezone(&crate::domain::vietnam());
     let code = format!(
         "G22.99.08-{}-{:06}",
         now.format("%y%m%d"),

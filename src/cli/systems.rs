@@ -17,6 +17,9 @@ pub enum SystemsCommand {
         /// Human name, e.g. "Da Nang one-stop system".
         #[arg(long)]
         name: Option<String>,
+        /// May change the hub itself (register schemas, set compatibility levels).
+        #[arg(long)]
+        operator: bool,
     },
     /// Issue another token for an existing system (for rotation).
     Token { id: String },
@@ -31,10 +34,10 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
         .context("preparing the database")?;
     let credentials = Credentials::new(pool);
     match command {
-        SystemsCommand::Add { id, name } => {
+        SystemsCommand::Add { id, name, operator } => {
             let id = SystemId::parse(&id).with_context(|| format!("system id {id:?}"))?;
             let name = name.unwrap_or_else(|| id.to_string());
-            let issued = credentials.add_system(&id, &name).await?;
+            let issued = credentials.add_system(&id, &name, operator).await?;
             eprintln!(
                 "member system {} created; keep this token, it is shown once:",
                 issued.system

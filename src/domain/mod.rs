@@ -13,3 +13,9 @@ pub use personal_id::{PersonalId, PersonalIdError};
 pub use reference::{ReferenceData, ReferenceError};
 pub use sex::Sex;
 pub use system_id::{SystemId, SystemIdError};
+
+/// Viet Nam's offset from UTC (Asia/Ho_Chi_Minh, +07:00, no daylight-saving time): calendar
+/// dates of events, deadlines and the national portal are all in this offset.
+pub fn vietnam() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(7 * 3600).expect("+07:00 is a valid offset")
+}

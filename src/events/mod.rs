@@ -30,17 +30,26 @@ use crate::telemetry::metrics::EventLabels;
 /// Unacknowledged deliveries a subscription may hold when the client does not say.
 pub const DEFAULT_MAX_UNACKNOWLEDGED: usize = 256;
 const MAX_UNACKNOWLEDGED_LIMIT: usize = 10_000;
+/// Each subscription is a Kafka consumer with threads of its own: a system gets this many.
+pub const MAX_SUBSCRIPTIONS_PER_SYSTEM: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
-    #[error("unknown event type {0:?}; see schemas/topics.toml")]
+    #[error("unknown event type {:?}; see schemas/topics.toml", truncated(.0))]
     UnknownEventType(String),
     #[error("consumer_group must be 1 to 100 characters of letters, digits, '.', '_' and '-'")]
     InvalidGroup,
+    #[error("this system already runs {MAX_SUBSCRIPTIONS_PER_SYSTEM} subscriptions; end one first")]
+    TooMany,
     #[error("no running subscription {0} of this system (it may have ended)")]
     UnknownSubscription(String),
     #[error(transparent)]
     Bus(#[from] SubscriptionError),
+}
+
+/// Caller input quoted back in an error, cut to a sane length.
+pub(crate) fn truncated(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 /// A subscription request after the API layer parsed it.
@@ -119,14 +128,30 @@ impl Events {
             0 => DEFAULT_MAX_UNACKNOWLEDGED,
             n => n.min(MAX_UNACKNOWLEDGED_LIMIT),
         };
+        // One group per system, name and event type: types sharing a topic keep their own offsets.
         let group = format!(
-            "{}lienthong.{}.{}",
-            self.kafka.topic_prefix, caller.system, input.group
+            "{}lienthong.{}.{}.{}",
+            self.kafka.topic_prefix, caller.system, input.event_type, input.group
         );
+        {
+            let mut subscriptions = self
+                .subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            subscriptions.retain(|_, (_, s)| !s.is_ended());
+            let running = subscriptions
+                .values()
+                .filter(|(owner, _)| *owner == caller.system)
+                .count();
+            if running >= MAX_SUBSCRIPTIONS_PER_SYSTEM {
+                return Err(SubscribeError::TooMany);
+            }
+        }
         let (subscription, deliveries) = Subscription::open(
             &self.kafka,
             SubscriptionOptions {
                 topic: schema.topic.clone(),
+                event_type: input.event_type.clone(),
                 group,
                 start: input.start,
                 max_unacknowledged,
@@ -140,7 +165,6 @@ impl Events {
             .subscriptions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        subscriptions.retain(|_, (_, s)| !s.is_ended());
         subscriptions.insert(id, (caller.system.clone(), subscription));
         tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, "subscription started");
         Ok((id, deliveries))

@@ -76,8 +76,12 @@ pub struct Rejected {
 pub enum PublishError {
     #[error("the event breaks {} rule(s)", .0.violations.len())]
     Rejected(Rejected),
-    #[error(transparent)]
-    Produce(#[from] ProduceError),
+    /// The broker did not take the event; retrying with `event_id` lets consumers deduplicate.
+    #[error("event {event_id}: {source}")]
+    Produce {
+        event_id: Uuid,
+        source: ProduceError,
+    },
     #[error("cannot quarantine the refused event: {0}")]
     Quarantine(DbError),
 }
@@ -169,25 +173,31 @@ fn check_envelope(
         ));
         None
     };
-    for (pointer, value, what) in [
-        (
+    // Both travel as Kafka headers on every record: codes and citations, never free text
+    // that could carry personal data.
+    let purpose = &input.purpose;
+    let purpose_ok = (2..=63).contains(&purpose.len())
+        && purpose.starts_with(|c: char| c.is_ascii_lowercase())
+        && purpose
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !purpose_ok {
+        violations.push(Violation::new(
             "/purpose",
-            &input.purpose,
-            "the purpose of the processing, e.g. civil-registration",
-        ),
-        (
+            "envelope.purpose",
+            "is required: a purpose code of 2 to 63 characters a-z, 0-9 and '-', e.g. civil-registration",
+        ));
+    }
+    let basis = input.legal_basis.trim();
+    let basis_len = basis.chars().count();
+    if basis_len == 0 || basis_len > MAX_TEXT_LEN || basis.chars().any(char::is_control) {
+        violations.push(Violation::new(
             "/legal_basis",
-            &input.legal_basis,
-            "the legal basis, e.g. Decree 63/2024/ND-CP",
-        ),
-    ] {
-        if value.trim().is_empty() || value.len() > MAX_TEXT_LEN {
-            violations.push(Violation::new(
-                pointer,
-                format!("envelope.{}", &pointer[1..]),
-                format!("is required (1 to {MAX_TEXT_LEN} characters): {what}"),
-            ));
-        }
+            "envelope.legal_basis",
+            format!(
+                "is required: the legal basis in 1 to {MAX_TEXT_LEN} characters on one line, e.g. Decree 63/2024/ND-CP"
+            ),
+        ));
     }
     Some(CheckedEnvelope {
         event_id: event_id?,
@@ -288,10 +298,13 @@ impl Events {
         }
         let envelope = check_envelope(input, &mut violations);
         if let Some(schema) = &schema {
-            // Codes are checked as valid on the event's own date (today if that is unknown).
-            let event_date = envelope
+            // Codes are checked as valid on the event's own date in Viet Nam (today if unknown).
+            let occurred = envelope
                 .as_ref()
-                .map_or_else(|| Utc::now().date_naive(), |e| e.occurred_at.date_naive());
+                .map_or_else(|| Utc::now().fixed_offset(), |e| e.occurred_at);
+            let event_date = occurred
+                .with_timezone(&crate::domain::vietnam())
+                .date_naive();
             violations.extend(schema.validate(&input.payload, event_date));
         }
         let encoded = match (&schema, envelope, violations.is_empty()) {
@@ -344,7 +357,11 @@ impl Events {
                 &bytes,
                 envelope.to_headers(&trace_context),
             )
-            .await?;
+            .await
+            .map_err(|source| PublishError::Produce {
+                event_id: envelope.event_id,
+                source,
+            })?;
         tracing::debug!(event_id = %envelope.event_id, system = %caller.system, "event queued");
         Ok(Pending {
             schema,
@@ -359,7 +376,10 @@ impl Events {
             event_id,
             in_flight,
         } = pending;
-        let produced = in_flight.acknowledged().await?;
+        let produced = in_flight
+            .acknowledged()
+            .await
+            .map_err(|source| PublishError::Produce { event_id, source })?;
         self.metrics
             .produce_latency
             .observe(produced.latency.as_secs_f64());

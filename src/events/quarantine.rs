@@ -33,6 +33,23 @@ pub struct Quarantined {
     pub violations: Vec<Violation>,
 }
 
+fn replace_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+fn without_nul(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(replace_nul(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (replace_nul(&k), without_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[derive(Clone)]
 pub struct Quarantine {
     pool: Pool,
@@ -46,6 +63,10 @@ impl Quarantine {
     pub async fn keep(&self, entry: QuarantineEntry<'_>) -> Result<i64, DbError> {
         let violations = serde_json::to_value(entry.violations)
             .expect("violations are plain strings and serialise");
+        // PostgreSQL text and jsonb cannot hold NUL: keep the input with U+FFFD in its place,
+        // rather than failing (the caller would retry an invalid event forever).
+        let request = without_nul(entry.request.clone());
+        let strip = |text: &str| replace_nul(text);
         let client = self.pool.get().await?;
         let row = client
             .query_one(
@@ -54,12 +75,12 @@ impl Quarantine {
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 &[
                     &entry.system.as_str(),
-                    &entry.event_type,
-                    &entry.event_id,
-                    &entry.correlation_id,
+                    &strip(entry.event_type),
+                    &strip(entry.event_id),
+                    &strip(entry.correlation_id),
                     &entry.reason,
                     &violations,
-                    entry.request,
+                    &request,
                 ],
             )
             .await?;

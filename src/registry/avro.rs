@@ -9,11 +9,8 @@ use std::collections::HashMap;
 use apache_avro::Schema;
 use apache_avro::schema::{Name, RecordSchema};
 use apache_avro::types::Value as Avro;
-use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, TimeZone as _, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone as _, Utc};
 use serde_json::{Map, Value as Json};
-
-/// Viet Nam's offset from UTC (Asia/Ho_Chi_Minh has no daylight-saving time).
-const VIETNAM_OFFSET_SECONDS: i32 = 7 * 3600;
 
 /// A JSON value that the Avro schema cannot hold; `pointer` is a JSON pointer into the payload.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -232,8 +229,7 @@ pub fn avro_to_json(value: Avro) -> Json {
 }
 
 fn in_vietnam(t: DateTime<Utc>) -> String {
-    let offset = FixedOffset::east_opt(VIETNAM_OFFSET_SECONDS).expect("+07:00 is a valid offset");
-    t.with_timezone(&offset)
+    t.with_timezone(&crate::domain::vietnam())
         .to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 

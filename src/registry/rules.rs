@@ -17,6 +17,7 @@
 //! | `vn.date.order` | a birth is not after the dates that follow it (registration, death) |
 //! | `vn.status.transition` | a dossier status change is allowed by the portal's state machine |
 //! | `vn.name.nfc` | names are Unicode NFC, so the same name always compares equal |
+//! | `vn.text.nul` | no text holds a NUL character (no database downstream can store it) |
 //!
 //! Each message is Vietnamese, then English. Messages name fields, never their values: they
 //! reach logs, and values here are personal data.
@@ -70,7 +71,8 @@ pub fn rules_for_field(name: &str) -> Vec<&'static str> {
 /// What the rules need beside the payload.
 pub struct RuleContext<'a> {
     pub reference: &'a ReferenceData,
-    /// The event's own date (its `occurred_at`), for codes valid by date and the future check.
+    /// The event's own date (its `occurred_at` in Viet Nam), for codes valid by date and the
+    /// future check.
     pub event_date: NaiveDate,
 }
 
@@ -109,6 +111,13 @@ fn walk(value: &Value, context: &RuleContext<'_>, pointer: &mut String, out: &mu
                 pointer.truncate(len);
             }
         }
+        Value::String(text) if text.contains('\0') => violation(
+            out,
+            pointer.clone(),
+            "vn.text.nul",
+            "văn bản chứa ký tự NUL",
+            "the text holds a NUL character",
+        ),
         _ => {}
     }
 }
@@ -495,6 +504,14 @@ mod tests {
                 pair("/payload/child/full_name", "vn.name.nfc"),
                 pair("/payload/deceased/date_of_death", "vn.date.order"),
             ]
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_anywhere() {
+        assert_eq!(
+            rules_of(json!({"notes": ["ok", "a\u{0}b"]}), "2026-11-20"),
+            [pair("/payload/notes/1", "vn.text.nul")]
         );
     }
 

@@ -92,9 +92,18 @@ impl TestEnv {
 
     /// Registers a member system and returns its token.
     pub async fn token(&self, system: &str) -> String {
+        self.add_system(system, false).await
+    }
+
+    /// Registers an operator system and returns its token.
+    pub async fn operator_token(&self, system: &str) -> String {
+        self.add_system(system, true).await
+    }
+
+    async fn add_system(&self, system: &str, operator: bool) -> String {
         let id = SystemId::parse(system).expect("valid system id");
         Credentials::new(self.pool.clone())
-            .add_system(&id, system)
+            .add_system(&id, system, operator)
             .await
             .expect("system added")
             .token
