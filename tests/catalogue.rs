@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate};
 use lienthong::domain::ReferenceData;
-use lienthong::registry::{Catalogue, EventSchema, avro, lint, wire};
+use lienthong::registry::{Catalogue, EventSchema, avro, dictionary, lint, wire};
 use serde_json::Value;
 
 /// The date the examples were written for; validation is by the event's own date.
@@ -143,4 +143,18 @@ fn examples_validate_round_trip_and_counter_examples_fail_as_declared() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_committed_data_dictionary_is_current() {
+    let catalogue = Catalogue::load(&schemas_dir()).expect("catalogue loads");
+    let current = dictionary::markdown(&dictionary::describe(&catalogue));
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/data-dictionary/index.md"),
+    )
+    .expect("docs/data-dictionary/index.md exists");
+    assert!(
+        current == committed,
+        "docs/data-dictionary is stale: run `lienthong schemas docs` and commit it"
+    );
 }

@@ -178,6 +178,13 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
         40403
     );
     assert_eq!(
+        registry.get("/schemas/ids/abc").await,
+        (
+            404,
+            json!({"error_code": 40403, "message": "schema not found"})
+        )
+    );
+    assert_eq!(
         registry
             .get(&format!("/subjects/{subject}/versions/0"))
             .await
@@ -205,6 +212,22 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
         (status, check["is_compatible"].as_bool()),
         (200, Some(false)),
         "{check}"
+    );
+    assert!(
+        check["messages"].as_array().is_some_and(|m| !m.is_empty()),
+        "verbose answers say why: {check}"
+    );
+    let (status, against_all) = registry
+        .send(
+            reqwest::Method::POST,
+            &format!("/compatibility/subjects/{subject}/versions"),
+            None,
+            v2_body.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, against_all),
+        (200, json!({"is_compatible": false}))
     );
     assert_eq!(
         registry

@@ -46,6 +46,10 @@ pub fn router() -> Router<HttpState> {
             "/compatibility/subjects/{subject}/versions/{version}",
             post(check_compatibility),
         )
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(check_compatibility_with_all),
+        )
         .route("/config", get(global_config).put(set_global_config))
         .route(
             "/config/{subject}",
@@ -243,23 +247,32 @@ async fn version_schema(
     ))
 }
 
+/// A schema id from the path; anything but a number names no schema (Confluent's 40403).
+fn schema_id(raw: &str) -> Result<u32, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::from(RegistryError::SchemaNotFound))
+}
+
+async fn schema_text(state: &HttpState, id: u32) -> Result<String, ApiError> {
+    Ok(store::schema_text(&state.pool, id)
+        .await?
+        .ok_or(RegistryError::SchemaNotFound)?)
+}
+
 async fn schema_by_id(
     State(state): State<HttpState>,
-    Path(id): Path<u32>,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let schema = store::schema_text(&state.pool, id)
-        .await?
-        .ok_or(RegistryError::SchemaNotFound)?;
-    ok(json!({"schema": schema}))
+    let id = schema_id(&id)?;
+    ok(json!({"schema": schema_text(&state, id).await?}))
 }
 
 async fn raw_schema_by_id(
     State(state): State<HttpState>,
-    Path(id): Path<u32>,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let schema = store::schema_text(&state.pool, id)
-        .await?
-        .ok_or(RegistryError::SchemaNotFound)?;
+    let id = schema_id(&id)?;
+    let schema = schema_text(&state, id).await?;
     Ok(reply(
         StatusCode::OK,
         serde_json::from_str(&schema).unwrap_or(Value::String(schema)),
@@ -268,8 +281,9 @@ async fn raw_schema_by_id(
 
 async fn versions_of_id(
     State(state): State<HttpState>,
-    Path(id): Path<u32>,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = schema_id(&id)?;
     let pairs = store::subject_versions_of(&state.pool, id).await?;
     if pairs.is_empty() {
         return Err(RegistryError::SchemaNotFound.into());
@@ -321,9 +335,29 @@ async fn check_compatibility(
     raw: Body<SchemaBody>,
 ) -> Result<Response, ApiError> {
     let selector = VersionSelector::parse(&version)?;
+    compatibility_answer(&state, &subject, Some(selector), verbose, raw).await
+}
+
+/// Against every version the subject's level names, as registration would check.
+async fn check_compatibility_with_all(
+    State(state): State<HttpState>,
+    Path(subject): Path<String>,
+    Query(verbose): Query<Verbose>,
+    raw: Body<SchemaBody>,
+) -> Result<Response, ApiError> {
+    compatibility_answer(&state, &subject, None, verbose, raw).await
+}
+
+async fn compatibility_answer(
+    state: &HttpState,
+    subject: &str,
+    selector: Option<VersionSelector>,
+    verbose: Verbose,
+    raw: Body<SchemaBody>,
+) -> Result<Response, ApiError> {
     let body = body(raw)?;
     let problems =
-        store::compatibility_problems(&state.pool, &subject, selector, body.avro()?).await?;
+        store::compatibility_problems(&state.pool, subject, selector, body.avro()?).await?;
     let mut answer = json!({"is_compatible": problems.is_empty()});
     if verbose.verbose {
         answer["messages"] = json!(problems);

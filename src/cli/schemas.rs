@@ -17,7 +17,7 @@ use clap::{Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::domain::ReferenceData;
 use crate::registry::compatibility::Compatibility;
-use crate::registry::store::{self, VersionSelector};
+use crate::registry::store;
 use crate::registry::{Catalogue, EventDefinition, EventSchema, RegistryError, dictionary, lint};
 
 #[derive(Debug, Subcommand)]
@@ -144,9 +144,7 @@ async fn against_registry(
             found.version, found.id
         ));
     }
-    match store::compatibility_problems(pool, subject, VersionSelector::Latest, &def.avro_text)
-        .await
-    {
+    match store::compatibility_problems(pool, subject, None, &def.avro_text).await {
         Ok(found) if found.is_empty() => Ok("compatible: would become a new version".to_owned()),
         Ok(found) => {
             problems.extend(found);

@@ -116,7 +116,7 @@ fn collect(root: &Value, node: &Value, path: &str, out: &mut Vec<FieldDoc>) {
         let field_path = format!("{path}/{name}");
         let mut field_rules = schema_rules(target);
         field_rules.extend(
-            rules::rules_for_field(name)
+            rules::rules_for_field(name, |sibling| properties.contains_key(sibling))
                 .into_iter()
                 .map(|r| format!("`{r}`")),
         );

@@ -75,6 +75,10 @@ impl<'a> Walker<'a> {
 
     fn compare(&mut self, json: &Value, avro: &Schema, path: &str) {
         let json = self.resolve(json);
+        if let Some(problem) = unsupported(avro) {
+            self.problem(path, problem);
+            return;
+        }
         let avro = self.unwrap(avro);
         match avro {
             Schema::Record(record) => {
@@ -189,6 +193,40 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// Avro the hub's JSON mapping (`registry::avro`) cannot write faithfully.
+fn unsupported(avro: &Schema) -> Option<String> {
+    match avro {
+        Schema::Union(union) => {
+            let branches = union
+                .variants()
+                .iter()
+                .filter(|v| !matches!(v, Schema::Null))
+                .count();
+            (branches > 1).then(|| {
+                "a union of several non-null types is ambiguous from JSON; use [\"null\", T]"
+                    .to_owned()
+            })
+        }
+        Schema::Null
+        | Schema::Boolean
+        | Schema::Int
+        | Schema::Long
+        | Schema::Float
+        | Schema::Double
+        | Schema::String
+        | Schema::Array(_)
+        | Schema::Map(_)
+        | Schema::Record(_)
+        | Schema::Enum(_)
+        | Schema::Date
+        | Schema::TimestampMillis
+        | Schema::Ref { .. } => None,
+        other => Some(format!(
+            "{other:?} is not supported by the hub's JSON mapping; use string, int/long, date or timestamp-millis"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +243,24 @@ mod tests {
     }
 
     const ANNOTATED: &str = r#""doc":"a / a","classification":"public""#;
+
+    #[test]
+    fn ambiguous_unions_and_unmapped_types_are_refused() {
+        let json_schema = json!({"type": "object", "properties": {
+            "a": {"type": ["string", "integer"], "description": "a / a", "x-classification": "public"},
+            "b": {"type": "string", "description": "b / b", "x-classification": "public"}
+        }});
+        let avro = format!(
+            r#"{{"type":"record","name":"T","fields":[
+                {{"name":"a","type":["string","long"],{ANNOTATED}}},
+                {{"name":"b","type":{{"type":"string","logicalType":"uuid"}},{ANNOTATED}}}
+            ]}}"#
+        );
+        let problems = lint(&def(json_schema, &avro));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("t /a: a union"), "{problems:?}");
+        assert!(problems[1].starts_with("t /b: Uuid"), "{problems:?}");
+    }
 
     #[test]
     fn fields_must_match_and_be_annotated() {

@@ -7,7 +7,7 @@
 //! | `vn.personal_id.province` | the ID's 3-digit province prefix is known (and was issued on the birth date) |
 //! | `vn.personal_id.sex` | the century/sex digit agrees with `sex` beside it |
 //! | `vn.personal_id.birth_year` | century and year digits agree with `birth_date` beside it |
-//! | `vn.bhyt.group` | a health-insurance card of a child under 6 is group `TE` |
+//! | `vn.bhyt.group` | a health-insurance card (`card_number` beside `bhxh_number`) of a child under 6 is group `TE` |
 //! | `vn.bhyt.bhxh_number` | the card's last 10 digits are the social-insurance number beside it |
 //! | `vn.admin.province` | the 2-digit province code is valid on the event's date |
 //! | `vn.admin.commune` | the commune code is valid in its province on the event's date |
@@ -34,9 +34,15 @@ const FORWARD_LOOKING: [&str; 5] = ["due", "valid_", "expires", "until", "appoin
 /// Children under this age get the `TE` health-insurance group.
 const TE_MAX_AGE: i32 = 6;
 
-/// The rule codes that apply to a field of this name, for the data dictionary. Kept beside the
-/// checks below so the two cannot drift apart.
-pub fn rules_for_field(name: &str) -> Vec<&'static str> {
+/// A health-insurance card is a `card_number` beside the `bhxh_number` it must end with (an ID
+/// card's `card_number` has none).
+fn is_health_card(name: &str, has_sibling: impl Fn(&str) -> bool) -> bool {
+    name == "card_number" && has_sibling("bhxh_number")
+}
+
+/// The rule codes that apply to a field of this name (given its sibling fields), for the data
+/// dictionary. Kept beside the checks below so the two cannot drift apart.
+pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'static str> {
     let mut rules = Vec::new();
     match name {
         "personal_id" => rules.extend([
@@ -51,7 +57,7 @@ pub fn rules_for_field(name: &str) -> Vec<&'static str> {
         "to_status" => rules.push("vn.status.transition"),
         _ => {}
     }
-    if name.ends_with("card_number") {
+    if is_health_card(name, has_sibling) {
         rules.extend(["vn.bhyt.group", "vn.bhyt.bhxh_number"]);
     }
     if name == "name" || name.ends_with("_name") {
@@ -145,7 +151,7 @@ fn check_object(
         check_personal_id(&id, fields, birth_date, context, &at("personal_id"), out);
     }
     for (key, value) in fields {
-        if key.ends_with("card_number")
+        if is_health_card(key, |sibling| fields.contains_key(sibling))
             && let Some(card) = value.as_str()
         {
             check_health_card(card, fields, context, &at(key), out);

@@ -268,12 +268,13 @@ pub async fn subject_versions_of(
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Problems that would stop `schema_text` from becoming a new version, checked against one
-/// version (non-transitively) or, for `latest`, as registration would check it.
+/// Problems that would stop `schema_text` from becoming a new version: checked against one
+/// version (`Some`, as Confluent's `/compatibility/subjects/{s}/versions/{v}` does) or against
+/// the versions the subject's level names (`None`, as registration would).
 pub async fn compatibility_problems(
     pool: &Pool,
     subject: &str,
-    selector: VersionSelector,
+    selector: Option<VersionSelector>,
     schema_text: &str,
 ) -> Result<Vec<String>, RegistryError> {
     let (new_schema, _) = parse(schema_text)?;
@@ -282,8 +283,9 @@ pub async fn compatibility_problems(
     drop(client);
     let versions = versions(pool, subject).await?;
     let against: Vec<SubjectVersion> = match selector {
-        VersionSelector::Latest => versions,
-        VersionSelector::Number(n) => {
+        None => versions,
+        Some(VersionSelector::Latest) => versions.into_iter().last().into_iter().collect(),
+        Some(VersionSelector::Number(n)) => {
             let one = versions
                 .into_iter()
                 .find(|v| v.version == n)
