@@ -1,6 +1,7 @@
 //! The command line: one thin module per subcommand. Each parses, calls a part and prints a
 //! table or text; errors reach the user with their cause chain and exit code 1.
 
+mod bench;
 mod config_check;
 mod demo;
 mod quarantine;
@@ -47,6 +48,8 @@ enum Command {
     Schemas(schemas::SchemasCommand),
     /// Run the end-to-end scenario against a running hub, as a member system would.
     Demo(demo::DemoArgs),
+    /// Measure validation, raw produce and validated publish in one run; print a table.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Quarantine(command) => quarantine::run(command, Config::load(config)?).await,
             Command::Schemas(command) => schemas::run(command, Config::load(config)?).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args, Config::load(config)?).await,
         }
     });
     match result {

@@ -1,0 +1,195 @@
+//! `lienthong bench`: where the time goes, measured in one run on this machine, printed as a
+//! table of records per second and ratios (absolute figures move from run to run; ratios less).
+//! It measures the validation pipeline per stage on one core, the raw idempotent producer as
+//! the yardstick, and validated publishing through the hub's own `PublishBatch`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::message::OwnedHeaders;
+use serde_json::Value;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use crate::access::Credentials;
+use crate::api::convert::json_to_struct;
+use crate::app::Hub;
+use crate::bus::Producer;
+use crate::config::Config;
+use crate::domain::{ReferenceData, SystemId};
+use crate::proto::PublishRequest;
+use crate::proto::event_service_client::EventServiceClient;
+use crate::registry::{Catalogue, EventSchema};
+
+const EVENT_TYPE: &str = "birth.dossier-submitted";
+const EXAMPLE: &str = "examples/birth.dossier-submitted/valid-full.json";
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Records per measurement.
+    #[arg(long, default_value_t = 20_000)]
+    records: usize,
+}
+
+struct Row {
+    name: &'static str,
+    per_second: f64,
+}
+
+fn rate(records: usize, elapsed: Duration) -> f64 {
+    records as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+}
+
+fn encode(schema: &EventSchema, payload: &Value) -> anyhow::Result<Vec<u8>> {
+    schema
+        .encode(payload)
+        .map_err(|v| anyhow::anyhow!("{}: {}", v.pointer, v.message))
+}
+
+/// Runs `step` `records` times and returns records per second.
+fn measure(records: usize, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    for _ in 0..records {
+        step()?;
+    }
+    Ok(rate(records, started.elapsed()))
+}
+
+pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
+    let n = args.records.max(1);
+    let catalogue = Catalogue::load(&config.schemas.dir)?;
+    let reference = Arc::new(ReferenceData::load(&config.schemas.dir.join("reference"))?);
+    let def = catalogue
+        .events
+        .iter()
+        .find(|e| e.event_type == EVENT_TYPE)
+        .context("the catalogue has no birth.dossier-submitted")?;
+    // Its own topic prefix, so the bench never mixes with real traffic.
+    config.kafka.topic_prefix =
+        format!("{}bench-{}.", config.kafka.topic_prefix, std::process::id());
+    let schema = EventSchema::compile(def, reference, &config.kafka.topic_prefix)?;
+    let text = std::fs::read_to_string(config.schemas.dir.join(EXAMPLE))?;
+    let payload: Value = serde_json::from_str(&text)?;
+    let today = chrono::Utc::now()
+        .with_timezone(&crate::domain::vietnam())
+        .date_naive();
+    eprintln!(
+        "measuring {n} records of {EVENT_TYPE} ({} bytes as JSON)",
+        text.len()
+    );
+
+    let mut rows = vec![
+        Row {
+            name: "JSON parse (serde_json), one core",
+            per_second: measure(n, || {
+                black_box(serde_json::from_str::<Value>(black_box(&text))?);
+                Ok(())
+            })?,
+        },
+        Row {
+            name: "validate: JSON Schema + semantic rules, one core",
+            per_second: measure(n, || {
+                let violations = schema.validate(black_box(&payload), today);
+                anyhow::ensure!(violations.is_empty(), "example invalid");
+                Ok(())
+            })?,
+        },
+        Row {
+            name: "encode: Avro, Confluent framing, one core",
+            per_second: measure(n, || {
+                black_box(encode(&schema, black_box(&payload))?);
+                Ok(())
+            })?,
+        },
+        Row {
+            name: "parse + validate + encode, one core",
+            per_second: measure(n, || {
+                let value: Value = serde_json::from_str(black_box(&text))?;
+                anyhow::ensure!(schema.validate(&value, today).is_empty(), "example invalid");
+                black_box(encode(&schema, &value)?);
+                Ok(())
+            })?,
+        },
+    ];
+
+    config.grpc.listen = "127.0.0.1:0".parse()?;
+    config.http.listen = "127.0.0.1:0".parse()?;
+    let hub = Hub::start(config.clone())
+        .await
+        .context("starting a hub for the bench")?;
+    let bytes = encode(&schema, &payload)?;
+    let producer = Producer::new(&config.kafka)?;
+    let key = payload["dossier_code"].as_str().unwrap_or("bench");
+    let started = Instant::now();
+    let mut in_flight = Vec::with_capacity(n);
+    for _ in 0..n {
+        in_flight.push(
+            producer
+                .enqueue(&schema.topic, key, &bytes, OwnedHeaders::new())
+                .await?,
+        );
+    }
+    for record in in_flight {
+        record.acknowledged().await?;
+    }
+    let raw = rate(n, started.elapsed());
+    rows.push(Row {
+        name: "raw idempotent produce (acks=all), same bytes",
+        per_second: raw,
+    });
+
+    let pool = crate::db::pool(&config.database)?;
+    let system = SystemId::parse(&format!("bench-{}", std::process::id()))?;
+    let token = Credentials::new(pool)
+        .add_system(&system, "bench", false)
+        .await?
+        .token;
+    let channel = Channel::from_shared(format!("http://{}", hub.grpc_addr))?
+        .connect()
+        .await?;
+    let bearer: MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let mut client =
+        EventServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        });
+    let request = PublishRequest {
+        event_type: EVENT_TYPE.into(),
+        correlation_id: key.into(),
+        purpose: "civil-registration".into(),
+        legal_basis: "Decree 63/2024/ND-CP".into(),
+        payload: Some(json_to_struct(payload.clone())),
+        ..PublishRequest::default()
+    };
+    let requests: Vec<PublishRequest> = std::iter::repeat_n(request, n).collect();
+    let started = Instant::now();
+    let answer = client
+        .publish_batch(futures::stream::iter(requests))
+        .await?
+        .into_inner();
+    let published = rate(n, started.elapsed());
+    anyhow::ensure!(
+        answer.accepted as usize == n,
+        "only {} of {n} accepted",
+        answer.accepted
+    );
+    rows.push(Row {
+        name: "validated publish through gRPC PublishBatch",
+        per_second: published,
+    });
+    hub.shutdown().await?;
+
+    println!("| pipeline | records/s | ratio to raw produce |");
+    println!("|---|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {:.0} | {:.2} |",
+            row.name,
+            row.per_second,
+            row.per_second / raw
+        );
+    }
+    Ok(())
+}
