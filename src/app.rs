@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::transport::server::TcpIncoming;
 
 use crate::access::{AuthLayer, Credentials};
 use crate::api::grpc::EventApi;
@@ -145,7 +145,9 @@ impl Hub {
             .add_service(reflection_alpha)
             .add_service(EventServiceServer::new(EventApi::new(events)))
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc_listener),
+                // Without TCP_NODELAY, small HTTP/2 frames (window updates) wait for delayed ACKs
+                // and a streaming PublishBatch crawls.
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 shutdown.clone().cancelled_owned(),
             );
         let http = axum::serve(

@@ -32,7 +32,7 @@ const VIOLATIONS_IN_MESSAGE: usize = 20;
 /// Violations in the `BadRequest` details: all of a huge list would overflow HTTP/2 headers.
 const VIOLATIONS_IN_DETAILS: usize = 100;
 /// Events one `PublishBatch` call reads; the answer holds one result per event read.
-const MAX_BATCH: usize = 10_000;
+pub const MAX_BATCH: usize = 10_000;
 
 pub struct EventApi {
     events: Arc<Events>,
