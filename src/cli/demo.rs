@@ -121,9 +121,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         accepted.schema_id
     );
 
-    println!("\n== 3. It publishes a broken copy: an 11-digit ID, no sex, 13th month");
+    println!(
+        "\n== 3. It publishes a broken copy: an 11-digit ID, no sex, a 13th month, and a mother whose \
+         ID number says she was born in another year"
+    );
     let mut broken = dossier.clone();
-    broken["mother"]["personal_id"] = Value::String("04819500123".into());
+    broken["declarant"]["personal_id"] = Value::String("04909300432".into());
+    broken["mother"]["birth_date"] = Value::String("1996-03-08".into());
     broken["child"]["birth_date"] = Value::String("2026-13-01".into());
     if let Some(child) = broken["child"].as_object_mut() {
         child.remove("sex");
