@@ -333,7 +333,7 @@ impl Events {
             correlation_id: checked.correlation_id,
             causation_id: checked.causation_id,
             purpose: input.purpose.clone(),
-            legal_basis: input.legal_basis.clone(),
+            legal_basis: input.legal_basis.trim().to_owned(),
         };
         Ok(Prepared {
             schema,
