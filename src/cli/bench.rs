@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::message::OwnedHeaders;
 use serde_json::Value;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use crate::access::Credentials;
@@ -24,7 +23,6 @@ use crate::bus::{Envelope, Producer};
 use crate::config::Config;
 use crate::domain::{DossierCode, ReferenceData, SystemId};
 use crate::proto::PublishRequest;
-use crate::proto::event_service_client::EventServiceClient;
 use crate::registry::{Catalogue, EventSchema};
 
 const EVENT_TYPE: &str = "birth.dossier-submitted";
@@ -189,12 +187,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     let channel = Channel::from_shared(format!("http://{}", hub.grpc_addr))?
         .connect()
         .await?;
-    let bearer: MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let mut client =
-        EventServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        });
+    let mut client = super::demo::client(channel, &token)?;
     let request = PublishRequest {
         event_type: EVENT_TYPE.into(),
         correlation_id: key.into(),

@@ -44,7 +44,7 @@ pub struct DemoArgs {
     example: PathBuf,
 }
 
-type Client = EventServiceClient<
+pub(super) type Client = EventServiceClient<
     tonic::service::interceptor::InterceptedService<
         Channel,
         Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
@@ -52,7 +52,7 @@ type Client = EventServiceClient<
 >;
 
 /// A client that names its member system with a bearer token on every call.
-fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
+pub(super) fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
     let bearer: MetadataValue<_> = format!("Bearer {token}")
         .parse()
         .context("the token is not a valid header value")?;

@@ -149,12 +149,17 @@ async fn find(
         )
         .await
         .map_err(query)?;
-    Ok(row.map(|row| SubjectVersion {
+    Ok(row.map(|row| subject_version(subject, &row)))
+}
+
+/// A row of (version, schema id, schema text) as a subject's version.
+fn subject_version(subject: &str, row: &tokio_postgres::Row) -> SubjectVersion {
+    SubjectVersion {
         subject: subject.to_owned(),
         version: row.get(0),
         id: id_from_db(row.get(1)),
         schema: row.get(2),
-    }))
+    }
 }
 
 async fn all_versions(
@@ -171,13 +176,8 @@ async fn all_versions(
         .await
         .map_err(query)?;
     Ok(rows
-        .into_iter()
-        .map(|row| SubjectVersion {
-            subject: subject.to_owned(),
-            version: row.get(0),
-            id: id_from_db(row.get(1)),
-            schema: row.get(2),
-        })
+        .iter()
+        .map(|row| subject_version(subject, row))
         .collect())
 }
 
