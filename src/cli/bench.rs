@@ -16,13 +16,11 @@ use serde_json::Value;
 use tonic::transport::Channel;
 
 use crate::access::Credentials;
-use crate::api::convert::json_to_struct;
 use crate::api::grpc::MAX_BATCH;
 use crate::app::Hub;
 use crate::bus::{Envelope, Producer};
 use crate::config::Config;
 use crate::domain::{DossierCode, ReferenceData, SystemId};
-use crate::proto::PublishRequest;
 use crate::registry::{Catalogue, EventSchema};
 
 const EVENT_TYPE: &str = "birth.dossier-submitted";
@@ -188,14 +186,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         .connect()
         .await?;
     let mut client = super::demo::client(channel, &token)?;
-    let request = PublishRequest {
-        event_type: EVENT_TYPE.into(),
-        correlation_id: key.into(),
-        purpose: "civil-registration".into(),
-        legal_basis: "Decree 63/2024/ND-CP".into(),
-        payload: Some(json_to_struct(payload.clone())),
-        ..PublishRequest::default()
-    };
+    let request = super::demo::birth_submission(key, &payload);
     let started = Instant::now();
     let mut accepted = 0;
     // One call takes at most MAX_BATCH events: send the rest in further calls.

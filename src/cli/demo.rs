@@ -67,6 +67,18 @@ pub(super) fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
     ))
 }
 
+/// A one-stop system's publish of a birth dossier, as the demo and the bench send it.
+pub(super) fn birth_submission(code: &str, payload: &Value) -> PublishRequest {
+    PublishRequest {
+        event_type: EVENT_TYPE.into(),
+        correlation_id: code.into(),
+        purpose: "civil-registration".into(),
+        legal_basis: "Decree 63/2024/ND-CP".into(),
+        payload: Some(json_to_struct(payload.clone())),
+        ..PublishRequest::default()
+    }
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let channel = Channel::from_shared(args.endpoint.clone())?
         .connect()
@@ -101,14 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .into_inner();
 
     println!("\n== 2. The one-stop system publishes dossier {code}");
-    let request = |payload: &Value| PublishRequest {
-        event_type: EVENT_TYPE.into(),
-        correlation_id: code.clone(),
-        purpose: "civil-registration".into(),
-        legal_basis: "Decree 63/2024/ND-CP".into(),
-        payload: Some(json_to_struct(payload.clone())),
-        ..PublishRequest::default()
-    };
+    let request = |payload: &Value| birth_submission(&code, payload);
     let accepted = one_stop.publish(request(&dossier)).await?.into_inner();
     println!(
         "   accepted: event {} on {} partition {} offset {} (schema {} v{}, id {})",
