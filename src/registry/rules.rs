@@ -196,7 +196,12 @@ fn check_object(
             "the province code is not valid on the event's date",
         );
     }
+    // A commune is only checked within a province valid on the date: against a wrong province
+    // every commune would look wrong, and the province's own violation already names the fix.
     if let (Some(province), Some(commune)) = (text("province_code"), text("commune_code"))
+        && context
+            .reference
+            .province_valid_on(province, context.event_date)
         && context
             .reference
             .commune_valid_on(province, commune, context.event_date)
