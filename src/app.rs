@@ -3,6 +3,7 @@
 //! port 0, so they exercise the real wiring. Shutdown is explicit: stop accepting, end the
 //! subscriptions (committing what was acknowledged), flush the producer.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 
-use crate::access::{AuthLayer, Credentials};
+use crate::access::{Access, AccessCatalogue, AuthLayer, EventTypeInfo, PolicyFileError};
 use crate::api::grpc::EventApi;
 use crate::api::http::{HttpState, router};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
@@ -26,6 +27,8 @@ use crate::registry::{Catalogue, Registry, RegistryError};
 use crate::telemetry::Metrics;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often entries past the quarantine's retention are deleted.
+const QUARANTINE_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,6 +38,8 @@ pub enum StartError {
     Registry(#[from] RegistryError),
     #[error("reference data: {0}")]
     Reference(#[from] ReferenceError),
+    #[error("access policy: {0}")]
+    AccessPolicy(#[from] PolicyFileError),
     #[error(transparent)]
     Topics(#[from] TopicError),
     #[error(transparent)]
@@ -103,10 +108,27 @@ impl Hub {
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let access = Arc::new(
+            Access::load(
+                pool.clone(),
+                access_catalogue(&config.schemas.dir, &catalogue)?,
+                config.access.refresh_interval(),
+                metrics.clone(),
+            )
+            .await?,
+        );
+        tracker.spawn(access.clone().keep_current(shutdown.clone()));
+        let quarantine = Quarantine::new(pool.clone());
+        tracker.spawn(quarantine.clone().enforce_retention(
+            config.quarantine.retention(),
+            QUARANTINE_PURGE_INTERVAL,
+            shutdown.clone(),
+        ));
         let events = Arc::new(Events::new(EventsParts {
             registry,
+            access: access.clone(),
             producer: producer.clone(),
-            quarantine: Quarantine::new(pool.clone()),
+            quarantine,
             metrics: metrics.clone(),
             kafka: config.kafka.clone(),
             shutdown: shutdown.clone(),
@@ -139,7 +161,7 @@ impl Hub {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let grpc = tonic::transport::Server::builder()
-            .layer(AuthLayer::new(Credentials::new(pool.clone())))
+            .layer(AuthLayer::new(access.clone()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)
@@ -154,6 +176,7 @@ impl Hub {
             http_listener,
             router(HttpState {
                 metrics,
+                access,
                 pool,
                 producer: producer.clone(),
             }),
@@ -194,6 +217,25 @@ impl Hub {
         tracing::info!("shutdown requested");
         self.shutdown().await
     }
+}
+
+/// The access policy's data (`<schemas>/access/`), checked against the catalogue's event types.
+pub fn access_catalogue(
+    schemas: &std::path::Path,
+    catalogue: &Catalogue,
+) -> Result<AccessCatalogue, PolicyFileError> {
+    let event_types: HashMap<String, EventTypeInfo> = catalogue
+        .events
+        .iter()
+        .map(|e| {
+            let info = EventTypeInfo {
+                topic: e.topic.clone(),
+                hub_only: e.hub_only,
+            };
+            (e.event_type.clone(), info)
+        })
+        .collect();
+    AccessCatalogue::load(&schemas.join("access"), event_types)
 }
 
 async fn wait_for_signal() {

@@ -24,7 +24,9 @@ pub enum ConfigError {
 }
 
 /// The environment prefixes of the sections below: `LIENTHONG_<SECTION>__<FIELD>`.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 8] = [
+    "access__",
+    "quarantine__",
     "grpc__",
     "http__",
     "database__",
@@ -36,12 +38,36 @@ const SECTIONS: [&str; 6] = [
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    pub access: AccessConfig,
     pub grpc: GrpcConfig,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub kafka: KafkaConfig,
+    pub quarantine: QuarantineConfig,
     pub schemas: SchemasConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// How often each hub process asks PostgreSQL whether systems, tokens or rights changed: a
+    /// revoked token stops working (open subscriptions included) within this interval.
+    pub refresh_interval_ms: u64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            refresh_interval_ms: 1_000,
+        }
+    }
+}
+
+impl AccessConfig {
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.refresh_interval_ms)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,8 +169,27 @@ impl KafkaConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct QuarantineConfig {
+    /// Refused events (which may hold personal data) are deleted after this many days.
+    pub retention_days: u32,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self { retention_days: 30 }
+    }
+}
+
+impl QuarantineConfig {
+    pub fn retention(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.retention_days))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SchemasConfig {
-    /// The catalogue folder: `topics.toml` and `events/`.
+    /// The catalogue folder: `topics.toml`, `events/`, `reference/` and `access/`.
     pub dir: PathBuf,
 }
 
@@ -222,6 +267,18 @@ impl Config {
             return invalid(
                 "database.url",
                 &format!("not a PostgreSQL URL ({e}); expected postgres://user@host:port/database"),
+            );
+        }
+        if !(100..=60_000).contains(&self.access.refresh_interval_ms) {
+            return invalid(
+                "access.refresh_interval_ms",
+                "must be 100 to 60000: revocations take effect within this interval",
+            );
+        }
+        if !(1..=3650).contains(&self.quarantine.retention_days) {
+            return invalid(
+                "quarantine.retention_days",
+                "must be 1 to 3650: refused events hold personal data and cannot be kept forever",
             );
         }
         if self.database.pool_max_size == 0 {

@@ -158,3 +158,60 @@ fn the_committed_data_dictionary_is_current() {
         "docs/data-dictionary is stale: run `lienthong schemas docs` and commit it"
     );
 }
+
+/// The schema node a dotted path names, following `$ref`s, unions and array items.
+fn schema_at<'a>(root: &'a Value, node: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let node = match node.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let pointer = reference.strip_prefix('#')?;
+            root.pointer(pointer)?
+        }
+        None => node,
+    };
+    let Some((first, rest)) = path.split_first() else {
+        return Some(node);
+    };
+    if let Some(items) = node.get("items") {
+        return schema_at(root, items, path);
+    }
+    for union in ["anyOf", "oneOf"] {
+        if let Some(found) = node
+            .get(union)
+            .and_then(Value::as_array)
+            .and_then(|variants| variants.iter().find_map(|v| schema_at(root, v, path)))
+        {
+            return Some(found);
+        }
+    }
+    schema_at(root, node.get("properties")?.get(*first)?, rest)
+}
+
+#[test]
+fn every_disclosed_field_exists_in_its_event_schema() {
+    let catalogue = Catalogue::load(&schemas_dir()).expect("catalogue loads");
+    let access =
+        lienthong::app::access_catalogue(&schemas_dir(), &catalogue).expect("access policy loads");
+    let mut missing = Vec::new();
+    let mut declarations = 0;
+    for (event_type, purpose, fields) in access.disclosures.iter() {
+        declarations += 1;
+        let schema = &catalogue
+            .events
+            .iter()
+            .find(|e| e.event_type == event_type)
+            .expect("declared types exist")
+            .json_schema;
+        for path in fields.paths() {
+            let parts: Vec<&str> = path.split('.').collect();
+            if schema_at(schema, schema, &parts).is_none() {
+                missing.push(format!("{event_type} / {purpose}: {path}"));
+            }
+        }
+    }
+    assert!(declarations > 40, "only {declarations} declarations");
+    assert!(
+        missing.is_empty(),
+        "undeclared fields:\n{}",
+        missing.join("\n")
+    );
+}

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use lienthong::access::Direction;
 use lienthong::proto::{AcknowledgeRequest, Position, batch_item_result::Outcome};
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -14,8 +15,8 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 async fn publish_then_subscribe_keeps_payload_envelope_and_trace() {
     let env = TestEnv::new("roundtrip").await;
     let hub = env.start_hub().await;
-    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
-    let mut civil_status = client(&hub, Some(&env.token("civil-status").await)).await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let mut civil_status = client(&hub, Some(&env.member("civil-status").await)).await;
 
     let (code, payload) = dossier();
     let mut request = tonic::Request::new(publish_request(&code, &payload));
@@ -112,7 +113,7 @@ async fn publish_then_subscribe_keeps_payload_envelope_and_trace() {
 async fn an_invalid_event_is_refused_with_every_violation_and_quarantined() {
     let env = TestEnv::new("invalid").await;
     let hub = env.start_hub().await;
-    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
 
     let (code, mut payload) = dossier();
     payload["mother"]["personal_id"] = "04819500123".into();
@@ -257,7 +258,7 @@ async fn calls_without_a_valid_credential_are_refused() {
 async fn a_subscriber_that_leaves_before_acknowledging_gets_the_events_again() {
     let env = TestEnv::new("redeliver").await;
     let hub = env.start_hub().await;
-    let token = env.token("civil-status").await;
+    let token = env.member("civil-status").await;
     let mut civil_status = client(&hub, Some(&token)).await;
     let (code, payload) = dossier();
     let mut ids = Vec::new();
@@ -320,7 +321,7 @@ async fn a_subscriber_that_leaves_before_acknowledging_gets_the_events_again() {
 async fn a_hub_restart_loses_no_accepted_event_nor_acknowledgement() {
     let env = TestEnv::new("restart").await;
     let hub = env.start_hub().await;
-    let token = env.token("danang-onestop").await;
+    let token = env.member("danang-onestop").await;
     let mut one_stop = client(&hub, Some(&token)).await;
 
     let mut requests = Vec::new();
@@ -343,6 +344,7 @@ async fn a_hub_restart_loses_no_accepted_event_nor_acknowledgement() {
         match result.outcome.as_ref().expect("outcome") {
             Outcome::Accepted(a) => accepted_ids.push(a.event_id.clone()),
             Outcome::Failed(f) => panic!("no failure expected: {}", f.message),
+            Outcome::Denied(d) => panic!("no denial expected: {}", d.message),
             Outcome::Rejected(r) => {
                 assert_eq!(i, 5);
                 assert_eq!(r.violations[0].pointer, "/payload/commune_code");
@@ -419,7 +421,17 @@ async fn a_hub_restart_loses_no_accepted_event_nor_acknowledgement() {
 async fn a_subscriber_receives_only_its_event_type_from_a_shared_topic() {
     let env = TestEnv::new("filter").await;
     let hub = env.start_hub().await;
-    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+    let token = env.member("danang-onestop").await;
+    for direction in [Direction::Publish, Direction::Subscribe] {
+        env.grant(
+            "danang-onestop",
+            direction,
+            "birth.dossier-accepted",
+            PURPOSE,
+        )
+        .await;
+    }
+    let mut one_stop = client(&hub, Some(&token)).await;
     let (code, submitted) = dossier();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas/examples/birth.dossier-accepted/valid-on-time.json");
@@ -459,4 +471,38 @@ async fn a_subscriber_receives_only_its_event_type_from_a_shared_topic() {
     assert!(more.is_err(), "no other event type is delivered: {more:?}");
     drop(stream);
     hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn quarantined_events_older_than_the_retention_disappear() {
+    let env = TestEnv::new("retention").await;
+    let client = env.pool.get().await.expect("connection");
+    for age_days in [31, 29] {
+        client
+            .execute(
+                "INSERT INTO quarantine (received_at, system_id, event_type, event_id,
+                    correlation_id, reason, violations, request)
+                 VALUES (now() - make_interval(days => $1), 's', 't', '', '', 'schema', '[]', '{}')",
+                &[&age_days],
+            )
+            .await
+            .expect("row inserted");
+    }
+    let quarantine = lienthong::events::Quarantine::new(env.pool.clone());
+    let deleted = quarantine
+        .purge(env.config.quarantine.retention())
+        .await
+        .expect("purged");
+    assert_eq!(deleted, 1);
+    let left: Vec<i32> = client
+        .query(
+            "SELECT extract(day FROM now() - received_at)::INT FROM quarantine",
+            &[],
+        )
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(left, [29]);
 }

@@ -76,7 +76,7 @@ async fn health_readiness_and_metrics_over_http() {
         "database: ok\nbroker: ok\n"
     );
 
-    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
     let (code, payload) = dossier();
     one_stop
         .publish(publish_request(&code, &payload))

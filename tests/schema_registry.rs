@@ -61,7 +61,7 @@ async fn confluent_python_client_decodes_what_the_hub_published() {
     );
     let env = TestEnv::new("python").await;
     let hub = env.start_hub().await;
-    let mut one_stop = client(&hub, Some(&env.token("danang-onestop").await)).await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
     let (code, payload) = dossier();
     let accepted = one_stop
         .publish(publish_request(&code, &payload))

@@ -23,6 +23,13 @@ token_for() {
 }
 publisher=$(token_for demo-onestop "Demo province one-stop system")
 subscriber=$(token_for demo-civil-status "Demo civil-status software")
+# Default deny: each system gets exactly the rights the scenario needs, granted on behalf of the
+# one-stop system that owns the dossier data (repeating a grant changes nothing).
+export LIENTHONG_OPERATOR=${LIENTHONG_OPERATOR:-demo-operator}
+"$bin" systems grant demo-onestop --publish --event-type birth.dossier-submitted \
+  --purpose civil-registration --owner demo-onestop --note "demo: the one-stop system submits birth dossiers"
+"$bin" systems grant demo-civil-status --subscribe --event-type birth.dossier-submitted \
+  --purpose civil-registration --owner demo-onestop --note "demo: civil-status registers the births"
 
 "$LIENTHONG_ROOT/deploy/local/stop-hub.sh"
 mkdir -p "$LIENTHONG_DATA_DIR"
@@ -41,6 +48,10 @@ echo
 echo
 echo "== What an operator sees"
 echo "-- GET http://$http/metrics (excerpt)"
-curl -fs "http://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered)_total' || true
+curl -fs "http://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered|access_denied)_total' || true
 echo "-- lienthong quarantine list --limit 1"
 "$bin" quarantine list --limit 1
+echo "-- lienthong systems rights demo-civil-status"
+"$bin" systems rights demo-civil-status
+echo "-- lienthong systems denials --limit 1"
+"$bin" systems denials --limit 1

@@ -10,29 +10,38 @@ use sha2::{Digest as _, Sha256};
 use crate::db::DbError;
 use crate::domain::SystemId;
 
-const TOKEN_PREFIX: &str = "lt_";
-
-/// The member system a call was authenticated as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub system: SystemId,
-    /// May change the hub itself (schemas, compatibility levels), not only exchange events.
-    pub operator: bool,
-}
+pub(super) const TOKEN_PREFIX: &str = "lt_";
 
 #[derive(Debug, Clone)]
 pub struct MemberSystem {
     pub id: SystemId,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    pub operator: bool,
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Tokens neither revoked nor expired.
     pub active_tokens: i64,
+    /// When the first of those tokens expires, if any does.
+    pub next_expiry: Option<DateTime<Utc>>,
+}
+
+/// One credential as operators see it: never the token, only its id and state.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
 }
 
 /// A newly issued token: the only time the secret exists outside the caller's hands.
 #[derive(Debug)]
 pub struct IssuedToken {
     pub system: SystemId,
+    pub id: i64,
     pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +52,14 @@ pub enum AccessError {
     SystemExists(SystemId),
     #[error("member system {0} does not exist; create it with `lienthong systems add {0}`")]
     UnknownSystem(SystemId),
+    #[error("member system {system} has no token #{id}; see `lienthong systems tokens {system}`")]
+    UnknownToken { system: SystemId, id: i64 },
+    #[error(
+        "member system {system} has no right #{id} in force; see `lienthong systems rights {system}`"
+    )]
+    UnknownRight { system: SystemId, id: i64 },
+    #[error("cannot grant this right: {0}")]
+    InvalidGrant(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -75,6 +92,7 @@ impl Credentials {
         id: &SystemId,
         name: &str,
         operator: bool,
+        expires_at: Option<DateTime<Utc>>,
     ) -> Result<IssuedToken, AccessError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -89,45 +107,158 @@ impl Credentials {
             return Err(AccessError::SystemExists(id.clone()));
         }
         let token = new_token();
-        tx.execute(
-            "INSERT INTO system_credential (system_id, token_hash) VALUES ($1, $2)",
-            &[&id.as_str(), &hash(&token)],
-        )
-        .await?;
+        let row = tx
+            .query_one(
+                "INSERT INTO system_credential (system_id, token_hash, expires_at)
+                 VALUES ($1, $2, $3) RETURNING id",
+                &[&id.as_str(), &hash(&token), &expires_at],
+            )
+            .await?;
         tx.commit().await?;
         Ok(IssuedToken {
             system: id.clone(),
+            id: row.get(0),
             token,
+            expires_at,
         })
     }
 
     /// Issues one more token for an existing system (rotation: revoke the old one afterwards).
-    pub async fn issue_token(&self, id: &SystemId) -> Result<IssuedToken, AccessError> {
+    pub async fn issue_token(
+        &self,
+        id: &SystemId,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<IssuedToken, AccessError> {
         let client = self.pool.get().await?;
         let token = new_token();
-        let inserted = client
-            .execute(
-                "INSERT INTO system_credential (system_id, token_hash)
-                 SELECT id, $2 FROM member_system WHERE id = $1",
-                &[&id.as_str(), &hash(&token)],
+        let row = client
+            .query_opt(
+                "INSERT INTO system_credential (system_id, token_hash, expires_at)
+                 SELECT id, $2, $3 FROM member_system WHERE id = $1 RETURNING id",
+                &[&id.as_str(), &hash(&token), &expires_at],
             )
-            .await?;
-        if inserted == 0 {
-            return Err(AccessError::UnknownSystem(id.clone()));
-        }
+            .await?
+            .ok_or_else(|| AccessError::UnknownSystem(id.clone()))?;
         Ok(IssuedToken {
             system: id.clone(),
+            id: row.get(0),
             token,
+            expires_at,
         })
+    }
+
+    /// Revokes one token of `system` (or all of them when `token` is `None`); returns how many
+    /// were still active. Running hubs stop accepting them within their refresh interval,
+    /// including the subscriptions they opened.
+    pub async fn revoke_tokens(
+        &self,
+        system: &SystemId,
+        token: Option<i64>,
+        by: &str,
+    ) -> Result<u64, AccessError> {
+        self.require_system_exists(system).await?;
+        let client = self.pool.get().await?;
+        let revoked = client
+            .execute(
+                "UPDATE system_credential SET revoked_at = now(), revoked_by = $3
+                 WHERE system_id = $1 AND ($2::BIGINT IS NULL OR id = $2) AND revoked_at IS NULL",
+                &[&system.as_str(), &token, &by],
+            )
+            .await?;
+        if let (Some(id), 0) = (token, revoked) {
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM system_credential WHERE system_id = $1 AND id = $2",
+                    &[&system.as_str(), &id],
+                )
+                .await?;
+            if exists.is_none() {
+                return Err(AccessError::UnknownToken {
+                    system: system.clone(),
+                    id,
+                });
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// Disables (or enables again) a member system: while disabled, none of its tokens works.
+    pub async fn set_disabled(&self, system: &SystemId, disabled: bool) -> Result<(), AccessError> {
+        let client = self.pool.get().await?;
+        let updated = client
+            .execute(
+                "UPDATE member_system
+                 SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END
+                 WHERE id = $1",
+                &[&system.as_str(), &disabled],
+            )
+            .await?;
+        if updated == 0 {
+            return Err(AccessError::UnknownSystem(system.clone()));
+        }
+        Ok(())
+    }
+
+    /// Grants or removes operator status (changing the hub itself: schemas, levels).
+    pub async fn set_operator(&self, system: &SystemId, operator: bool) -> Result<(), AccessError> {
+        let client = self.pool.get().await?;
+        let updated = client
+            .execute(
+                "UPDATE member_system SET operator = $2 WHERE id = $1",
+                &[&system.as_str(), &operator],
+            )
+            .await?;
+        if updated == 0 {
+            return Err(AccessError::UnknownSystem(system.clone()));
+        }
+        Ok(())
+    }
+
+    /// The tokens of one system, newest first.
+    pub async fn tokens(&self, system: &SystemId) -> Result<Vec<TokenInfo>, AccessError> {
+        self.require_system_exists(system).await?;
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, created_at, expires_at, revoked_at, revoked_by
+                 FROM system_credential WHERE system_id = $1 ORDER BY id DESC",
+                &[&system.as_str()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| TokenInfo {
+                id: row.get(0),
+                created_at: row.get(1),
+                expires_at: row.get(2),
+                revoked_at: row.get(3),
+                revoked_by: row.get(4),
+            })
+            .collect())
+    }
+
+    pub async fn require_system_exists(&self, system: &SystemId) -> Result<(), AccessError> {
+        let client = self.pool.get().await?;
+        client
+            .query_opt(
+                "SELECT 1 FROM member_system WHERE id = $1",
+                &[&system.as_str()],
+            )
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| AccessError::UnknownSystem(system.clone()))
     }
 
     pub async fn list_systems(&self) -> Result<Vec<MemberSystem>, AccessError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT s.id, s.name, s.created_at,
-                        count(c.id) FILTER (WHERE c.revoked_at IS NULL)
-                 FROM member_system s LEFT JOIN system_credential c ON c.system_id = s.id
+                "SELECT s.id, s.name, s.created_at, s.operator, s.disabled_at,
+                        count(c.id) FILTER (WHERE c.id IS NOT NULL),
+                        min(c.expires_at)
+                 FROM member_system s
+                 LEFT JOIN system_credential c ON c.system_id = s.id AND c.revoked_at IS NULL
+                      AND (c.expires_at IS NULL OR c.expires_at > now())
                  GROUP BY s.id ORDER BY s.id",
                 &[],
             )
@@ -141,35 +272,14 @@ impl Credentials {
                         id,
                         name: row.get(1),
                         created_at: row.get(2),
-                        active_tokens: row.get(3),
+                        operator: row.get(3),
+                        disabled_at: row.get(4),
+                        active_tokens: row.get(5),
+                        next_expiry: row.get(6),
                     })
                 })
             })
             .collect()
-    }
-
-    /// The caller a bearer token belongs to, if the token is valid and not revoked.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Caller>, AccessError> {
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Ok(None);
-        }
-        let client = self.pool.get().await?;
-        let row = client
-            .query_opt(
-                "SELECT c.system_id, s.operator FROM system_credential c
-                 JOIN member_system s ON s.id = c.system_id
-                 WHERE c.token_hash = $1 AND c.revoked_at IS NULL",
-                &[&hash(token)],
-            )
-            .await?;
-        Ok(row.and_then(|row| {
-            SystemId::parse(row.get::<_, &str>(0))
-                .ok()
-                .map(|system| Caller {
-                    system,
-                    operator: row.get(1),
-                })
-        }))
     }
 }
 
@@ -189,6 +299,6 @@ fn new_token() -> String {
     format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
 }
 
-fn hash(token: &str) -> String {
+pub(super) fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -9,18 +9,20 @@ use std::task::{Context, Poll};
 use tonic::Status;
 use tower::{Layer, Service};
 
-use super::Credentials;
+use std::sync::Arc;
+
+use super::{Access, AuthError};
 
 const OPEN_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 #[derive(Clone)]
 pub struct AuthLayer {
-    credentials: Credentials,
+    access: Arc<Access>,
 }
 
 impl AuthLayer {
-    pub fn new(credentials: Credentials) -> Self {
-        Self { credentials }
+    pub fn new(access: Arc<Access>) -> Self {
+        Self { access }
     }
 }
 
@@ -30,7 +32,7 @@ impl<S> Layer<S> for AuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AuthService {
             inner,
-            credentials: self.credentials.clone(),
+            access: self.access.clone(),
         }
     }
 }
@@ -38,7 +40,7 @@ impl<S> Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,
-    credentials: Credentials,
+    access: Arc<Access>,
 }
 
 impl<S, B> Service<http::Request<B>> for AuthService<S>
@@ -62,7 +64,7 @@ where
         // The clone is not ready; keep the ready service for this call (tower's usual pattern).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let credentials = self.credentials.clone();
+        let access = self.access.clone();
         Box::pin(async move {
             if request.uri().path().starts_with(OPEN_PATH_PREFIX) {
                 return inner.call(request).await;
@@ -78,13 +80,15 @@ where
                 )
                 .into_http());
             };
-            match credentials.authenticate(token).await {
-                Ok(Some(caller)) => {
+            match access.authenticate(token).await {
+                Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
                 }
-                Ok(None) => Ok(Status::unauthenticated("invalid or revoked token").into_http()),
-                Err(error) => {
+                Err(AuthError::Failed(failure)) => {
+                    Ok(Status::unauthenticated(failure.to_string()).into_http())
+                }
+                Err(AuthError::Unavailable(error)) => {
                     tracing::error!(%error, "authentication lookup failed");
                     Ok(Status::unavailable("cannot check the credential now; retry").into_http())
                 }

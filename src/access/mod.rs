@@ -1,10 +1,32 @@
-//! Access: which member system is calling. Every gRPC call carries `authorization: Bearer
+//! Access: who is calling and what it may do. Every gRPC call carries `authorization: Bearer
 //! <token>`; [`AuthLayer`] (a tower layer in front of every service) resolves it to a [`Caller`]
-//! that handlers read from the request's extensions. Tokens are stored only as SHA-256 hashes.
-//! Rights per event type and purpose come later and will live here too.
+//! that handlers read from the request's extensions. What a caller may publish or subscribe is
+//! decided by its rights (default deny): each names an event type or topic, a direction and the
+//! purposes it covers, granted by an operator on behalf of the data's owner.
+//!
+//! What a subscriber receives is limited to the fields its purpose may see (`disclosure`).
+//!
+//! `credentials` and `rights` are the operator's side (stored in PostgreSQL); `catalogue`,
+//! `purposes` and `disclosure` read the policy's data files in `schemas/access/`; `policy` is the
+//! decision logic over one snapshot; `enforce` keeps the snapshot current in a running hub.
+//! Tokens are stored only as SHA-256 hashes.
 
+mod catalogue;
 mod credentials;
+mod disclosure;
+mod enforce;
 mod layer;
+mod policy;
+mod purposes;
+mod rights;
 
-pub use credentials::{AccessError, Caller, Credentials, IssuedToken, MemberSystem, bearer_token};
+pub use catalogue::{AccessCatalogue, EventTypeInfo, PolicyFileError};
+pub use credentials::{
+    AccessError, Credentials, IssuedToken, MemberSystem, TokenInfo, bearer_token,
+};
+pub use disclosure::{Disclosures, FieldSet};
+pub use enforce::{Access, AuthError, Withdrawn};
 pub use layer::AuthLayer;
+pub use policy::{AuthFailure, Caller, Denied, Direction, Resource};
+pub use purposes::{Purpose, Purposes, is_purpose_code};
+pub use rights::{DenialRecord, Grant, RightRecord, Rights};

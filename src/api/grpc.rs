@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::convert::{json_to_struct, struct_to_json};
-use crate::access::Caller;
+use crate::access::{Caller, Denied, Withdrawn};
 use crate::bus::{StartFrom, envelope as headers, trace};
 use crate::events::{
     Accepted, DecodedEvent, Events, PublishError, PublishInput, SubscribeError, SubscribeInput,
@@ -142,14 +142,38 @@ fn publish_status(error: PublishError) -> Status {
             tracing::error!(error = %e, "quarantine failed");
             Status::unavailable("the event is invalid but could not be quarantined; retry")
         }
+        PublishError::Denied(denied) => denied_status(&denied),
+    }
+}
+
+fn denied_status(denied: &Denied) -> Status {
+    Status::with_error_details(
+        Code::PermissionDenied,
+        denied.message.clone(),
+        ErrorDetails::with_error_info(denied.code, "lienthong", HashMap::new()),
+    )
+}
+
+/// How a subscription stream ends when its access is withdrawn.
+fn withdrawn_status(withdrawn: Withdrawn) -> Status {
+    match withdrawn {
+        Withdrawn::Credential(failure) => {
+            Status::unauthenticated(format!("subscription ended: {failure}"))
+        }
+        Withdrawn::Right(denied) => Status::permission_denied(format!(
+            "subscription ended: the right was withdrawn: {}",
+            denied.message
+        )),
     }
 }
 
 fn subscribe_status(error: SubscribeError) -> Status {
     match error {
-        SubscribeError::UnknownEventType(_) | SubscribeError::InvalidGroup => {
-            Status::invalid_argument(error.to_string())
-        }
+        SubscribeError::UnknownEventType(_)
+        | SubscribeError::InvalidGroup
+        | SubscribeError::InvalidPurpose
+        | SubscribeError::InvalidLegalBasis => Status::invalid_argument(error.to_string()),
+        SubscribeError::Denied(denied) => denied_status(&denied),
         SubscribeError::UnknownSubscription(_) => Status::not_found(error.to_string()),
         SubscribeError::TooMany => Status::resource_exhausted(error.to_string()),
         SubscribeError::Bus(e) => {
@@ -164,6 +188,7 @@ fn delivery(subscription_id: &str, event_type: &str, decoded: DecodedEvent) -> D
         received,
         payload,
         decode_error,
+        withheld,
     } = decoded;
     let h = &received.headers;
     let get = |key: &str| h.get(key).cloned().unwrap_or_default();
@@ -194,6 +219,7 @@ fn delivery(subscription_id: &str, event_type: &str, decoded: DecodedEvent) -> D
         partition: received.partition,
         offset: received.offset,
         decode_error: decode_error.unwrap_or_default(),
+        withheld_fields: withheld,
     }
 }
 
@@ -260,6 +286,13 @@ impl EventService for EventApi {
                         message: format!("the broker did not acknowledge it: {source}"),
                     })
                 }
+                Err(PublishError::Denied(denied)) => {
+                    response.denied += 1;
+                    Outcome::Denied(proto::Denial {
+                        reason: denied.code.to_owned(),
+                        message: denied.message,
+                    })
+                }
                 Err(PublishError::Quarantine(e)) => {
                     tracing::error!(error = %e, "quarantine failed");
                     response.failed += 1;
@@ -291,7 +324,7 @@ impl EventService for EventApi {
             Err(_) => return Err(Status::invalid_argument("start_from: unknown value")),
         };
         let event_type = request.event_type.clone();
-        let (id, deliveries) = self
+        let opened = self
             .events
             .subscribe(
                 &caller,
@@ -300,25 +333,51 @@ impl EventService for EventApi {
                     group: request.consumer_group,
                     start,
                     max_unacknowledged: request.max_unacknowledged as usize,
+                    purpose: request.purpose,
+                    legal_basis: request.legal_basis,
                 },
             )
+            .await
             .map_err(subscribe_status)?;
         let events = self.events.clone();
-        let id = id.to_string();
-        let stream = ReceiverStream::new(deliveries).then(move |received| {
+        let id = opened.id.to_string();
+        let fields = opened.fields;
+        // When access is withdrawn the deliveries stop, the stream ends with the reason, and
+        // dropping it ends the Kafka consumer (committing what was acknowledged).
+        let ended: Arc<std::sync::Mutex<Option<Status>>> = Arc::default();
+        let ended_writer = ended.clone();
+        let withdrawal = opened.withdrawal;
+        let withdrawn = async move {
+            let status = withdrawn_status(withdrawal.await);
+            *ended_writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
+        };
+        let last = futures::stream::once(async move {
+            ended
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .map(Err)
+        })
+        .filter_map(std::future::ready);
+        let stream = ReceiverStream::new(opened.deliveries).then(move |received| {
             let events = events.clone();
             let id = id.clone();
             let event_type = event_type.clone();
+            let fields = fields.clone();
             let span =
                 tracing::info_span!("deliver", otel.kind = "consumer", event_type = %event_type);
             let _ = span.set_parent(trace::extract(&received.headers));
             async move {
-                let decoded = events.decode(received, &event_type).await;
+                let decoded = events.decode(received, &event_type, &fields).await;
                 Ok(delivery(&id, &event_type, decoded))
             }
             .instrument(span)
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(
+            stream.take_until(withdrawn).chain(last),
+        )))
     }
 
     async fn acknowledge(

@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use deadpool_postgres::Pool;
 
+use crate::access::Access;
 use crate::bus::Producer;
 use crate::telemetry::Metrics;
 
@@ -20,6 +21,7 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
+    pub access: Arc<Access>,
     pub pool: Pool,
     pub producer: Producer,
 }

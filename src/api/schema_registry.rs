@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::HttpState;
-use crate::access::{Credentials, bearer_token};
+use crate::access::{AuthError, bearer_token};
 use crate::registry::RegistryError;
 use crate::registry::compatibility::Compatibility;
 use crate::registry::store::{self, VersionSelector};
@@ -180,12 +180,9 @@ async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiErro
             "changing the registry needs `Authorization: Bearer <token>`",
         ));
     };
-    match Credentials::new(state.pool.clone())
-        .authenticate(token)
-        .await
-    {
-        Ok(Some(caller)) if caller.operator => Ok(()),
-        Ok(Some(caller)) => Err(ApiError::new(
+    match state.access.authenticate(token).await {
+        Ok(caller) if caller.operator => Ok(()),
+        Ok(caller) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             40301,
             format!(
@@ -193,12 +190,12 @@ async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiErro
                 caller.system
             ),
         )),
-        Ok(None) => Err(ApiError::new(
+        Err(AuthError::Failed(failure)) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             40101,
-            "invalid or revoked token",
+            failure.to_string(),
         )),
-        Err(e) => {
+        Err(AuthError::Unavailable(e)) => {
             tracing::error!(error = %e, "authentication lookup failed");
             Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -15,7 +15,7 @@ use rdkafka::message::OwnedHeaders;
 use serde_json::Value;
 use tonic::transport::Channel;
 
-use crate::access::Credentials;
+use crate::access::{Credentials, Direction, Grant, Resource, Rights};
 use crate::api::grpc::MAX_BATCH;
 use crate::app::Hub;
 use crate::bus::{Envelope, Producer};
@@ -178,10 +178,24 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
 
     let pool = crate::db::pool(&config.database)?;
     let system = SystemId::parse(&format!("bench-{}", std::process::id()))?;
-    let token = Credentials::new(pool)
-        .add_system(&system, "bench", false)
+    let token = Credentials::new(pool.clone())
+        .add_system(&system, "bench", false, None)
         .await?
         .token;
+    let grant = Grant {
+        system: system.clone(),
+        direction: Direction::Publish,
+        resource: Resource::EventType(EVENT_TYPE.to_owned()),
+        purposes: vec!["civil-registration".to_owned()],
+        owner: system.clone(),
+        granted_by: "lienthong bench".to_owned(),
+        note: "benchmark".to_owned(),
+    };
+    Rights::new(pool)
+        .grant(&grant, &super::systems::access_catalogue(&config)?)
+        .await?;
+    // Running hubs see new rights within their refresh interval.
+    tokio::time::sleep(config.access.refresh_interval() * 2).await;
     let channel = Channel::from_shared(format!("http://{}", hub.grpc_addr))?
         .connect()
         .await?;

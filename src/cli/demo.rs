@@ -108,6 +108,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             consumer_group: "demo-civil-status".into(),
             start_from: StartFrom::Earliest.into(),
             max_unacknowledged: 16,
+            purpose: "civil-registration".into(),
+            legal_basis: "Law on Civil Status 60/2014/QH13".into(),
         })
         .await?
         .into_inner();
@@ -147,7 +149,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
-    println!("\n== 4. The civil-status software receives the valid dossier and acknowledges it");
+    println!(
+        "\n== 4. The civil-status software tries to publish a birth dossier itself: it holds only \
+         a right to subscribe"
+    );
+    match civil_status.publish(request(&dossier)).await {
+        Ok(_) => bail!("the hub let a system publish without a right"),
+        Err(status) => println!("   refused with {:?}: {}", status.code(), status.message()),
+    }
+
+    println!("\n== 5. The civil-status software receives the valid dossier and acknowledges it");
     let deadline = tokio::time::Instant::now() + WAIT_FOR_DELIVERY;
     loop {
         let next = tokio::time::timeout_at(deadline, deliveries.message())
@@ -204,6 +215,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         break;
     }
     println!("\nDone: one dossier published and delivered, one refused and kept in quarantine");
-    println!("(see it with `lienthong quarantine list`).");
+    println!("(see it with `lienthong quarantine list`), one publish denied for lack of a right");
+    println!("(see it with `lienthong systems denials`).");
     Ok(())
 }

@@ -1,12 +1,19 @@
-//! `lienthong systems`: member systems and their bearer tokens. A token is printed once, on
-//! stdout alone, so scripts can capture it; everything else goes to stderr.
+//! `lienthong systems`: member systems, their bearer tokens and their rights. A token is printed
+//! once, on stdout alone, so scripts can capture it; everything else goes to stderr. Changes made
+//! here reach running hubs within their `access.refresh_interval_ms`.
+
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Subcommand;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
 
-use crate::access::Credentials;
+use crate::access::{
+    AccessCatalogue, Credentials, Direction, Grant, IssuedToken, Resource, Rights,
+};
 use crate::config::Config;
 use crate::domain::SystemId;
+use crate::registry::Catalogue;
 
 #[derive(Debug, Subcommand)]
 pub enum SystemsCommand {
@@ -20,11 +27,147 @@ pub enum SystemsCommand {
         /// May change the hub itself (register schemas, set compatibility levels).
         #[arg(long)]
         operator: bool,
+        /// The token stops working after this long, e.g. 90d or 12h (default: never).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
     },
-    /// Issue another token for an existing system (for rotation).
-    Token { id: String },
+    /// Issue another token for an existing system (for rotation: revoke the old one after).
+    Token {
+        id: String,
+        /// The token stops working after this long, e.g. 90d or 12h (default: never).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// List a system's tokens (ids and state; the tokens themselves are never stored).
+    Tokens { id: String },
+    /// Revoke one token (--token N) or all tokens (--all) of a system. Running hubs refuse
+    /// them within seconds and end the subscriptions they opened.
+    RevokeToken {
+        id: String,
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        token: Option<i64>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        by: By,
+    },
+    /// Disable a system: none of its tokens works until it is enabled again.
+    Disable { id: String },
+    /// Enable a disabled system.
+    Enable { id: String },
+    /// Make a system an operator, or remove operator status with --remove.
+    Operator {
+        id: String,
+        #[arg(long)]
+        remove: bool,
+    },
     /// List member systems.
     List,
+    /// Grant a right: a system may publish or subscribe an event type (or a whole topic) for
+    /// the given purposes, on behalf of the data's owner.
+    Grant(GrantArgs),
+    /// Revoke a right (its id is in `systems rights`).
+    RevokeRight {
+        id: String,
+        right: i64,
+        #[command(flatten)]
+        by: By,
+    },
+    /// Show exactly what a system may publish and subscribe, for which purposes and why.
+    Rights {
+        id: String,
+        /// Also show revoked rights.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The most recent refused attempts (who tried what, when, why).
+    Denials {
+        /// Only this system's.
+        id: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct By {
+    /// Who makes this change (recorded with it), e.g. an operator's name or staff id.
+    #[arg(long, env = "LIENTHONG_OPERATOR")]
+    by: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The system receiving the right.
+    id: String,
+    #[arg(
+        long,
+        conflicts_with = "subscribe",
+        required_unless_present = "subscribe"
+    )]
+    publish: bool,
+    #[arg(long)]
+    subscribe: bool,
+    /// One event type, e.g. birth.dossier-submitted.
+    #[arg(long, conflicts_with = "topic", required_unless_present = "topic")]
+    event_type: Option<String>,
+    /// Every event type of one topic, e.g. lienthong.birth.
+    #[arg(long)]
+    topic: Option<String>,
+    /// A purpose the right covers (repeat for several), from schemas/access/purposes.toml.
+    #[arg(long = "purpose", required = true)]
+    purposes: Vec<String>,
+    /// The data provider (a member system) on whose behalf the right is granted.
+    #[arg(long)]
+    owner: String,
+    /// The agreement or request the right rests on.
+    #[arg(long, default_value = "")]
+    note: String,
+    #[command(flatten)]
+    by: By,
+}
+
+fn system_id(raw: &str) -> anyhow::Result<SystemId> {
+    SystemId::parse(raw).with_context(|| format!("system id {raw:?}"))
+}
+
+fn expiry(expires_in: Option<Duration>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    expires_in
+        .map(|d| {
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| Utc::now().checked_add_signed(d))
+                .context("--expires-in is too far in the future")
+        })
+        .transpose()
+}
+
+fn when(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(
+        || "-".to_owned(),
+        |t| t.format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
+fn print_token(issued: &IssuedToken, what: &str) {
+    let expiry = issued
+        .expires_at
+        .map(|t| format!(", expires {}", t.format("%Y-%m-%d %H:%M UTC")))
+        .unwrap_or_default();
+    eprintln!(
+        "{what} for {} (token #{}{expiry}); keep it, it is shown once:",
+        issued.system, issued.id
+    );
+    println!("{}", issued.token);
+}
+
+/// What a grant may name, read from the configured catalogue folder.
+pub(super) fn access_catalogue(config: &Config) -> anyhow::Result<AccessCatalogue> {
+    let catalogue = Catalogue::load(&config.schemas.dir)?;
+    Ok(crate::app::access_catalogue(
+        &config.schemas.dir,
+        &catalogue,
+    )?)
 }
 
 pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> {
@@ -32,33 +175,182 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
     crate::db::migrate(&pool)
         .await
         .context("preparing the database")?;
-    let credentials = Credentials::new(pool);
+    let credentials = Credentials::new(pool.clone());
+    let rights = Rights::new(pool);
     match command {
-        SystemsCommand::Add { id, name, operator } => {
-            let id = SystemId::parse(&id).with_context(|| format!("system id {id:?}"))?;
+        SystemsCommand::Add {
+            id,
+            name,
+            operator,
+            expires_in,
+        } => {
+            let id = system_id(&id)?;
             let name = name.unwrap_or_else(|| id.to_string());
-            let issued = credentials.add_system(&id, &name, operator).await?;
-            eprintln!(
-                "member system {} created; keep this token, it is shown once:",
-                issued.system
-            );
-            println!("{}", issued.token);
+            let issued = credentials
+                .add_system(&id, &name, operator, expiry(expires_in)?)
+                .await?;
+            print_token(&issued, "member system created; first token");
+            eprintln!("it has no rights yet: grant them with `lienthong systems grant {id} ...`");
         }
-        SystemsCommand::Token { id } => {
-            let id = SystemId::parse(&id).with_context(|| format!("system id {id:?}"))?;
-            let issued = credentials.issue_token(&id).await?;
-            eprintln!("new token for {}; it is shown once:", issued.system);
-            println!("{}", issued.token);
+        SystemsCommand::Token { id, expires_in } => {
+            let issued = credentials
+                .issue_token(&system_id(&id)?, expiry(expires_in)?)
+                .await?;
+            print_token(&issued, "new token");
+        }
+        SystemsCommand::Tokens { id } => {
+            println!(
+                "{:>6}  {:<16}  {:<16}  {:<16}  revoked by",
+                "token", "created", "expires", "revoked"
+            );
+            for t in credentials.tokens(&system_id(&id)?).await? {
+                println!(
+                    "{:>6}  {:<16}  {:<16}  {:<16}  {}",
+                    t.id,
+                    when(Some(t.created_at)),
+                    when(t.expires_at),
+                    when(t.revoked_at),
+                    t.revoked_by.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        SystemsCommand::RevokeToken {
+            id,
+            token,
+            all: _,
+            by,
+        } => {
+            let id = system_id(&id)?;
+            let revoked = credentials.revoke_tokens(&id, token, &by.by).await?;
+            eprintln!("{revoked} token(s) of {id} revoked");
+        }
+        SystemsCommand::Disable { id } => {
+            let id = system_id(&id)?;
+            credentials.set_disabled(&id, true).await?;
+            eprintln!("{id} disabled: none of its tokens works until `systems enable {id}`");
+        }
+        SystemsCommand::Enable { id } => {
+            let id = system_id(&id)?;
+            credentials.set_disabled(&id, false).await?;
+            eprintln!("{id} enabled");
+        }
+        SystemsCommand::Operator { id, remove } => {
+            let id = system_id(&id)?;
+            credentials.set_operator(&id, !remove).await?;
+            let state = if remove { "is no longer" } else { "is now" };
+            eprintln!("{id} {state} an operator");
         }
         SystemsCommand::List => {
-            println!("{:<32} {:<40} {:>6}  created", "system", "name", "tokens");
+            println!(
+                "{:<32} {:<32} {:<8} {:<8} {:>6}  {:<16}  created",
+                "system", "name", "operator", "state", "tokens", "next expiry"
+            );
             for s in credentials.list_systems().await? {
                 println!(
-                    "{:<32} {:<40} {:>6}  {}",
+                    "{:<32} {:<32} {:<8} {:<8} {:>6}  {:<16}  {}",
                     s.id,
                     s.name,
+                    if s.operator { "yes" } else { "no" },
+                    if s.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    },
                     s.active_tokens,
+                    when(s.next_expiry),
                     s.created_at.format("%Y-%m-%d %H:%M")
+                );
+            }
+        }
+        SystemsCommand::Grant(args) => {
+            let resource = match (args.event_type, args.topic) {
+                (Some(event_type), _) => Resource::EventType(event_type),
+                (None, Some(topic)) => Resource::Topic(topic),
+                (None, None) => anyhow::bail!("name --event-type or --topic"),
+            };
+            let grant = Grant {
+                system: system_id(&args.id)?,
+                direction: if args.publish {
+                    Direction::Publish
+                } else {
+                    Direction::Subscribe
+                },
+                resource,
+                purposes: args.purposes,
+                owner: system_id(&args.owner).context("--owner")?,
+                granted_by: args.by.by,
+                note: args.note,
+            };
+            let id = rights.grant(&grant, &access_catalogue(&config)?).await?;
+            eprintln!(
+                "right #{id} granted: {} may {} {} for {}",
+                grant.system,
+                grant.direction,
+                grant.resource,
+                grant.purposes.join(", ")
+            );
+        }
+        SystemsCommand::RevokeRight { id, right, by } => {
+            let id = system_id(&id)?;
+            rights.revoke(&id, right, &by.by).await?;
+            eprintln!("right #{right} of {id} revoked");
+        }
+        SystemsCommand::Rights { id, all } => {
+            let id = system_id(&id)?;
+            credentials.require_system_exists(&id).await?;
+            let list = rights.list(&id, all).await?;
+            if list.is_empty() {
+                eprintln!(
+                    "{id} has no rights: it can neither publish nor subscribe (default deny)"
+                );
+            }
+            println!(
+                "{:>5}  {:<9}  {:<38}  {:<32}  {:<20}  {:<16}  {:<16}  why",
+                "right",
+                "direction",
+                "event type / topic",
+                "purposes",
+                "owner",
+                "granted by",
+                "granted"
+            );
+            for r in list {
+                let granted = match &r.revoked_at {
+                    Some(at) => format!(
+                        "revoked {} by {}",
+                        at.format("%Y-%m-%d %H:%M"),
+                        r.revoked_by.as_deref().unwrap_or("-")
+                    ),
+                    None => r.granted_at.format("%Y-%m-%d %H:%M").to_string(),
+                };
+                println!(
+                    "{:>5}  {:<9}  {:<38}  {:<32}  {:<20}  {:<16}  {:<16}  {}",
+                    r.id,
+                    r.direction,
+                    r.resource.to_string(),
+                    r.purposes.join(","),
+                    r.owner,
+                    r.granted_by,
+                    granted,
+                    r.note
+                );
+            }
+        }
+        SystemsCommand::Denials { id, limit } => {
+            let id = id.as_deref().map(system_id).transpose()?;
+            println!(
+                "{:<19}  {:<24}  {:<9}  {:<38}  {:<24}  reason",
+                "at (UTC)", "system", "action", "event type", "purpose"
+            );
+            for d in rights.denials(id.as_ref(), limit).await? {
+                println!(
+                    "{:<19}  {:<24}  {:<9}  {:<38}  {:<24}  {}",
+                    d.at.format("%Y-%m-%d %H:%M:%S"),
+                    d.system,
+                    d.action,
+                    d.resource,
+                    d.purpose,
+                    d.reason
                 );
             }
         }

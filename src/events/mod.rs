@@ -6,6 +6,8 @@ mod publish;
 pub mod quarantine;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
@@ -17,7 +19,7 @@ use uuid::Uuid;
 pub use publish::{Accepted, PublishError, PublishInput, Rejected};
 pub use quarantine::Quarantine;
 
-use crate::access::Caller;
+use crate::access::{Access, Caller, Denied, FieldSet, Withdrawn, is_purpose_code};
 use crate::bus::{
     Producer, Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions,
 };
@@ -43,6 +45,17 @@ pub enum SubscribeError {
     TooMany,
     #[error("no running subscription {0} of this system (it may have ended)")]
     UnknownSubscription(String),
+    #[error(
+        "purpose must be a purpose code of 2 to 63 characters a-z, 0-9 and '-' \
+         (schemas/access/purposes.toml), e.g. civil-registration"
+    )]
+    InvalidPurpose,
+    #[error(
+        "legal_basis is required: the legal basis in 1 to 200 characters on one line, e.g. Decree 63/2024/ND-CP"
+    )]
+    InvalidLegalBasis,
+    #[error(transparent)]
+    Denied(Denied),
     #[error(transparent)]
     Bus(#[from] SubscriptionError),
 }
@@ -59,6 +72,20 @@ pub struct SubscribeInput {
     pub start: StartFrom,
     /// 0 means the default.
     pub max_unacknowledged: usize,
+    /// Why the subscriber processes the data: must be covered by one of its rights.
+    pub purpose: String,
+    pub legal_basis: String,
+}
+
+/// A started subscription.
+pub struct Opened {
+    pub id: Uuid,
+    pub deliveries: mpsc::Receiver<Received>,
+    /// The fields the subscriber's purpose may see; [`Events::decode`] applies it.
+    pub fields: Arc<FieldSet>,
+    /// Resolves if the subscriber's credential or right is withdrawn while it runs; the stream
+    /// must then end.
+    pub withdrawal: Pin<Box<dyn Future<Output = Withdrawn> + Send>>,
 }
 
 /// A record decoded for a subscriber.
@@ -67,10 +94,13 @@ pub struct DecodedEvent {
     /// `None` when the record could not be decoded; `decode_error` says why.
     pub payload: Option<Value>,
     pub decode_error: Option<String>,
+    /// Fields removed because the subscriber's purpose may not see them (dotted paths).
+    pub withheld: Vec<String>,
 }
 
 pub struct Events {
     registry: Arc<Registry>,
+    access: Arc<Access>,
     producer: Producer,
     quarantine: Quarantine,
     metrics: Arc<Metrics>,
@@ -83,6 +113,7 @@ pub struct Events {
 /// What [`Events`] is built from.
 pub struct EventsParts {
     pub registry: Arc<Registry>,
+    pub access: Arc<Access>,
     pub producer: Producer,
     pub quarantine: Quarantine,
     pub metrics: Arc<Metrics>,
@@ -95,6 +126,7 @@ impl Events {
     pub fn new(parts: EventsParts) -> Self {
         Self {
             registry: parts.registry,
+            access: parts.access,
             producer: parts.producer,
             quarantine: parts.quarantine,
             metrics: parts.metrics,
@@ -105,17 +137,30 @@ impl Events {
         }
     }
 
-    /// Starts a subscription for `caller`. The Kafka group is namespaced by the calling system,
-    /// so one system can never consume (and commit) another system's group.
-    pub fn subscribe(
+    /// Starts a subscription for `caller`, if one of its rights covers the event type and the
+    /// purpose. The Kafka group is namespaced by the calling system, so one system can never
+    /// consume (and commit) another system's group.
+    pub async fn subscribe(
         &self,
         caller: &Caller,
         input: SubscribeInput,
-    ) -> Result<(Uuid, mpsc::Receiver<Received>), SubscribeError> {
+    ) -> Result<Opened, SubscribeError> {
         let schema = self
             .registry
             .event(&input.event_type)
             .ok_or_else(|| SubscribeError::UnknownEventType(input.event_type.clone()))?;
+        if !is_purpose_code(&input.purpose) {
+            return Err(SubscribeError::InvalidPurpose);
+        }
+        let basis = input.legal_basis.trim();
+        if basis.is_empty() || basis.chars().count() > 200 || basis.chars().any(char::is_control) {
+            return Err(SubscribeError::InvalidLegalBasis);
+        }
+        let fields = self
+            .access
+            .authorize_subscription(caller, &input.event_type, &input.purpose)
+            .await
+            .map_err(SubscribeError::Denied)?;
         let valid_group = (1..=100).contains(&input.group.len())
             && input
                 .group
@@ -133,7 +178,10 @@ impl Events {
             "{}lienthong.{}.{}.{}",
             self.kafka.topic_prefix, caller.system, input.event_type, input.group
         );
-        {
+        // Counting and inserting under one lock: two concurrent calls cannot both take the last
+        // slot. Opening a consumer does not block (librdkafka connects in the background).
+        let id = Uuid::now_v7();
+        let deliveries = {
             let mut subscriptions = self
                 .subscriptions
                 .lock()
@@ -146,28 +194,41 @@ impl Events {
             if running >= MAX_SUBSCRIPTIONS_PER_SYSTEM {
                 return Err(SubscribeError::TooMany);
             }
-        }
-        let (subscription, deliveries) = Subscription::open(
-            &self.kafka,
-            SubscriptionOptions {
-                topic: schema.topic.clone(),
-                event_type: input.event_type.clone(),
-                group,
-                start: input.start,
-                max_unacknowledged,
-            },
-            self.metrics.clone(),
-            self.shutdown.clone(),
-            &self.tracker,
-        )?;
-        let id = Uuid::now_v7();
-        let mut subscriptions = self
-            .subscriptions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        subscriptions.insert(id, (caller.system.clone(), subscription));
-        tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, "subscription started");
-        Ok((id, deliveries))
+            let (subscription, deliveries) = Subscription::open(
+                &self.kafka,
+                SubscriptionOptions {
+                    topic: schema.topic.clone(),
+                    event_type: input.event_type.clone(),
+                    group,
+                    start: input.start,
+                    max_unacknowledged,
+                },
+                self.metrics.clone(),
+                self.shutdown.clone(),
+                &self.tracker,
+            )?;
+            subscriptions.insert(id, (caller.system.clone(), subscription));
+            deliveries
+        };
+        tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, purpose = %input.purpose, "subscription started");
+        let withdrawal = self.access.withdrawal(
+            caller.clone(),
+            input.event_type.clone(),
+            input.purpose.clone(),
+        );
+        let metrics = self.metrics.clone();
+        let withdrawal = Box::pin(async move {
+            let withdrawn = withdrawal.await;
+            metrics.subscriptions_withdrawn.inc();
+            tracing::info!(subscription = %id, ?withdrawn, "subscription ended: access withdrawn");
+            withdrawn
+        });
+        Ok(Opened {
+            id,
+            deliveries,
+            fields,
+            withdrawal,
+        })
     }
 
     /// Acknowledges deliveries of one of `caller`'s subscriptions.
@@ -198,8 +259,14 @@ impl Events {
             })
     }
 
-    /// Decodes a delivered record with its writer schema.
-    pub async fn decode(&self, received: Received, event_type: &str) -> DecodedEvent {
+    /// Decodes a delivered record with its writer schema and keeps only the `fields` the
+    /// subscriber's purpose may see.
+    pub async fn decode(
+        &self,
+        received: Received,
+        event_type: &str,
+        fields: &FieldSet,
+    ) -> DecodedEvent {
         self.metrics
             .delivered
             .get_or_create(&EventLabels {
@@ -207,17 +274,22 @@ impl Events {
             })
             .inc();
         match self.registry.decode(&received.payload).await {
-            Ok(payload) => DecodedEvent {
-                received,
-                payload: Some(payload),
-                decode_error: None,
-            },
+            Ok(mut payload) => {
+                let withheld = fields.apply(&mut payload);
+                DecodedEvent {
+                    received,
+                    payload: Some(payload),
+                    decode_error: None,
+                    withheld,
+                }
+            }
             Err(error) => {
                 tracing::warn!(topic = %received.topic, partition = received.partition, offset = received.offset, %error, "record not decodable");
                 DecodedEvent {
                     received,
                     payload: None,
                     decode_error: Some(error.to_string()),
+                    withheld: Vec::new(),
                 }
             }
         }

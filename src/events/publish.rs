@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::Events;
 use super::quarantine::QuarantineEntry;
-use crate::access::Caller;
+use crate::access::{Caller, Denied, Direction, is_purpose_code};
 use crate::bus::{Envelope, InFlight, ProduceError, trace};
 use crate::db::DbError;
 use crate::domain::DossierCode;
@@ -84,6 +84,9 @@ pub enum PublishError {
     },
     #[error("cannot quarantine the refused event: {0}")]
     Quarantine(DbError),
+    /// The caller has no right to publish this type for this purpose: nothing was kept.
+    #[error(transparent)]
+    Denied(Denied),
 }
 
 /// Why an event was refused, for metrics and the quarantine.
@@ -175,13 +178,7 @@ fn check_envelope(
     };
     // Both travel as Kafka headers on every record: codes and citations, never free text
     // that could carry personal data.
-    let purpose = &input.purpose;
-    let purpose_ok = (2..=63).contains(&purpose.len())
-        && purpose.starts_with(|c: char| c.is_ascii_lowercase())
-        && purpose
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !purpose_ok {
+    if !is_purpose_code(&input.purpose) {
         violations.push(Violation::new(
             "/purpose",
             "envelope.purpose",
@@ -285,6 +282,9 @@ impl Events {
         input: &PublishInput,
     ) -> Result<Prepared, PublishError> {
         let schema = self.registry.event(&input.event_type).cloned();
+        if schema.is_some() {
+            self.authorize(caller, input).await?;
+        }
         let mut violations = Vec::new();
         if schema.is_none() {
             violations.push(Violation::new(
@@ -340,6 +340,28 @@ impl Events {
             envelope,
             bytes,
         })
+    }
+
+    /// Refuses a caller without a right to publish `input`'s type for its purpose, before
+    /// anything of the payload is read or kept. A caller that holds some right on the type but
+    /// sent no purpose is let through, so validation names the missing field.
+    async fn authorize(&self, caller: &Caller, input: &PublishInput) -> Result<(), PublishError> {
+        let missing_purpose = input.purpose.is_empty()
+            && self
+                .access
+                .has_any_right(caller, Direction::Publish, &input.event_type);
+        if missing_purpose {
+            return Ok(());
+        }
+        self.access
+            .authorize(
+                caller,
+                Direction::Publish,
+                &input.event_type,
+                &input.purpose,
+            )
+            .await
+            .map_err(PublishError::Denied)
     }
 
     async fn enqueue(&self, caller: &Caller, prepared: Prepared) -> Result<Pending, PublishError> {

@@ -1,10 +1,14 @@
 //! The quarantine: every refused publish, kept with its reason, its violations and the calling
 //! system, so an operator can find later what was refused and why (`lienthong quarantine list`).
-//! Rejected input may hold personal data: it stays in PostgreSQL, never in logs.
+//! Rejected input may hold personal data: it stays in PostgreSQL, never in logs, and only for
+//! the configured retention (`quarantine.retention_days`), which the hub enforces itself.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::db::DbError;
 use crate::domain::SystemId;
@@ -85,6 +89,35 @@ impl Quarantine {
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    /// Deletes the entries received more than `retention` ago; returns how many.
+    pub async fn purge(&self, retention: chrono::Duration) -> Result<u64, DbError> {
+        let client = self.pool.get().await?;
+        let cutoff = Utc::now() - retention;
+        Ok(client
+            .execute("DELETE FROM quarantine WHERE received_at < $1", &[&cutoff])
+            .await?)
+    }
+
+    /// Purges at start and then every `every` until `shutdown`.
+    pub async fn enforce_retention(
+        self,
+        retention: chrono::Duration,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            match self.purge(retention).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "quarantine entries past retention deleted"),
+                Err(error) => tracing::warn!(%error, "cannot purge the quarantine; will retry"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
     }
 
     /// The most recent entries, newest first.

@@ -51,6 +51,9 @@ struct EventEntry {
     r#type: String,
     topic: String,
     description: String,
+    /// Only the hub itself produces this type (audit records): no member may be granted it.
+    #[serde(default)]
+    hub_only: bool,
 }
 
 /// One event type as the catalogue describes it.
@@ -60,6 +63,8 @@ pub struct EventDefinition {
     /// Topic name without the deployment's prefix.
     pub topic: String,
     pub description: String,
+    /// Only the hub itself produces events of this type.
+    pub hub_only: bool,
     pub json_schema: Value,
     /// The Avro schema exactly as written in the `.avsc` file.
     pub avro_text: String,
@@ -114,6 +119,7 @@ impl Catalogue {
                 event_type: entry.r#type,
                 topic: entry.topic,
                 description: entry.description,
+                hub_only: entry.hub_only,
                 json_schema,
                 avro_text: read(&avro_path)?,
             });

@@ -237,6 +237,7 @@ mod tests {
             event_type: "t".into(),
             topic: "x".into(),
             description: String::new(),
+            hub_only: false,
             json_schema,
             avro_text: avro.into(),
         }

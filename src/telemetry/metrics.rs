@@ -26,6 +26,17 @@ pub struct LagLabels {
     pub partition: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabels {
+    pub action: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthFailureLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub published: Family<EventLabels, Counter>,
@@ -33,6 +44,9 @@ pub struct Metrics {
     pub delivered: Family<EventLabels, Counter>,
     pub produce_latency: Histogram,
     pub consumer_lag: Family<LagLabels, Gauge>,
+    pub access_denied: Family<DenialLabels, Counter>,
+    pub authentication_failures: Family<AuthFailureLabels, Counter>,
+    pub subscriptions_withdrawn: Counter,
 }
 
 impl Default for Metrics {
@@ -68,6 +82,24 @@ impl Default for Metrics {
             "Records behind the high watermark, per subscription group and partition",
             consumer_lag.clone(),
         );
+        let access_denied = Family::<DenialLabels, Counter>::default();
+        registry.register(
+            "access_denied",
+            "Publishes and subscriptions refused for lack of a right, by action and reason",
+            access_denied.clone(),
+        );
+        let authentication_failures = Family::<AuthFailureLabels, Counter>::default();
+        registry.register(
+            "authentication_failures",
+            "Calls refused because their token was unknown, revoked or expired, or their system disabled",
+            authentication_failures.clone(),
+        );
+        let subscriptions_withdrawn = Counter::default();
+        registry.register(
+            "subscriptions_withdrawn",
+            "Open subscriptions ended because their credential or right was withdrawn",
+            subscriptions_withdrawn.clone(),
+        );
         Self {
             registry,
             published,
@@ -75,6 +107,9 @@ impl Default for Metrics {
             delivered,
             produce_latency,
             consumer_lag,
+            access_denied,
+            authentication_failures,
+            subscriptions_withdrawn,
         }
     }
 }

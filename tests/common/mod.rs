@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use lienthong::access::Credentials;
+use lienthong::access::{Credentials, Direction, Grant, Resource, Rights};
 use lienthong::app::Hub;
 use lienthong::config::{Config, LogConfig};
 use lienthong::domain::SystemId;
@@ -19,6 +19,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 pub const EVENT_TYPE: &str = "birth.dossier-submitted";
+pub const PURPOSE: &str = "civil-registration";
 pub const WAIT: Duration = Duration::from_secs(60);
 
 static TELEMETRY: OnceLock<Option<Arc<lienthong::telemetry::TelemetryGuard>>> = OnceLock::new();
@@ -73,6 +74,8 @@ impl TestEnv {
         config.kafka.bootstrap_servers =
             std::env::var("LIENTHONG_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
         config.kafka.topic_prefix = format!("{}.", unique.replace('_', "-"));
+        // Rights granted during a test reach the running hub quickly.
+        config.access.refresh_interval_ms = 100;
         config.grpc.listen = "127.0.0.1:0".parse().expect("address");
         config.http.listen = "127.0.0.1:0".parse().expect("address");
         config.schemas.dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas");
@@ -90,9 +93,46 @@ impl TestEnv {
             .expect("the hub starts")
     }
 
-    /// Registers a member system and returns its token.
+    /// Registers a member system and returns its token; it has no rights yet.
     pub async fn token(&self, system: &str) -> String {
         self.add_system(system, false).await
+    }
+
+    /// Registers a member system that may publish and subscribe [`EVENT_TYPE`] for the purpose
+    /// the tests use, and returns its token.
+    pub async fn member(&self, system: &str) -> String {
+        let token = self.add_system(system, false).await;
+        for direction in [Direction::Publish, Direction::Subscribe] {
+            self.grant(system, direction, EVENT_TYPE, PURPOSE).await;
+        }
+        token
+    }
+
+    /// Grants `system` the right to act on `event_type` for `purpose`; returns the right's id.
+    pub async fn grant(
+        &self,
+        system: &str,
+        direction: Direction,
+        event_type: &str,
+        purpose: &str,
+    ) -> i64 {
+        let schemas = &self.config.schemas.dir;
+        let catalogue = lienthong::registry::Catalogue::load(schemas).expect("catalogue");
+        let access = lienthong::app::access_catalogue(schemas, &catalogue).expect("access policy");
+        let system = SystemId::parse(system).expect("valid system id");
+        let grant = Grant {
+            system: system.clone(),
+            direction,
+            resource: Resource::EventType(event_type.to_owned()),
+            purposes: vec![purpose.to_owned()],
+            owner: system,
+            granted_by: "test".to_owned(),
+            note: String::new(),
+        };
+        Rights::new(self.pool.clone())
+            .grant(&grant, &access)
+            .await
+            .expect("right granted")
     }
 
     /// Registers an operator system and returns its token.
@@ -103,7 +143,7 @@ impl TestEnv {
     async fn add_system(&self, system: &str, operator: bool) -> String {
         let id = SystemId::parse(system).expect("valid system id");
         Credentials::new(self.pool.clone())
-            .add_system(&id, system, operator)
+            .add_system(&id, system, operator, None)
             .await
             .expect("system added")
             .token
@@ -161,7 +201,7 @@ pub fn publish_request(code: &str, payload: &Value) -> PublishRequest {
     PublishRequest {
         event_type: EVENT_TYPE.into(),
         correlation_id: code.into(),
-        purpose: "civil-registration".into(),
+        purpose: PURPOSE.into(),
         legal_basis: "Decree 63/2024/ND-CP".into(),
         payload: Some(lienthong::api::convert::json_to_struct(payload.clone())),
         ..PublishRequest::default()
@@ -174,6 +214,8 @@ pub fn subscribe_request(group: &str) -> SubscribeRequest {
         consumer_group: group.into(),
         start_from: StartFrom::Earliest.into(),
         max_unacknowledged: 0,
+        purpose: PURPOSE.into(),
+        legal_basis: "Law on Civil Status 60/2014/QH13".into(),
     }
 }
 

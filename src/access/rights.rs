@@ -1,0 +1,272 @@
+//! Granting, revoking and listing access rights (the operator's side; enforcement is in
+//! `enforce`). A grant is checked against the catalogue and the purposes before it is stored, so
+//! a right always names something that exists. Rights are revoked, never deleted.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+
+use super::AccessError;
+use super::catalogue::AccessCatalogue;
+use super::policy::{Direction, Resource};
+use crate::domain::SystemId;
+
+/// A right as an operator asks for it.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub system: SystemId,
+    pub direction: Direction,
+    pub resource: Resource,
+    pub purposes: Vec<String>,
+    /// The data provider on whose behalf the right is granted (a member system).
+    pub owner: SystemId,
+    /// The person granting it, as they sign the change.
+    pub granted_by: String,
+    /// Why: the agreement or request it rests on.
+    pub note: String,
+}
+
+/// A right as stored, in force or revoked.
+#[derive(Debug, Clone)]
+pub struct RightRecord {
+    pub id: i64,
+    pub direction: Direction,
+    pub resource: Resource,
+    pub purposes: Vec<String>,
+    pub owner: String,
+    pub granted_by: String,
+    pub granted_at: DateTime<Utc>,
+    pub note: String,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+}
+
+/// A refused attempt, as recorded.
+#[derive(Debug, Clone)]
+pub struct DenialRecord {
+    pub at: DateTime<Utc>,
+    pub system: String,
+    pub action: String,
+    pub resource: String,
+    pub purpose: String,
+    pub reason: String,
+}
+
+#[derive(Clone)]
+pub struct Rights {
+    pool: Pool,
+}
+
+impl Rights {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Stores `grant` after checking that everything it names exists; returns the right's id.
+    pub async fn grant(
+        &self,
+        grant: &Grant,
+        catalogue: &AccessCatalogue,
+    ) -> Result<i64, AccessError> {
+        check(grant, catalogue)?;
+        let client = self.pool.get().await?;
+        for system in [&grant.system, &grant.owner] {
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM member_system WHERE id = $1",
+                    &[&system.as_str()],
+                )
+                .await?;
+            if exists.is_none() {
+                return Err(AccessError::UnknownSystem(system.clone()));
+            }
+        }
+        // The same right already in force is not granted twice: scripts can repeat a grant.
+        let existing = client
+            .query_opt(
+                "SELECT id FROM access_right
+                 WHERE system_id = $1 AND direction = $2 AND resource_kind = $3 AND resource = $4
+                   AND purposes @> $5 AND purposes <@ $5 AND owner = $6 AND revoked_at IS NULL
+                 LIMIT 1",
+                &[
+                    &grant.system.as_str(),
+                    &grant.direction.as_str(),
+                    &grant.resource.kind(),
+                    &grant.resource.name(),
+                    &grant.purposes,
+                    &grant.owner.as_str(),
+                ],
+            )
+            .await?;
+        if let Some(row) = existing {
+            return Ok(row.get(0));
+        }
+        let row = client
+            .query_one(
+                "INSERT INTO access_right
+                    (system_id, direction, resource_kind, resource, purposes, owner, granted_by, note)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                &[
+                    &grant.system.as_str(),
+                    &grant.direction.as_str(),
+                    &grant.resource.kind(),
+                    &grant.resource.name(),
+                    &grant.purposes,
+                    &grant.owner.as_str(),
+                    &grant.granted_by,
+                    &grant.note,
+                ],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Revokes right `id` of `system`.
+    pub async fn revoke(&self, system: &SystemId, id: i64, by: &str) -> Result<(), AccessError> {
+        let client = self.pool.get().await?;
+        let updated = client
+            .execute(
+                "UPDATE access_right SET revoked_at = now(), revoked_by = $3
+                 WHERE system_id = $1 AND id = $2 AND revoked_at IS NULL",
+                &[&system.as_str(), &id, &by],
+            )
+            .await?;
+        if updated == 0 {
+            return Err(AccessError::UnknownRight {
+                system: system.clone(),
+                id,
+            });
+        }
+        Ok(())
+    }
+
+    /// The rights of `system`, in force first; revoked ones too when `include_revoked`.
+    pub async fn list(
+        &self,
+        system: &SystemId,
+        include_revoked: bool,
+    ) -> Result<Vec<RightRecord>, AccessError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, direction, resource_kind, resource, purposes, owner, granted_by,
+                        granted_at, note, revoked_at, revoked_by
+                 FROM access_right
+                 WHERE system_id = $1 AND ($2 OR revoked_at IS NULL)
+                 ORDER BY revoked_at IS NOT NULL, direction, resource, id",
+                &[&system.as_str(), &include_revoked],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(RightRecord {
+                    id: row.get(0),
+                    direction: Direction::parse(row.get(1))?,
+                    resource: Resource::from_parts(row.get(2), row.get(3))?,
+                    purposes: row.get(4),
+                    owner: row.get(5),
+                    granted_by: row.get(6),
+                    granted_at: row.get(7),
+                    note: row.get(8),
+                    revoked_at: row.get(9),
+                    revoked_by: row.get(10),
+                })
+            })
+            .collect())
+    }
+
+    /// The most recent refused attempts, of one system or of all.
+    pub async fn denials(
+        &self,
+        system: Option<&SystemId>,
+        limit: i64,
+    ) -> Result<Vec<DenialRecord>, AccessError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT at, system_id, action, resource, purpose, reason FROM access_denial
+                 WHERE $1::TEXT IS NULL OR system_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+                &[&system.map(SystemId::as_str), &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| DenialRecord {
+                at: row.get(0),
+                system: row.get(1),
+                action: row.get(2),
+                resource: row.get(3),
+                purpose: row.get(4),
+                reason: row.get(5),
+            })
+            .collect())
+    }
+}
+
+/// Everything about a grant that can be checked without the database.
+fn check(grant: &Grant, catalogue: &AccessCatalogue) -> Result<(), AccessError> {
+    let refuse = |problem: String| Err(AccessError::InvalidGrant(problem));
+    match &grant.resource {
+        Resource::EventType(name) => match catalogue.event_types.get(name) {
+            None => {
+                return refuse(format!(
+                    "unknown event type {name:?}; see schemas/topics.toml"
+                ));
+            }
+            Some(info) if info.hub_only && grant.direction == Direction::Publish => {
+                return refuse(format!(
+                    "only the hub itself produces {name} events (hub_only in schemas/topics.toml)"
+                ));
+            }
+            Some(_) => {}
+        },
+        Resource::Topic(name) => {
+            if !catalogue.has_topic(name) {
+                return refuse(format!("unknown topic {name:?}; see schemas/topics.toml"));
+            }
+            let hub_only = catalogue
+                .event_types
+                .values()
+                .any(|info| info.topic == *name && info.hub_only);
+            if hub_only && grant.direction == Direction::Publish {
+                return refuse(format!(
+                    "topic {name} carries events only the hub produces; grant publish per event type"
+                ));
+            }
+        }
+    }
+    if grant.purposes.is_empty() {
+        return refuse("name at least one purpose (--purpose)".to_owned());
+    }
+    if let Some(unknown) = grant
+        .purposes
+        .iter()
+        .find(|p| catalogue.purposes.get(p).is_none())
+    {
+        let known: Vec<&str> = catalogue.purposes.codes().collect();
+        return refuse(format!(
+            "unknown purpose {unknown:?}; known purposes (schemas/access/purposes.toml): {}",
+            known.join(", ")
+        ));
+    }
+    if grant.direction == Direction::Subscribe {
+        // A right to receive nothing would look granted and fail every subscription.
+        let declared = |purpose: &str| match &grant.resource {
+            Resource::EventType(name) => catalogue.disclosures.fields(name, purpose).is_some(),
+            Resource::Topic(name) => catalogue.event_types.iter().any(|(event_type, info)| {
+                info.topic == *name && catalogue.disclosures.fields(event_type, purpose).is_some()
+            }),
+        };
+        if let Some(purpose) = grant.purposes.iter().find(|p| !declared(p)) {
+            return refuse(format!(
+                "schemas/access/disclosure.toml declares no fields of {} for purpose {purpose}; \
+                 declare what the purpose may see first",
+                grant.resource
+            ));
+        }
+    }
+    if grant.granted_by.trim().is_empty() {
+        return refuse("say who grants the right (--by)".to_owned());
+    }
+    Ok(())
+}
