@@ -101,6 +101,7 @@ impl Hub {
             .map(|t| TopicSpec {
                 name: config.kafka.topic(&t.name),
                 partitions: t.partitions,
+                retention: Duration::from_secs(u64::from(t.retention_days) * 86_400),
             })
             .collect();
         ensure_topics(&config.kafka, &topics).await?;

@@ -216,3 +216,38 @@ async fn the_binary_serves_until_sigterm_then_exits_cleanly() {
         .expect("exit status");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
+
+#[tokio::test]
+async fn topics_are_created_with_the_catalogues_retention() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+
+    let env = TestEnv::new("retention").await;
+    let hub = env.start_hub().await;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.bootstrap_servers)
+        .create()
+        .expect("admin client");
+    let topic = env.config.kafka.topic("lienthong.payment");
+    let described = admin
+        .describe_configs(
+            &[ResourceSpecifier::Topic(&topic)],
+            &AdminOptions::new().request_timeout(Some(std::time::Duration::from_secs(30))),
+        )
+        .await
+        .expect("describe answered");
+    let resource = described
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("the topic is described");
+    let retention = resource
+        .get("retention.ms")
+        .and_then(|entry| entry.value.clone());
+    assert_eq!(
+        retention.as_deref(),
+        Some("7776000000"),
+        "90 days for payments"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}

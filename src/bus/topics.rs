@@ -1,6 +1,7 @@
 //! Creates the catalogue's topics at start-up. Brokers may not auto-create topics (the local one
-//! does not, and production clusters should not), so the hub creates what it needs explicitly;
-//! a topic that already exists is fine.
+//! does not, and production clusters should not), so the hub creates what it needs explicitly,
+//! with the catalogue's retention; a topic that already exists is left as it is (changing the
+//! retention of a live topic is an operator's deliberate act, not a side effect of a start).
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use crate::config::KafkaConfig;
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,
+    /// `retention.ms`: set when the topic is created.
+    pub retention: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +36,20 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     let admin: AdminClient<DefaultClientContext> = super::client_config(config)
         .create()
         .map_err(TopicError::Client)?;
+    let retentions: Vec<String> = topics
+        .iter()
+        .map(|t| t.retention.as_millis().to_string())
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| {
+        .zip(&retentions)
+        .map(|(t, retention)| {
             NewTopic::new(
                 &t.name,
                 t.partitions,
                 TopicReplication::Fixed(config.replication_factor),
             )
+            .set("retention.ms", retention)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

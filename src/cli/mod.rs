@@ -8,6 +8,7 @@ mod quarantine;
 mod schemas;
 mod serve;
 mod systems;
+mod text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

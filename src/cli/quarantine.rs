@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use clap::Subcommand;
 
+use super::text::printable;
 use crate::config::Config;
 use crate::events::Quarantine;
 
@@ -27,13 +28,18 @@ pub async fn run(command: QuarantineCommand, config: Config) -> anyhow::Result<(
                     "#{} {} {} from {} dossier {} ({})",
                     entry.id,
                     entry.received_at.format("%Y-%m-%d %H:%M:%S"),
-                    entry.event_type,
-                    entry.system_id,
-                    entry.correlation_id,
+                    printable(&entry.event_type),
+                    printable(&entry.system_id),
+                    printable(&entry.correlation_id),
                     entry.reason
                 );
                 for v in entry.violations {
-                    println!("    {:<40} {:<24} {}", v.pointer, v.rule, v.message);
+                    println!(
+                        "    {:<40} {:<24} {}",
+                        printable(&v.pointer),
+                        printable(&v.rule),
+                        printable(&v.message)
+                    );
                 }
             }
         }

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
+use super::text::printable;
 use crate::access::{
     AccessCatalogue, Credentials, Direction, Grant, IssuedToken, Resource, Rights,
 };
@@ -249,7 +250,7 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                 println!(
                     "{:<32} {:<32} {:<8} {:<8} {:>6}  {:<16}  {}",
                     s.id,
-                    s.name,
+                    printable(&s.name),
                     if s.operator { "yes" } else { "no" },
                     if s.disabled_at.is_some() {
                         "disabled"
@@ -330,9 +331,9 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                     r.resource.to_string(),
                     r.purposes.join(","),
                     r.owner,
-                    r.granted_by,
-                    granted,
-                    r.note
+                    printable(&r.granted_by),
+                    printable(&granted),
+                    printable(&r.note)
                 );
             }
         }
@@ -348,8 +349,8 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                     d.at.format("%Y-%m-%d %H:%M:%S"),
                     d.system,
                     d.action,
-                    d.resource,
-                    d.purpose,
+                    printable(&d.resource),
+                    printable(&d.purpose),
                     d.reason
                 );
             }

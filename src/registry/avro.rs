@@ -57,6 +57,8 @@ fn to_avro(
     names: &Names,
     pointer: &mut String,
 ) -> Result<Avro, MappingError> {
+    // Problems name the field and the rule, never the value: they reach logs, the caller and
+    // the quarantine's reason, and the value may be someone's personal data.
     let fail = |pointer: &str, problem: String| MappingError {
         pointer: if pointer.is_empty() {
             "/".to_owned()
@@ -73,19 +75,19 @@ fn to_avro(
             .as_i64()
             .and_then(|i| i32::try_from(i).ok())
             .map(Avro::Int)
-            .ok_or_else(|| fail(pointer, format!("{n} is not a 32-bit integer"))),
+            .ok_or_else(|| fail(pointer, "is not a 32-bit integer".to_owned())),
         (Schema::Long, Json::Number(n)) => n
             .as_i64()
             .map(Avro::Long)
-            .ok_or_else(|| fail(pointer, format!("{n} is not a 64-bit integer"))),
+            .ok_or_else(|| fail(pointer, "is not a 64-bit integer".to_owned())),
         (Schema::Float, Json::Number(n)) => n
             .as_f64()
             .map(|f| Avro::Float(f as f32))
-            .ok_or_else(|| fail(pointer, format!("{n} is not a number"))),
+            .ok_or_else(|| fail(pointer, "is not a number".to_owned())),
         (Schema::Double, Json::Number(n)) => n
             .as_f64()
             .map(Avro::Double)
-            .ok_or_else(|| fail(pointer, format!("{n} is not a number"))),
+            .ok_or_else(|| fail(pointer, "is not a number".to_owned())),
         (Schema::String, Json::String(s)) => Ok(Avro::String(s.clone())),
         (Schema::Date, Json::String(s)) => {
             let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -104,7 +106,7 @@ fn to_avro(
             .iter()
             .position(|symbol| symbol == s)
             .map(|i| Avro::Enum(i as u32, s.clone()))
-            .ok_or_else(|| fail(pointer, format!("{s:?} is not one of {:?}", e.symbols))),
+            .ok_or_else(|| fail(pointer, format!("is not one of {}", e.symbols.join(", ")))),
         (Schema::Array(a), Json::Array(items)) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {

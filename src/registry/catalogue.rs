@@ -42,6 +42,8 @@ pub struct TopicDefinition {
     /// Topic name without the deployment's prefix.
     pub name: String,
     pub partitions: i32,
+    /// How long the broker keeps records: they carry personal data.
+    pub retention_days: u32,
     pub description: String,
 }
 
@@ -128,6 +130,16 @@ impl Catalogue {
             return Err(CatalogueError::Invalid {
                 path: topics_path,
                 problem: format!("topic {}: partitions must be at least 1", t.name),
+            });
+        }
+        if let Some(t) = topics
+            .topic
+            .iter()
+            .find(|t| !(1..=3650).contains(&t.retention_days))
+        {
+            return Err(CatalogueError::Invalid {
+                path: topics_path,
+                problem: format!("topic {}: retention_days must be 1 to 3650", t.name),
             });
         }
         Ok(Self {

@@ -173,8 +173,14 @@ impl EventSchema {
                 e.problem,
             )
         })?;
-        let datum = apache_avro::to_avro_datum(&self.avro, value)
-            .map_err(|e| Violation::new("/payload", "avro", e.to_string()))?;
+        // apache-avro's errors quote the value; the violation must not (personal data).
+        let datum = apache_avro::to_avro_datum(&self.avro, value).map_err(|_| {
+            Violation::new(
+                "/payload",
+                "avro",
+                "cannot be written with the event type's Avro schema",
+            )
+        })?;
         Ok(wire::frame(self.schema_id, &datum))
     }
 }
