@@ -20,6 +20,11 @@ CREATE TABLE access_right (
 );
 
 CREATE INDEX access_right_system ON access_right (system_id) WHERE revoked_at IS NULL;
+-- One right in force per system, direction, resource, owner and purpose set (the hub stores
+-- purposes sorted and without duplicates), so repeating a grant, even concurrently, is harmless.
+CREATE UNIQUE INDEX access_right_in_force
+    ON access_right (system_id, direction, resource_kind, resource, owner, purposes)
+    WHERE revoked_at IS NULL;
 
 -- Every refused attempt: who tried what, when, and why it was refused.
 CREATE TABLE access_denial (
@@ -33,15 +38,16 @@ CREATE TABLE access_denial (
 );
 
 CREATE INDEX access_denial_at ON access_denial (at DESC);
+CREATE INDEX access_denial_system ON access_denial (system_id, at DESC);
 
 ALTER TABLE member_system ADD COLUMN disabled_at TIMESTAMPTZ;
 ALTER TABLE system_credential ADD COLUMN expires_at TIMESTAMPTZ;
 ALTER TABLE system_credential ADD COLUMN revoked_by TEXT;
 
 -- One counter that moves whenever systems, credentials or rights change, whoever changes them
--- (the CLI, another hub process, an operator's SQL). Every hub process polls it and reloads its
--- in-memory view when it moves, so a revocation takes effect everywhere within seconds without
--- a query per call.
+-- (the CLI, another hub process, an operator's SQL, even a TRUNCATE). Every hub process polls it
+-- and reloads its in-memory view when it moves, so a revocation takes effect everywhere within
+-- seconds without a query per call.
 CREATE TABLE access_generation (
     singleton  BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
     generation BIGINT NOT NULL
@@ -55,9 +61,9 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER member_system_changed AFTER INSERT OR UPDATE OR DELETE ON member_system
+CREATE TRIGGER member_system_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON member_system
     FOR EACH STATEMENT EXECUTE FUNCTION bump_access_generation();
-CREATE TRIGGER system_credential_changed AFTER INSERT OR UPDATE OR DELETE ON system_credential
+CREATE TRIGGER system_credential_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON system_credential
     FOR EACH STATEMENT EXECUTE FUNCTION bump_access_generation();
-CREATE TRIGGER access_right_changed AFTER INSERT OR UPDATE OR DELETE ON access_right
+CREATE TRIGGER access_right_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON access_right
     FOR EACH STATEMENT EXECUTE FUNCTION bump_access_generation();

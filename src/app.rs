@@ -14,11 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 
-use crate::access::{Access, AccessCatalogue, AuthLayer, EventTypeInfo, PolicyFileError};
+use crate::access::{
+    Access, AccessCatalogue, AccessSettings, AuthLayer, EventTypeInfo, PolicyFileError,
+    SystemLimits,
+};
 use crate::api::grpc::EventApi;
 use crate::api::http::{HttpState, router};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::db::{self, DbError};
 use crate::domain::{ReferenceData, ReferenceError};
 use crate::events::{Events, EventsParts, Quarantine};
@@ -27,6 +30,8 @@ use crate::registry::{Catalogue, Registry, RegistryError};
 use crate::telemetry::Metrics;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections of the access policy: one polls for changes, one records refusals.
+const ACCESS_POOL_SIZE: usize = 2;
 /// How often entries past the quarantine's retention are deleted.
 const QUARANTINE_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -67,6 +72,7 @@ pub enum ServeError {
 pub struct Hub {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    access: Arc<Access>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     producer: Producer,
@@ -109,25 +115,37 @@ impl Hub {
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let access = Arc::new(
-            Access::load(
-                pool.clone(),
-                access_catalogue(&config.schemas.dir, &catalogue)?,
-                config.access.refresh_interval(),
-                metrics.clone(),
-            )
-            .await?,
-        );
+        // The access policy reads and records on connections of its own (see `Access`).
+        let access_pool = db::pool(&DatabaseConfig {
+            pool_max_size: ACCESS_POOL_SIZE,
+            ..config.database.clone()
+        })?;
+        let (access, denial_recorder) = Access::load(
+            access_pool,
+            access_catalogue(&config.schemas.dir, &catalogue)?,
+            AccessSettings {
+                refresh_interval: config.access.refresh_interval(),
+                denial_retention: config.access.denial_retention(),
+            },
+            metrics.clone(),
+        )
+        .await?;
+        let access = Arc::new(access);
+        let access_for_hub = access.clone();
         tracker.spawn(access.clone().keep_current(shutdown.clone()));
+        tracker.spawn(denial_recorder.run(shutdown.clone()));
         let quarantine = Quarantine::new(pool.clone());
         tracker.spawn(quarantine.clone().enforce_retention(
             config.quarantine.retention(),
             QUARANTINE_PURGE_INTERVAL,
             shutdown.clone(),
         ));
+        let limits = Arc::new(SystemLimits::new(&config.limits));
         let events = Arc::new(Events::new(EventsParts {
             registry,
             access: access.clone(),
+            limits: limits.clone(),
+            subscription_buffer_bytes: config.limits.subscription_buffer_bytes,
             producer: producer.clone(),
             quarantine,
             metrics: metrics.clone(),
@@ -162,11 +180,17 @@ impl Hub {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let grpc = tonic::transport::Server::builder()
-            .layer(AuthLayer::new(access.clone()))
+            .concurrency_limit_per_connection(config.limits.concurrency_per_connection)
+            .timeout(config.limits.request_timeout())
+            .layer(AuthLayer::new(access.clone(), limits))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)
-            .add_service(EventServiceServer::new(EventApi::new(events)))
+            .add_service(
+                EventServiceServer::new(EventApi::new(events))
+                    .max_decoding_message_size(config.limits.max_message_bytes)
+                    .max_encoding_message_size(config.limits.max_message_bytes),
+            )
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY, small HTTP/2 frames (window updates) wait for delayed ACKs
                 // and a streaming PublishBatch crawls.
@@ -187,12 +211,19 @@ impl Hub {
         Ok(Self {
             grpc_addr,
             http_addr,
+            access: access_for_hub,
             shutdown,
             tracker,
             producer,
             grpc: tokio::spawn(grpc),
             http: tokio::spawn(async move { http.await }),
         })
+    }
+
+    /// Waits until this hub enforces every change of systems, tokens and rights committed
+    /// before the call.
+    pub async fn access_caught_up(&self) -> Result<(), DbError> {
+        self.access.caught_up().await
     }
 
     /// Stops accepting calls, ends subscriptions (committing acknowledged offsets) and waits

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,8 +25,9 @@ pub enum ConfigError {
 }
 
 /// The environment prefixes of the sections below: `LIENTHONG_<SECTION>__<FIELD>`.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "access__",
+    "limits__",
     "quarantine__",
     "grpc__",
     "http__",
@@ -43,6 +45,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub kafka: KafkaConfig,
+    pub limits: LimitsConfig,
     pub quarantine: QuarantineConfig,
     pub schemas: SchemasConfig,
     pub log: LogConfig,
@@ -54,12 +57,15 @@ pub struct AccessConfig {
     /// How often each hub process asks PostgreSQL whether systems, tokens or rights changed: a
     /// revoked token stops working (open subscriptions included) within this interval.
     pub refresh_interval_ms: u64,
+    /// How long refused attempts (`lienthong systems denials`) are kept.
+    pub denial_retention_days: u32,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
         Self {
             refresh_interval_ms: 1_000,
+            denial_retention_days: 365,
         }
     }
 }
@@ -67,6 +73,10 @@ impl Default for AccessConfig {
 impl AccessConfig {
     pub fn refresh_interval(&self) -> Duration {
         Duration::from_millis(self.refresh_interval_ms)
+    }
+
+    pub fn denial_retention(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.denial_retention_days))
     }
 }
 
@@ -164,6 +174,50 @@ impl KafkaConfig {
     /// The full name of a catalogue topic in this deployment.
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.topic_prefix)
+    }
+}
+
+/// Limits that keep one member system from hurting the others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// gRPC calls per second per member system (every call, subscriptions included)...
+    pub calls_per_second: NonZeroU32,
+    /// ...with bursts up to this many.
+    pub call_burst: NonZeroU32,
+    /// Published events per second per member system (a batch counts each event)...
+    pub events_per_second: NonZeroU32,
+    /// ...with bursts up to this many.
+    pub event_burst: NonZeroU32,
+    /// Largest gRPC message the hub reads (one event, or one delivery it sends).
+    pub max_message_bytes: usize,
+    /// Longest a unary call may take before it is answered DEADLINE_EXCEEDED.
+    pub request_timeout_ms: u64,
+    /// Calls one client connection may have in progress at once.
+    pub concurrency_per_connection: usize,
+    /// Payload bytes a subscription may hold unacknowledged before its stream pauses.
+    pub subscription_buffer_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let n = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        Self {
+            calls_per_second: n(500),
+            call_burst: n(1_000),
+            events_per_second: n(50_000),
+            event_burst: n(100_000),
+            max_message_bytes: 1 << 20,
+            request_timeout_ms: 30_000,
+            concurrency_per_connection: 256,
+            subscription_buffer_bytes: 16 << 20,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
 }
 
@@ -273,6 +327,27 @@ impl Config {
             return invalid(
                 "access.refresh_interval_ms",
                 "must be 100 to 60000: revocations take effect within this interval",
+            );
+        }
+        if !(1..=3650).contains(&self.access.denial_retention_days) {
+            return invalid("access.denial_retention_days", "must be 1 to 3650");
+        }
+        if !(4096..=64 << 20).contains(&self.limits.max_message_bytes) {
+            return invalid(
+                "limits.max_message_bytes",
+                "must be 4096 to 67108864 (a birth dossier is about 2 KB)",
+            );
+        }
+        if self.limits.request_timeout_ms == 0 || self.limits.concurrency_per_connection == 0 {
+            return invalid(
+                "limits.request_timeout_ms",
+                "request_timeout_ms and concurrency_per_connection must be above 0",
+            );
+        }
+        if self.limits.subscription_buffer_bytes < self.limits.max_message_bytes {
+            return invalid(
+                "limits.subscription_buffer_bytes",
+                "must be at least limits.max_message_bytes",
             );
         }
         if !(1..=3650).contains(&self.quarantine.retention_days) {

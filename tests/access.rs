@@ -1,5 +1,6 @@
 //! Access rights and the member lifecycle against the real hub: default deny, purposes, hub-only
-//! types, recorded denials, and withdrawals that take effect on open subscriptions.
+//! types, recorded denials, minimised deliveries, and withdrawals that take effect on open
+//! streams.
 
 mod common;
 
@@ -9,38 +10,56 @@ use common::*;
 use lienthong::access::{AccessError, Credentials, Direction, Grant, Resource, Rights};
 use lienthong::domain::SystemId;
 use lienthong::proto::{PublishRequest, batch_item_result::Outcome};
+use serde_json::json;
 use tonic::Code;
 
 fn system(id: &str) -> SystemId {
     SystemId::parse(id).expect("valid id")
 }
 
-async fn denials(env: &TestEnv, system: &str) -> Vec<(String, String, String, String)> {
+type DenialRow = (String, String, String, String);
+
+/// The refusals recorded for `system`, once `count` of them are written (they are written by
+/// a background task).
+async fn denials(env: &TestEnv, system: &str, count: usize) -> Vec<DenialRow> {
     let client = env.pool.get().await.expect("connection");
-    client
-        .query(
-            "SELECT action, resource, purpose, reason FROM access_denial
-             WHERE system_id = $1 ORDER BY id",
-            &[&system],
-        )
-        .await
-        .expect("denials readable")
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect()
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows: Vec<DenialRow> = client
+            .query(
+                "SELECT action, resource, purpose, reason FROM access_denial
+                 WHERE system_id = $1 ORDER BY id",
+                &[&system],
+            )
+            .await
+            .expect("denials readable")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        if rows.len() >= count || tokio::time::Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
-/// The stream's end: the status it finished with, within the wait.
+/// The status a stream ends with; it must end within a few refresh intervals (100 ms in tests).
 async fn ending(stream: &mut tonic::Streaming<lienthong::proto::Delivery>) -> tonic::Status {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         match tokio::time::timeout_at(deadline, stream.message()).await {
-            Err(_) => panic!("the stream did not end within 20 s"),
+            Err(_) => panic!("the stream did not end within 5 s"),
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => panic!("the stream ended without saying why"),
             Ok(Err(status)) => return status,
         }
     }
+}
+
+fn access_catalogue(env: &TestEnv) -> lienthong::access::AccessCatalogue {
+    let catalogue =
+        lienthong::registry::Catalogue::load(&env.config.schemas.dir).expect("catalogue");
+    lienthong::app::access_catalogue(&env.config.schemas.dir, &catalogue).expect("access policy")
 }
 
 #[tokio::test]
@@ -67,6 +86,16 @@ async fn without_a_right_nothing_is_published_or_delivered_and_the_attempt_is_re
         .expect_err("no right to subscribe");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
 
+    // An unknown type from a system that may publish nothing is refused, not quarantined.
+    let status = stranger
+        .publish(PublishRequest {
+            event_type: "birth.made-up".into(),
+            ..publish_request(&code, &payload)
+        })
+        .await
+        .expect_err("unknown type");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
     // A right for one purpose does not cover another.
     env.grant(
         "stranger",
@@ -75,9 +104,12 @@ async fn without_a_right_nothing_is_published_or_delivered_and_the_attempt_is_re
         "dossier-tracking",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    hub.access_caught_up().await.expect("caught up");
     let status = stranger
-        .publish(publish_request(&code, &payload))
+        .publish(PublishRequest {
+            purpose: "048196000123".into(),
+            ..publish_request(&code, &payload)
+        })
         .await
         .expect_err("wrong purpose");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
@@ -87,7 +119,8 @@ async fn without_a_right_nothing_is_published_or_delivered_and_the_attempt_is_re
         status.message()
     );
 
-    // Nothing of the refused payload was kept: the quarantine is for invalid data, not intruders.
+    // Nothing of the refused payloads was kept: the quarantine is for invalid data from
+    // systems that may send data, not for intruders.
     let client = env.pool.get().await.expect("connection");
     let quarantined: i64 = client
         .query_one("SELECT count(*) FROM quarantine", &[])
@@ -96,21 +129,19 @@ async fn without_a_right_nothing_is_published_or_delivered_and_the_attempt_is_re
         .get(0);
     assert_eq!(quarantined, 0);
 
-    let recorded = denials(&env, "stranger").await;
-    let reasons: Vec<(&str, &str)> = recorded
+    let recorded = denials(&env, "stranger", 4).await;
+    let expected = [
+        ("publish", EVENT_TYPE, PURPOSE, "no_right"),
+        ("subscribe", EVENT_TYPE, PURPOSE, "no_right"),
+        ("publish", "\"birth.made-up\"", PURPOSE, "unknown_type"),
+        // What the caller typed as a purpose (here an ID number) is not stored.
+        ("publish", EVENT_TYPE, "(not a purpose code)", "purpose"),
+    ];
+    let recorded: Vec<(&str, &str, &str, &str)> = recorded
         .iter()
-        .map(|(action, _, _, reason)| (action.as_str(), reason.as_str()))
+        .map(|(a, r, p, why)| (a.as_str(), r.as_str(), p.as_str(), why.as_str()))
         .collect();
-    assert_eq!(
-        reasons,
-        [
-            ("publish", "no_right"),
-            ("subscribe", "no_right"),
-            ("publish", "purpose")
-        ]
-    );
-    assert_eq!(recorded[0].1, EVENT_TYPE);
-    assert_eq!(recorded[0].2, PURPOSE);
+    assert_eq!(recorded, expected);
 
     let metrics = reqwest::get(format!("http://{}/metrics", hub.http_addr))
         .await
@@ -126,10 +157,11 @@ async fn without_a_right_nothing_is_published_or_delivered_and_the_attempt_is_re
 }
 
 #[tokio::test]
-async fn a_batch_answers_denied_events_one_by_one() {
+async fn a_batch_answers_denied_events_one_by_one_and_stops_when_the_token_goes() {
     let env = TestEnv::new("batchdeny").await;
     let hub = env.start_hub().await;
-    let mut one_stop = client(&hub, Some(&env.member("one-stop").await)).await;
+    let token = env.member("one-stop").await;
+    let mut one_stop = client(&hub, Some(&token)).await;
     let (code, payload) = dossier();
     let allowed = publish_request(&code, &payload);
     let other_purpose = PublishRequest {
@@ -140,7 +172,7 @@ async fn a_batch_answers_denied_events_one_by_one() {
         .publish_batch(futures::stream::iter([
             allowed.clone(),
             other_purpose,
-            allowed,
+            allowed.clone(),
         ]))
         .await
         .expect("the batch is answered")
@@ -148,6 +180,36 @@ async fn a_batch_answers_denied_events_one_by_one() {
     assert_eq!((response.accepted, response.denied), (2, 1));
     match &response.results[1].outcome {
         Some(Outcome::Denied(denial)) => assert_eq!(denial.reason, "purpose"),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+
+    // A batch still streaming when its token is revoked publishes nothing more.
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut streaming = client(&hub, Some(&token)).await;
+    let batch = tokio::spawn({
+        async move {
+            streaming
+                .publish_batch(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                .await
+        }
+    });
+    sender.send(allowed.clone()).await.expect("sent");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Credentials::new(env.pool.clone())
+        .revoke_tokens(&system("one-stop"), None, "test operator")
+        .await
+        .expect("revoked");
+    hub.access_caught_up().await.expect("caught up");
+    sender.send(allowed).await.expect("sent");
+    drop(sender);
+    let response = batch
+        .await
+        .expect("the task ends")
+        .expect("answered")
+        .into_inner();
+    assert_eq!((response.accepted, response.denied), (1, 1), "{response:?}");
+    match &response.results[1].outcome {
+        Some(Outcome::Denied(denial)) => assert_eq!(denial.reason, "revoked"),
         other => panic!("expected a denial, got {other:?}"),
     }
     hub.shutdown().await.expect("clean shutdown");
@@ -158,10 +220,7 @@ async fn audit_events_are_the_hubs_alone() {
     let env = TestEnv::new("hubonly").await;
     let hub = env.start_hub().await;
     let token = env.member("auditor").await;
-    let catalogue =
-        lienthong::registry::Catalogue::load(&env.config.schemas.dir).expect("catalogue");
-    let access = lienthong::app::access_catalogue(&env.config.schemas.dir, &catalogue)
-        .expect("access policy");
+    let access = access_catalogue(&env);
     let grant = Grant {
         system: system("auditor"),
         direction: Direction::Publish,
@@ -188,13 +247,26 @@ async fn audit_events_are_the_hubs_alone() {
         matches!(&refused, Err(AccessError::InvalidGrant(why)) if why.contains("unknown purpose \"curiosity\"")),
         "{refused:?}"
     );
+    // Even a right forced into the table by hand does not let a member publish audit events.
+    env.pool
+        .get()
+        .await
+        .expect("connection")
+        .execute(
+            "INSERT INTO access_right (system_id, direction, resource_kind, resource, purposes,
+                owner, granted_by) VALUES ('auditor', 'publish', 'event_type',
+                'audit.data-access-logged', '{audit}', 'auditor', 'psql')",
+            &[],
+        )
+        .await
+        .expect("forced");
 
     let mut auditor = client(&hub, Some(&token)).await;
     let status = auditor
         .publish(PublishRequest {
             event_type: "audit.data-access-logged".into(),
             purpose: "audit".into(),
-            ..publish_request("G22.99.08-261120-0001", &serde_json::json!({}))
+            ..publish_request("G22.99.08-261120-0001", &json!({}))
         })
         .await
         .expect_err("members never publish audit events");
@@ -257,6 +329,11 @@ async fn revoking_the_right_ends_the_subscription_it_allowed() {
         .expect("right revoked");
     let status = ending(&mut stream).await;
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains("right was withdrawn"),
+        "{}",
+        status.message()
+    );
     hub.shutdown().await.expect("clean shutdown");
 }
 
@@ -277,7 +354,7 @@ async fn disabled_systems_and_expired_tokens_are_refused() {
         .set_disabled(&system("one-stop"), true)
         .await
         .expect("disabled");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    hub.access_caught_up().await.expect("caught up");
     let status = one_stop
         .publish(publish_request(&code, &payload))
         .await
@@ -293,11 +370,9 @@ async fn disabled_systems_and_expired_tokens_are_refused() {
         .set_disabled(&system("one-stop"), false)
         .await
         .expect("enabled");
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(3);
     let expiring = credentials
-        .issue_token(
-            &system("one-stop"),
-            Some(chrono::Utc::now() + chrono::Duration::milliseconds(800)),
-        )
+        .issue_token(&system("one-stop"), Some(expires_at))
         .await
         .expect("token issued");
     let mut short_lived = client(&hub, Some(&expiring.token)).await;
@@ -305,7 +380,15 @@ async fn disabled_systems_and_expired_tokens_are_refused() {
         .publish(publish_request(&code, &payload))
         .await
         .expect("valid before expiry");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut stream = short_lived
+        .subscribe(subscribe_request("until-expiry"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    // The stream ends by itself when the token expires, without any change in the database.
+    let status = ending(&mut stream).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(chrono::Utc::now() >= expires_at);
     let status = short_lived
         .publish(publish_request(&code, &payload))
         .await
@@ -316,10 +399,39 @@ async fn disabled_systems_and_expired_tokens_are_refused() {
 }
 
 #[tokio::test]
+async fn a_system_cannot_hold_more_subscriptions_than_its_cap_even_all_at_once() {
+    let env = TestEnv::new("cap").await;
+    let hub = env.start_hub().await;
+    let token = env.member("civil-status").await;
+    let cap = lienthong::events::MAX_SUBSCRIPTIONS_PER_SYSTEM;
+    let mut clients = Vec::new();
+    for _ in 0..cap + 8 {
+        clients.push(client(&hub, Some(&token)).await);
+    }
+    let attempts = clients
+        .iter_mut()
+        .enumerate()
+        .map(|(i, civil_status)| async move {
+            civil_status
+                .subscribe(subscribe_request(&format!("group-{i}")))
+                .await
+        });
+    let outcomes = futures::future::join_all(attempts).await;
+    let opened = outcomes.iter().filter(|o| o.is_ok()).count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(s) if s.code() == Code::ResourceExhausted))
+        .count();
+    assert_eq!((opened, refused), (cap, 8));
+    drop(outcomes);
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
     let env = TestEnv::new("minimise").await;
     let hub = env.start_hub().await;
-    let mut one_stop = client(&hub, Some(&env.member("one-stop").await)).await;
+    let publisher = env.member("one-stop").await;
     let insurer_token = env.token("social-security").await;
     env.grant(
         "social-security",
@@ -328,6 +440,7 @@ async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
         "health-insurance",
     )
     .await;
+    let mut one_stop = client(&hub, Some(&publisher)).await;
     let mut insurer = client(&hub, Some(&insurer_token)).await;
     let mut stream = insurer
         .subscribe(lienthong::proto::SubscribeRequest {
@@ -352,39 +465,51 @@ async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
     };
     let received =
         lienthong::api::convert::struct_to_json(delivery.payload.expect("payload decoded"));
-    assert_eq!(
-        received["child"]["full_name"],
-        payload["child"]["full_name"]
-    );
-    assert_eq!(
-        received["mother"]["personal_id"],
-        payload["mother"]["personal_id"]
-    );
-    assert!(received["child"].get("birth_place").is_none(), "{received}");
-    assert!(
-        received["child"].get("ethnicity_code").is_none(),
-        "{received}"
-    );
-    assert!(received.get("father").is_none(), "{received}");
-    assert!(received.get("declarant").is_none(), "{received}");
-    for withheld in [
-        "child.birth_place",
-        "child.ethnicity_code",
-        "declarant",
-        "father",
-    ] {
-        assert!(
-            delivery.withheld_fields.iter().any(|w| w == withheld),
-            "{withheld} not reported as withheld: {:?}",
-            delivery.withheld_fields
-        );
+    // Exactly the declared fields, whatever else the example dossier holds.
+    let p = &payload;
+    let expected = json!({
+        "dossier_code": p["dossier_code"], "procedure_code": p["procedure_code"],
+        "received_at": p["received_at"], "province_code": p["province_code"],
+        "commune_code": p["commune_code"],
+        "child": {
+            "full_name": p["child"]["full_name"], "sex": p["child"]["sex"],
+            "birth_date": p["child"]["birth_date"], "nationality": p["child"]["nationality"],
+        },
+        "mother": {"full_name": p["mother"]["full_name"], "personal_id": p["mother"]["personal_id"]},
+        "requested_services": {"health_insurance": p["requested_services"]["health_insurance"]},
+    });
+    // The time comes back as the same instant, perhaps written in UTC: compared apart.
+    assert!(received["received_at"].is_string(), "{received}");
+    let mut received_without_time = received.clone();
+    let mut expected_without_time = expected;
+    for v in [&mut received_without_time, &mut expected_without_time] {
+        if let Some(object) = v.as_object_mut() {
+            object.remove("received_at");
+        }
     }
+    assert_eq!(received_without_time, expected_without_time);
+    let withheld: Vec<&str> = delivery
+        .withheld_fields
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        withheld,
+        [
+            "birth_certificate_no",
+            "child.birth_place",
+            "child.ethnicity_code",
+            "declarant",
+            "father",
+            "mother.birth_date",
+            "mother.ethnicity_code",
+            "mother.nationality",
+            "requested_services.id_card",
+            "requested_services.permanent_residence",
+        ]
+    );
 
     // A purpose with no declared fields for this type cannot be granted a subscription.
-    let catalogue =
-        lienthong::registry::Catalogue::load(&env.config.schemas.dir).expect("catalogue");
-    let access = lienthong::app::access_catalogue(&env.config.schemas.dir, &catalogue)
-        .expect("access policy");
     let undeclared = Grant {
         system: system("social-security"),
         direction: Direction::Subscribe,
@@ -395,7 +520,7 @@ async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
         note: String::new(),
     };
     let refused = Rights::new(env.pool.clone())
-        .grant(&undeclared, &access)
+        .grant(&undeclared, &access_catalogue(&env))
         .await;
     assert!(
         matches!(&refused, Err(AccessError::InvalidGrant(why)) if why.contains("disclosure.toml")),

@@ -73,4 +73,11 @@ impl AccessCatalogue {
     pub(super) fn has_topic(&self, topic: &str) -> bool {
         self.event_types.values().any(|info| info.topic == topic)
     }
+
+    /// True when some event type of `topic` is produced by the hub alone.
+    pub(super) fn topic_has_hub_only(&self, topic: &str) -> bool {
+        self.event_types
+            .values()
+            .any(|info| info.topic == topic && info.hub_only)
+    }
 }

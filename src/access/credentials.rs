@@ -35,13 +35,24 @@ pub struct TokenInfo {
     pub revoked_by: Option<String>,
 }
 
-/// A newly issued token: the only time the secret exists outside the caller's hands.
-#[derive(Debug)]
+/// A newly issued token: the only time the secret exists outside the caller's hands. Its
+/// `Debug` leaves the token out, so it cannot reach a log by accident.
 pub struct IssuedToken {
     pub system: SystemId,
     pub id: i64,
     pub token: String,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("system", &self.system)
+            .field("id", &self.id)
+            .field("token", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,15 +249,7 @@ impl Credentials {
     }
 
     pub async fn require_system_exists(&self, system: &SystemId) -> Result<(), AccessError> {
-        let client = self.pool.get().await?;
-        client
-            .query_opt(
-                "SELECT 1 FROM member_system WHERE id = $1",
-                &[&system.as_str()],
-            )
-            .await?
-            .map(|_| ())
-            .ok_or_else(|| AccessError::UnknownSystem(system.clone()))
+        require_system(&**self.pool.get().await?, system).await
     }
 
     pub async fn list_systems(&self) -> Result<Vec<MemberSystem>, AccessError> {
@@ -254,8 +257,7 @@ impl Credentials {
         let rows = client
             .query(
                 "SELECT s.id, s.name, s.created_at, s.operator, s.disabled_at,
-                        count(c.id) FILTER (WHERE c.id IS NOT NULL),
-                        min(c.expires_at)
+                        count(c.id), min(c.expires_at)
                  FROM member_system s
                  LEFT JOIN system_credential c ON c.system_id = s.id AND c.revoked_at IS NULL
                       AND (c.expires_at IS NULL OR c.expires_at > now())
@@ -281,6 +283,21 @@ impl Credentials {
             })
             .collect()
     }
+}
+
+/// Fails with [`AccessError::UnknownSystem`] unless `system` is registered.
+pub(super) async fn require_system(
+    client: &tokio_postgres::Client,
+    system: &SystemId,
+) -> Result<(), AccessError> {
+    client
+        .query_opt(
+            "SELECT 1 FROM member_system WHERE id = $1",
+            &[&system.as_str()],
+        )
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| AccessError::UnknownSystem(system.clone()))
 }
 
 /// The token of an `Authorization: Bearer <token>` header value (the scheme is

@@ -50,16 +50,20 @@ impl FieldSet {
     }
 
     /// Removes from `value` every field this set does not show; returns the dotted paths of
-    /// what was removed, each once.
+    /// what was removed, each once. A null stays (it shows nothing) and is not reported.
     pub fn apply(&self, value: &mut Value) -> Vec<String> {
         let mut withheld = BTreeSet::new();
-        self.apply_at(value, "", &mut withheld);
+        if !self.apply_at(value, "", &mut withheld) {
+            *value = Value::Null;
+        }
         withheld.into_iter().collect()
     }
 
-    fn apply_at(&self, value: &mut Value, at: &str, withheld: &mut BTreeSet<String>) {
+    /// Projects `value` (found at `at`); false when none of it may be shown, so the caller
+    /// removes it and reports `at`.
+    fn apply_at(&self, value: &mut Value, at: &str, withheld: &mut BTreeSet<String>) -> bool {
         let Self::Some(members) = self else {
-            return;
+            return true;
         };
         let path = |key: &str| {
             if at.is_empty() {
@@ -69,31 +73,29 @@ impl FieldSet {
             }
         };
         match value {
+            Value::Null => true,
             Value::Object(object) => {
-                object.retain(|key, _| {
-                    let shown = members.contains_key(key);
+                object.retain(|key, member| {
+                    let shown = members
+                        .get(key)
+                        .is_some_and(|set| set.apply_at(member, &path(key), withheld));
                     if !shown {
                         withheld.insert(path(key));
                     }
                     shown
                 });
-                for (key, member) in object.iter_mut() {
-                    if let Some(set) = members.get(key) {
-                        set.apply_at(member, &path(key), withheld);
-                    }
-                }
+                true
             }
             Value::Array(items) => {
-                for item in items {
-                    self.apply_at(item, at, withheld);
+                let before = items.len();
+                items.retain_mut(|item| self.apply_at(item, at, withheld));
+                if items.len() < before {
+                    withheld.insert(at.to_owned());
                 }
+                true
             }
-            // A scalar where the declaration expects an object: nothing below it to show.
-            _ if !members.is_empty() => {
-                withheld.extend(members.keys().map(|key| path(key)));
-                *value = Value::Null;
-            }
-            _ => {}
+            // A scalar where only some members of an object may be shown: nothing to show.
+            _ => false,
         }
     }
 
@@ -162,6 +164,9 @@ impl Disclosures {
             };
             if purposes.get(&entry.purpose).is_none() {
                 return Err(invalid("unknown purpose; see purposes.toml".to_owned()));
+            }
+            if entry.event_types.is_empty() {
+                return Err(invalid("list at least one event type".to_owned()));
             }
             if entry.fields.is_empty() {
                 return Err(invalid("list at least one field, or \"*\"".to_owned()));
@@ -244,6 +249,17 @@ mod tests {
                 "fees.payer"
             ]
         );
+    }
+
+    #[test]
+    fn nulls_stay_unreported_and_unexpected_scalars_are_withheld_whole() {
+        let set = FieldSet::from_paths(["mother.full_name", "tags.name"]);
+        let mut payload = json!({"mother": null, "tags": ["a", {"name": "b", "x": 1}]});
+        assert_eq!(set.apply(&mut payload), ["tags", "tags.x"]);
+        assert_eq!(payload, json!({"mother": null, "tags": [{"name": "b"}]}));
+        let mut scalar = json!({"mother": "not an object"});
+        assert_eq!(set.apply(&mut scalar), ["mother"]);
+        assert_eq!(scalar, json!({}));
     }
 
     #[test]

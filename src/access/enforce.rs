@@ -4,13 +4,12 @@
 //! when it moves, so that every hub process sees a revocation within one poll interval. Open
 //! subscriptions watch the same channel and end when their credential or right goes.
 //!
-//! It must never answer "allowed" from a token it has not seen in the database, and never put a
-//! token, only its hash, in memory, logs or errors.
+//! It must never answer "allowed" from a token it has not seen in the database, nor for an
+//! event type the catalogue does not know, and never hold a token, only its hash.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use deadpool_postgres::Pool;
@@ -19,23 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalogue::AccessCatalogue;
 use super::credentials::{TOKEN_PREFIX, hash};
+use super::denials::{DenialQueue, DenialRecorder, DenialRow};
 use super::disclosure::FieldSet;
-use super::policy::{
-    AuthFailure, Caller, CredentialEntry, Denied, Direction, Resource, Right, Snapshot,
-    SystemEntry, Target,
-};
+use super::load::{current_generation, read_snapshot};
+use super::policy::{AuthFailure, Caller, Denied, Direction, Snapshot, Target, quoted};
 use crate::db::DbError;
-use crate::domain::SystemId;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{AuthFailureLabels, DenialLabels};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error(transparent)]
-    Failed(#[from] AuthFailure),
-    #[error("cannot read the access policy: {0}")]
-    Unavailable(#[from] DbError),
-}
 
 /// Why an open subscription had to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,46 +33,69 @@ pub enum Withdrawn {
     Right(Denied),
 }
 
+/// How [`Access`] is set up.
+pub struct AccessSettings {
+    pub refresh_interval: Duration,
+    /// How long refused attempts are kept.
+    pub denial_retention: chrono::Duration,
+}
+
 pub struct Access {
+    /// Connections of the access policy's own: a publish load that exhausts the main pool
+    /// must not stop revocations from being read.
     pool: Pool,
     catalogue: AccessCatalogue,
     current: watch::Sender<Arc<Snapshot>>,
     refresh_interval: Duration,
+    denials: DenialQueue,
     metrics: Arc<Metrics>,
 }
 
 impl Access {
-    /// Reads the policy once; the hub does not start without it.
+    /// Reads the policy once (the hub does not start without it). The returned recorder
+    /// writes refused attempts and must be run by the caller.
     pub async fn load(
         pool: Pool,
         catalogue: AccessCatalogue,
-        refresh_interval: Duration,
+        settings: AccessSettings,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, DbError> {
+    ) -> Result<(Self, DenialRecorder), DbError> {
         let snapshot = read_snapshot(&pool).await?;
-        Ok(Self {
+        let (denials, recorder) =
+            super::denials::queue(pool.clone(), settings.denial_retention, metrics.clone());
+        let access = Self {
             pool,
             catalogue,
             current: watch::Sender::new(Arc::new(snapshot)),
-            refresh_interval,
+            refresh_interval: settings.refresh_interval,
+            denials,
             metrics,
-        })
+        };
+        Ok((access, recorder))
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
         self.current.borrow().clone()
     }
 
+    /// The generation of the policy this process enforces now.
+    pub fn generation(&self) -> i64 {
+        self.snapshot().generation
+    }
+
+    /// Waits until this process enforces every change committed before the call (at most a
+    /// few refresh intervals); for tests and scripts that change rights, then act on them.
+    pub async fn caught_up(&self) -> Result<(), DbError> {
+        let target = current_generation(&self.pool).await?;
+        let mut changes = self.current.subscribe();
+        // The wait ends at shutdown too (the sender is gone): nothing to catch up with then.
+        let _ = changes.wait_for(|s| s.generation >= target).await;
+        Ok(())
+    }
+
     /// Re-reads the policy when the database's generation moved.
     async fn refresh(&self) -> Result<(), DbError> {
-        let generation: i64 = self
-            .pool
-            .get()
-            .await?
-            .query_one("SELECT generation FROM access_generation", &[])
-            .await?
-            .get(0);
-        if generation == self.snapshot().generation {
+        if current_generation(&self.pool).await? == self.generation() {
             return Ok(());
         }
         let snapshot = read_snapshot(&self.pool).await?;
@@ -93,24 +105,29 @@ impl Access {
     }
 
     /// Polls the database every refresh interval until `shutdown`, reloading what changed.
-    /// This task is the only writer of the snapshot.
+    /// This task is the only writer of the snapshot. While the database does not answer, the
+    /// last snapshot stays in force: `lienthong_access_policy_age_seconds` shows for how long.
     pub async fn keep_current(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut checked = Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(self.refresh_interval) => {}
             }
-            if let Err(error) = self.refresh().await {
-                // The last snapshot stays in force; a revocation waits for the database to answer.
-                tracing::warn!(%error, "cannot refresh the access policy");
+            match self.refresh().await {
+                Ok(()) => checked = Instant::now(),
+                Err(error) => tracing::warn!(%error, "cannot refresh the access policy"),
             }
+            self.metrics
+                .access_policy_age
+                .set(checked.elapsed().as_secs_f64());
         }
     }
 
     /// The caller `token` belongs to. Failures are logged (without the token) and counted.
-    pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthFailure> {
         let outcome = self.resolve(token).await;
-        if let Err(AuthError::Failed(failure)) = &outcome {
+        if let Err(failure) = &outcome {
             tracing::warn!(reason = failure.code(), "authentication failed");
             self.metrics
                 .authentication_failures
@@ -122,9 +139,9 @@ impl Access {
         outcome
     }
 
-    async fn resolve(&self, token: &str) -> Result<Caller, AuthError> {
+    async fn resolve(&self, token: &str) -> Result<Caller, AuthFailure> {
         if !token.starts_with(TOKEN_PREFIX) {
-            return Err(AuthFailure::Unknown.into());
+            return Err(AuthFailure::Unknown);
         }
         let token_hash = hash(token);
         let mut changes = self.current.subscribe();
@@ -132,16 +149,15 @@ impl Access {
             .borrow_and_update()
             .authenticate(&token_hash, Utc::now());
         if first != Err(AuthFailure::Unknown) {
-            return first.map_err(AuthError::from);
+            return first;
         }
         // Perhaps issued a moment ago, by the CLI or another process: wait for the next reload
         // rather than query. A flood of made-up tokens thus costs no database work, only time.
         let _ = tokio::time::timeout(self.refresh_interval * 2, changes.changed()).await;
-        Ok(self.snapshot().authenticate(&token_hash, Utc::now())?)
+        self.snapshot().authenticate(&token_hash, Utc::now())
     }
 
-    /// What the policy knows of `event_type`, if the catalogue has it.
-    pub fn target<'a>(&'a self, event_type: &'a str) -> Option<Target<'a>> {
+    fn target<'a>(&'a self, event_type: &'a str) -> Option<Target<'a>> {
         self.catalogue
             .event_types
             .get(event_type)
@@ -152,43 +168,45 @@ impl Access {
             })
     }
 
-    /// Checks that `caller` may act on `event_type` for `purpose`; a refusal is recorded (who
-    /// tried what, when) and counted before it is returned. Unknown event types are the
-    /// caller's to report: they are allowed here.
-    pub async fn authorize(
+    /// Checks that `caller`, with a credential still valid now, may act on `event_type` for
+    /// `purpose`. A refusal is counted and queued for the record before it is returned.
+    pub fn authorize(
         &self,
         caller: &Caller,
         direction: Direction,
         event_type: &str,
         purpose: &str,
     ) -> Result<(), Denied> {
-        let Some(target) = self.target(event_type) else {
-            return Ok(());
-        };
         let decision = self
             .snapshot()
-            .allows(&caller.system, direction, target, purpose)
+            .check(
+                caller,
+                direction,
+                event_type,
+                self.target(event_type),
+                purpose,
+                Utc::now(),
+            )
             .map(|_| ());
         if let Err(denied) = &decision {
-            self.record_denial(&caller.system, direction, event_type, purpose, denied)
-                .await;
+            self.record_denial(caller, direction, event_type, purpose, denied);
         }
         decision
     }
 
     /// Checks that `caller` may subscribe to `event_type` for `purpose` and answers which
     /// fields it may see; a refusal is recorded like any other.
-    pub async fn authorize_subscription(
+    pub fn authorize_subscription(
         &self,
         caller: &Caller,
         event_type: &str,
         purpose: &str,
     ) -> Result<Arc<FieldSet>, Denied> {
-        self.authorize(caller, Direction::Subscribe, event_type, purpose)
-            .await?;
-        match self.catalogue.disclosures.fields(event_type, purpose) {
-            Some(fields) => Ok(fields),
-            None => {
+        self.authorize(caller, Direction::Subscribe, event_type, purpose)?;
+        self.catalogue
+            .disclosures
+            .fields(event_type, purpose)
+            .ok_or_else(|| {
                 let denied = Denied {
                     code: "no_disclosure",
                     message: format!(
@@ -196,29 +214,33 @@ impl Access {
                          (schemas/access/disclosure.toml), so nothing can be delivered"
                     ),
                 };
-                self.record_denial(
-                    &caller.system,
-                    Direction::Subscribe,
-                    event_type,
-                    purpose,
-                    &denied,
-                )
-                .await;
-                Err(denied)
-            }
-        }
+                self.record_denial(caller, Direction::Subscribe, event_type, purpose, &denied);
+                denied
+            })
     }
 
-    /// True when `caller` holds some right on `event_type` in `direction`, whatever the purpose:
-    /// such a caller is told about a missing purpose by validation, not refused outright.
+    /// True when `caller` (with a valid credential) holds some right on `event_type` in
+    /// `direction`, whatever the purpose: such a caller is told about a missing purpose by
+    /// validation, not refused outright.
     pub fn has_any_right(&self, caller: &Caller, direction: Direction, event_type: &str) -> bool {
-        self.target(event_type)
-            .is_some_and(|target| self.snapshot().has_any(&caller.system, direction, target))
+        let snapshot = self.snapshot();
+        snapshot.still_valid(caller, Utc::now()).is_ok()
+            && self
+                .target(event_type)
+                .is_some_and(|target| snapshot.has_any(&caller.system, direction, target))
     }
 
-    async fn record_denial(
+    /// True when `caller` (with a valid credential) may publish some event type: only such a
+    /// caller's refused events are worth keeping in the quarantine.
+    pub fn publishes_anything(&self, caller: &Caller) -> bool {
+        let snapshot = self.snapshot();
+        snapshot.still_valid(caller, Utc::now()).is_ok()
+            && snapshot.has_any_anywhere(&caller.system, Direction::Publish)
+    }
+
+    fn record_denial(
         &self,
-        system: &SystemId,
+        caller: &Caller,
         direction: Direction,
         resource: &str,
         purpose: &str,
@@ -231,33 +253,22 @@ impl Access {
                 reason: denied.code.to_owned(),
             })
             .inc();
-        tracing::info!(%system, action = %direction, resource, reason = denied.code, "access denied");
-        // Whatever the caller sent, kept printable: operators read it in a terminal.
-        let purpose = if super::is_purpose_code(purpose) {
-            purpose.to_owned()
-        } else {
-            format!("{:?}", purpose.chars().take(63).collect::<String>())
+        tracing::info!(system = %caller.system, action = %direction, reason = denied.code, "access denied");
+        let known = |text: &str, ok: bool| {
+            if ok { text.to_owned() } else { quoted(text) }
         };
-        let recorded = async {
-            let client = self.pool.get().await?;
-            client
-                .execute(
-                    "INSERT INTO access_denial (system_id, action, resource, purpose, reason)
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[
-                        &system.as_str(),
-                        &direction.as_str(),
-                        &resource,
-                        &purpose,
-                        &denied.code,
-                    ],
-                )
-                .await?;
-            Ok::<_, DbError>(())
-        };
-        if let Err(error) = recorded.await {
-            tracing::error!(%error, "cannot record an access denial");
-        }
+        self.denials.push(DenialRow {
+            at: Utc::now(),
+            system: caller.system.clone(),
+            action: direction,
+            resource: known(resource, self.target(resource).is_some()),
+            purpose: if super::is_purpose_code(purpose) {
+                purpose.to_owned()
+            } else {
+                "(not a purpose code)".to_owned()
+            },
+            reason: denied.code,
+        });
     }
 
     /// Resolves when `caller` may no longer receive `event_type` for `purpose`: its credential
@@ -278,17 +289,20 @@ impl Access {
                 if let Err(failure) = snapshot.still_valid(&caller, now) {
                     return Withdrawn::Credential(failure);
                 }
-                if let Some(info) = &info {
-                    let target = Target {
-                        event_type: &event_type,
-                        topic: &info.topic,
-                        hub_only: info.hub_only,
-                    };
-                    if let Err(denied) =
-                        snapshot.allows(&caller.system, Direction::Subscribe, target, &purpose)
-                    {
-                        return Withdrawn::Right(denied);
-                    }
+                let target = info.as_ref().map(|info| Target {
+                    event_type: &event_type,
+                    topic: &info.topic,
+                    hub_only: info.hub_only,
+                });
+                if let Err(denied) = snapshot.check(
+                    &caller,
+                    Direction::Subscribe,
+                    &event_type,
+                    target,
+                    &purpose,
+                    now,
+                ) {
+                    return Withdrawn::Right(denied);
                 }
                 let expiry = snapshot
                     .expiry_of(caller.credential)
@@ -312,94 +326,4 @@ async fn sleep_or_forever(duration: Option<Duration>) {
         Some(duration) => tokio::time::sleep(duration).await,
         None => std::future::pending().await,
     }
-}
-
-/// Reads systems, credentials and rights as of one moment.
-async fn read_snapshot(pool: &Pool) -> Result<Snapshot, DbError> {
-    let mut client = pool.get().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
-    let generation: i64 = tx
-        .query_one("SELECT generation FROM access_generation", &[])
-        .await?
-        .get(0);
-    let mut systems = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT id, operator, disabled_at IS NOT NULL FROM member_system",
-            &[],
-        )
-        .await?
-    {
-        // Ids were parsed on the way in; a row that no longer parses grants nothing.
-        if let Ok(id) = SystemId::parse(row.get(0)) {
-            systems.insert(
-                id,
-                SystemEntry {
-                    operator: row.get(1),
-                    disabled: row.get(2),
-                },
-            );
-        }
-    }
-    let mut credentials = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT id, system_id, token_hash, expires_at, revoked_at IS NOT NULL
-             FROM system_credential",
-            &[],
-        )
-        .await?
-    {
-        if let Ok(system) = SystemId::parse(row.get(1)) {
-            credentials.insert(
-                row.get::<_, String>(2),
-                CredentialEntry {
-                    id: row.get(0),
-                    system,
-                    expires_at: row.get(3),
-                    revoked: row.get(4),
-                },
-            );
-        }
-    }
-    let mut rights: HashMap<SystemId, Vec<Right>> = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT id, system_id, direction, resource_kind, resource, purposes, owner,
-                    granted_by, granted_at
-             FROM access_right WHERE revoked_at IS NULL",
-            &[],
-        )
-        .await?
-    {
-        let parsed = (
-            SystemId::parse(row.get(1)).ok(),
-            Direction::parse(row.get(2)),
-            Resource::from_parts(row.get(3), row.get(4)),
-        );
-        if let (Some(system), Some(direction), Some(resource)) = parsed {
-            rights.entry(system.clone()).or_default().push(Right {
-                id: row.get(0),
-                system,
-                direction,
-                resource,
-                purposes: row.get(5),
-                owner: row.get(6),
-                granted_by: row.get(7),
-                granted_at: row.get(8),
-            });
-        }
-    }
-    tx.commit().await?;
-    Ok(Snapshot {
-        generation,
-        credentials,
-        systems,
-        rights,
-    })
 }

@@ -11,18 +11,19 @@ use tower::{Layer, Service};
 
 use std::sync::Arc;
 
-use super::{Access, AuthError};
+use super::{Access, SystemLimits};
 
 const OPEN_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 #[derive(Clone)]
 pub struct AuthLayer {
     access: Arc<Access>,
+    limits: Arc<SystemLimits>,
 }
 
 impl AuthLayer {
-    pub fn new(access: Arc<Access>) -> Self {
-        Self { access }
+    pub fn new(access: Arc<Access>, limits: Arc<SystemLimits>) -> Self {
+        Self { access, limits }
     }
 }
 
@@ -33,6 +34,7 @@ impl<S> Layer<S> for AuthLayer {
         AuthService {
             inner,
             access: self.access.clone(),
+            limits: self.limits.clone(),
         }
     }
 }
@@ -41,6 +43,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     access: Arc<Access>,
+    limits: Arc<SystemLimits>,
 }
 
 impl<S, B> Service<http::Request<B>> for AuthService<S>
@@ -65,6 +68,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let access = self.access.clone();
+        let limits = self.limits.clone();
         Box::pin(async move {
             if request.uri().path().starts_with(OPEN_PATH_PREFIX) {
                 return inner.call(request).await;
@@ -82,16 +86,13 @@ where
             };
             match access.authenticate(token).await {
                 Ok(caller) => {
+                    if let Err(throttled) = limits.call(&caller.system) {
+                        return Ok(Status::resource_exhausted(throttled.to_string()).into_http());
+                    }
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
                 }
-                Err(AuthError::Failed(failure)) => {
-                    Ok(Status::unauthenticated(failure.to_string()).into_http())
-                }
-                Err(AuthError::Unavailable(error)) => {
-                    tracing::error!(%error, "authentication lookup failed");
-                    Ok(Status::unavailable("cannot check the credential now; retry").into_http())
-                }
+                Err(failure) => Ok(Status::unauthenticated(failure.to_string()).into_http()),
             }
         })
     }

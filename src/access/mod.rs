@@ -13,9 +13,12 @@
 
 mod catalogue;
 mod credentials;
+mod denials;
 mod disclosure;
 mod enforce;
 mod layer;
+mod limits;
+mod load;
 mod policy;
 mod purposes;
 mod rights;
@@ -24,9 +27,11 @@ pub use catalogue::{AccessCatalogue, EventTypeInfo, PolicyFileError};
 pub use credentials::{
     AccessError, Credentials, IssuedToken, MemberSystem, TokenInfo, bearer_token,
 };
+pub use denials::DenialRecorder;
 pub use disclosure::{Disclosures, FieldSet};
-pub use enforce::{Access, AuthError, Withdrawn};
+pub use enforce::{Access, AccessSettings, Withdrawn};
 pub use layer::AuthLayer;
+pub use limits::{SystemLimits, Throttled};
 pub use policy::{AuthFailure, Caller, Denied, Direction, Resource};
-pub use purposes::{Purpose, Purposes, is_purpose_code};
-pub use rights::{DenialRecord, Grant, RightRecord, Rights};
+pub use purposes::{MAX_LEGAL_BASIS, Purpose, Purposes, is_legal_basis, is_purpose_code};
+pub use rights::{DenialRecord, Grant, Granted, RightRecord, Rights};

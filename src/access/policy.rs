@@ -112,7 +112,7 @@ pub struct Caller {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct CredentialEntry {
+pub(super) struct CredentialEntry {
     pub id: i64,
     pub system: SystemId,
     pub expires_at: Option<DateTime<Utc>>,
@@ -120,7 +120,7 @@ pub(crate) struct CredentialEntry {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct SystemEntry {
+pub(super) struct SystemEntry {
     pub operator: bool,
     pub disabled: bool,
 }
@@ -169,11 +169,12 @@ pub struct Target<'a> {
 
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub(crate) generation: i64,
-    /// By SHA-256 hash of the token.
-    pub(crate) credentials: HashMap<String, CredentialEntry>,
-    pub(crate) systems: HashMap<SystemId, SystemEntry>,
-    pub(crate) rights: HashMap<SystemId, Vec<Right>>,
+    pub(super) generation: i64,
+    /// Credential ids by SHA-256 hash of the token.
+    pub(super) tokens: HashMap<String, i64>,
+    pub(super) credentials: HashMap<i64, CredentialEntry>,
+    pub(super) systems: HashMap<SystemId, SystemEntry>,
+    pub(super) rights: HashMap<SystemId, Vec<Right>>,
 }
 
 impl Snapshot {
@@ -184,8 +185,9 @@ impl Snapshot {
         now: DateTime<Utc>,
     ) -> Result<Caller, AuthFailure> {
         let credential = self
-            .credentials
+            .tokens
             .get(token_hash)
+            .and_then(|id| self.credentials.get(id))
             .ok_or(AuthFailure::Unknown)?;
         self.caller(credential, now)
     }
@@ -194,18 +196,14 @@ impl Snapshot {
     pub fn still_valid(&self, caller: &Caller, now: DateTime<Utc>) -> Result<(), AuthFailure> {
         let credential = self
             .credentials
-            .values()
-            .find(|c| c.id == caller.credential)
+            .get(&caller.credential)
             .ok_or(AuthFailure::Revoked)?;
         self.caller(credential, now).map(|_| ())
     }
 
     /// When the credential `id` expires, if it does.
     pub fn expiry_of(&self, id: i64) -> Option<DateTime<Utc>> {
-        self.credentials
-            .values()
-            .find(|c| c.id == id)
-            .and_then(|c| c.expires_at)
+        self.credentials.get(&id).and_then(|c| c.expires_at)
     }
 
     fn caller(
@@ -231,6 +229,31 @@ impl Snapshot {
             operator: system.operator,
             credential: credential.id,
         })
+    }
+
+    /// The whole decision for one call: `caller`'s credential is still valid at `now`, the event
+    /// type is known (`target`), and a right covers it for `purpose`.
+    pub fn check(
+        &self,
+        caller: &Caller,
+        direction: Direction,
+        event_type: &str,
+        target: Option<Target<'_>>,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<&Right, Denied> {
+        self.still_valid(caller, now).map_err(|failure| Denied {
+            code: failure.code(),
+            message: failure.to_string(),
+        })?;
+        let target = target.ok_or_else(|| Denied {
+            code: "unknown_type",
+            message: format!(
+                "unknown event type {}; see schemas/topics.toml",
+                quoted(event_type)
+            ),
+        })?;
+        self.allows(&caller.system, direction, target, purpose)
     }
 
     /// The right under which `system` may act on `target` for `purpose`, or why not.
@@ -283,13 +306,22 @@ impl Snapshot {
                 Denied {
                     code: "purpose",
                     message: format!(
-                        "{system} may {direction} {} only for purpose {}, not {:?}",
+                        "{system} may {direction} {} only for purpose {}, not {}",
                         target.event_type,
                         covered.join(", "),
                         quoted(purpose),
                     ),
                 }
             })
+    }
+
+    /// True when `system` holds at least one right in `direction`, on anything.
+    pub fn has_any_anywhere(&self, system: &SystemId, direction: Direction) -> bool {
+        self.rights
+            .get(system)
+            .into_iter()
+            .flatten()
+            .any(|r| r.direction == direction)
     }
 
     /// True when `system` holds at least one right on `target` in `direction`, whatever purpose.
@@ -302,9 +334,10 @@ impl Snapshot {
     }
 }
 
-/// Caller input quoted back in a refusal, cut to a sane length.
-fn quoted(text: &str) -> String {
-    text.chars().take(64).collect()
+/// Caller input quoted back in a refusal or a record: cut to a sane length and escaped, so it
+/// cannot carry control characters into a terminal or a log line.
+pub(super) fn quoted(text: &str) -> String {
+    format!("{:?}", text.chars().take(64).collect::<String>())
 }
 
 #[cfg(test)]
@@ -329,45 +362,29 @@ mod tests {
         };
         Snapshot {
             generation: 1,
+            tokens: (1..=4).map(|id| (format!("h{id}"), id)).collect(),
             credentials: [
+                (1, "onestop", None, false),
+                (2, "onestop", None, true),
                 (
-                    "h1".to_owned(),
-                    CredentialEntry {
-                        id: 1,
-                        system: system("onestop"),
-                        expires_at: None,
-                        revoked: false,
-                    },
+                    3,
+                    "onestop",
+                    Some(now - chrono::Duration::seconds(1)),
+                    false,
                 ),
-                (
-                    "h2".to_owned(),
-                    CredentialEntry {
-                        id: 2,
-                        system: system("onestop"),
-                        expires_at: None,
-                        revoked: true,
-                    },
-                ),
-                (
-                    "h3".to_owned(),
-                    CredentialEntry {
-                        id: 3,
-                        system: system("onestop"),
-                        expires_at: Some(now - chrono::Duration::seconds(1)),
-                        revoked: false,
-                    },
-                ),
-                (
-                    "h4".to_owned(),
-                    CredentialEntry {
-                        id: 4,
-                        system: system("gone"),
-                        expires_at: None,
-                        revoked: false,
-                    },
-                ),
+                (4, "gone", None, false),
             ]
-            .into(),
+            .into_iter()
+            .map(|(id, sys, expires_at, revoked)| {
+                let entry = CredentialEntry {
+                    id,
+                    system: system(sys),
+                    expires_at,
+                    revoked,
+                };
+                (id, entry)
+            })
+            .collect(),
             systems: [
                 (
                     system("onestop"),

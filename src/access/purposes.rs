@@ -39,6 +39,16 @@ pub fn is_purpose_code(code: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Longest legal basis accepted, in characters.
+pub const MAX_LEGAL_BASIS: usize = 200;
+
+/// True for a legal basis as the envelope and subscriptions accept it (after trimming): a
+/// citation of 1 to [`MAX_LEGAL_BASIS`] characters on one line, since it travels in headers.
+pub fn is_legal_basis(text: &str) -> bool {
+    let len = text.chars().count();
+    (1..=MAX_LEGAL_BASIS).contains(&len) && !text.chars().any(char::is_control)
+}
+
 impl Purposes {
     /// Reads `purposes.toml` from the access policy folder (`schemas/access/`).
     pub fn load(dir: &Path) -> Result<Self, PolicyFileError> {

@@ -5,8 +5,11 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
+use std::collections::BTreeSet;
+
 use super::AccessError;
 use super::catalogue::AccessCatalogue;
+use super::credentials::require_system;
 use super::policy::{Direction, Resource};
 use crate::domain::SystemId;
 
@@ -23,6 +26,23 @@ pub struct Grant {
     pub granted_by: String,
     /// Why: the agreement or request it rests on.
     pub note: String,
+}
+
+/// What a grant did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granted {
+    /// A new right, with its id.
+    New(i64),
+    /// The same right was already in force: nothing changed (its note and signer stay).
+    Existing(i64),
+}
+
+impl Granted {
+    pub fn id(self) -> i64 {
+        match self {
+            Self::New(id) | Self::Existing(id) => id,
+        }
+    }
 }
 
 /// A right as stored, in force or revoked.
@@ -66,58 +86,60 @@ impl Rights {
         &self,
         grant: &Grant,
         catalogue: &AccessCatalogue,
-    ) -> Result<i64, AccessError> {
+    ) -> Result<Granted, AccessError> {
         check(grant, catalogue)?;
         let client = self.pool.get().await?;
         for system in [&grant.system, &grant.owner] {
-            let exists = client
-                .query_opt(
-                    "SELECT 1 FROM member_system WHERE id = $1",
-                    &[&system.as_str()],
-                )
-                .await?;
-            if exists.is_none() {
-                return Err(AccessError::UnknownSystem(system.clone()));
-            }
+            require_system(&client, system).await?;
         }
-        // The same right already in force is not granted twice: scripts can repeat a grant.
-        let existing = client
+        // Stored sorted and without duplicates, so the unique index sees one purpose set.
+        let purposes: Vec<&str> = grant
+            .purposes
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let inserted = client
             .query_opt(
-                "SELECT id FROM access_right
-                 WHERE system_id = $1 AND direction = $2 AND resource_kind = $3 AND resource = $4
-                   AND purposes @> $5 AND purposes <@ $5 AND owner = $6 AND revoked_at IS NULL
-                 LIMIT 1",
-                &[
-                    &grant.system.as_str(),
-                    &grant.direction.as_str(),
-                    &grant.resource.kind(),
-                    &grant.resource.name(),
-                    &grant.purposes,
-                    &grant.owner.as_str(),
-                ],
-            )
-            .await?;
-        if let Some(row) = existing {
-            return Ok(row.get(0));
-        }
-        let row = client
-            .query_one(
                 "INSERT INTO access_right
                     (system_id, direction, resource_kind, resource, purposes, owner, granted_by, note)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (system_id, direction, resource_kind, resource, owner, purposes)
+                    WHERE revoked_at IS NULL DO NOTHING
+                 RETURNING id",
                 &[
                     &grant.system.as_str(),
                     &grant.direction.as_str(),
                     &grant.resource.kind(),
                     &grant.resource.name(),
-                    &grant.purposes,
+                    &purposes,
                     &grant.owner.as_str(),
                     &grant.granted_by,
                     &grant.note,
                 ],
             )
             .await?;
-        Ok(row.get(0))
+        if let Some(row) = inserted {
+            return Ok(Granted::New(row.get(0)));
+        }
+        // The same right is already in force (a repeated grant, perhaps concurrent).
+        let row = client
+            .query_one(
+                "SELECT id FROM access_right
+                 WHERE system_id = $1 AND direction = $2 AND resource_kind = $3 AND resource = $4
+                   AND owner = $5 AND purposes = $6 AND revoked_at IS NULL",
+                &[
+                    &grant.system.as_str(),
+                    &grant.direction.as_str(),
+                    &grant.resource.kind(),
+                    &grant.resource.name(),
+                    &grant.owner.as_str(),
+                    &purposes,
+                ],
+            )
+            .await?;
+        Ok(Granted::Existing(row.get(0)))
     }
 
     /// Revokes right `id` of `system`.
@@ -224,11 +246,7 @@ fn check(grant: &Grant, catalogue: &AccessCatalogue) -> Result<(), AccessError> 
             if !catalogue.has_topic(name) {
                 return refuse(format!("unknown topic {name:?}; see schemas/topics.toml"));
             }
-            let hub_only = catalogue
-                .event_types
-                .values()
-                .any(|info| info.topic == *name && info.hub_only);
-            if hub_only && grant.direction == Direction::Publish {
+            if grant.direction == Direction::Publish && catalogue.topic_has_hub_only(name) {
                 return refuse(format!(
                     "topic {name} carries events only the hub produces; grant publish per event type"
                 ));

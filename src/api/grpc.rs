@@ -143,7 +143,17 @@ fn publish_status(error: PublishError) -> Status {
             Status::unavailable("the event is invalid but could not be quarantined; retry")
         }
         PublishError::Denied(denied) => denied_status(&denied),
+        PublishError::Throttled(throttled) => throttled_status(&throttled),
     }
+}
+
+/// RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo`, so clients back off by the right amount.
+pub(crate) fn throttled_status(throttled: &crate::access::Throttled) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        throttled.to_string(),
+        ErrorDetails::with_retry_info(Some(throttled.retry_after)),
+    )
 }
 
 fn denied_status(denied: &Denied) -> Status {
@@ -286,6 +296,13 @@ impl EventService for EventApi {
                         message: format!("the broker did not acknowledge it: {source}"),
                     })
                 }
+                Err(PublishError::Throttled(throttled)) => {
+                    response.failed += 1;
+                    Outcome::Failed(proto::Failure {
+                        event_id: String::new(),
+                        message: throttled.to_string(),
+                    })
+                }
                 Err(PublishError::Denied(denied)) => {
                     response.denied += 1;
                     Outcome::Denied(proto::Denial {
@@ -342,25 +359,17 @@ impl EventService for EventApi {
         let events = self.events.clone();
         let id = opened.id.to_string();
         let fields = opened.fields;
-        // When access is withdrawn the deliveries stop, the stream ends with the reason, and
-        // dropping it ends the Kafka consumer (committing what was acknowledged).
-        let ended: Arc<std::sync::Mutex<Option<Status>>> = Arc::default();
-        let ended_writer = ended.clone();
-        let withdrawal = opened.withdrawal;
-        let withdrawn = async move {
-            let status = withdrawn_status(withdrawal.await);
-            *ended_writer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
-        };
+        // The stream ends when the subscription does. If access was withdrawn, its last item
+        // is the reason as a status. Dropping the stream (the client went) ends the
+        // subscription through the guard, committing what was acknowledged.
+        let guard = opened.ended.clone().drop_guard();
+        let withdrawn = opened.withdrawn;
         let last = futures::stream::once(async move {
-            ended
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
-                .map(Err)
+            let _guard = guard;
+            withdrawn.await.ok().map(|why| Err(withdrawn_status(why)))
         })
         .filter_map(std::future::ready);
+        let ended = opened.ended.cancelled_owned();
         let stream = ReceiverStream::new(opened.deliveries).then(move |received| {
             let events = events.clone();
             let id = id.clone();
@@ -376,7 +385,7 @@ impl EventService for EventApi {
             .instrument(span)
         });
         Ok(Response::new(Box::pin(
-            stream.take_until(withdrawn).chain(last),
+            stream.take_until(ended).chain(last),
         )))
     }
 

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::HttpState;
-use crate::access::{AuthError, bearer_token};
+use crate::access::bearer_token;
 use crate::registry::RegistryError;
 use crate::registry::compatibility::Compatibility;
 use crate::registry::store::{self, VersionSelector};
@@ -190,19 +190,11 @@ async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiErro
                 caller.system
             ),
         )),
-        Err(AuthError::Failed(failure)) => Err(ApiError::new(
+        Err(failure) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             40101,
             failure.to_string(),
         )),
-        Err(AuthError::Unavailable(e)) => {
-            tracing::error!(error = %e, "authentication lookup failed");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                50001,
-                "cannot check the credential now",
-            ))
-        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! unacknowledged deliveries as it asked for; a client that stays silent longer than
 //! `max.poll.interval.ms` loses its partitions to the rest of the group, which then redelivers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ pub struct SubscriptionOptions {
     pub group: String,
     pub start: StartFrom,
     pub max_unacknowledged: usize,
+    /// Payload and header bytes the unacknowledged deliveries may hold together; the stream
+    /// pauses above it (one delivery always passes, however large).
+    pub max_unacknowledged_bytes: usize,
 }
 
 impl Subscription {
@@ -119,6 +122,7 @@ impl Subscription {
             event_type: options.event_type,
             group: options.group,
             max_unacknowledged: capacity,
+            max_unacknowledged_bytes: options.max_unacknowledged_bytes,
             tracks: HashMap::new(),
             partitions_seen: BTreeSet::new(),
             revoked,
@@ -144,10 +148,12 @@ impl Subscription {
     }
 }
 
-/// Delivered and unacknowledged offsets of one partition.
+/// Delivered and unacknowledged offsets of one partition, with their payload sizes.
 #[derive(Default)]
 struct Track {
-    unacknowledged: BTreeSet<i64>,
+    unacknowledged: BTreeMap<i64, usize>,
+    /// Sum of the sizes above.
+    bytes: usize,
     /// One past the highest offset delivered.
     next: i64,
 }
@@ -155,7 +161,28 @@ struct Track {
 impl Track {
     /// The offset to commit: the first unacknowledged delivery, or past everything delivered.
     fn commit_point(&self) -> i64 {
-        self.unacknowledged.first().copied().unwrap_or(self.next)
+        self.unacknowledged
+            .first_key_value()
+            .map_or(self.next, |(offset, _)| *offset)
+    }
+
+    fn deliver(&mut self, offset: i64, bytes: usize) {
+        if let Some(previous) = self.unacknowledged.insert(offset, bytes) {
+            self.bytes -= previous;
+        }
+        self.bytes += bytes;
+        self.next = self.next.max(offset + 1);
+    }
+
+    /// True when `offset` was waiting for acknowledgement.
+    fn acknowledge(&mut self, offset: i64) -> bool {
+        match self.unacknowledged.remove(&offset) {
+            Some(bytes) => {
+                self.bytes -= bytes;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -166,6 +193,7 @@ struct Worker {
     event_type: String,
     group: String,
     max_unacknowledged: usize,
+    max_unacknowledged_bytes: usize,
     tracks: HashMap<i32, Track>,
     /// Partitions this member read, so their lag series can be removed when it ends.
     partitions_seen: BTreeSet<i32>,
@@ -182,7 +210,9 @@ impl Worker {
     ) {
         loop {
             self.forget_revoked();
-            let room = self.unacknowledged() < self.max_unacknowledged;
+            // Bounded in count and in bytes: a few huge events must not fill the hub's memory.
+            let room = self.unacknowledged() < self.max_unacknowledged
+                && self.unacknowledged_bytes() < self.max_unacknowledged_bytes;
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -207,9 +237,9 @@ impl Worker {
                         self.forget_revoked();
                         let (partition, offset) = (received.partition, received.offset);
                         self.partitions_seen.insert(partition);
-                        let track = self.tracks.entry(partition).or_default();
-                        track.unacknowledged.insert(offset);
-                        track.next = track.next.max(offset + 1);
+                        let size = received.payload.len()
+                            + received.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                        self.tracks.entry(partition).or_default().deliver(offset, size);
                         // Several event types share a topic: the others are not this
                         // subscriber's to see, and count as handled.
                         if received.headers.get(super::envelope::TYPE) != Some(&self.event_type) {
@@ -241,6 +271,10 @@ impl Worker {
         self.tracks.values().map(|t| t.unacknowledged.len()).sum()
     }
 
+    fn unacknowledged_bytes(&self) -> usize {
+        self.tracks.values().map(|t| t.bytes).sum()
+    }
+
     /// After a rebalance took partitions away, their deliveries belong to the new owner.
     fn forget_revoked(&mut self) {
         let revoked =
@@ -257,7 +291,7 @@ impl Worker {
             let Some(track) = self.tracks.get_mut(&partition) else {
                 continue;
             };
-            if track.unacknowledged.remove(&offset) {
+            if track.acknowledge(offset) {
                 count += 1;
                 moved.insert(partition, track.commit_point());
             }
@@ -359,21 +393,21 @@ mod tests {
     fn commits_up_to_the_first_unacknowledged_delivery() {
         let mut track = Track::default();
         for offset in 10..15 {
-            track.unacknowledged.insert(offset);
-            track.next = offset + 1;
+            track.deliver(offset, 100);
         }
-        assert_eq!(track.commit_point(), 10);
-        track.unacknowledged.remove(&11);
-        track.unacknowledged.remove(&12);
+        assert_eq!((track.commit_point(), track.bytes), (10, 500));
+        assert!(track.acknowledge(11));
+        assert!(track.acknowledge(12));
         assert_eq!(
             track.commit_point(),
             10,
             "an earlier delivery is still open"
         );
-        track.unacknowledged.remove(&10);
+        assert!(track.acknowledge(10));
+        assert!(!track.acknowledge(10), "an acknowledgement counts once");
         assert_eq!(track.commit_point(), 13);
-        track.unacknowledged.remove(&13);
-        track.unacknowledged.remove(&14);
-        assert_eq!(track.commit_point(), 15);
+        assert!(track.acknowledge(13));
+        assert!(track.acknowledge(14));
+        assert_eq!((track.commit_point(), track.bytes), (15, 0));
     }
 }

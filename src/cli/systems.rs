@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 
 use super::text::printable;
 use crate::access::{
-    AccessCatalogue, Credentials, Direction, Grant, IssuedToken, Resource, Rights,
+    AccessCatalogue, Credentials, Direction, Grant, Granted, IssuedToken, Resource, Rights,
 };
 use crate::config::Config;
 use crate::domain::SystemId;
@@ -45,10 +45,8 @@ pub enum SystemsCommand {
     /// them within seconds and end the subscriptions they opened.
     RevokeToken {
         id: String,
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
-        token: Option<i64>,
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        which: WhichTokens,
         #[command(flatten)]
         by: By,
     },
@@ -85,8 +83,8 @@ pub enum SystemsCommand {
     Denials {
         /// Only this system's.
         id: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..))]
+        limit: u16,
     },
 }
 
@@ -98,23 +96,46 @@ pub struct By {
 }
 
 #[derive(Debug, Args)]
-pub struct GrantArgs {
-    /// The system receiving the right.
-    id: String,
-    #[arg(
-        long,
-        conflicts_with = "subscribe",
-        required_unless_present = "subscribe"
-    )]
+#[group(required = true, multiple = false)]
+pub struct WhichTokens {
+    /// The token's id (see `systems tokens`).
+    #[arg(long)]
+    token: Option<i64>,
+    /// Every token of the system.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct GrantDirection {
+    /// The system may publish the events.
+    #[arg(long)]
     publish: bool,
+    /// The system may subscribe to the events.
     #[arg(long)]
     subscribe: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct GrantResource {
     /// One event type, e.g. birth.dossier-submitted.
-    #[arg(long, conflicts_with = "topic", required_unless_present = "topic")]
+    #[arg(long)]
     event_type: Option<String>,
     /// Every event type of one topic, e.g. lienthong.birth.
     #[arg(long)]
     topic: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The system receiving the right.
+    id: String,
+    #[command(flatten)]
+    direction: GrantDirection,
+    #[command(flatten)]
+    resource: GrantResource,
     /// A purpose the right covers (repeat for several), from schemas/access/purposes.toml.
     #[arg(long = "purpose", required = true)]
     purposes: Vec<String>,
@@ -135,6 +156,7 @@ fn system_id(raw: &str) -> anyhow::Result<SystemId> {
 fn expiry(expires_in: Option<Duration>) -> anyhow::Result<Option<DateTime<Utc>>> {
     expires_in
         .map(|d| {
+            anyhow::ensure!(!d.is_zero(), "--expires-in must be longer than 0");
             chrono::Duration::from_std(d)
                 .ok()
                 .and_then(|d| Utc::now().checked_add_signed(d))
@@ -215,13 +237,10 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                 );
             }
         }
-        SystemsCommand::RevokeToken {
-            id,
-            token,
-            all: _,
-            by,
-        } => {
+        SystemsCommand::RevokeToken { id, which, by } => {
             let id = system_id(&id)?;
+            // The group guarantees one of the two: a token id, or --all (None).
+            let token = if which.all { None } else { which.token };
             let revoked = credentials.revoke_tokens(&id, token, &by.by).await?;
             eprintln!("{revoked} token(s) of {id} revoked");
         }
@@ -264,14 +283,14 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
             }
         }
         SystemsCommand::Grant(args) => {
-            let resource = match (args.event_type, args.topic) {
+            // The group guarantees exactly one of the two.
+            let resource = match (args.resource.event_type, args.resource.topic) {
                 (Some(event_type), _) => Resource::EventType(event_type),
-                (None, Some(topic)) => Resource::Topic(topic),
-                (None, None) => anyhow::bail!("name --event-type or --topic"),
+                (None, topic) => Resource::Topic(topic.unwrap_or_default()),
             };
             let grant = Grant {
                 system: system_id(&args.id)?,
-                direction: if args.publish {
+                direction: if args.direction.publish {
                     Direction::Publish
                 } else {
                     Direction::Subscribe
@@ -282,9 +301,13 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                 granted_by: args.by.by,
                 note: args.note,
             };
-            let id = rights.grant(&grant, &access_catalogue(&config)?).await?;
+            let granted = rights.grant(&grant, &access_catalogue(&config)?).await?;
+            let what = match granted {
+                Granted::New(id) => format!("right #{id} granted"),
+                Granted::Existing(id) => format!("already granted as right #{id}; nothing changed"),
+            };
             eprintln!(
-                "right #{id} granted: {} may {} {} for {}",
+                "{what}: {} may {} {} for {}",
                 grant.system,
                 grant.direction,
                 grant.resource,
@@ -343,7 +366,7 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                 "{:<19}  {:<24}  {:<9}  {:<38}  {:<24}  reason",
                 "at (UTC)", "system", "action", "event type", "purpose"
             );
-            for d in rights.denials(id.as_ref(), limit).await? {
+            for d in rights.denials(id.as_ref(), i64::from(limit)).await? {
                 println!(
                     "{:<19}  {:<24}  {:<9}  {:<38}  {:<24}  {}",
                     d.at.format("%Y-%m-%d %H:%M:%S"),

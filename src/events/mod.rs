@@ -6,12 +6,10 @@ mod publish;
 pub mod quarantine;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -19,7 +17,10 @@ use uuid::Uuid;
 pub use publish::{Accepted, PublishError, PublishInput, Rejected};
 pub use quarantine::Quarantine;
 
-use crate::access::{Access, Caller, Denied, FieldSet, Withdrawn, is_purpose_code};
+use crate::access::{
+    Access, Caller, Denied, FieldSet, MAX_LEGAL_BASIS, SystemLimits, Withdrawn, is_legal_basis,
+    is_purpose_code,
+};
 use crate::bus::{
     Producer, Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions,
 };
@@ -51,7 +52,8 @@ pub enum SubscribeError {
     )]
     InvalidPurpose,
     #[error(
-        "legal_basis is required: the legal basis in 1 to 200 characters on one line, e.g. Decree 63/2024/ND-CP"
+        "legal_basis is required: the legal basis in 1 to {MAX_LEGAL_BASIS} characters on one \
+         line, e.g. Decree 63/2024/ND-CP"
     )]
     InvalidLegalBasis,
     #[error(transparent)]
@@ -83,9 +85,13 @@ pub struct Opened {
     pub deliveries: mpsc::Receiver<Received>,
     /// The fields the subscriber's purpose may see; [`Events::decode`] applies it.
     pub fields: Arc<FieldSet>,
-    /// Resolves if the subscriber's credential or right is withdrawn while it runs; the stream
-    /// must then end.
-    pub withdrawal: Pin<Box<dyn Future<Output = Withdrawn> + Send>>,
+    /// Answers why, if the subscriber's credential or right is withdrawn while it runs: the
+    /// hub has then already stopped its consumer. Closed without an answer when the
+    /// subscription ends otherwise.
+    pub withdrawn: oneshot::Receiver<Withdrawn>,
+    /// Cancelled when the subscription ends for any reason; cancel it (or drop a guard of it)
+    /// when the client goes, to stop the consumer and the watch on its rights at once.
+    pub ended: CancellationToken,
 }
 
 /// A record decoded for a subscriber.
@@ -101,6 +107,8 @@ pub struct DecodedEvent {
 pub struct Events {
     registry: Arc<Registry>,
     access: Arc<Access>,
+    limits: Arc<SystemLimits>,
+    subscription_buffer_bytes: usize,
     producer: Producer,
     quarantine: Quarantine,
     metrics: Arc<Metrics>,
@@ -114,6 +122,8 @@ pub struct Events {
 pub struct EventsParts {
     pub registry: Arc<Registry>,
     pub access: Arc<Access>,
+    pub limits: Arc<SystemLimits>,
+    pub subscription_buffer_bytes: usize,
     pub producer: Producer,
     pub quarantine: Quarantine,
     pub metrics: Arc<Metrics>,
@@ -127,6 +137,8 @@ impl Events {
         Self {
             registry: parts.registry,
             access: parts.access,
+            limits: parts.limits,
+            subscription_buffer_bytes: parts.subscription_buffer_bytes,
             producer: parts.producer,
             quarantine: parts.quarantine,
             metrics: parts.metrics,
@@ -152,14 +164,13 @@ impl Events {
         if !is_purpose_code(&input.purpose) {
             return Err(SubscribeError::InvalidPurpose);
         }
-        let basis = input.legal_basis.trim();
-        if basis.is_empty() || basis.chars().count() > 200 || basis.chars().any(char::is_control) {
+        let legal_basis = input.legal_basis.trim();
+        if !is_legal_basis(legal_basis) {
             return Err(SubscribeError::InvalidLegalBasis);
         }
         let fields = self
             .access
             .authorize_subscription(caller, &input.event_type, &input.purpose)
-            .await
             .map_err(SubscribeError::Denied)?;
         let valid_group = (1..=100).contains(&input.group.len())
             && input
@@ -181,6 +192,7 @@ impl Events {
         // Counting and inserting under one lock: two concurrent calls cannot both take the last
         // slot. Opening a consumer does not block (librdkafka connects in the background).
         let id = Uuid::now_v7();
+        let ended = self.shutdown.child_token();
         let deliveries = {
             let mut subscriptions = self
                 .subscriptions
@@ -202,32 +214,44 @@ impl Events {
                     group,
                     start: input.start,
                     max_unacknowledged,
+                    max_unacknowledged_bytes: self.subscription_buffer_bytes,
                 },
                 self.metrics.clone(),
-                self.shutdown.clone(),
+                ended.clone(),
                 &self.tracker,
             )?;
             subscriptions.insert(id, (caller.system.clone(), subscription));
             deliveries
         };
-        tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, purpose = %input.purpose, "subscription started");
+        tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, purpose = %input.purpose, legal_basis, "subscription started");
         let withdrawal = self.access.withdrawal(
             caller.clone(),
             input.event_type.clone(),
             input.purpose.clone(),
         );
+        // A task of its own, not part of the client's stream: a client that stops reading
+        // must still lose its consumer the moment its access goes.
         let metrics = self.metrics.clone();
-        let withdrawal = Box::pin(async move {
-            let withdrawn = withdrawal.await;
-            metrics.subscriptions_withdrawn.inc();
-            tracing::info!(subscription = %id, ?withdrawn, "subscription ended: access withdrawn");
-            withdrawn
+        let (answer, withdrawn) = oneshot::channel();
+        let stop = ended.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                why = withdrawal => {
+                    metrics.subscriptions_withdrawn.inc();
+                    tracing::info!(subscription = %id, ?why, "subscription ended: access withdrawn");
+                    // The answer first: whoever sees the end then finds the reason.
+                    let _ = answer.send(why);
+                    stop.cancel();
+                }
+                () = stop.cancelled() => {}
+            }
         });
         Ok(Opened {
             id,
             deliveries,
             fields,
-            withdrawal,
+            withdrawn,
+            ended,
         })
     }
 

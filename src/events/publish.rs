@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use super::Events;
 use super::quarantine::QuarantineEntry;
-use crate::access::{Caller, Denied, Direction, is_purpose_code};
+use crate::access::{
+    Caller, Denied, Direction, MAX_LEGAL_BASIS, Throttled, is_legal_basis, is_purpose_code,
+};
 use crate::bus::{Envelope, InFlight, ProduceError, trace};
 use crate::db::DbError;
 use crate::domain::DossierCode;
@@ -22,7 +24,6 @@ use crate::telemetry::metrics::{EventLabels, RejectionLabels};
 
 /// How far ahead of the hub's clock `occurred_at` may be (clock skew between systems).
 const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
-const MAX_TEXT_LEN: usize = 200;
 
 /// A publish as the caller sent it, before any check.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +88,9 @@ pub enum PublishError {
     /// The caller has no right to publish this type for this purpose: nothing was kept.
     #[error(transparent)]
     Denied(Denied),
+    /// The caller's system publishes faster than its limit: nothing was kept; retry later.
+    #[error(transparent)]
+    Throttled(Throttled),
 }
 
 /// Why an event was refused, for metrics and the quarantine.
@@ -185,14 +189,12 @@ fn check_envelope(
             "is required: a purpose code of 2 to 63 characters a-z, 0-9 and '-', e.g. civil-registration",
         ));
     }
-    let basis = input.legal_basis.trim();
-    let basis_len = basis.chars().count();
-    if basis_len == 0 || basis_len > MAX_TEXT_LEN || basis.chars().any(char::is_control) {
+    if !is_legal_basis(input.legal_basis.trim()) {
         violations.push(Violation::new(
             "/legal_basis",
             "envelope.legal_basis",
             format!(
-                "is required: the legal basis in 1 to {MAX_TEXT_LEN} characters on one line, e.g. Decree 63/2024/ND-CP"
+                "is required: the legal basis in 1 to {MAX_LEGAL_BASIS} characters on one line, e.g. Decree 63/2024/ND-CP"
             ),
         ));
     }
@@ -281,10 +283,11 @@ impl Events {
         caller: &Caller,
         input: &PublishInput,
     ) -> Result<Prepared, PublishError> {
+        self.limits
+            .event(&caller.system)
+            .map_err(PublishError::Throttled)?;
         let schema = self.registry.event(&input.event_type).cloned();
-        if schema.is_some() {
-            self.authorize(caller, input).await?;
-        }
+        self.authorize(caller, input, schema.is_some())?;
         let mut violations = Vec::new();
         if schema.is_none() {
             violations.push(Violation::new(
@@ -342,15 +345,27 @@ impl Events {
         })
     }
 
-    /// Refuses a caller without a right to publish `input`'s type for its purpose, before
-    /// anything of the payload is read or kept. A caller that holds some right on the type but
-    /// sent no purpose is let through, so validation names the missing field.
-    async fn authorize(&self, caller: &Caller, input: &PublishInput) -> Result<(), PublishError> {
-        let missing_purpose = input.purpose.is_empty()
-            && self
-                .access
-                .has_any_right(caller, Direction::Publish, &input.event_type);
-        if missing_purpose {
+    /// Refuses a caller without a right to publish `input`'s type for its purpose (or whose
+    /// credential was withdrawn since the call began), before anything of the payload is read
+    /// or kept. A caller that holds some right on the type but sent no purpose is let through,
+    /// so validation names the missing field; so is one with an unknown type that may publish
+    /// something (a typo, reported and quarantined for it to find). A caller that may publish
+    /// nothing is refused outright: the quarantine keeps no data from it.
+    fn authorize(
+        &self,
+        caller: &Caller,
+        input: &PublishInput,
+        known_type: bool,
+    ) -> Result<(), PublishError> {
+        let let_validation_answer = if known_type {
+            input.purpose.is_empty()
+                && self
+                    .access
+                    .has_any_right(caller, Direction::Publish, &input.event_type)
+        } else {
+            self.access.publishes_anything(caller)
+        };
+        if let_validation_answer {
             return Ok(());
         }
         self.access
@@ -360,7 +375,6 @@ impl Events {
                 &input.event_type,
                 &input.purpose,
             )
-            .await
             .map_err(PublishError::Denied)
     }
 

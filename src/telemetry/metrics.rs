@@ -47,6 +47,8 @@ pub struct Metrics {
     pub access_denied: Family<DenialLabels, Counter>,
     pub authentication_failures: Family<AuthFailureLabels, Counter>,
     pub subscriptions_withdrawn: Counter,
+    pub access_denials_dropped: Counter,
+    pub access_policy_age: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -100,6 +102,18 @@ impl Default for Metrics {
             "Open subscriptions ended because their credential or right was withdrawn",
             subscriptions_withdrawn.clone(),
         );
+        let access_denials_dropped = Counter::default();
+        registry.register(
+            "access_denials_dropped",
+            "Refusals counted but not written to access_denial because the queue was full",
+            access_denials_dropped.clone(),
+        );
+        let access_policy_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "access_policy_age_seconds",
+            "Time since this process last confirmed its access policy with PostgreSQL",
+            access_policy_age.clone(),
+        );
         Self {
             registry,
             published,
@@ -110,6 +124,8 @@ impl Default for Metrics {
             access_denied,
             authentication_failures,
             subscriptions_withdrawn,
+            access_denials_dropped,
+            access_policy_age,
         }
     }
 }

@@ -133,6 +133,7 @@ impl TestEnv {
             .grant(&grant, &access)
             .await
             .expect("right granted")
+            .id()
     }
 
     /// Registers an operator system and returns its token.
@@ -165,8 +166,12 @@ pub async fn channel(hub: &Hub) -> Channel {
         .expect("the hub accepts connections")
 }
 
-/// A client that sends `token` (when given) on every call.
+/// A client that sends `token` (when given) on every call, once the hub enforces every access
+/// change made so far (systems, tokens and rights the test just set up).
 pub async fn client(hub: &Hub, token: Option<&str>) -> Client {
+    hub.access_caught_up()
+        .await
+        .expect("the hub reads its access policy");
     let bearer: Option<MetadataValue<_>> =
         token.map(|t| format!("Bearer {t}").parse().expect("header"));
     EventServiceClient::with_interceptor(

@@ -1,0 +1,113 @@
+//! Reading the access policy from PostgreSQL into one [`Snapshot`].
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Pool;
+
+use super::policy::{CredentialEntry, Direction, Resource, Right, Snapshot, SystemEntry};
+use crate::db::DbError;
+use crate::domain::SystemId;
+
+/// The generation the database is at now.
+pub(super) async fn current_generation(pool: &Pool) -> Result<i64, DbError> {
+    Ok(pool
+        .get()
+        .await?
+        .query_one("SELECT generation FROM access_generation", &[])
+        .await?
+        .get(0))
+}
+
+/// Reads systems, credentials and rights as of one moment.
+pub(super) async fn read_snapshot(pool: &Pool) -> Result<Snapshot, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let generation: i64 = tx
+        .query_one("SELECT generation FROM access_generation", &[])
+        .await?
+        .get(0);
+    let mut systems = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT id, operator, disabled_at IS NOT NULL FROM member_system",
+            &[],
+        )
+        .await?
+    {
+        // Ids were parsed on the way in; a row that no longer parses grants nothing.
+        if let Ok(id) = SystemId::parse(row.get(0)) {
+            systems.insert(
+                id,
+                SystemEntry {
+                    operator: row.get(1),
+                    disabled: row.get(2),
+                },
+            );
+        }
+    }
+    let mut tokens = HashMap::new();
+    let mut credentials = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT id, system_id, token_hash, expires_at, revoked_at IS NOT NULL
+             FROM system_credential",
+            &[],
+        )
+        .await?
+    {
+        if let Ok(system) = SystemId::parse(row.get(1)) {
+            let id: i64 = row.get(0);
+            tokens.insert(row.get::<_, String>(2), id);
+            credentials.insert(
+                id,
+                CredentialEntry {
+                    id,
+                    system,
+                    expires_at: row.get(3),
+                    revoked: row.get(4),
+                },
+            );
+        }
+    }
+    let mut rights: HashMap<SystemId, Vec<Right>> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT id, system_id, direction, resource_kind, resource, purposes, owner,
+                    granted_by, granted_at
+             FROM access_right WHERE revoked_at IS NULL",
+            &[],
+        )
+        .await?
+    {
+        let parsed = (
+            SystemId::parse(row.get(1)).ok(),
+            Direction::parse(row.get(2)),
+            Resource::from_parts(row.get(3), row.get(4)),
+        );
+        if let (Some(system), Some(direction), Some(resource)) = parsed {
+            rights.entry(system.clone()).or_default().push(Right {
+                id: row.get(0),
+                system,
+                direction,
+                resource,
+                purposes: row.get(5),
+                owner: row.get(6),
+                granted_by: row.get(7),
+                granted_at: row.get(8),
+            });
+        }
+    }
+    tx.commit().await?;
+    Ok(Snapshot {
+        generation,
+        tokens,
+        credentials,
+        systems,
+        rights,
+    })
+}
