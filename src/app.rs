@@ -30,6 +30,8 @@ use crate::registry::{Catalogue, Registry, RegistryError};
 use crate::telemetry::Metrics;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer the gRPC API writes: a PublishBatch answer holds up to 20 000 results.
+const MAX_RESPONSE_BYTES: usize = 32 << 20;
 /// Connections of the access policy: one polls for changes, one records refusals.
 const ACCESS_POOL_SIZE: usize = 2;
 /// How often entries past the quarantine's retention are deleted.
@@ -187,9 +189,9 @@ impl Hub {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(
-                EventServiceServer::new(EventApi::new(events))
+                EventServiceServer::new(EventApi::new(events, config.limits.max_batch_events))
                     .max_decoding_message_size(config.limits.max_message_bytes)
-                    .max_encoding_message_size(config.limits.max_message_bytes),
+                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
             )
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY, small HTTP/2 frames (window updates) wait for delayed ACKs

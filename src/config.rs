@@ -197,6 +197,8 @@ pub struct LimitsConfig {
     pub concurrency_per_connection: usize,
     /// Payload bytes a subscription may hold unacknowledged before its stream pauses.
     pub subscription_buffer_bytes: usize,
+    /// Events one `PublishBatch` call publishes; further ones are answered, not published.
+    pub max_batch_events: usize,
 }
 
 impl Default for LimitsConfig {
@@ -211,6 +213,7 @@ impl Default for LimitsConfig {
             request_timeout_ms: 30_000,
             concurrency_per_connection: 256,
             subscription_buffer_bytes: 16 << 20,
+            max_batch_events: 10_000,
         }
     }
 }
@@ -342,6 +345,12 @@ impl Config {
             return invalid(
                 "limits.request_timeout_ms",
                 "request_timeout_ms and concurrency_per_connection must be above 0",
+            );
+        }
+        if !(1..=10_000).contains(&self.limits.max_batch_events) {
+            return invalid(
+                "limits.max_batch_events",
+                "must be 1 to 10000 (the answer lists every event; use PublishStream for more)",
             );
         }
         if self.limits.subscription_buffer_bytes < self.limits.max_message_bytes {

@@ -528,3 +528,44 @@ async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
     );
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn one_system_over_its_limits_is_slowed_down_and_the_others_are_not() {
+    let mut env = TestEnv::new("limits").await;
+    let two = std::num::NonZeroU32::new(2).expect("non-zero");
+    env.config.limits.calls_per_second = std::num::NonZeroU32::MIN;
+    env.config.limits.call_burst = two;
+    env.config.limits.max_message_bytes = 8192;
+    env.config.limits.subscription_buffer_bytes = 8192;
+    let hub = env.start_hub().await;
+    let greedy = env.member("greedy").await;
+    let patient = env.member("patient").await;
+    let (code, payload) = dossier();
+
+    let mut greedy = client(&hub, Some(&greedy)).await;
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(
+            match greedy.publish(publish_request(&code, &payload)).await {
+                Ok(_) => Code::Ok,
+                Err(status) => status.code(),
+            },
+        );
+    }
+    assert_eq!(codes, [Code::Ok, Code::Ok, Code::ResourceExhausted]);
+    let mut patient = client(&hub, Some(&patient)).await;
+    patient
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("another system keeps its own budget");
+
+    // A message over the size limit is refused before it is read.
+    let mut huge = payload.clone();
+    huge["child"]["full_name"] = "A".repeat(10_000).into();
+    let status = patient
+        .publish(publish_request(&code, &huge))
+        .await
+        .expect_err("over the size limit");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    hub.shutdown().await.expect("clean shutdown");
+}

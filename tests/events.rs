@@ -506,3 +506,84 @@ async fn quarantined_events_older_than_the_retention_disappear() {
         .collect();
     assert_eq!(left, [29]);
 }
+
+#[tokio::test]
+async fn a_batch_over_the_limit_answers_every_event_it_was_sent() {
+    let mut env = TestEnv::new("batchlimit").await;
+    env.config.limits.max_batch_events = 3;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let (code, payload) = dossier();
+    let requests: Vec<_> = (0..5)
+        .map(|i| lienthong::proto::PublishRequest {
+            event_id: format!("01935f6e-0000-7000-8000-00000000000{i}"),
+            ..publish_request(&code, &payload)
+        })
+        .collect();
+    let response = one_stop
+        .publish_batch(futures::stream::iter(requests))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!((response.accepted, response.failed), (3, 2));
+    assert!(!response.truncated);
+    let indices: Vec<u32> = response.results.iter().map(|r| r.index).collect();
+    assert_eq!(indices, [0, 1, 2, 3, 4]);
+    match &response.results[4].outcome {
+        Some(Outcome::Failed(failure)) => {
+            assert_eq!(failure.event_id, "01935f6e-0000-7000-8000-000000000004");
+            assert!(failure.message.contains("at most 3"), "{}", failure.message);
+        }
+        other => panic!("the extra event is answered: {other:?}"),
+    }
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn publish_stream_answers_each_event_as_soon_as_it_is_known() {
+    let env = TestEnv::new("pubstream").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let (code, payload) = dossier();
+    let mut broken = payload.clone();
+    broken["commune_code"] = "2019".into();
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let mut results = one_stop
+        .publish_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("stream opened")
+        .into_inner();
+    // The refusal comes back while the stream is still open, before any further event.
+    sender
+        .send(publish_request(&code, &broken))
+        .await
+        .expect("sent");
+    let first = tokio::time::timeout(WAIT, results.message())
+        .await
+        .expect("answered in time")
+        .expect("healthy")
+        .expect("a result");
+    assert_eq!(first.index, 0);
+    assert!(
+        matches!(first.outcome, Some(Outcome::Rejected(_))),
+        "{first:?}"
+    );
+    for _ in 0..2 {
+        sender
+            .send(publish_request(&code, &payload))
+            .await
+            .expect("sent");
+    }
+    drop(sender);
+    let mut accepted = Vec::new();
+    while let Some(result) = results.message().await.expect("healthy") {
+        assert!(
+            matches!(result.outcome, Some(Outcome::Accepted(_))),
+            "{result:?}"
+        );
+        accepted.push(result.index);
+    }
+    accepted.sort_unstable();
+    assert_eq!(accepted, [1, 2]);
+    hub.shutdown().await.expect("clean shutdown");
+}

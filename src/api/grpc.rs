@@ -31,16 +31,15 @@ use crate::registry::Violation;
 const VIOLATIONS_IN_MESSAGE: usize = 20;
 /// Violations in the `BadRequest` details: all of a huge list would overflow HTTP/2 headers.
 const VIOLATIONS_IN_DETAILS: usize = 100;
-/// Events one `PublishBatch` call reads; the answer holds one result per event read.
-pub const MAX_BATCH: usize = 10_000;
-
 pub struct EventApi {
     events: Arc<Events>,
+    /// Events one `PublishBatch` call publishes (`limits.max_batch_events`).
+    max_batch: usize,
 }
 
 impl EventApi {
-    pub fn new(events: Arc<Events>) -> Self {
-        Self { events }
+    pub fn new(events: Arc<Events>, max_batch: usize) -> Self {
+        Self { events, max_batch }
     }
 }
 
@@ -234,6 +233,43 @@ fn delivery(subscription_id: &str, event_type: &str, decoded: DecodedEvent) -> D
 }
 
 type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Delivery, Status>> + Send>>;
+type ResultStream = Pin<Box<dyn Stream<Item = Result<BatchItemResult, Status>> + Send>>;
+
+/// One event's outcome in a batch or a publishing stream.
+fn batch_outcome(outcome: Result<Accepted, PublishError>) -> Outcome {
+    match outcome {
+        Ok(accepted) => Outcome::Accepted(accepted.into()),
+        Err(PublishError::Rejected(rejected)) => Outcome::Rejected(proto::Rejection {
+            violations: rejected
+                .violations
+                .into_iter()
+                .map(proto_violation)
+                .collect(),
+            quarantine_id: rejected.quarantine_id,
+        }),
+        // The broker or the database failed for this event only: the others keep their
+        // outcome, and the caller retries this one with the event id given here.
+        Err(PublishError::Produce { event_id, source }) => Outcome::Failed(proto::Failure {
+            event_id: event_id.to_string(),
+            message: format!("the broker did not acknowledge it: {source}"),
+        }),
+        Err(PublishError::Throttled(throttled)) => Outcome::Failed(proto::Failure {
+            event_id: String::new(),
+            message: throttled.to_string(),
+        }),
+        Err(PublishError::Denied(denied)) => Outcome::Denied(proto::Denial {
+            reason: denied.code.to_owned(),
+            message: denied.message,
+        }),
+        Err(PublishError::Quarantine(e)) => {
+            tracing::error!(error = %e, "quarantine failed");
+            Outcome::Failed(proto::Failure {
+                event_id: String::new(),
+                message: "invalid, and could not be quarantined; retry".to_owned(),
+            })
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl EventService for EventApi {
@@ -260,9 +296,9 @@ impl EventService for EventApi {
         let span = call_span(&request, "lienthong.v1.EventService/PublishBatch");
         let mut stream = request.into_inner();
         // A broken client stream ends the batch; what was already read is still published.
-        let inputs = futures::stream::poll_fn(move |cx| stream.poll_next_unpin(cx))
+        let inputs = (&mut stream)
             .take_while(|item| std::future::ready(item.is_ok()))
-            .take(MAX_BATCH)
+            .take(self.max_batch)
             .filter_map(|item| std::future::ready(item.ok().map(input)));
         let outcomes = self
             .events
@@ -271,60 +307,61 @@ impl EventService for EventApi {
             .await;
         let mut response = PublishBatchResponse::default();
         for (index, outcome) in outcomes.into_iter().enumerate() {
-            let outcome = match outcome {
-                Ok(accepted) => {
-                    response.accepted += 1;
-                    Outcome::Accepted(accepted.into())
-                }
-                Err(PublishError::Rejected(rejected)) => {
-                    response.rejected += 1;
-                    Outcome::Rejected(proto::Rejection {
-                        violations: rejected
-                            .violations
-                            .into_iter()
-                            .map(proto_violation)
-                            .collect(),
-                        quarantine_id: rejected.quarantine_id,
-                    })
-                }
-                // The broker or the database failed for this event only: the others keep their
-                // outcome, and the caller retries this one with the event id given here.
-                Err(PublishError::Produce { event_id, source }) => {
-                    response.failed += 1;
-                    Outcome::Failed(proto::Failure {
-                        event_id: event_id.to_string(),
-                        message: format!("the broker did not acknowledge it: {source}"),
-                    })
-                }
-                Err(PublishError::Throttled(throttled)) => {
-                    response.failed += 1;
-                    Outcome::Failed(proto::Failure {
-                        event_id: String::new(),
-                        message: throttled.to_string(),
-                    })
-                }
-                Err(PublishError::Denied(denied)) => {
-                    response.denied += 1;
-                    Outcome::Denied(proto::Denial {
-                        reason: denied.code.to_owned(),
-                        message: denied.message,
-                    })
-                }
-                Err(PublishError::Quarantine(e)) => {
-                    tracing::error!(error = %e, "quarantine failed");
-                    response.failed += 1;
-                    Outcome::Failed(proto::Failure {
-                        event_id: String::new(),
-                        message: "invalid, and could not be quarantined; retry".to_owned(),
-                    })
-                }
-            };
+            let outcome = batch_outcome(outcome);
+            match &outcome {
+                Outcome::Accepted(_) => response.accepted += 1,
+                Outcome::Rejected(_) => response.rejected += 1,
+                Outcome::Failed(_) => response.failed += 1,
+                Outcome::Denied(_) => response.denied += 1,
+            }
             response.results.push(BatchItemResult {
                 index: index as u32,
                 outcome: Some(outcome),
             });
         }
+        // Events past the limit are answered, not published: the caller sends them again.
+        while let Some(Ok(extra)) = stream.next().await {
+            if response.results.len() >= 2 * self.max_batch {
+                response.truncated = true;
+                break;
+            }
+            response.failed += 1;
+            response.results.push(BatchItemResult {
+                index: response.results.len() as u32,
+                outcome: Some(Outcome::Failed(proto::Failure {
+                    event_id: extra.event_id,
+                    message: format!(
+                        "not published: one PublishBatch call takes at most {} events; send \
+                         this one in another call (or use PublishStream)",
+                        self.max_batch
+                    ),
+                })),
+            });
+        }
         Ok(Response::new(response))
+    }
+
+    type PublishStreamStream = ResultStream;
+
+    async fn publish_stream(
+        &self,
+        request: Request<Streaming<PublishRequest>>,
+    ) -> Result<Response<Self::PublishStreamStream>, Status> {
+        let caller = caller(&request)?;
+        let span = call_span(&request, "lienthong.v1.EventService/PublishStream");
+        let inputs = request
+            .into_inner()
+            .take_while(|item| std::future::ready(item.is_ok()))
+            .filter_map(|item| std::future::ready(item.ok().map(input)));
+        let results = self.events.spawn_publish_each(caller, inputs, span);
+        Ok(Response::new(Box::pin(ReceiverStream::new(results).map(
+            |(index, outcome)| {
+                Ok(BatchItemResult {
+                    index: index as u32,
+                    outcome: Some(batch_outcome(outcome)),
+                })
+            },
+        ))))
     }
 
     type SubscribeStream = DeliveryStream;

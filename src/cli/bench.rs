@@ -16,7 +16,6 @@ use serde_json::Value;
 use tonic::transport::Channel;
 
 use crate::access::{Credentials, Direction, Grant, Resource, Rights};
-use crate::api::grpc::MAX_BATCH;
 use crate::app::Hub;
 use crate::bus::{Envelope, Producer};
 use crate::config::Config;
@@ -203,10 +202,11 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     let request = super::demo::birth_submission(key, &payload);
     let started = Instant::now();
     let mut accepted = 0;
-    // One call takes at most MAX_BATCH events: send the rest in further calls.
+    // One call takes at most max_batch_events events: send the rest in further calls.
+    let max_batch = config.limits.max_batch_events;
     for size in (0..n)
-        .step_by(MAX_BATCH)
-        .map(|start| MAX_BATCH.min(n - start))
+        .step_by(max_batch)
+        .map(|start| max_batch.min(n - start))
     {
         let batch = futures::stream::iter(std::iter::repeat_n(request.clone(), size));
         accepted += client.publish_batch(batch).await?.into_inner().accepted as usize;

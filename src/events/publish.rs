@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Utc};
-use futures::stream::{FuturesOrdered, Stream, StreamExt as _};
+use futures::stream::{FuturesUnordered, Stream, StreamExt as _};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::Events;
@@ -220,8 +222,10 @@ struct Pending {
     in_flight: InFlight,
 }
 
-/// Deliveries a batch may have in flight before it waits for the oldest.
-const BATCH_IN_FLIGHT: usize = 4096;
+/// Events a publishing stream may have queued to the producer and not yet acknowledged.
+pub const BATCH_IN_FLIGHT: usize = 4096;
+/// Outcomes waiting for the caller to take them.
+const RESULTS_BUFFER: usize = 1024;
 
 impl Events {
     /// Validates, then produces `input` and waits for the broker; or quarantines it.
@@ -235,9 +239,7 @@ impl Events {
         self.finish(pending).await
     }
 
-    /// Publishes a stream of events in order: each one is checked on its own, valid ones are
-    /// queued to the producer without waiting for the previous acknowledgement (so one dossier's
-    /// events keep their order and the batch is fast), and the results come back in order.
+    /// Publishes a stream of events and collects every outcome, in the order sent.
     pub async fn publish_batch<S>(
         &self,
         caller: &Caller,
@@ -246,35 +248,88 @@ impl Events {
     where
         S: Stream<Item = PublishInput>,
     {
+        let (sender, mut receiver) = mpsc::channel(RESULTS_BUFFER);
+        let mut outcomes = Vec::new();
+        let collect = async {
+            while let Some(outcome) = receiver.recv().await {
+                outcomes.push(outcome);
+            }
+        };
+        futures::join!(self.publish_each(caller, inputs, sender), collect);
+        outcomes.sort_unstable_by_key(|(index, _)| *index);
+        outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+    }
+
+    /// Publishes a stream of events in order and reports each outcome on `results` as soon as
+    /// it is known, with the event's position: a refusal at once, an acceptance when the
+    /// broker acknowledged it. Valid events are queued to the producer without waiting for
+    /// earlier acknowledgements (so one dossier's events keep their order and a stream is
+    /// fast), at most [`BATCH_IN_FLIGHT`] at a time. When `results` is closed (the client went)
+    /// no further event is read; those already queued still reach the broker.
+    pub async fn publish_each<S>(
+        &self,
+        caller: &Caller,
+        inputs: S,
+        results: mpsc::Sender<(usize, Result<Accepted, PublishError>)>,
+    ) where
+        S: Stream<Item = PublishInput>,
+    {
         let mut inputs = std::pin::pin!(inputs);
-        let mut results: Vec<Option<Result<Accepted, PublishError>>> = Vec::new();
-        let mut waiting: FuturesOrdered<_> = FuturesOrdered::new();
-        while let Some(input) = inputs.next().await {
-            let index = results.len();
-            results.push(None);
-            let outcome = match self.prepare(caller, &input).await {
-                Ok(prepared) => self.enqueue(caller, prepared).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(pending) => {
-                    waiting.push_back(async move { (index, self.finish(pending).await) })
+        let mut waiting = FuturesUnordered::new();
+        let mut next_index = 0;
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                Some((index, outcome)) = waiting.next(), if !waiting.is_empty() => {
+                    if results.send((index, outcome)).await.is_err() {
+                        reading = false;
+                    }
                 }
-                Err(e) => results[index] = Some(Err(e)),
-            }
-            if waiting.len() >= BATCH_IN_FLIGHT
-                && let Some((i, result)) = waiting.next().await
-            {
-                results[i] = Some(result);
+                input = inputs.next(), if reading && waiting.len() < BATCH_IN_FLIGHT => {
+                    let Some(input) = input else {
+                        reading = false;
+                        continue;
+                    };
+                    let index = next_index;
+                    next_index += 1;
+                    let queued = match self.prepare(caller, &input).await {
+                        Ok(prepared) => self.enqueue(caller, prepared).await,
+                        Err(e) => Err(e),
+                    };
+                    match queued {
+                        Ok(pending) => {
+                            waiting.push(async move { (index, self.finish(pending).await) });
+                        }
+                        Err(refused) => {
+                            if results.send((index, Err(refused))).await.is_err() {
+                                reading = false;
+                            }
+                        }
+                    }
+                }
+                else => break,
             }
         }
-        while let Some((i, result)) = waiting.next().await {
-            results[i] = Some(result);
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every index gets exactly one result"))
-            .collect()
+    }
+
+    /// Runs [`Self::publish_each`] as a task of the hub's (it outlives the call that started
+    /// it only until its inputs end or its results are no longer read) and hands back the
+    /// outcomes as they come.
+    pub fn spawn_publish_each<S>(
+        self: &Arc<Self>,
+        caller: Caller,
+        inputs: S,
+        span: tracing::Span,
+    ) -> mpsc::Receiver<(usize, Result<Accepted, PublishError>)>
+    where
+        S: Stream<Item = PublishInput> + Send + 'static,
+    {
+        let (sender, receiver) = mpsc::channel(RESULTS_BUFFER);
+        let events = self.clone();
+        self.tracker.spawn(
+            async move { events.publish_each(&caller, inputs, sender).await }.instrument(span),
+        );
+        receiver
     }
 
     /// Checks everything about `input`; a refused event is quarantined here.
