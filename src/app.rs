@@ -19,7 +19,7 @@ use crate::access::{
     SystemLimits,
 };
 use crate::api::grpc::EventApi;
-use crate::api::http::{HttpState, router};
+use crate::api::http::{self, HttpState};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
 use crate::db::{self, DbError};
@@ -58,6 +58,10 @@ pub enum StartError {
     },
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::api::tls::TlsError),
+    #[error("the gRPC listener's TLS: {0}")]
+    GrpcTls(tonic::transport::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +94,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 impl Hub {
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        crate::api::tls::install_crypto_provider();
         let pool = db::pool(&config.database)?;
         db::migrate(&pool).await?;
         let catalogue = Catalogue::load(&config.schemas.dir).map_err(RegistryError::from)?;
@@ -181,7 +186,11 @@ impl Hub {
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let grpc = tonic::transport::Server::builder()
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let Some(tls) = crate::api::tls::grpc(&config.tls)? {
+            grpc_server = grpc_server.tls_config(tls).map_err(StartError::GrpcTls)?;
+        }
+        let grpc = grpc_server
             .concurrency_limit_per_connection(config.limits.concurrency_per_connection)
             .timeout(config.limits.request_timeout())
             .layer(AuthLayer::new(access.clone(), limits))
@@ -199,17 +208,18 @@ impl Hub {
                 TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 shutdown.clone().cancelled_owned(),
             );
-        let http = axum::serve(
+        let http = http::serve(
             http_listener,
-            router(HttpState {
+            HttpState {
                 metrics,
                 access,
                 pool,
                 producer: producer.clone(),
-            }),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        tracing::info!(%grpc_addr, %http_addr, "hub ready");
+            },
+            crate::api::tls::http(&config.tls)?,
+            shutdown.clone(),
+        );
+        tracing::info!(%grpc_addr, %http_addr, tls = config.tls.enabled(), "hub ready");
         Ok(Self {
             grpc_addr,
             http_addr,
@@ -218,7 +228,7 @@ impl Hub {
             tracker,
             producer,
             grpc: tokio::spawn(grpc),
-            http: tokio::spawn(async move { http.await }),
+            http: tokio::spawn(http),
         })
     }
 

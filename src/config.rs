@@ -25,8 +25,9 @@ pub enum ConfigError {
 }
 
 /// The environment prefixes of the sections below: `LIENTHONG_<SECTION>__<FIELD>`.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "access__",
+    "tls__",
     "limits__",
     "quarantine__",
     "grpc__",
@@ -49,6 +50,7 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     pub schemas: SchemasConfig,
     pub log: LogConfig,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +79,38 @@ impl AccessConfig {
 
     pub fn denial_retention(&self) -> chrono::Duration {
         chrono::Duration::days(i64::from(self.denial_retention_days))
+    }
+}
+
+/// TLS on the hub's listeners. Without `cert_file` and `key_file` they are plain text, which is
+/// for local development only (`config check` warns when such a listener is not on loopback).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The hub's certificate chain, PEM.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM.
+    pub key_file: Option<PathBuf>,
+    /// CA certificate(s), PEM, that sign member systems' client certificates: enables mutual
+    /// TLS on the gRPC listener. A presented certificate must then be registered with
+    /// `lienthong systems cert`.
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse gRPC connections without a client certificate (otherwise a bearer token alone
+    /// is enough).
+    pub require_client_cert: bool,
+    /// Serve HTTP (metrics, health, schema registry) over TLS as well (default when TLS is on).
+    pub http: Option<bool>,
+}
+
+impl TlsConfig {
+    /// True when the listeners serve TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    /// True when the HTTP listener serves TLS.
+    pub fn http_enabled(&self) -> bool {
+        self.enabled() && self.http.unwrap_or(true)
     }
 }
 
@@ -332,6 +366,37 @@ impl Config {
                 "must be 100 to 60000: revocations take effect within this interval",
             );
         }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return invalid(
+                "tls.cert_file",
+                "tls.cert_file and tls.key_file go together: set both for TLS, or neither",
+            );
+        }
+        if (self.tls.client_ca_file.is_some() || self.tls.require_client_cert)
+            && !self.tls.enabled()
+        {
+            return invalid(
+                "tls.client_ca_file",
+                "mutual TLS needs TLS: set tls.cert_file and tls.key_file too",
+            );
+        }
+        if self.tls.require_client_cert && self.tls.client_ca_file.is_none() {
+            return invalid(
+                "tls.require_client_cert",
+                "needs tls.client_ca_file, the CA that signs member systems' certificates",
+            );
+        }
+        for (field, path) in [
+            ("tls.cert_file", &self.tls.cert_file),
+            ("tls.key_file", &self.tls.key_file),
+            ("tls.client_ca_file", &self.tls.client_ca_file),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return invalid(field, &format!("{} is not a readable file", path.display()));
+            }
+        }
         if !(1..=3650).contains(&self.access.denial_retention_days) {
             return invalid("access.denial_retention_days", "must be 1 to 3650");
         }
@@ -412,6 +477,77 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The effective security settings, one line each, as `config check` shows them.
+    pub fn security_summary(&self) -> Vec<String> {
+        let tls = &self.tls;
+        let grpc = if !tls.enabled() {
+            "plain text".to_owned()
+        } else if tls.require_client_cert {
+            "TLS, client certificate required (mutual TLS)".to_owned()
+        } else if tls.client_ca_file.is_some() {
+            "TLS, client certificate accepted (mutual TLS) or bearer token".to_owned()
+        } else {
+            "TLS, bearer token".to_owned()
+        };
+        let http = if tls.http_enabled() {
+            "TLS"
+        } else {
+            "plain text"
+        };
+        let kafka = self
+            .kafka
+            .properties
+            .get("security.protocol")
+            .map_or("PLAINTEXT (librdkafka's default)", String::as_str);
+        vec![
+            format!("gRPC {}: {grpc}", self.grpc.listen),
+            format!("HTTP {}: {http}", self.http.listen),
+            format!("Kafka: security.protocol = {kafka}"),
+            format!(
+                "access: changes take effect within {} ms; refusals kept {} days",
+                self.access.refresh_interval_ms, self.access.denial_retention_days
+            ),
+            format!(
+                "quarantine: refused events kept {} days",
+                self.quarantine.retention_days
+            ),
+        ]
+    }
+
+    /// Settings that work but should not reach production.
+    pub fn security_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (field, addr, tls) in [
+            ("grpc.listen", self.grpc.listen, self.tls.enabled()),
+            ("http.listen", self.http.listen, self.tls.http_enabled()),
+        ] {
+            if !tls && !addr.ip().is_loopback() {
+                warnings.push(format!(
+                    "{field} {addr} is reachable from other machines and serves plain text: \
+                     set tls.cert_file and tls.key_file (plain text is for local development)"
+                ));
+            }
+        }
+        let kafka_plain = self
+            .kafka
+            .properties
+            .get("security.protocol")
+            .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"));
+        let kafka_local = self
+            .kafka
+            .bootstrap_servers
+            .split(',')
+            .all(|server| server.trim().starts_with("127.0.0.1:"));
+        if kafka_plain && !kafka_local {
+            warnings.push(
+                "kafka.properties has no security.protocol: the broker is reached in plain text \
+                 without authentication (set SASL_SSL with SCRAM, or SSL with a client certificate)"
+                    .to_owned(),
+            );
+        }
+        warnings
     }
 
     /// The configuration as TOML with every secret replaced by `***`.

@@ -131,9 +131,17 @@ fn config_check_names_the_bad_field_and_hides_secrets() {
             "LIENTHONG_DATABASE__URL",
             "postgres://hub:s3cret@db.example:5432/hub",
         )
+        .env("LIENTHONG_GRPC__LISTEN", "0.0.0.0:50051")
         .output()
         .expect("runs");
     std::fs::remove_file(&file).expect("removed");
+    let notes = String::from_utf8_lossy(&ok.stderr);
+    assert!(notes.contains("gRPC 0.0.0.0:50051: plain text"), "{notes}");
+    assert!(
+        notes.contains("warning: grpc.listen 0.0.0.0:50051 is reachable from other machines"),
+        "{notes}"
+    );
+    assert!(!notes.contains("warning: http.listen"), "{notes}");
     let shown = String::from_utf8_lossy(&ok.stdout);
     assert!(
         ok.status.success(),

@@ -17,6 +17,12 @@ export LIENTHONG_KAFKA__BOOTSTRAP_SERVERS=${LIENTHONG_KAFKA__BOOTSTRAP_SERVERS:-
 grpc=${LIENTHONG_GRPC__LISTEN:-127.0.0.1:50051}
 http=${LIENTHONG_HTTP__LISTEN:-127.0.0.1:8481}
 
+# TLS on both listeners and mutual TLS for gRPC, from a throw-away CA made for this laptop.
+"$LIENTHONG_ROOT/deploy/local/make-certs.sh" demo-civil-status
+tls=$LIENTHONG_DATA_DIR/tls
+export LIENTHONG_TLS__CERT_FILE=$tls/server.pem LIENTHONG_TLS__KEY_FILE=$tls/server.key
+export LIENTHONG_TLS__CLIENT_CA_FILE=$tls/ca.pem
+
 # A token per member system: created on the first run, a fresh one on later runs.
 token_for() {
   "$bin" systems add "$1" --name "$2" 2>/dev/null || "$bin" systems token "$1" 2>/dev/null
@@ -30,6 +36,10 @@ export LIENTHONG_OPERATOR=${LIENTHONG_OPERATOR:-demo-operator}
   --purpose civil-registration --owner demo-onestop --note "demo: the one-stop system submits birth dossiers"
 "$bin" systems grant demo-civil-status --subscribe --event-type birth.dossier-submitted \
   --purpose civil-registration --owner demo-onestop --note "demo: civil-status registers the births"
+# The civil-status software is also identified by its client certificate (registered once).
+if ! "$bin" systems tokens demo-civil-status | grep -q certificate; then
+  "$bin" systems cert demo-civil-status --file "$tls/demo-civil-status.pem"
+fi
 
 "$LIENTHONG_ROOT/deploy/local/stop-hub.sh"
 mkdir -p "$LIENTHONG_DATA_DIR"
@@ -38,20 +48,24 @@ log "starting the hub (gRPC $grpc, HTTP $http; log in $LIENTHONG_DATA_DIR/hub.lo
 echo $! >"$LIENTHONG_DATA_DIR/hub.pid"
 trap '"$LIENTHONG_ROOT/deploy/local/stop-hub.sh"' EXIT
 for _ in $(seq 1 150); do
-  curl -fs "http://$http/readyz" >/dev/null && break
+  curl -fs --cacert "$tls/ca.pem" "https://$http/readyz" >/dev/null && break
   kill -0 "$(cat "$LIENTHONG_DATA_DIR/hub.pid")" 2>/dev/null || { tail -n 30 "$LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
   sleep 0.2
 done
 
 echo
-"$bin" demo --endpoint "http://$grpc" --publisher-token "$publisher" --subscriber-token "$subscriber"
+"$bin" demo --endpoint "https://$grpc" --ca-file "$tls/ca.pem" \
+  --publisher-token "$publisher" --subscriber-token "$subscriber" \
+  --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key"
 echo
 echo "== What an operator sees"
-echo "-- GET http://$http/metrics (excerpt)"
-curl -fs "http://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered|access_denied)_total' || true
+echo "-- GET https://$http/metrics (excerpt)"
+curl -fs --cacert "$tls/ca.pem" "https://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered|access_denied)_total' || true
 echo "-- lienthong quarantine list --limit 1"
 "$bin" quarantine list --limit 1
 echo "-- lienthong systems rights demo-civil-status"
 "$bin" systems rights demo-civil-status
+echo "-- lienthong systems list"
+"$bin" systems list
 echo "-- lienthong systems denials --limit 1"
 "$bin" systems denials --limit 1

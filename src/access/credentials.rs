@@ -19,16 +19,21 @@ pub struct MemberSystem {
     pub created_at: DateTime<Utc>,
     pub operator: bool,
     pub disabled_at: Option<DateTime<Utc>>,
-    /// Tokens neither revoked nor expired.
+    /// Credentials (tokens and client certificates) neither revoked nor expired.
     pub active_tokens: i64,
-    /// When the first of those tokens expires, if any does.
+    /// When the first of those credentials expires, if any does.
     pub next_expiry: Option<DateTime<Utc>>,
 }
 
-/// One credential as operators see it: never the token, only its id and state.
+/// One credential (a token or a client certificate) as operators see it: never the token, only
+/// its id and state.
 #[derive(Debug, Clone)]
-pub struct TokenInfo {
+pub struct CredentialInfo {
     pub id: i64,
+    /// `token` or `certificate`.
+    pub kind: String,
+    /// A certificate's subject; empty for a token.
+    pub subject: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -71,6 +76,10 @@ pub enum AccessError {
     UnknownRight { system: SystemId, id: i64 },
     #[error("cannot grant this right: {0}")]
     InvalidGrant(String),
+    #[error("not a usable client certificate: {0}")]
+    InvalidCertificate(String),
+    #[error("this certificate is already registered; see `lienthong systems tokens`")]
+    CertificateRegistered,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -225,27 +234,58 @@ impl Credentials {
         Ok(())
     }
 
-    /// The tokens of one system, newest first.
-    pub async fn tokens(&self, system: &SystemId) -> Result<Vec<TokenInfo>, AccessError> {
+    /// The credentials of one system, newest first.
+    pub async fn credentials(&self, system: &SystemId) -> Result<Vec<CredentialInfo>, AccessError> {
         self.require_system_exists(system).await?;
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT id, created_at, expires_at, revoked_at, revoked_by
+                "SELECT id, kind, coalesce(subject, ''), created_at, expires_at, revoked_at,
+                        revoked_by
                  FROM system_credential WHERE system_id = $1 ORDER BY id DESC",
                 &[&system.as_str()],
             )
             .await?;
         Ok(rows
             .iter()
-            .map(|row| TokenInfo {
+            .map(|row| CredentialInfo {
                 id: row.get(0),
-                created_at: row.get(1),
-                expires_at: row.get(2),
-                revoked_at: row.get(3),
-                revoked_by: row.get(4),
+                kind: row.get(1),
+                subject: row.get(2),
+                created_at: row.get(3),
+                expires_at: row.get(4),
+                revoked_at: row.get(5),
+                revoked_by: row.get(6),
             })
             .collect())
+    }
+
+    /// Registers a client certificate (PEM) of `system`: over mutual TLS it then identifies the
+    /// system, until it expires or is revoked. Returns the credential's id and the certificate's
+    /// expiry.
+    pub async fn add_certificate(
+        &self,
+        system: &SystemId,
+        pem: &[u8],
+    ) -> Result<(i64, DateTime<Utc>), AccessError> {
+        let certificate = ClientCertificate::from_pem(pem)?;
+        let client = self.pool.get().await?;
+        require_system(&client, system).await?;
+        let row = client
+            .query_opt(
+                "INSERT INTO system_credential (system_id, token_hash, expires_at, kind, subject)
+                 VALUES ($1, $2, $3, 'certificate', $4)
+                 ON CONFLICT (token_hash) DO NOTHING RETURNING id",
+                &[
+                    &system.as_str(),
+                    &certificate.fingerprint,
+                    &certificate.not_after,
+                    &certificate.subject,
+                ],
+            )
+            .await?
+            .ok_or(AccessError::CertificateRegistered)?;
+        Ok((row.get(0), certificate.not_after))
     }
 
     pub async fn require_system_exists(&self, system: &SystemId) -> Result<(), AccessError> {
@@ -314,6 +354,39 @@ fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
+/// What the hub keeps of a client certificate.
+struct ClientCertificate {
+    fingerprint: String,
+    subject: String,
+    not_after: DateTime<Utc>,
+}
+
+impl ClientCertificate {
+    fn from_pem(pem: &[u8]) -> Result<Self, AccessError> {
+        let invalid = |why: String| AccessError::InvalidCertificate(why);
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem)
+            .map_err(|e| invalid(format!("no PEM certificate found ({e})")))?;
+        let certificate = pem
+            .parse_x509()
+            .map_err(|e| invalid(format!("not an X.509 certificate ({e})")))?;
+        let not_after = DateTime::from_timestamp(certificate.validity().not_after.timestamp(), 0)
+            .ok_or_else(|| invalid("its expiry is out of range".to_owned()))?;
+        if not_after <= Utc::now() {
+            return Err(invalid(format!("it expired on {not_after}")));
+        }
+        Ok(Self {
+            fingerprint: certificate_fingerprint(&pem.contents),
+            subject: certificate.subject().to_string(),
+            not_after,
+        })
+    }
+}
+
+/// How a client certificate is registered and recognised: SHA-256 of its DER encoding, hex.
+pub(super) fn certificate_fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
 }
 
 pub(super) fn hash(token: &str) -> String {

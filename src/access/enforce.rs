@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::catalogue::AccessCatalogue;
-use super::credentials::{TOKEN_PREFIX, hash};
+use super::credentials::{TOKEN_PREFIX, certificate_fingerprint, hash};
 use super::denials::{DenialQueue, DenialRecorder, DenialRow};
 use super::disclosure::FieldSet;
 use super::load::{current_generation, read_snapshot};
@@ -124,9 +124,16 @@ impl Access {
         }
     }
 
-    /// The caller `token` belongs to. Failures are logged (without the token) and counted.
-    pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthFailure> {
-        let outcome = self.resolve(token).await;
+    /// The caller a call's credentials belong to: a bearer token, a client certificate (DER,
+    /// over mutual TLS), or both, which must then name the same system. A certificate that is
+    /// presented must be registered and valid. Failures are logged (without the token) and
+    /// counted.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+        certificate: Option<&[u8]>,
+    ) -> Result<Caller, AuthFailure> {
+        let outcome = self.resolve(token, certificate).await;
         if let Err(failure) = &outcome {
             tracing::warn!(reason = failure.code(), "authentication failed");
             self.metrics
@@ -139,22 +146,62 @@ impl Access {
         outcome
     }
 
-    async fn resolve(&self, token: &str) -> Result<Caller, AuthFailure> {
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Err(AuthFailure::Unknown);
+    async fn resolve(
+        &self,
+        token: Option<&str>,
+        certificate: Option<&[u8]>,
+    ) -> Result<Caller, AuthFailure> {
+        let by_certificate = match certificate {
+            Some(der) => {
+                let fingerprint = certificate_fingerprint(der);
+                Some(
+                    self.look_up(|s, now| s.authenticate_certificate(&fingerprint, now))
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        let by_token = match token {
+            Some(token) if token.starts_with(TOKEN_PREFIX) => {
+                let token_hash = hash(token);
+                Some(
+                    self.look_up(|s, now| s.authenticate(&token_hash, now))
+                        .await?,
+                )
+            }
+            Some(_) => return Err(AuthFailure::Unknown),
+            None => None,
+        };
+        match (by_token, by_certificate) {
+            (Some(by_token), Some(by_certificate)) if by_token.system != by_certificate.system => {
+                Err(AuthFailure::Mismatch)
+            }
+            (Some(by_token), Some(by_certificate)) => Ok(Caller {
+                certificate: Some(by_certificate.credential),
+                ..by_token
+            }),
+            (Some(caller), None) | (None, Some(caller)) => Ok(caller),
+            (None, None) => Err(AuthFailure::Unknown),
         }
-        let token_hash = hash(token);
+    }
+
+    /// Looks a credential up in the snapshot; if it is unknown, perhaps it was issued a moment
+    /// ago by the CLI or another process: wait for the next reload rather than query. A flood
+    /// of made-up credentials thus costs no database work, only time.
+    async fn look_up(
+        &self,
+        find: impl Fn(&Snapshot, chrono::DateTime<Utc>) -> Result<Caller, AuthFailure>,
+    ) -> Result<Caller, AuthFailure> {
         let mut changes = self.current.subscribe();
-        let first = changes
-            .borrow_and_update()
-            .authenticate(&token_hash, Utc::now());
-        if first != Err(AuthFailure::Unknown) {
+        let first = find(&changes.borrow_and_update(), Utc::now());
+        if !matches!(
+            first,
+            Err(AuthFailure::Unknown | AuthFailure::UnknownCertificate)
+        ) {
             return first;
         }
-        // Perhaps issued a moment ago, by the CLI or another process: wait for the next reload
-        // rather than query. A flood of made-up tokens thus costs no database work, only time.
         let _ = tokio::time::timeout(self.refresh_interval * 2, changes.changed()).await;
-        self.snapshot().authenticate(&token_hash, Utc::now())
+        find(&self.snapshot(), Utc::now())
     }
 
     fn target<'a>(&'a self, event_type: &'a str) -> Option<Target<'a>> {
@@ -305,7 +352,7 @@ impl Access {
                     return Withdrawn::Right(denied);
                 }
                 let expiry = snapshot
-                    .expiry_of(caller.credential)
+                    .expiry_of(&caller)
                     .and_then(|at| (at - now).to_std().ok());
                 tokio::select! {
                     changed = changes.changed() => {

@@ -1,12 +1,14 @@
-//! The authentication layer in front of every gRPC service. It resolves the bearer token before
-//! any handler runs, so no handler can forget to check it. Only the standard health service is
-//! open without a token: orchestrators probe it, and it reveals nothing.
+//! The authentication layer in front of every gRPC service. It resolves the bearer token and,
+//! over mutual TLS, the client certificate before any handler runs, so no handler can forget to
+//! check them. Only the standard health service is open without a credential: orchestrators
+//! probe it, and it reveals nothing.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tonic::Status;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
 use std::sync::Arc;
@@ -78,13 +80,20 @@ where
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(super::bearer_token);
-            let Some(token) = token else {
+            // Over mutual TLS the connection carries the member's certificate (leaf first).
+            let certificate = request
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(TlsConnectInfo::peer_certs)
+                .and_then(|chain| chain.first().map(|leaf| leaf.to_vec()));
+            if token.is_none() && certificate.is_none() {
                 return Ok(Status::unauthenticated(
-                    "missing credential: send `authorization: Bearer <token>` (see `lienthong systems add`)",
+                    "missing credential: send `authorization: Bearer <token>` (see `lienthong \
+                     systems add`) or connect with a registered client certificate",
                 )
                 .into_http());
-            };
-            match access.authenticate(token).await {
+            }
+            match access.authenticate(token, certificate.as_deref()).await {
                 Ok(caller) => {
                     if let Err(throttled) = limits.call(&caller.system) {
                         return Ok(Status::resource_exhausted(throttled.to_string()).into_http());

@@ -51,10 +51,12 @@ pub(super) async fn read_snapshot(pool: &Pool) -> Result<Snapshot, DbError> {
         }
     }
     let mut tokens = HashMap::new();
+    let mut certificates = HashMap::new();
     let mut credentials = HashMap::new();
     for row in tx
         .query(
-            "SELECT id, system_id, token_hash, expires_at, revoked_at IS NOT NULL
+            "SELECT id, system_id, token_hash, expires_at, revoked_at IS NOT NULL,
+                    kind = 'certificate'
              FROM system_credential",
             &[],
         )
@@ -62,7 +64,12 @@ pub(super) async fn read_snapshot(pool: &Pool) -> Result<Snapshot, DbError> {
     {
         if let Ok(system) = SystemId::parse(row.get(1)) {
             let id: i64 = row.get(0);
-            tokens.insert(row.get::<_, String>(2), id);
+            let by_kind = if row.get(5) {
+                &mut certificates
+            } else {
+                &mut tokens
+            };
+            by_kind.insert(row.get::<_, String>(2), id);
             credentials.insert(
                 id,
                 CredentialEntry {
@@ -106,6 +113,7 @@ pub(super) async fn read_snapshot(pool: &Pool) -> Result<Snapshot, DbError> {
     Ok(Snapshot {
         generation,
         tokens,
+        certificates,
         credentials,
         systems,
         rights,

@@ -25,7 +25,7 @@ mod rights;
 
 pub use catalogue::{AccessCatalogue, EventTypeInfo, PolicyFileError};
 pub use credentials::{
-    AccessError, Credentials, IssuedToken, MemberSystem, TokenInfo, bearer_token,
+    AccessError, CredentialInfo, Credentials, IssuedToken, MemberSystem, bearer_token,
 };
 pub use denials::DenialRecorder;
 pub use disclosure::{Disclosures, FieldSet};

@@ -109,6 +109,9 @@ pub struct Caller {
     pub operator: bool,
     /// The credential used, so that revoking it can end what it opened.
     pub credential: i64,
+    /// The client certificate presented with a token over mutual TLS, if any: revoking either
+    /// ends what they opened.
+    pub certificate: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +133,12 @@ pub(super) struct SystemEntry {
 pub enum AuthFailure {
     #[error("unknown token")]
     Unknown,
+    #[error(
+        "unknown client certificate: register it with `lienthong systems cert SYSTEM --file PEM`"
+    )]
+    UnknownCertificate,
+    #[error("the token and the client certificate belong to different member systems")]
+    Mismatch,
     #[error("the token was revoked")]
     Revoked,
     #[error("the token has expired; ask an operator for a new one (`lienthong systems token`)")]
@@ -143,6 +152,8 @@ impl AuthFailure {
     pub fn code(self) -> &'static str {
         match self {
             Self::Unknown => "unknown",
+            Self::UnknownCertificate => "unknown_certificate",
+            Self::Mismatch => "mismatch",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::Disabled => "disabled",
@@ -172,6 +183,8 @@ pub struct Snapshot {
     pub(super) generation: i64,
     /// Credential ids by SHA-256 hash of the token.
     pub(super) tokens: HashMap<String, i64>,
+    /// Credential ids by SHA-256 fingerprint of the client certificate (DER).
+    pub(super) certificates: HashMap<String, i64>,
     pub(super) credentials: HashMap<i64, CredentialEntry>,
     pub(super) systems: HashMap<SystemId, SystemEntry>,
     pub(super) rights: HashMap<SystemId, Vec<Right>>,
@@ -192,18 +205,35 @@ impl Snapshot {
         self.caller(credential, now)
     }
 
-    /// Is the credential `caller` authenticated with still good at `now`?
-    pub fn still_valid(&self, caller: &Caller, now: DateTime<Utc>) -> Result<(), AuthFailure> {
+    /// The caller a client certificate (by fingerprint) belongs to at `now`.
+    pub fn authenticate_certificate(
+        &self,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Caller, AuthFailure> {
         let credential = self
-            .credentials
-            .get(&caller.credential)
-            .ok_or(AuthFailure::Revoked)?;
-        self.caller(credential, now).map(|_| ())
+            .certificates
+            .get(fingerprint)
+            .and_then(|id| self.credentials.get(id))
+            .ok_or(AuthFailure::UnknownCertificate)?;
+        self.caller(credential, now)
     }
 
-    /// When the credential `id` expires, if it does.
-    pub fn expiry_of(&self, id: i64) -> Option<DateTime<Utc>> {
-        self.credentials.get(&id).and_then(|c| c.expires_at)
+    /// Is the credential `caller` authenticated with still good at `now`?
+    pub fn still_valid(&self, caller: &Caller, now: DateTime<Utc>) -> Result<(), AuthFailure> {
+        for id in std::iter::once(caller.credential).chain(caller.certificate) {
+            let credential = self.credentials.get(&id).ok_or(AuthFailure::Revoked)?;
+            self.caller(credential, now)?;
+        }
+        Ok(())
+    }
+
+    /// When the first of `caller`'s credentials expires, if one does.
+    pub fn expiry_of(&self, caller: &Caller) -> Option<DateTime<Utc>> {
+        std::iter::once(caller.credential)
+            .chain(caller.certificate)
+            .filter_map(|id| self.credentials.get(&id).and_then(|c| c.expires_at))
+            .min()
     }
 
     fn caller(
@@ -228,6 +258,7 @@ impl Snapshot {
             system: credential.system.clone(),
             operator: system.operator,
             credential: credential.id,
+            certificate: None,
         })
     }
 
@@ -363,6 +394,7 @@ mod tests {
         Snapshot {
             generation: 1,
             tokens: (1..=4).map(|id| (format!("h{id}"), id)).collect(),
+            certificates: HashMap::new(),
             credentials: [
                 (1, "onestop", None, false),
                 (2, "onestop", None, true),

@@ -10,13 +10,18 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum_server::tls_rustls::RustlsConfig;
 use deadpool_postgres::Pool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
 use crate::bus::Producer;
 use crate::telemetry::Metrics;
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long open HTTP requests may finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -33,6 +38,31 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(ready))
         .merge(super::schema_registry::router())
         .with_state(state)
+}
+
+/// Serves the HTTP API on `listener` until `shutdown`, over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    tls: Option<RustlsConfig>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state);
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener.into_std()?, tls)
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        served = &mut server => return served,
+        () = shutdown.cancelled() => handle.graceful_shutdown(Some(SHUTDOWN_GRACE)),
+    }
+    server.await
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {

@@ -6,3 +6,4 @@ pub mod convert;
 pub mod grpc;
 pub mod http;
 pub mod schema_registry;
+pub mod tls;

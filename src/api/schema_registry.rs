@@ -180,7 +180,7 @@ async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiErro
             "changing the registry needs `Authorization: Bearer <token>`",
         ));
     };
-    match state.access.authenticate(token).await {
+    match state.access.authenticate(Some(token), None).await {
         Ok(caller) if caller.operator => Ok(()),
         Ok(caller) => Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -85,6 +85,9 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         .iter()
         .find(|e| e.event_type == EVENT_TYPE)
         .context("the catalogue has no birth.dossier-submitted")?;
+    // The bench's own hub listens on loopback in plain text: it measures the pipeline, and a
+    // TLS handshake per connection would only blur the comparison with the raw producer.
+    config.tls = crate::config::TlsConfig::default();
     // Its own topic prefix, so the bench never mixes with real traffic.
     config.kafka.topic_prefix =
         format!("{}bench-{}.", config.kafka.topic_prefix, std::process::id());

@@ -1,5 +1,6 @@
 //! `lienthong config check`: load the configuration as `serve` would and print it, secrets
-//! redacted; a bad value fails with the field's name.
+//! redacted, with the effective security settings and warnings for what should not reach
+//! production; a bad value fails with the field's name.
 
 use std::path::Path;
 
@@ -18,6 +19,13 @@ pub fn run(command: ConfigCommand, file: Option<&Path>) -> anyhow::Result<()> {
         ConfigCommand::Check => {
             let config = Config::load(file)?;
             print!("{}", config.redacted());
+            eprintln!("security:");
+            for line in config.security_summary() {
+                eprintln!("  {line}");
+            }
+            for warning in config.security_warnings() {
+                eprintln!("warning: {warning}");
+            }
             eprintln!("configuration ok");
             Ok(())
         }

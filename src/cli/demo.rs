@@ -12,7 +12,7 @@ use chrono::{SecondsFormat, Utc};
 use rand::Rng as _;
 use serde_json::Value;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::api::convert::{json_to_struct, struct_to_json};
 use crate::proto::event_service_client::EventServiceClient;
@@ -42,6 +42,43 @@ pub struct DemoArgs {
         default_value = "schemas/examples/birth.dossier-submitted/valid-full.json"
     )]
     example: PathBuf,
+    /// The CA certificate (PEM) to trust for an https endpoint.
+    #[arg(long, env = "LIENTHONG_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// The civil-status system's client certificate (PEM), for mutual TLS.
+    #[arg(long, requires = "subscriber_key")]
+    subscriber_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "subscriber_cert")]
+    subscriber_key: Option<PathBuf>,
+}
+
+/// A connection to the hub: TLS when the endpoint is https (trusting `ca_file`), presenting a
+/// client certificate when `identity` names one.
+async fn connect(
+    endpoint: &str,
+    ca_file: Option<&PathBuf>,
+    identity: Option<(&PathBuf, &PathBuf)>,
+) -> anyhow::Result<Channel> {
+    let mut channel = Channel::from_shared(endpoint.to_owned())?;
+    if endpoint.starts_with("https://") {
+        crate::api::tls::install_crypto_provider();
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let mut tls = ClientTlsConfig::new().domain_name("localhost");
+        if let Some(ca) = ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        channel = channel.tls_config(tls)?;
+    }
+    channel
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the hub at {endpoint}"))
 }
 
 pub(super) type Client = EventServiceClient<
@@ -80,12 +117,25 @@ pub(super) fn birth_submission(code: &str, payload: &Value) -> PublishRequest {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.endpoint.clone())?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the hub at {}", args.endpoint))?;
-    let mut one_stop = client(channel.clone(), &args.publisher_token)?;
-    let mut civil_status = client(channel, &args.subscriber_token)?;
+    let ca = args.ca_file.as_ref();
+    let identity = args
+        .subscriber_cert
+        .as_ref()
+        .zip(args.subscriber_key.as_ref());
+    let mut one_stop = client(
+        connect(&args.endpoint, ca, None).await?,
+        &args.publisher_token,
+    )?;
+    // The civil-status software connects with its client certificate as well as its token.
+    let mut civil_status = client(
+        connect(&args.endpoint, ca, identity).await?,
+        &args.subscriber_token,
+    )?;
+    if identity.is_some() {
+        println!(
+            "== 0. Both systems connect over TLS; civil-status presents its client certificate"
+        );
+    }
 
     let mut dossier: Value = serde_json::from_str(
         &std::fs::read_to_string(&args.example)

@@ -39,8 +39,17 @@ pub enum SystemsCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<Duration>,
     },
-    /// List a system's tokens (ids and state; the tokens themselves are never stored).
+    /// List a system's credentials, tokens and client certificates (ids, expiry and state; the
+    /// tokens themselves are never stored).
     Tokens { id: String },
+    /// Register a client certificate (PEM) that identifies the system over mutual TLS; revoke
+    /// it like a token (`revoke-token --token ID`).
+    Cert {
+        id: String,
+        /// The certificate, PEM (the private key stays with the member system).
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
     /// Revoke one token (--token N) or all tokens (--all) of a system. Running hubs refuse
     /// them within seconds and end the subscriptions they opened.
     RevokeToken {
@@ -223,19 +232,31 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
         }
         SystemsCommand::Tokens { id } => {
             println!(
-                "{:>6}  {:<16}  {:<16}  {:<16}  revoked by",
-                "token", "created", "expires", "revoked"
+                "{:>6}  {:<11}  {:<16}  {:<16}  {:<16}  {:<16}  subject",
+                "id", "kind", "created", "expires", "revoked", "revoked by"
             );
-            for t in credentials.tokens(&system_id(&id)?).await? {
+            for c in credentials.credentials(&system_id(&id)?).await? {
                 println!(
-                    "{:>6}  {:<16}  {:<16}  {:<16}  {}",
-                    t.id,
-                    when(Some(t.created_at)),
-                    when(t.expires_at),
-                    when(t.revoked_at),
-                    t.revoked_by.as_deref().unwrap_or("-"),
+                    "{:>6}  {:<11}  {:<16}  {:<16}  {:<16}  {:<16}  {}",
+                    c.id,
+                    c.kind,
+                    when(Some(c.created_at)),
+                    when(c.expires_at),
+                    when(c.revoked_at),
+                    printable(c.revoked_by.as_deref().unwrap_or("-")),
+                    printable(&c.subject),
                 );
             }
+        }
+        SystemsCommand::Cert { id, file } => {
+            let id = system_id(&id)?;
+            let pem =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let (credential, expires) = credentials.add_certificate(&id, &pem).await?;
+            eprintln!(
+                "certificate registered for {id} as credential #{credential}; it expires {}",
+                expires.format("%Y-%m-%d %H:%M UTC")
+            );
         }
         SystemsCommand::RevokeToken { id, which, by } => {
             let id = system_id(&id)?;
@@ -263,7 +284,7 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
         SystemsCommand::List => {
             println!(
                 "{:<32} {:<32} {:<8} {:<8} {:>6}  {:<16}  created",
-                "system", "name", "operator", "state", "tokens", "next expiry"
+                "system", "name", "operator", "state", "creds", "next expiry"
             );
             for s in credentials.list_systems().await? {
                 println!(

@@ -31,7 +31,8 @@ impl SystemId {
 
 impl fmt::Display for SystemId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, not `write_str`: tables line up with `{:<32}`.
+        f.pad(&self.0)
     }
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset of the harness.
 
+pub mod pki;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -79,6 +81,14 @@ impl TestEnv {
         config.grpc.listen = "127.0.0.1:0".parse().expect("address");
         config.http.listen = "127.0.0.1:0".parse().expect("address");
         config.schemas.dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        // gRPC runs over TLS, with client certificates accepted (mutual TLS), as in production;
+        // HTTP stays plain unless a test turns it on, so tools such as the Python client need
+        // no CA of ours.
+        let pki = pki::Pki::get();
+        config.tls.cert_file = Some(pki.dir.join("server.pem"));
+        config.tls.key_file = Some(pki.dir.join("server.key"));
+        config.tls.client_ca_file = Some(pki.dir.join("ca.pem"));
+        config.tls.http = Some(false);
         config.check().expect("the test configuration is valid");
         let pool = lienthong::db::pool(&config.database).expect("pool");
         lienthong::db::migrate(&pool)
@@ -159,23 +169,49 @@ pub type Client = EventServiceClient<
 >;
 
 pub async fn channel(hub: &Hub) -> Channel {
-    Channel::from_shared(format!("http://{}", hub.grpc_addr))
-        .expect("uri")
-        .connect()
+    tls_channel(hub, None)
         .await
         .expect("the hub accepts connections")
+}
+
+/// A TLS connection to the hub, trusting the test CA, presenting `identity` if given.
+pub async fn tls_channel(
+    hub: &Hub,
+    identity: Option<&pki::ClientCert>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            &pki::Pki::get().ca_pem,
+        ))
+        .domain_name("localhost");
+    if let Some(identity) = identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            &identity.cert_pem,
+            &identity.key_pem,
+        ));
+    }
+    Channel::from_shared(format!("https://{}", hub.grpc_addr))
+        .expect("uri")
+        .tls_config(tls)?
+        .connect()
+        .await
 }
 
 /// A client that sends `token` (when given) on every call, once the hub enforces every access
 /// change made so far (systems, tokens and rights the test just set up).
 pub async fn client(hub: &Hub, token: Option<&str>) -> Client {
+    client_on(channel(hub).await, hub, token).await
+}
+
+/// Like [`client`], over a given channel (one with a client certificate, say).
+pub async fn client_on(channel: Channel, hub: &Hub, token: Option<&str>) -> Client {
     hub.access_caught_up()
         .await
         .expect("the hub reads its access policy");
     let bearer: Option<MetadataValue<_>> =
         token.map(|t| format!("Bearer {t}").parse().expect("header"));
     EventServiceClient::with_interceptor(
-        channel(hub).await,
+        channel,
         Box::new(move |mut request: tonic::Request<()>| {
             if let Some(bearer) = &bearer {
                 request

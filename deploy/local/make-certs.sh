@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Creates a throw-away certificate authority for the local demo under $LIENTHONG_DATA_DIR/tls:
+# the hub's server certificate (for 127.0.0.1 and localhost) and one client certificate per
+# member system named on the command line. Never use these outside a laptop: the CA key sits
+# next to them. Idempotent: existing files are kept.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+dir=$LIENTHONG_DATA_DIR/tls
+mkdir -p "$dir"
+cd "$dir"
+umask 077
+
+if [[ ! -f ca.pem ]]; then
+  log "creating a throw-away CA and the hub's certificate in $dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj "/CN=lienthong local demo CA" -keyout ca.key -out ca.pem 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile server.ext -out server.pem 2>/dev/null
+  rm -f server.csr server.ext
+fi
+for system in "$@"; do
+  [[ -f $system.pem ]] && continue
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/CN=$system" -keyout "$system.key" -out "$system.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >"$system.ext"
+  openssl x509 -req -in "$system.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile "$system.ext" -out "$system.pem" 2>/dev/null
+  rm -f "$system.csr" "$system.ext"
+done
