@@ -24,7 +24,7 @@ use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
 use crate::db::{self, DbError};
 use crate::domain::{ReferenceData, ReferenceError};
-use crate::events::{Events, EventsParts, Quarantine};
+use crate::events::{Events, EventsParts, Quarantine, QuarantineKeys, SealError};
 use crate::proto::event_service_server::EventServiceServer;
 use crate::registry::{Catalogue, Registry, RegistryError};
 use crate::telemetry::Metrics;
@@ -60,6 +60,8 @@ pub enum StartError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Tls(#[from] crate::api::tls::TlsError),
+    #[error(transparent)]
+    QuarantineKey(#[from] SealError),
     #[error("the gRPC listener's TLS: {0}")]
     GrpcTls(tonic::transport::Error),
 }
@@ -141,7 +143,10 @@ impl Hub {
         let access_for_hub = access.clone();
         tracker.spawn(access.clone().keep_current(shutdown.clone()));
         tracker.spawn(denial_recorder.run(shutdown.clone()));
-        let quarantine = Quarantine::new(pool.clone());
+        let quarantine = Quarantine::new(
+            pool.clone(),
+            Some(Arc::new(QuarantineKeys::load(&config.quarantine)?)),
+        );
         tracker.spawn(quarantine.clone().enforce_retention(
             config.quarantine.retention(),
             QUARANTINE_PURGE_INTERVAL,

@@ -263,11 +263,23 @@ impl LimitsConfig {
 pub struct QuarantineConfig {
     /// Refused events (which may hold personal data) are deleted after this many days.
     pub retention_days: u32,
+    /// The key that seals refused events at rest: 32 bytes as 64 hexadecimal characters in a
+    /// file (`openssl rand -hex 32`). Required to serve.
+    pub key_file: Option<PathBuf>,
+    /// The active key's name, stored with every row it seals.
+    pub key_id: String,
+    /// Keys rotated out, by name: rows they sealed can still be read until past retention.
+    pub previous_keys: BTreeMap<String, PathBuf>,
 }
 
 impl Default for QuarantineConfig {
     fn default() -> Self {
-        Self { retention_days: 30 }
+        Self {
+            retention_days: 30,
+            key_file: None,
+            key_id: "k1".to_owned(),
+            previous_keys: BTreeMap::new(),
+        }
     }
 }
 

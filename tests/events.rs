@@ -161,7 +161,7 @@ async fn an_invalid_event_is_refused_with_every_violation_and_quarantined() {
     let db = env.pool.get().await.expect("connection");
     let row = db
         .query_one(
-            "SELECT system_id, reason, jsonb_array_length(violations), request->'payload'->'mother'->>'personal_id'
+            "SELECT system_id, reason, jsonb_array_length(violations), id
              FROM quarantine WHERE correlation_id = $1",
             &[&code],
         )
@@ -170,9 +170,16 @@ async fn an_invalid_event_is_refused_with_every_violation_and_quarantined() {
     assert_eq!(row.get::<_, String>(0), "danang-onestop");
     assert_eq!(row.get::<_, String>(1), "schema");
     assert_eq!(row.get::<_, i32>(2), 4);
+    let keys = std::sync::Arc::new(
+        lienthong::events::QuarantineKeys::load(&env.config.quarantine).expect("keys"),
+    );
+    let quarantine = lienthong::events::Quarantine::new(env.pool.clone(), Some(keys));
+    let kept = quarantine
+        .read(row.get(3), "test")
+        .await
+        .expect("the sealed request opens");
     assert_eq!(
-        row.get::<_, String>(3),
-        "04819500123",
+        kept["payload"]["mother"]["personal_id"], "04819500123",
         "the input is kept as sent"
     );
 
@@ -189,14 +196,19 @@ async fn an_invalid_event_is_refused_with_every_violation_and_quarantined() {
         "{}",
         status.message()
     );
-    let kept = db
+    let id: i64 = db
         .query_one(
-            "SELECT request->'payload'->'child'->>'birth_place' FROM quarantine WHERE correlation_id = $1",
+            "SELECT id FROM quarantine WHERE correlation_id = $1",
             &[&nul_code],
         )
         .await
-        .expect("kept in quarantine");
-    assert_eq!(kept.get::<_, String>(0), "Bệnh viện\u{FFFD}");
+        .expect("kept in quarantine")
+        .get(0);
+    let kept = quarantine.read(id, "test").await.expect("opens");
+    assert_eq!(
+        kept["payload"]["child"]["birth_place"], "Bệnh viện\u{0}",
+        "sealed, the input keeps even a NUL"
+    );
 
     let unknown = one_stop
         .publish(lienthong::proto::PublishRequest {
@@ -488,7 +500,7 @@ async fn quarantined_events_older_than_the_retention_disappear() {
             .await
             .expect("row inserted");
     }
-    let quarantine = lienthong::events::Quarantine::new(env.pool.clone());
+    let quarantine = lienthong::events::Quarantine::new(env.pool.clone(), None);
     let deleted = quarantine
         .purge(env.config.quarantine.retention())
         .await
@@ -585,5 +597,62 @@ async fn publish_stream_answers_each_event_as_soon_as_it_is_known() {
     }
     accepted.sort_unstable();
     assert_eq!(accepted, [1, 2]);
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn quarantined_requests_are_sealed_and_every_read_is_recorded() {
+    let env = TestEnv::new("sealed").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let (code, mut payload) = dossier();
+    payload["commune_code"] = "2019".into();
+    let mother_id = payload["mother"]["personal_id"]
+        .as_str()
+        .expect("example has an ID")
+        .to_owned();
+    let status = one_stop
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect_err("refused");
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert!(details.bad_request().is_some());
+    let client = env.pool.get().await.expect("connection");
+    let row = client
+        .query_one(
+            "SELECT id, request IS NULL, sealed FROM quarantine ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("quarantined");
+    let (id, plain_gone, sealed): (i64, bool, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+    assert!(plain_gone, "no plain request is stored");
+    assert!(
+        !sealed
+            .windows(mother_id.len())
+            .any(|w| w == mother_id.as_bytes()),
+        "the sealed request does not show the ID"
+    );
+
+    let keys = lienthong::events::QuarantineKeys::load(&env.config.quarantine).expect("keys");
+    let request = lienthong::events::Quarantine::new(env.pool.clone(), Some(keys.into()))
+        .read(id, "inspector-07")
+        .await
+        .expect("opened");
+    assert_eq!(
+        request["payload"]["mother"]["personal_id"],
+        mother_id.as_str()
+    );
+    let readers: Vec<String> = client
+        .query(
+            "SELECT read_by FROM quarantine_read WHERE quarantine_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("reads")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(readers, ["inspector-07"]);
     hub.shutdown().await.expect("clean shutdown");
 }

@@ -195,6 +195,10 @@ async fn the_binary_serves_until_sigterm_then_exits_cleanly() {
         .env("LIENTHONG_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
         .env("LIENTHONG_HTTP__LISTEN", format!("127.0.0.1:{http}"))
         .env("LIENTHONG_LOG__FILTER", "warn")
+        .env(
+            "LIENTHONG_QUARANTINE__KEY_FILE",
+            env.config.quarantine.key_file.as_ref().expect("test key"),
+        )
         .kill_on_drop(true)
         .spawn()
         .expect("the hub starts");
@@ -258,4 +262,180 @@ async fn topics_are_created_with_the_catalogues_retention() {
         "90 days for payments"
     );
     hub.shutdown().await.expect("clean shutdown");
+}
+
+/// Every number of 12 digits (a personal ID) or 10 digits (a social-insurance number) standing
+/// on its own in `text` (digits inside a hex digest or an identifier do not count).
+fn id_like_numbers(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut word = String::new();
+    for c in text.chars().chain([' ']) {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            if matches!(word.len(), 10 | 12) && word.chars().all(|d| d.is_ascii_digit()) {
+                found.push(word.clone());
+            }
+            word.clear();
+        }
+    }
+    found
+}
+
+#[test]
+fn the_log_scan_finds_ids_and_ignores_digests() {
+    assert_eq!(
+        id_like_numbers(
+            r#"{"id":"048195001234","bhxh":4801234567,"d":"c43b279ac6b0437024792e89"}"#
+        ),
+        ["048195001234", "4801234567"]
+    );
+}
+
+#[tokio::test]
+async fn the_demo_leaves_no_personal_id_in_any_log_line() {
+    use lienthong::access::Direction;
+
+    let env = TestEnv::new("nologpii").await;
+    let (grpc, http) = (free_port(), free_port());
+    let pki = common::pki::Pki::get();
+    let mut hub = tokio::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .arg("serve")
+        .env("LIENTHONG_DATABASE__URL", &env.config.database.url)
+        .env(
+            "LIENTHONG_KAFKA__BOOTSTRAP_SERVERS",
+            &env.config.kafka.bootstrap_servers,
+        )
+        .env(
+            "LIENTHONG_KAFKA__TOPIC_PREFIX",
+            &env.config.kafka.topic_prefix,
+        )
+        .env("LIENTHONG_SCHEMAS__DIR", &env.config.schemas.dir)
+        .env("LIENTHONG_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        .env("LIENTHONG_HTTP__LISTEN", format!("127.0.0.1:{http}"))
+        .env("LIENTHONG_TLS__CERT_FILE", pki.dir.join("server.pem"))
+        .env("LIENTHONG_TLS__KEY_FILE", pki.dir.join("server.key"))
+        .env("LIENTHONG_TLS__CLIENT_CA_FILE", pki.dir.join("ca.pem"))
+        .env("LIENTHONG_TLS__HTTP", "false")
+        .env(
+            "LIENTHONG_QUARANTINE__KEY_FILE",
+            pki.dir.join("quarantine.key"),
+        )
+        // As talkative as the hub gets: every line it could ever write is checked.
+        .env("LIENTHONG_LOG__FILTER", "debug")
+        .env("LIENTHONG_LOG__FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the hub starts");
+    // Read what it writes as it writes it: a full pipe would stop the hub.
+    let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+        tokio::spawn(async move {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut text).await;
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(hub.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(hub.stderr.take().map(|p| Box::new(p) as _));
+    let ready = async {
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, ready)
+        .await
+        .expect("the hub gets ready");
+
+    let publisher = env.token("demo-onestop").await;
+    env.grant("demo-onestop", Direction::Publish, EVENT_TYPE, PURPOSE)
+        .await;
+    let subscriber = env.token("demo-civil-status").await;
+    env.grant(
+        "demo-civil-status",
+        Direction::Subscribe,
+        EVENT_TYPE,
+        PURPOSE,
+    )
+    .await;
+    let certificate = pki.client("demo-civil-status", false);
+    let cert_file = pki
+        .dir
+        .join(format!("civil-status-{}.pem", std::process::id()));
+    let key_file = pki
+        .dir
+        .join(format!("civil-status-{}.key", std::process::id()));
+    std::fs::write(&cert_file, &certificate.cert_pem).expect("written");
+    std::fs::write(&key_file, &certificate.key_pem).expect("written");
+    lienthong::access::Credentials::new(env.pool.clone())
+        .add_certificate(
+            &lienthong::domain::SystemId::parse("demo-civil-status").expect("id"),
+            certificate.cert_pem.as_bytes(),
+        )
+        .await
+        .expect("certificate registered");
+
+    let demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["demo", "--endpoint", &format!("https://127.0.0.1:{grpc}")])
+        .arg("--ca-file")
+        .arg(pki.dir.join("ca.pem"))
+        .args([
+            "--publisher-token",
+            &publisher,
+            "--subscriber-token",
+            &subscriber,
+        ])
+        .arg("--subscriber-cert")
+        .arg(&cert_file)
+        .arg("--subscriber-key")
+        .arg(&key_file)
+        .output();
+    let demo = tokio::time::timeout(WAIT, demo)
+        .await
+        .expect("the demo ends")
+        .expect("the demo runs");
+    assert!(
+        demo.status.success(),
+        "the demo failed: {}{}",
+        String::from_utf8_lossy(&demo.stdout),
+        String::from_utf8_lossy(&demo.stderr)
+    );
+
+    let pid = hub.id().expect("running").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    let status = tokio::time::timeout(WAIT, hub.wait())
+        .await
+        .expect("the hub stops")
+        .expect("its status");
+    assert!(status.success(), "{status}");
+    let logs = format!(
+        "{}{}",
+        stdout.await.expect("stdout read"),
+        stderr.await.expect("stderr read")
+    );
+    assert!(
+        logs.lines().count() > 20,
+        "the hub logged what it did: {logs}"
+    );
+    let leaked: Vec<(usize, &str)> = logs
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !id_like_numbers(line).is_empty())
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "log lines with ID-like numbers: {leaked:#?}"
+    );
 }

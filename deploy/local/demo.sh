@@ -17,15 +17,20 @@ export LIENTHONG_KAFKA__BOOTSTRAP_SERVERS=${LIENTHONG_KAFKA__BOOTSTRAP_SERVERS:-
 grpc=${LIENTHONG_GRPC__LISTEN:-127.0.0.1:50051}
 http=${LIENTHONG_HTTP__LISTEN:-127.0.0.1:8481}
 
-# TLS on both listeners and mutual TLS for gRPC, from a throw-away CA made for this laptop.
-"$LIENTHONG_ROOT/deploy/local/make-certs.sh" demo-civil-status
+# TLS on both listeners and mutual TLS for gRPC, from a throw-away CA made for this laptop, and
+# the key that seals refused events at rest.
+"$LIENTHONG_ROOT/deploy/local/make-secrets.sh" demo-civil-status
 tls=$LIENTHONG_DATA_DIR/tls
 export LIENTHONG_TLS__CERT_FILE=$tls/server.pem LIENTHONG_TLS__KEY_FILE=$tls/server.key
 export LIENTHONG_TLS__CLIENT_CA_FILE=$tls/ca.pem
+export LIENTHONG_QUARANTINE__KEY_FILE=$tls/quarantine.key
 
-# A token per member system: created on the first run, a fresh one on later runs.
+# A token per member system: created on the first run; on later runs the old tokens are revoked
+# and a fresh one issued (the token is shown only once).
 token_for() {
-  "$bin" systems add "$1" --name "$2" 2>/dev/null || "$bin" systems token "$1" 2>/dev/null
+  "$bin" systems add "$1" --name "$2" 2>/dev/null && return
+  "$bin" systems revoke-token "$1" --all --by demo-operator 2>/dev/null
+  "$bin" systems token "$1" 2>/dev/null
 }
 publisher=$(token_for demo-onestop "Demo province one-stop system")
 subscriber=$(token_for demo-civil-status "Demo civil-status software")
@@ -63,6 +68,8 @@ echo "-- GET https://$http/metrics (excerpt)"
 curl -fs --cacert "$tls/ca.pem" "https://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered|access_denied)_total' || true
 echo "-- lienthong quarantine list --limit 1"
 "$bin" quarantine list --limit 1
+echo "-- lienthong quarantine show <id> (the sealed request, opened; the read is recorded)"
+"$bin" quarantine show "$("$bin" quarantine list --limit 1 | sed -n 's/^#\([0-9]*\) .*/\1/p')" | head -n 8
 echo "-- lienthong systems rights demo-civil-status"
 "$bin" systems rights demo-civil-status
 echo "-- lienthong systems list"

@@ -167,8 +167,8 @@ impl Credentials {
         })
     }
 
-    /// Revokes one token of `system` (or all of them when `token` is `None`); returns how many
-    /// were still active. Running hubs stop accepting them within their refresh interval,
+    /// Revokes one credential of `system`, a token or a certificate (or all its tokens when
+    /// `token` is `None`); returns how many were still active. Running hubs stop accepting them within their refresh interval,
     /// including the subscriptions they opened.
     pub async fn revoke_tokens(
         &self,
@@ -181,7 +181,8 @@ impl Credentials {
         let revoked = client
             .execute(
                 "UPDATE system_credential SET revoked_at = now(), revoked_by = $3
-                 WHERE system_id = $1 AND ($2::BIGINT IS NULL OR id = $2) AND revoked_at IS NULL",
+                 WHERE system_id = $1 AND revoked_at IS NULL
+                   AND (id = $2 OR ($2::BIGINT IS NULL AND kind = 'token'))",
                 &[&system.as_str(), &token, &by],
             )
             .await?;

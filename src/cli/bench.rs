@@ -88,6 +88,11 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     // The bench's own hub listens on loopback in plain text: it measures the pipeline, and a
     // TLS handshake per connection would only blur the comparison with the raw producer.
     config.tls = crate::config::TlsConfig::default();
+    // Nothing it sends is refused, but the hub does not start without a quarantine key: the
+    // bench's hub gets a throw-away one.
+    let key_file = std::env::temp_dir().join(format!("lienthong-bench-{}.key", std::process::id()));
+    std::fs::write(&key_file, hex::encode(rand::random::<[u8; 32]>()))?;
+    config.quarantine.key_file = Some(key_file.clone());
     // Its own topic prefix, so the bench never mixes with real traffic.
     config.kafka.topic_prefix =
         format!("{}bench-{}.", config.kafka.topic_prefix, std::process::id());
@@ -221,6 +226,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         per_second: published,
     });
     hub.shutdown().await?;
+    std::fs::remove_file(&key_file)?;
 
     println!("| pipeline | records/s | ratio to raw produce |");
     println!("|---|---:|---:|");

@@ -1,11 +1,14 @@
-//! `lienthong quarantine list`: the most recent refused events with every violation.
+//! `lienthong quarantine list|show`: the most recent refused events with every violation, and
+//! one refused request opened for an operator (a recorded read: it holds personal data).
 
 use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::text::printable;
 use crate::config::Config;
-use crate::events::Quarantine;
+use std::sync::Arc;
+
+use crate::events::{Quarantine, QuarantineKeys};
 
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
@@ -13,6 +16,14 @@ pub enum QuarantineCommand {
     List {
         #[arg(long, default_value_t = 20)]
         limit: i64,
+    },
+    /// Open one refused request (sealed at rest); the read is recorded with who made it.
+    Show {
+        /// Its number, from `quarantine list`.
+        id: i64,
+        /// Who reads it (recorded), e.g. an operator's name or staff id.
+        #[arg(long, env = "LIENTHONG_OPERATOR")]
+        by: String,
     },
 }
 
@@ -23,7 +34,7 @@ pub async fn run(command: QuarantineCommand, config: Config) -> anyhow::Result<(
         .context("preparing the database")?;
     match command {
         QuarantineCommand::List { limit } => {
-            for entry in Quarantine::new(pool).recent(limit).await? {
+            for entry in Quarantine::new(pool, None).recent(limit).await? {
                 println!(
                     "#{} {} {} from {} dossier {} ({})",
                     entry.id,
@@ -42,6 +53,16 @@ pub async fn run(command: QuarantineCommand, config: Config) -> anyhow::Result<(
                     );
                 }
             }
+        }
+        QuarantineCommand::Show { id, by } => {
+            let keys = Arc::new(QuarantineKeys::load(&config.quarantine)?);
+            let request = Quarantine::new(pool, Some(keys)).read(id, &by).await?;
+            eprintln!(
+                "quarantined request #{id}, opened by {} (recorded):",
+                printable(&by)
+            );
+            // JSON escapes control characters inside strings: safe for a terminal as it is.
+            println!("{}", serde_json::to_string_pretty(&request)?);
         }
     }
     Ok(())

@@ -50,8 +50,9 @@ pub enum SystemsCommand {
         #[arg(long)]
         file: std::path::PathBuf,
     },
-    /// Revoke one token (--token N) or all tokens (--all) of a system. Running hubs refuse
-    /// them within seconds and end the subscriptions they opened.
+    /// Revoke one credential (--token N: a token or a client certificate) or all tokens (--all)
+    /// of a system. Running hubs refuse them within seconds and end the subscriptions they
+    /// opened.
     RevokeToken {
         id: String,
         #[command(flatten)]
@@ -107,7 +108,7 @@ pub struct By {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct WhichTokens {
-    /// The token's id (see `systems tokens`).
+    /// The credential's id (see `systems tokens`).
     #[arg(long)]
     token: Option<i64>,
     /// Every token of the system.

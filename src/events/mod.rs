@@ -4,6 +4,7 @@
 
 mod publish;
 pub mod quarantine;
+mod seal;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 pub use publish::{Accepted, PublishError, PublishInput, Rejected};
 pub use quarantine::Quarantine;
+pub use seal::{QuarantineKeys, SealError};
 
 use crate::access::{
     Access, Caller, Denied, FieldSet, MAX_LEGAL_BASIS, SystemLimits, Withdrawn, is_legal_basis,

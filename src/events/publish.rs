@@ -14,12 +14,11 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::Events;
-use super::quarantine::QuarantineEntry;
+use super::quarantine::{QuarantineEntry, QuarantineError};
 use crate::access::{
     Caller, Denied, Direction, MAX_LEGAL_BASIS, Throttled, is_legal_basis, is_purpose_code,
 };
 use crate::bus::{Envelope, InFlight, ProduceError, trace};
-use crate::db::DbError;
 use crate::domain::DossierCode;
 use crate::registry::{EventSchema, Violation};
 use crate::telemetry::metrics::{EventLabels, RejectionLabels};
@@ -86,7 +85,7 @@ pub enum PublishError {
         source: ProduceError,
     },
     #[error("cannot quarantine the refused event: {0}")]
-    Quarantine(DbError),
+    Quarantine(QuarantineError),
     /// The caller has no right to publish this type for this purpose: nothing was kept.
     #[error(transparent)]
     Denied(Denied),

@@ -10,6 +10,9 @@ use deadpool_postgres::Pool;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use super::seal::{QuarantineKeys, SealError};
 use crate::db::DbError;
 use crate::domain::SystemId;
 use crate::registry::Violation;
@@ -41,42 +44,68 @@ fn replace_nul(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }
 
-fn without_nul(value: Value) -> Value {
-    match value {
-        Value::String(s) => Value::String(replace_nul(&s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (replace_nul(&k), without_nul(v)))
-                .collect(),
-        ),
-        other => other,
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("no quarantined event #{0} (it may be past retention)")]
+    NotFound(i64),
+    #[error("quarantined event #{0} was kept before requests were sealed; nothing to show")]
+    NotSealed(i64),
+    #[error("the sealed request of #{0} is not JSON")]
+    NotJson(i64),
+}
+
+impl From<tokio_postgres::Error> for QuarantineError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(DbError::Query(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for QuarantineError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Db(DbError::Pool(e))
     }
 }
 
 #[derive(Clone)]
 pub struct Quarantine {
     pool: Pool,
+    /// Needed to keep and to read requests; listing needs none.
+    keys: Option<Arc<QuarantineKeys>>,
 }
 
 impl Quarantine {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: Pool, keys: Option<Arc<QuarantineKeys>>) -> Self {
+        Self { pool, keys }
     }
 
-    pub async fn keep(&self, entry: QuarantineEntry<'_>) -> Result<i64, DbError> {
+    fn keys(&self) -> Result<&QuarantineKeys, QuarantineError> {
+        self.keys
+            .as_deref()
+            .ok_or(QuarantineError::Seal(SealError::NoKey))
+    }
+
+    /// Keeps a refused publish: what identifies it in clear (to list and find it), the request
+    /// itself sealed.
+    pub async fn keep(&self, entry: QuarantineEntry<'_>) -> Result<i64, QuarantineError> {
         let violations = serde_json::to_value(entry.violations)
             .expect("violations are plain strings and serialise");
-        // PostgreSQL text and jsonb cannot hold NUL: keep the input with U+FFFD in its place,
-        // rather than failing (the caller would retry an invalid event forever).
-        let request = without_nul(entry.request.clone());
+        let request =
+            serde_json::to_vec(entry.request).expect("a JSON value always serialises to bytes");
+        let (key_id, sealed) = self.keys()?.seal(&request);
+        // PostgreSQL text cannot hold NUL: the clear columns keep U+FFFD in its place rather
+        // than failing (the caller would retry an invalid event forever).
         let strip = |text: &str| replace_nul(text);
         let client = self.pool.get().await?;
         let row = client
             .query_one(
                 "INSERT INTO quarantine
-                   (system_id, event_type, event_id, correlation_id, reason, violations, request)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                   (system_id, event_type, event_id, correlation_id, reason, violations, sealed,
+                    key_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                 &[
                     &entry.system.as_str(),
                     &strip(entry.event_type),
@@ -84,11 +113,41 @@ impl Quarantine {
                     &strip(entry.correlation_id),
                     &entry.reason,
                     &violations,
-                    &request,
+                    &sealed,
+                    &key_id,
                 ],
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    /// Opens the sealed request of entry `id` for an operator, recording who read it and when
+    /// before anything is returned.
+    pub async fn read(&self, id: i64, by: &str) -> Result<Value, QuarantineError> {
+        let keys = self.keys()?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT sealed, key_id FROM quarantine WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            .ok_or(QuarantineError::NotFound(id))?;
+        let (Some(sealed), Some(key_id)) = (
+            row.get::<_, Option<Vec<u8>>>(0),
+            row.get::<_, Option<String>>(1),
+        ) else {
+            return Err(QuarantineError::NotSealed(id));
+        };
+        let request = keys.open(&key_id, &sealed)?;
+        tx.execute(
+            "INSERT INTO quarantine_read (quarantine_id, read_by) VALUES ($1, $2)",
+            &[&id, &by],
+        )
+        .await?;
+        tx.commit().await?;
+        serde_json::from_slice(&request).map_err(|_| QuarantineError::NotJson(id))
     }
 
     /// Deletes the entries received more than `retention` ago; returns how many.

@@ -89,6 +89,7 @@ impl TestEnv {
         config.tls.key_file = Some(pki.dir.join("server.key"));
         config.tls.client_ca_file = Some(pki.dir.join("ca.pem"));
         config.tls.http = Some(false);
+        config.quarantine.key_file = Some(pki.dir.join("quarantine.key"));
         config.check().expect("the test configuration is valid");
         let pool = lienthong::db::pool(&config.database).expect("pool");
         lienthong::db::migrate(&pool)

@@ -1,5 +1,6 @@
 //! A throw-away certificate authority for the tests: the hub's server certificate and member
-//! systems' client certificates, made once per test process in its own folder.
+//! systems' client certificates, made once per test process in its own folder, with the
+//! quarantine's sealing key beside them.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -42,6 +43,9 @@ impl Pki {
             std::fs::write(dir.join("ca.pem"), issuer.pem()).expect("written");
             std::fs::write(dir.join("server.pem"), server.pem()).expect("written");
             std::fs::write(dir.join("server.key"), server_key.serialize_pem()).expect("written");
+            // The quarantine's sealing key: 32 random bytes, hex.
+            let key: [u8; 32] = rand::random();
+            std::fs::write(dir.join("quarantine.key"), hex::encode(key)).expect("written");
             Pki {
                 dir,
                 ca_pem: issuer.pem(),

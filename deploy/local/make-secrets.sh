@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Creates a throw-away certificate authority for the local demo under $LIENTHONG_DATA_DIR/tls:
-# the hub's server certificate (for 127.0.0.1 and localhost) and one client certificate per
-# member system named on the command line. Never use these outside a laptop: the CA key sits
-# next to them. Idempotent: existing files are kept.
+# Creates the local demo's throw-away secrets under $LIENTHONG_DATA_DIR/tls: a certificate
+# authority, the hub's server certificate (for 127.0.0.1 and localhost), one client certificate
+# per member system named on the command line, and the key that seals the quarantine. Never use
+# these outside a laptop: the CA key sits next to them. Idempotent: existing files are kept.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -21,6 +21,9 @@ if [[ ! -f ca.pem ]]; then
   openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
     -extfile server.ext -out server.pem 2>/dev/null
   rm -f server.csr server.ext
+fi
+if [[ ! -f quarantine.key ]]; then
+  openssl rand -hex 32 >quarantine.key
 fi
 for system in "$@"; do
   [[ -f $system.pem ]] && continue
