@@ -34,6 +34,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
 /// Connections of the access policy: one polls for changes, one records refusals.
 const ACCESS_POOL_SIZE: usize = 2;
+/// Connections of the HTTP API (schema registry, readiness).
+const HTTP_POOL_SIZE: usize = 4;
 /// How often entries past the quarantine's retention are deleted.
 const QUARANTINE_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -213,12 +215,18 @@ impl Hub {
                 TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 shutdown.clone().cancelled_owned(),
             );
+        // The HTTP API (registry reads, readiness) reads on connections of its own: a flood of
+        // registry reads must not take the connections that publishing needs.
+        let http_pool = db::pool(&DatabaseConfig {
+            pool_max_size: HTTP_POOL_SIZE,
+            ..config.database.clone()
+        })?;
         let http = http::serve(
             http_listener,
             HttpState {
                 metrics,
                 access,
-                pool,
+                pool: http_pool,
                 producer: producer.clone(),
             },
             crate::api::tls::http(&config.tls)?,

@@ -155,6 +155,10 @@ pub struct DatabaseConfig {
     pub connect_timeout_ms: u64,
     /// PostgreSQL `statement_timeout` on every connection: no query may hang the hub.
     pub statement_timeout_ms: u64,
+    /// CA certificate(s), PEM, that sign PostgreSQL's server certificate. When set, connections
+    /// use TLS (rustls) and verify the server's name against `url`'s host; with
+    /// `sslmode=require` in `url`, a server without TLS is refused.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
@@ -165,6 +169,7 @@ impl Default for DatabaseConfig {
             pool_wait_timeout_ms: 5_000,
             connect_timeout_ms: 5_000,
             statement_timeout_ms: 10_000,
+            ca_file: None,
         }
     }
 }
@@ -442,6 +447,27 @@ impl Config {
                 "must be 1 to 3650: refused events hold personal data and cannot be kept forever",
             );
         }
+        match self.database.url.parse::<tokio_postgres::Config>() {
+            Ok(url)
+                if url.get_ssl_mode() == tokio_postgres::config::SslMode::Require
+                    && self.database.ca_file.is_none() =>
+            {
+                return invalid(
+                    "database.ca_file",
+                    "database.url asks for sslmode=require: set database.ca_file to the CA that \
+                     signs PostgreSQL's certificate",
+                );
+            }
+            _ => {}
+        }
+        if let Some(ca) = &self.database.ca_file
+            && !ca.is_file()
+        {
+            return invalid(
+                "database.ca_file",
+                &format!("{} is not a readable file", ca.display()),
+            );
+        }
         if self.database.pool_max_size == 0 {
             return invalid("database.pool_max_size", "must be at least 1");
         }
@@ -513,7 +539,13 @@ impl Config {
             .properties
             .get("security.protocol")
             .map_or("PLAINTEXT (librdkafka's default)", String::as_str);
+        let database = if self.database.ca_file.is_some() {
+            "TLS, server verified against database.ca_file"
+        } else {
+            "plain text"
+        };
         vec![
+            format!("PostgreSQL: {database}"),
             format!("gRPC {}: {grpc}", self.grpc.listen),
             format!("HTTP {}: {http}", self.http.listen),
             format!("Kafka: security.protocol = {kafka}"),

@@ -155,3 +155,35 @@ async fn http_is_served_over_tls_too() {
     );
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn postgresql_is_reached_over_verified_tls_when_configured() {
+    let env = TestEnv::new("pgtls").await;
+    // Debian's PostgreSQL serves TLS with its "snakeoil" certificate, issued to localhost.
+    let snakeoil = std::path::PathBuf::from("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    let mut database = env.config.database.clone();
+    database.url = format!(
+        "{}?sslmode=require",
+        database.url.replace("@127.0.0.1:", "@localhost:")
+    );
+    database.ca_file = Some(snakeoil);
+    let pool = lienthong::db::pool(&database).expect("pool");
+    let client = pool.get().await.expect("a TLS connection");
+    let encrypted: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("asked")
+        .get(0);
+    assert!(encrypted, "the connection is encrypted");
+
+    // A server whose certificate the configured CA did not sign is refused.
+    database.ca_file = Some(Pki::get().dir.join("ca.pem"));
+    let untrusted = lienthong::db::pool(&database).expect("pool");
+    assert!(
+        untrusted.get().await.is_err(),
+        "an unverified server was accepted"
+    );
+}

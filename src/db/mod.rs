@@ -1,10 +1,17 @@
 //! PostgreSQL: the connection pool and the versioned migrations in `migrations/`, applied at
 //! start-up. Each part of the hub owns its own tables; nothing here knows what they mean.
 //! Every connection has a `statement_timeout`, and the pool has wait and create timeouts, because
-//! neither PostgreSQL nor deadpool sets any by default.
+//! neither PostgreSQL nor deadpool sets any by default. With `database.ca_file` connections use
+//! TLS and verify the server.
+
+use std::path::Path;
+use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::DatabaseConfig;
 
@@ -24,6 +31,8 @@ pub enum DbError {
     Query(#[from] tokio_postgres::Error),
     #[error("applying migrations: {0}")]
     Migration(#[from] refinery::Error),
+    #[error("database.ca_file: {0}")]
+    Tls(String),
 }
 
 /// Builds the pool. Connections are opened lazily; call [`migrate`] to check the database.
@@ -35,13 +44,13 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
         config.statement_timeout_ms, config.statement_timeout_ms
     ));
     pg.application_name("lienthong");
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &config.ca_file {
+        None => Manager::from_config(pg, NoTls, manager_config),
+        Some(ca) => Manager::from_config(pg, tls_connector(ca)?, manager_config),
+    };
     Ok(Pool::builder(manager)
         .max_size(config.pool_max_size)
         .wait_timeout(Some(config.pool_wait_timeout()))
@@ -49,6 +58,29 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
         .recycle_timeout(Some(config.connect_timeout()))
         .runtime(Runtime::Tokio1)
         .build()?)
+}
+
+/// TLS to PostgreSQL, trusting only the CA(s) in `ca_file`, with rustls's ring provider (the
+/// one the hub installs; rustls will not choose between the two compiled in).
+fn tls_connector(ca_file: &Path) -> Result<MakeRustlsConnect, DbError> {
+    let fail = |why: String| DbError::Tls(format!("{}: {why}", ca_file.display()));
+    let pem = std::fs::read(ca_file).map_err(|e| fail(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        let certificate = certificate.map_err(|e| fail(e.to_string()))?;
+        roots.add(certificate).map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("holds no PEM certificate".to_owned()));
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| fail(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(tls))
 }
 
 /// Applies the migrations not yet applied. Safe to run at every start.
