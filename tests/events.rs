@@ -656,3 +656,88 @@ async fn quarantined_requests_are_sealed_and_every_read_is_recorded() {
     assert_eq!(readers, ["inspector-07"]);
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_rule_that_only_warns_accepts_the_event_and_the_warning_travels_with_it() {
+    let env = TestEnv::new("warn").await;
+    let hub = env.start_hub().await;
+    let token = env.member("portal").await;
+    for direction in [Direction::Publish, Direction::Subscribe] {
+        env.grant("portal", direction, "dossier.status-changed", PURPOSE)
+            .await;
+    }
+    let mut portal = client(&hub, Some(&token)).await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/examples/dossier.status-changed/invalid-transition.json");
+    let example: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("example")).expect("json");
+    let code = example["payload"]["dossier_code"]
+        .as_str()
+        .expect("code")
+        .to_owned();
+    let accepted = portal
+        .publish(lienthong::proto::PublishRequest {
+            event_type: "dossier.status-changed".into(),
+            ..publish_request(&code, &example["payload"])
+        })
+        .await
+        .expect("a transition the hub does not know is accepted")
+        .into_inner();
+    let rules: Vec<(&str, &str)> = accepted
+        .warnings
+        .iter()
+        .map(|w| (w.rule.as_str(), w.severity.as_str()))
+        .collect();
+    assert_eq!(rules, [("vn.status.transition", "warning")]);
+
+    let mut stream = portal
+        .subscribe(lienthong::proto::SubscribeRequest {
+            event_type: "dossier.status-changed".into(),
+            ..subscribe_request("tracking")
+        })
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    let envelope = delivery.envelope.expect("envelope");
+    assert_eq!(envelope.event_id, accepted.event_id);
+    let seen: Vec<&str> = envelope.warnings.iter().map(|w| w.rule.as_str()).collect();
+    assert_eq!(seen, ["vn.status.transition"]);
+
+    let metrics = reqwest::get(format!("http://{}/metrics", hub.http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            r#"lienthong_events_warned_total{event_type="dossier.status-changed",reason="vn.status.transition"} 1"#
+        ),
+        "{metrics}"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn names_and_phones_are_normalised_not_refused() {
+    let env = TestEnv::new("normalise").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let (code, mut payload) = dossier();
+    // Decomposed diacritics and stray spaces, as some keyboards and forms produce them.
+    payload["child"]["full_name"] = "  Nguye\u{0302}\u{0303}n Minh An ".into();
+    one_stop
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("a name in another Unicode form is accepted");
+    let mut stream = one_stop
+        .subscribe(subscribe_request("normalised"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    let received = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    assert_eq!(received["child"]["full_name"], "Nguyễn Minh An");
+    hub.shutdown().await.expect("clean shutdown");
+}

@@ -25,7 +25,7 @@ use crate::proto::{
     self, AcknowledgeRequest, AcknowledgeResponse, BatchItemResult, Delivery, PublishBatchResponse,
     PublishRequest, PublishResponse, SubscribeRequest, batch_item_result::Outcome,
 };
-use crate::registry::Violation;
+use crate::registry::{Severity, Violation};
 
 /// Violations spelled out in the status message.
 const VIOLATIONS_IN_MESSAGE: usize = 20;
@@ -92,6 +92,7 @@ impl From<Accepted> for PublishResponse {
             schema_subject: a.schema_subject,
             schema_version: a.schema_version,
             schema_id: a.schema_id as i32,
+            warnings: a.warnings.into_iter().map(proto_violation).collect(),
         }
     }
 }
@@ -101,6 +102,7 @@ fn proto_violation(v: Violation) -> proto::Violation {
         pointer: v.pointer,
         rule: v.rule,
         message: v.message,
+        severity: v.severity.as_str().to_owned(),
     }
 }
 
@@ -112,8 +114,13 @@ fn publish_status(error: PublishError) -> Status {
                 rejected.violations.len(),
                 rejected.quarantine_id
             );
+            // Warnings are listed too, marked: fixing them is not needed to be accepted.
+            let marked = |v: &Violation| match v.severity {
+                Severity::Error => format!("[{}]", v.rule),
+                Severity::Warning => format!("[{}, warning]", v.rule),
+            };
             for v in rejected.violations.iter().take(VIOLATIONS_IN_MESSAGE) {
-                message.push_str(&format!("; {} [{}] {}", v.pointer, v.rule, v.message));
+                message.push_str(&format!("; {} {} {}", v.pointer, marked(v), v.message));
             }
             let details = ErrorDetails::with_bad_request(
                 rejected
@@ -123,7 +130,7 @@ fn publish_status(error: PublishError) -> Status {
                     .map(|v| {
                         tonic_types::FieldViolation::new(
                             v.pointer.clone(),
-                            format!("[{}] {}", v.rule, v.message),
+                            format!("{} {}", marked(v), v.message),
                         )
                     })
                     .collect::<Vec<_>>(),
@@ -222,6 +229,14 @@ fn delivery(subscription_id: &str, event_type: &str, decoded: DecodedEvent) -> D
             purpose: get(headers::PURPOSE),
             legal_basis: get(headers::LEGAL_BASIS),
             traceparent: get(headers::TRACEPARENT),
+            // Written by the hub itself; a header it cannot read shows as no warnings.
+            warnings: h
+                .get(headers::WARNINGS)
+                .and_then(|json| serde_json::from_str::<Vec<Violation>>(json).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .map(proto_violation)
+                .collect(),
         }),
         payload: payload.map(json_to_struct),
         topic: received.topic,

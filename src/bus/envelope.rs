@@ -23,6 +23,8 @@ pub const CORRELATION_ID: &str = "ce_correlationid";
 pub const CAUSATION_ID: &str = "ce_causationid";
 pub const PURPOSE: &str = "ce_purpose";
 pub const LEGAL_BASIS: &str = "ce_legalbasis";
+/// Rules the event broke that only warn, as a JSON array of violations (no values).
+pub const WARNINGS: &str = "ce_warnings";
 pub const CONTENT_TYPE: &str = "content-type";
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -40,6 +42,8 @@ pub struct Envelope {
     pub causation_id: Option<String>,
     pub purpose: String,
     pub legal_basis: String,
+    /// The JSON of [`WARNINGS`], when the event was accepted with warnings.
+    pub warnings: Option<String>,
 }
 
 impl Envelope {
@@ -68,6 +72,9 @@ impl Envelope {
         ];
         if let Some(causation) = &self.causation_id {
             fields.push((CAUSATION_ID, causation));
+        }
+        if let Some(warnings) = &self.warnings {
+            fields.push((WARNINGS, warnings));
         }
         let mut headers = OwnedHeaders::new_with_capacity(fields.len() + trace_context.len());
         for (key, value) in fields {

@@ -162,6 +162,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         causation_id: None,
         purpose: "civil-registration".into(),
         legal_basis: "Decree 63/2024/ND-CP".into(),
+        warnings: None,
     };
     let headers = envelope.to_headers(&HashMap::new());
     let raw_bare = raw_produce(

@@ -20,7 +20,7 @@ use crate::access::{
 };
 use crate::bus::{Envelope, InFlight, ProduceError, trace};
 use crate::domain::DossierCode;
-use crate::registry::{EventSchema, Violation};
+use crate::registry::{EventSchema, Violation, normalised};
 use crate::telemetry::metrics::{EventLabels, RejectionLabels};
 
 /// How far ahead of the hub's clock `occurred_at` may be (clock skew between systems).
@@ -65,6 +65,8 @@ pub struct Accepted {
     pub schema_subject: String,
     pub schema_version: i32,
     pub schema_id: u32,
+    /// Rules the event broke that only warn: it was accepted, and they travel with it.
+    pub warnings: Vec<Violation>,
 }
 
 /// A refused event: every violation, and where it was kept.
@@ -212,6 +214,7 @@ struct Prepared {
     schema: Arc<EventSchema>,
     envelope: Envelope,
     bytes: Vec<u8>,
+    warnings: Vec<Violation>,
 }
 
 /// An event in the producer's queue.
@@ -219,6 +222,7 @@ struct Pending {
     schema: Arc<EventSchema>,
     event_id: Uuid,
     in_flight: InFlight,
+    warnings: Vec<Violation>,
 }
 
 /// Events a publishing stream may have queued to the producer and not yet acknowledged.
@@ -354,6 +358,9 @@ impl Events {
             ));
         }
         let envelope = check_envelope(input, &mut violations);
+        // Rules judge the normalised payload, and the event carries it; the quarantine keeps
+        // what was sent.
+        let payload = normalised(&input.payload);
         if let Some(schema) = &schema {
             // Codes are checked as valid on the event's own date in Viet Nam (today if unknown).
             let occurred = envelope
@@ -362,10 +369,12 @@ impl Events {
             let event_date = occurred
                 .with_timezone(&crate::domain::vietnam())
                 .date_naive();
-            violations.extend(schema.validate(&input.payload, event_date));
+            violations.extend(schema.validate(&payload, event_date));
         }
-        let encoded = match (&schema, envelope, violations.is_empty()) {
-            (Some(schema), Some(envelope), true) => match schema.encode(&input.payload) {
+        // Warnings alone do not stop an event: they travel with it.
+        let acceptable = !violations.iter().any(Violation::is_error);
+        let encoded = match (&schema, envelope, acceptable) {
+            (Some(schema), Some(envelope), true) => match schema.encode(&payload) {
                 Ok(bytes) => Some((schema.clone(), envelope, bytes)),
                 Err(violation) => {
                     violations.push(violation);
@@ -391,11 +400,16 @@ impl Events {
             causation_id: checked.causation_id,
             purpose: input.purpose.clone(),
             legal_basis: input.legal_basis.trim().to_owned(),
+            // Pointers, rule codes and messages: never a value (see `registry::rules`).
+            warnings: (!violations.is_empty())
+                .then(|| serde_json::to_string(&violations).ok())
+                .flatten(),
         };
         Ok(Prepared {
             schema,
             envelope,
             bytes,
+            warnings: violations,
         })
     }
 
@@ -437,6 +451,7 @@ impl Events {
             schema,
             envelope,
             bytes,
+            warnings,
         } = prepared;
         let trace_context: HashMap<String, String> = trace::current_context_headers();
         let in_flight = self
@@ -457,6 +472,7 @@ impl Events {
             schema,
             event_id: envelope.event_id,
             in_flight,
+            warnings,
         })
     }
 
@@ -465,6 +481,7 @@ impl Events {
             schema,
             event_id,
             in_flight,
+            warnings,
         } = pending;
         let produced = in_flight
             .acknowledged()
@@ -479,6 +496,15 @@ impl Events {
                 event_type: schema.event_type.clone(),
             })
             .inc();
+        for warning in &warnings {
+            self.metrics
+                .warned
+                .get_or_create(&RejectionLabels {
+                    event_type: schema.event_type.clone(),
+                    reason: warning.rule.clone(),
+                })
+                .inc();
+        }
         tracing::info!(
             %event_id,
             event_type = %schema.event_type,
@@ -494,6 +520,7 @@ impl Events {
             schema_subject: schema.subject.clone(),
             schema_version: schema.version,
             schema_id: schema.schema_id,
+            warnings,
         })
     }
 

@@ -118,7 +118,10 @@ fn collect(root: &Value, node: &Value, path: &str, out: &mut Vec<FieldDoc>) {
         field_rules.extend(
             rules::rules_for_field(name, |sibling| properties.contains_key(sibling))
                 .into_iter()
-                .map(|r| format!("`{r}`")),
+                .map(|r| match rules::severity(r) {
+                    super::Severity::Error => format!("`{r}`"),
+                    super::Severity::Warning => format!("`{r}` (warning)"),
+                }),
         );
         let text = |key: &str| {
             property

@@ -8,6 +8,7 @@ mod catalogue;
 pub mod compatibility;
 pub mod dictionary;
 pub mod lint;
+mod normalise;
 mod rules;
 pub mod store;
 mod violation;
@@ -22,7 +23,8 @@ use deadpool_postgres::Pool;
 use serde_json::Value;
 
 pub use catalogue::{Catalogue, CatalogueError, EventDefinition};
-pub use violation::Violation;
+pub use normalise::normalised;
+pub use violation::{Severity, Violation};
 
 use crate::db::DbError;
 use crate::domain::ReferenceData;

@@ -2,31 +2,36 @@
 //! in the same list. They apply by field name across every event type (the catalogue names
 //! fields consistently), with the reference data of the event's own date:
 //!
-//! | code | rule |
-//! |---|---|
-//! | `vn.personal_id.province` | the ID's 3-digit province prefix is known (and was issued on the birth date) |
-//! | `vn.personal_id.sex` | the century/sex digit agrees with `sex` beside it |
-//! | `vn.personal_id.birth_year` | century and year digits agree with `birth_date` beside it |
-//! | `vn.bhyt.group` | a health-insurance card (`card_number` beside `bhxh_number`) of a child under 6 is group `TE` |
-//! | `vn.bhyt.bhxh_number` | the card's last 10 digits are the social-insurance number beside it |
-//! | `vn.admin.province` | the 2-digit province code is valid on the event's date |
-//! | `vn.admin.commune` | the commune code is valid in its province on the event's date |
-//! | `vn.code.ethnicity` | the ethnicity code is in the national list |
-//! | `vn.code.nationality` | the nationality is an ISO 3166 country |
-//! | `vn.date.future` | a date of something that happened is not after the event |
-//! | `vn.date.order` | a birth is not after the dates that follow it (registration, death) |
-//! | `vn.status.transition` | a dossier status change is allowed by the portal's state machine |
-//! | `vn.name.nfc` | names are Unicode NFC, so the same name always compares equal |
-//! | `vn.text.nul` | no text holds a NUL character (no database downstream can store it) |
+//! | code | severity | rule |
+//! |---|---|---|
+//! | `vn.personal_id.province` | warning | the ID's 3-digit prefix is a province code issued on the birth date (IDs of births registered abroad carry country codes, not listed yet) |
+//! | `vn.personal_id.sex` | error | the century/sex digit agrees with `sex` beside it |
+//! | `vn.personal_id.birth_year` | error | century and year digits agree with `birth_date` beside it |
+//! | `vn.bhyt.group` | warning | a health-insurance card (`card_number` beside `bhxh_number`) of a child under 6 is group `TE` |
+//! | `vn.bhyt.bhxh_number` | error | the card's last 10 digits are the social-insurance number beside it |
+//! | `vn.admin.province` | error | the 2-digit province code is valid on the event's date |
+//! | `vn.admin.commune` | error | the commune code is valid in its province on the event's date |
+//! | `vn.code.ethnicity` | error | the ethnicity code is in the national list |
+//! | `vn.code.nationality` | error | the nationality is an ISO 3166 country |
+//! | `vn.date.future` | error | a date of something that happened is not after the event |
+//! | `vn.date.order` | error | a birth is not after the dates that follow it (registration, death) |
+//! | `vn.status.transition` | warning | a dossier status change is allowed by the portal's state machine |
+//! | `vn.text.nul` | error | no text holds a NUL character (no database downstream can store it) |
+//!
+//! A `warning` accepts the event and reports the problem (to the caller, in metrics and to
+//! subscribers): for rules whose data the hub cannot be sure of (incomplete lists, a portal state
+//! machine transcribed from practice) or that would guess at the law (a few children under six
+//! lawfully hold a health-insurance group other than TE). Everything else refuses the event.
+//! Text is normalised before these rules run (see `normalise`), so names in another Unicode
+//! form are not refused.
 //!
 //! Each message is Vietnamese, then English. Messages name fields, never their values: they
 //! reach logs, and values here are personal data.
 
 use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Value};
-use unicode_normalization::is_nfc;
 
-use super::Violation;
+use super::{Severity, Violation};
 use crate::domain::{PersonalId, ReferenceData, Sex};
 
 /// Date fields that name a future or a period, not something that happened.
@@ -60,9 +65,6 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
     if is_health_card(name, has_sibling) {
         rules.extend(["vn.bhyt.group", "vn.bhyt.bhxh_number"]);
     }
-    if name == "name" || name.ends_with("_name") {
-        rules.push("vn.name.nfc");
-    }
     if (name.ends_with("_date") || name.ends_with("_at"))
         && !FORWARD_LOOKING.iter().any(|word| name.contains(word))
     {
@@ -93,8 +95,27 @@ pub fn check(payload: &Value, context: &RuleContext<'_>) -> Vec<Violation> {
     out
 }
 
+/// Rules that warn instead of refusing (see the table above).
+const WARNINGS: [&str; 3] = [
+    "vn.personal_id.province",
+    "vn.bhyt.group",
+    "vn.status.transition",
+];
+
+/// What breaking `rule` does to an event.
+pub fn severity(rule: &str) -> Severity {
+    if WARNINGS.contains(&rule) {
+        Severity::Warning
+    } else {
+        Severity::Error
+    }
+}
+
 fn violation(out: &mut Vec<Violation>, pointer: String, rule: &str, vi: &str, en: &str) {
-    out.push(Violation::new(pointer, rule, format!("{vi} / {en}")));
+    out.push(Violation {
+        severity: severity(rule),
+        ..Violation::new(pointer, rule, format!("{vi} / {en}"))
+    });
 }
 
 fn walk(value: &Value, context: &RuleContext<'_>, pointer: &mut String, out: &mut Vec<Violation>) {
@@ -155,18 +176,6 @@ fn check_object(
             && let Some(card) = value.as_str()
         {
             check_health_card(card, fields, context, &at(key), out);
-        }
-        if (key == "name" || key.ends_with("_name"))
-            && let Some(name) = value.as_str()
-            && !is_nfc(name)
-        {
-            violation(
-                out,
-                at(key),
-                "vn.name.nfc",
-                "tên chưa chuẩn hoá Unicode NFC",
-                "the name is not Unicode NFC",
-            );
         }
         if let Some(date) = date_of(Some(value))
             && (key.ends_with("_date") || key.ends_with("_at"))
@@ -500,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_in_the_past_and_in_order_and_names_are_nfc() {
+    fn dates_are_in_the_past_and_in_order() {
         let payload = json!({
             "received_at": "2026-11-20T09:15:00+07:00",
             "child": {"full_name": "Nguye\u{0302}\u{0303}n", "birth_date": "2026-11-21"},
@@ -512,7 +521,6 @@ mod tests {
             [
                 pair("/payload/child/birth_date", "vn.date.future"),
                 pair("/payload/child/birth_date", "vn.date.order"),
-                pair("/payload/child/full_name", "vn.name.nfc"),
                 pair("/payload/deceased/date_of_death", "vn.date.order"),
             ]
         );

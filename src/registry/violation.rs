@@ -2,6 +2,27 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What a broken rule does to the event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The event is refused and quarantined.
+    #[default]
+    Error,
+    /// The event is accepted; the warning goes back to the caller and along to subscribers.
+    /// For rules whose data the hub cannot be sure of, or which would guess at the law.
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     /// JSON pointer into the request, e.g. `/payload/child/birth_date`.
@@ -10,9 +31,13 @@ pub struct Violation {
     /// (`envelope.correlation_id`, `avro`).
     pub rule: String,
     pub message: String,
+    /// Rows quarantined before severities existed were all errors.
+    #[serde(default)]
+    pub severity: Severity,
 }
 
 impl Violation {
+    /// A broken rule that refuses the event.
     pub fn new(
         pointer: impl Into<String>,
         rule: impl Into<String>,
@@ -22,6 +47,11 @@ impl Violation {
             pointer: pointer.into(),
             rule: rule.into(),
             message: message.into(),
+            severity: Severity::Error,
         }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 }

@@ -41,6 +41,8 @@ pub struct Metrics {
     registry: Registry,
     pub published: Family<EventLabels, Counter>,
     pub rejected: Family<RejectionLabels, Counter>,
+    /// Accepted events that broke a rule that only warns, by rule (`reason`).
+    pub warned: Family<RejectionLabels, Counter>,
     pub delivered: Family<EventLabels, Counter>,
     pub produce_latency: Histogram,
     pub consumer_lag: Family<LagLabels, Gauge>,
@@ -65,6 +67,12 @@ impl Default for Metrics {
             "events_rejected",
             "Events refused and quarantined, by reason",
             rejected.clone(),
+        );
+        let warned = Family::<RejectionLabels, Counter>::default();
+        registry.register(
+            "events_warned",
+            "Events accepted with a warning, by the rule that warned (reason)",
+            warned.clone(),
         );
         let delivered = Family::<EventLabels, Counter>::default();
         registry.register(
@@ -118,6 +126,7 @@ impl Default for Metrics {
             registry,
             published,
             rejected,
+            warned,
             delivered,
             produce_latency,
             consumer_lag,
