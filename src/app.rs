@@ -30,6 +30,10 @@ use crate::registry::{Catalogue, Registry, RegistryError};
 use crate::telemetry::Metrics;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often idle connections are probed, and how long an answer may take.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// How long open gRPC calls may finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 /// Largest answer the gRPC API writes: a PublishBatch answer holds up to 20 000 results.
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
 /// Connections of the access policy: one polls for changes, one records refusals.
@@ -125,6 +129,8 @@ impl Hub {
         let producer = Producer::new(&config.kafka)?;
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
+        // Background tasks start below; if the start fails after that, this guard stops them.
+        let stop_on_failure = shutdown.clone().drop_guard();
         let tracker = TaskTracker::new();
         // The access policy reads and records on connections of its own (see `Access`).
         let access_pool = db::pool(&DatabaseConfig {
@@ -199,6 +205,11 @@ impl Hub {
         }
         let grpc = grpc_server
             .concurrency_limit_per_connection(config.limits.concurrency_per_connection)
+            // Dead clients are noticed and their subscriptions freed, rather than held until the
+            // operating system gives up on the connection.
+            .http2_keepalive_interval(Some(KEEPALIVE))
+            .http2_keepalive_timeout(Some(KEEPALIVE))
+            .tcp_keepalive(Some(KEEPALIVE))
             .timeout(config.limits.request_timeout())
             .layer(AuthLayer::new(access.clone(), limits))
             .add_service(health_service)
@@ -233,6 +244,7 @@ impl Hub {
             shutdown.clone(),
         );
         tracing::info!(%grpc_addr, %http_addr, tls = config.tls.enabled(), "hub ready");
+        stop_on_failure.disarm();
         Ok(Self {
             grpc_addr,
             http_addr,
@@ -255,8 +267,17 @@ impl Hub {
     /// until every produced event is acknowledged by the broker.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.shutdown.cancel();
-        // The servers first: once they stop, no call can start another subscription.
-        let grpc = self.grpc.await?;
+        // The servers first: once they stop, no call can start another subscription. A client
+        // holding a call open past the grace period is cut off.
+        let mut grpc_task = self.grpc;
+        let grpc = match tokio::time::timeout(SHUTDOWN_GRACE, &mut grpc_task).await {
+            Ok(joined) => joined?,
+            Err(_) => {
+                tracing::warn!("gRPC calls still open after the grace period; closing them");
+                grpc_task.abort();
+                Ok(())
+            }
+        };
         let http = self.http.await?;
         self.tracker.close();
         self.tracker.wait().await;

@@ -230,7 +230,8 @@ pub struct LimitsConfig {
     pub event_burst: NonZeroU32,
     /// Largest gRPC message the hub reads (one event, or one delivery it sends).
     pub max_message_bytes: usize,
-    /// Longest a unary call may take before it is answered DEADLINE_EXCEEDED.
+    /// Longest a call (a PublishBatch included) may take before it is answered
+    /// DEADLINE_EXCEEDED; longer than `kafka.produce_timeout_ms`.
     pub request_timeout_ms: u64,
     /// Calls one client connection may have in progress at once.
     pub concurrency_per_connection: usize,
@@ -249,7 +250,7 @@ impl Default for LimitsConfig {
             events_per_second: n(50_000),
             event_burst: n(100_000),
             max_message_bytes: 1 << 20,
-            request_timeout_ms: 30_000,
+            request_timeout_ms: 60_000,
             concurrency_per_connection: 256,
             subscription_buffer_bytes: 16 << 20,
             max_batch_events: 10_000,
@@ -423,11 +424,15 @@ impl Config {
                 "must be 4096 to 67108864 (a birth dossier is about 2 KB)",
             );
         }
-        if self.limits.request_timeout_ms == 0 || self.limits.concurrency_per_connection == 0 {
+        if self.limits.request_timeout_ms <= self.kafka.produce_timeout_ms {
             return invalid(
                 "limits.request_timeout_ms",
-                "request_timeout_ms and concurrency_per_connection must be above 0",
+                "must be longer than kafka.produce_timeout_ms: a call cut off while the broker \
+                 is still answering loses the outcome of events already published",
             );
+        }
+        if self.limits.concurrency_per_connection == 0 {
+            return invalid("limits.concurrency_per_connection", "must be above 0");
         }
         if !(1..=10_000).contains(&self.limits.max_batch_events) {
             return invalid(

@@ -43,12 +43,12 @@ async fn denials(env: &TestEnv, system: &str, count: usize) -> Vec<DenialRow> {
     }
 }
 
-/// The status a stream ends with; it must end within a few refresh intervals (100 ms in tests).
+/// The status a stream ends with; it must end within seconds (refresh interval 100 ms in tests).
 async fn ending(stream: &mut tonic::Streaming<lienthong::proto::Delivery>) -> tonic::Status {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match tokio::time::timeout_at(deadline, stream.message()).await {
-            Err(_) => panic!("the stream did not end within 5 s"),
+            Err(_) => panic!("the stream did not end within 10 s"),
             Ok(Ok(Some(_))) => {}
             Ok(Ok(None)) => panic!("the stream ended without saying why"),
             Ok(Err(status)) => return status,
@@ -133,7 +133,7 @@ async fn without_a_right_nothing_is_published_or_delivered_and_the_attempt_is_re
     let expected = [
         ("publish", EVENT_TYPE, PURPOSE, "no_right"),
         ("subscribe", EVENT_TYPE, PURPOSE, "no_right"),
-        ("publish", "\"birth.made-up\"", PURPOSE, "unknown_type"),
+        ("publish", "(unknown event type)", PURPOSE, "unknown_type"),
         // What the caller typed as a purpose (here an ID number) is not stored.
         ("publish", EVENT_TYPE, "(not a purpose code)", "purpose"),
     ];
@@ -370,7 +370,7 @@ async fn disabled_systems_and_expired_tokens_are_refused() {
         .set_disabled(&system("one-stop"), false)
         .await
         .expect("enabled");
-    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(6);
     let expiring = credentials
         .issue_token(&system("one-stop"), Some(expires_at))
         .await
@@ -420,7 +420,10 @@ async fn a_system_cannot_hold_more_subscriptions_than_its_cap_even_all_at_once()
     let opened = outcomes.iter().filter(|o| o.is_ok()).count();
     let refused = outcomes
         .iter()
-        .filter(|o| matches!(o, Err(s) if s.code() == Code::ResourceExhausted))
+        .filter(|o| {
+            matches!(o, Err(s) if s.code() == Code::ResourceExhausted
+                && s.message().contains("subscriptions"))
+        })
         .count();
     assert_eq!((opened, refused), (cap, 8));
     drop(outcomes);

@@ -633,6 +633,18 @@ async fn quarantined_requests_are_sealed_and_every_read_is_recorded() {
             .any(|w| w == mother_id.as_bytes()),
         "the sealed request does not show the ID"
     );
+    let clear: String = client
+        .query_one(
+            "SELECT row_to_json(q)::text FROM quarantine q WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert!(
+        !clear.contains(&mother_id),
+        "no column shows the ID: {clear}"
+    );
 
     let keys = lienthong::events::QuarantineKeys::load(&env.config.quarantine).expect("keys");
     let request = lienthong::events::Quarantine::new(env.pool.clone(), Some(keys.into()))

@@ -88,7 +88,44 @@ async fn a_registered_certificate_identifies_its_system_and_others_are_refused()
             .map(|_| ())
             .map_err(|status| status.code()),
     };
-    assert!(outcome.is_err(), "an expired certificate was accepted");
+    // Refused by the TLS handshake itself, not later by the hub's own checks.
+    assert!(
+        matches!(outcome, Err(Code::Unavailable | Code::Unknown)),
+        "an expired certificate must fail the handshake: {outcome:?}"
+    );
+
+    // A registered certificate past its expiry in the hub's records is refused by the hub.
+    env.pool
+        .get()
+        .await
+        .expect("connection")
+        .execute(
+            "UPDATE system_credential SET expires_at = now() - interval '1 minute' WHERE id = $1",
+            &[&credential],
+        )
+        .await
+        .expect("expired in the records");
+    hub.access_caught_up().await.expect("caught up");
+    let channel = tls_channel(&hub, Some(&registered))
+        .await
+        .expect("handshake");
+    let status = client_on(channel, &hub, None)
+        .await
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect_err("expired in the records");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("expired"), "{}", status.message());
+    env.pool
+        .get()
+        .await
+        .expect("connection")
+        .execute(
+            "UPDATE system_credential SET expires_at = now() + interval '1 day' WHERE id = $1",
+            &[&credential],
+        )
+        .await
+        .expect("valid again");
 
     // Revoking the certificate's credential ends its use.
     credentials
@@ -162,10 +199,8 @@ async fn postgresql_is_reached_over_verified_tls_when_configured() {
     // Debian's PostgreSQL serves TLS with its "snakeoil" certificate, issued to localhost.
     let snakeoil = std::path::PathBuf::from("/etc/ssl/certs/ssl-cert-snakeoil.pem");
     let mut database = env.config.database.clone();
-    database.url = format!(
-        "{}?sslmode=require",
-        database.url.replace("@127.0.0.1:", "@localhost:")
-    );
+    // No sslmode in the URL: a configured CA alone must make TLS required.
+    database.url = database.url.replace("@127.0.0.1:", "@localhost:");
     database.ca_file = Some(snakeoil);
     let pool = lienthong::db::pool(&database).expect("pool");
     let client = pool.get().await.expect("a TLS connection");

@@ -21,7 +21,7 @@ use super::credentials::{TOKEN_PREFIX, certificate_fingerprint, hash};
 use super::denials::{DenialQueue, DenialRecorder, DenialRow};
 use super::disclosure::FieldSet;
 use super::load::{current_generation, read_snapshot};
-use super::policy::{AuthFailure, Caller, Denied, Direction, Snapshot, Target, quoted};
+use super::policy::{AuthFailure, Caller, Denied, Direction, Snapshot, Target};
 use crate::db::DbError;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{AuthFailureLabels, DenialLabels};
@@ -301,14 +301,17 @@ impl Access {
             })
             .inc();
         tracing::info!(system = %caller.system, action = %direction, reason = denied.code, "access denied");
-        let known = |text: &str, ok: bool| {
-            if ok { text.to_owned() } else { quoted(text) }
-        };
+        // Only catalogue names and purpose codes are stored: whatever else a caller typed there
+        // might be personal data.
         self.denials.push(DenialRow {
             at: Utc::now(),
             system: caller.system.clone(),
             action: direction,
-            resource: known(resource, self.target(resource).is_some()),
+            resource: if self.target(resource).is_some() {
+                resource.to_owned()
+            } else {
+                "(unknown event type)".to_owned()
+            },
             purpose: if super::is_purpose_code(purpose) {
                 purpose.to_owned()
             } else {

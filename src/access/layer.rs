@@ -96,7 +96,7 @@ where
             match access.authenticate(token, certificate.as_deref()).await {
                 Ok(caller) => {
                     if let Err(throttled) = limits.call(&caller.system) {
-                        return Ok(Status::resource_exhausted(throttled.to_string()).into_http());
+                        return Ok(Status::from(throttled).into_http());
                     }
                     request.extensions_mut().insert(caller);
                     inner.call(request).await

@@ -20,6 +20,18 @@ pub struct Throttled {
     pub retry_after: Duration,
 }
 
+/// RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo`, so clients back off by the right amount.
+impl From<Throttled> for tonic::Status {
+    fn from(throttled: Throttled) -> Self {
+        use tonic_types::{ErrorDetails, StatusExt as _};
+        tonic::Status::with_error_details(
+            tonic::Code::ResourceExhausted,
+            throttled.to_string(),
+            ErrorDetails::with_retry_info(Some(throttled.retry_after)),
+        )
+    }
+}
+
 pub struct SystemLimits {
     calls: DefaultKeyedRateLimiter<SystemId>,
     events: DefaultKeyedRateLimiter<SystemId>,

@@ -367,7 +367,7 @@ impl Snapshot {
 
 /// Caller input quoted back in a refusal or a record: cut to a sane length and escaped, so it
 /// cannot carry control characters into a terminal or a log line.
-pub(super) fn quoted(text: &str) -> String {
+fn quoted(text: &str) -> String {
     format!("{:?}", text.chars().take(64).collect::<String>())
 }
 

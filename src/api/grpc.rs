@@ -149,17 +149,8 @@ fn publish_status(error: PublishError) -> Status {
             Status::unavailable("the event is invalid but could not be quarantined; retry")
         }
         PublishError::Denied(denied) => denied_status(&denied),
-        PublishError::Throttled(throttled) => throttled_status(&throttled),
+        PublishError::Throttled(throttled) => throttled.into(),
     }
-}
-
-/// RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo`, so clients back off by the right amount.
-pub(crate) fn throttled_status(throttled: &crate::access::Throttled) -> Status {
-    Status::with_error_details(
-        Code::ResourceExhausted,
-        throttled.to_string(),
-        ErrorDetails::with_retry_info(Some(throttled.retry_after)),
-    )
 }
 
 fn denied_status(denied: &Denied) -> Status {
@@ -254,10 +245,12 @@ type ResultStream = Pin<Box<dyn Stream<Item = Result<BatchItemResult, Status>> +
 fn batch_outcome(outcome: Result<Accepted, PublishError>) -> Outcome {
     match outcome {
         Ok(accepted) => Outcome::Accepted(accepted.into()),
+        // Capped like a single refusal's details: 10 000 results must fit one answer.
         Err(PublishError::Rejected(rejected)) => Outcome::Rejected(proto::Rejection {
             violations: rejected
                 .violations
                 .into_iter()
+                .take(VIOLATIONS_IN_DETAILS)
                 .map(proto_violation)
                 .collect(),
             quarantine_id: rejected.quarantine_id,

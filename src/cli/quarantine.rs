@@ -22,7 +22,7 @@ pub enum QuarantineCommand {
         /// Its number, from `quarantine list`.
         id: i64,
         /// Who reads it (recorded), e.g. an operator's name or staff id.
-        #[arg(long, env = "LIENTHONG_OPERATOR")]
+        #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
         by: String,
     },
 }

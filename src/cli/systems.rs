@@ -101,7 +101,7 @@ pub enum SystemsCommand {
 #[derive(Debug, Args)]
 pub struct By {
     /// Who makes this change (recorded with it), e.g. an operator's name or staff id.
-    #[arg(long, env = "LIENTHONG_OPERATOR")]
+    #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     by: String,
 }
 

@@ -49,7 +49,12 @@ pub fn pool(config: &DatabaseConfig) -> Result<Pool, DbError> {
     };
     let manager = match &config.ca_file {
         None => Manager::from_config(pg, NoTls, manager_config),
-        Some(ca) => Manager::from_config(pg, tls_connector(ca)?, manager_config),
+        Some(ca) => {
+            // With a CA configured, TLS is required: libpq's default (`prefer`) would fall back
+            // to plain text if a man in the middle answered that TLS is not offered.
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Manager::from_config(pg, tls_connector(ca)?, manager_config)
+        }
     };
     Ok(Pool::builder(manager)
         .max_size(config.pool_max_size)

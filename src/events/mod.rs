@@ -225,7 +225,7 @@ impl Events {
             subscriptions.insert(id, (caller.system.clone(), subscription));
             deliveries
         };
-        tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, purpose = %input.purpose, legal_basis, "subscription started");
+        tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, purpose = %input.purpose, "subscription started");
         let withdrawal = self.access.withdrawal(
             caller.clone(),
             input.event_type.clone(),

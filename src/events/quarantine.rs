@@ -70,6 +70,20 @@ impl From<deadpool_postgres::PoolError> for QuarantineError {
     }
 }
 
+/// What a sealed request is bound to: the row's identity in clear. Microseconds, as PostgreSQL
+/// keeps them, so the time reads back identical.
+fn seal_context(
+    system: &str,
+    event_id: &str,
+    correlation_id: &str,
+    received_at: DateTime<Utc>,
+) -> String {
+    format!(
+        "{system}\n{event_id}\n{correlation_id}\n{}",
+        received_at.timestamp_micros()
+    )
+}
+
 #[derive(Clone)]
 pub struct Quarantine {
     pool: Pool,
@@ -95,17 +109,24 @@ impl Quarantine {
             .expect("violations are plain strings and serialise");
         let request =
             serde_json::to_vec(entry.request).expect("a JSON value always serialises to bytes");
-        let (key_id, sealed) = self.keys()?.seal(&request);
         // PostgreSQL text cannot hold NUL: the clear columns keep U+FFFD in its place rather
         // than failing (the caller would retry an invalid event forever).
         let strip = |text: &str| replace_nul(text);
+        let received_at = Utc::now();
+        let context = seal_context(
+            entry.system.as_str(),
+            &strip(entry.event_id),
+            &strip(entry.correlation_id),
+            received_at,
+        );
+        let (key_id, sealed) = self.keys()?.seal(&request, &context);
         let client = self.pool.get().await?;
         let row = client
             .query_one(
                 "INSERT INTO quarantine
                    (system_id, event_type, event_id, correlation_id, reason, violations, sealed,
-                    key_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                    key_id, received_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 &[
                     &entry.system.as_str(),
                     &strip(entry.event_type),
@@ -115,6 +136,7 @@ impl Quarantine {
                     &violations,
                     &sealed,
                     &key_id,
+                    &received_at,
                 ],
             )
             .await?;
@@ -129,7 +151,8 @@ impl Quarantine {
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(
-                "SELECT sealed, key_id FROM quarantine WHERE id = $1",
+                "SELECT sealed, key_id, system_id, event_id, correlation_id, received_at
+                 FROM quarantine WHERE id = $1",
                 &[&id],
             )
             .await?
@@ -140,7 +163,8 @@ impl Quarantine {
         ) else {
             return Err(QuarantineError::NotSealed(id));
         };
-        let request = keys.open(&key_id, &sealed)?;
+        let context = seal_context(row.get(2), row.get(3), row.get(4), row.get(5));
+        let request = keys.open(&key_id, &sealed, &context)?;
         tx.execute(
             "INSERT INTO quarantine_read (quarantine_id, read_by) VALUES ($1, $2)",
             &[&id, &by],

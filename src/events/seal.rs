@@ -41,6 +41,10 @@ pub struct QuarantineKeys {
     keys: HashMap<String, XChaCha20Poly1305>,
 }
 
+fn associated_data(key_id: &str, context: &str) -> String {
+    format!("{key_id}\n{context}")
+}
+
 fn read_key(path: &Path) -> Result<XChaCha20Poly1305, SealError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| SealError::Read {
@@ -67,11 +71,14 @@ impl QuarantineKeys {
         })
     }
 
-    /// Seals `plaintext` with the active key; returns the key's id and nonce + ciphertext.
-    pub fn seal(&self, plaintext: &[u8]) -> (String, Vec<u8>) {
+    /// Seals `plaintext` with the active key, bound to `context` (what identifies the row in
+    /// clear, so a sealed value moved to another row no longer opens); returns the key's id and
+    /// nonce + ciphertext.
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> (String, Vec<u8>) {
         let cipher = &self.keys[&self.active];
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = self.active.as_bytes();
+        let aad = associated_data(&self.active, context);
+        let aad = aad.as_bytes();
         // Encryption fails only for inputs beyond ChaCha20's 256 GiB limit, which a request
         // bounded by limits.max_message_bytes cannot reach.
         let ciphertext = cipher
@@ -88,8 +95,8 @@ impl QuarantineKeys {
         (self.active.clone(), sealed)
     }
 
-    /// Opens what [`Self::seal`] produced under key `key_id`.
-    pub fn open(&self, key_id: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    /// Opens what [`Self::seal`] produced under key `key_id` for the same `context`.
+    pub fn open(&self, key_id: &str, sealed: &[u8], context: &str) -> Result<Vec<u8>, SealError> {
         let cipher = self
             .keys
             .get(key_id)
@@ -103,7 +110,7 @@ impl QuarantineKeys {
                 XNonce::from_slice(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: key_id.as_bytes(),
+                    aad: associated_data(key_id, context).as_bytes(),
                 },
             )
             .map_err(|_| SealError::Corrupt(key_id.to_owned()))
@@ -134,7 +141,7 @@ mod tests {
             ..QuarantineConfig::default()
         })
         .expect("keys");
-        let (id, sealed) = before.seal(b"{\"personal_id\":\"048195001234\"}");
+        let (id, sealed) = before.seal(b"{\"personal_id\":\"048195001234\"}", "row 1");
         assert!(!String::from_utf8_lossy(&sealed).contains("048195001234"));
 
         let after = QuarantineKeys::load(&QuarantineConfig {
@@ -145,20 +152,27 @@ mod tests {
         })
         .expect("rotated keys");
         assert_eq!(
-            after.open(&id, &sealed).expect("opens"),
+            after.open(&id, &sealed, "row 1").expect("opens"),
             b"{\"personal_id\":\"048195001234\"}"
         );
-        assert_eq!(after.seal(b"x").0, "2026-12");
+        assert_eq!(after.seal(b"x", "row 2").0, "2026-12");
+        assert!(
+            matches!(
+                after.open(&id, &sealed, "row 2"),
+                Err(SealError::Corrupt(_))
+            ),
+            "a sealed value moved to another row does not open"
+        );
 
         let mut altered = sealed.clone();
         let last = altered.len() - 1;
         altered[last] ^= 1;
         assert!(matches!(
-            after.open(&id, &altered),
+            after.open(&id, &altered, "row 1"),
             Err(SealError::Corrupt(_))
         ));
         assert!(matches!(
-            after.open("2025-01", &sealed),
+            after.open("2025-01", &sealed, "row 1"),
             Err(SealError::UnknownKey(_))
         ));
         let bad = key_file(&dir, "bad.key", "not hex");
