@@ -753,3 +753,58 @@ async fn names_and_phones_are_normalised_not_refused() {
     assert_eq!(received["child"]["full_name"], "Nguyễn Minh An");
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_birth_certificate_is_published_before_any_dossier_exists() {
+    let env = TestEnv::new("predossier").await;
+    let hub = env.start_hub().await;
+    let token = env.member("hospital").await;
+    for direction in [Direction::Publish, Direction::Subscribe] {
+        env.grant(
+            "hospital",
+            direction,
+            "birth.e-birth-certificate-issued",
+            PURPOSE,
+        )
+        .await;
+    }
+    let mut hospital = client(&hub, Some(&token)).await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/examples/birth.e-birth-certificate-issued/valid-before-dossier.json");
+    let certificate: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("example")).expect("json");
+    let accepted = hospital
+        .publish(lienthong::proto::PublishRequest {
+            event_type: "birth.e-birth-certificate-issued".into(),
+            ..publish_request("", &certificate)
+        })
+        .await
+        .expect("no dossier yet, and none is needed")
+        .into_inner();
+
+    // A dossier-keyed type still needs its dossier code.
+    let (_, dossier) = dossier();
+    let status = hospital
+        .publish(publish_request("", &dossier))
+        .await
+        .expect_err("a dossier event without its dossier code");
+    assert!(
+        status.message().contains("/correlation_id"),
+        "{}",
+        status.message()
+    );
+
+    let mut stream = hospital
+        .subscribe(lienthong::proto::SubscribeRequest {
+            event_type: "birth.e-birth-certificate-issued".into(),
+            ..subscribe_request("births")
+        })
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    let envelope = delivery.envelope.expect("envelope");
+    assert_eq!(envelope.event_id, accepted.event_id);
+    assert_eq!(envelope.correlation_id, "", "no dossier yet");
+    hub.shutdown().await.expect("clean shutdown");
+}

@@ -37,8 +37,9 @@ pub struct Envelope {
     pub occurred_at: DateTime<FixedOffset>,
     pub recorded_at: DateTime<Utc>,
     pub producer_system: SystemId,
-    /// The dossier code; also the record's key.
-    pub correlation_id: DossierCode,
+    /// The dossier code, if the event belongs to one yet (the record's key unless its type
+    /// declares another).
+    pub correlation_id: Option<DossierCode>,
     pub causation_id: Option<String>,
     pub purpose: String,
     pub legal_basis: String,
@@ -65,11 +66,13 @@ impl Envelope {
             (RECORDED_AT, &recorded),
             (SCHEMA_SUBJECT, &self.schema_subject),
             (SCHEMA_VERSION, &version),
-            (CORRELATION_ID, self.correlation_id.as_str()),
             (PURPOSE, &self.purpose),
             (LEGAL_BASIS, &self.legal_basis),
             (CONTENT_TYPE, "application/avro"),
         ];
+        if let Some(correlation) = &self.correlation_id {
+            fields.push((CORRELATION_ID, correlation.as_str()));
+        }
         if let Some(causation) = &self.causation_id {
             fields.push((CAUSATION_ID, causation));
         }

@@ -158,7 +158,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         occurred_at: chrono::Utc::now().fixed_offset(),
         recorded_at: chrono::Utc::now(),
         producer_system: SystemId::parse("bench")?,
-        correlation_id: DossierCode::parse(key)?,
+        correlation_id: Some(DossierCode::parse(key)?),
         causation_id: None,
         purpose: "civil-registration".into(),
         legal_basis: "Decree 63/2024/ND-CP".into(),

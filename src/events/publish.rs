@@ -112,7 +112,8 @@ fn reason(schema: Option<&EventSchema>, violations: &[Violation]) -> &'static st
 struct CheckedEnvelope {
     event_id: Uuid,
     occurred_at: DateTime<FixedOffset>,
-    correlation_id: DossierCode,
+    /// Empty in the request: the event type decides whether that is allowed.
+    correlation_id: Option<DossierCode>,
     causation_id: Option<String>,
 }
 
@@ -160,15 +161,19 @@ fn check_envelope(
             }
         }
     };
-    let correlation_id = match DossierCode::parse(&input.correlation_id) {
-        Ok(code) => Some(code),
-        Err(e) => {
-            violations.push(Violation::new(
-                "/correlation_id",
-                "envelope.correlation_id",
-                e.to_string(),
-            ));
-            None
+    let correlation_id = if input.correlation_id.is_empty() {
+        Some(None)
+    } else {
+        match DossierCode::parse(&input.correlation_id) {
+            Ok(code) => Some(Some(code)),
+            Err(e) => {
+                violations.push(Violation::new(
+                    "/correlation_id",
+                    "envelope.correlation_id",
+                    e.to_string(),
+                ));
+                None
+            }
         }
     };
     let causation_id = if input.causation_id.is_empty() {
@@ -209,10 +214,24 @@ fn check_envelope(
     })
 }
 
+/// The record key of an accepted event: the dossier code, or the payload field its type names
+/// (a required string, so present once the payload is valid).
+fn record_key(schema: &EventSchema, checked: &CheckedEnvelope, payload: &Value) -> Option<String> {
+    match &schema.key {
+        None => checked
+            .correlation_id
+            .as_ref()
+            .map(|c| c.as_str().to_owned()),
+        Some(field) => payload[field.as_str()].as_str().map(str::to_owned),
+    }
+}
+
 /// A valid event, encoded and ready to produce.
 struct Prepared {
     schema: Arc<EventSchema>,
     envelope: Envelope,
+    /// The Kafka key: the dossier code, or the field the event type names.
+    key: String,
     bytes: Vec<u8>,
     warnings: Vec<Violation>,
 }
@@ -372,6 +391,16 @@ impl Events {
                 .with_timezone(&crate::domain::vietnam())
                 .date_naive();
             violations.extend(schema.validate(&payload, event_date));
+            let no_dossier = envelope
+                .as_ref()
+                .is_some_and(|e| e.correlation_id.is_none());
+            if schema.key.is_none() && no_dossier {
+                violations.push(Violation::new(
+                    "/correlation_id",
+                    "envelope.correlation_id",
+                    "is required for this event type: the dossier code, which keys its records",
+                ));
+            }
         }
         // Warnings alone do not stop an event: they travel with it.
         let acceptable = !violations.iter().any(Violation::is_error);
@@ -385,7 +414,11 @@ impl Events {
             },
             _ => None,
         };
-        let Some((schema, checked, bytes)) = encoded else {
+        let record_key = match (&encoded, &schema) {
+            (Some((_, checked, _)), Some(schema)) => record_key(schema, checked, &payload),
+            _ => None,
+        };
+        let (Some((schema, checked, bytes)), Some(key)) = (encoded, record_key) else {
             return Err(self
                 .reject(caller, input, schema.as_deref(), violations)
                 .await);
@@ -410,6 +443,7 @@ impl Events {
         Ok(Prepared {
             schema,
             envelope,
+            key,
             bytes,
             warnings: violations,
         })
@@ -452,6 +486,7 @@ impl Events {
         let Prepared {
             schema,
             envelope,
+            key,
             bytes,
             warnings,
         } = prepared;
@@ -460,7 +495,7 @@ impl Events {
             .producer
             .enqueue(
                 &schema.topic,
-                envelope.correlation_id.as_str(),
+                &key,
                 &bytes,
                 envelope.to_headers(&trace_context),
             )

@@ -56,6 +56,8 @@ struct EventEntry {
     /// Only the hub itself produces this type (audit records): no member may be granted it.
     #[serde(default)]
     hub_only: bool,
+    /// The payload field that keys records of this type, when not the dossier code.
+    key: Option<String>,
 }
 
 /// One event type as the catalogue describes it.
@@ -67,6 +69,9 @@ pub struct EventDefinition {
     pub description: String,
     /// Only the hub itself produces events of this type.
     pub hub_only: bool,
+    /// The required payload field that keys its records; `None`: the dossier code (the
+    /// envelope's correlation id, then required).
+    pub key: Option<String>,
     pub json_schema: Value,
     /// The Avro schema exactly as written in the `.avsc` file.
     pub avro_text: String,
@@ -110,18 +115,32 @@ impl Catalogue {
             let json_path = dir
                 .join("events")
                 .join(format!("{}.schema.json", entry.r#type));
-            let json_schema = serde_json::from_str(&read(&json_path)?).map_err(|source| {
-                CatalogueError::Json {
-                    path: json_path.clone(),
-                    source,
+            let json_schema: Value =
+                serde_json::from_str(&read(&json_path)?).map_err(|source| {
+                    CatalogueError::Json {
+                        path: json_path.clone(),
+                        source,
+                    }
+                })?;
+            if let Some(key) = &entry.key {
+                let required = json_schema["required"]
+                    .as_array()
+                    .is_some_and(|fields| fields.iter().any(|f| f == key.as_str()));
+                let string = json_schema["properties"][key]["type"] == "string";
+                if !(required && string) {
+                    return Err(invalid(format!(
+                        "event type {}: key {key} must be a required string field of its payload",
+                        entry.r#type
+                    )));
                 }
-            })?;
+            }
             let avro_path = dir.join("events").join(format!("{}.avsc", entry.r#type));
             events.push(EventDefinition {
                 event_type: entry.r#type,
                 topic: entry.topic,
                 description: entry.description,
                 hub_only: entry.hub_only,
+                key: entry.key,
                 json_schema,
                 avro_text: read(&avro_path)?,
             });

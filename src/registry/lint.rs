@@ -238,6 +238,7 @@ mod tests {
             topic: "x".into(),
             description: String::new(),
             hub_only: false,
+            key: None,
             json_schema,
             avro_text: avro.into(),
         }

@@ -85,6 +85,8 @@ pub struct EventSchema {
     pub subject: String,
     pub schema_id: u32,
     pub version: i32,
+    /// The payload field that keys records; `None`: the dossier code.
+    pub key: Option<String>,
     validator: jsonschema::Validator,
     avro: Schema,
     names: avro::Names,
@@ -121,6 +123,7 @@ impl EventSchema {
             subject,
             schema_id: 0,
             version: 0,
+            key: def.key.clone(),
             validator,
             avro,
             names,
