@@ -8,6 +8,7 @@ mod catalogue;
 pub mod compatibility;
 pub mod dictionary;
 pub mod lint;
+mod messages_vi;
 mod normalise;
 mod rules;
 pub mod store;
@@ -164,7 +165,8 @@ impl EventSchema {
                 }
                 // `masked` leaves the value out: messages may reach logs and must not carry
                 // personal data.
-                Violation::new(pointer, rule, error.masked().to_string())
+                let message = messages_vi::bilingual(&rule, error.masked().to_string());
+                Violation::new(pointer, rule, message)
             })
             .collect()
     }
