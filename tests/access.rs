@@ -196,7 +196,7 @@ async fn a_batch_answers_denied_events_one_by_one_and_stops_when_the_token_goes(
     sender.send(allowed.clone()).await.expect("sent");
     tokio::time::sleep(Duration::from_millis(300)).await;
     Credentials::new(env.pool.clone())
-        .revoke_tokens(&system("one-stop"), None, "test operator")
+        .revoke_credentials(&system("one-stop"), None, "test operator")
         .await
         .expect("revoked");
     hub.access_caught_up().await.expect("caught up");
@@ -292,7 +292,7 @@ async fn a_revoked_token_is_refused_and_its_open_stream_ends() {
         .into_inner();
 
     let revoked = Credentials::new(env.pool.clone())
-        .revoke_tokens(&system("civil-status"), None, "test operator")
+        .revoke_credentials(&system("civil-status"), None, "test operator")
         .await
         .expect("revoked");
     assert_eq!(revoked, 1);

@@ -129,7 +129,7 @@ async fn a_registered_certificate_identifies_its_system_and_others_are_refused()
 
     // Revoking the certificate's credential ends its use.
     credentials
-        .revoke_tokens(&system("registrar"), Some(credential), "test operator")
+        .revoke_credentials(&system("registrar"), Some(credential), "test operator")
         .await
         .expect("revoked");
     hub.access_caught_up().await.expect("caught up");

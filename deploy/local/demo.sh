@@ -29,7 +29,7 @@ export LIENTHONG_QUARANTINE__KEY_FILE=$tls/quarantine.key
 # and a fresh one issued (the token is shown only once).
 token_for() {
   "$bin" systems add "$1" --name "$2" 2>/dev/null && return
-  "$bin" systems revoke-token "$1" --all --by demo-operator 2>/dev/null
+  "$bin" systems revoke-credential "$1" --all-tokens --by demo-operator 2>/dev/null
   "$bin" systems token "$1" 2>/dev/null
 }
 publisher=$(token_for demo-onestop "Demo province one-stop system")
@@ -42,7 +42,7 @@ export LIENTHONG_OPERATOR=${LIENTHONG_OPERATOR:-demo-operator}
 "$bin" systems grant demo-civil-status --subscribe --event-type birth.dossier-submitted \
   --purpose civil-registration --owner demo-onestop --note "demo: civil-status registers the births"
 # The civil-status software is also identified by its client certificate (registered once).
-if ! "$bin" systems tokens demo-civil-status | grep -q certificate; then
+if ! "$bin" systems credentials demo-civil-status | grep -q certificate; then
   "$bin" systems cert demo-civil-status --file "$tls/demo-civil-status.pem"
 fi
 

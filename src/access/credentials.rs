@@ -20,7 +20,7 @@ pub struct MemberSystem {
     pub operator: bool,
     pub disabled_at: Option<DateTime<Utc>>,
     /// Credentials (tokens and client certificates) neither revoked nor expired.
-    pub active_tokens: i64,
+    pub active_credentials: i64,
     /// When the first of those credentials expires, if any does.
     pub next_expiry: Option<DateTime<Utc>>,
 }
@@ -68,8 +68,10 @@ pub enum AccessError {
     SystemExists(SystemId),
     #[error("member system {0} does not exist; create it with `lienthong systems add {0}`")]
     UnknownSystem(SystemId),
-    #[error("member system {system} has no token #{id}; see `lienthong systems tokens {system}`")]
-    UnknownToken { system: SystemId, id: i64 },
+    #[error(
+        "member system {system} has no credential #{id}; see `lienthong systems credentials {system}`"
+    )]
+    UnknownCredential { system: SystemId, id: i64 },
     #[error(
         "member system {system} has no right #{id} in force; see `lienthong systems rights {system}`"
     )]
@@ -78,7 +80,7 @@ pub enum AccessError {
     InvalidGrant(String),
     #[error("not a usable client certificate: {0}")]
     InvalidCertificate(String),
-    #[error("this certificate is already registered; see `lienthong systems tokens`")]
+    #[error("this certificate is already registered; see `lienthong systems credentials`")]
     CertificateRegistered,
     #[error(transparent)]
     Db(#[from] DbError),
@@ -170,7 +172,7 @@ impl Credentials {
     /// Revokes one credential of `system`, a token or a certificate (or all its tokens when
     /// `token` is `None`); returns how many were still active. Running hubs stop accepting them within their refresh interval,
     /// including the subscriptions they opened.
-    pub async fn revoke_tokens(
+    pub async fn revoke_credentials(
         &self,
         system: &SystemId,
         token: Option<i64>,
@@ -194,7 +196,7 @@ impl Credentials {
                 )
                 .await?;
             if exists.is_none() {
-                return Err(AccessError::UnknownToken {
+                return Err(AccessError::UnknownCredential {
                     system: system.clone(),
                     id,
                 });
@@ -317,7 +319,7 @@ impl Credentials {
                         created_at: row.get(2),
                         operator: row.get(3),
                         disabled_at: row.get(4),
-                        active_tokens: row.get(5),
+                        active_credentials: row.get(5),
                         next_expiry: row.get(6),
                     })
                 })

@@ -1,6 +1,7 @@
 //! Access: who is calling and what it may do. Every gRPC call carries `authorization: Bearer
-//! <token>`; [`AuthLayer`] (a tower layer in front of every service) resolves it to a [`Caller`]
-//! that handlers read from the request's extensions. What a caller may publish or subscribe is
+//! <token>`, a registered client certificate over mutual TLS, or both; [`AuthLayer`] (a tower
+//! layer in front of every service) resolves them to a [`Caller`] that handlers read from the
+//! request's extensions. What a caller may publish or subscribe is
 //! decided by its rights (default deny): each names an event type or topic, a direction and the
 //! purposes it covers, granted by an operator on behalf of the data's owner.
 //!

@@ -41,22 +41,24 @@ pub enum SystemsCommand {
     },
     /// List a system's credentials, tokens and client certificates (ids, expiry and state; the
     /// tokens themselves are never stored).
-    Tokens { id: String },
+    #[command(alias = "tokens")]
+    Credentials { id: String },
     /// Register a client certificate (PEM) that identifies the system over mutual TLS; revoke
-    /// it like a token (`revoke-token --token ID`).
+    /// it like a token (`revoke-credential --id ID`).
     Cert {
         id: String,
         /// The certificate, PEM (the private key stays with the member system).
         #[arg(long)]
         file: std::path::PathBuf,
     },
-    /// Revoke one credential (--token N: a token or a client certificate) or all tokens (--all)
-    /// of a system. Running hubs refuse them within seconds and end the subscriptions they
-    /// opened.
-    RevokeToken {
+    /// Revoke one credential (--id N: a token or a client certificate) or all tokens
+    /// (--all-tokens) of a system. Running hubs refuse them within seconds and end the
+    /// subscriptions they opened.
+    #[command(alias = "revoke-token")]
+    RevokeCredential {
         id: String,
         #[command(flatten)]
-        which: WhichTokens,
+        which: WhichCredentials,
         #[command(flatten)]
         by: By,
     },
@@ -107,13 +109,13 @@ pub struct By {
 
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
-pub struct WhichTokens {
-    /// The credential's id (see `systems tokens`).
+pub struct WhichCredentials {
+    /// The credential's id, a token or a client certificate (see `systems credentials`).
     #[arg(long)]
-    token: Option<i64>,
-    /// Every token of the system.
+    id: Option<i64>,
+    /// Every token of the system (its certificates stay: revoke them by id).
     #[arg(long)]
-    all: bool,
+    all_tokens: bool,
 }
 
 #[derive(Debug, Args)]
@@ -231,7 +233,7 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                 .await?;
             print_token(&issued, "new token");
         }
-        SystemsCommand::Tokens { id } => {
+        SystemsCommand::Credentials { id } => {
             println!(
                 "{:>6}  {:<11}  {:<16}  {:<16}  {:<16}  {:<16}  subject",
                 "id", "kind", "created", "expires", "revoked", "revoked by"
@@ -259,12 +261,14 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                 expires.format("%Y-%m-%d %H:%M UTC")
             );
         }
-        SystemsCommand::RevokeToken { id, which, by } => {
+        SystemsCommand::RevokeCredential { id, which, by } => {
             let id = system_id(&id)?;
-            // The group guarantees one of the two: a token id, or --all (None).
-            let token = if which.all { None } else { which.token };
-            let revoked = credentials.revoke_tokens(&id, token, &by.by).await?;
-            eprintln!("{revoked} token(s) of {id} revoked");
+            // The group guarantees one of the two: an id, or every token (None).
+            let credential = if which.all_tokens { None } else { which.id };
+            let revoked = credentials
+                .revoke_credentials(&id, credential, &by.by)
+                .await?;
+            eprintln!("{revoked} credential(s) of {id} revoked");
         }
         SystemsCommand::Disable { id } => {
             let id = system_id(&id)?;
@@ -298,7 +302,7 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                     } else {
                         "active"
                     },
-                    s.active_tokens,
+                    s.active_credentials,
                     when(s.next_expiry),
                     s.created_at.format("%Y-%m-%d %H:%M")
                 );
