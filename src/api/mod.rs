@@ -6,4 +6,5 @@ pub mod convert;
 pub mod grpc;
 pub mod http;
 pub mod schema_registry;
+mod status;
 pub mod tls;

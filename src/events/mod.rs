@@ -2,6 +2,7 @@
 //! produce) and the subscribe path (consumer groups whose offsets move only on acknowledgement,
 //! records decoded with the schema they were written with). The API layer only converts types.
 
+mod envelope_check;
 mod publish;
 pub mod quarantine;
 mod seal;
@@ -15,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-pub use publish::{Accepted, PublishError, PublishInput, Rejected};
+pub use envelope_check::PublishInput;
+pub use publish::{Accepted, PublishError, Rejected};
 pub use quarantine::Quarantine;
 pub use seal::{QuarantineKeys, SealError};
 

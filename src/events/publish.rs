@@ -1,59 +1,26 @@
-//! The publish path: check the envelope and the payload in one pass (every violation, not the
-//! first), quarantine what is refused, encode the rest as Avro in Confluent's wire format and
-//! produce it with the envelope as headers and the dossier code as key. This is the one place
-//! where every event enters the bus, so later lineage records hook in here.
+//! The publish path: check rights, the envelope and the payload in one pass (every violation,
+//! not the first), quarantine what is refused, encode the rest as Avro in Confluent's wire format
+//! and produce it with the envelope as headers, keyed by the dossier code or the field its type
+//! names. This is the one place where every event enters the bus, so later lineage records hook
+//! in here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::Utc;
 use futures::stream::{FuturesUnordered, Stream, StreamExt as _};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::Events;
+use super::envelope_check::{CheckedEnvelope, PublishInput, check_envelope};
 use super::quarantine::{QuarantineEntry, QuarantineError};
-use crate::access::{
-    Caller, Denied, Direction, MAX_LEGAL_BASIS, Throttled, is_legal_basis, is_purpose_code,
-};
+use crate::access::{Caller, Denied, Direction, Throttled};
 use crate::bus::{Envelope, InFlight, ProduceError, trace};
-use crate::domain::DossierCode;
 use crate::registry::{EventSchema, Violation, normalised};
 use crate::telemetry::metrics::{EventLabels, RejectionLabels};
-
-/// How far ahead of the hub's clock `occurred_at` may be (clock skew between systems).
-const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
-
-/// A publish as the caller sent it, before any check.
-#[derive(Debug, Clone, Default)]
-pub struct PublishInput {
-    pub event_type: String,
-    pub event_id: String,
-    pub occurred_at: String,
-    pub correlation_id: String,
-    pub causation_id: String,
-    pub purpose: String,
-    pub legal_basis: String,
-    pub payload: Value,
-}
-
-impl PublishInput {
-    /// The request as kept in quarantine.
-    fn to_json(&self) -> Value {
-        json!({
-            "event_type": self.event_type,
-            "event_id": self.event_id,
-            "occurred_at": self.occurred_at,
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,
-            "purpose": self.purpose,
-            "legal_basis": self.legal_basis,
-            "payload": self.payload,
-        })
-    }
-}
 
 /// A published event: where the broker stored it and under which schema.
 #[derive(Debug, Clone)]
@@ -107,111 +74,6 @@ fn reason(schema: Option<&EventSchema>, violations: &[Violation]) -> &'static st
     } else {
         "envelope"
     }
-}
-
-struct CheckedEnvelope {
-    event_id: Uuid,
-    occurred_at: DateTime<FixedOffset>,
-    /// Empty in the request: the event type decides whether that is allowed.
-    correlation_id: Option<DossierCode>,
-    causation_id: Option<String>,
-}
-
-/// Checks the envelope fields, adding a violation per broken rule.
-fn check_envelope(
-    input: &PublishInput,
-    violations: &mut Vec<Violation>,
-) -> Option<CheckedEnvelope> {
-    let now = Utc::now();
-    let event_id = if input.event_id.is_empty() {
-        Some(Uuid::now_v7())
-    } else {
-        match Uuid::parse_str(&input.event_id) {
-            Ok(id) if id.get_version_num() == 7 => Some(id),
-            _ => {
-                violations.push(Violation::new(
-                    "/event_id",
-                    "envelope.event_id",
-                    "must be a UUIDv7, or empty to let the hub generate one",
-                ));
-                None
-            }
-        }
-    };
-    let occurred_at = if input.occurred_at.is_empty() {
-        Some(now.fixed_offset())
-    } else {
-        match DateTime::parse_from_rfc3339(&input.occurred_at) {
-            Ok(t) if t.with_timezone(&Utc) <= now + MAX_CLOCK_SKEW => Some(t),
-            Ok(_) => {
-                violations.push(Violation::new(
-                    "/occurred_at",
-                    "envelope.occurred_at",
-                    "is in the future",
-                ));
-                None
-            }
-            Err(e) => {
-                violations.push(Violation::new(
-                    "/occurred_at",
-                    "envelope.occurred_at",
-                    format!("must be an RFC 3339 date-time with offset, e.g. 2026-11-20T09:15:00+07:00 ({e})"),
-                ));
-                None
-            }
-        }
-    };
-    let correlation_id = if input.correlation_id.is_empty() {
-        Some(None)
-    } else {
-        match DossierCode::parse(&input.correlation_id) {
-            Ok(code) => Some(Some(code)),
-            Err(e) => {
-                violations.push(Violation::new(
-                    "/correlation_id",
-                    "envelope.correlation_id",
-                    e.to_string(),
-                ));
-                None
-            }
-        }
-    };
-    let causation_id = if input.causation_id.is_empty() {
-        None
-    } else if Uuid::parse_str(&input.causation_id).is_ok() {
-        Some(input.causation_id.clone())
-    } else {
-        violations.push(Violation::new(
-            "/causation_id",
-            "envelope.causation_id",
-            "must be the event id (a UUID) of the event that caused this one",
-        ));
-        None
-    };
-    // Both travel as Kafka headers on every record: codes and citations, never free text
-    // that could carry personal data.
-    if !is_purpose_code(&input.purpose) {
-        violations.push(Violation::new(
-            "/purpose",
-            "envelope.purpose",
-            "is required: a purpose code of 2 to 63 characters a-z, 0-9 and '-', e.g. civil-registration",
-        ));
-    }
-    if !is_legal_basis(input.legal_basis.trim()) {
-        violations.push(Violation::new(
-            "/legal_basis",
-            "envelope.legal_basis",
-            format!(
-                "is required: the legal basis in 1 to {MAX_LEGAL_BASIS} characters on one line, e.g. Decree 63/2024/ND-CP"
-            ),
-        ));
-    }
-    Some(CheckedEnvelope {
-        event_id: event_id?,
-        occurred_at: occurred_at?,
-        correlation_id: correlation_id?,
-        causation_id,
-    })
 }
 
 /// The record key of an accepted event: the dossier code, or the payload field its type names
@@ -606,66 +468,5 @@ impl Events {
             }
             Err(e) => PublishError::Quarantine(e),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn valid() -> PublishInput {
-        PublishInput {
-            event_type: "birth.dossier-submitted".into(),
-            correlation_id: "G22.99.08-261120-0042".into(),
-            purpose: "civil-registration".into(),
-            legal_basis: "Decree 63/2024/ND-CP".into(),
-            ..PublishInput::default()
-        }
-    }
-
-    #[test]
-    fn a_complete_envelope_passes_and_gets_an_id() {
-        let mut violations = Vec::new();
-        let checked = check_envelope(&valid(), &mut violations).expect("valid envelope");
-        assert!(violations.is_empty(), "{violations:?}");
-        assert_eq!(checked.event_id.get_version_num(), 7);
-    }
-
-    #[test]
-    fn every_broken_envelope_rule_is_reported() {
-        let input = PublishInput {
-            event_id: "not-a-uuid".into(),
-            occurred_at: "2999-01-01T00:00:00+07:00".into(),
-            correlation_id: "123".into(),
-            causation_id: "x".into(),
-            purpose: String::new(),
-            legal_basis: " ".into(),
-            ..valid()
-        };
-        let mut violations = Vec::new();
-        assert!(check_envelope(&input, &mut violations).is_none());
-        let pointers: Vec<&str> = violations.iter().map(|v| v.pointer.as_str()).collect();
-        assert_eq!(
-            pointers,
-            [
-                "/event_id",
-                "/occurred_at",
-                "/correlation_id",
-                "/causation_id",
-                "/purpose",
-                "/legal_basis"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_uuid_of_another_version_is_refused() {
-        let input = PublishInput {
-            event_id: "67e55044-10b1-426f-9247-bb680e5fe0c8".into(),
-            ..valid()
-        };
-        let mut violations = Vec::new();
-        assert!(check_envelope(&input, &mut violations).is_none());
-        assert_eq!(violations[0].rule, "envelope.event_id");
     }
 }

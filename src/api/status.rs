@@ -1,0 +1,230 @@
+//! What the event service answers, in its protocol's terms: requests to the `events` part's
+//! inputs, its outcomes to responses, deliveries and statuses. A refusal lists every violation in
+//! the message and as `google.rpc.BadRequest` details; a denial carries `google.rpc.ErrorInfo`
+//! with its reason; nothing here decides anything.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use super::convert::{json_to_struct, struct_to_json};
+use crate::access::{Denied, Withdrawn};
+use crate::bus::envelope as headers;
+use crate::events::{Accepted, DecodedEvent, PublishError, PublishInput, SubscribeError};
+use crate::proto::{self, Delivery, PublishRequest, PublishResponse, batch_item_result::Outcome};
+use crate::registry::{Severity, Violation};
+
+/// Violations spelled out in the status message.
+const VIOLATIONS_IN_MESSAGE: usize = 20;
+/// Violations in the `BadRequest` details: all of a huge list would overflow HTTP/2 headers.
+const VIOLATIONS_IN_DETAILS: usize = 100;
+
+pub(super) fn input(request: PublishRequest) -> PublishInput {
+    PublishInput {
+        event_type: request.event_type,
+        event_id: request.event_id,
+        occurred_at: request.occurred_at,
+        correlation_id: request.correlation_id,
+        causation_id: request.causation_id,
+        purpose: request.purpose,
+        legal_basis: request.legal_basis,
+        payload: request
+            .payload
+            .map_or(serde_json::Value::Null, struct_to_json),
+    }
+}
+
+impl From<Accepted> for PublishResponse {
+    fn from(a: Accepted) -> Self {
+        Self {
+            event_id: a.event_id.to_string(),
+            topic: a.topic,
+            partition: a.partition,
+            offset: a.offset,
+            schema_subject: a.schema_subject,
+            schema_version: a.schema_version,
+            schema_id: a.schema_id as i32,
+            warnings: a.warnings.into_iter().map(proto_violation).collect(),
+        }
+    }
+}
+
+pub(super) fn proto_violation(v: Violation) -> proto::Violation {
+    proto::Violation {
+        pointer: v.pointer,
+        rule: v.rule,
+        message: v.message,
+        severity: v.severity.as_str().to_owned(),
+    }
+}
+
+pub(super) fn publish_status(error: PublishError) -> Status {
+    match error {
+        PublishError::Rejected(rejected) => {
+            let mut message = format!(
+                "event refused: {} violation(s), kept in quarantine as #{}",
+                rejected.violations.len(),
+                rejected.quarantine_id
+            );
+            // Warnings are listed too, marked: fixing them is not needed to be accepted.
+            let marked = |v: &Violation| match v.severity {
+                Severity::Error => format!("[{}]", v.rule),
+                Severity::Warning => format!("[{}, warning]", v.rule),
+            };
+            for v in rejected.violations.iter().take(VIOLATIONS_IN_MESSAGE) {
+                message.push_str(&format!("; {} {} {}", v.pointer, marked(v), v.message));
+            }
+            let details = ErrorDetails::with_bad_request(
+                rejected
+                    .violations
+                    .iter()
+                    .take(VIOLATIONS_IN_DETAILS)
+                    .map(|v| {
+                        tonic_types::FieldViolation::new(
+                            v.pointer.clone(),
+                            format!("{} {}", marked(v), v.message),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            Status::with_error_details(Code::InvalidArgument, message, details)
+        }
+        PublishError::Produce { event_id, source } => {
+            tracing::error!(%event_id, error = %source, "produce failed");
+            Status::unavailable(format!(
+                "the broker did not acknowledge the event; retry with event_id {event_id} so \
+                 consumers can deduplicate ({source})"
+            ))
+        }
+        PublishError::Quarantine(e) => {
+            tracing::error!(error = %e, "quarantine failed");
+            Status::unavailable("the event is invalid but could not be quarantined; retry")
+        }
+        PublishError::Denied(denied) => denied_status(&denied),
+        PublishError::Throttled(throttled) => throttled.into(),
+    }
+}
+
+pub(super) fn denied_status(denied: &Denied) -> Status {
+    Status::with_error_details(
+        Code::PermissionDenied,
+        denied.message.clone(),
+        ErrorDetails::with_error_info(denied.code, "lienthong", HashMap::new()),
+    )
+}
+
+/// How a subscription stream ends when its access is withdrawn.
+pub(super) fn withdrawn_status(withdrawn: Withdrawn) -> Status {
+    match withdrawn {
+        Withdrawn::Credential(failure) => {
+            Status::unauthenticated(format!("subscription ended: {failure}"))
+        }
+        Withdrawn::Right(denied) => Status::permission_denied(format!(
+            "subscription ended: the right was withdrawn: {}",
+            denied.message
+        )),
+    }
+}
+
+pub(super) fn subscribe_status(error: SubscribeError) -> Status {
+    match error {
+        SubscribeError::UnknownEventType(_)
+        | SubscribeError::InvalidGroup
+        | SubscribeError::InvalidPurpose
+        | SubscribeError::InvalidLegalBasis => Status::invalid_argument(error.to_string()),
+        SubscribeError::Denied(denied) => denied_status(&denied),
+        SubscribeError::UnknownSubscription(_) => Status::not_found(error.to_string()),
+        SubscribeError::TooMany => Status::resource_exhausted(error.to_string()),
+        SubscribeError::Bus(e) => {
+            tracing::error!(error = %e, "subscription failed");
+            Status::unavailable(e.to_string())
+        }
+    }
+}
+
+pub(super) fn delivery(subscription_id: &str, event_type: &str, decoded: DecodedEvent) -> Delivery {
+    let DecodedEvent {
+        received,
+        payload,
+        decode_error,
+        withheld,
+    } = decoded;
+    let h = &received.headers;
+    let get = |key: &str| h.get(key).cloned().unwrap_or_default();
+    Delivery {
+        subscription_id: subscription_id.to_owned(),
+        envelope: Some(proto::Envelope {
+            event_id: get(headers::ID),
+            event_type: h
+                .get(headers::TYPE)
+                .cloned()
+                .unwrap_or_else(|| event_type.to_owned()),
+            schema_subject: get(headers::SCHEMA_SUBJECT),
+            schema_version: h
+                .get(headers::SCHEMA_VERSION)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+            occurred_at: get(headers::TIME),
+            recorded_at: get(headers::RECORDED_AT),
+            producer_system: get(headers::SOURCE),
+            correlation_id: get(headers::CORRELATION_ID),
+            causation_id: get(headers::CAUSATION_ID),
+            purpose: get(headers::PURPOSE),
+            legal_basis: get(headers::LEGAL_BASIS),
+            traceparent: get(headers::TRACEPARENT),
+            // Written by the hub itself; a header it cannot read shows as no warnings.
+            warnings: h
+                .get(headers::WARNINGS)
+                .and_then(|json| serde_json::from_str::<Vec<Violation>>(json).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .map(proto_violation)
+                .collect(),
+        }),
+        payload: payload.map(json_to_struct),
+        topic: received.topic,
+        partition: received.partition,
+        offset: received.offset,
+        decode_error: decode_error.unwrap_or_default(),
+        withheld_fields: withheld,
+    }
+}
+
+/// One event's outcome in a batch or a publishing stream.
+pub(super) fn batch_outcome(outcome: Result<Accepted, PublishError>) -> Outcome {
+    match outcome {
+        Ok(accepted) => Outcome::Accepted(accepted.into()),
+        // Capped like a single refusal's details: 10 000 results must fit one answer.
+        Err(PublishError::Rejected(rejected)) => Outcome::Rejected(proto::Rejection {
+            violations: rejected
+                .violations
+                .into_iter()
+                .take(VIOLATIONS_IN_DETAILS)
+                .map(proto_violation)
+                .collect(),
+            quarantine_id: rejected.quarantine_id,
+        }),
+        // The broker or the database failed for this event only: the others keep their
+        // outcome, and the caller retries this one with the event id given here.
+        Err(PublishError::Produce { event_id, source }) => Outcome::Failed(proto::Failure {
+            event_id: event_id.to_string(),
+            message: format!("the broker did not acknowledge it: {source}"),
+        }),
+        Err(PublishError::Throttled(throttled)) => Outcome::Failed(proto::Failure {
+            event_id: String::new(),
+            message: throttled.to_string(),
+        }),
+        Err(PublishError::Denied(denied)) => Outcome::Denied(proto::Denial {
+            reason: denied.code.to_owned(),
+            message: denied.message,
+        }),
+        Err(PublishError::Quarantine(e)) => {
+            tracing::error!(error = %e, "quarantine failed");
+            Outcome::Failed(proto::Failure {
+                event_id: String::new(),
+                message: "invalid, and could not be quarantined; retry".to_owned(),
+            })
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The configuration's plain sections: where the hub listens, PostgreSQL, Kafka, the catalogue
+//! folder and logging.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// Address of the gRPC API (EventService, health, reflection).
+    pub listen: SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// libpq-style URL, e.g. `postgres://lienthong@127.0.0.1:5432/lienthong`.
+    pub url: String,
+    pub pool_max_size: usize,
+    /// How long a caller waits for a free connection.
+    pub pool_wait_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout` on every connection: no query may hang the hub.
+    pub statement_timeout_ms: u64,
+    /// CA certificate(s), PEM, that sign PostgreSQL's server certificate. When set, connections
+    /// use TLS (rustls) and verify the server's name against `url`'s host; with
+    /// `sslmode=require` in `url`, a server without TLS is refused.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://lienthong@127.0.0.1:5432/lienthong".to_owned(),
+            pool_max_size: 16,
+            pool_wait_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+            statement_timeout_ms: 10_000,
+            ca_file: None,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn pool_wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_wait_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// Prepended to every topic name, so several environments (or test runs) share one cluster.
+    pub topic_prefix: String,
+    pub replication_factor: i32,
+    /// How long a publish waits for the broker's acknowledgement before failing.
+    pub produce_timeout_ms: u64,
+    /// Extra librdkafka settings for every client (security.protocol, sasl.*, ssl.*, ...).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".to_owned(),
+            topic_prefix: String::new(),
+            replication_factor: 1,
+            produce_timeout_ms: 30_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The full name of a catalogue topic in this deployment.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemasConfig {
+    /// The catalogue folder: `topics.toml`, `events/`, `reference/` and `access/`.
+    pub dir: PathBuf,
+}
+
+impl Default for SchemasConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("schemas"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `lienthong=debug,rdkafka=warn`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".to_owned(),
+        }
+    }
+}
