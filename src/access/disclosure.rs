@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::catalogue::{PolicyFileError, read_toml};
+use super::policy_file::{PolicyFileError, read_toml};
 use super::purposes::Purposes;
 
 /// The fields one purpose may see of one event type.

@@ -21,10 +21,12 @@ mod layer;
 mod limits;
 mod load;
 mod policy;
+mod policy_file;
 mod purposes;
 mod rights;
 
-pub use catalogue::{AccessCatalogue, EventTypeInfo, PolicyFileError};
+pub use catalogue::{AccessCatalogue, EventTypeInfo};
+pub use policy_file::PolicyFileError;
 pub use credentials::{
     AccessError, CredentialInfo, Credentials, IssuedToken, MemberSystem, bearer_token,
 };

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::catalogue::{PolicyFileError, read_toml};
+use super::policy_file::{PolicyFileError, read_toml};
 
 /// One purpose, as operators see it when granting.
 #[derive(Debug, Clone, Deserialize)]
