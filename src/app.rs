@@ -162,7 +162,7 @@ impl Hub {
         ));
         let limits = Arc::new(SystemLimits::new(&config.limits));
         let events = Arc::new(Events::new(EventsParts {
-            registry,
+            registry: registry.clone(),
             access: access.clone(),
             limits: limits.clone(),
             subscription_buffer_bytes: config.limits.subscription_buffer_bytes,
@@ -237,6 +237,7 @@ impl Hub {
             HttpState {
                 metrics,
                 access,
+                registry,
                 pool: http_pool,
                 producer: producer.clone(),
             },

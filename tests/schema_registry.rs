@@ -198,12 +198,57 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
         .as_array_mut()
         .expect("fields")
         .push(json!({"name": "channel", "type": "string"}));
-    let register = format!("/subjects/{subject}/versions");
     let v2_body = json!({"schema": v2.to_string()});
+
+    // The hub's own subjects are defined by schemas/ in git: read-only here, even for operators.
+    let (status, read_only) = registry
+        .send(
+            reqwest::Method::POST,
+            &format!("/subjects/{subject}/versions"),
+            Some(&token),
+            json!({"schema": schema.clone()}),
+        )
+        .await;
+    assert_eq!(
+        (status, read_only["error_code"].as_i64()),
+        (422, Some(42205)),
+        "{read_only}"
+    );
+    assert!(
+        read_only["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("schemas/ in git")),
+        "{read_only}"
+    );
+    let (status, level) = registry
+        .send(
+            reqwest::Method::PUT,
+            &format!("/config/{subject}"),
+            Some(&token),
+            json!({"compatibility": "NONE"}),
+        )
+        .await;
+    assert_eq!((status, level["error_code"].as_i64()), (422, Some(42205)));
+
+    // A member's own subject is writable: it starts with the same schema (and so the same id).
+    let own = format!(
+        "{}danang-onestop.dossiers-value",
+        env.config.kafka.topic_prefix
+    );
+    let register = format!("/subjects/{own}/versions");
+    let (status, first_own) = registry
+        .send(
+            reqwest::Method::POST,
+            &register,
+            Some(&token),
+            json!({"schema": schema.clone()}),
+        )
+        .await;
+    assert_eq!((status, first_own["id"].as_i64()), (200, Some(id)));
     let (status, check) = registry
         .send(
             reqwest::Method::POST,
-            &format!("/compatibility/subjects/{subject}/versions/latest?verbose=true"),
+            &format!("/compatibility/subjects/{own}/versions/latest?verbose=true"),
             None,
             v2_body.clone(),
         )
@@ -220,7 +265,7 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
     let (status, against_all) = registry
         .send(
             reqwest::Method::POST,
-            &format!("/compatibility/subjects/{subject}/versions"),
+            &format!("/compatibility/subjects/{own}/versions"),
             None,
             v2_body.clone(),
         )
@@ -283,10 +328,7 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
     assert_eq!(first, again);
     assert_ne!(first["id"].as_i64(), Some(id));
     assert_eq!(
-        registry
-            .get(&format!("/subjects/{subject}/versions"))
-            .await
-            .1,
+        registry.get(&format!("/subjects/{own}/versions")).await.1,
         json!([1, 2])
     );
 
@@ -296,13 +338,13 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
         (200, json!({"compatibilityLevel": "BACKWARD"}))
     );
     assert_eq!(
-        registry.get(&format!("/config/{subject}")).await.1["error_code"],
+        registry.get(&format!("/config/{own}")).await.1["error_code"],
         40408
     );
     let (status, set) = registry
         .send(
             reqwest::Method::PUT,
-            &format!("/config/{subject}"),
+            &format!("/config/{own}"),
             Some(&token),
             json!({"compatibility": "NONE"}),
         )
@@ -334,10 +376,7 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
         .await;
     assert_eq!(v1["id"].as_i64(), Some(id));
     assert_eq!(
-        registry
-            .get(&format!("/subjects/{subject}/versions"))
-            .await
-            .1,
+        registry.get(&format!("/subjects/{own}/versions")).await.1,
         json!([1, 2, 3])
     );
     hub.shutdown().await.expect("clean shutdown");

@@ -26,7 +26,6 @@ mod purposes;
 mod rights;
 
 pub use catalogue::{AccessCatalogue, EventTypeInfo};
-pub use policy_file::PolicyFileError;
 pub use credentials::{
     AccessError, CredentialInfo, Credentials, IssuedToken, MemberSystem, bearer_token,
 };
@@ -36,5 +35,6 @@ pub use enforce::{Access, AccessSettings, Withdrawn};
 pub use layer::AuthLayer;
 pub use limits::{SystemLimits, Throttled};
 pub use policy::{AuthFailure, Caller, Denied, Direction, Resource};
+pub use policy_file::PolicyFileError;
 pub use purposes::{MAX_LEGAL_BASIS, Purpose, Purposes, is_legal_basis, is_purpose_code};
 pub use rights::{DenialRecord, Grant, Granted, RightRecord, Rights};

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
 use crate::bus::Producer;
+use crate::registry::Registry;
 use crate::telemetry::Metrics;
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +28,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub access: Arc<Access>,
+    pub registry: Arc<Registry>,
     pub pool: Pool,
     pub producer: Producer,
 }

@@ -285,6 +285,22 @@ async fn versions_of_id(
     ))
 }
 
+/// Refuses a change to one of the hub's own subjects, naming the way to make it.
+fn writable(state: &HttpState, subject: &str) -> Result<(), ApiError> {
+    if state.registry.owns_subject(subject) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42205,
+            format!(
+                "subject {subject} is one of the hub's own event types, defined by schemas/ in \
+                 git: change the .avsc there, check it with `lienthong schemas check`, and deploy; \
+                 it is read-only here"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn register(
     State(state): State<HttpState>,
     Path(subject): Path<String>,
@@ -292,6 +308,7 @@ async fn register(
     raw: Body<SchemaBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers).await?;
+    writable(&state, &subject)?;
     let body = body(raw)?;
     let registered = store::register(&state.pool, &subject, body.avro()?).await?;
     ok(json!({"id": registered.id}))
@@ -429,6 +446,7 @@ async fn set_subject_config(
     raw: Body<ConfigBody>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers).await?;
+    writable(&state, &subject)?;
     let level = level(raw)?;
     store::set_compatibility(&state.pool, Some(&subject), level).await?;
     ok(json!({"compatibility": level.as_str()}))

@@ -228,6 +228,13 @@ impl Registry {
         self.events.get(event_type)
     }
 
+    /// True for a subject of the hub's own event types: defined by `schemas/` in git, so not
+    /// changed over REST (a version registered there would be ignored by the running hub and
+    /// could stop its next start).
+    pub fn owns_subject(&self, subject: &str) -> bool {
+        self.events.values().any(|e| e.subject == subject)
+    }
+
     /// Decodes a wire-format record with the schema it was written with.
     pub async fn decode(&self, record: &[u8]) -> Result<Value, DecodeError> {
         let (id, datum) = wire::unframe(record)?;
