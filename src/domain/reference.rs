@@ -276,5 +276,9 @@ mod tests {
         assert_eq!(new_provinces, 34, "34 provinces since 1 July 2025");
         assert!(data.ethnicity_known("01") && data.country_known("VN"));
         assert!(data.transition_allowed(9, 10) && !data.transition_allowed(10, 1));
+        // The portal's moves in practice: repeated progress, a supplement at intake and what
+        // follows it when it is never answered.
+        assert!(data.transition_allowed(4, 4) && data.transition_allowed(1, 5));
+        assert!(data.transition_allowed(5, 3) && data.transition_allowed(5, 8));
     }
 }

@@ -536,6 +536,8 @@ mod tests {
 
     #[test]
     fn status_changes_follow_the_portal_state_machine() {
+        assert_eq!(severity("vn.status.transition"), Severity::Warning);
+        assert_eq!(severity("vn.personal_id.birth_year"), Severity::Error);
         assert!(rules_of(json!({"from_status": 9, "to_status": 10}), "2026-11-20").is_empty());
         assert_eq!(
             rules_of(json!({"from_status": 10, "to_status": 1}), "2026-11-20"),
