@@ -8,7 +8,7 @@
 //! | `vn.personal_id.sex` | error | the century/sex digit agrees with `sex` beside it |
 //! | `vn.personal_id.birth_year` | error | century and year digits agree with `birth_date` beside it |
 //! | `vn.bhyt.group` | warning | a health-insurance card (`card_number` beside `bhxh_number`) of a child under 6 is group `TE` |
-//! | `vn.bhyt.bhxh_number` | error | the card's last 10 digits are the social-insurance number beside it |
+//! | `vn.bhyt.bhxh_number` | error | the card's social-insurance number (its last 10 digits, or the whole 10-digit code) is the one beside it |
 //! | `vn.admin.province` | error | the 2-digit province code is valid on the event's date |
 //! | `vn.admin.commune` | error | the commune code is valid in its province on the event's date |
 //! | `vn.code.ethnicity` | error | the ethnicity code is in the national list |
@@ -331,21 +331,31 @@ fn check_health_card(
     pointer: &str,
     out: &mut Vec<Violation>,
 ) {
-    // The JSON Schema checks the card's shape; these rules only read a well-formed one.
-    if card.len() != 15 || !card.is_ascii() {
+    // The JSON Schema checks the card's shape; these rules only read a well-formed one: the
+    // 15-character card (group, level, province, number) or, as cards are also issued, the
+    // 10-digit social-insurance number alone, which carries no group.
+    if !card.is_ascii() {
         return;
     }
+    let (group, number) = match card.len() {
+        15 => (Some(&card[..2]), &card[5..]),
+        10 => (None, card),
+        _ => return,
+    };
     if let Some(bhxh) = fields.get("bhxh_number").and_then(Value::as_str)
-        && &card[5..] != bhxh
+        && number != bhxh
     {
         violation(
             out,
             pointer.to_owned(),
             "vn.bhyt.bhxh_number",
-            "10 số cuối của thẻ BHYT phải là mã số BHXH",
-            "the card's last 10 digits must be the social-insurance number",
+            "mã số BHXH trong thẻ BHYT phải là mã số BHXH đi kèm",
+            "the social-insurance number in the card must be the one beside it",
         );
     }
+    let Some(group) = group else {
+        return;
+    };
     let birth_year = date_of(fields.get("birth_date"))
         .map(|d| chrono::Datelike::year(&d))
         .or_else(|| {
@@ -358,7 +368,7 @@ fn check_health_card(
     // By calendar year: the card group follows the child's age when the card is issued.
     if let Some(year) = birth_year
         && chrono::Datelike::year(&context.event_date) - year < TE_MAX_AGE
-        && !card.starts_with("TE")
+        && group != "TE"
     {
         violation(
             out,
@@ -505,6 +515,14 @@ mod tests {
                 pair("/payload/card_number", "vn.bhyt.bhxh_number"),
                 pair("/payload/card_number", "vn.bhyt.group")
             ]
+        );
+        // The 10-digit social-insurance number alone is a card too; it names no group.
+        let number_only = json!({"personal_id": "048326000001", "card_number": "4812345678", "bhxh_number": "4812345678"});
+        assert!(rules_of(number_only, "2026-11-20").is_empty());
+        let other_number = json!({"personal_id": "048326000001", "card_number": "4812345679", "bhxh_number": "4812345678"});
+        assert_eq!(
+            rules_of(other_number, "2026-11-20"),
+            [pair("/payload/card_number", "vn.bhyt.bhxh_number")]
         );
     }
 
