@@ -245,6 +245,17 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
         )
         .await;
     assert_eq!((status, first_own["id"].as_i64()), (200, Some(id)));
+    let mut both = vec![own.clone(), subject.clone()];
+    both.sort();
+    assert_eq!(
+        registry.get(&format!("/schemas/ids/{id}/subjects")).await,
+        (200, json!(both)),
+        "one schema, two subjects"
+    );
+    assert_eq!(
+        registry.get("/mode").await,
+        (200, json!({"mode": "READWRITE"}))
+    );
     let (status, check) = registry
         .send(
             reqwest::Method::POST,

@@ -38,6 +38,11 @@ pub fn router() -> Router<HttpState> {
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
         .route("/schemas/ids/{id}/versions", get(versions_of_id))
+        .route("/schemas/ids/{id}/subjects", get(subjects_of_id))
+        // Clients and UIs ask for the mode before writing; this registry is always read-write
+        // (the hub's own subjects are protected per subject, not by a mode).
+        .route("/mode", get(read_write))
+        .route("/mode/{subject}", get(read_write))
         .route(
             "/schemas/types",
             get(|| async { reply(StatusCode::OK, json!(["AVRO"])) }),
@@ -266,6 +271,28 @@ async fn raw_schema_by_id(
         StatusCode::OK,
         serde_json::from_str(&schema).unwrap_or(Value::String(schema)),
     ))
+}
+
+async fn read_write() -> Response {
+    reply(StatusCode::OK, json!({"mode": "READWRITE"}))
+}
+
+async fn subjects_of_id(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = schema_id(&id)?;
+    let mut subjects: Vec<String> = store::subject_versions_of(&state.pool, id)
+        .await?
+        .into_iter()
+        .map(|(subject, _)| subject)
+        .collect();
+    if subjects.is_empty() {
+        return Err(RegistryError::SchemaNotFound.into());
+    }
+    subjects.sort();
+    subjects.dedup();
+    ok(json!(subjects))
 }
 
 async fn versions_of_id(
