@@ -15,6 +15,7 @@
 //! | `vn.code.nationality` | error | the nationality is an ISO 3166 country |
 //! | `vn.date.future` | error | a date of something that happened is not after the event |
 //! | `vn.date.order` | error | a birth is not after the dates that follow it (registration, death) |
+//! | `vn.plausible.birth_weight` | warning | a birth weight between 300 and 7 000 g (the schema refuses only the impossible) |
 //! | `vn.status.transition` | warning | a dossier status change is allowed by the portal's state machine |
 //! | `vn.text.nul` | error | no text holds a NUL character (no database downstream can store it) |
 //!
@@ -60,6 +61,7 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
         "ethnicity_code" => rules.push("vn.code.ethnicity"),
         "nationality" => rules.push("vn.code.nationality"),
         "to_status" => rules.push("vn.status.transition"),
+        "birth_weight_grams" => rules.push("vn.plausible.birth_weight"),
         _ => {}
     }
     if is_health_card(name, has_sibling) {
@@ -96,11 +98,14 @@ pub fn check(payload: &Value, context: &RuleContext<'_>) -> Vec<Violation> {
 }
 
 /// Rules that warn instead of refusing (see the table above).
-const WARNINGS: [&str; 3] = [
+const WARNINGS: [&str; 4] = [
     "vn.personal_id.province",
     "vn.bhyt.group",
+    "vn.plausible.birth_weight",
     "vn.status.transition",
 ];
+/// Birth weights outside this range are unusual but lawful: they warn, to be checked.
+const PLAUSIBLE_BIRTH_WEIGHT_GRAMS: std::ops::RangeInclusive<i64> = 300..=7_000;
 
 /// What breaking `rule` does to an event.
 pub fn severity(rule: &str) -> Severity {
@@ -170,6 +175,17 @@ fn check_object(
 
     if let Some(id) = text("personal_id").and_then(|raw| PersonalId::parse(raw).ok()) {
         check_personal_id(&id, fields, birth_date, context, &at("personal_id"), out);
+    }
+    if let Some(grams) = fields.get("birth_weight_grams").and_then(Value::as_i64)
+        && !PLAUSIBLE_BIRTH_WEIGHT_GRAMS.contains(&grams)
+    {
+        violation(
+            out,
+            at("birth_weight_grams"),
+            "vn.plausible.birth_weight",
+            "cân nặng khi sinh bất thường, cần kiểm tra lại",
+            "an unusual birth weight: check it",
+        );
     }
     for (key, value) in fields {
         if is_health_card(key, |sibling| fields.contains_key(sibling))
@@ -524,6 +540,19 @@ mod tests {
             rules_of(other_number, "2026-11-20"),
             [pair("/payload/card_number", "vn.bhyt.bhxh_number")]
         );
+    }
+
+    #[test]
+    fn an_unusual_birth_weight_warns() {
+        assert_eq!(
+            rules_of(json!({"birth_weight_grams": 250}), "2026-11-20"),
+            [pair(
+                "/payload/birth_weight_grams",
+                "vn.plausible.birth_weight"
+            )]
+        );
+        assert!(rules_of(json!({"birth_weight_grams": 3150}), "2026-11-20").is_empty());
+        assert_eq!(severity("vn.plausible.birth_weight"), Severity::Warning);
     }
 
     #[test]
