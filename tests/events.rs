@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use lienthong::access::Direction;
 use lienthong::proto::{AcknowledgeRequest, Position, batch_item_result::Outcome};
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -436,15 +435,8 @@ async fn a_subscriber_receives_only_its_event_type_from_a_shared_topic() {
     let env = TestEnv::new("filter").await;
     let hub = env.start_hub().await;
     let token = env.member("danang-onestop").await;
-    for direction in [Direction::Publish, Direction::Subscribe] {
-        env.grant(
-            "danang-onestop",
-            direction,
-            "birth.dossier-accepted",
-            PURPOSE,
-        )
+    env.grant_both("danang-onestop", "birth.dossier-accepted")
         .await;
-    }
     let mut one_stop = client(&hub, Some(&token)).await;
     let (code, submitted) = dossier();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -676,10 +668,7 @@ async fn a_rule_that_only_warns_accepts_the_event_and_the_warning_travels_with_i
     let env = TestEnv::new("warn").await;
     let hub = env.start_hub().await;
     let token = env.member("portal").await;
-    for direction in [Direction::Publish, Direction::Subscribe] {
-        env.grant("portal", direction, "dossier.status-changed", PURPOSE)
-            .await;
-    }
+    env.grant_both("portal", "dossier.status-changed").await;
     let mut portal = client(&hub, Some(&token)).await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas/examples/dossier.status-changed/invalid-transition.json");
@@ -761,15 +750,8 @@ async fn a_birth_certificate_is_published_before_any_dossier_exists() {
     let env = TestEnv::new("predossier").await;
     let hub = env.start_hub().await;
     let token = env.member("hospital").await;
-    for direction in [Direction::Publish, Direction::Subscribe] {
-        env.grant(
-            "hospital",
-            direction,
-            "birth.e-birth-certificate-issued",
-            PURPOSE,
-        )
+    env.grant_both("hospital", "birth.e-birth-certificate-issued")
         .await;
-    }
     let mut hospital = client(&hub, Some(&token)).await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas/examples/birth.e-birth-certificate-issued/valid-before-dossier.json");

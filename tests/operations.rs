@@ -176,11 +176,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn the_binary_serves_until_sigterm_then_exits_cleanly() {
-    let env = TestEnv::new("sigterm").await;
-    let (grpc, http) = (free_port(), free_port());
-    let mut hub = tokio::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
+/// The real binary's `serve`, configured for `env` on the given loopback ports (plain text).
+fn serve_command(env: &TestEnv, grpc: u16, http: u16) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lienthong"));
+    command
         .arg("serve")
         .env("LIENTHONG_DATABASE__URL", &env.config.database.url)
         .env(
@@ -194,14 +193,16 @@ async fn the_binary_serves_until_sigterm_then_exits_cleanly() {
         .env("LIENTHONG_SCHEMAS__DIR", &env.config.schemas.dir)
         .env("LIENTHONG_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
         .env("LIENTHONG_HTTP__LISTEN", format!("127.0.0.1:{http}"))
-        .env("LIENTHONG_LOG__FILTER", "warn")
         .env(
             "LIENTHONG_QUARANTINE__KEY_FILE",
             env.config.quarantine.key_file.as_ref().expect("test key"),
         )
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the hub starts");
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits (at most [`WAIT`]) until the hub on `http` says it is ready.
+async fn wait_until_ready(http: u16) {
     let ready = async {
         loop {
             if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await
@@ -215,6 +216,17 @@ async fn the_binary_serves_until_sigterm_then_exits_cleanly() {
     tokio::time::timeout(WAIT, ready)
         .await
         .expect("the hub gets ready");
+}
+
+#[tokio::test]
+async fn the_binary_serves_until_sigterm_then_exits_cleanly() {
+    let env = TestEnv::new("sigterm").await;
+    let (grpc, http) = (free_port(), free_port());
+    let mut hub = serve_command(&env, grpc, http)
+        .env("LIENTHONG_LOG__FILTER", "warn")
+        .spawn()
+        .expect("the hub starts");
+    wait_until_ready(http).await;
 
     let pid = hub.id().expect("running").to_string();
     let killed = std::process::Command::new("kill")
@@ -299,20 +311,7 @@ async fn the_demo_leaves_no_personal_id_in_any_log_line() {
     let env = TestEnv::new("nologpii").await;
     let (grpc, http) = (free_port(), free_port());
     let pki = common::pki::Pki::get();
-    let mut hub = tokio::process::Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .arg("serve")
-        .env("LIENTHONG_DATABASE__URL", &env.config.database.url)
-        .env(
-            "LIENTHONG_KAFKA__BOOTSTRAP_SERVERS",
-            &env.config.kafka.bootstrap_servers,
-        )
-        .env(
-            "LIENTHONG_KAFKA__TOPIC_PREFIX",
-            &env.config.kafka.topic_prefix,
-        )
-        .env("LIENTHONG_SCHEMAS__DIR", &env.config.schemas.dir)
-        .env("LIENTHONG_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
-        .env("LIENTHONG_HTTP__LISTEN", format!("127.0.0.1:{http}"))
+    let mut hub = serve_command(&env, grpc, http)
         .env("LIENTHONG_TLS__CERT_FILE", pki.dir.join("server.pem"))
         .env("LIENTHONG_TLS__KEY_FILE", pki.dir.join("server.key"))
         .env("LIENTHONG_TLS__CLIENT_CA_FILE", pki.dir.join("ca.pem"))
@@ -326,7 +325,6 @@ async fn the_demo_leaves_no_personal_id_in_any_log_line() {
         .env("LIENTHONG_LOG__FORMAT", "json")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the hub starts");
     // Read what it writes as it writes it: a full pipe would stop the hub.
@@ -341,19 +339,7 @@ async fn the_demo_leaves_no_personal_id_in_any_log_line() {
     };
     let stdout = drain(hub.stdout.take().map(|p| Box::new(p) as _));
     let stderr = drain(hub.stderr.take().map(|p| Box::new(p) as _));
-    let ready = async {
-        loop {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, ready)
-        .await
-        .expect("the hub gets ready");
+    wait_until_ready(http).await;
 
     let publisher = env.token("demo-onestop").await;
     env.grant("demo-onestop", Direction::Publish, EVENT_TYPE, PURPOSE)

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use deadpool_postgres::Pool;
 
-use super::policy::{CredentialEntry, Direction, Resource, Right, Snapshot, SystemEntry};
+use super::policy::{CredentialEntry, RIGHT_COLUMNS, Right, Snapshot, SystemEntry};
 use crate::db::DbError;
 use crate::domain::SystemId;
 
@@ -82,31 +82,10 @@ pub(super) async fn read_snapshot(pool: &Pool) -> Result<Snapshot, DbError> {
         }
     }
     let mut rights: HashMap<SystemId, Vec<Right>> = HashMap::new();
-    for row in tx
-        .query(
-            "SELECT id, system_id, direction, resource_kind, resource, purposes, owner,
-                    granted_by, granted_at
-             FROM access_right WHERE revoked_at IS NULL",
-            &[],
-        )
-        .await?
-    {
-        let parsed = (
-            SystemId::parse(row.get(1)).ok(),
-            Direction::parse(row.get(2)),
-            Resource::from_parts(row.get(3), row.get(4)),
-        );
-        if let (Some(system), Some(direction), Some(resource)) = parsed {
-            rights.entry(system.clone()).or_default().push(Right {
-                id: row.get(0),
-                system,
-                direction,
-                resource,
-                purposes: row.get(5),
-                owner: row.get(6),
-                granted_by: row.get(7),
-                granted_at: row.get(8),
-            });
+    let in_force = format!("SELECT {RIGHT_COLUMNS} FROM access_right WHERE revoked_at IS NULL");
+    for row in tx.query(&in_force, &[]).await? {
+        if let Some(right) = Right::from_row(&row) {
+            rights.entry(right.system.clone()).or_default().push(right);
         }
     }
     tx.commit().await?;

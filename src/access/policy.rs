@@ -101,6 +101,27 @@ pub struct Right {
     pub granted_at: DateTime<Utc>,
 }
 
+/// The columns [`Right::from_row`] reads, in order: a query of `access_right` selects these first.
+pub(super) const RIGHT_COLUMNS: &str =
+    "id, system_id, direction, resource_kind, resource, purposes, owner, granted_by, granted_at";
+
+impl Right {
+    /// A right from a row that starts with [`RIGHT_COLUMNS`]; `None` for a row that no longer
+    /// parses (it grants nothing).
+    pub(super) fn from_row(row: &tokio_postgres::Row) -> Option<Self> {
+        Some(Self {
+            id: row.get(0),
+            system: SystemId::parse(row.get(1)).ok()?,
+            direction: Direction::parse(row.get(2))?,
+            resource: Resource::from_parts(row.get(3), row.get(4))?,
+            purposes: row.get(5),
+            owner: row.get(6),
+            granted_by: row.get(7),
+            granted_at: row.get(8),
+        })
+    }
+}
+
 /// The member system a call was authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

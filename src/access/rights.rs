@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use super::AccessError;
 use super::catalogue::AccessCatalogue;
 use super::credentials::require_system;
-use super::policy::{Direction, Resource};
+use super::policy::{Direction, RIGHT_COLUMNS, Resource, Right};
 use crate::domain::SystemId;
 
 /// A right as an operator asks for it.
@@ -48,13 +48,7 @@ impl Granted {
 /// A right as stored, in force or revoked.
 #[derive(Debug, Clone)]
 pub struct RightRecord {
-    pub id: i64,
-    pub direction: Direction,
-    pub resource: Resource,
-    pub purposes: Vec<String>,
-    pub owner: String,
-    pub granted_by: String,
-    pub granted_at: DateTime<Utc>,
+    pub right: Right,
     pub note: String,
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoked_by: Option<String>,
@@ -168,30 +162,22 @@ impl Rights {
         include_revoked: bool,
     ) -> Result<Vec<RightRecord>, AccessError> {
         let client = self.pool.get().await?;
+        let query = format!(
+            "SELECT {RIGHT_COLUMNS}, note, revoked_at, revoked_by FROM access_right
+             WHERE system_id = $1 AND ($2 OR revoked_at IS NULL)
+             ORDER BY revoked_at IS NOT NULL, direction, resource, id"
+        );
         let rows = client
-            .query(
-                "SELECT id, direction, resource_kind, resource, purposes, owner, granted_by,
-                        granted_at, note, revoked_at, revoked_by
-                 FROM access_right
-                 WHERE system_id = $1 AND ($2 OR revoked_at IS NULL)
-                 ORDER BY revoked_at IS NOT NULL, direction, resource, id",
-                &[&system.as_str(), &include_revoked],
-            )
+            .query(&query, &[&system.as_str(), &include_revoked])
             .await?;
         Ok(rows
             .iter()
             .filter_map(|row| {
                 Some(RightRecord {
-                    id: row.get(0),
-                    direction: Direction::parse(row.get(1))?,
-                    resource: Resource::from_parts(row.get(2), row.get(3))?,
-                    purposes: row.get(4),
-                    owner: row.get(5),
-                    granted_by: row.get(6),
-                    granted_at: row.get(7),
-                    note: row.get(8),
-                    revoked_at: row.get(9),
-                    revoked_by: row.get(10),
+                    right: Right::from_row(row)?,
+                    note: row.get(9),
+                    revoked_at: row.get(10),
+                    revoked_by: row.get(11),
                 })
             })
             .collect())

@@ -371,16 +371,16 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
                         at.format("%Y-%m-%d %H:%M"),
                         r.revoked_by.as_deref().unwrap_or("-")
                     ),
-                    None => r.granted_at.format("%Y-%m-%d %H:%M").to_string(),
+                    None => r.right.granted_at.format("%Y-%m-%d %H:%M").to_string(),
                 };
                 println!(
                     "{:>5}  {:<9}  {:<38}  {:<32}  {:<20}  {:<16}  {:<16}  {}",
-                    r.id,
-                    r.direction,
-                    r.resource.to_string(),
-                    r.purposes.join(","),
-                    r.owner,
-                    printable(&r.granted_by),
+                    r.right.id,
+                    r.right.direction,
+                    r.right.resource.to_string(),
+                    r.right.purposes.join(","),
+                    r.right.owner,
+                    printable(&r.right.granted_by),
                     printable(&granted),
                     printable(&r.note)
                 );

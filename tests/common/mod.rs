@@ -113,10 +113,15 @@ impl TestEnv {
     /// the tests use, and returns its token.
     pub async fn member(&self, system: &str) -> String {
         let token = self.add_system(system, false).await;
-        for direction in [Direction::Publish, Direction::Subscribe] {
-            self.grant(system, direction, EVENT_TYPE, PURPOSE).await;
-        }
+        self.grant_both(system, EVENT_TYPE).await;
         token
+    }
+
+    /// Grants `system` both directions on `event_type` for [`PURPOSE`].
+    pub async fn grant_both(&self, system: &str, event_type: &str) {
+        for direction in [Direction::Publish, Direction::Subscribe] {
+            self.grant(system, direction, event_type, PURPOSE).await;
+        }
     }
 
     /// Grants `system` the right to act on `event_type` for `purpose`; returns the right's id.
