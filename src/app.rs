@@ -22,6 +22,8 @@ use crate::api::grpc::EventApi;
 use crate::api::http::{self, HttpState};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
+use crate::connectors::manifest::{self, ManifestErrors};
+use crate::connectors::runtime::{self, RuntimeParts};
 use crate::db::{self, DbError};
 use crate::domain::{ReferenceData, ReferenceError};
 use crate::events::{Events, EventsParts, Quarantine, QuarantineKeys, SealError};
@@ -70,6 +72,8 @@ pub enum StartError {
     QuarantineKey(#[from] SealError),
     #[error("the gRPC listener's TLS: {0}")]
     GrpcTls(tonic::transport::Error),
+    #[error("connector manifests:\n{0}")]
+    Connectors(#[from] ManifestErrors),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +177,27 @@ impl Hub {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         }));
+
+        if config.connectors.enabled {
+            let manifests = manifest::load_dir(&config.connectors.dir, &|event_type: &str| {
+                registry.event(event_type).is_some()
+            })?;
+            runtime::start(
+                RuntimeParts {
+                    manifests,
+                    events: events.clone(),
+                    producer: producer.clone(),
+                    pool: pool.clone(),
+                    kafka: config.kafka.clone(),
+                    config: config.connectors.clone(),
+                    clock: crate::domain::system_clock(),
+                    metrics: metrics.clone(),
+                },
+                &shutdown,
+                &tracker,
+            )
+            .await?;
+        }
 
         let grpc_listener = bind(config.grpc.listen).await?;
         let http_listener = bind(config.http.listen).await?;
@@ -317,7 +342,8 @@ pub fn access_catalogue(
     AccessCatalogue::load(&schemas.join("access"), event_types)
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");

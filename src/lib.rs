@@ -14,6 +14,7 @@ pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod db;
 pub mod domain;
 pub mod events;

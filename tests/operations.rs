@@ -191,6 +191,7 @@ fn serve_command(env: &TestEnv, grpc: u16, http: u16) -> tokio::process::Command
             &env.config.kafka.topic_prefix,
         )
         .env("LIENTHONG_SCHEMAS__DIR", &env.config.schemas.dir)
+        .env("LIENTHONG_CONNECTORS__DIR", &env.config.connectors.dir)
         .env("LIENTHONG_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
         .env("LIENTHONG_HTTP__LISTEN", format!("127.0.0.1:{http}"))
         .env(

@@ -177,7 +177,7 @@ impl Access {
                 Err(AuthFailure::Mismatch)
             }
             (Some(by_token), Some(by_certificate)) => Ok(Caller {
-                certificate: Some(by_certificate.credential),
+                certificate: by_certificate.credential,
                 ..by_token
             }),
             (Some(caller), None) | (None, Some(caller)) => Ok(caller),

@@ -122,17 +122,32 @@ impl Right {
     }
 }
 
-/// The member system a call was authenticated as.
+/// The member system a call was authenticated as, or that the hub acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub system: SystemId,
     /// May change the hub itself (schemas, compatibility levels), not only exchange events.
     pub operator: bool,
-    /// The credential used, so that revoking it can end what it opened.
-    pub credential: i64,
+    /// The credential used, so that revoking it can end what it opened. `None` when the hub
+    /// itself acts for the system (a connector running as it): then only the system's own
+    /// state (disabled, removed) ends what it opened.
+    pub credential: Option<i64>,
     /// The client certificate presented with a token over mutual TLS, if any: revoking either
     /// ends what they opened.
     pub certificate: Option<i64>,
+}
+
+impl Caller {
+    /// The hub acting for `system`, as its connectors do: the system's rights apply as to any
+    /// call, with no credential of its own.
+    pub fn internal(system: SystemId) -> Self {
+        Self {
+            system,
+            operator: false,
+            credential: None,
+            certificate: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -242,7 +257,16 @@ impl Snapshot {
 
     /// Is the credential `caller` authenticated with still good at `now`?
     pub fn still_valid(&self, caller: &Caller, now: DateTime<Utc>) -> Result<(), AuthFailure> {
-        for id in std::iter::once(caller.credential).chain(caller.certificate) {
+        if caller.credential.is_none() {
+            let system = self
+                .systems
+                .get(&caller.system)
+                .ok_or(AuthFailure::Unknown)?;
+            if system.disabled {
+                return Err(AuthFailure::Disabled);
+            }
+        }
+        for id in caller.credential.into_iter().chain(caller.certificate) {
             let credential = self.credentials.get(&id).ok_or(AuthFailure::Revoked)?;
             self.caller(credential, now)?;
         }
@@ -251,7 +275,9 @@ impl Snapshot {
 
     /// When the first of `caller`'s credentials expires, if one does.
     pub fn expiry_of(&self, caller: &Caller) -> Option<DateTime<Utc>> {
-        std::iter::once(caller.credential)
+        caller
+            .credential
+            .into_iter()
             .chain(caller.certificate)
             .filter_map(|id| self.credentials.get(&id).and_then(|c| c.expires_at))
             .min()
@@ -278,7 +304,7 @@ impl Snapshot {
         Ok(Caller {
             system: credential.system.clone(),
             operator: system.operator,
-            credential: credential.id,
+            credential: Some(credential.id),
             certificate: None,
         })
     }
@@ -488,7 +514,7 @@ mod tests {
     fn tokens_resolve_only_while_valid() {
         let s = snapshot();
         let now = Utc::now();
-        assert_eq!(s.authenticate("h1", now).map(|c| c.credential), Ok(1));
+        assert_eq!(s.authenticate("h1", now).map(|c| c.credential), Ok(Some(1)));
         assert_eq!(s.authenticate("h2", now), Err(AuthFailure::Revoked));
         assert_eq!(s.authenticate("h3", now), Err(AuthFailure::Expired));
         assert_eq!(s.authenticate("h4", now), Err(AuthFailure::Disabled));

@@ -209,7 +209,7 @@ impl EventService for EventApi {
             let _ = span.set_parent(trace::extract(&received.headers));
             async move {
                 let decoded = events.decode(received, &event_type, &fields).await;
-                Ok(delivery(&id, &event_type, decoded))
+                Ok(delivery(&id, decoded))
             }
             .instrument(span)
         });

@@ -10,6 +10,7 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use super::convert::{json_to_struct, struct_to_json};
 use crate::access::{Denied, Withdrawn};
+use crate::bus::Envelope;
 use crate::bus::envelope as headers;
 use crate::events::{Accepted, DecodedEvent, PublishError, PublishInput, SubscribeError};
 use crate::proto::{self, Delivery, PublishRequest, PublishResponse, batch_item_result::Outcome};
@@ -143,45 +144,59 @@ pub(super) fn subscribe_status(error: SubscribeError) -> Status {
     }
 }
 
-pub(super) fn delivery(subscription_id: &str, event_type: &str, decoded: DecodedEvent) -> Delivery {
+fn proto_envelope(envelope: Envelope, traceparent: String) -> proto::Envelope {
+    let time = |t: chrono::DateTime<chrono::FixedOffset>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    proto::Envelope {
+        event_id: envelope.event_id.to_string(),
+        event_type: envelope.event_type,
+        schema_subject: envelope.schema_subject,
+        schema_version: envelope.schema_version,
+        occurred_at: time(envelope.occurred_at),
+        recorded_at: time(envelope.recorded_at.fixed_offset()),
+        producer_system: envelope.producer_system.to_string(),
+        correlation_id: envelope
+            .correlation_id
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        causation_id: envelope.causation_id.unwrap_or_default(),
+        purpose: envelope.purpose,
+        legal_basis: envelope.legal_basis,
+        traceparent,
+        // Written by the hub itself; a header it cannot read shows as no warnings.
+        warnings: envelope
+            .warnings
+            .and_then(|json| serde_json::from_str::<Vec<Violation>>(&json).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(proto_violation)
+            .collect(),
+    }
+}
+
+pub(super) fn delivery(subscription_id: &str, decoded: DecodedEvent) -> Delivery {
     let DecodedEvent {
         received,
         payload,
         decode_error,
         withheld,
     } = decoded;
-    let h = &received.headers;
-    let get = |key: &str| h.get(key).cloned().unwrap_or_default();
+    let traceparent = received
+        .headers
+        .get(headers::TRACEPARENT)
+        .cloned()
+        .unwrap_or_default();
+    // Every record the hub wrote has a whole envelope; one that does not is reported like an
+    // undecodable payload, so the subscriber can acknowledge it and move on.
+    let (envelope, envelope_error) = match Envelope::from_headers(&received.headers) {
+        Ok(envelope) => (Some(proto_envelope(envelope, traceparent)), None),
+        Err(error) => (None, Some(error.to_string())),
+    };
+    let decode_error = decode_error.or(envelope_error);
     Delivery {
         subscription_id: subscription_id.to_owned(),
-        envelope: Some(proto::Envelope {
-            event_id: get(headers::ID),
-            event_type: h
-                .get(headers::TYPE)
-                .cloned()
-                .unwrap_or_else(|| event_type.to_owned()),
-            schema_subject: get(headers::SCHEMA_SUBJECT),
-            schema_version: h
-                .get(headers::SCHEMA_VERSION)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_default(),
-            occurred_at: get(headers::TIME),
-            recorded_at: get(headers::RECORDED_AT),
-            producer_system: get(headers::SOURCE),
-            correlation_id: get(headers::CORRELATION_ID),
-            causation_id: get(headers::CAUSATION_ID),
-            purpose: get(headers::PURPOSE),
-            legal_basis: get(headers::LEGAL_BASIS),
-            traceparent: get(headers::TRACEPARENT),
-            // Written by the hub itself; a header it cannot read shows as no warnings.
-            warnings: h
-                .get(headers::WARNINGS)
-                .and_then(|json| serde_json::from_str::<Vec<Violation>>(json).ok())
-                .unwrap_or_default()
-                .into_iter()
-                .map(proto_violation)
-                .collect(),
-        }),
+        envelope,
         payload: payload.map(json_to_struct),
         topic: received.topic,
         partition: received.partition,

@@ -40,6 +40,8 @@ pub struct Received {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The record key: the dossier code, or what the event type names instead.
+    pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
 }
@@ -228,6 +230,10 @@ impl Worker {
                             topic: message.topic().to_owned(),
                             partition: message.partition(),
                             offset: message.offset(),
+                            key: message
+                                .key()
+                                .and_then(|k| std::str::from_utf8(k).ok())
+                                .map(str::to_owned),
                             payload: message.payload().unwrap_or_default().to_vec(),
                             headers: super::envelope::header_map(message.headers()),
                         };

@@ -3,6 +3,7 @@
 
 mod bench;
 mod config_check;
+mod connectors;
 mod demo;
 mod quarantine;
 mod schemas;
@@ -41,6 +42,9 @@ enum Command {
     /// Manage member systems and their credentials.
     #[command(subcommand)]
     Systems(systems::SystemsCommand),
+    /// Operate the connectors: list, status, pause, resume, stop, dead letters, mapping tests.
+    #[command(subcommand)]
+    Connectors(connectors::ConnectorsCommand),
     /// Look at refused events.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
@@ -70,6 +74,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve => serve::run(Config::load(config)?).await,
             Command::Config(command) => config_check::run(command, config),
             Command::Systems(command) => systems::run(command, Config::load(config)?).await,
+            Command::Connectors(command) => connectors::run(command, Config::load(config)?).await,
             Command::Quarantine(command) => quarantine::run(command, Config::load(config)?).await,
             Command::Schemas(command) => schemas::run(command, Config::load(config)?).await,
             Command::Demo(args) => demo::run(args).await,

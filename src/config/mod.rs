@@ -21,8 +21,9 @@ pub enum ConfigError {
 }
 
 /// The environment prefixes of the sections below: `LIENTHONG_<SECTION>__<FIELD>`.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "access__",
+    "connectors__",
     "tls__",
     "limits__",
     "quarantine__",
@@ -38,6 +39,7 @@ const SECTIONS: [&str; 10] = [
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub access: AccessConfig,
+    pub connectors: ConnectorsConfig,
     pub grpc: GrpcConfig,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
@@ -53,7 +55,8 @@ mod sections;
 mod security;
 
 pub use sections::{
-    DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LogConfig, LogFormat, SchemasConfig,
+    ConnectorsConfig, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LogConfig, LogFormat,
+    SchemasConfig,
 };
 pub use security::{AccessConfig, LimitsConfig, QuarantineConfig, TlsConfig};
 

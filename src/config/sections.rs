@@ -125,6 +125,37 @@ impl Default for SchemasConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    /// The manifests folder: one `<name>.toml` per external system, with `<name>.tests.json`.
+    pub dir: PathBuf,
+    /// Run the connectors in this process. Every process that runs them shares their work
+    /// through Kafka consumer groups.
+    pub enabled: bool,
+    /// How often this process reads what operators set (paused, stopped) and reports status.
+    pub refresh_interval_ms: u64,
+    /// How long dead-lettered events are kept on their topic.
+    pub dead_letter_retention_days: u32,
+}
+
+impl Default for ConnectorsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("connectors"),
+            enabled: true,
+            refresh_interval_ms: 1_000,
+            dead_letter_retention_days: 30,
+        }
+    }
+}
+
+impl ConnectorsConfig {
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.refresh_interval_ms.max(50))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

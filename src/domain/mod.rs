@@ -2,12 +2,14 @@
 //! (administrative codes valid by date, ethnicities, countries, status transitions) they are
 //! checked against. A `PersonalId` masks itself when printed: it never reaches a log whole.
 
+pub mod clock;
 mod dossier_code;
 mod personal_id;
 pub mod reference;
 mod sex;
 mod system_id;
 
+pub use clock::{Clock, ManualClock, SystemClock, system_clock};
 pub use dossier_code::{DossierCode, DossierCodeError};
 pub use personal_id::{PersonalId, PersonalIdError};
 pub use reference::{ReferenceData, ReferenceError};

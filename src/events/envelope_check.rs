@@ -43,6 +43,44 @@ impl PublishInput {
     }
 }
 
+/// An event the hub's own parts publish (connectors, procedures): typed, so only what types
+/// cannot say is checked (a time in the future, the purpose and legal basis).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<FixedOffset>,
+    pub correlation_id: Option<DossierCode>,
+    /// The event this one answers or follows from.
+    pub causation_id: Option<Uuid>,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub payload: Value,
+}
+
+impl From<&NewEvent> for PublishInput {
+    /// The event as the quarantine keeps it, should it be refused.
+    fn from(event: &NewEvent) -> Self {
+        Self {
+            event_type: event.event_type.clone(),
+            event_id: event.event_id.to_string(),
+            occurred_at: event.occurred_at.to_rfc3339(),
+            correlation_id: event
+                .correlation_id
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
+            causation_id: event
+                .causation_id
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            purpose: event.purpose.clone(),
+            legal_basis: event.legal_basis.clone(),
+            payload: event.payload.clone(),
+        }
+    }
+}
+
 pub(super) struct CheckedEnvelope {
     pub event_id: Uuid,
     pub occurred_at: DateTime<FixedOffset>,
@@ -122,16 +160,48 @@ pub(super) fn check_envelope(
         ));
         None
     };
-    // Both travel as Kafka headers on every record: codes and citations, never free text
-    // that could carry personal data.
-    if !is_purpose_code(&input.purpose) {
+    check_purpose(&input.purpose, &input.legal_basis, violations);
+    Some(CheckedEnvelope {
+        event_id: event_id?,
+        occurred_at: occurred_at?,
+        correlation_id: correlation_id?,
+        causation_id,
+    })
+}
+
+/// Checks what the types of a [`NewEvent`] leave open, adding a violation per broken rule.
+pub(super) fn check_new_event(
+    event: &NewEvent,
+    violations: &mut Vec<Violation>,
+) -> Option<CheckedEnvelope> {
+    let before = violations.len();
+    if event.occurred_at.with_timezone(&Utc) > Utc::now() + MAX_CLOCK_SKEW {
+        violations.push(Violation::new(
+            "/occurred_at",
+            "envelope.occurred_at",
+            "is in the future",
+        ));
+    }
+    check_purpose(&event.purpose, &event.legal_basis, violations);
+    (violations.len() == before).then(|| CheckedEnvelope {
+        event_id: event.event_id,
+        occurred_at: event.occurred_at,
+        correlation_id: event.correlation_id.clone(),
+        causation_id: event.causation_id.map(|c| c.to_string()),
+    })
+}
+
+/// Both travel as Kafka headers on every record: codes and citations, never free text that
+/// could carry personal data.
+fn check_purpose(purpose: &str, legal_basis: &str, violations: &mut Vec<Violation>) {
+    if !is_purpose_code(purpose) {
         violations.push(Violation::new(
             "/purpose",
             "envelope.purpose",
             "is required: a purpose code of 2 to 63 characters a-z, 0-9 and '-', e.g. civil-registration",
         ));
     }
-    if !is_legal_basis(input.legal_basis.trim()) {
+    if !is_legal_basis(legal_basis.trim()) {
         violations.push(Violation::new(
             "/legal_basis",
             "envelope.legal_basis",
@@ -140,12 +210,6 @@ pub(super) fn check_envelope(
             ),
         ));
     }
-    Some(CheckedEnvelope {
-        event_id: event_id?,
-        occurred_at: occurred_at?,
-        correlation_id: correlation_id?,
-        causation_id,
-    })
 }
 
 #[cfg(test)]

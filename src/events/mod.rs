@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-pub use envelope_check::PublishInput;
+pub use envelope_check::{NewEvent, PublishInput};
 pub use publish::{Accepted, PublishError, Rejected};
 pub use quarantine::Quarantine;
 pub use seal::{QuarantineKeys, SealError};

@@ -15,7 +15,9 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::Events;
-use super::envelope_check::{CheckedEnvelope, PublishInput, check_envelope};
+use super::envelope_check::{
+    CheckedEnvelope, NewEvent, PublishInput, check_envelope, check_new_event,
+};
 use super::quarantine::{QuarantineEntry, QuarantineError};
 use crate::access::{Caller, Denied, Direction, Throttled};
 use crate::bus::{Envelope, InFlight, ProduceError, trace};
@@ -86,6 +88,14 @@ fn record_key(schema: &EventSchema, checked: &CheckedEnvelope, payload: &Value) 
             .map(|c| c.as_str().to_owned()),
         Some(field) => payload[field.as_str()].as_str().map(str::to_owned),
     }
+}
+
+/// What the checks read of an event, whichever way it came in.
+struct Draft<'a> {
+    event_type: &'a str,
+    purpose: &'a str,
+    legal_basis: &'a str,
+    payload: &'a Value,
 }
 
 /// A valid event, encoded and ready to produce.
@@ -219,17 +229,67 @@ impl Events {
         receiver
     }
 
+    /// Publishes an event the hub's own parts (connectors, procedures) make, through the same
+    /// checks as a caller's request (rights, schema, rules, quarantine), without turning its
+    /// typed envelope into text and back.
+    pub async fn publish_event(
+        &self,
+        caller: &Caller,
+        event: NewEvent,
+    ) -> Result<Accepted, PublishError> {
+        let draft = Draft {
+            event_type: &event.event_type,
+            purpose: &event.purpose,
+            legal_basis: &event.legal_basis,
+            payload: &event.payload,
+        };
+        let prepared = self
+            .prepare_draft(
+                caller,
+                draft,
+                |violations| check_new_event(&event, violations),
+                || PublishInput::from(&event),
+            )
+            .await?;
+        let pending = self.enqueue(caller, prepared).await?;
+        self.finish(pending).await
+    }
+
     /// Checks everything about `input`; a refused event is quarantined here.
     async fn prepare(
         &self,
         caller: &Caller,
         input: &PublishInput,
     ) -> Result<Prepared, PublishError> {
+        let draft = Draft {
+            event_type: &input.event_type,
+            purpose: &input.purpose,
+            legal_basis: &input.legal_basis,
+            payload: &input.payload,
+        };
+        self.prepare_draft(
+            caller,
+            draft,
+            |violations| check_envelope(input, violations),
+            || input.clone(),
+        )
+        .await
+    }
+
+    /// The checks both ways in share: `check` reads the envelope, `original` gives what was
+    /// sent, for the quarantine, only when the event is refused.
+    async fn prepare_draft(
+        &self,
+        caller: &Caller,
+        draft: Draft<'_>,
+        check: impl FnOnce(&mut Vec<Violation>) -> Option<CheckedEnvelope>,
+        original: impl FnOnce() -> PublishInput,
+    ) -> Result<Prepared, PublishError> {
         self.limits
             .event(&caller.system)
             .map_err(PublishError::Throttled)?;
-        let schema = self.registry.event(&input.event_type).cloned();
-        self.authorize(caller, input, schema.is_some())?;
+        let schema = self.registry.event(draft.event_type).cloned();
+        self.authorize(caller, &draft, schema.is_some())?;
         let mut violations = Vec::new();
         if schema.is_none() {
             violations.push(Violation::new(
@@ -240,10 +300,10 @@ impl Events {
                 "unknown event type; the event types are listed in schemas/topics.toml",
             ));
         }
-        let envelope = check_envelope(input, &mut violations);
+        let envelope = check(&mut violations);
         // Rules judge the normalised payload, and the event carries it; the quarantine keeps
         // what was sent.
-        let payload = normalised(&input.payload);
+        let payload = normalised(draft.payload);
         if let Some(schema) = &schema {
             // Codes are checked as valid on the event's own date in Viet Nam (today if unknown).
             let occurred = envelope
@@ -282,7 +342,7 @@ impl Events {
         };
         let (Some((schema, checked, bytes)), Some(key)) = (encoded, record_key) else {
             return Err(self
-                .reject(caller, input, schema.as_deref(), violations)
+                .reject(caller, &original(), schema.as_deref(), violations)
                 .await);
         };
         let envelope = Envelope {
@@ -295,8 +355,8 @@ impl Events {
             producer_system: caller.system.clone(),
             correlation_id: checked.correlation_id,
             causation_id: checked.causation_id,
-            purpose: input.purpose.clone(),
-            legal_basis: input.legal_basis.trim().to_owned(),
+            purpose: draft.purpose.to_owned(),
+            legal_basis: draft.legal_basis.trim().to_owned(),
             // Pointers, rule codes and messages: never a value (see `registry::rules`).
             warnings: (!violations.is_empty())
                 .then(|| serde_json::to_string(&violations).ok())
@@ -320,14 +380,14 @@ impl Events {
     fn authorize(
         &self,
         caller: &Caller,
-        input: &PublishInput,
+        input: &Draft<'_>,
         known_type: bool,
     ) -> Result<(), PublishError> {
         let let_validation_answer = if known_type {
             input.purpose.is_empty()
                 && self
                     .access
-                    .has_any_right(caller, Direction::Publish, &input.event_type)
+                    .has_any_right(caller, Direction::Publish, input.event_type)
         } else {
             self.access.publishes_anything(caller)
         };
@@ -335,12 +395,7 @@ impl Events {
             return Ok(());
         }
         self.access
-            .authorize(
-                caller,
-                Direction::Publish,
-                &input.event_type,
-                &input.purpose,
-            )
+            .authorize(caller, Direction::Publish, input.event_type, input.purpose)
             .map_err(PublishError::Denied)
     }
 

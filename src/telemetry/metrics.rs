@@ -37,6 +37,24 @@ pub struct AuthFailureLabels {
     pub reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectorLabels {
+    pub connector: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectorOutcomeLabels {
+    pub connector: String,
+    /// `delivered`, `retried`, `dead_lettered`.
+    pub outcome: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn call_latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
 pub struct Metrics {
     registry: Registry,
     pub published: Family<EventLabels, Counter>,
@@ -51,6 +69,9 @@ pub struct Metrics {
     pub subscriptions_withdrawn: Counter,
     pub access_denials_dropped: Counter,
     pub access_policy_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub connector_events: Family<ConnectorOutcomeLabels, Counter>,
+    pub connector_call_latency: HistogramFamily<ConnectorLabels>,
+    pub connector_restarts: Family<ConnectorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -122,6 +143,25 @@ impl Default for Metrics {
             "Time since this process last confirmed its access policy with PostgreSQL",
             access_policy_age.clone(),
         );
+        let connector_events = Family::<ConnectorOutcomeLabels, Counter>::default();
+        registry.register(
+            "connector_events",
+            "Events a connector handled, by outcome (delivered, retried attempt, dead_lettered)",
+            connector_events.clone(),
+        );
+        let connector_call_latency: HistogramFamily<ConnectorLabels> =
+            Family::new_with_constructor(call_latency_histogram);
+        registry.register(
+            "connector_call_latency_seconds",
+            "Time an external system took to answer a connector's call",
+            connector_call_latency.clone(),
+        );
+        let connector_restarts = Family::<ConnectorLabels, Counter>::default();
+        registry.register(
+            "connector_restarts",
+            "Times a failed connector worker was restarted",
+            connector_restarts.clone(),
+        );
         Self {
             registry,
             published,
@@ -135,6 +175,9 @@ impl Default for Metrics {
             subscriptions_withdrawn,
             access_denials_dropped,
             access_policy_age,
+            connector_events,
+            connector_call_latency,
+            connector_restarts,
         }
     }
 }

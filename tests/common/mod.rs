@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset of the harness.
 
 pub mod pki;
+pub mod receiver;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -81,6 +82,9 @@ impl TestEnv {
         config.grpc.listen = "127.0.0.1:0".parse().expect("address");
         config.http.listen = "127.0.0.1:0".parse().expect("address");
         config.schemas.dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        // No connector runs unless a test writes its manifest here.
+        config.connectors.dir = std::env::temp_dir().join(format!("lienthong-connectors-{unique}"));
+        config.connectors.refresh_interval_ms = 200;
         // gRPC runs over TLS, with client certificates accepted (mutual TLS), as in production;
         // HTTP stays plain unless a test turns it on, so tools such as the Python client need
         // no CA of ours.

@@ -1,0 +1,166 @@
+//! The http-sink kind's side effect: one HTTP call per event, carrying an idempotency key
+//! derived from the event id so the external system can drop repeats (the runtime may repeat a
+//! call after a crash; it never skips one). Answers are sorted into success, failures another
+//! attempt may fix (unreachable, timeout, 408/425/429, 5xx) and failures it cannot (other 4xx).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
+
+use super::manifest::{HttpTarget, Manifest};
+use super::resilience::Breaker;
+use crate::domain::Clock;
+
+/// The header that carries the idempotency key (the IETF draft's name, which payment and
+/// government APIs follow).
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+/// Answers longer than this are cut: a connector maps replies, it does not download files.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// A failed call, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// Kafka Connect's `exception.class.name` equivalent: `Timeout`, `Connect`, `HttpStatus503`…
+    pub class: String,
+    pub message: String,
+    pub status: Option<u16>,
+    /// Another attempt might succeed.
+    pub retryable: bool,
+}
+
+/// The external system's answer to a successful call.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// The body as JSON; a body that is not JSON becomes a string, an empty one `null`.
+    pub body: Value,
+    pub latency: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("http.auth: {0}")]
+    Secret(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// One connector's endpoint: the client, its secret, its breaker and its rate limit.
+pub struct HttpSink {
+    client: reqwest::Client,
+    target: HttpTarget,
+    bearer: Option<String>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    pub breaker: Breaker,
+}
+
+impl HttpSink {
+    /// Reads the secret now: a missing one stops the connector with a message naming where it
+    /// was looked for.
+    pub fn new(manifest: &Manifest, clock: Arc<dyn Clock>) -> Result<Self, SinkError> {
+        let bearer = manifest
+            .http
+            .bearer
+            .as_ref()
+            .map(|secret| secret.read().map_err(SinkError::Secret))
+            .transpose()?;
+        let client = reqwest::Client::builder()
+            .timeout(manifest.http.timeout)
+            .connect_timeout(manifest.http.timeout.min(Duration::from_secs(10)))
+            .build()?;
+        let limiter = manifest
+            .delivery
+            .rate_per_second
+            .and_then(NonZeroU32::new)
+            .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+        Ok(Self {
+            client,
+            target: manifest.http.clone(),
+            bearer,
+            limiter,
+            breaker: Breaker::new(
+                clock,
+                manifest.delivery.breaker_failures,
+                manifest.delivery.breaker_open,
+            ),
+        })
+    }
+
+    /// Waits for the breaker and the rate limit, then calls the endpoint once.
+    pub async fn call(&self, body: &Value, idempotency_key: &str) -> Result<Answer, CallError> {
+        self.breaker.admit().await;
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        let started = Instant::now();
+        let mut request = self
+            .client
+            .request(self.target.method.clone(), &self.target.url)
+            .header(IDEMPOTENCY_KEY, idempotency_key)
+            .json(body);
+        for (name, value) in &self.target.headers {
+            request = request.header(name, value);
+        }
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        let outcome = match request.send().await {
+            Ok(response) => read_answer(response, started).await,
+            Err(error) => Err(transport_error(&error)),
+        };
+        match &outcome {
+            Ok(_) => self.breaker.success(),
+            // The endpoint answered: it is up, whatever it thought of this event.
+            Err(error) if !error.retryable => self.breaker.success(),
+            Err(_) => self.breaker.failure(),
+        }
+        outcome
+    }
+}
+
+async fn read_answer(response: reqwest::Response, started: Instant) -> Result<Answer, CallError> {
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+    let latency = started.elapsed();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ANSWER_BYTES)]).into_owned();
+    if status.is_success() {
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        return Ok(Answer {
+            status: status.as_u16(),
+            body,
+            latency,
+        });
+    }
+    let code = status.as_u16();
+    // The answer's own words help the operator; they are cut short, as they may echo input.
+    let said: String = text.chars().take(300).collect();
+    Err(CallError {
+        class: format!("HttpStatus{code}"),
+        message: format!("the endpoint answered {status}: {said}"),
+        status: Some(code),
+        retryable: matches!(code, 408 | 425 | 429) || status.is_server_error(),
+    })
+}
+
+fn transport_error(error: &reqwest::Error) -> CallError {
+    let class = if error.is_timeout() {
+        "Timeout"
+    } else if error.is_connect() {
+        "Connect"
+    } else {
+        "Transport"
+    };
+    CallError {
+        class: class.to_owned(),
+        message: format!("{error}"),
+        status: None,
+        retryable: true,
+    }
+}

@@ -1,0 +1,336 @@
+//! Runs every connector this process has a manifest for. Each gets a supervisor that follows
+//! what operators set in PostgreSQL (running, paused, stopped; read every `refresh_interval`),
+//! starts its worker, and restarts a failed one with growing delays, counting the restarts.
+//! Several hub processes run the same connectors; Kafka's consumer-group assignment spreads the
+//! partitions between them, so no coordinator of our own is needed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::http_sink::HttpSink;
+use super::manifest::Manifest;
+use super::state::{self, Desired};
+use super::stats::{Stats, WorkerState};
+use super::worker::Worker;
+use crate::bus::{Producer, TopicError, TopicSpec, ensure_topics};
+use crate::config::{ConnectorsConfig, KafkaConfig};
+use crate::domain::Clock;
+use crate::events::Events;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::ConnectorLabels;
+
+/// The first delay before restarting a failed worker; it doubles up to [`MAX_RESTART_DELAY`].
+const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+/// A worker that ran this long before failing starts its restart delays over.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// Partitions of each connector's dead-letter topic.
+const DEAD_LETTER_PARTITIONS: i32 = 3;
+
+/// The dead-letter topic of connector `name`.
+pub fn dead_letter_topic(kafka: &KafkaConfig, name: &str) -> String {
+    kafka.topic(&format!("lienthong.dlq.{name}"))
+}
+
+/// What the runtime is built from.
+pub struct RuntimeParts {
+    pub manifests: Vec<Manifest>,
+    pub events: Arc<Events>,
+    pub producer: Producer,
+    pub pool: Pool,
+    pub kafka: KafkaConfig,
+    pub config: ConnectorsConfig,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// This process's name in status reports: host, process id and a random part (tests run
+/// several hubs in one process).
+fn process_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "hub".to_owned());
+    let random: u32 = rand::random();
+    format!("{host}:{}:{:06x}", std::process::id(), random & 0xff_ffff)
+}
+
+struct Supervised {
+    manifest: Arc<Manifest>,
+    stats: Arc<Stats>,
+    /// Kept across pauses (its breaker remembers the endpoint); dropped when stopped.
+    sink: std::sync::Mutex<Option<Arc<HttpSink>>>,
+}
+
+/// Starts the runtime's tasks on `tracker`; they end when `shutdown` is cancelled.
+pub async fn start(
+    parts: RuntimeParts,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), TopicError> {
+    if parts.manifests.is_empty() {
+        return Ok(());
+    }
+    let retention =
+        Duration::from_secs(u64::from(parts.config.dead_letter_retention_days) * 86_400);
+    let topics: Vec<TopicSpec> = parts
+        .manifests
+        .iter()
+        .map(|m| TopicSpec {
+            name: dead_letter_topic(&parts.kafka, &m.name),
+            partitions: DEAD_LETTER_PARTITIONS,
+            retention,
+        })
+        .collect();
+    ensure_topics(&parts.kafka, &topics).await?;
+    let process = process_name();
+    let initial = state::desired_states(&parts.pool)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "cannot read the connectors' states yet; starting them");
+            HashMap::new()
+        });
+    let (desired_tx, desired_rx) = watch::channel(initial);
+    tracker.spawn(follow_desired(
+        parts.pool.clone(),
+        desired_tx,
+        parts.config.refresh_interval(),
+        shutdown.clone(),
+    ));
+    let supervised: Vec<Arc<Supervised>> = parts
+        .manifests
+        .into_iter()
+        .map(|manifest| {
+            Arc::new(Supervised {
+                manifest: Arc::new(manifest),
+                stats: Arc::new(Stats::default()),
+                sink: std::sync::Mutex::new(None),
+            })
+        })
+        .collect();
+    for connector in &supervised {
+        let worker_parts = WorkerParts {
+            events: parts.events.clone(),
+            producer: parts.producer.clone(),
+            pool: parts.pool.clone(),
+            clock: parts.clock.clone(),
+            metrics: parts.metrics.clone(),
+            dlq_topic: dead_letter_topic(&parts.kafka, &connector.manifest.name),
+        };
+        tracker.spawn(supervise(
+            connector.clone(),
+            worker_parts,
+            desired_rx.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tracker.spawn(report(
+        supervised,
+        parts.pool,
+        process,
+        parts.config.refresh_interval().max(Duration::from_secs(1)),
+        shutdown.clone(),
+    ));
+    Ok(())
+}
+
+/// Reads what operators want and hands changes to the supervisors.
+async fn follow_desired(
+    pool: Pool,
+    desired: watch::Sender<HashMap<String, Desired>>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match state::desired_states(&pool).await {
+            Ok(now) => {
+                desired.send_if_modified(|current| {
+                    let changed = *current != now;
+                    *current = now;
+                    changed
+                });
+            }
+            // The last known states stay in force until PostgreSQL answers again.
+            Err(error) => tracing::warn!(%error, "cannot read the connectors' states"),
+        }
+    }
+}
+
+struct WorkerParts {
+    events: Arc<Events>,
+    producer: Producer,
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    dlq_topic: String,
+}
+
+fn wanted(desired: &watch::Receiver<HashMap<String, Desired>>, name: &str) -> Desired {
+    desired.borrow().get(name).copied().unwrap_or_default()
+}
+
+async fn supervise(
+    connector: Arc<Supervised>,
+    parts: WorkerParts,
+    mut desired: watch::Receiver<HashMap<String, Desired>>,
+    shutdown: CancellationToken,
+) {
+    let name = connector.manifest.name.clone();
+    let mut restart_delay = FIRST_RESTART_DELAY;
+    while !shutdown.is_cancelled() {
+        desired.mark_unchanged();
+        match wanted(&desired, &name) {
+            Desired::Running => {}
+            held => {
+                connector.stats.set_state(if held == Desired::Paused {
+                    WorkerState::Paused
+                } else {
+                    WorkerState::Stopped
+                });
+                if held == Desired::Stopped {
+                    *connector
+                        .sink
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                }
+                tokio::select! {
+                    changed = desired.changed() => if changed.is_err() { return },
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+        }
+        connector.stats.set_state(WorkerState::Starting);
+        let started = Instant::now();
+        let outcome = match sink(&connector, &parts) {
+            Ok(sink) => run_once(&connector, &parts, sink, &mut desired, &shutdown).await,
+            Err(error) => Err(error),
+        };
+        let Err(error) = outcome else { continue };
+        if shutdown.is_cancelled() {
+            return;
+        }
+        tracing::error!(connector = %name, %error, "connector worker failed; it will be restarted");
+        connector.stats.failed(parts.clock.now(), &error);
+        if started.elapsed() > HEALTHY_RUN {
+            restart_delay = FIRST_RESTART_DELAY;
+        }
+        tokio::select! {
+            () = parts.clock.sleep(restart_delay) => {}
+            // An operator's stop or pause takes effect at once, not after the delay.
+            changed = desired.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        restart_delay = (restart_delay * 2).min(MAX_RESTART_DELAY);
+        connector.stats.restarted();
+        parts
+            .metrics
+            .connector_restarts
+            .get_or_create(&ConnectorLabels {
+                connector: name.clone(),
+            })
+            .inc();
+    }
+}
+
+/// The connector's endpoint, built on first use (reading its secret) and kept while it runs.
+fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<HttpSink>, String> {
+    let mut kept = connector
+        .sink
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(sink) = kept.as_ref() {
+        return Ok(sink.clone());
+    }
+    let sink = Arc::new(
+        HttpSink::new(&connector.manifest, parts.clock.clone()).map_err(|e| e.to_string())?,
+    );
+    *kept = Some(sink.clone());
+    Ok(sink)
+}
+
+/// Runs the worker until it fails, the hub shuts down or operators no longer want it running.
+async fn run_once(
+    connector: &Supervised,
+    parts: &WorkerParts,
+    sink: Arc<HttpSink>,
+    desired: &mut watch::Receiver<HashMap<String, Desired>>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let worker = Arc::new(Worker {
+        manifest: connector.manifest.clone(),
+        events: parts.events.clone(),
+        producer: parts.producer.clone(),
+        pool: parts.pool.clone(),
+        sink,
+        clock: parts.clock.clone(),
+        stats: connector.stats.clone(),
+        metrics: parts.metrics.clone(),
+        dlq_topic: parts.dlq_topic.clone(),
+    });
+    let stop = shutdown.child_token();
+    let run = worker.run(stop.clone());
+    tokio::pin!(run);
+    let name = connector.manifest.name.clone();
+    let told_to_stop = async {
+        loop {
+            if desired.changed().await.is_err() || wanted(desired, &name) != Desired::Running {
+                return;
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = &mut run => outcome,
+        () = told_to_stop => {
+            stop.cancel();
+            run.await
+        }
+    };
+    outcome.map_err(|e| e.to_string())
+}
+
+/// Reports every connector's status to PostgreSQL, so `connectors status` sees all processes.
+async fn report(
+    connectors: Vec<Arc<Supervised>>,
+    pool: Pool,
+    process: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = ticks.tick() => false,
+        };
+        for connector in &connectors {
+            let breaker = connector
+                .sink
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map_or("closed", |sink| sink.breaker.describe());
+            let mut report = connector
+                .stats
+                .report(&connector.manifest.name, &process, breaker);
+            if stopping {
+                report.state = "GONE".to_owned();
+            }
+            if let Err(error) = state::report(&pool, &report).await {
+                tracing::warn!(%error, "cannot report connector status");
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The connectors' shared state in PostgreSQL: what operators want (running, paused, stopped),
+//! what they did, what each process's worker reports and what was dead-lettered. Every hub
+//! process reads the same rows, so an operator's command reaches all of them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use crate::db::DbError;
+
+/// What operators want a connector to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    #[default]
+    Running,
+    /// Holds: takes no new events and leaves its consumer group, keeping its counters; resumes
+    /// where it stopped.
+    Paused,
+    /// Off until resumed: releases its partitions, connections and rate budget.
+    Stopped,
+}
+
+impl Desired {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Desired::Running => "running",
+            Desired::Paused => "paused",
+            Desired::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for Desired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Desired {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "running" => Ok(Desired::Running),
+            "paused" => Ok(Desired::Paused),
+            "stopped" => Ok(Desired::Stopped),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Sets what `name` should do and records who asked, in one transaction.
+pub async fn set_desired(
+    pool: &Pool,
+    name: &str,
+    desired: Desired,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<(), DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO connector_state (name, desired, changed_by, reason) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (name) DO UPDATE SET desired = $2, changed_by = $3, reason = $4,
+             changed_at = now()",
+        &[&name, &desired.as_str(), &actor, &reason],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO connector_action (name, action, actor, detail) VALUES ($1, $2, $3, $4)",
+        &[&name, &desired.as_str(), &actor, &reason],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records an operator action that changes no state (a replay, a restart).
+pub async fn record_action(
+    pool: &Pool,
+    name: &str,
+    action: &str,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<(), DbError> {
+    pool.get()
+        .await?
+        .execute(
+            "INSERT INTO connector_action (name, action, actor, detail) VALUES ($1, $2, $3, $4)",
+            &[&name, &action, &actor, &detail],
+        )
+        .await?;
+    Ok(())
+}
+
+/// What operators set for every connector that has a row.
+pub async fn desired_states(pool: &Pool) -> Result<HashMap<String, Desired>, DbError> {
+    let rows = pool
+        .get()
+        .await?
+        .query("SELECT name, desired FROM connector_state", &[])
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let desired = row.get::<_, &str>(1).parse().ok()?;
+            Some((row.get(0), desired))
+        })
+        .collect())
+}
+
+/// One process's report on its worker of a connector.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkerReport {
+    pub name: String,
+    pub process: String,
+    pub state: String,
+    pub partitions: String,
+    pub delivered: i64,
+    pub failed_attempts: i64,
+    pub dead_lettered: i64,
+    pub restarts: i32,
+    pub breaker: String,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+pub async fn report(pool: &Pool, r: &WorkerReport) -> Result<(), DbError> {
+    pool.get()
+        .await?
+        .execute(
+            "INSERT INTO connector_worker (name, process, state, partitions, delivered,
+                 failed_attempts, dead_lettered, restarts, breaker, last_success_at,
+                 last_failure_at, last_error, latency_p50_ms, latency_p99_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT (name, process) DO UPDATE SET state = $3, partitions = $4,
+                 delivered = $5, failed_attempts = $6, dead_lettered = $7, restarts = $8,
+                 breaker = $9, last_success_at = $10, last_failure_at = $11, last_error = $12,
+                 latency_p50_ms = $13, latency_p99_ms = $14, updated_at = now()",
+            &[
+                &r.name,
+                &r.process,
+                &r.state,
+                &r.partitions,
+                &r.delivered,
+                &r.failed_attempts,
+                &r.dead_lettered,
+                &r.restarts,
+                &r.breaker,
+                &r.last_success_at,
+                &r.last_failure_at,
+                &r.last_error,
+                &r.latency_p50_ms,
+                &r.latency_p99_ms,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The reports of every process on `name` (every connector when `None`), freshest first.
+pub async fn workers(pool: &Pool, name: Option<&str>) -> Result<Vec<WorkerReport>, DbError> {
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "SELECT name, process, state, partitions, delivered, failed_attempts, dead_lettered,
+                    restarts, breaker, last_success_at, last_failure_at, last_error,
+                    latency_p50_ms, latency_p99_ms, updated_at
+             FROM connector_worker WHERE $1::text IS NULL OR name = $1
+             ORDER BY name, updated_at DESC",
+            &[&name],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| WorkerReport {
+            name: row.get(0),
+            process: row.get(1),
+            state: row.get(2),
+            partitions: row.get(3),
+            delivered: row.get(4),
+            failed_attempts: row.get(5),
+            dead_lettered: row.get(6),
+            restarts: row.get(7),
+            breaker: row.get(8),
+            last_success_at: row.get(9),
+            last_failure_at: row.get(10),
+            last_error: row.get(11),
+            latency_p50_ms: row.get(12),
+            latency_p99_ms: row.get(13),
+            updated_at: row.get(14),
+        })
+        .collect())
+}
+
+/// An event a connector gave up on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub name: String,
+    pub event_id: Option<Uuid>,
+    pub event_type: String,
+    pub source: (String, i32, i64),
+    pub dlq: (String, i32, i64),
+    pub error_class: String,
+    pub error_message: String,
+    pub attempts: i32,
+    pub first_failure_at: DateTime<Utc>,
+    pub last_failure_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+pub async fn add_dead_letter(pool: &Pool, d: &DeadLetter) -> Result<i64, DbError> {
+    let row = pool
+        .get()
+        .await?
+        .query_one(
+            "INSERT INTO connector_dead_letter (name, event_id, event_type, source_topic,
+                 source_partition, source_offset, dlq_topic, dlq_partition, dlq_offset,
+                 error_class, error_message, attempts, first_failure_at, last_failure_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+            &[
+                &d.name,
+                &d.event_id,
+                &d.event_type,
+                &d.source.0,
+                &d.source.1,
+                &d.source.2,
+                &d.dlq.0,
+                &d.dlq.1,
+                &d.dlq.2,
+                &d.error_class,
+                &d.error_message,
+                &d.attempts,
+                &d.first_failure_at,
+                &d.last_failure_at,
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Dead letters of `name`, newest first; replayed ones only when `all`.
+pub async fn dead_letters(pool: &Pool, name: &str, all: bool) -> Result<Vec<DeadLetter>, DbError> {
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "SELECT id, name, event_id, event_type, source_topic, source_partition, source_offset,
+                    dlq_topic, dlq_partition, dlq_offset, error_class, error_message, attempts,
+                    first_failure_at, last_failure_at, replayed_at
+             FROM connector_dead_letter WHERE name = $1 AND ($2 OR replayed_at IS NULL)
+             ORDER BY id DESC LIMIT 1000",
+            &[&name, &all],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| DeadLetter {
+            id: row.get(0),
+            name: row.get(1),
+            event_id: row.get(2),
+            event_type: row.get(3),
+            source: (row.get(4), row.get(5), row.get(6)),
+            dlq: (row.get(7), row.get(8), row.get(9)),
+            error_class: row.get(10),
+            error_message: row.get(11),
+            attempts: row.get(12),
+            first_failure_at: row.get(13),
+            last_failure_at: row.get(14),
+            replayed_at: row.get(15),
+        })
+        .collect())
+}

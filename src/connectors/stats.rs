@@ -1,0 +1,150 @@
+//! What one process knows about its worker of a connector, kept in memory and reported to
+//! PostgreSQL every few seconds (see `state::report`), where `connectors status` reads every
+//! process's report at once.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::state::WorkerReport;
+
+/// Call latencies kept for the percentiles: the most recent ones.
+const LATENCY_WINDOW: usize = 512;
+
+/// A worker's state as status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    Starting,
+    Running,
+    Paused,
+    Stopped,
+    /// Ended with an error; restarted after a backoff unless an operator stops it.
+    Failed,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Starting => "STARTING",
+            WorkerState::Running => "RUNNING",
+            WorkerState::Paused => "PAUSED",
+            WorkerState::Stopped => "STOPPED",
+            WorkerState::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: WorkerState,
+    delivered: i64,
+    failed_attempts: i64,
+    dead_lettered: i64,
+    restarts: i32,
+    last_success_at: Option<DateTime<Utc>>,
+    last_failure_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    latencies: VecDeque<Duration>,
+}
+
+#[derive(Debug)]
+pub struct Stats {
+    inner: Mutex<Inner>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                state: WorkerState::Starting,
+                delivered: 0,
+                failed_attempts: 0,
+                dead_lettered: 0,
+                restarts: 0,
+                last_success_at: None,
+                last_failure_at: None,
+                last_error: None,
+                latencies: VecDeque::with_capacity(LATENCY_WINDOW),
+            }),
+        }
+    }
+}
+
+impl Stats {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn set_state(&self, state: WorkerState) {
+        self.inner().state = state;
+    }
+
+    pub fn state(&self) -> WorkerState {
+        self.inner().state
+    }
+
+    pub fn delivered(&self, at: DateTime<Utc>, latency: Duration) {
+        let mut inner = self.inner();
+        inner.delivered += 1;
+        inner.last_success_at = Some(at);
+        if inner.latencies.len() == LATENCY_WINDOW {
+            inner.latencies.pop_front();
+        }
+        inner.latencies.push_back(latency);
+    }
+
+    pub fn failed_attempt(&self, at: DateTime<Utc>, error: &str) {
+        let mut inner = self.inner();
+        inner.failed_attempts += 1;
+        inner.last_failure_at = Some(at);
+        inner.last_error = Some(error.to_owned());
+    }
+
+    pub fn dead_lettered(&self) {
+        self.inner().dead_lettered += 1;
+    }
+
+    /// The worker ended with `error`; it will be restarted.
+    pub fn failed(&self, at: DateTime<Utc>, error: &str) {
+        let mut inner = self.inner();
+        inner.state = WorkerState::Failed;
+        inner.last_failure_at = Some(at);
+        inner.last_error = Some(error.to_owned());
+    }
+
+    pub fn restarted(&self) {
+        self.inner().restarts += 1;
+    }
+
+    /// The report of this process (`process`) on connector `name`.
+    pub fn report(&self, name: &str, process: &str, breaker: &str) -> WorkerReport {
+        let inner = self.inner();
+        let mut sorted: Vec<Duration> = inner.latencies.iter().copied().collect();
+        sorted.sort_unstable();
+        let percentile = |p: f64| {
+            let last = sorted.len().checked_sub(1)?;
+            let index = ((last as f64) * p).round() as usize;
+            Some(sorted[index.min(last)].as_secs_f64() * 1000.0)
+        };
+        WorkerReport {
+            name: name.to_owned(),
+            process: process.to_owned(),
+            state: inner.state.as_str().to_owned(),
+            partitions: String::new(),
+            delivered: inner.delivered,
+            failed_attempts: inner.failed_attempts,
+            dead_lettered: inner.dead_lettered,
+            restarts: inner.restarts,
+            breaker: breaker.to_owned(),
+            last_success_at: inner.last_success_at,
+            last_failure_at: inner.last_failure_at,
+            last_error: inner.last_error.clone(),
+            latency_p50_ms: percentile(0.5),
+            latency_p99_ms: percentile(0.99),
+            updated_at: None,
+        }
+    }
+}

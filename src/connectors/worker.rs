@@ -1,0 +1,637 @@
+//! One connector's worker in this process: it subscribes to the connector's event types as the
+//! connector's member system (so its rights and field minimisation apply), and for each event
+//! maps it, calls the endpoint with retries, and publishes the reply, or dead-letters the
+//! event and publishes the failure. An event is acknowledged (its offset may be committed) only
+//! after all of that is durable, so a crash repeats a call but never skips one.
+//!
+//! Events of one key (one dossier) are handled one at a time, in order; a retried event holds
+//! back only its own key's later events, not the other keys'.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use deadpool_postgres::Pool;
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::{FutureExt as _, future::BoxFuture};
+use rdkafka::message::{Header, OwnedHeaders};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::http_sink::{CallError, HttpSink};
+use super::manifest::{Manifest, Output, StartAt};
+use super::resilience::backoff;
+use super::state::{self, DeadLetter};
+use super::stats::{Stats, WorkerState};
+use crate::access::{Caller, FieldSet};
+use crate::bus::{Envelope, Producer, Received, StartFrom};
+use crate::domain::Clock;
+use crate::events::{Events, NewEvent, PublishError, SubscribeError, SubscribeInput};
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::{ConnectorLabels, ConnectorOutcomeLabels};
+
+/// How long calls in progress may finish when the worker is stopped.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Attempts to publish an outcome when the broker or the database fails.
+const PUBLISH_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot subscribe to {event_type}: {source}")]
+    Subscribe {
+        event_type: String,
+        source: SubscribeError,
+    },
+    #[error("the subscription to {event_type} ended: {why}")]
+    Ended { event_type: String, why: String },
+    #[error("cannot publish the {role} of event {event_id}: {message}")]
+    Publish {
+        role: &'static str,
+        event_id: Uuid,
+        message: String,
+    },
+    #[error("cannot dead-letter event at {topic}/{partition}/{offset}: {message}")]
+    DeadLetter {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
+    #[error("cannot acknowledge a handled event: {0}")]
+    Acknowledge(SubscribeError),
+    /// The worker is stopping: the event was not finished and will be delivered again.
+    #[error("stopped before the event was finished")]
+    Stopping,
+}
+
+/// Why an event is given up on.
+struct Failure {
+    class: String,
+    message: String,
+    attempts: u32,
+    retryable: bool,
+    status: Option<u16>,
+    first_at: DateTime<Utc>,
+}
+
+impl Failure {
+    fn permanent(class: &str, message: String, at: DateTime<Utc>) -> Self {
+        Self {
+            class: class.to_owned(),
+            message,
+            attempts: 0,
+            retryable: false,
+            status: None,
+            first_at: at,
+        }
+    }
+}
+
+/// Everything a worker needs; shared by its event tasks.
+pub struct Worker {
+    pub manifest: Arc<Manifest>,
+    pub events: Arc<Events>,
+    pub producer: Producer,
+    pub pool: Pool,
+    pub sink: Arc<HttpSink>,
+    pub clock: Arc<dyn Clock>,
+    pub stats: Arc<Stats>,
+    pub metrics: Arc<Metrics>,
+    pub dlq_topic: String,
+}
+
+struct Source {
+    event_type: String,
+    subscription: String,
+    fields: Arc<FieldSet>,
+    withdrawn: tokio::sync::oneshot::Receiver<crate::access::Withdrawn>,
+}
+
+/// A finished event: its lane, its source, its position and how it went.
+type Done = (String, usize, (i32, i64), Result<(), WorkerError>);
+
+/// The Kafka key orders the work: one dossier's events one after another.
+fn lane_key(received: &Received) -> String {
+    received
+        .key
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", received.partition, received.offset))
+}
+
+/// The idempotency key of one connector's call for one event: the same on every repeat,
+/// different for two connectors calling about the same event.
+pub fn idempotency_key(connector: &str, event_id: Uuid) -> String {
+    let digest = Sha256::digest(format!("{connector}\n{event_id}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+/// The id of an event the connector publishes about `cause`: a UUIDv7 with the cause's time,
+/// the same on every repeat, so consumers drop a reply published twice after a crash.
+fn outcome_id(connector: &str, cause: Uuid, role: &str) -> Uuid {
+    let millis = cause
+        .get_timestamp()
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            secs * 1000 + u64::from(nanos) / 1_000_000
+        })
+        .unwrap_or_default();
+    let digest = Sha256::digest(format!("{connector}\n{cause}\n{role}"));
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+fn envelope_json(envelope: &Envelope) -> Value {
+    json!({
+        "event_id": envelope.event_id.to_string(),
+        "event_type": envelope.event_type,
+        "occurred_at": envelope.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "producer_system": envelope.producer_system.as_str(),
+        "correlation_id": envelope.correlation_id.as_ref().map(|c| c.as_str()),
+        "purpose": envelope.purpose,
+    })
+}
+
+impl Worker {
+    fn caller(&self) -> Caller {
+        Caller::internal(self.manifest.system.clone())
+    }
+
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .connector_events
+            .get_or_create(&ConnectorOutcomeLabels {
+                connector: self.manifest.name.clone(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Runs until `stop` is cancelled (then `Ok`) or something the worker cannot handle
+    /// happens (then the error; the runtime restarts it).
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> Result<(), WorkerError> {
+        let caller = self.caller();
+        let mut sources = Vec::new();
+        let mut streams = Vec::new();
+        let mut guards = Vec::new();
+        for (index, event_type) in self.manifest.event_types.iter().enumerate() {
+            let opened = self
+                .events
+                .subscribe(
+                    &caller,
+                    SubscribeInput {
+                        event_type: event_type.clone(),
+                        group: self.manifest.name.clone(),
+                        start: match self.manifest.start_at {
+                            StartAt::Earliest => StartFrom::Earliest,
+                            StartAt::Latest => StartFrom::Latest,
+                        },
+                        max_unacknowledged: self.manifest.delivery.max_in_flight,
+                        purpose: self.manifest.purpose.clone(),
+                        legal_basis: self.manifest.legal_basis.clone(),
+                    },
+                )
+                .await
+                .map_err(|source| WorkerError::Subscribe {
+                    event_type: event_type.clone(),
+                    source,
+                })?;
+            // Leaving `run` by any path ends the subscriptions, committing what was acknowledged.
+            guards.push(opened.ended.clone().drop_guard());
+            // Each stream says when it ends (`None`): a subscription ended by a withdrawn
+            // right must stop the worker, not leave it running on the other types.
+            streams.push(
+                ReceiverStream::new(opened.deliveries)
+                    .map(Some)
+                    .chain(futures::stream::once(async { None }))
+                    .map(move |item| (index, item))
+                    .boxed(),
+            );
+            sources.push(Source {
+                event_type: event_type.clone(),
+                subscription: opened.id.to_string(),
+                fields: opened.fields,
+                withdrawn: opened.withdrawn,
+            });
+        }
+        let mut incoming = futures::stream::select_all(streams);
+        self.stats.set_state(WorkerState::Running);
+        tracing::info!(connector = %self.manifest.name, "connector running");
+        let mut lanes: HashMap<String, VecDeque<(usize, Received)>> = HashMap::new();
+        let mut working: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                Some((key, index, position, outcome)) = working.next(), if !working.is_empty() => {
+                    match outcome {
+                        Ok(()) => {
+                            self.events
+                                .acknowledge(&caller, &sources[index].subscription, vec![position])
+                                .await
+                                .map_err(WorkerError::Acknowledge)?;
+                        }
+                        Err(WorkerError::Stopping) => {}
+                        Err(error) => return Err(error),
+                    }
+                    match lanes.get_mut(&key).and_then(VecDeque::pop_front) {
+                        Some((index, received)) => {
+                            working.push(self.clone().start(&sources[index], index, key, received, &stop));
+                        }
+                        None => {
+                            lanes.remove(&key);
+                        }
+                    }
+                }
+                next = incoming.next() => match next {
+                    Some((index, Some(received))) => {
+                        let key = lane_key(&received);
+                        if let Some(waiting) = lanes.get_mut(&key) {
+                            waiting.push_back((index, received));
+                        } else {
+                            lanes.insert(key.clone(), VecDeque::new());
+                            working.push(self.clone().start(&sources[index], index, key, received, &stop));
+                        }
+                    }
+                    ended => {
+                        let index = ended.map_or(0, |(index, _)| index);
+                        let source = &mut sources[index];
+                        let why = match source.withdrawn.try_recv() {
+                            Ok(why) => format!("{why:?}"),
+                            Err(_) => "the hub is shutting down or the consumer stopped".to_owned(),
+                        };
+                        if stop.is_cancelled() {
+                            break;
+                        }
+                        return Err(WorkerError::Ended { event_type: source.event_type.clone(), why });
+                    }
+                },
+            }
+        }
+        // Calls in progress get a moment to finish; those that do are acknowledged, the
+        // others are delivered again (with the same idempotency key) after the restart.
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        while !working.is_empty() {
+            tokio::select! {
+                () = &mut grace => break,
+                Some((_, index, position, Ok(()))) = working.next() => {
+                    let _ = self
+                        .events
+                        .acknowledge(&caller, &sources[index].subscription, vec![position])
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(
+        self: Arc<Self>,
+        source: &Source,
+        index: usize,
+        key: String,
+        received: Received,
+        stop: &CancellationToken,
+    ) -> BoxFuture<'static, Done> {
+        let event_type = source.event_type.clone();
+        let fields = source.fields.clone();
+        let stop = stop.clone();
+        async move {
+            let position = (received.partition, received.offset);
+            let outcome = self.handle(&event_type, &fields, received, &stop).await;
+            (key, index, position, outcome)
+        }
+        .boxed()
+    }
+
+    /// Maps, calls and publishes the reply for one event, or dead-letters it.
+    async fn handle(
+        &self,
+        event_type: &str,
+        fields: &FieldSet,
+        received: Received,
+        stop: &CancellationToken,
+    ) -> Result<(), WorkerError> {
+        let now = self.clock.now();
+        let envelope = match Envelope::from_headers(&received.headers) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                let failure = Failure::permanent("Envelope", e.to_string(), now);
+                return self
+                    .give_up(&received, event_type, None, None, failure)
+                    .await;
+            }
+        };
+        let decoded = self
+            .events
+            .decode(received.clone(), event_type, fields)
+            .await;
+        let Some(payload) = decoded.payload else {
+            let message = decoded.decode_error.unwrap_or_default();
+            let failure = Failure::permanent("Decode", message, now);
+            return self
+                .give_up(&received, event_type, Some(&envelope), None, failure)
+                .await;
+        };
+        let mut input = json!({"event": payload, "envelope": envelope_json(&envelope)});
+        let body = match self.manifest.request.apply(&input) {
+            Ok(body) => body,
+            Err(e) => {
+                let failure = Failure::permanent("Mapping", format!("request mapping: {e}"), now);
+                return self
+                    .give_up(
+                        &received,
+                        event_type,
+                        Some(&envelope),
+                        Some(&input),
+                        failure,
+                    )
+                    .await;
+            }
+        };
+        let key = idempotency_key(&self.manifest.name, envelope.event_id);
+        let mut delays = backoff(&self.manifest.delivery);
+        let mut attempts = 0;
+        let mut first_failure = None;
+        let answer = loop {
+            attempts += 1;
+            match self.sink.call(&body, &key).await {
+                Ok(answer) => break answer,
+                Err(error) => {
+                    let at = self.clock.now();
+                    let first_at = *first_failure.get_or_insert(at);
+                    self.stats.failed_attempt(at, &error.message);
+                    self.count("failed_attempt");
+                    tracing::warn!(connector = %self.manifest.name, event_id = %envelope.event_id, attempts, class = %error.class, "call failed");
+                    let delay = if error.retryable { delays.next() } else { None };
+                    let Some(delay) = delay else {
+                        let failure = Failure::from_call(error, attempts, first_at);
+                        return self
+                            .give_up(
+                                &received,
+                                event_type,
+                                Some(&envelope),
+                                Some(&input),
+                                failure,
+                            )
+                            .await;
+                    };
+                    tokio::select! {
+                        () = self.clock.sleep(delay) => {}
+                        () = stop.cancelled() => return Err(WorkerError::Stopping),
+                    }
+                }
+            }
+        };
+        self.stats.delivered(self.clock.now(), answer.latency);
+        self.count("delivered");
+        self.metrics
+            .connector_call_latency
+            .get_or_create(&ConnectorLabels {
+                connector: self.manifest.name.clone(),
+            })
+            .observe(answer.latency.as_secs_f64());
+        let Some(reply) = &self.manifest.reply else {
+            return Ok(());
+        };
+        input["response"] = json!({"status": answer.status, "body": answer.body});
+        let refused = match reply.mapping.apply(&input) {
+            Ok(payload) => match self
+                .publish_outcome(reply, payload, &envelope, "reply")
+                .await?
+            {
+                Ok(()) => return Ok(()),
+                Err(refused) => Failure::permanent("ReplyRefused", refused, self.clock.now()),
+            },
+            Err(e) => {
+                Failure::permanent("Mapping", format!("reply mapping: {e}"), self.clock.now())
+            }
+        };
+        // The call was made; what it answered cannot become an event. The operator sees why.
+        self.give_up(
+            &received,
+            event_type,
+            Some(&envelope),
+            Some(&input),
+            Failure {
+                attempts,
+                ..refused
+            },
+        )
+        .await
+    }
+
+    /// Publishes an event about `cause`; `Ok(Err(why))` when the hub refuses it (a mapping
+    /// that makes an invalid event, a missing right), which no retry fixes.
+    async fn publish_outcome(
+        &self,
+        output: &Output,
+        payload: Value,
+        cause: &Envelope,
+        role: &'static str,
+    ) -> Result<Result<(), String>, WorkerError> {
+        let event = NewEvent {
+            event_type: output.event_type.clone(),
+            event_id: outcome_id(&self.manifest.name, cause.event_id, role),
+            occurred_at: self.clock.now().with_timezone(&crate::domain::vietnam()),
+            correlation_id: cause.correlation_id.clone(),
+            causation_id: Some(cause.event_id),
+            purpose: self.manifest.purpose.clone(),
+            legal_basis: self.manifest.legal_basis.clone(),
+            payload,
+        };
+        let mut last = String::new();
+        for attempt in 1..=PUBLISH_ATTEMPTS {
+            match self
+                .events
+                .publish_event(&self.caller(), event.clone())
+                .await
+            {
+                Ok(_) => return Ok(Ok(())),
+                Err(PublishError::Rejected(rejected)) => {
+                    let said: Vec<String> = rejected
+                        .violations
+                        .iter()
+                        .take(5)
+                        .map(|v| format!("{} {}: {}", v.pointer, v.rule, v.message))
+                        .collect();
+                    return Ok(Err(format!(
+                        "the {role} event was refused (quarantine #{}): {}",
+                        rejected.quarantine_id,
+                        said.join("; ")
+                    )));
+                }
+                Err(PublishError::Denied(denied)) => {
+                    return Ok(Err(format!("the {role} event was denied: {denied}")));
+                }
+                Err(other) => {
+                    last = other.to_string();
+                    tracing::warn!(connector = %self.manifest.name, attempt, error = %last, "publishing an outcome failed");
+                    self.clock
+                        .sleep(Duration::from_millis(200 * u64::from(attempt)))
+                        .await;
+                }
+            }
+        }
+        Err(WorkerError::Publish {
+            role,
+            event_id: cause.event_id,
+            message: last,
+        })
+    }
+
+    /// Puts the event on the connector's dead-letter topic (the record as it was, with Kafka
+    /// Connect's error headers and ours), records it for operators and publishes the failure
+    /// event if the manifest has one.
+    async fn give_up(
+        &self,
+        received: &Received,
+        event_type: &str,
+        envelope: Option<&Envelope>,
+        input: Option<&Value>,
+        failure: Failure,
+    ) -> Result<(), WorkerError> {
+        let last_at = self.clock.now();
+        let dlq_error = |message: String| WorkerError::DeadLetter {
+            topic: received.topic.clone(),
+            partition: received.partition,
+            offset: received.offset,
+            message,
+        };
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let extra = [
+            ("__connect.errors.topic", received.topic.clone()),
+            ("__connect.errors.partition", received.partition.to_string()),
+            ("__connect.errors.offset", received.offset.to_string()),
+            (
+                "__connect.errors.connector.name",
+                self.manifest.name.clone(),
+            ),
+            (
+                "__connect.errors.exception.class.name",
+                failure.class.clone(),
+            ),
+            (
+                "__connect.errors.exception.message",
+                failure.message.clone(),
+            ),
+            ("lienthong.errors.attempts", failure.attempts.to_string()),
+            ("lienthong.errors.first_failure", time(failure.first_at)),
+            ("lienthong.errors.last_failure", time(last_at)),
+        ];
+        let mut headers = OwnedHeaders::new_with_capacity(received.headers.len() + extra.len());
+        for (key, value) in &received.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        for (key, value) in &extra {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let key = lane_key(received);
+        let produced = self
+            .producer
+            .send(&self.dlq_topic, &key, &received.payload, headers)
+            .await
+            .map_err(|e| dlq_error(e.to_string()))?;
+        let id = state::add_dead_letter(
+            &self.pool,
+            &DeadLetter {
+                id: 0,
+                name: self.manifest.name.clone(),
+                event_id: envelope.map(|e| e.event_id),
+                event_type: event_type.to_owned(),
+                source: (received.topic.clone(), received.partition, received.offset),
+                dlq: (self.dlq_topic.clone(), produced.partition, produced.offset),
+                error_class: failure.class.clone(),
+                error_message: failure.message.clone(),
+                attempts: i32::try_from(failure.attempts).unwrap_or(i32::MAX),
+                first_failure_at: failure.first_at,
+                last_failure_at: last_at,
+                replayed_at: None,
+            },
+        )
+        .await
+        .map_err(|e| dlq_error(e.to_string()))?;
+        self.stats.failed_attempt(last_at, &failure.message);
+        self.stats.dead_lettered();
+        self.count("dead_lettered");
+        tracing::warn!(connector = %self.manifest.name, dead_letter = id, class = %failure.class, "event dead-lettered");
+        let (Some(output), Some(envelope), Some(input)) = (&self.manifest.failure, envelope, input)
+        else {
+            return Ok(());
+        };
+        let mut input = input.clone();
+        input["error"] = json!({
+            "class": failure.class,
+            "message": failure.message,
+            "attempts": failure.attempts,
+            "retryable": failure.retryable,
+            "status": failure.status,
+            "failed_at": time(last_at),
+        });
+        match output.mapping.apply(&input) {
+            Ok(payload) => {
+                if let Err(refused) = self
+                    .publish_outcome(output, payload, envelope, "failure")
+                    .await?
+                {
+                    tracing::error!(connector = %self.manifest.name, dead_letter = id, %refused, "failure event not published");
+                }
+            }
+            Err(e) => {
+                tracing::error!(connector = %self.manifest.name, dead_letter = id, error = %e, "failure mapping failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Failure {
+    fn from_call(error: CallError, attempts: u32, first_at: DateTime<Utc>) -> Self {
+        Self {
+            class: error.class,
+            message: error.message,
+            attempts,
+            retryable: error.retryable,
+            status: error.status,
+            first_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_derived_from_an_event_are_stable_and_distinct() {
+        let cause = Uuid::now_v7();
+        assert_eq!(idempotency_key("a", cause), idempotency_key("a", cause));
+        assert_ne!(idempotency_key("a", cause), idempotency_key("b", cause));
+        let reply = outcome_id("a", cause, "reply");
+        assert_eq!(reply, outcome_id("a", cause, "reply"));
+        assert_ne!(reply, outcome_id("a", cause, "failure"));
+        assert_eq!(reply.get_version_num(), 7);
+        assert_eq!(
+            reply.get_timestamp(),
+            cause.get_timestamp().map(|t| {
+                let (s, n) = t.to_unix();
+                uuid::Timestamp::from_unix(uuid::NoContext, s, n / 1_000_000 * 1_000_000)
+            })
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! The connector runtime against the real broker and PostgreSQL, with an HTTP endpoint the test
+//! controls: delivery with idempotency keys and the reply published, dead letters and the
+//! failure event, per-dossier ordering under retry, pause and resume on two hub processes, a
+//! bad manifest refused, and the repository's own mapping tests.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::receiver::Receiver;
+use common::{PURPOSE, TestEnv, WAIT, client, dossier, publish_request};
+use lienthong::access::Direction;
+use lienthong::connectors::state::{self, Desired};
+use lienthong::proto::{StartFrom, SubscribeRequest};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message as _;
+
+const CONNECTOR: &str = "civil-status";
+const SYSTEM: &str = "civil-status-connector";
+const REPLY: &str = "birth.civil-registration-completed";
+const FAILED: &str = "birth.step-failed";
+
+/// The repository's civil-status manifest, pointed at `url`, with delays a test can wait for.
+async fn install_connector(env: &TestEnv, url: &str) {
+    let dir = &env.config.connectors.dir;
+    std::fs::create_dir_all(dir).expect("connectors dir");
+    let secret = dir.join("civil-status.token");
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/civil-status.toml"),
+    )
+    .expect("the repository's manifest");
+    let manifest = manifest
+        .replace(
+            "url = \"http://127.0.0.1:8095/civil-status/v1/births\"",
+            &format!("url = \"{url}\""),
+        )
+        .replace("url_env = \"LIENTHONG_CIVIL_STATUS_URL\"\n", "")
+        .replace(
+            "token_env = \"LIENTHONG_CIVIL_STATUS_TOKEN\"",
+            &format!("token_file = {:?}", secret.display().to_string()),
+        )
+        .replace("initial_backoff_ms = 500", "initial_backoff_ms = 200")
+        .replace("max_backoff_ms = 60000", "max_backoff_ms = 400")
+        .replace("max_attempts = 8", "max_attempts = 4");
+    assert!(
+        manifest.contains(url) && manifest.contains("token_file"),
+        "the test could adapt the manifest"
+    );
+    std::fs::write(dir.join("civil-status.token"), "test-secret\n").expect("secret written");
+    std::fs::write(dir.join("civil-status.toml"), manifest).expect("manifest written");
+    env.token(SYSTEM).await;
+    env.grant(SYSTEM, Direction::Subscribe, common::EVENT_TYPE, PURPOSE)
+        .await;
+    env.grant(SYSTEM, Direction::Publish, REPLY, PURPOSE).await;
+    env.grant(SYSTEM, Direction::Publish, FAILED, PURPOSE).await;
+}
+
+fn subscription(event_type: &str, group: &str) -> SubscribeRequest {
+    SubscribeRequest {
+        event_type: event_type.into(),
+        consumer_group: group.into(),
+        start_from: StartFrom::Earliest.into(),
+        max_unacknowledged: 0,
+        purpose: PURPOSE.into(),
+        legal_basis: "Decree 63/2024/ND-CP".into(),
+    }
+}
+
+/// A system that may read `event_type`, and its token.
+async fn reader(env: &TestEnv, system: &str, event_type: &str) -> String {
+    let token = env.token(system).await;
+    env.grant(system, Direction::Subscribe, event_type, PURPOSE)
+        .await;
+    token
+}
+
+/// Waits until the status reports of `CONNECTOR` satisfy `done`.
+async fn wait_for_reports(
+    env: &TestEnv,
+    what: &str,
+    done: impl Fn(&[state::WorkerReport]) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reports = state::workers(&env.pool, Some(CONNECTOR))
+            .await
+            .expect("reports");
+        if done(&reports) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {reports:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_event_is_delivered_with_its_idempotency_key_and_the_reply_is_published() {
+    let env = TestEnv::new("conn_deliver").await;
+    let receiver = Receiver::default();
+    install_connector(&env, &receiver.start().await).await;
+    let publisher = env.member("one-stop-48").await;
+    let portal = reader(&env, "portal-48", REPLY).await;
+    let hub = env.start_hub().await;
+    let mut events = client(&hub, Some(&publisher)).await;
+    let mut published = Vec::new();
+    for _ in 0..3 {
+        let (code, payload) = dossier();
+        let id = events
+            .publish(publish_request(&code, &payload))
+            .await
+            .expect("published")
+            .into_inner()
+            .event_id;
+        published.push((code, id));
+    }
+    receiver
+        .wait_for("three calls", |calls| calls.len() >= 3)
+        .await;
+    let calls = receiver.calls();
+    let keys: HashSet<&str> = calls.iter().map(|c| c.idempotency_key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "one idempotency key per event");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.authorization == "Bearer test-secret"),
+        "the secret from the environment is sent"
+    );
+    assert_eq!(
+        calls[0].body["child"]["full_name"], "Nguyễn Minh An",
+        "the request mapping ran"
+    );
+    assert!(
+        calls[0].body.get("requested_services").is_none(),
+        "fields the mapping leaves out are not sent"
+    );
+
+    let mut replies = client(&hub, Some(&portal))
+        .await
+        .subscribe(subscription(REPLY, "replies"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let delivery = common::next(&mut replies).await;
+        let envelope = delivery.envelope.expect("envelope");
+        let payload = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+        assert_eq!(
+            envelope.producer_system, SYSTEM,
+            "published as the connector's system"
+        );
+        assert_eq!(payload["dossier_code"], envelope.correlation_id);
+        assert!(
+            payload["child"]["personal_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("048326"))
+        );
+        seen.push((envelope.correlation_id, envelope.causation_id));
+    }
+    seen.sort();
+    published.sort();
+    assert_eq!(
+        seen, published,
+        "each reply names its dossier and the event that caused it"
+    );
+    wait_for_reports(&env, "the delivered count", |r| {
+        r.iter().any(|w| w.delivered == 3 && w.state == "RUNNING")
+    })
+    .await;
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_event_is_dead_lettered_with_its_error_headers_and_the_failure_published() {
+    let env = TestEnv::new("conn_dlq").await;
+    let receiver = Receiver::default();
+    install_connector(&env, &receiver.start().await).await;
+    let publisher = env.member("one-stop-48").await;
+    let portal = reader(&env, "portal-48", FAILED).await;
+    let hub = env.start_hub().await;
+    let mut events = client(&hub, Some(&publisher)).await;
+    let (refused, payload) = dossier();
+    receiver.script(&refused, &[422]);
+    let refused_id = events
+        .publish(publish_request(&refused, &payload))
+        .await
+        .expect("published")
+        .into_inner()
+        .event_id;
+    let (accepted, payload) = dossier();
+    events
+        .publish(publish_request(&accepted, &payload))
+        .await
+        .expect("published");
+    receiver
+        .wait_for("both dossiers", |calls| {
+            calls.iter().any(|c| c.status == 201) && calls.iter().any(|c| c.status == 422)
+        })
+        .await;
+
+    let mut failures = client(&hub, Some(&portal))
+        .await
+        .subscribe(subscription(FAILED, "failures"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = common::next(&mut failures).await;
+    let envelope = delivery.envelope.expect("envelope");
+    let payload = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    assert_eq!(envelope.causation_id, refused_id);
+    assert_eq!(payload["error_code"], "HTTPSTATUS422");
+    assert_eq!(payload["retryable"], false);
+    assert_eq!(
+        receiver.calls().iter().filter(|c| c.status == 422).count(),
+        1,
+        "a 4xx is not retried"
+    );
+
+    let letters = state::dead_letters(&env.pool, CONNECTOR, false)
+        .await
+        .expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(
+        letter.event_id.map(|id| id.to_string()),
+        Some(refused_id.clone())
+    );
+    assert_eq!(
+        (letter.error_class.as_str(), letter.attempts),
+        ("HttpStatus422", 1)
+    );
+
+    // The dead-letter topic holds the record itself, with Kafka Connect's error headers.
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.bootstrap_servers)
+        .set("group.id", "dlq-reader")
+        .create()
+        .expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(
+            &letter.dlq.0,
+            letter.dlq.1,
+            rdkafka::Offset::Offset(letter.dlq.2),
+        )
+        .expect("partition");
+    consumer.assign(&assignment).expect("assigned");
+    let deadline = Instant::now() + WAIT;
+    let record = loop {
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            break message.expect("a record").detach();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record on the dead-letter topic"
+        );
+    };
+    let headers = lienthong::bus::envelope::header_map(record.headers());
+    assert_eq!(
+        headers["__connect.errors.exception.class.name"],
+        "HttpStatus422"
+    );
+    assert_eq!(headers["__connect.errors.connector.name"], CONNECTOR);
+    assert_eq!(
+        headers["__connect.errors.offset"].parse::<i64>().ok(),
+        Some(letter.source.2)
+    );
+    assert_eq!(
+        headers["ce_id"], refused_id,
+        "the original envelope travels with it"
+    );
+    assert_eq!(record.key(), Some(refused.as_bytes()));
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_event_holds_back_its_own_dossier_only() {
+    let env = TestEnv::new("conn_order").await;
+    let receiver = Receiver::default();
+    install_connector(&env, &receiver.start().await).await;
+    let publisher = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let mut events = client(&hub, Some(&publisher)).await;
+    let (slow, slow_payload) = dossier();
+    let (other, other_payload) = dossier();
+    receiver.script(&slow, &[503, 503]);
+    events
+        .publish(publish_request(&slow, &slow_payload))
+        .await
+        .expect("published");
+    events
+        .publish(publish_request(&other, &other_payload))
+        .await
+        .expect("published");
+    // A second event of the slow dossier: it must wait for the first.
+    events
+        .publish(publish_request(&slow, &slow_payload))
+        .await
+        .expect("published");
+    receiver
+        .wait_for("the slow dossier's two events", |calls| {
+            calls
+                .iter()
+                .filter(|c| c.body["dossier_code"] == slow.as_str() && c.status == 201)
+                .count()
+                == 2
+        })
+        .await;
+    let calls = receiver.calls();
+    let slow_calls: Vec<&common::receiver::Call> = calls
+        .iter()
+        .filter(|c| c.body["dossier_code"] == slow.as_str())
+        .collect();
+    let statuses: Vec<u16> = slow_calls.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [503, 503, 201, 201],
+        "retried, then the second event after the first"
+    );
+    assert_eq!(
+        slow_calls[0].idempotency_key, slow_calls[2].idempotency_key,
+        "a retry repeats the key"
+    );
+    assert_ne!(slow_calls[2].idempotency_key, slow_calls[3].idempotency_key);
+    let other_call = calls
+        .iter()
+        .find(|c| c.body["dossier_code"] == other.as_str())
+        .expect("the other dossier was called");
+    assert!(
+        other_call.at < slow_calls[2].at,
+        "the other dossier did not wait for the retries"
+    );
+    wait_for_reports(&env, "the failed attempts", |r| {
+        r.iter().any(|w| w.failed_attempts == 2 && w.delivered == 3)
+    })
+    .await;
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_holds_events_on_every_process_and_resume_delivers_them() {
+    let env = TestEnv::new("conn_pause").await;
+    let receiver = Receiver::default();
+    install_connector(&env, &receiver.start().await).await;
+    let publisher = env.member("one-stop-48").await;
+    let first = env.start_hub().await;
+    let second = env.start_hub().await;
+    wait_for_reports(&env, "two running processes", |r| {
+        r.iter().filter(|w| w.state == "RUNNING").count() == 2
+    })
+    .await;
+    state::set_desired(
+        &env.pool,
+        CONNECTOR,
+        Desired::Paused,
+        "operator-an",
+        Some("INC-1"),
+    )
+    .await
+    .expect("paused");
+    wait_for_reports(&env, "both paused", |r| {
+        r.iter().filter(|w| w.state == "PAUSED").count() == 2
+    })
+    .await;
+    let mut events = client(&first, Some(&publisher)).await;
+    let (code, payload) = dossier();
+    events
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(receiver.calls().is_empty(), "a paused connector called out");
+    state::set_desired(&env.pool, CONNECTOR, Desired::Running, "operator-an", None)
+        .await
+        .expect("resumed");
+    receiver
+        .wait_for("the held event", |calls| calls.len() == 1)
+        .await;
+    let actions: Vec<(String, String)> = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query(
+            "SELECT action, actor FROM connector_action WHERE name = $1 ORDER BY id",
+            &[&CONNECTOR],
+        )
+        .await
+        .expect("actions")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("paused".to_owned(), "operator-an".to_owned()),
+            ("running".to_owned(), "operator-an".to_owned())
+        ]
+    );
+    first.shutdown().await.expect("clean shutdown");
+    second.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_manifest_stops_the_hub_with_file_line_and_field() {
+    let env = TestEnv::new("conn_bad").await;
+    let dir = &env.config.connectors.dir;
+    std::fs::create_dir_all(dir).expect("connectors dir");
+    std::fs::write(
+        dir.join("bad.toml"),
+        "name = \"bad\"\nkind = \"http-sink\"\nsystem = \"x-connector\"\npurpose = \"civil-registration\"\n\
+         legal_basis = \"Decree 63/2024/ND-CP\"\nrequest = \".\"\n\n[source]\nevent_types = [\"birth.no-such-event\"]\n\n\
+         [http]\nurl = \"http://127.0.0.1:9/x\"\n",
+    )
+    .expect("manifest written");
+    let error = match lienthong::app::Hub::start(env.config.clone()).await {
+        Ok(_) => panic!("a hub started with a bad manifest"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("bad.toml:9: source.event_types: unknown event type"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_repository_connectors_pass_their_mapping_tests() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let catalogue = lienthong::registry::Catalogue::load(&root.join("schemas")).expect("catalogue");
+    let known = |t: &str| catalogue.events.iter().any(|e| e.event_type == t);
+    let manifests = lienthong::connectors::manifest::load_dir(&root.join("connectors"), &known)
+        .expect("manifests load");
+    assert!(!manifests.is_empty());
+    for manifest in &manifests {
+        let outcomes = lienthong::connectors::mapping_tests::run(manifest);
+        assert!(
+            outcomes.len() >= 3,
+            "{}: too few mapping tests",
+            manifest.name
+        );
+        let failed: Vec<_> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
+        assert!(failed.is_empty(), "{failed:#?}");
+    }
+}
