@@ -19,6 +19,7 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod registry;
+pub mod sandbox;
 pub mod telemetry;
 
 /// Code generated from `schemas/proto/lienthong/v1/events.proto`.

@@ -41,6 +41,23 @@ export LIENTHONG_OPERATOR=${LIENTHONG_OPERATOR:-demo-operator}
   --purpose civil-registration --owner demo-onestop --note "demo: the one-stop system submits birth dossiers"
 "$bin" systems grant demo-civil-status --subscribe --event-type birth.dossier-submitted \
   --purpose civil-registration --owner demo-onestop --note "demo: civil-status registers the births"
+# The civil-status connector (connectors/civil-status.toml) runs inside the hub as its own member
+# system: it reads submitted dossiers and publishes the registration (or the failure).
+"$bin" systems add civil-status-connector --name "Civil-status connector" >/dev/null 2>&1 || true
+"$bin" systems grant civil-status-connector --subscribe --event-type birth.dossier-submitted \
+  --purpose civil-registration --owner demo-onestop --note "demo: the connector registers births"
+for type in birth.civil-registration-completed birth.step-failed; do
+  "$bin" systems grant civil-status-connector --publish --event-type "$type" \
+    --purpose civil-registration --owner demo-onestop --note "demo: the connector reports the registration"
+done
+# The civil-status system's stand-in (sandbox), with a token of its own that the connector reads
+# from the environment.
+sandbox_token=$LIENTHONG_DATA_DIR/sandbox.token
+[[ -s $sandbox_token ]] || (umask 077; openssl rand -hex 24 >"$sandbox_token")
+sandbox=${LIENTHONG_SANDBOX_LISTEN:-127.0.0.1:8095}
+export LIENTHONG_CIVIL_STATUS_URL=http://$sandbox/civil-status/v1/births
+LIENTHONG_CIVIL_STATUS_TOKEN=$(cat "$sandbox_token")
+export LIENTHONG_CIVIL_STATUS_TOKEN
 # The civil-status software is also identified by its client certificate (registered once).
 if ! "$bin" systems credentials demo-civil-status | grep -q certificate; then
   "$bin" systems cert demo-civil-status --file "$tls/demo-civil-status.pem"
@@ -48,6 +65,9 @@ fi
 
 "$LIENTHONG_ROOT/deploy/local/stop-hub.sh"
 mkdir -p "$LIENTHONG_DATA_DIR"
+log "starting the civil-status sandbox on $sandbox (log in $LIENTHONG_DATA_DIR/sandbox.log)"
+"$bin" sandbox serve --listen "$sandbox" --token-file "$sandbox_token" >"$LIENTHONG_DATA_DIR/sandbox.log" 2>&1 &
+echo $! >"$LIENTHONG_DATA_DIR/sandbox.pid"
 log "starting the hub (gRPC $grpc, HTTP $http; log in $LIENTHONG_DATA_DIR/hub.log)"
 "$bin" serve >"$LIENTHONG_DATA_DIR/hub.log" 2>&1 &
 echo $! >"$LIENTHONG_DATA_DIR/hub.pid"
@@ -59,9 +79,26 @@ for _ in $(seq 1 150); do
 done
 
 echo
+demo_out=$LIENTHONG_DATA_DIR/demo.out
 "$bin" demo --endpoint "https://$grpc" --ca-file "$tls/ca.pem" \
   --publisher-token "$publisher" --subscriber-token "$subscriber" \
-  --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key"
+  --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" | tee "$demo_out"
+code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
+echo
+echo "== 6. The civil-status connector delivers dossier $code to the civil-status system"
+for _ in $(seq 1 150); do
+  curl -fs -H "Authorization: Bearer $LIENTHONG_CIVIL_STATUS_TOKEN" "http://$sandbox/civil-status/v1/births/$code" >"$LIENTHONG_DATA_DIR/registration.json" && break
+  sleep 0.2
+done
+echo "-- the civil-status system's record (GET /civil-status/v1/births/$code on the sandbox)"
+cat "$LIENTHONG_DATA_DIR/registration.json" || { echo "not delivered; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+echo
+# Status reports are written every second; give the first one a moment.
+sleep 2
+echo "-- lienthong connectors list"
+"$bin" connectors list
+echo "-- lienthong connectors status civil-status"
+"$bin" connectors status civil-status
 echo
 echo "== What an operator sees"
 echo "-- GET https://$http/metrics (excerpt)"

@@ -6,6 +6,7 @@ mod config_check;
 mod connectors;
 mod demo;
 mod quarantine;
+mod sandbox;
 mod schemas;
 mod serve;
 mod systems;
@@ -51,6 +52,9 @@ enum Command {
     /// Check the schema catalogue and write its data dictionary.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
+    /// Run the national systems' stand-ins (sandboxes).
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
     /// Run the end-to-end scenario against a running hub, as a member system would.
     Demo(demo::DemoArgs),
     /// Measure validation, raw produce and validated publish in one run; print a table.
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Connectors(command) => connectors::run(command, Config::load(config)?).await,
             Command::Quarantine(command) => quarantine::run(command, Config::load(config)?).await,
             Command::Schemas(command) => schemas::run(command, Config::load(config)?).await,
+            Command::Sandbox(command) => sandbox::run(command, Config::load(config)?).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args, Config::load(config)?).await,
         }

@@ -1,0 +1,42 @@
+//! `lienthong sandbox serve`: the national systems' stand-ins as a process of their own, for
+//! the demo, the tests and every province's developers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::config::Config;
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Serve the stand-ins over HTTP until SIGTERM or Ctrl-C; their state is kept in
+    /// PostgreSQL (schema sandbox_*), so a restart keeps it.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8095")]
+        listen: SocketAddr,
+        /// A file holding the bearer token callers must present.
+        #[arg(long, env = "LIENTHONG_SANDBOX_TOKEN_FILE")]
+        token_file: PathBuf,
+    },
+}
+
+pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> {
+    match command {
+        SandboxCommand::Serve { listen, token_file } => {
+            let token = std::fs::read_to_string(&token_file)
+                .with_context(|| format!("reading the token file {}", token_file.display()))?
+                .trim()
+                .to_owned();
+            anyhow::ensure!(
+                token.len() >= 16,
+                "the token in {} is shorter than 16 characters",
+                token_file.display()
+            );
+            let pool = crate::db::pool(&config.database)?;
+            crate::sandbox::serve(pool, listen, token, crate::app::wait_for_signal()).await?;
+            Ok(())
+        }
+    }
+}
