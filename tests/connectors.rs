@@ -406,6 +406,75 @@ async fn pause_holds_events_on_every_process_and_resume_delivers_them() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_hub_killed_mid_burst_repeats_calls_but_skips_none() {
+    const BURST: usize = 40;
+    let env = TestEnv::new("conn_kill").await;
+    let receiver = Receiver::default();
+    receiver.slow(Duration::from_millis(40));
+    install_connector(&env, &receiver.start().await).await;
+    let publisher = env.member("one-stop-48").await;
+    // This in-process hub only takes the publishes; the connector runs in the real binary.
+    let mut publishing = env.config.clone();
+    publishing.connectors.enabled = false;
+    let hub = lienthong::app::Hub::start(publishing)
+        .await
+        .expect("the hub starts");
+    let mut events = client(&hub, Some(&publisher)).await;
+    let mut codes = HashSet::new();
+    for _ in 0..BURST {
+        let (code, payload) = dossier();
+        events
+            .publish(publish_request(&code, &payload))
+            .await
+            .expect("published");
+        codes.insert(code);
+    }
+    let start_connector = || {
+        let (grpc, http) = (common::free_port(), common::free_port());
+        let child = common::serve_command(&env, grpc, http)
+            .env("LIENTHONG_LOG__FILTER", "error")
+            .env("LIENTHONG_CONNECTORS__REFRESH_INTERVAL_MS", "200")
+            .spawn()
+            .expect("the hub binary starts");
+        (child, http)
+    };
+    let (mut first, http) = start_connector();
+    common::wait_until_ready(http).await;
+    receiver
+        .wait_for("the burst under way", |calls| calls.len() >= 5)
+        .await;
+    first.start_kill().expect("SIGKILL sent");
+    first.wait().await.expect("the killed hub is reaped");
+    let done_before = receiver.registrations();
+    assert!(
+        done_before < BURST,
+        "the kill came too late to test anything"
+    );
+
+    let (mut second, http) = start_connector();
+    common::wait_until_ready(http).await;
+    receiver
+        .wait_for("every dossier registered", |_| {
+            receiver.registrations() == BURST
+        })
+        .await;
+    let calls = receiver.calls();
+    let called: HashSet<String> = calls
+        .iter()
+        .filter_map(|c| c.body["dossier_code"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(called, codes, "every event was delivered");
+    let keys: HashSet<&str> = calls.iter().map(|c| c.idempotency_key.as_str()).collect();
+    assert_eq!(
+        keys.len(),
+        BURST,
+        "repeats carried their first call's key, so the endpoint could drop them"
+    );
+    second.start_kill().expect("stopped");
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_bad_manifest_stops_the_hub_with_file_line_and_field() {
     let env = TestEnv::new("conn_bad").await;
     let dir = &env.config.connectors.dir;

@@ -278,3 +278,56 @@ pub async fn next(stream: &mut tonic::Streaming<Delivery>) -> Delivery {
         .expect("the stream is healthy")
         .expect("the stream has not ended")
 }
+
+// The real binary, for tests that kill or signal a hub process.
+
+/// A free loopback port (bound, read, released; the hub binds it a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The real binary's `serve`, configured for `env` on the given loopback ports (plain text).
+pub fn serve_command(env: &TestEnv, grpc: u16, http: u16) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_lienthong"));
+    command
+        .arg("serve")
+        .env("LIENTHONG_DATABASE__URL", &env.config.database.url)
+        .env(
+            "LIENTHONG_KAFKA__BOOTSTRAP_SERVERS",
+            &env.config.kafka.bootstrap_servers,
+        )
+        .env(
+            "LIENTHONG_KAFKA__TOPIC_PREFIX",
+            &env.config.kafka.topic_prefix,
+        )
+        .env("LIENTHONG_SCHEMAS__DIR", &env.config.schemas.dir)
+        .env("LIENTHONG_CONNECTORS__DIR", &env.config.connectors.dir)
+        .env("LIENTHONG_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        .env("LIENTHONG_HTTP__LISTEN", format!("127.0.0.1:{http}"))
+        .env(
+            "LIENTHONG_QUARANTINE__KEY_FILE",
+            env.config.quarantine.key_file.as_ref().expect("test key"),
+        )
+        .kill_on_drop(true);
+    command
+}
+
+/// Waits (at most [`WAIT`]) until the hub on `http` says it is ready.
+pub async fn wait_until_ready(http: u16) {
+    let ready = async {
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, ready)
+        .await
+        .expect("the hub gets ready");
+}

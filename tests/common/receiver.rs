@@ -29,6 +29,8 @@ struct Inner {
     /// Idempotency keys already answered with success: a repeat is answered the same and
     /// not counted as a new registration.
     registered: HashMap<String, Value>,
+    /// How long each answer takes.
+    delay: std::time::Duration,
 }
 
 #[derive(Clone, Default)]
@@ -57,6 +59,11 @@ impl Receiver {
             .unwrap()
             .script
             .insert(dossier.to_owned(), statuses.iter().copied().collect());
+    }
+
+    /// Makes every answer take `delay`, so a burst is still being delivered when a test acts.
+    pub fn slow(&self, delay: std::time::Duration) {
+        self.inner.lock().unwrap().delay = delay;
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -99,6 +106,8 @@ async fn answer(
     };
     let key = header("idempotency-key");
     let dossier = body["dossier_code"].as_str().unwrap_or_default().to_owned();
+    let delay = receiver.inner.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
     let mut inner = receiver.inner.lock().unwrap();
     let status = inner
         .script
