@@ -5,9 +5,14 @@
 use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "schemas/proto/lienthong/v1/events.proto";
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["schemas/proto"])?;
+    let protos = [
+        "schemas/proto/lienthong/v1/events.proto",
+        "schemas/proto/lienthong/v1/connectors.proto",
+    ];
+    for proto in protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(protos, ["schemas/proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("lienthong_descriptor.bin"),

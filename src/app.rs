@@ -18,15 +18,18 @@ use crate::access::{
     Access, AccessCatalogue, AccessSettings, AuthLayer, EventTypeInfo, PolicyFileError,
     SystemLimits,
 };
+use crate::api::connectors::ConnectorAdminApi;
 use crate::api::grpc::EventApi;
 use crate::api::http::{self, HttpState};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
+use crate::connectors::admin::Admin;
 use crate::connectors::manifest::{self, ManifestErrors};
 use crate::connectors::runtime::{self, RuntimeParts};
 use crate::db::{self, DbError};
 use crate::domain::{ReferenceData, ReferenceError};
 use crate::events::{Events, EventsParts, Quarantine, QuarantineKeys, SealError};
+use crate::proto::connector_admin_server::ConnectorAdminServer;
 use crate::proto::event_service_server::EventServiceServer;
 use crate::registry::{Catalogue, Registry, RegistryError};
 use crate::telemetry::Metrics;
@@ -178,10 +181,17 @@ impl Hub {
             tracker: tracker.clone(),
         }));
 
+        // Loaded even where they do not run, so every process can administer them.
+        let manifests = manifest::load_dir(&config.connectors.dir, &|event_type: &str| {
+            registry.event(event_type).is_some()
+        })?;
+        let connector_admin = Arc::new(Admin::new(
+            pool.clone(),
+            manifests.clone(),
+            config.kafka.clone(),
+            config.connectors.refresh_interval(),
+        ));
         if config.connectors.enabled {
-            let manifests = manifest::load_dir(&config.connectors.dir, &|event_type: &str| {
-                registry.event(event_type).is_some()
-            })?;
             runtime::start(
                 RuntimeParts {
                     manifests,
@@ -216,6 +226,9 @@ impl Hub {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<EventServiceServer<EventApi>>().await;
+        health
+            .set_serving::<ConnectorAdminServer<ConnectorAdminApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -240,6 +253,9 @@ impl Hub {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)
+            .add_service(ConnectorAdminServer::new(ConnectorAdminApi::new(
+                connector_admin,
+            )))
             .add_service(
                 EventServiceServer::new(EventApi::new(events, config.limits.max_batch_events))
                     .max_decoding_message_size(config.limits.max_message_bytes)

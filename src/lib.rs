@@ -22,7 +22,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod telemetry;
 
-/// Code generated from `schemas/proto/lienthong/v1/events.proto`.
+/// Code generated from `schemas/proto/lienthong/v1/` (events and connector administration).
 pub mod proto {
     tonic::include_proto!("lienthong.v1");
 

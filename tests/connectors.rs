@@ -12,7 +12,11 @@ use common::receiver::Receiver;
 use common::{PURPOSE, TestEnv, WAIT, client, dossier, publish_request};
 use lienthong::access::Direction;
 use lienthong::connectors::state::{self, Desired};
-use lienthong::proto::{StartFrom, SubscribeRequest};
+use lienthong::proto::connector_admin_client::ConnectorAdminClient;
+use lienthong::proto::{
+    GetConnectorRequest, ReplayDeadLettersRequest, RestartConnectorRequest, StartFrom,
+    SubscribeRequest,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Message as _;
 
@@ -274,6 +278,172 @@ async fn a_refused_event_is_dead_lettered_with_its_error_headers_and_the_failure
         "the original envelope travels with it"
     );
     assert_eq!(record.key(), Some(refused.as_bytes()));
+
+    // The cause is fixed (the endpoint now accepts it): an operator replays the dead letter.
+    let operator = env.operator_token("ops-console").await;
+    let mut admin = admin_client(&hub, &operator).await;
+    let replay = ReplayDeadLettersRequest {
+        name: CONNECTOR.into(),
+        ids: vec![letter.id],
+        all: false,
+        by: "operator-binh".into(),
+    };
+    let requested = admin
+        .replay_dead_letters(replay)
+        .await
+        .expect("replay asked")
+        .into_inner()
+        .requested;
+    assert_eq!(requested, 1);
+    receiver
+        .wait_for("the replayed call", |calls| {
+            calls
+                .iter()
+                .filter(|c| c.body["dossier_code"] == refused.as_str())
+                .any(|c| c.status == 201)
+        })
+        .await;
+    let calls = receiver.calls();
+    let keys: HashSet<&str> = calls
+        .iter()
+        .filter(|c| c.body["dossier_code"] == refused.as_str())
+        .map(|c| c.idempotency_key.as_str())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "the replay carries the event's idempotency key"
+    );
+    let deadline = Instant::now() + WAIT;
+    let outcome = loop {
+        let letters = state::dead_letters(&env.pool, CONNECTOR, true)
+            .await
+            .expect("dead letters");
+        if let Some(outcome) = letters
+            .iter()
+            .find(|d| d.id == letter.id)
+            .and_then(|d| d.replay_outcome.clone())
+        {
+            break outcome;
+        }
+        assert!(Instant::now() < deadline, "the replay was not recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(outcome, "delivered");
+    assert!(
+        state::dead_letters(&env.pool, CONNECTOR, false)
+            .await
+            .expect("dead letters")
+            .is_empty(),
+        "nothing left to replay"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+async fn admin_client(
+    hub: &lienthong::app::Hub,
+    token: &str,
+) -> ConnectorAdminClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        impl tonic::service::Interceptor + use<>,
+    >,
+> {
+    hub.access_caught_up().await.expect("access policy read");
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {token}").parse().expect("header");
+    ConnectorAdminClient::with_interceptor(
+        common::channel(hub).await,
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_connector_shows_failed_until_an_operator_restarts_it_fixed() {
+    let env = TestEnv::new("conn_restart").await;
+    let receiver = Receiver::default();
+    install_connector(&env, &receiver.start().await).await;
+    let secret = env.config.connectors.dir.join("civil-status.token");
+    std::fs::remove_file(&secret).expect("secret removed");
+    let operator = env.operator_token("ops-console").await;
+    let member = env.token("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let mut admin = admin_client(&hub, &operator).await;
+    let get = || GetConnectorRequest {
+        name: CONNECTOR.into(),
+    };
+    let deadline = Instant::now() + WAIT;
+    let failed = loop {
+        let view = admin
+            .get_connector(get())
+            .await
+            .expect("status")
+            .into_inner();
+        if view.state == "FAILED" {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "never shown FAILED: {view:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let error = &failed.workers[0].last_error;
+    assert!(
+        error.contains("civil-status.token"),
+        "the error names where the secret was looked for: {error}"
+    );
+
+    // Not an operator: refused.
+    let mut member_admin = admin_client(&hub, &member).await;
+    let refused = member_admin
+        .get_connector(get())
+        .await
+        .expect_err("members cannot administer");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    std::fs::write(&secret, "test-secret\n").expect("secret restored");
+    let restart = RestartConnectorRequest {
+        name: CONNECTOR.into(),
+        only_failed: true,
+        by: "operator-chi".into(),
+    };
+    admin
+        .restart_connector(restart)
+        .await
+        .expect("restart asked");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let view = admin
+            .get_connector(get())
+            .await
+            .expect("status")
+            .into_inner();
+        if view.state == "RUNNING" {
+            assert!(view.workers[0].restarts >= 1, "the restart is counted");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never RUNNING after the restart: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let actor: String = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT actor FROM connector_action WHERE name = $1 AND action LIKE 'restart%'",
+            &[&CONNECTOR],
+        )
+        .await
+        .expect("the restart is recorded")
+        .get(0);
+    assert_eq!(actor, "ops-console/operator-chi");
     hub.shutdown().await.expect("clean shutdown");
 }
 

@@ -2,6 +2,7 @@
 //! `/readyz`, the Confluent-compatible schema registry). Handlers convert between wire types and
 //! the parts' types and map errors to status codes; they hold no business rules.
 
+pub mod connectors;
 pub mod convert;
 pub mod grpc;
 pub mod http;

@@ -4,6 +4,7 @@
 //! runs against Apache Kafka in production, and every librdkafka setting can be configured.
 
 pub mod envelope;
+mod fetch;
 mod producer;
 pub mod subscription;
 mod topics;
@@ -14,6 +15,7 @@ use rdkafka::ClientConfig;
 use crate::config::KafkaConfig;
 
 pub use envelope::Envelope;
+pub use fetch::{FetchError, fetch};
 pub use producer::{InFlight, ProduceError, Produced, Producer};
 pub use subscription::{Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions};
 pub use topics::{TopicError, TopicSpec, ensure_topics};

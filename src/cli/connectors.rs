@@ -1,22 +1,20 @@
 //! `lienthong connectors …`: what operators need at 3 a.m. List the connectors, see one's
-//! status on every hub process, pause, resume or stop it everywhere (recorded with who and
-//! why), list what it dead-lettered, and run the mapping tests. Tables by default, `--output
-//! json` for scripts.
+//! status on every hub process, pause, resume, stop or restart it everywhere (recorded with
+//! who and why), list and replay what it dead-lettered, and run the mapping tests. Tables by
+//! default, `--output json` for scripts. The work is done by `connectors::admin`, which the
+//! gRPC `ConnectorAdmin` service shares.
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
-use serde_json::json;
 
 use super::text::printable;
 use crate::config::Config;
+use crate::connectors::admin::{Admin, ConnectorView};
 use crate::connectors::manifest::{self, Manifest};
-use crate::connectors::state::{self, Desired};
-use crate::connectors::{mapping_tests, runtime};
+use crate::connectors::mapping_tests;
+use crate::connectors::state::{DeadLetter, Desired};
 use crate::registry::Catalogue;
-
-/// A report older than this many refresh intervals comes from a process that is gone.
-const STALE_INTERVALS: u32 = 5;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -31,7 +29,7 @@ pub enum ConnectorsCommand {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// One connector in detail: each process's worker, errors, latency, breaker, recent actions.
+    /// One connector in detail: each process's worker, errors, latency, breaker.
     Status {
         name: String,
         #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -43,19 +41,50 @@ pub enum ConnectorsCommand {
     Resume(Action),
     /// Switch the connector off on every process, releasing its partitions and connections.
     Stop(Action),
-    /// List the events a connector gave up on (newest first).
-    Dlq {
+    /// Restart the connector's workers on every process, with a fresh endpoint client.
+    Restart {
+        #[command(flatten)]
+        action: Action,
+        /// Only workers that failed (they skip the rest of their restart delay).
+        #[arg(long)]
+        only_failed: bool,
+    },
+    /// The events a connector gave up on.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Check every manifest and run its mapping tests (`<name>.tests.json`); needs no hub.
+    Test {
+        /// Only this connector.
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters not yet replayed, newest first.
+    List {
         name: String,
-        /// Include dead letters already replayed.
+        /// Include those already replayed.
         #[arg(long)]
         all: bool,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// Check every manifest and run its mapping tests (`<name>.tests.json`); needs no hub.
-    Test {
-        /// Only this connector.
-        name: Option<String>,
+    /// One dead letter with its whole error.
+    Show { name: String, id: i64 },
+    /// Hand dead letters to the connector again (once the cause is fixed); one process takes
+    /// each, reads the record back from the dead-letter topic and handles it as new.
+    Replay {
+        name: String,
+        /// The dead letters' numbers, from `dlq list`.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Every dead letter not yet replayed.
+        #[arg(long)]
+        all: bool,
+        /// Who asks (recorded).
+        #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        by: String,
     },
 }
 
@@ -77,250 +106,228 @@ fn manifests(config: &Config) -> anyhow::Result<Vec<Manifest>> {
     Ok(manifest::load_dir(&config.connectors.dir, &known)?)
 }
 
-fn find<'a>(manifests: &'a [Manifest], name: &str) -> anyhow::Result<&'a Manifest> {
-    match manifests.iter().find(|m| m.name == name) {
-        Some(manifest) => Ok(manifest),
-        None => {
-            let names: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
-            bail!(
-                "no connector {} has a manifest (there are: {})",
-                printable(name),
-                names.join(", ")
-            )
-        }
+fn ago(at: Option<DateTime<Utc>>) -> String {
+    let Some(at) = at else {
+        return "-".to_owned();
+    };
+    match (Utc::now() - at).num_seconds().max(0) {
+        s @ 0..=119 => format!("{s}s ago"),
+        s @ 120..=7199 => format!("{}m ago", s / 60),
+        s => format!("{}h ago", s / 3600),
     }
 }
 
-fn ago(at: Option<DateTime<Utc>>) -> String {
-    match at {
-        None => "-".to_owned(),
-        Some(at) => {
-            let seconds = (Utc::now() - at).num_seconds().max(0);
-            match seconds {
-                0..=119 => format!("{seconds}s ago"),
-                120..=7199 => format!("{}m ago", seconds / 60),
-                _ => format!("{}h ago", seconds / 3600),
-            }
-        }
-    }
+fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 pub async fn run(command: ConnectorsCommand, config: Config) -> anyhow::Result<()> {
     if let ConnectorsCommand::Test { name } = &command {
         return test(&config, name.as_deref());
     }
-    let manifests = manifests(&config)?;
     let pool = crate::db::pool(&config.database)?;
     crate::db::migrate(&pool)
         .await
         .context("preparing the database")?;
-    let stale = chrono::Duration::from_std(config.connectors.refresh_interval() * STALE_INTERVALS)
-        .unwrap_or_default()
-        .max(chrono::Duration::seconds(10));
-    let is_live = |report: &state::WorkerReport| {
-        report.state != "GONE" && report.updated_at.is_some_and(|at| Utc::now() - at < stale)
+    let admin = Admin::new(
+        pool,
+        manifests(&config)?,
+        config.kafka.clone(),
+        config.connectors.refresh_interval(),
+    );
+    let done = |name: &str, what: &str, by: &str| {
+        println!(
+            "{name}: {what} on every hub process within a few seconds; recorded as done by {}",
+            printable(by)
+        );
     };
     match command {
         ConnectorsCommand::List { output } => {
-            let desired = state::desired_states(&pool).await?;
-            let workers = state::workers(&pool, None).await?;
-            let mut rows = Vec::new();
-            for m in &manifests {
-                let want = desired.get(&m.name).copied().unwrap_or_default();
-                let live: Vec<&state::WorkerReport> = workers
-                    .iter()
-                    .filter(|w| w.name == m.name && is_live(w))
-                    .collect();
-                let dead_letters = state::dead_letters(&pool, &m.name, false).await?.len();
-                rows.push((m, want, overall(want, &live), live.len(), dead_letters));
-            }
+            let views = admin.list().await?;
             if output == Output::Json {
-                let list: Vec<_> = rows
-                    .iter()
-                    .map(|(m, want, state, processes, dlq)| {
-                        json!({"name": m.name, "kind": m.kind.to_string(), "system": m.system.as_str(),
-                               "event_types": m.event_types, "desired": want, "state": state,
-                               "processes": processes, "dead_letters": dlq})
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
-                return Ok(());
+                return json(&views);
             }
             println!(
-                "{:<24} {:<10} {:<10} {:<9} {:>9} {:>12}  event types",
+                "{:<24} {:<10} {:<10} {:<9} {:>9} {:>12}  EVENT TYPES",
                 "NAME", "KIND", "STATE", "DESIRED", "PROCESSES", "DEAD LETTERS"
             );
-            for (m, want, state, processes, dlq) in rows {
+            for v in views {
                 println!(
                     "{:<24} {:<10} {:<10} {:<9} {:>9} {:>12}  {}",
-                    m.name,
-                    m.kind.to_string(),
-                    state,
-                    want.as_str(),
-                    processes,
-                    dlq,
-                    m.event_types.join(", ")
+                    v.name,
+                    v.kind,
+                    v.state,
+                    v.desired.as_str(),
+                    v.workers.len(),
+                    v.dead_letters,
+                    v.event_types.join(", ")
                 );
             }
         }
         ConnectorsCommand::Status { name, output } => {
-            let manifest = find(&manifests, &name)?;
-            let want = state::desired_states(&pool)
-                .await?
-                .get(&name)
-                .copied()
-                .unwrap_or_default();
-            let workers = state::workers(&pool, Some(&name)).await?;
-            let live: Vec<&state::WorkerReport> = workers.iter().filter(|w| is_live(w)).collect();
-            let dead_letters = state::dead_letters(&pool, &name, false).await?.len();
-            let dlq_topic = runtime::dead_letter_topic(&config.kafka, &name);
+            let view = admin.status(&name).await?;
             if output == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({
-                        "name": name, "kind": manifest.kind.to_string(), "system": manifest.system.as_str(),
-                        "endpoint": manifest.http.url, "event_types": manifest.event_types,
-                        "desired": want, "state": overall(want, &live), "workers": live,
-                        "dead_letters": dead_letters, "dead_letter_topic": dlq_topic,
-                    }))?
-                );
-                return Ok(());
+                return json(&view);
             }
-            println!(
-                "connector   {name} ({}) as system {}",
-                manifest.kind, manifest.system
-            );
-            println!(
-                "state       {} (operators want: {want})",
-                overall(want, &live)
-            );
-            println!("consumes    {}", manifest.event_types.join(", "));
-            println!("calls       {} {}", manifest.http.method, manifest.http.url);
-            if let Some(reply) = &manifest.reply {
-                println!("publishes   {} (reply)", reply.event_type);
-            }
-            if let Some(failure) = &manifest.failure {
-                println!("on failure  {}", failure.event_type);
-            }
-            println!(
-                "dead letters {dead_letters} waiting (topic {dlq_topic}; `lienthong connectors dlq {name}`)"
-            );
-            println!();
-            if live.is_empty() {
-                println!("no hub process runs this connector now");
-            } else {
-                println!(
-                    "{:<32} {:<8} {:>9} {:>7} {:>6} {:>8} {:<9} {:>7} {:>7}  last success / last failure",
-                    "PROCESS",
-                    "STATE",
-                    "DELIVERED",
-                    "FAILED",
-                    "DLQ",
-                    "RESTARTS",
-                    "BREAKER",
-                    "P50 ms",
-                    "P99 ms"
-                );
-                let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
-                for w in &live {
-                    println!(
-                        "{:<32} {:<8} {:>9} {:>7} {:>6} {:>8} {:<9} {:>7} {:>7}  {} / {}",
-                        w.process,
-                        w.state,
-                        w.delivered,
-                        w.failed_attempts,
-                        w.dead_lettered,
-                        w.restarts,
-                        w.breaker,
-                        ms(w.latency_p50_ms),
-                        ms(w.latency_p99_ms),
-                        ago(w.last_success_at),
-                        ago(w.last_failure_at)
-                    );
-                    if let Some(error) = &w.last_error {
-                        println!("    last error: {}", printable(error));
-                    }
-                }
-            }
+            print_status(&view);
         }
-        ConnectorsCommand::Pause(action) => set(&pool, &manifests, action, Desired::Paused).await?,
-        ConnectorsCommand::Resume(action) => {
-            set(&pool, &manifests, action, Desired::Running).await?
+        ConnectorsCommand::Pause(a) => {
+            admin
+                .set(&a.name, Desired::Paused, &a.by, a.reason.as_deref())
+                .await?;
+            done(&a.name, "paused", &a.by);
         }
-        ConnectorsCommand::Stop(action) => set(&pool, &manifests, action, Desired::Stopped).await?,
-        ConnectorsCommand::Dlq { name, all, output } => {
-            find(&manifests, &name)?;
-            let letters = state::dead_letters(&pool, &name, all).await?;
+        ConnectorsCommand::Resume(a) => {
+            admin
+                .set(&a.name, Desired::Running, &a.by, a.reason.as_deref())
+                .await?;
+            done(&a.name, "running", &a.by);
+        }
+        ConnectorsCommand::Stop(a) => {
+            admin
+                .set(&a.name, Desired::Stopped, &a.by, a.reason.as_deref())
+                .await?;
+            done(&a.name, "stopped", &a.by);
+        }
+        ConnectorsCommand::Restart {
+            action: a,
+            only_failed,
+        } => {
+            admin.restart(&a.name, only_failed, &a.by).await?;
+            done(
+                &a.name,
+                if only_failed {
+                    "failed workers restart"
+                } else {
+                    "restarts"
+                },
+                &a.by,
+            );
+        }
+        ConnectorsCommand::Dlq(DlqCommand::List { name, all, output }) => {
+            let letters = admin.dead_letters(&name, all).await?;
             if output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
-                return Ok(());
+                return json(&letters);
             }
             if letters.is_empty() {
                 println!("no dead letters for {name}");
             }
-            for d in letters {
-                println!(
-                    "#{} {} {} event {} from {}/{}/{} after {} attempt(s): {} {}",
-                    d.id,
-                    d.last_failure_at.format("%Y-%m-%d %H:%M:%S"),
-                    d.event_type,
-                    d.event_id.map_or("-".to_owned(), |id| id.to_string()),
-                    d.source.0,
-                    d.source.1,
-                    d.source.2,
-                    d.attempts,
-                    d.error_class,
-                    printable(&d.error_message)
-                );
+            for d in &letters {
+                print_dead_letter(d, false);
             }
+        }
+        ConnectorsCommand::Dlq(DlqCommand::Show { name, id }) => {
+            let letters = admin.dead_letters(&name, true).await?;
+            let Some(letter) = letters.iter().find(|d| d.id == id) else {
+                bail!(
+                    "{name} has no dead letter #{id} (see `lienthong connectors dlq list {name} --all`)"
+                );
+            };
+            print_dead_letter(letter, true);
+        }
+        ConnectorsCommand::Dlq(DlqCommand::Replay { name, ids, all, by }) => {
+            let ids = (!all).then_some(ids);
+            let count = admin.replay(&name, ids.as_deref(), &by).await?;
+            println!(
+                "{count} dead letter(s) of {name} will be replayed by a hub process running it; follow with `lienthong connectors dlq list {name} --all`"
+            );
         }
         ConnectorsCommand::Test { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
 
-/// The state status shows: what operators want, unless a process's worker failed (a connector
-/// is never shown RUNNING while one of its workers is FAILED).
-fn overall(want: Desired, live: &[&state::WorkerReport]) -> String {
-    if live.iter().any(|w| w.state == "FAILED") {
-        return "FAILED".to_owned();
+fn print_status(v: &ConnectorView) {
+    println!(
+        "connector    {} ({}) as system {}",
+        v.name, v.kind, v.system
+    );
+    println!("state        {} (operators want: {})", v.state, v.desired);
+    println!("consumes     {}", v.event_types.join(", "));
+    println!("calls        {}", v.endpoint);
+    if let Some(reply) = &v.reply_event_type {
+        println!("publishes    {reply} (reply)");
     }
-    match want {
-        Desired::Running if live.is_empty() => "UNASSIGNED".to_owned(),
-        Desired::Running if live.iter().all(|w| w.state == "RUNNING") => "RUNNING".to_owned(),
-        Desired::Running => "STARTING".to_owned(),
-        Desired::Paused => "PAUSED".to_owned(),
-        Desired::Stopped => "STOPPED".to_owned(),
+    if let Some(failure) = &v.failure_event_type {
+        println!("on failure   {failure}");
+    }
+    println!(
+        "dead letters {} waiting (topic {}; `lienthong connectors dlq list {}`)",
+        v.dead_letters, v.dead_letter_topic, v.name
+    );
+    println!();
+    if v.workers.is_empty() {
+        println!("no hub process runs this connector now");
+        return;
+    }
+    println!(
+        "{:<32} {:<8} {:>9} {:>7} {:>6} {:>8} {:<9} {:>7} {:>7}  LAST SUCCESS / LAST FAILURE",
+        "PROCESS", "STATE", "DELIVERED", "FAILED", "DLQ", "RESTARTS", "BREAKER", "P50 ms", "P99 ms"
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+    for w in &v.workers {
+        println!(
+            "{:<32} {:<8} {:>9} {:>7} {:>6} {:>8} {:<9} {:>7} {:>7}  {} / {}",
+            w.process,
+            w.state,
+            w.delivered,
+            w.failed_attempts,
+            w.dead_lettered,
+            w.restarts,
+            w.breaker,
+            ms(w.latency_p50_ms),
+            ms(w.latency_p99_ms),
+            ago(w.last_success_at),
+            ago(w.last_failure_at)
+        );
+        if let Some(error) = &w.last_error {
+            println!("    last error: {}", printable(error));
+        }
     }
 }
 
-async fn set(
-    pool: &deadpool_postgres::Pool,
-    manifests: &[Manifest],
-    action: Action,
-    desired: Desired,
-) -> anyhow::Result<()> {
-    find(manifests, &action.name)?;
-    state::set_desired(
-        pool,
-        &action.name,
-        desired,
-        &action.by,
-        action.reason.as_deref(),
-    )
-    .await?;
+fn print_dead_letter(d: &DeadLetter, whole: bool) {
+    let replay = match (&d.replay_outcome, d.replay_requested_at) {
+        (Some(outcome), _) => format!(" [replayed: {outcome}]"),
+        (None, Some(_)) => " [replay requested]".to_owned(),
+        (None, None) => String::new(),
+    };
+    let message: String = if whole {
+        d.error_message.clone()
+    } else {
+        d.error_message.chars().take(120).collect()
+    };
     println!(
-        "{} is now {desired} on every hub process (within a few seconds); recorded as done by {}",
-        action.name,
-        printable(&action.by)
+        "#{} {} {} event {} from {}/{}/{} after {} attempt(s): {} {}{replay}",
+        d.id,
+        d.last_failure_at.format("%Y-%m-%d %H:%M:%S"),
+        d.event_type,
+        d.event_id.map_or("-".to_owned(), |id| id.to_string()),
+        d.source.0,
+        d.source.1,
+        d.source.2,
+        d.attempts,
+        d.error_class,
+        printable(&message)
     );
-    Ok(())
+    if whole {
+        println!(
+            "    first failure {}, dead-letter record {}/{}/{}",
+            d.first_failure_at.format("%Y-%m-%d %H:%M:%S"),
+            d.dlq.0,
+            d.dlq.1,
+            d.dlq.2
+        );
+    }
 }
 
 fn test(config: &Config, only: Option<&str>) -> anyhow::Result<()> {
     let manifests = manifests(config)?;
-    if let Some(name) = only {
-        find(&manifests, name)?;
+    if let Some(name) = only
+        && !manifests.iter().any(|m| m.name == name)
+    {
+        bail!("no connector {} has a manifest", printable(name));
     }
     let mut failures = 0;
     let mut count = 0;

@@ -2,6 +2,7 @@
 //! between the hub and external systems. Work is spread across hub processes by Kafka
 //! consumer-group assignment; shared state (paused, stopped) lives in PostgreSQL.
 
+pub mod admin;
 pub mod http_sink;
 pub mod manifest;
 pub mod mapping;

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::http_sink::HttpSink;
 use super::manifest::Manifest;
-use super::state::{self, Desired};
+use super::state::{self, Desired, Wanted};
 use super::stats::{Stats, WorkerState};
 use super::worker::Worker;
 use crate::bus::{Producer, TopicError, TopicSpec, ensure_topics};
@@ -87,7 +87,7 @@ pub async fn start(
         .collect();
     ensure_topics(&parts.kafka, &topics).await?;
     let process = process_name();
-    let initial = state::desired_states(&parts.pool)
+    let initial = state::wanted_states(&parts.pool)
         .await
         .unwrap_or_else(|error| {
             tracing::warn!(%error, "cannot read the connectors' states yet; starting them");
@@ -116,9 +116,12 @@ pub async fn start(
             events: parts.events.clone(),
             producer: parts.producer.clone(),
             pool: parts.pool.clone(),
+            kafka: parts.kafka.clone(),
             clock: parts.clock.clone(),
             metrics: parts.metrics.clone(),
             dlq_topic: dead_letter_topic(&parts.kafka, &connector.manifest.name),
+            process: process.clone(),
+            refresh: parts.config.refresh_interval(),
         };
         tracker.spawn(supervise(
             connector.clone(),
@@ -140,7 +143,7 @@ pub async fn start(
 /// Reads what operators want and hands changes to the supervisors.
 async fn follow_desired(
     pool: Pool,
-    desired: watch::Sender<HashMap<String, Desired>>,
+    desired: watch::Sender<HashMap<String, Wanted>>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
@@ -151,7 +154,7 @@ async fn follow_desired(
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match state::desired_states(&pool).await {
+        match state::wanted_states(&pool).await {
             Ok(now) => {
                 desired.send_if_modified(|current| {
                     let changed = *current != now;
@@ -169,53 +172,85 @@ struct WorkerParts {
     events: Arc<Events>,
     producer: Producer,
     pool: Pool,
+    kafka: KafkaConfig,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     dlq_topic: String,
+    process: String,
+    refresh: Duration,
 }
 
-fn wanted(desired: &watch::Receiver<HashMap<String, Desired>>, name: &str) -> Desired {
+fn wanted(desired: &watch::Receiver<HashMap<String, Wanted>>, name: &str) -> Wanted {
     desired.borrow().get(name).copied().unwrap_or_default()
+}
+
+/// Why a running worker was stopped by its supervisor.
+enum Told {
+    /// Operators paused or stopped the connector.
+    Hold,
+    /// Operators asked for a restart.
+    Restart,
 }
 
 async fn supervise(
     connector: Arc<Supervised>,
     parts: WorkerParts,
-    mut desired: watch::Receiver<HashMap<String, Desired>>,
+    mut desired: watch::Receiver<HashMap<String, Wanted>>,
     shutdown: CancellationToken,
 ) {
     let name = connector.manifest.name.clone();
     let mut restart_delay = FIRST_RESTART_DELAY;
+    // Restarts asked for before this process started are not this process's to do.
+    let mut restarts_seen = wanted(&desired, &name).restarts;
     while !shutdown.is_cancelled() {
         desired.mark_unchanged();
-        match wanted(&desired, &name) {
-            Desired::Running => {}
-            held => {
-                connector.stats.set_state(if held == Desired::Paused {
+        let now = wanted(&desired, &name);
+        if now.desired != Desired::Running {
+            connector
+                .stats
+                .set_state(if now.desired == Desired::Paused {
                     WorkerState::Paused
                 } else {
                     WorkerState::Stopped
                 });
-                if held == Desired::Stopped {
-                    *connector
-                        .sink
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-                }
-                tokio::select! {
-                    changed = desired.changed() => if changed.is_err() { return },
-                    () = shutdown.cancelled() => return,
-                }
-                continue;
+            if now.desired == Desired::Stopped {
+                *connector
+                    .sink
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             }
+            tokio::select! {
+                changed = desired.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+            restarts_seen = wanted(&desired, &name).restarts;
+            continue;
         }
         connector.stats.set_state(WorkerState::Starting);
         let started = Instant::now();
         let outcome = match sink(&connector, &parts) {
-            Ok(sink) => run_once(&connector, &parts, sink, &mut desired, &shutdown).await,
+            Ok(sink) => {
+                run_once(
+                    &connector,
+                    &parts,
+                    sink,
+                    &mut desired,
+                    &mut restarts_seen,
+                    &shutdown,
+                )
+                .await
+            }
             Err(error) => Err(error),
         };
-        let Err(error) = outcome else { continue };
+        let error = match outcome {
+            Ok(Some(Told::Restart)) => {
+                restart(&connector, &parts, &name);
+                restart_delay = FIRST_RESTART_DELAY;
+                continue;
+            }
+            Ok(_) => continue,
+            Err(error) => error,
+        };
         if shutdown.is_cancelled() {
             return;
         }
@@ -224,22 +259,45 @@ async fn supervise(
         if started.elapsed() > HEALTHY_RUN {
             restart_delay = FIRST_RESTART_DELAY;
         }
-        tokio::select! {
-            () = parts.clock.sleep(restart_delay) => {}
-            // An operator's stop or pause takes effect at once, not after the delay.
-            changed = desired.changed() => if changed.is_err() { return },
-            () = shutdown.cancelled() => return,
+        let delay = parts.clock.sleep(restart_delay);
+        tokio::pin!(delay);
+        // An operator's stop, pause or restart takes effect at once, not after the delay.
+        loop {
+            tokio::select! {
+                () = &mut delay => break,
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = wanted(&desired, &name);
+                    if now.restarts != restarts_seen || now.desired != Desired::Running {
+                        restarts_seen = now.restarts;
+                        restart_delay = FIRST_RESTART_DELAY;
+                        break;
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
         }
         restart_delay = (restart_delay * 2).min(MAX_RESTART_DELAY);
-        connector.stats.restarted();
-        parts
-            .metrics
-            .connector_restarts
-            .get_or_create(&ConnectorLabels {
-                connector: name.clone(),
-            })
-            .inc();
+        restart(&connector, &parts, &name);
     }
+}
+
+/// Counts a restart; the endpoint's client and breaker are made afresh.
+fn restart(connector: &Supervised, parts: &WorkerParts, name: &str) {
+    *connector
+        .sink
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    connector.stats.restarted();
+    parts
+        .metrics
+        .connector_restarts
+        .get_or_create(&ConnectorLabels {
+            connector: name.to_owned(),
+        })
+        .inc();
 }
 
 /// The connector's endpoint, built on first use (reading its secret) and kept while it runs.
@@ -258,44 +316,60 @@ fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<HttpSink>, St
     Ok(sink)
 }
 
-/// Runs the worker until it fails, the hub shuts down or operators no longer want it running.
+/// Runs the worker until it fails, the hub shuts down (`Ok(None)`) or operators pause, stop
+/// or restart it.
 async fn run_once(
     connector: &Supervised,
     parts: &WorkerParts,
     sink: Arc<HttpSink>,
-    desired: &mut watch::Receiver<HashMap<String, Desired>>,
+    desired: &mut watch::Receiver<HashMap<String, Wanted>>,
+    restarts_seen: &mut i64,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<Option<Told>, String> {
     let worker = Arc::new(Worker {
         manifest: connector.manifest.clone(),
         events: parts.events.clone(),
         producer: parts.producer.clone(),
         pool: parts.pool.clone(),
+        kafka: parts.kafka.clone(),
         sink,
         clock: parts.clock.clone(),
         stats: connector.stats.clone(),
         metrics: parts.metrics.clone(),
         dlq_topic: parts.dlq_topic.clone(),
+        process: parts.process.clone(),
+        refresh: parts.refresh,
     });
     let stop = shutdown.child_token();
     let run = worker.run(stop.clone());
     tokio::pin!(run);
     let name = connector.manifest.name.clone();
-    let told_to_stop = async {
+    let told = async {
         loop {
-            if desired.changed().await.is_err() || wanted(desired, &name) != Desired::Running {
-                return;
+            if desired.changed().await.is_err() {
+                return Told::Hold;
+            }
+            let now = wanted(desired, &name);
+            if now.desired != Desired::Running {
+                return Told::Hold;
+            }
+            if now.restarts != *restarts_seen {
+                *restarts_seen = now.restarts;
+                // This worker runs: it has not failed, so `--only-failed` passes it by.
+                if !now.only_failed {
+                    return Told::Restart;
+                }
             }
         }
     };
-    let outcome = tokio::select! {
-        outcome = &mut run => outcome,
-        () = told_to_stop => {
+    tokio::select! {
+        outcome = &mut run => outcome.map(|()| None).map_err(|e| e.to_string()),
+        told = told => {
             stop.cancel();
-            run.await
+            run.await.map_err(|e| e.to_string())?;
+            Ok(Some(told))
         }
-    };
-    outcome.map_err(|e| e.to_string())
+    }
 }
 
 /// Reports every connector's status to PostgreSQL, so `connectors status` sees all processes.

@@ -79,38 +79,70 @@ pub async fn set_desired(
     Ok(())
 }
 
-/// Records an operator action that changes no state (a replay, a restart).
-pub async fn record_action(
-    pool: &Pool,
-    name: &str,
-    action: &str,
-    actor: &str,
-    detail: Option<&str>,
-) -> Result<(), DbError> {
-    pool.get()
-        .await?
-        .execute(
-            "INSERT INTO connector_action (name, action, actor, detail) VALUES ($1, $2, $3, $4)",
-            &[&name, &action, &actor, &detail],
-        )
-        .await?;
-    Ok(())
+/// What operators set for one connector: its state, and how many restarts they asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wanted {
+    pub desired: Desired,
+    /// Moves by one per `connectors restart`; a process restarts its worker when it moves.
+    pub restarts: i64,
+    /// The last restart asked only failed workers to restart.
+    pub only_failed: bool,
 }
 
 /// What operators set for every connector that has a row.
-pub async fn desired_states(pool: &Pool) -> Result<HashMap<String, Desired>, DbError> {
+pub async fn wanted_states(pool: &Pool) -> Result<HashMap<String, Wanted>, DbError> {
     let rows = pool
         .get()
         .await?
-        .query("SELECT name, desired FROM connector_state", &[])
+        .query(
+            "SELECT name, desired, restarts_requested, restart_only_failed FROM connector_state",
+            &[],
+        )
         .await?;
     Ok(rows
         .iter()
         .filter_map(|row| {
-            let desired = row.get::<_, &str>(1).parse().ok()?;
-            Some((row.get(0), desired))
+            let wanted = Wanted {
+                desired: row.get::<_, &str>(1).parse().ok()?,
+                restarts: row.get(2),
+                only_failed: row.get(3),
+            };
+            Some((row.get(0), wanted))
         })
         .collect())
+}
+
+/// Asks every process to restart `name`'s worker (only failed ones when `only_failed`),
+/// recorded with who asked.
+pub async fn request_restart(
+    pool: &Pool,
+    name: &str,
+    only_failed: bool,
+    actor: &str,
+) -> Result<(), DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO connector_state (name, desired, changed_by, restarts_requested,
+             restart_only_failed)
+         VALUES ($1, 'running', $2, 1, $3)
+         ON CONFLICT (name) DO UPDATE SET restarts_requested =
+             connector_state.restarts_requested + 1, restart_only_failed = $3",
+        &[&name, &actor, &only_failed],
+    )
+    .await?;
+    let action = if only_failed {
+        "restart --only-failed"
+    } else {
+        "restart"
+    };
+    tx.execute(
+        "INSERT INTO connector_action (name, action, actor) VALUES ($1, $2, $3)",
+        &[&name, &action, &actor],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// One process's report on its worker of a connector.
@@ -217,6 +249,9 @@ pub struct DeadLetter {
     pub first_failure_at: DateTime<Utc>,
     pub last_failure_at: DateTime<Utc>,
     pub replayed_at: Option<DateTime<Utc>>,
+    pub replay_requested_at: Option<DateTime<Utc>>,
+    /// What the replay did: `delivered`, or `dead-lettered again as #N`.
+    pub replay_outcome: Option<String>,
 }
 
 pub async fn add_dead_letter(pool: &Pool, d: &DeadLetter) -> Result<i64, DbError> {
@@ -257,7 +292,8 @@ pub async fn dead_letters(pool: &Pool, name: &str, all: bool) -> Result<Vec<Dead
         .query(
             "SELECT id, name, event_id, event_type, source_topic, source_partition, source_offset,
                     dlq_topic, dlq_partition, dlq_offset, error_class, error_message, attempts,
-                    first_failure_at, last_failure_at, replayed_at
+                    first_failure_at, last_failure_at, replayed_at, replay_requested_at,
+                    replay_outcome
              FROM connector_dead_letter WHERE name = $1 AND ($2 OR replayed_at IS NULL)
              ORDER BY id DESC LIMIT 1000",
             &[&name, &all],
@@ -278,6 +314,101 @@ pub async fn dead_letters(pool: &Pool, name: &str, all: bool) -> Result<Vec<Dead
             first_failure_at: row.get(13),
             last_failure_at: row.get(14),
             replayed_at: row.get(15),
+            replay_requested_at: row.get(16),
+            replay_outcome: row.get(17),
         })
         .collect())
+}
+
+/// Asks for the replay of `name`'s dead letters `ids` (every one not yet replayed when
+/// `None`); returns how many were asked for. Recorded with who asked.
+pub async fn request_replay(
+    pool: &Pool,
+    name: &str,
+    ids: Option<&[i64]>,
+    actor: &str,
+) -> Result<u64, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let count = tx
+        .execute(
+            "UPDATE connector_dead_letter SET replay_requested_at = now(), replayed_by = $3,
+                 replay_claimed_by = NULL, replay_claimed_at = NULL
+             WHERE name = $1 AND replayed_at IS NULL AND ($2::bigint[] IS NULL OR id = ANY($2))",
+            &[&name, &ids, &actor],
+        )
+        .await?;
+    let detail = match ids {
+        Some(ids) => format!("dead letters {ids:?}"),
+        None => "every dead letter".to_owned(),
+    };
+    tx.execute(
+        "INSERT INTO connector_action (name, action, actor, detail) VALUES ($1, 'replay', $2, $3)",
+        &[&name, &actor, &detail],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(count)
+}
+
+/// A dead letter claimed for replay by this process.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub event_type: String,
+    pub source: (String, i32, i64),
+    pub dlq: (String, i32, i64),
+}
+
+/// How long a claim holds before another process may take the replay over.
+const CLAIM_TIMEOUT_SECONDS: f64 = 300.0;
+
+/// Claims up to `limit` requested replays of `name` for `process`; none is claimed twice
+/// while its claim holds.
+pub async fn claim_replays(
+    pool: &Pool,
+    name: &str,
+    process: &str,
+    limit: i64,
+) -> Result<Vec<Claimed>, DbError> {
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "UPDATE connector_dead_letter SET replay_claimed_by = $2, replay_claimed_at = now()
+             WHERE id IN (
+                 SELECT id FROM connector_dead_letter
+                 WHERE name = $1 AND replay_requested_at IS NOT NULL AND replayed_at IS NULL
+                   AND (replay_claimed_at IS NULL
+                        OR replay_claimed_at < now() - make_interval(secs => $4))
+                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING id, event_type, source_topic, source_partition, source_offset,
+                       dlq_topic, dlq_partition, dlq_offset",
+            &[&name, &process, &limit, &CLAIM_TIMEOUT_SECONDS],
+        )
+        .await?;
+    let mut claimed: Vec<Claimed> = rows
+        .iter()
+        .map(|row| Claimed {
+            id: row.get(0),
+            event_type: row.get(1),
+            source: (row.get(2), row.get(3), row.get(4)),
+            dlq: (row.get(5), row.get(6), row.get(7)),
+        })
+        .collect();
+    claimed.sort_by_key(|c| c.id);
+    Ok(claimed)
+}
+
+/// Records what the replay of dead letter `id` did.
+pub async fn replayed(pool: &Pool, id: i64, outcome: &str) -> Result<(), DbError> {
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE connector_dead_letter SET replayed_at = now(), replay_outcome = $2
+             WHERE id = $1",
+            &[&id, &outcome],
+        )
+        .await?;
+    Ok(())
 }

@@ -28,7 +28,8 @@ use super::resilience::backoff;
 use super::state::{self, DeadLetter};
 use super::stats::{Stats, WorkerState};
 use crate::access::{Caller, FieldSet};
-use crate::bus::{Envelope, Producer, Received, StartFrom};
+use crate::bus::{Envelope, FetchError, Producer, Received, StartFrom, fetch};
+use crate::config::KafkaConfig;
 use crate::domain::Clock;
 use crate::events::{Events, NewEvent, PublishError, SubscribeError, SubscribeInput};
 use crate::telemetry::Metrics;
@@ -38,6 +39,10 @@ use crate::telemetry::metrics::{ConnectorLabels, ConnectorOutcomeLabels};
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Attempts to publish an outcome when the broker or the database fails.
 const PUBLISH_ATTEMPTS: u32 = 5;
+/// Replays one process claims at a time.
+const REPLAY_BATCH: i64 = 10;
+/// How long reading a dead letter back may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -102,6 +107,19 @@ pub struct Worker {
     pub stats: Arc<Stats>,
     pub metrics: Arc<Metrics>,
     pub dlq_topic: String,
+    pub kafka: KafkaConfig,
+    /// This process's name, which claims replays.
+    pub process: String,
+    /// How often requested replays are looked for.
+    pub refresh: Duration,
+}
+
+/// How an event was finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    Delivered,
+    /// Given up on: the dead letter's number.
+    DeadLettered(i64),
 }
 
 struct Source {
@@ -112,7 +130,7 @@ struct Source {
 }
 
 /// A finished event: its lane, its source, its position and how it went.
-type Done = (String, usize, (i32, i64), Result<(), WorkerError>);
+type Done = (String, usize, (i32, i64), Result<Handled, WorkerError>);
 
 /// The Kafka key orders the work: one dossier's events one after another.
 fn lane_key(received: &Received) -> String {
@@ -223,6 +241,14 @@ impl Worker {
             });
         }
         let mut incoming = futures::stream::select_all(streams);
+        let fields = sources
+            .iter()
+            .map(|s| (s.event_type.clone(), s.fields.clone()))
+            .collect();
+        // Ends with the worker: its stop is cancelled whichever way `run` returns.
+        let replays = stop.child_token();
+        let _replays_end = replays.clone().drop_guard();
+        let replaying = tokio::spawn(self.clone().replay_requested(fields, replays.clone()));
         self.stats.set_state(WorkerState::Running);
         tracing::info!(connector = %self.manifest.name, "connector running");
         let mut lanes: HashMap<String, VecDeque<(usize, Received)>> = HashMap::new();
@@ -233,7 +259,7 @@ impl Worker {
                 () = stop.cancelled() => break,
                 Some((key, index, position, outcome)) = working.next(), if !working.is_empty() => {
                     match outcome {
-                        Ok(()) => {
+                        Ok(_) => {
                             self.events
                                 .acknowledge(&caller, &sources[index].subscription, vec![position])
                                 .await
@@ -276,6 +302,7 @@ impl Worker {
                 },
             }
         }
+        replays.cancel();
         // Calls in progress get a moment to finish; those that do are acknowledged, the
         // others are delivered again (with the same idempotency key) after the restart.
         let grace = tokio::time::sleep(STOP_GRACE);
@@ -283,13 +310,16 @@ impl Worker {
         while !working.is_empty() {
             tokio::select! {
                 () = &mut grace => break,
-                Some((_, index, position, Ok(()))) = working.next() => {
+                Some((_, index, position, Ok(_))) = working.next() => {
                     let _ = self
                         .events
                         .acknowledge(&caller, &sources[index].subscription, vec![position])
                         .await;
                 }
             }
+        }
+        if replaying.await.is_err() {
+            tracing::error!(connector = %self.manifest.name, "the replay task panicked");
         }
         Ok(())
     }
@@ -320,7 +350,7 @@ impl Worker {
         fields: &FieldSet,
         received: Received,
         stop: &CancellationToken,
-    ) -> Result<(), WorkerError> {
+    ) -> Result<Handled, WorkerError> {
         let now = self.clock.now();
         let envelope = match Envelope::from_headers(&received.headers) {
             Ok(envelope) => envelope,
@@ -401,7 +431,7 @@ impl Worker {
             })
             .observe(answer.latency.as_secs_f64());
         let Some(reply) = &self.manifest.reply else {
-            return Ok(());
+            return Ok(Handled::Delivered);
         };
         input["response"] = json!({"status": answer.status, "body": answer.body});
         let refused = match reply.mapping.apply(&input) {
@@ -409,7 +439,7 @@ impl Worker {
                 .publish_outcome(reply, payload, &envelope, "reply")
                 .await?
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Handled::Delivered),
                 Err(refused) => Failure::permanent("ReplyRefused", refused, self.clock.now()),
             },
             Err(e) => {
@@ -499,7 +529,7 @@ impl Worker {
         envelope: Option<&Envelope>,
         input: Option<&Value>,
         failure: Failure,
-    ) -> Result<(), WorkerError> {
+    ) -> Result<Handled, WorkerError> {
         let last_at = self.clock.now();
         let dlq_error = |message: String| WorkerError::DeadLetter {
             topic: received.topic.clone(),
@@ -562,6 +592,8 @@ impl Worker {
                 first_failure_at: failure.first_at,
                 last_failure_at: last_at,
                 replayed_at: None,
+                replay_requested_at: None,
+                replay_outcome: None,
             },
         )
         .await
@@ -572,7 +604,7 @@ impl Worker {
         tracing::warn!(connector = %self.manifest.name, dead_letter = id, class = %failure.class, "event dead-lettered");
         let (Some(output), Some(envelope), Some(input)) = (&self.manifest.failure, envelope, input)
         else {
-            return Ok(());
+            return Ok(Handled::DeadLettered(id));
         };
         let mut input = input.clone();
         input["error"] = json!({
@@ -596,7 +628,91 @@ impl Worker {
                 tracing::error!(connector = %self.manifest.name, dead_letter = id, error = %e, "failure mapping failed");
             }
         }
-        Ok(())
+        Ok(Handled::DeadLettered(id))
+    }
+
+    /// Replays the dead letters operators asked for, as they are claimed by this process.
+    async fn replay_requested(
+        self: Arc<Self>,
+        fields: HashMap<String, Arc<FieldSet>>,
+        stop: CancellationToken,
+    ) {
+        let mut ticks = tokio::time::interval(self.refresh);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let claimed = match state::claim_replays(
+                &self.pool,
+                &self.manifest.name,
+                &self.process,
+                REPLAY_BATCH,
+            )
+            .await
+            {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(connector = %self.manifest.name, %error, "cannot look for replays");
+                    continue;
+                }
+            };
+            for claim in claimed {
+                let outcome = match self.replay(&claim, &fields, &stop).await {
+                    Ok(outcome) => outcome,
+                    // Unfinished: the claim lapses and a process takes the replay up again.
+                    Err(WorkerError::Stopping) => return,
+                    Err(error) => {
+                        tracing::warn!(connector = %self.manifest.name, dead_letter = claim.id, %error, "replay failed");
+                        continue;
+                    }
+                };
+                tracing::info!(connector = %self.manifest.name, dead_letter = claim.id, %outcome, "dead letter replayed");
+                if let Err(error) = state::replayed(&self.pool, claim.id, &outcome).await {
+                    tracing::warn!(connector = %self.manifest.name, dead_letter = claim.id, %error, "cannot record the replay");
+                }
+            }
+        }
+    }
+
+    /// Reads the dead letter back from its topic and handles it again, as first delivered.
+    async fn replay(
+        &self,
+        claim: &state::Claimed,
+        fields: &HashMap<String, Arc<FieldSet>>,
+        stop: &CancellationToken,
+    ) -> Result<String, WorkerError> {
+        let Some(fields) = fields.get(&claim.event_type) else {
+            return Ok(format!(
+                "not replayed: the connector no longer consumes {}",
+                claim.event_type
+            ));
+        };
+        let (topic, partition, offset) = &claim.dlq;
+        let mut record = match fetch(&self.kafka, topic, *partition, *offset, FETCH_TIMEOUT).await {
+            Ok(record) => record,
+            Err(error @ FetchError::Missing { .. }) => return Ok(format!("not replayed: {error}")),
+            Err(error) => {
+                return Err(WorkerError::DeadLetter {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                    message: error.to_string(),
+                });
+            }
+        };
+        // The event as it first came: its own position, without the errors added to it.
+        record.headers.retain(|key, _| {
+            !key.starts_with("__connect.errors.") && !key.starts_with("lienthong.errors.")
+        });
+        (record.topic, record.partition, record.offset) = claim.source.clone();
+        Ok(
+            match self.handle(&claim.event_type, fields, record, stop).await? {
+                Handled::Delivered => "delivered".to_owned(),
+                Handled::DeadLettered(id) => format!("dead-lettered again as #{id}"),
+            },
+        )
     }
 }
 
