@@ -792,3 +792,121 @@ async fn a_birth_certificate_is_published_before_any_dossier_exists() {
     assert_eq!(envelope.correlation_id, "", "no dossier yet");
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledgements_on_the_stream_reach_the_right_process_behind_one_address() {
+    use lienthong::proto::streaming_subscribe_request::Request as Streaming;
+    use lienthong::proto::{Acknowledgement, StreamingSubscribeRequest};
+
+    let env = TestEnv::new("behind_one_address").await;
+    let token = env.member("one-stop-48").await;
+    let (a, b) = (env.start_hub().await, env.start_hub().await);
+    a.access_caught_up().await.expect("access");
+    b.access_caught_up().await.expect("access");
+    let address = round_robin(vec![a.grpc_addr, b.grpc_addr]).await;
+    let mut publisher = client(&a, Some(&token)).await;
+    let (code, payload) = dossier();
+    publisher
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+
+    // A separate Acknowledge call may land on the other process, which holds no subscription.
+    let mut first = client_at(address, &token).await;
+    let mut second = client_at(address, &token).await;
+    let mut stream = first
+        .subscribe(subscribe_request("split"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    let ack = AcknowledgeRequest {
+        subscription_id: delivery.subscription_id.clone(),
+        positions: vec![Position {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }],
+    };
+    let missed = second
+        .acknowledge(ack)
+        .await
+        .expect_err("the other process holds no subscription");
+    assert_eq!(missed.code(), Code::NotFound);
+    drop(stream);
+
+    // On the stream itself, the acknowledgement always reaches the process that holds it.
+    let open = |group: &str| StreamingSubscribeRequest {
+        request: Some(Streaming::Open(subscribe_request(group))),
+    };
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    requests.send(open("together")).await.expect("open sent");
+    let mut stream = first
+        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    assert_eq!(
+        delivery
+            .envelope
+            .as_ref()
+            .map(|e| e.correlation_id.as_str()),
+        Some(code.as_str())
+    );
+    let ack = Acknowledgement {
+        positions: vec![Position {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }],
+    };
+    requests
+        .send(StreamingSubscribeRequest {
+            request: Some(Streaming::Acknowledge(ack)),
+        })
+        .await
+        .expect("ack sent");
+    // Give the acknowledgement a moment to be read before the client goes.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    drop(stream);
+    drop(requests);
+
+    // The group resumes after the acknowledged event, on whichever process it reaches now.
+    let (later, later_payload) = dossier();
+    publisher
+        .publish(publish_request(&later, &later_payload))
+        .await
+        .expect("published");
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    requests.send(open("together")).await.expect("open sent");
+    let mut stream = second
+        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    assert_eq!(
+        delivery
+            .envelope
+            .as_ref()
+            .map(|e| e.correlation_id.as_str()),
+        Some(later.as_str()),
+        "the acknowledged event came again"
+    );
+    drop(stream);
+
+    // An acknowledgement before the subscription is opened is refused.
+    let (requests, receiver) = tokio::sync::mpsc::channel(1);
+    requests
+        .send(StreamingSubscribeRequest {
+            request: Some(Streaming::Acknowledge(Acknowledgement::default())),
+        })
+        .await
+        .expect("sent");
+    let refused = first
+        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    a.shutdown().await.expect("clean shutdown");
+    b.shutdown().await.expect("clean shutdown");
+}

@@ -19,9 +19,11 @@ use crate::access::Caller;
 use crate::bus::{StartFrom, trace};
 use crate::events::{Events, SubscribeInput};
 use crate::proto::event_service_server::EventService;
+use crate::proto::streaming_subscribe_request::Request as StreamingRequest;
 use crate::proto::{
     self, AcknowledgeRequest, AcknowledgeResponse, BatchItemResult, Delivery, PublishBatchResponse,
-    PublishRequest, PublishResponse, SubscribeRequest, batch_item_result::Outcome,
+    PublishRequest, PublishResponse, StreamingSubscribeRequest, SubscribeRequest,
+    batch_item_result::Outcome,
 };
 
 pub struct EventApi {
@@ -30,9 +32,81 @@ pub struct EventApi {
     max_batch: usize,
 }
 
+/// What the first message of a `StreamingSubscribe` must be.
+const OPEN_FIRST: &str = "the first message must open the subscription (`open`)";
+
+/// The subscription a stream belongs to.
+struct OpenedStream {
+    id: String,
+    /// Cancelled when the subscription ends.
+    ended: tokio_util::sync::CancellationToken,
+}
+
 impl EventApi {
     pub fn new(events: Arc<Events>, max_batch: usize) -> Self {
         Self { events, max_batch }
+    }
+
+    /// Starts a subscription and the stream of its deliveries. The stream ends when the
+    /// subscription does; if access was withdrawn, its last item is the reason as a status.
+    /// Dropping the stream (the client went) ends the subscription, committing what was
+    /// acknowledged.
+    async fn open(
+        &self,
+        caller: &Caller,
+        request: SubscribeRequest,
+    ) -> Result<(OpenedStream, DeliveryStream), Status> {
+        let start = match proto::StartFrom::try_from(request.start_from) {
+            Ok(proto::StartFrom::Latest) => StartFrom::Latest,
+            Ok(proto::StartFrom::Earliest | proto::StartFrom::Unspecified) => StartFrom::Earliest,
+            Err(_) => return Err(Status::invalid_argument("start_from: unknown value")),
+        };
+        let event_type = request.event_type.clone();
+        let opened = self
+            .events
+            .subscribe(
+                caller,
+                SubscribeInput {
+                    event_type: request.event_type,
+                    group: request.consumer_group,
+                    start,
+                    max_unacknowledged: request.max_unacknowledged as usize,
+                    purpose: request.purpose,
+                    legal_basis: request.legal_basis,
+                },
+            )
+            .await
+            .map_err(subscribe_status)?;
+        let events = self.events.clone();
+        let id = opened.id.to_string();
+        let handle = OpenedStream {
+            id: id.clone(),
+            ended: opened.ended.clone(),
+        };
+        let fields = opened.fields;
+        let guard = opened.ended.clone().drop_guard();
+        let withdrawn = opened.withdrawn;
+        let last = futures::stream::once(async move {
+            let _guard = guard;
+            withdrawn.await.ok().map(|why| Err(withdrawn_status(why)))
+        })
+        .filter_map(std::future::ready);
+        let ended = opened.ended.cancelled_owned();
+        let stream = ReceiverStream::new(opened.deliveries).then(move |received| {
+            let events = events.clone();
+            let id = id.clone();
+            let event_type = event_type.clone();
+            let fields = fields.clone();
+            let span =
+                tracing::info_span!("deliver", otel.kind = "consumer", event_type = %event_type);
+            let _ = span.set_parent(trace::extract(&received.headers));
+            async move {
+                let decoded = events.decode(received, &event_type, &fields).await;
+                Ok(delivery(&id, decoded))
+            }
+            .instrument(span)
+        });
+        Ok((handle, Box::pin(stream.take_until(ended).chain(last))))
     }
 }
 
@@ -163,59 +237,66 @@ impl EventService for EventApi {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let caller = caller(&request)?;
-        let request = request.into_inner();
-        let start = match proto::StartFrom::try_from(request.start_from) {
-            Ok(proto::StartFrom::Latest) => StartFrom::Latest,
-            Ok(proto::StartFrom::Earliest | proto::StartFrom::Unspecified) => StartFrom::Earliest,
-            Err(_) => return Err(Status::invalid_argument("start_from: unknown value")),
+        let (_, stream) = self.open(&caller, request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
+    type StreamingSubscribeStream = DeliveryStream;
+
+    async fn streaming_subscribe(
+        &self,
+        request: Request<Streaming<StreamingSubscribeRequest>>,
+    ) -> Result<Response<Self::StreamingSubscribeStream>, Status> {
+        let caller = caller(&request)?;
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .and_then(|m| m.request)
+            .ok_or_else(|| Status::invalid_argument(OPEN_FIRST))?;
+        let StreamingRequest::Open(open) = first else {
+            return Err(Status::invalid_argument(OPEN_FIRST));
         };
-        let event_type = request.event_type.clone();
-        let opened = self
-            .events
-            .subscribe(
-                &caller,
-                SubscribeInput {
-                    event_type: request.event_type,
-                    group: request.consumer_group,
-                    start,
-                    max_unacknowledged: request.max_unacknowledged as usize,
-                    purpose: request.purpose,
-                    legal_basis: request.legal_basis,
-                },
-            )
-            .await
-            .map_err(subscribe_status)?;
+        let (opened, deliveries) = self.open(&caller, open).await?;
+        // Acknowledgements are read beside the deliveries, until the client stops sending or
+        // the subscription ends. A protocol error ends the stream with its status.
+        let (refusal, refused) = tokio::sync::mpsc::channel::<Result<Delivery, Status>>(1);
         let events = self.events.clone();
-        let id = opened.id.to_string();
-        let fields = opened.fields;
-        // The stream ends when the subscription does. If access was withdrawn, its last item
-        // is the reason as a status. Dropping the stream (the client went) ends the
-        // subscription through the guard, committing what was acknowledged.
-        let guard = opened.ended.clone().drop_guard();
-        let withdrawn = opened.withdrawn;
-        let last = futures::stream::once(async move {
-            let _guard = guard;
-            withdrawn.await.ok().map(|why| Err(withdrawn_status(why)))
-        })
-        .filter_map(std::future::ready);
-        let ended = opened.ended.cancelled_owned();
-        let stream = ReceiverStream::new(opened.deliveries).then(move |received| {
-            let events = events.clone();
-            let id = id.clone();
-            let event_type = event_type.clone();
-            let fields = fields.clone();
-            let span =
-                tracing::info_span!("deliver", otel.kind = "consumer", event_type = %event_type);
-            let _ = span.set_parent(trace::extract(&received.headers));
-            async move {
-                let decoded = events.decode(received, &event_type, &fields).await;
-                Ok(delivery(&id, decoded))
+        tokio::spawn(async move {
+            let OpenedStream { id, ended } = opened;
+            loop {
+                let message = tokio::select! {
+                    () = ended.cancelled() => return,
+                    message = inbound.message() => message,
+                };
+                let request = match message {
+                    Ok(Some(message)) => message.request,
+                    Ok(None) | Err(_) => return,
+                };
+                let positions = match request {
+                    Some(StreamingRequest::Acknowledge(ack)) => ack
+                        .positions
+                        .into_iter()
+                        .map(|p| (p.partition, p.offset))
+                        .collect(),
+                    Some(StreamingRequest::Open(_)) | None => {
+                        let _ = refusal
+                            .send(Err(Status::invalid_argument(
+                                "only the first message opens the subscription; later ones acknowledge",
+                            )))
+                            .await;
+                        return;
+                    }
+                };
+                if events.acknowledge(&caller, &id, positions).await.is_err() {
+                    return;
+                }
             }
-            .instrument(span)
         });
-        Ok(Response::new(Box::pin(
-            stream.take_until(ended).chain(last),
-        )))
+        let refused = ReceiverStream::new(refused);
+        Ok(Response::new(Box::pin(futures::stream::select(
+            deliveries, refused,
+        ))))
     }
 
     async fn acknowledge(

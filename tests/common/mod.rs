@@ -331,3 +331,52 @@ pub async fn wait_until_ready(http: u16) {
         .await
         .expect("the hub gets ready");
 }
+
+/// A TCP proxy on loopback that sends each new connection to the next of `backends` in turn:
+/// several hub processes behind one address, as a load balancer puts them.
+pub async fn round_robin(backends: Vec<std::net::SocketAddr>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy port");
+    let addr = listener.local_addr().expect("proxy address");
+    tokio::spawn(async move {
+        for turn in 0.. {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let backend = backends[turn % backends.len()];
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A client of the hub at `addr` (a proxy, say) over TLS, sending `token`.
+pub async fn client_at(addr: std::net::SocketAddr, token: &str) -> Client {
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            &pki::Pki::get().ca_pem,
+        ))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connected");
+    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
+    EventServiceClient::with_interceptor(
+        channel,
+        Box::new(move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        }),
+    )
+}
