@@ -26,6 +26,7 @@ use crate::config::{Config, DatabaseConfig};
 use crate::connectors::admin::Admin;
 use crate::connectors::manifest::{self, ManifestErrors};
 use crate::connectors::runtime::{self, RuntimeParts};
+use crate::connectors::webhook::Webhooks;
 use crate::db::{self, DbError};
 use crate::domain::{ReferenceData, ReferenceError};
 use crate::events::{Events, EventsParts, Quarantine, QuarantineKeys, SealError};
@@ -191,6 +192,13 @@ impl Hub {
             config.kafka.clone(),
             config.connectors.refresh_interval(),
         ));
+        let webhooks = Arc::new(Webhooks::new(
+            &manifests,
+            events.clone(),
+            pool.clone(),
+            crate::domain::system_clock(),
+            metrics.clone(),
+        ));
         if config.connectors.enabled {
             runtime::start(
                 RuntimeParts {
@@ -281,6 +289,7 @@ impl Hub {
                 registry,
                 pool: http_pool,
                 producer: producer.clone(),
+                webhooks,
             },
             crate::api::tls::http(&config.tls)?,
             shutdown.clone(),

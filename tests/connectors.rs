@@ -666,6 +666,151 @@ async fn a_bad_manifest_stops_the_hub_with_file_line_and_field() {
     );
 }
 
+/// The repository's PayGov webhook manifest, reading its secret from a file.
+async fn install_webhook(env: &TestEnv) -> &'static str {
+    const SECRET: &str = "paygov-shared-secret";
+    let dir = &env.config.connectors.dir;
+    std::fs::create_dir_all(dir).expect("connectors dir");
+    let secret = dir.join("paygov.secret");
+    std::fs::write(&secret, SECRET).expect("secret written");
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/paygov-callbacks.toml"),
+    )
+    .expect("the repository's manifest")
+    .replace(
+        "secret_env = \"LIENTHONG_PAYGOV_WEBHOOK_SECRET\"",
+        &format!("secret_file = {:?}", secret.display().to_string()),
+    );
+    std::fs::write(dir.join("paygov-callbacks.toml"), manifest).expect("manifest written");
+    env.token("paygov-connector").await;
+    env.grant(
+        "paygov-connector",
+        Direction::Publish,
+        "payment.callback-received",
+        "fee-payment",
+    )
+    .await;
+    SECRET
+}
+
+fn signed(secret: &str, body: &serde_json::Value) -> (Vec<u8>, String) {
+    use hmac::Mac as _;
+    let bytes = serde_json::to_vec(body).expect("json");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(&bytes);
+    (bytes, hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_callback_becomes_one_event_however_often_it_is_sent() {
+    let env = TestEnv::new("conn_webhook").await;
+    let secret = install_webhook(&env).await;
+    let treasury = env.token("treasury").await;
+    env.grant(
+        "treasury",
+        Direction::Subscribe,
+        "payment.callback-received",
+        "fee-payment",
+    )
+    .await;
+    let hub = env.start_hub().await;
+    let url = format!(
+        "http://{}/connectors/paygov-callbacks/webhook",
+        hub.http_addr
+    );
+    let (code, _) = dossier();
+    let callback = |transaction: &str| {
+        serde_json::json!({
+            "transaction_id": transaction, "order_id": format!("{code}:copies:1"), "dossier_code": code,
+            "amount": 16000, "bank_code": "VCB", "response_code": "00",
+            "order_info": "Thanh toan phi ho so", "pay_date": "2026-11-20T15:26:04+07:00",
+            "checksum": "d33ce6d4dc64e032642015431a0fdf50e4d9e5a8fbdd6f50d1c1b78e12b99905"
+        })
+    };
+    let http = reqwest::Client::new();
+    let post = |body: Vec<u8>, signature: String| {
+        http.post(&url)
+            .header("X-PayGov-Signature", signature)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let (body, signature) = signed(secret, &callback("PG-1"));
+    let first: serde_json::Value = post(body.clone(), signature.clone())
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(first["duplicate"], false, "{first}");
+    let again: serde_json::Value = post(body.clone(), signature.clone())
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (&again["duplicate"], &again["event_id"]),
+        (&serde_json::json!(true), &first["event_id"])
+    );
+    let forged = post(body, "00".repeat(32)).await.expect("answered");
+    assert_eq!(forged.status(), 401);
+    let mut broken = callback("PG-3");
+    broken["dossier_code"] = "not a dossier".into();
+    let (body, signature) = signed(secret, &broken);
+    assert_eq!(post(body, signature).await.expect("answered").status(), 422);
+    let (body, signature) = signed(secret, &callback("PG-2"));
+    let second: serde_json::Value = post(body, signature)
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(second["duplicate"], false);
+
+    let mut events = client(&hub, Some(&treasury))
+        .await
+        .subscribe(SubscribeRequest {
+            purpose: "fee-payment".into(),
+            ..subscription("payment.callback-received", "treasury")
+        })
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let ids: Vec<String> = [
+        common::next(&mut events).await,
+        common::next(&mut events).await,
+    ]
+    .into_iter()
+    .map(|d| d.envelope.expect("envelope").event_id)
+    .collect();
+    assert_eq!(
+        ids,
+        [
+            first["event_id"].as_str().unwrap_or_default(),
+            second["event_id"].as_str().unwrap_or_default()
+        ],
+        "the repeat was not published again"
+    );
+
+    state::set_desired(
+        &env.pool,
+        "paygov-callbacks",
+        Desired::Paused,
+        "operator-an",
+        None,
+    )
+    .await
+    .expect("paused");
+    let (body, signature) = signed(secret, &callback("PG-4"));
+    assert_eq!(
+        post(body, signature).await.expect("answered").status(),
+        503,
+        "a paused webhook asks to be sent again later"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
 #[test]
 fn the_repository_connectors_pass_their_mapping_tests() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -58,6 +58,11 @@ sandbox=${LIENTHONG_SANDBOX_LISTEN:-127.0.0.1:8095}
 export LIENTHONG_CIVIL_STATUS_URL=http://$sandbox/civil-status/v1/births
 LIENTHONG_CIVIL_STATUS_TOKEN=$(cat "$sandbox_token")
 export LIENTHONG_CIVIL_STATUS_TOKEN
+# PayGov signs its payment notifications with a secret agreed with the province.
+paygov_secret=$LIENTHONG_DATA_DIR/paygov.secret
+[[ -s $paygov_secret ]] || (umask 077; openssl rand -hex 32 >"$paygov_secret")
+LIENTHONG_PAYGOV_WEBHOOK_SECRET=$(cat "$paygov_secret")
+export LIENTHONG_PAYGOV_WEBHOOK_SECRET
 # The civil-status software is also identified by its client certificate (registered once).
 if ! "$bin" systems credentials demo-civil-status | grep -q certificate; then
   "$bin" systems cert demo-civil-status --file "$tls/demo-civil-status.pem"

@@ -1,6 +1,7 @@
 //! HTTP for operators, orchestrators and Kafka tooling: `/metrics` (Prometheus text), `/healthz`
 //! (the process answers), `/readyz` (the broker and PostgreSQL are reachable, so traffic may
-//! come) and the Confluent-compatible schema registry API (`schema_registry`).
+//! come), the Confluent-compatible schema registry API (`schema_registry`) and the callbacks of
+//! webhook-source connectors (`webhooks`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
 use crate::bus::Producer;
+use crate::connectors::webhook::Webhooks;
 use crate::registry::Registry;
 use crate::telemetry::Metrics;
 
@@ -31,6 +33,7 @@ pub struct HttpState {
     pub registry: Arc<Registry>,
     pub pool: Pool,
     pub producer: Producer,
+    pub webhooks: Arc<Webhooks>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -39,6 +42,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .merge(super::schema_registry::router())
+        .merge(super::webhooks::router())
         .with_state(state)
 }
 

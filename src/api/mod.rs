@@ -9,3 +9,4 @@ pub mod http;
 pub mod schema_registry;
 mod status;
 pub mod tls;
+mod webhooks;

@@ -8,7 +8,7 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
-use super::manifest::Manifest;
+use super::manifest::{Manifest, Spec};
 use super::runtime::dead_letter_topic;
 use super::state::{self, DeadLetter, Desired, WorkerReport};
 use crate::config::KafkaConfig;
@@ -123,6 +123,10 @@ impl Admin {
             })
             .cloned()
             .collect();
+        let sink = match &manifest.spec {
+            Spec::HttpSink(sink) => Some(sink),
+            Spec::WebhookSource(_) => None,
+        };
         let dead_letters = state::dead_letters(&self.pool, &manifest.name, false)
             .await?
             .len();
@@ -131,10 +135,10 @@ impl Admin {
             kind: manifest.kind.to_string(),
             system: manifest.system.to_string(),
             description: manifest.description.clone(),
-            event_types: manifest.event_types.clone(),
-            endpoint: format!("{} {}", manifest.http.method, manifest.http.url),
-            reply_event_type: manifest.reply.as_ref().map(|o| o.event_type.clone()),
-            failure_event_type: manifest.failure.as_ref().map(|o| o.event_type.clone()),
+            event_types: manifest.event_types(),
+            endpoint: manifest.endpoint(),
+            reply_event_type: sink.and_then(|s| s.reply.as_ref().map(|o| o.event_type.clone())),
+            failure_event_type: sink.and_then(|s| s.failure.as_ref().map(|o| o.event_type.clone())),
             desired,
             state: overall(desired, &workers),
             workers,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 
-use super::manifest::{HttpTarget, Manifest};
+use super::manifest::{HttpTarget, SinkSpec};
 use super::resilience::Breaker;
 use crate::domain::Clock;
 
@@ -60,31 +60,31 @@ pub struct HttpSink {
 impl HttpSink {
     /// Reads the secret now: a missing one stops the connector with a message naming where it
     /// was looked for.
-    pub fn new(manifest: &Manifest, clock: Arc<dyn Clock>) -> Result<Self, SinkError> {
-        let bearer = manifest
+    pub fn new(spec: &SinkSpec, clock: Arc<dyn Clock>) -> Result<Self, SinkError> {
+        let bearer = spec
             .http
             .bearer
             .as_ref()
             .map(|secret| secret.read().map_err(SinkError::Secret))
             .transpose()?;
         let client = reqwest::Client::builder()
-            .timeout(manifest.http.timeout)
-            .connect_timeout(manifest.http.timeout.min(Duration::from_secs(10)))
+            .timeout(spec.http.timeout)
+            .connect_timeout(spec.http.timeout.min(Duration::from_secs(10)))
             .build()?;
-        let limiter = manifest
+        let limiter = spec
             .delivery
             .rate_per_second
             .and_then(NonZeroU32::new)
             .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
         Ok(Self {
             client,
-            target: manifest.http.clone(),
+            target: spec.http.clone(),
             bearer,
             limiter,
             breaker: Breaker::new(
                 clock,
-                manifest.delivery.breaker_failures,
-                manifest.delivery.breaker_open,
+                spec.delivery.breaker_failures,
+                spec.delivery.breaker_open,
             ),
         })
     }

@@ -9,13 +9,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::manifest::Manifest;
-use super::mapping::Mapping;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
-    /// `request`, `reply` or `failure`.
+    /// `request`, `reply` or `failure` for a sink; `payload`, `dedupe_key` or `correlation`
+    /// for a webhook source.
     mapping: String,
     input: Value,
     expected: Option<Value>,
@@ -66,8 +66,9 @@ pub fn run(manifest: &Manifest) -> Vec<Outcome> {
             return vec![failed(manifest, "(tests file)", why)];
         }
     };
-    if !cases.iter().any(|c| c.mapping == "request") {
-        let why = format!("{}: no test of the request mapping", file.display());
+    let main = manifest.main_mapping();
+    if !cases.iter().any(|c| c.mapping == main) {
+        let why = format!("{}: no test of the {main} mapping", file.display());
         return vec![failed(manifest, "(tests file)", why)];
     }
     cases
@@ -76,29 +77,10 @@ pub fn run(manifest: &Manifest) -> Vec<Outcome> {
         .collect()
 }
 
-fn mapping<'a>(manifest: &'a Manifest, which: &str) -> Result<&'a Mapping, String> {
-    match which {
-        "request" => Ok(&manifest.request),
-        "reply" => manifest
-            .reply
-            .as_ref()
-            .map(|o| &o.mapping)
-            .ok_or_else(|| "the manifest has no reply".to_owned()),
-        "failure" => manifest
-            .failure
-            .as_ref()
-            .map(|o| &o.mapping)
-            .ok_or_else(|| "the manifest has no failure".to_owned()),
-        other => Err(format!(
-            "mapping must be request, reply or failure, not {other:?}"
-        )),
-    }
-}
-
 fn run_case(manifest: &Manifest, case: Case) -> Outcome {
-    let program = match mapping(manifest, &case.mapping) {
-        Ok(program) => program,
-        Err(why) => return failed(manifest, &case.name, why),
+    let Some(program) = manifest.mapping(&case.mapping) else {
+        let why = format!("the manifest has no mapping {:?}", case.mapping);
+        return failed(manifest, &case.name, why);
     };
     let got = program.apply(&case.input);
     let failure = match (&case.expected, &case.error, got) {

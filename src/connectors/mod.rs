@@ -11,4 +11,5 @@ pub mod resilience;
 pub mod runtime;
 pub mod state;
 pub mod stats;
+pub mod webhook;
 pub mod worker;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::http_sink::HttpSink;
-use super::manifest::Manifest;
+use super::manifest::{Manifest, SinkSpec, Spec};
 use super::state::{self, Desired, Wanted};
 use super::stats::{Stats, WorkerState};
 use super::worker::Worker;
@@ -60,6 +60,7 @@ fn process_name() -> String {
 
 struct Supervised {
     manifest: Arc<Manifest>,
+    spec: Arc<SinkSpec>,
     stats: Arc<Stats>,
     /// Kept across pauses (its breaker remembers the endpoint); dropped when stopped.
     sink: std::sync::Mutex<Option<Arc<HttpSink>>>,
@@ -71,15 +72,26 @@ pub async fn start(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<(), TopicError> {
-    if parts.manifests.is_empty() {
+    // Sources run where their traffic arrives (webhooks: the HTTP API); sinks run here.
+    let sinks: Vec<(Manifest, SinkSpec)> = parts
+        .manifests
+        .into_iter()
+        .filter_map(|manifest| match &manifest.spec {
+            Spec::HttpSink(spec) => {
+                let spec = spec.clone();
+                Some((manifest, spec))
+            }
+            Spec::WebhookSource(_) => None,
+        })
+        .collect();
+    if sinks.is_empty() {
         return Ok(());
     }
     let retention =
         Duration::from_secs(u64::from(parts.config.dead_letter_retention_days) * 86_400);
-    let topics: Vec<TopicSpec> = parts
-        .manifests
+    let topics: Vec<TopicSpec> = sinks
         .iter()
-        .map(|m| TopicSpec {
+        .map(|(m, _)| TopicSpec {
             name: dead_letter_topic(&parts.kafka, &m.name),
             partitions: DEAD_LETTER_PARTITIONS,
             retention,
@@ -100,12 +112,12 @@ pub async fn start(
         parts.config.refresh_interval(),
         shutdown.clone(),
     ));
-    let supervised: Vec<Arc<Supervised>> = parts
-        .manifests
+    let supervised: Vec<Arc<Supervised>> = sinks
         .into_iter()
-        .map(|manifest| {
+        .map(|(manifest, spec)| {
             Arc::new(Supervised {
                 manifest: Arc::new(manifest),
+                spec: Arc::new(spec),
                 stats: Arc::new(Stats::default()),
                 sink: std::sync::Mutex::new(None),
             })
@@ -309,9 +321,8 @@ fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<HttpSink>, St
     if let Some(sink) = kept.as_ref() {
         return Ok(sink.clone());
     }
-    let sink = Arc::new(
-        HttpSink::new(&connector.manifest, parts.clock.clone()).map_err(|e| e.to_string())?,
-    );
+    let sink =
+        Arc::new(HttpSink::new(&connector.spec, parts.clock.clone()).map_err(|e| e.to_string())?);
     *kept = Some(sink.clone());
     Ok(sink)
 }
@@ -328,6 +339,7 @@ async fn run_once(
 ) -> Result<Option<Told>, String> {
     let worker = Arc::new(Worker {
         manifest: connector.manifest.clone(),
+        spec: connector.spec.clone(),
         events: parts.events.clone(),
         producer: parts.producer.clone(),
         pool: parts.pool.clone(),

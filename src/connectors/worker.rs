@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::http_sink::{CallError, HttpSink};
-use super::manifest::{Manifest, Output, StartAt};
+use super::manifest::{Manifest, Output, SinkSpec, StartAt};
 use super::resilience::backoff;
 use super::state::{self, DeadLetter};
 use super::stats::{Stats, WorkerState};
@@ -99,6 +99,8 @@ impl Failure {
 /// Everything a worker needs; shared by its event tasks.
 pub struct Worker {
     pub manifest: Arc<Manifest>,
+    /// The manifest's http-sink part.
+    pub spec: Arc<SinkSpec>,
     pub events: Arc<Events>,
     pub producer: Producer,
     pub pool: Pool,
@@ -200,7 +202,7 @@ impl Worker {
         let mut sources = Vec::new();
         let mut streams = Vec::new();
         let mut guards = Vec::new();
-        for (index, event_type) in self.manifest.event_types.iter().enumerate() {
+        for (index, event_type) in self.spec.event_types.iter().enumerate() {
             let opened = self
                 .events
                 .subscribe(
@@ -208,11 +210,11 @@ impl Worker {
                     SubscribeInput {
                         event_type: event_type.clone(),
                         group: self.manifest.name.clone(),
-                        start: match self.manifest.start_at {
+                        start: match self.spec.start_at {
                             StartAt::Earliest => StartFrom::Earliest,
                             StartAt::Latest => StartFrom::Latest,
                         },
-                        max_unacknowledged: self.manifest.delivery.max_in_flight,
+                        max_unacknowledged: self.spec.delivery.max_in_flight,
                         purpose: self.manifest.purpose.clone(),
                         legal_basis: self.manifest.legal_basis.clone(),
                     },
@@ -373,7 +375,7 @@ impl Worker {
                 .await;
         };
         let mut input = json!({"event": payload, "envelope": envelope_json(&envelope)});
-        let body = match self.manifest.request.apply(&input) {
+        let body = match self.spec.request.apply(&input) {
             Ok(body) => body,
             Err(e) => {
                 let failure = Failure::permanent("Mapping", format!("request mapping: {e}"), now);
@@ -389,7 +391,7 @@ impl Worker {
             }
         };
         let key = idempotency_key(&self.manifest.name, envelope.event_id);
-        let mut delays = backoff(&self.manifest.delivery);
+        let mut delays = backoff(&self.spec.delivery);
         let mut attempts = 0;
         let mut first_failure = None;
         let answer = loop {
@@ -430,7 +432,7 @@ impl Worker {
                 connector: self.manifest.name.clone(),
             })
             .observe(answer.latency.as_secs_f64());
-        let Some(reply) = &self.manifest.reply else {
+        let Some(reply) = &self.spec.reply else {
             return Ok(Handled::Delivered);
         };
         input["response"] = json!({"status": answer.status, "body": answer.body});
@@ -602,7 +604,7 @@ impl Worker {
         self.stats.dead_lettered();
         self.count("dead_lettered");
         tracing::warn!(connector = %self.manifest.name, dead_letter = id, class = %failure.class, "event dead-lettered");
-        let (Some(output), Some(envelope), Some(input)) = (&self.manifest.failure, envelope, input)
+        let (Some(output), Some(envelope), Some(input)) = (&self.spec.failure, envelope, input)
         else {
             return Ok(Handled::DeadLettered(id));
         };

@@ -1,0 +1,303 @@
+//! The http-sink kind's manifest: the events it consumes, the endpoint it calls, the request,
+//! reply and failure mappings, and how hard it tries.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Kind, KnownTypes, Manifest, Problems, Secret, Spec, check_common, check_event_type, secret,
+    toml_problem,
+};
+use crate::connectors::mapping::Mapping;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+/// An event a connector publishes: its type and the jq program that makes its payload.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub event_type: String,
+    pub mapping: Mapping,
+}
+
+/// How hard a connector tries, and how fast.
+#[derive(Debug, Clone)]
+pub struct DeliveryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_in_flight: usize,
+    pub rate_per_second: Option<u32>,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    pub url: String,
+    pub method: reqwest::Method,
+    pub timeout: Duration,
+    pub headers: BTreeMap<String, String>,
+    pub bearer: Option<Secret>,
+}
+
+/// A checked http-sink.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    pub event_types: Vec<String>,
+    pub start_at: StartAt,
+    pub http: HttpTarget,
+    pub request: Mapping,
+    pub reply: Option<Output>,
+    pub failure: Option<Output>,
+    pub delivery: DeliveryPolicy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: Spanned<String>,
+    #[expect(dead_code, reason = "read first, by the manifest's head")]
+    kind: Kind,
+    system: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    purpose: Spanned<String>,
+    legal_basis: Spanned<String>,
+    source: SourceFile,
+    http: HttpFile,
+    request: Spanned<String>,
+    reply: Option<ReplyFile>,
+    failure: Option<ReplyFile>,
+    #[serde(default)]
+    delivery: DeliveryFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceFile {
+    event_types: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    start_at: StartAt,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpFile {
+    url: Spanned<String>,
+    /// An environment variable that, when set, replaces `url` (each deployment points the
+    /// same manifest at its own endpoint).
+    url_env: Option<String>,
+    #[serde(default = "default_method")]
+    method: Spanned<String>,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    auth: Option<AuthFile>,
+}
+
+fn default_method() -> Spanned<String> {
+    Spanned::new(0..0, "POST".to_owned())
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    /// `bearer`: `Authorization: Bearer <secret>`.
+    scheme: Spanned<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyFile {
+    event_type: Spanned<String>,
+    mapping: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DeliveryFile {
+    max_attempts: u32,
+    initial_backoff_ms: u64,
+    max_backoff_ms: u64,
+    max_in_flight: usize,
+    rate_per_second: Option<u32>,
+    breaker_failures: u32,
+    breaker_open_ms: u64,
+}
+
+impl Default for DeliveryFile {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            max_in_flight: 64,
+            rate_per_second: None,
+            breaker_failures: 5,
+            breaker_open_ms: 30_000,
+        }
+    }
+}
+
+/// Parses an http-sink manifest; problems go to `problems`.
+pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Option<Manifest> {
+    let raw: File = match toml::from_str(problems.text) {
+        Ok(raw) => raw,
+        Err(error) => {
+            toml_problem(problems, &error);
+            return None;
+        }
+    };
+    let common = check_common(
+        problems,
+        &raw.name,
+        &raw.system,
+        &raw.purpose,
+        &raw.legal_basis,
+    );
+    if raw.source.event_types.get_ref().is_empty() {
+        problems.add(
+            &raw.source.event_types.span(),
+            "source.event_types",
+            "names no event type: a sink consumes at least one",
+        );
+    }
+    for event_type in raw.source.event_types.get_ref() {
+        check_event_type(problems, known, event_type, "source.event_types");
+    }
+    let url = raw
+        .http
+        .url_env
+        .as_deref()
+        .and_then(|var| std::env::var(var).ok())
+        .unwrap_or_else(|| raw.http.url.get_ref().clone());
+    match reqwest::Url::parse(&url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+        _ => problems.add(
+            &raw.http.url.span(),
+            "http.url",
+            "must be an http:// or https:// URL",
+        ),
+    }
+    let method = match raw.http.method.get_ref().as_str() {
+        "POST" => Some(reqwest::Method::POST),
+        "PUT" => Some(reqwest::Method::PUT),
+        "PATCH" => Some(reqwest::Method::PATCH),
+        _ => {
+            problems.add(
+                &raw.http.method.span(),
+                "http.method",
+                "must be POST, PUT or PATCH",
+            );
+            None
+        }
+    };
+    let bearer = raw.http.auth.as_ref().and_then(|auth| {
+        if auth.scheme.get_ref() != "bearer" {
+            problems.add(
+                &auth.scheme.span(),
+                "http.auth.scheme",
+                "must be \"bearer\"",
+            );
+        }
+        secret(
+            problems,
+            &auth.scheme.span(),
+            "http.auth",
+            auth.token_env.as_ref(),
+            auth.token_file.as_ref(),
+        )
+    });
+    if raw.http.timeout_ms == 0 {
+        problems.add(&raw.http.url.span(), "http.timeout_ms", "must be above 0");
+    }
+    let request = problems.mapping(&raw.request, "request");
+    let mut output = |reply: &Option<ReplyFile>, field: &str| {
+        reply.as_ref().and_then(|reply| {
+            check_event_type(
+                problems,
+                known,
+                &reply.event_type,
+                &format!("{field}.event_type"),
+            );
+            let mapping = problems.mapping(&reply.mapping, &format!("{field}.mapping"))?;
+            Some(Output {
+                event_type: reply.event_type.get_ref().clone(),
+                mapping,
+            })
+        })
+    };
+    let reply = output(&raw.reply, "reply");
+    let failure = output(&raw.failure, "failure");
+    let d = &raw.delivery;
+    if d.max_attempts == 0 || d.max_in_flight == 0 || d.breaker_failures == 0 {
+        problems.add(
+            &(0..0),
+            "delivery",
+            "max_attempts, max_in_flight and breaker_failures must be at least 1",
+        );
+    }
+    if d.initial_backoff_ms > d.max_backoff_ms {
+        problems.add(
+            &(0..0),
+            "delivery.initial_backoff_ms",
+            "must not exceed max_backoff_ms",
+        );
+    }
+    let (common, method, request) = (common?, method?, request?);
+    Some(Manifest {
+        file: problems.file.to_owned(),
+        name: common.name,
+        kind: Kind::HttpSink,
+        system: common.system,
+        description: raw.description,
+        purpose: common.purpose,
+        legal_basis: common.legal_basis,
+        spec: Spec::HttpSink(SinkSpec {
+            event_types: raw
+                .source
+                .event_types
+                .into_inner()
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+            start_at: raw.source.start_at,
+            http: HttpTarget {
+                url,
+                method,
+                timeout: Duration::from_millis(raw.http.timeout_ms),
+                headers: raw.http.headers,
+                bearer,
+            },
+            request,
+            reply,
+            failure,
+            delivery: DeliveryPolicy {
+                max_attempts: d.max_attempts,
+                initial_backoff: Duration::from_millis(d.initial_backoff_ms),
+                max_backoff: Duration::from_millis(d.max_backoff_ms),
+                max_in_flight: d.max_in_flight,
+                rate_per_second: d.rate_per_second,
+                breaker_failures: d.breaker_failures,
+                breaker_open: Duration::from_millis(d.breaker_open_ms),
+            },
+        }),
+    })
+}

@@ -1,0 +1,544 @@
+//! Connector manifests: one TOML file per external system in `connectors/`, checked in full at
+//! load. Every error names the file, the line and the field, so an operator fixes it in one
+//! go. A manifest never holds a secret: it names the environment variable or file that does.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+mod http_sink;
+mod webhook;
+
+pub use http_sink::{DeliveryPolicy, HttpTarget, Output, SinkSpec, StartAt};
+pub use webhook::{Signature, WebhookSpec};
+
+use super::mapping::{Mapping, MappingError};
+use crate::access::is_purpose_code;
+use crate::domain::SystemId;
+
+/// A manifest that cannot be used, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {field}: {problem}", file.display())]
+pub struct ManifestError {
+    pub file: PathBuf,
+    /// From 1; 0 when the problem is the file as a whole.
+    pub line: usize,
+    pub field: String,
+    pub problem: String,
+}
+
+/// Every problem found in the manifests, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestErrors(pub Vec<ManifestError>);
+
+impl fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestErrors {}
+
+/// What kind of connector a manifest describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Consumes events, calls an HTTP API, publishes the reply (or a failure) as an event.
+    HttpSink,
+    /// Receives signed HTTP callbacks and publishes each once as an event.
+    WebhookSource,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::HttpSink => "http-sink",
+            Kind::WebhookSource => "webhook-source",
+        })
+    }
+}
+
+/// Where a secret comes from; the value itself is read when the connector starts.
+#[derive(Debug, Clone)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    /// The secret's value; the error names where it was looked for, never the value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Env(name) => std::env::var(name)
+                .map_err(|_| format!("the environment variable {name} is not set")),
+            Secret::File(path) => std::fs::read_to_string(path)
+                .map(|v| v.trim().to_owned())
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+/// A checked manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub file: PathBuf,
+    pub name: String,
+    pub kind: Kind,
+    /// The member system the connector acts as: its rights decide what it reads and publishes.
+    pub system: SystemId,
+    pub description: String,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub spec: Spec,
+}
+
+/// What the connector's kind needs.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    HttpSink(SinkSpec),
+    WebhookSource(WebhookSpec),
+}
+
+impl Manifest {
+    /// The event types the connector consumes (a sink) or publishes (a source).
+    pub fn event_types(&self) -> Vec<String> {
+        match &self.spec {
+            Spec::HttpSink(sink) => sink.event_types.clone(),
+            Spec::WebhookSource(webhook) => vec![webhook.event_type.clone()],
+        }
+    }
+
+    /// Where it sends or receives, for status.
+    pub fn endpoint(&self) -> String {
+        match &self.spec {
+            Spec::HttpSink(sink) => format!("{} {}", sink.http.method, sink.http.url),
+            Spec::WebhookSource(_) => format!("POST {}", webhook_path(&self.name)),
+        }
+    }
+
+    /// The mapping named `which` in its tests file.
+    pub fn mapping(&self, which: &str) -> Option<&Mapping> {
+        match (&self.spec, which) {
+            (Spec::HttpSink(sink), "request") => Some(&sink.request),
+            (Spec::HttpSink(sink), "reply") => sink.reply.as_ref().map(|o| &o.mapping),
+            (Spec::HttpSink(sink), "failure") => sink.failure.as_ref().map(|o| &o.mapping),
+            (Spec::WebhookSource(webhook), "payload") => Some(&webhook.payload),
+            (Spec::WebhookSource(webhook), "dedupe_key") => Some(&webhook.dedupe_key),
+            (Spec::WebhookSource(webhook), "correlation") => webhook.correlation.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The mapping every tests file must test.
+    pub fn main_mapping(&self) -> &'static str {
+        match self.spec {
+            Spec::HttpSink(_) => "request",
+            Spec::WebhookSource(_) => "payload",
+        }
+    }
+}
+
+/// The path on the hub's HTTP listener where a webhook-source receives its callbacks.
+pub fn webhook_path(name: &str) -> String {
+    format!("/connectors/{name}/webhook")
+}
+
+/// The fields every manifest has, checked.
+struct Common {
+    name: String,
+    system: SystemId,
+    purpose: String,
+    legal_basis: String,
+}
+
+/// Collects problems of one file, located by byte span.
+struct Problems<'a> {
+    file: &'a Path,
+    text: &'a str,
+    found: Vec<ManifestError>,
+}
+
+impl Problems<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        if span.is_empty() && span.start == 0 {
+            return 0;
+        }
+        let start = span.start.min(self.text.len());
+        self.text.as_bytes()[..start]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn add(&mut self, span: &Range<usize>, field: &str, problem: impl Into<String>) {
+        self.found.push(ManifestError {
+            file: self.file.to_owned(),
+            line: self.line(span),
+            field: field.to_owned(),
+            problem: problem.into(),
+        });
+    }
+
+    fn mapping(&mut self, program: &Spanned<String>, field: &str) -> Option<Mapping> {
+        match Mapping::compile(program.get_ref()) {
+            Ok(mapping) => Some(mapping),
+            Err(MappingError::Compile(problem)) | Err(MappingError::Run(problem)) => {
+                self.add(&program.span(), field, problem);
+                None
+            }
+        }
+    }
+}
+
+/// The manifest's kind, read before the rest so each kind's fields can be checked strictly.
+#[derive(Debug, Deserialize)]
+struct Head {
+    kind: Spanned<Kind>,
+}
+
+/// A TOML error as a located problem; the field is the one the message quotes, if any.
+fn toml_problem(problems: &mut Problems<'_>, error: &toml::de::Error) {
+    let span = error.span().unwrap_or(0..0);
+    let field = error
+        .message()
+        .split('`')
+        .nth(1)
+        .unwrap_or("(file)")
+        .to_owned();
+    problems.add(&span, &field, error.message().trim());
+}
+
+/// Checks the fields every manifest has.
+fn check_common(
+    problems: &mut Problems<'_>,
+    name: &Spanned<String>,
+    system: &Spanned<String>,
+    purpose: &Spanned<String>,
+    legal_basis: &Spanned<String>,
+) -> Option<Common> {
+    let before = problems.found.len();
+    let text = name.get_ref().clone();
+    let valid_name = (2..=63).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && text.starts_with(|c: char| c.is_ascii_lowercase());
+    if !valid_name {
+        problems.add(
+            &name.span(),
+            "name",
+            "must be 2 to 63 characters a-z, 0-9 and '-', starting with a letter",
+        );
+    }
+    let expected_file = format!("{text}.toml");
+    if valid_name
+        && problems
+            .file
+            .file_name()
+            .is_some_and(|f| f != expected_file.as_str())
+    {
+        problems.add(
+            &name.span(),
+            "name",
+            format!("must match the file name: this file should be called {expected_file}"),
+        );
+    }
+    let system_id = SystemId::parse(system.get_ref());
+    if system_id.is_err() {
+        problems.add(
+            &system.span(),
+            "system",
+            "is not a member system id (a-z, 0-9, '-')",
+        );
+    }
+    if !is_purpose_code(purpose.get_ref()) {
+        problems.add(
+            &purpose.span(),
+            "purpose",
+            "must be a purpose code of schemas/access/purposes.toml, e.g. civil-registration",
+        );
+    }
+    if !crate::access::is_legal_basis(legal_basis.get_ref().trim()) {
+        problems.add(
+            &legal_basis.span(),
+            "legal_basis",
+            "must be a legal basis on one line",
+        );
+    }
+    match (problems.found.len() == before, system_id) {
+        (true, Ok(system)) => Some(Common {
+            name: text,
+            system,
+            purpose: purpose.get_ref().clone(),
+            legal_basis: legal_basis.get_ref().trim().to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// Where a secret is named: exactly one of an environment variable and a file.
+fn secret(
+    problems: &mut Problems<'_>,
+    span: &Range<usize>,
+    field: &str,
+    env: Option<&String>,
+    file: Option<&PathBuf>,
+) -> Option<Secret> {
+    match (env, file) {
+        (Some(var), None) => Some(Secret::Env(var.clone())),
+        (None, Some(path)) => Some(Secret::File(path.clone())),
+        _ => {
+            problems.add(
+                span,
+                field,
+                "needs exactly one of an environment variable (…_env) and a file (…_file); \
+                 the secret itself never goes in a manifest",
+            );
+            None
+        }
+    }
+}
+
+/// An event type a manifest names, checked against the catalogue.
+fn check_event_type(
+    problems: &mut Problems<'_>,
+    known: &dyn KnownTypes,
+    event_type: &Spanned<String>,
+    field: &str,
+) {
+    if !known.is_known(event_type.get_ref()) {
+        problems.add(
+            &event_type.span(),
+            field,
+            format!(
+                "unknown event type {:?}; see schemas/topics.toml",
+                event_type.get_ref()
+            ),
+        );
+    }
+}
+
+/// The event types a manifest may name, and whether a name is one of them.
+pub trait KnownTypes {
+    fn is_known(&self, event_type: &str) -> bool;
+}
+
+impl<F: Fn(&str) -> bool> KnownTypes for F {
+    fn is_known(&self, event_type: &str) -> bool {
+        self(event_type)
+    }
+}
+
+/// Parses and checks one manifest; every problem found is reported.
+pub fn parse(
+    file: &Path,
+    text: &str,
+    known: &dyn KnownTypes,
+) -> Result<Manifest, Vec<ManifestError>> {
+    let mut problems = Problems {
+        file,
+        text,
+        found: Vec::new(),
+    };
+    let head: Head = match toml::from_str(text) {
+        Ok(head) => head,
+        Err(error) => {
+            toml_problem(&mut problems, &error);
+            return Err(problems.found);
+        }
+    };
+    let parsed = match head.kind.into_inner() {
+        Kind::HttpSink => http_sink::parse(&mut problems, known),
+        Kind::WebhookSource => webhook::parse(&mut problems, known),
+    };
+    match parsed {
+        Some(manifest) if problems.found.is_empty() => Ok(manifest),
+        _ => Err(problems.found),
+    }
+}
+
+/// Every manifest in `dir` (`*.toml`), or every problem of every file. Two manifests with one
+/// name are refused.
+pub fn load_dir(dir: &Path, known: &dyn KnownTypes) -> Result<Vec<Manifest>, ManifestErrors> {
+    let whole = |problem: String| ManifestError {
+        file: dir.to_owned(),
+        line: 0,
+        field: "(directory)".to_owned(),
+        problem,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ManifestErrors(vec![whole(format!("cannot read: {e}"))])),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut manifests: Vec<Manifest> = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(ManifestError {
+                    file: file.clone(),
+                    line: 0,
+                    field: "(file)".to_owned(),
+                    problem: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        match parse(&file, &text, known) {
+            Ok(manifest) => manifests.push(manifest),
+            Err(found) => problems.extend(found),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for manifest in &manifests {
+        if !seen.insert(manifest.name.as_str()) {
+            problems.push(ManifestError {
+                file: manifest.file.clone(),
+                line: 0,
+                field: "name".to_owned(),
+                problem: format!("another manifest is also called {}", manifest.name),
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(manifests)
+    } else {
+        Err(ManifestErrors(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "civil-status"
+kind = "http-sink"
+system = "civil-status-connector"
+purpose = "civil-registration"
+legal_basis = "Decree 63/2024/ND-CP"
+request = "{dossier: .event.dossier_code}"
+
+[source]
+event_types = ["birth.dossier-submitted"]
+
+[http]
+url = "http://127.0.0.1:9/births"
+"#;
+
+    fn known(event_type: &str) -> bool {
+        event_type.starts_with("birth.")
+    }
+
+    fn problems(text: &str) -> Vec<ManifestError> {
+        parse(Path::new("connectors/civil-status.toml"), text, &known).unwrap_err()
+    }
+
+    #[test]
+    fn a_good_manifest_loads_with_defaults() {
+        let manifest = parse(Path::new("civil-status.toml"), GOOD, &known).unwrap();
+        assert_eq!(manifest.kind, Kind::HttpSink);
+        let Spec::HttpSink(sink) = &manifest.spec else {
+            panic!("not a sink")
+        };
+        assert_eq!(sink.http.method, reqwest::Method::POST);
+        assert_eq!(sink.delivery.max_attempts, 8);
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_its_line() {
+        let text = GOOD.replace("[http]\n", "[http]\nurll = \"x\"\n");
+        let found = problems(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].line, found[0].field.as_str()), (13, "urll"));
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported_with_line_and_field() {
+        let text = GOOD
+            .replace("birth.dossier-submitted", "death.nothing")
+            .replace(".event.dossier_code}", ".event.dossier_code")
+            .replace("http://127.0.0.1:9/births", "ftp://x");
+        let found = problems(&text);
+        let located: Vec<(usize, &str)> =
+            found.iter().map(|p| (p.line, p.field.as_str())).collect();
+        assert_eq!(
+            located,
+            [(10, "source.event_types"), (13, "http.url"), (7, "request")],
+            "{found:?}"
+        );
+        assert!(
+            found[0]
+                .to_string()
+                .starts_with("connectors/civil-status.toml:10: ")
+        );
+    }
+
+    #[test]
+    fn a_secret_is_named_never_given() {
+        let text = format!("{GOOD}\n[http.auth]\nscheme = \"bearer\"\ntoken = \"abc\"\n");
+        let found = problems(&text);
+        assert_eq!(found[0].field, "token", "{found:?}");
+    }
+
+    const WEBHOOK: &str = r#"
+name = "paygov-callbacks"
+kind = "webhook-source"
+system = "paygov-connector"
+purpose = "fee-payment"
+legal_basis = "Decree 11/2026/ND-CP"
+
+[webhook]
+event_type = "birth.payment-callback"
+signature = "hmac-sha256"
+header = "X-PayGov-Signature"
+secret_env = "PAYGOV_SECRET"
+dedupe_key = ".transaction_id"
+payload = "{id: .body.transaction_id}"
+"#;
+
+    #[test]
+    fn a_webhook_source_loads_and_its_problems_are_named() {
+        let file = Path::new("paygov-callbacks.toml");
+        let manifest = parse(file, WEBHOOK, &known).unwrap();
+        assert_eq!(manifest.kind, Kind::WebhookSource);
+        assert_eq!(
+            manifest.endpoint(),
+            "POST /connectors/paygov-callbacks/webhook"
+        );
+        let broken = WEBHOOK
+            .replace("signature = \"hmac-sha256\"", "signature = \"md5\"")
+            .replace("secret_env = \"PAYGOV_SECRET\"\n", "");
+        let found = parse(file, &broken, &known).unwrap_err();
+        assert_eq!(
+            (found[0].line, found[0].field.as_str()),
+            (10, "md5"),
+            "{found:?}"
+        );
+        let unsigned = WEBHOOK.replace("secret_env = \"PAYGOV_SECRET\"\n", "");
+        let found = parse(file, &unsigned, &known).unwrap_err();
+        assert_eq!(
+            (found[0].line, found[0].field.as_str()),
+            (11, "webhook.secret"),
+            "{found:?}"
+        );
+    }
+}
