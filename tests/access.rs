@@ -545,16 +545,22 @@ async fn one_system_over_its_limits_is_slowed_down_and_the_others_are_not() {
     let patient = env.member("patient").await;
     let (code, payload) = dossier();
 
-    let mut greedy = client(&hub, Some(&greedy)).await;
-    let mut codes = Vec::new();
+    let mut clients = Vec::new();
     for _ in 0..3 {
-        codes.push(
-            match greedy.publish(publish_request(&code, &payload)).await {
+        clients.push(client(&hub, Some(&greedy)).await);
+    }
+    // Sent at once, so that a slow machine cannot refill the budget between them.
+    let calls = clients.into_iter().map(|mut greedy| {
+        let request = publish_request(&code, &payload);
+        async move {
+            match greedy.publish(request).await {
                 Ok(_) => Code::Ok,
                 Err(status) => status.code(),
-            },
-        );
-    }
+            }
+        }
+    });
+    let mut codes = futures::future::join_all(calls).await;
+    codes.sort_by_key(|code| *code as i32);
     assert_eq!(codes, [Code::Ok, Code::Ok, Code::ResourceExhausted]);
     let mut patient = client(&hub, Some(&patient)).await;
     patient

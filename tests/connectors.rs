@@ -171,8 +171,12 @@ async fn each_event_is_delivered_with_its_idempotency_key_and_the_reply_is_publi
         seen, published,
         "each reply names its dossier and the event that caused it"
     );
-    wait_for_reports(&env, "the delivered count", |r| {
-        r.iter().any(|w| w.delivered == 3 && w.state == "RUNNING")
+    wait_for_reports(&env, "the delivered count and the partitions held", |r| {
+        r.iter().any(|w| {
+            w.delivered == 3
+                && w.state == "RUNNING"
+                && w.partitions.starts_with("birth.dossier-submitted: 0(lag")
+        })
     })
     .await;
     hub.shutdown().await.expect("clean shutdown");

@@ -92,6 +92,7 @@ fn worker(w: WorkerReport) -> proto::ConnectorWorker {
         latency_p50_ms: w.latency_p50_ms.unwrap_or_default(),
         latency_p99_ms: w.latency_p99_ms.unwrap_or_default(),
         updated_at: time(w.updated_at),
+        partitions: w.partitions,
     }
 }
 

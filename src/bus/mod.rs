@@ -17,7 +17,9 @@ use crate::config::KafkaConfig;
 pub use envelope::Envelope;
 pub use fetch::{FetchError, fetch};
 pub use producer::{InFlight, ProduceError, Produced, Producer};
-pub use subscription::{Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions};
+pub use subscription::{
+    Assignment, Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions,
+};
 pub use topics::{TopicError, TopicSpec, ensure_topics};
 
 /// The settings every client shares: the brokers, then the operator's extra properties

@@ -56,6 +56,26 @@ pub enum SubscriptionError {
     Ended,
 }
 
+/// The partitions a subscription holds now, with each one's lag (records behind the end of the
+/// partition, as librdkafka last reported; -1 until it has).
+#[derive(Debug, Default)]
+pub struct Assignment {
+    partitions: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl Assignment {
+    /// (partition, lag) of each partition held, in order.
+    pub fn snapshot(&self) -> Vec<(i32, i64)> {
+        self.lock().iter().map(|(p, lag)| (*p, *lag)).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, i64>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 struct AckRequest {
     positions: Vec<(i32, i64)>,
     reply: oneshot::Sender<u32>,
@@ -65,6 +85,8 @@ struct AckRequest {
 #[derive(Clone)]
 pub struct Subscription {
     acks: mpsc::Sender<AckRequest>,
+    /// What this member of the group holds now.
+    pub assignment: Arc<Assignment>,
 }
 
 /// Everything a subscription needs beside the Kafka settings.
@@ -90,10 +112,12 @@ impl Subscription {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<(Self, mpsc::Receiver<Received>), SubscriptionError> {
+        let assignment = Arc::new(Assignment::default());
         let context = SubscriptionContext {
             group: options.group.clone(),
             metrics: metrics.clone(),
             revoked: Arc::default(),
+            assignment: assignment.clone(),
         };
         let revoked = context.revoked.clone();
         let start = match options.start {
@@ -131,7 +155,13 @@ impl Subscription {
             metrics,
         };
         tracker.spawn(worker.run(deliveries_tx, acks_rx, shutdown));
-        Ok((Self { acks: acks_tx }, deliveries_rx))
+        Ok((
+            Self {
+                acks: acks_tx,
+                assignment,
+            },
+            deliveries_rx,
+        ))
     }
 
     /// True once the subscription's task has ended.
@@ -358,6 +388,7 @@ struct SubscriptionContext {
     group: String,
     metrics: Arc<Metrics>,
     revoked: Arc<Mutex<Vec<i32>>>,
+    assignment: Arc<Assignment>,
 }
 
 impl ClientContext for SubscriptionContext {
@@ -366,6 +397,9 @@ impl ClientContext for SubscriptionContext {
             for (partition, p) in stats.partitions {
                 // librdkafka reports -1 for partitions this member does not consume.
                 if partition >= 0 && p.consumer_lag >= 0 {
+                    if let Some(lag) = self.assignment.lock().get_mut(&partition) {
+                        *lag = p.consumer_lag;
+                    }
                     self.metrics
                         .consumer_lag
                         .get_or_create(&LagLabels {
@@ -383,10 +417,25 @@ impl ClientContext for SubscriptionContext {
 impl ConsumerContext for SubscriptionContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
+            let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            let mut held = self.assignment.lock();
+            for partition in &partitions {
+                held.remove(partition);
+            }
+            drop(held);
             self.revoked
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .extend(list.elements().iter().map(|e| e.partition()));
+                .extend(partitions);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let mut held = self.assignment.lock();
+            for element in list.elements() {
+                held.entry(element.partition()).or_insert(-1);
+            }
         }
     }
 }

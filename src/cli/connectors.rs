@@ -281,6 +281,9 @@ fn print_status(v: &ConnectorView) {
             ago(w.last_success_at),
             ago(w.last_failure_at)
         );
+        if !w.partitions.is_empty() {
+            println!("    partitions: {}", w.partitions);
+        }
         if let Some(error) = &w.last_error {
             println!("    last error: {}", printable(error));
         }

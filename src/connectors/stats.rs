@@ -9,7 +9,37 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use std::sync::Arc;
+
 use super::state::WorkerReport;
+use crate::bus::Assignment;
+
+/// `event type: partition(lag) …` for each subscription, e.g.
+/// `birth.dossier-submitted: 0(lag 0) 2(lag 5)`; `?` where the lag is not known yet.
+fn partitions(assignments: &[(String, Arc<Assignment>)]) -> String {
+    assignments
+        .iter()
+        .map(|(event_type, assignment)| {
+            let held: Vec<String> = assignment
+                .snapshot()
+                .into_iter()
+                .map(|(partition, lag)| match lag {
+                    0.. => format!("{partition}(lag {lag})"),
+                    _ => format!("{partition}(lag ?)"),
+                })
+                .collect();
+            format!(
+                "{event_type}: {}",
+                if held.is_empty() {
+                    "none".to_owned()
+                } else {
+                    held.join(" ")
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// Call latencies kept for the percentiles: the most recent ones.
 const LATENCY_WINDOW: usize = 512;
@@ -48,6 +78,8 @@ struct Inner {
     last_failure_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     latencies: VecDeque<Duration>,
+    /// What the worker's subscriptions hold, per event type.
+    assignments: Vec<(String, Arc<Assignment>)>,
 }
 
 #[derive(Debug)]
@@ -68,6 +100,7 @@ impl Default for Stats {
                 last_failure_at: None,
                 last_error: None,
                 latencies: VecDeque::with_capacity(LATENCY_WINDOW),
+                assignments: Vec::new(),
             }),
         }
     }
@@ -80,6 +113,11 @@ impl Stats {
 
     pub fn set_state(&self, state: WorkerState) {
         self.inner().state = state;
+    }
+
+    /// The subscriptions the worker runs on now (none when it is not running).
+    pub fn set_assignments(&self, assignments: Vec<(String, Arc<Assignment>)>) {
+        self.inner().assignments = assignments;
     }
 
     pub fn state(&self) -> WorkerState {
@@ -133,7 +171,7 @@ impl Stats {
             name: name.to_owned(),
             process: process.to_owned(),
             state: inner.state.as_str().to_owned(),
-            partitions: String::new(),
+            partitions: partitions(&inner.assignments),
             delivered: inner.delivered,
             failed_attempts: inner.failed_attempts,
             dead_lettered: inner.dead_lettered,

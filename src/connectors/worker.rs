@@ -131,6 +131,15 @@ struct Source {
     withdrawn: tokio::sync::oneshot::Receiver<crate::access::Withdrawn>,
 }
 
+/// Clears the worker's partitions from its status when it stops.
+struct ClearAssignments<'a>(&'a Stats);
+
+impl Drop for ClearAssignments<'_> {
+    fn drop(&mut self) {
+        self.0.set_assignments(Vec::new());
+    }
+}
+
 /// A finished event: its lane, its source, its position and how it went.
 type Done = (String, usize, (i32, i64), Result<Handled, WorkerError>);
 
@@ -202,6 +211,7 @@ impl Worker {
         let mut sources = Vec::new();
         let mut streams = Vec::new();
         let mut guards = Vec::new();
+        let mut assignments = Vec::new();
         for (index, event_type) in self.spec.event_types.iter().enumerate() {
             let opened = self
                 .events
@@ -235,6 +245,7 @@ impl Worker {
                     .map(move |item| (index, item))
                     .boxed(),
             );
+            assignments.push((event_type.clone(), opened.assignment.clone()));
             sources.push(Source {
                 event_type: event_type.clone(),
                 subscription: opened.id.to_string(),
@@ -251,6 +262,9 @@ impl Worker {
         let replays = stop.child_token();
         let _replays_end = replays.clone().drop_guard();
         let replaying = tokio::spawn(self.clone().replay_requested(fields, replays.clone()));
+        self.stats.set_assignments(assignments);
+        // Whichever way `run` ends, its partitions are no longer this worker's.
+        let _held = ClearAssignments(&self.stats);
         self.stats.set_state(WorkerState::Running);
         tracing::info!(connector = %self.manifest.name, "connector running");
         let mut lanes: HashMap<String, VecDeque<(usize, Received)>> = HashMap::new();

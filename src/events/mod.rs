@@ -26,7 +26,7 @@ use crate::access::{
     is_purpose_code,
 };
 use crate::bus::{
-    Producer, Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions,
+    Assignment, Producer, Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions,
 };
 use crate::config::KafkaConfig;
 use crate::domain::SystemId;
@@ -96,6 +96,8 @@ pub struct Opened {
     /// Cancelled when the subscription ends for any reason; cancel it (or drop a guard of it)
     /// when the client goes, to stop the consumer and the watch on its rights at once.
     pub ended: CancellationToken,
+    /// The partitions this subscription holds now, with their lag.
+    pub assignment: Arc<Assignment>,
 }
 
 /// A record decoded for a subscriber.
@@ -197,7 +199,7 @@ impl Events {
         // slot. Opening a consumer does not block (librdkafka connects in the background).
         let id = Uuid::now_v7();
         let ended = self.shutdown.child_token();
-        let deliveries = {
+        let (deliveries, assignment) = {
             let mut subscriptions = self
                 .subscriptions
                 .lock()
@@ -224,8 +226,9 @@ impl Events {
                 ended.clone(),
                 &self.tracker,
             )?;
+            let assignment = subscription.assignment.clone();
             subscriptions.insert(id, (caller.system.clone(), subscription));
-            deliveries
+            (deliveries, assignment)
         };
         tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, purpose = %input.purpose, "subscription started");
         let withdrawal = self.access.withdrawal(
@@ -256,6 +259,7 @@ impl Events {
             fields,
             withdrawn,
             ended,
+            assignment,
         })
     }
 
