@@ -25,6 +25,7 @@ use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
 use crate::connectors::admin::Admin;
 use crate::connectors::manifest::{self, ManifestErrors};
+use crate::connectors::reload::{self, KnownEventTypes};
 use crate::connectors::runtime::{self, RuntimeParts};
 use crate::connectors::webhook::Webhooks;
 use crate::db::{self, DbError};
@@ -182,10 +183,22 @@ impl Hub {
             tracker: tracker.clone(),
         }));
 
-        // Loaded even where they do not run, so every process can administer them.
-        let manifests = manifest::load_dir(&config.connectors.dir, &|event_type: &str| {
-            registry.event(event_type).is_some()
-        })?;
+        // Loaded even where they do not run, so every process can administer them; re-read
+        // at an interval, so manifest changes apply without a restart.
+        let known: KnownEventTypes = {
+            let registry = registry.clone();
+            Arc::new(move |event_type: &str| registry.event(event_type).is_some())
+        };
+        let initial = manifest::load_dir(&config.connectors.dir, &|t: &str| known(t))?;
+        let (manifest_updates, manifests) = tokio::sync::watch::channel(Arc::new(initial));
+        tracker.spawn(reload::follow_dir(
+            config.connectors.dir.clone(),
+            known,
+            config.connectors.reload_interval(),
+            manifest_updates,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         let connector_admin = Arc::new(Admin::new(
             pool.clone(),
             manifests.clone(),
@@ -193,7 +206,7 @@ impl Hub {
             config.connectors.refresh_interval(),
         ));
         let webhooks = Arc::new(Webhooks::new(
-            &manifests,
+            manifests.clone(),
             events.clone(),
             pool.clone(),
             crate::domain::system_clock(),

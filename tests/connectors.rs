@@ -815,6 +815,92 @@ async fn a_signed_callback_becomes_one_event_however_often_it_is_sent() {
     hub.shutdown().await.expect("clean shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn manifest_changes_apply_without_restarting_the_hub() {
+    let env = TestEnv::new("conn_reload").await;
+    let publisher = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let mut events = client(&hub, Some(&publisher)).await;
+
+    // A manifest added while the hub runs starts its connector.
+    let first = Receiver::default();
+    install_connector(&env, &first.start().await).await;
+    wait_for_reports(&env, "the new connector running", |r| {
+        r.iter().any(|w| w.state == "RUNNING")
+    })
+    .await;
+    let (code, payload) = dossier();
+    events
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    first
+        .wait_for("the first endpoint's call", |calls| calls.len() == 1)
+        .await;
+
+    // A changed manifest restarts it against the new endpoint.
+    let second = Receiver::default();
+    let second_url = second.start().await;
+    let file = env.config.connectors.dir.join("civil-status.toml");
+    let text = std::fs::read_to_string(&file).expect("manifest");
+    let first_url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("url = "))
+        .expect("url line")
+        .trim_matches('"')
+        .to_owned();
+    std::fs::write(&file, text.replace(&first_url, &second_url)).expect("manifest changed");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, payload) = dossier();
+    events
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    second
+        .wait_for("the second endpoint's call", |calls| calls.len() == 1)
+        .await;
+
+    // A broken manifest is not applied: the connector runs on as it was.
+    let text = std::fs::read_to_string(&file).expect("manifest");
+    std::fs::write(
+        &file,
+        text.replace("kind = \"http-sink\"", "kind = \"http-sink\"\nbogus = 1"),
+    )
+    .expect("manifest broken");
+    let metrics_url = format!("http://{}/metrics", hub.http_addr);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = reqwest::get(&metrics_url)
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metrics.contains("lienthong_connector_manifest_problems 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken manifest was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, payload) = dossier();
+    events
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    second
+        .wait_for("the call after the broken edit", |calls| calls.len() == 2)
+        .await;
+    assert_eq!(
+        first.calls().len(),
+        1,
+        "the old endpoint is no longer called"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
 #[test]
 fn the_repository_connectors_pass_their_mapping_tests() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -12,8 +12,8 @@ use super::text::printable;
 use crate::config::Config;
 use crate::connectors::admin::{Admin, ConnectorView};
 use crate::connectors::manifest::{self, Manifest};
-use crate::connectors::mapping_tests;
 use crate::connectors::state::{DeadLetter, Desired};
+use crate::connectors::{mapping_tests, reload};
 use crate::registry::Catalogue;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -132,7 +132,7 @@ pub async fn run(command: ConnectorsCommand, config: Config) -> anyhow::Result<(
         .context("preparing the database")?;
     let admin = Admin::new(
         pool,
-        manifests(&config)?,
+        reload::fixed(manifests(&config)?),
         config.kafka.clone(),
         config.connectors.refresh_interval(),
     );

@@ -137,6 +137,9 @@ pub struct ConnectorsConfig {
     pub refresh_interval_ms: u64,
     /// How long dead-lettered events are kept on their topic.
     pub dead_letter_retention_days: u32,
+    /// How often this process re-reads the manifests; changed connectors restart, the others
+    /// run on.
+    pub reload_interval_ms: u64,
 }
 
 impl Default for ConnectorsConfig {
@@ -146,6 +149,7 @@ impl Default for ConnectorsConfig {
             enabled: true,
             refresh_interval_ms: 1_000,
             dead_letter_retention_days: 30,
+            reload_interval_ms: 5_000,
         }
     }
 }
@@ -153,6 +157,10 @@ impl Default for ConnectorsConfig {
 impl ConnectorsConfig {
     pub fn refresh_interval(&self) -> Duration {
         Duration::from_millis(self.refresh_interval_ms.max(50))
+    }
+
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_millis(self.reload_interval_ms.max(100))
     }
 }
 

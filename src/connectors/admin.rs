@@ -9,6 +9,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 
 use super::manifest::{Manifest, Spec};
+use super::reload::ManifestSet;
 use super::runtime::dead_letter_topic;
 use super::state::{self, DeadLetter, Desired, WorkerReport};
 use crate::config::KafkaConfig;
@@ -51,7 +52,7 @@ pub struct ConnectorView {
 
 pub struct Admin {
     pool: Pool,
-    manifests: Vec<Manifest>,
+    manifests: ManifestSet,
     kafka: KafkaConfig,
     stale: chrono::Duration,
 }
@@ -73,12 +74,7 @@ fn overall(want: Desired, live: &[WorkerReport]) -> String {
 }
 
 impl Admin {
-    pub fn new(
-        pool: Pool,
-        manifests: Vec<Manifest>,
-        kafka: KafkaConfig,
-        refresh: Duration,
-    ) -> Self {
+    pub fn new(pool: Pool, manifests: ManifestSet, kafka: KafkaConfig, refresh: Duration) -> Self {
         let stale = (refresh * STALE_INTERVALS).max(MIN_STALE);
         Self {
             pool,
@@ -88,18 +84,16 @@ impl Admin {
         }
     }
 
-    pub fn manifests(&self) -> &[Manifest] {
-        &self.manifests
-    }
-
-    fn manifest(&self, name: &str) -> Result<&Manifest, AdminError> {
-        self.manifests
+    /// The manifest of `name` in the set in force now.
+    fn manifest(&self, name: &str) -> Result<Manifest, AdminError> {
+        let manifests = self.manifests.borrow().clone();
+        manifests
             .iter()
             .find(|m| m.name == name)
+            .cloned()
             .ok_or_else(|| AdminError::Unknown {
                 name: name.chars().take(64).collect(),
-                known: self
-                    .manifests
+                known: manifests
                     .iter()
                     .map(|m| m.name.as_str())
                     .collect::<Vec<_>>()
@@ -150,8 +144,9 @@ impl Admin {
     pub async fn list(&self) -> Result<Vec<ConnectorView>, AdminError> {
         let wanted = state::wanted_states(&self.pool).await?;
         let reports = state::workers(&self.pool, None).await?;
-        let mut views = Vec::with_capacity(self.manifests.len());
-        for manifest in &self.manifests {
+        let manifests = self.manifests.borrow().clone();
+        let mut views = Vec::with_capacity(manifests.len());
+        for manifest in manifests.iter() {
             let desired = wanted
                 .get(&manifest.name)
                 .map(|w| w.desired)
@@ -169,7 +164,7 @@ impl Admin {
             .map(|w| w.desired)
             .unwrap_or_default();
         let reports = state::workers(&self.pool, Some(name)).await?;
-        self.view(manifest, desired, &reports).await
+        self.view(&manifest, desired, &reports).await
     }
 
     /// Pauses, resumes or stops `name` on every process.

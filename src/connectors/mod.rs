@@ -7,6 +7,7 @@ pub mod http_sink;
 pub mod manifest;
 pub mod mapping;
 pub mod mapping_tests;
+pub mod reload;
 pub mod resilience;
 pub mod runtime;
 pub mod state;

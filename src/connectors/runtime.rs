@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::http_sink::HttpSink;
 use super::manifest::{Manifest, SinkSpec, Spec};
+use super::reload::ManifestSet;
 use super::state::{self, Desired, Wanted};
 use super::stats::{Stats, WorkerState};
 use super::worker::Worker;
@@ -40,7 +41,7 @@ pub fn dead_letter_topic(kafka: &KafkaConfig, name: &str) -> String {
 
 /// What the runtime is built from.
 pub struct RuntimeParts {
-    pub manifests: Vec<Manifest>,
+    pub manifests: ManifestSet,
     pub events: Arc<Events>,
     pub producer: Producer,
     pub pool: Pool,
@@ -66,38 +67,126 @@ struct Supervised {
     sink: std::sync::Mutex<Option<Arc<HttpSink>>>,
 }
 
-/// Starts the runtime's tasks on `tracker`; they end when `shutdown` is cancelled.
+/// A connector this process runs.
+struct Running {
+    fingerprint: [u8; 32],
+    /// Cancelled to stop its supervisor (the manifest changed or went).
+    stop: CancellationToken,
+    supervised: Arc<Supervised>,
+}
+
+/// Starts and stops supervisors as the manifests come and go.
+struct Reconciler {
+    parts: RuntimeParts,
+    process: String,
+    desired: watch::Receiver<HashMap<String, Wanted>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    current: HashMap<String, Running>,
+    /// What the reporter reports: the connectors running now.
+    reported: Arc<std::sync::Mutex<Vec<Arc<Supervised>>>>,
+}
+
+impl Reconciler {
+    /// Brings the running connectors in line with `manifests`: only those whose file changed
+    /// are restarted (keeping their counters); their dead-letter topics are made first.
+    async fn apply(&mut self, manifests: &[Manifest]) -> Result<(), TopicError> {
+        // Sources run where their traffic arrives (webhooks: the HTTP API); sinks run here.
+        let sinks: Vec<(&Manifest, &SinkSpec)> = manifests
+            .iter()
+            .filter_map(|manifest| match &manifest.spec {
+                Spec::HttpSink(spec) => Some((manifest, spec)),
+                Spec::WebhookSource(_) => None,
+            })
+            .collect();
+        let retention =
+            Duration::from_secs(u64::from(self.parts.config.dead_letter_retention_days) * 86_400);
+        let new_topics: Vec<TopicSpec> = sinks
+            .iter()
+            .filter(|(m, _)| !self.current.contains_key(&m.name))
+            .map(|(m, _)| TopicSpec {
+                name: dead_letter_topic(&self.parts.kafka, &m.name),
+                partitions: DEAD_LETTER_PARTITIONS,
+                retention,
+            })
+            .collect();
+        if !new_topics.is_empty() {
+            ensure_topics(&self.parts.kafka, &new_topics).await?;
+        }
+        let gone: Vec<String> = self
+            .current
+            .iter()
+            .filter(|(name, running)| {
+                !sinks
+                    .iter()
+                    .any(|(m, _)| m.name == **name && m.fingerprint == running.fingerprint)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut kept_stats = HashMap::new();
+        for name in gone {
+            if let Some(running) = self.current.remove(&name) {
+                running.stop.cancel();
+                kept_stats.insert(name, running.supervised.stats.clone());
+            }
+        }
+        for (manifest, spec) in sinks {
+            if self.current.contains_key(&manifest.name) {
+                continue;
+            }
+            let supervised = Arc::new(Supervised {
+                manifest: Arc::new(manifest.clone()),
+                spec: Arc::new(spec.clone()),
+                stats: kept_stats.remove(&manifest.name).unwrap_or_default(),
+                sink: std::sync::Mutex::new(None),
+            });
+            let worker_parts = WorkerParts {
+                events: self.parts.events.clone(),
+                producer: self.parts.producer.clone(),
+                pool: self.parts.pool.clone(),
+                kafka: self.parts.kafka.clone(),
+                clock: self.parts.clock.clone(),
+                metrics: self.parts.metrics.clone(),
+                dlq_topic: dead_letter_topic(&self.parts.kafka, &manifest.name),
+                process: self.process.clone(),
+                refresh: self.parts.config.refresh_interval(),
+            };
+            let stop = self.shutdown.child_token();
+            self.tracker.spawn(supervise(
+                supervised.clone(),
+                worker_parts,
+                self.desired.clone(),
+                stop.clone(),
+            ));
+            self.current.insert(
+                manifest.name.clone(),
+                Running {
+                    fingerprint: manifest.fingerprint,
+                    stop,
+                    supervised,
+                },
+            );
+        }
+        *self
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self
+            .current
+            .values()
+            .map(|r| r.supervised.clone())
+            .collect();
+        Ok(())
+    }
+}
+
+/// Starts the runtime's tasks on `tracker`; they end when `shutdown` is cancelled. The
+/// connectors of `parts.manifests` start now (a dead-letter topic that cannot be made stops
+/// the start); later changes of the set are applied as they come.
 pub async fn start(
     parts: RuntimeParts,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<(), TopicError> {
-    // Sources run where their traffic arrives (webhooks: the HTTP API); sinks run here.
-    let sinks: Vec<(Manifest, SinkSpec)> = parts
-        .manifests
-        .into_iter()
-        .filter_map(|manifest| match &manifest.spec {
-            Spec::HttpSink(spec) => {
-                let spec = spec.clone();
-                Some((manifest, spec))
-            }
-            Spec::WebhookSource(_) => None,
-        })
-        .collect();
-    if sinks.is_empty() {
-        return Ok(());
-    }
-    let retention =
-        Duration::from_secs(u64::from(parts.config.dead_letter_retention_days) * 86_400);
-    let topics: Vec<TopicSpec> = sinks
-        .iter()
-        .map(|(m, _)| TopicSpec {
-            name: dead_letter_topic(&parts.kafka, &m.name),
-            partitions: DEAD_LETTER_PARTITIONS,
-            retention,
-        })
-        .collect();
-    ensure_topics(&parts.kafka, &topics).await?;
     let process = process_name();
     let initial = state::wanted_states(&parts.pool)
         .await
@@ -105,50 +194,46 @@ pub async fn start(
             tracing::warn!(%error, "cannot read the connectors' states yet; starting them");
             HashMap::new()
         });
-    let (desired_tx, desired_rx) = watch::channel(initial);
+    let (desired_tx, desired) = watch::channel(initial);
     tracker.spawn(follow_desired(
         parts.pool.clone(),
         desired_tx,
         parts.config.refresh_interval(),
         shutdown.clone(),
     ));
-    let supervised: Vec<Arc<Supervised>> = sinks
-        .into_iter()
-        .map(|(manifest, spec)| {
-            Arc::new(Supervised {
-                manifest: Arc::new(manifest),
-                spec: Arc::new(spec),
-                stats: Arc::new(Stats::default()),
-                sink: std::sync::Mutex::new(None),
-            })
-        })
-        .collect();
-    for connector in &supervised {
-        let worker_parts = WorkerParts {
-            events: parts.events.clone(),
-            producer: parts.producer.clone(),
-            pool: parts.pool.clone(),
-            kafka: parts.kafka.clone(),
-            clock: parts.clock.clone(),
-            metrics: parts.metrics.clone(),
-            dlq_topic: dead_letter_topic(&parts.kafka, &connector.manifest.name),
-            process: process.clone(),
-            refresh: parts.config.refresh_interval(),
-        };
-        tracker.spawn(supervise(
-            connector.clone(),
-            worker_parts,
-            desired_rx.clone(),
-            shutdown.clone(),
-        ));
-    }
+    let reported = Arc::new(std::sync::Mutex::new(Vec::new()));
     tracker.spawn(report(
-        supervised,
-        parts.pool,
-        process,
+        reported.clone(),
+        parts.pool.clone(),
+        process.clone(),
         parts.config.refresh_interval().max(Duration::from_secs(1)),
         shutdown.clone(),
     ));
+    let mut manifests = parts.manifests.clone();
+    let mut reconciler = Reconciler {
+        parts,
+        process,
+        desired,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+        current: HashMap::new(),
+        reported,
+    };
+    let first = manifests.borrow_and_update().clone();
+    reconciler.apply(&first).await?;
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = manifests.changed() => if changed.is_err() { return },
+            }
+            let set = manifests.borrow_and_update().clone();
+            if let Err(error) = reconciler.apply(&set).await {
+                tracing::error!(%error, "cannot apply the reloaded connector manifests");
+            }
+        }
+    });
     Ok(())
 }
 
@@ -386,7 +471,7 @@ async fn run_once(
 
 /// Reports every connector's status to PostgreSQL, so `connectors status` sees all processes.
 async fn report(
-    connectors: Vec<Arc<Supervised>>,
+    connectors: Arc<std::sync::Mutex<Vec<Arc<Supervised>>>>,
     pool: Pool,
     process: String,
     every: Duration,
@@ -398,7 +483,11 @@ async fn report(
             () = shutdown.cancelled() => true,
             _ = ticks.tick() => false,
         };
-        for connector in &connectors {
+        let now: Vec<Arc<Supervised>> = connectors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for connector in &now {
             let breaker = connector
                 .sink
                 .lock()

@@ -6,7 +6,7 @@
 //! answered as a duplicate and not published again; its event id is fixed on first receipt.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use deadpool_postgres::Pool;
 use hmac::{Hmac, Mac as _};
@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::manifest::{Manifest, Signature, Spec, WebhookSpec};
+use super::reload::ManifestSet;
 use super::state::{self, Desired};
 use crate::access::Caller;
 use crate::db::DbError;
@@ -66,9 +67,14 @@ struct Hook {
     secret: Result<String, String>,
 }
 
+/// The webhook-source connectors by name.
+type Hooks = Arc<HashMap<String, Hook>>;
+
 /// Every webhook-source connector of this hub.
 pub struct Webhooks {
-    hooks: HashMap<String, Hook>,
+    manifests: ManifestSet,
+    /// The hooks of the manifest set they were made from, remade when the set changes.
+    hooks: Mutex<(Arc<Vec<Manifest>>, Hooks)>,
     events: Arc<Events>,
     pool: Pool,
     clock: Arc<dyn Clock>,
@@ -109,39 +115,56 @@ fn key_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The webhook-source manifests of `manifests`, with their secrets read.
+fn hooks(manifests: &[Manifest]) -> HashMap<String, Hook> {
+    manifests
+        .iter()
+        .filter_map(|manifest| match &manifest.spec {
+            Spec::WebhookSource(spec) => {
+                let secret = spec.secret.read();
+                if let Err(error) = &secret {
+                    tracing::error!(connector = %manifest.name, %error, "webhook secret missing: its callbacks are refused");
+                }
+                let hook = Hook {
+                    manifest: manifest.clone(),
+                    spec: spec.clone(),
+                    secret,
+                };
+                Some((manifest.name.clone(), hook))
+            }
+            Spec::HttpSink(_) => None,
+        })
+        .collect()
+}
+
 impl Webhooks {
     pub fn new(
-        manifests: &[Manifest],
+        manifests: ManifestSet,
         events: Arc<Events>,
         pool: Pool,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let hooks = manifests
-            .iter()
-            .filter_map(|manifest| match &manifest.spec {
-                Spec::WebhookSource(spec) => {
-                    let secret = spec.secret.read();
-                    if let Err(error) = &secret {
-                        tracing::error!(connector = %manifest.name, %error, "webhook secret missing: its callbacks are refused");
-                    }
-                    let hook = Hook {
-                        manifest: manifest.clone(),
-                        spec: spec.clone(),
-                        secret,
-                    };
-                    Some((manifest.name.clone(), hook))
-                }
-                Spec::HttpSink(_) => None,
-            })
-            .collect();
+        let set = manifests.borrow().clone();
+        let hooks = Mutex::new((set.clone(), Arc::new(hooks(&set))));
         Self {
+            manifests,
             hooks,
             events,
             pool,
             clock,
             metrics,
         }
+    }
+
+    /// The hooks of the manifest set in force now.
+    fn current(&self) -> Hooks {
+        let set = self.manifests.borrow().clone();
+        let mut cached = self.hooks.lock().unwrap_or_else(PoisonError::into_inner);
+        if !Arc::ptr_eq(&cached.0, &set) {
+            *cached = (set.clone(), Arc::new(hooks(&set)));
+        }
+        cached.1.clone()
     }
 
     fn count(&self, name: &str, outcome: &str) {
@@ -161,8 +184,8 @@ impl Webhooks {
         header: impl Fn(&str) -> Option<String>,
         body: &[u8],
     ) -> Result<Received, WebhookError> {
-        let hook = self
-            .hooks
+        let hooks = self.current();
+        let hook = hooks
             .get(name)
             .ok_or_else(|| WebhookError::Unknown(name.chars().take(64).collect()))?;
         let secret = hook.secret.as_ref().map_err(|_| {

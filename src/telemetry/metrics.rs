@@ -72,6 +72,7 @@ pub struct Metrics {
     pub connector_events: Family<ConnectorOutcomeLabels, Counter>,
     pub connector_call_latency: HistogramFamily<ConnectorLabels>,
     pub connector_restarts: Family<ConnectorLabels, Counter>,
+    pub connector_manifest_problems: Gauge,
 }
 
 impl Default for Metrics {
@@ -162,6 +163,12 @@ impl Default for Metrics {
             "Times a failed connector worker was restarted",
             connector_restarts.clone(),
         );
+        let connector_manifest_problems = Gauge::default();
+        registry.register(
+            "connector_manifest_problems",
+            "Problems in the connector manifests on disk (not applied until fixed)",
+            connector_manifest_problems.clone(),
+        );
         Self {
             registry,
             published,
@@ -178,6 +185,7 @@ impl Default for Metrics {
             connector_events,
             connector_call_latency,
             connector_restarts,
+            connector_manifest_problems,
         }
     }
 }

@@ -85,6 +85,7 @@ impl TestEnv {
         // No connector runs unless a test writes its manifest here.
         config.connectors.dir = std::env::temp_dir().join(format!("lienthong-connectors-{unique}"));
         config.connectors.refresh_interval_ms = 200;
+        config.connectors.reload_interval_ms = 200;
         // gRPC runs over TLS, with client certificates accepted (mutual TLS), as in production;
         // HTTP stays plain unless a test turns it on, so tools such as the Python client need
         // no CA of ours.

@@ -270,6 +270,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         description: raw.description,
         purpose: common.purpose,
         legal_basis: common.legal_basis,
+        fingerprint: super::fingerprint(problems.text),
         spec: Spec::HttpSink(SinkSpec {
             event_types: raw
                 .source

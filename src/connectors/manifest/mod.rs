@@ -99,6 +99,14 @@ pub struct Manifest {
     pub purpose: String,
     pub legal_basis: String,
     pub spec: Spec,
+    /// SHA-256 of the file: a reload restarts a connector only when its manifest changed.
+    pub fingerprint: [u8; 32],
+}
+
+/// The fingerprint of a manifest's text.
+fn fingerprint(text: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 /// What the connector's kind needs.

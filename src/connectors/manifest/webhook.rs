@@ -120,6 +120,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         description: raw.description,
         purpose: common.purpose,
         legal_basis: common.legal_basis,
+        fingerprint: super::fingerprint(problems.text),
         spec: Spec::WebhookSource(WebhookSpec {
             event_type: w.event_type.get_ref().clone(),
             signature: w.signature,
