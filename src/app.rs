@@ -79,6 +79,8 @@ pub enum StartError {
     GrpcTls(tonic::transport::Error),
     #[error("connector manifests:\n{0}")]
     Connectors(#[from] ManifestErrors),
+    #[error("connectors: {0}")]
+    ConnectorRuntime(#[from] runtime::RuntimeError),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -181,6 +181,7 @@ pub(super) fn delivery(subscription_id: &str, decoded: DecodedEvent) -> Delivery
         payload,
         decode_error,
         withheld,
+        ..
     } = decoded;
     let traceparent = received
         .headers

@@ -69,6 +69,11 @@ impl Assignment {
         self.lock().iter().map(|(p, lag)| (*p, *lag)).collect()
     }
 
+    /// True while this member holds `partition`.
+    pub fn holds(&self, partition: i32) -> bool {
+        self.lock().contains_key(&partition)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, i64>> {
         self.partitions
             .lock()
@@ -282,11 +287,21 @@ impl Worker {
                             self.acknowledge(&[(partition, offset)]);
                             continue;
                         }
-                        tokio::select! {
-                            biased;
-                            () = shutdown.cancelled() => break,
-                            sent = deliveries.send(received) => if sent.is_err() { break },
-                        }
+                        // While waiting for room in the channel, acknowledgements are still
+                        // served: a client may be waiting on one before it reads further.
+                        let permit = loop {
+                            tokio::select! {
+                                biased;
+                                () = shutdown.cancelled() => break None,
+                                Some(request) = acks.recv() => {
+                                    let count = self.acknowledge(&request.positions);
+                                    let _ = request.reply.send(count);
+                                }
+                                permit = deliveries.reserve() => break permit.ok(),
+                            }
+                        };
+                        let Some(permit) = permit else { break };
+                        permit.send(received);
                     }
                     Err(error) => {
                         tracing::warn!(topic = %self.topic, %error, "consumer error");

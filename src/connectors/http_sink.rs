@@ -1,7 +1,8 @@
 //! The http-sink kind's side effect: one HTTP call per event, carrying an idempotency key
 //! derived from the event id so the external system can drop repeats (the runtime may repeat a
 //! call after a crash; it never skips one). Answers are sorted into success, failures another
-//! attempt may fix (unreachable, timeout, 408/425/429, 5xx) and failures it cannot (other 4xx).
+//! attempt may fix (unreachable, timeout, 408/409/425/429, 5xx) and failures it cannot (other
+//! 4xx, a request that cannot be made).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -91,7 +92,7 @@ impl HttpSink {
 
     /// Waits for the breaker and the rate limit, then calls the endpoint once.
     pub async fn call(&self, body: &Value, idempotency_key: &str) -> Result<Answer, CallError> {
-        self.breaker.admit().await;
+        let permit = self.breaker.admit().await;
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
@@ -109,23 +110,35 @@ impl HttpSink {
         }
         let outcome = match request.send().await {
             Ok(response) => read_answer(response, started).await,
-            Err(error) => Err(transport_error(&error)),
+            Err(error) => Err(transport_error(error)),
         };
         match &outcome {
-            Ok(_) => self.breaker.success(),
+            Ok(_) => permit.succeeded(),
             // The endpoint answered: it is up, whatever it thought of this event.
-            Err(error) if !error.retryable => self.breaker.success(),
-            Err(_) => self.breaker.failure(),
+            Err(error) if !error.retryable => permit.succeeded(),
+            Err(_) => permit.failed(),
         }
         outcome
     }
 }
 
-async fn read_answer(response: reqwest::Response, started: Instant) -> Result<Answer, CallError> {
+async fn read_answer(
+    mut response: reqwest::Response,
+    started: Instant,
+) -> Result<Answer, CallError> {
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+    // Read in chunks up to the cap: an endless answer must not fill the hub's memory.
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_ANSWER_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => return Err(transport_error(e)),
+        }
+    }
+    bytes.truncate(MAX_ANSWER_BYTES);
     let latency = started.elapsed();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ANSWER_BYTES)]).into_owned();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     if status.is_success() {
         let body = if text.trim().is_empty() {
             Value::Null
@@ -145,22 +158,28 @@ async fn read_answer(response: reqwest::Response, started: Instant) -> Result<An
         class: format!("HttpStatus{code}"),
         message: format!("the endpoint answered {status}: {said}"),
         status: Some(code),
-        retryable: matches!(code, 408 | 425 | 429) || status.is_server_error(),
+        // 409: the Idempotency-Key draft's answer while the same key is still being handled
+        // (a repeat after a timeout or a crash): the first call may yet succeed.
+        retryable: matches!(code, 408 | 409 | 425 | 429) || status.is_server_error(),
     })
 }
 
-fn transport_error(error: &reqwest::Error) -> CallError {
-    let class = if error.is_timeout() {
-        "Timeout"
+fn transport_error(error: reqwest::Error) -> CallError {
+    let (class, retryable) = if error.is_timeout() {
+        ("Timeout", true)
     } else if error.is_connect() {
-        "Connect"
+        ("Connect", true)
+    } else if error.is_builder() || error.is_request() && !error.is_body() {
+        // The request could not be made at all (a bad header value, say): no retry fixes it.
+        ("Request", false)
     } else {
-        "Transport"
+        ("Transport", true)
     };
     CallError {
         class: class.to_owned(),
-        message: format!("{error}"),
+        // Without the URL: it may carry credentials or a query string.
+        message: error.without_url().to_string(),
         status: None,
-        retryable: true,
+        retryable,
     }
 }

@@ -74,8 +74,18 @@ impl Breaker {
     }
 
     /// Waits until a call may be made: at once while closed; while open, until the open
-    /// period ends, then as the one probe or after it.
-    pub async fn admit(&self) {
+    /// period ends, then as the one probe or after it. The permit must be given back with
+    /// [`Permit::succeeded`] or [`Permit::failed`]; a permit dropped unanswered (its call was
+    /// cancelled) lets the next caller probe, so the breaker never waits on a call that is gone.
+    pub async fn admit(&self) -> Permit<'_> {
+        self.wait().await;
+        Permit {
+            breaker: self,
+            answered: false,
+        }
+    }
+
+    async fn wait(&self) {
         loop {
             let changed = self.changed.notified();
             let wait = {
@@ -110,13 +120,13 @@ impl Breaker {
     }
 
     /// The endpoint answered: the breaker closes.
-    pub fn success(&self) {
+    fn success(&self) {
         *self.state() = State::Closed { failures: 0 };
         self.changed.notify_waiters();
     }
 
     /// The endpoint failed in a way another attempt might not (unreachable, timeout, 5xx).
-    pub fn failure(&self) {
+    fn failure(&self) {
         let mut state = self.state();
         let open = State::Open {
             until: self.clock.now()
@@ -135,6 +145,38 @@ impl Breaker {
     }
 }
 
+/// Leave to make one call.
+pub struct Permit<'a> {
+    breaker: &'a Breaker,
+    answered: bool,
+}
+
+impl Permit<'_> {
+    pub fn succeeded(mut self) {
+        self.answered = true;
+        self.breaker.success();
+    }
+
+    pub fn failed(mut self) {
+        self.answered = true;
+        self.breaker.failure();
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let mut state = self.breaker.state();
+        if *state == (State::HalfOpen { probing: true }) {
+            *state = State::HalfOpen { probing: false };
+        }
+        drop(state);
+        self.breaker.changed.notify_waiters();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,34 +191,52 @@ mod tests {
             Duration::from_secs(30),
         ));
         for _ in 0..2 {
-            breaker.admit().await;
-            breaker.failure();
+            breaker.admit().await.failed();
         }
         assert_eq!(breaker.describe(), "closed");
-        breaker.admit().await;
-        breaker.failure();
+        breaker.admit().await.failed();
         assert_eq!(breaker.describe(), "open");
+        let (probe_tx, probe_rx) = tokio::sync::oneshot::channel::<()>();
         let waiting = tokio::spawn({
             let breaker = breaker.clone();
-            async move { breaker.admit().await }
+            async move {
+                let permit = breaker.admit().await;
+                // Holds the probe until told, then answers.
+                let _ = probe_rx.await;
+                permit.succeeded();
+            }
         });
         tokio::task::yield_now().await;
         clock.advance(Duration::from_secs(29));
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "admitted while open");
         clock.advance(Duration::from_secs(1));
-        waiting.await.unwrap();
-        assert_eq!(breaker.describe(), "half-open");
+        while breaker.describe() != "half-open" {
+            tokio::task::yield_now().await;
+        }
         // A second caller waits for the probe's result.
         let second = tokio::spawn({
             let breaker = breaker.clone();
-            async move { breaker.admit().await }
+            async move { breaker.admit().await.succeeded() }
         });
         tokio::task::yield_now().await;
         assert!(!second.is_finished(), "two probes at once");
-        breaker.success();
+        probe_tx.send(()).unwrap();
+        waiting.await.unwrap();
         second.await.unwrap();
         assert_eq!(breaker.describe(), "closed");
+    }
+
+    #[tokio::test]
+    async fn a_probe_whose_call_is_cancelled_lets_the_next_caller_probe() {
+        let clock = ManualClock::new(Utc::now());
+        let breaker = Breaker::new(Arc::new(clock.clone()), 1, Duration::from_secs(5));
+        breaker.admit().await.failed();
+        clock.advance(Duration::from_secs(5));
+        let probe = breaker.admit().await;
+        drop(probe);
+        let next = tokio::time::timeout(Duration::from_secs(5), breaker.admit()).await;
+        assert!(next.is_ok(), "the breaker waited on a cancelled probe");
     }
 
     #[test]

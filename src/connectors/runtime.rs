@@ -31,8 +31,19 @@ const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
 /// A worker that ran this long before failing starts its restart delays over.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long a reload waits for a changed connector's worker to stop (its calls in progress get
+/// a grace period of their own).
+const SUPERVISOR_STOP: Duration = Duration::from_secs(30);
 /// Partitions of each connector's dead-letter topic.
 const DEAD_LETTER_PARTITIONS: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    #[error("reading what operators set for the connectors: {0}")]
+    Db(#[from] crate::db::DbError),
+}
 
 /// The dead-letter topic of connector `name`.
 pub fn dead_letter_topic(kafka: &KafkaConfig, name: &str) -> String {
@@ -72,6 +83,9 @@ struct Running {
     fingerprint: [u8; 32],
     /// Cancelled to stop its supervisor (the manifest changed or went).
     stop: CancellationToken,
+    /// Its supervisor, awaited before a replacement starts: two workers of one connector in
+    /// one process would break the order of a dossier's events.
+    handle: tokio::task::JoinHandle<()>,
     supervised: Arc<Supervised>,
 }
 
@@ -127,6 +141,12 @@ impl Reconciler {
         for name in gone {
             if let Some(running) = self.current.remove(&name) {
                 running.stop.cancel();
+                if tokio::time::timeout(SUPERVISOR_STOP, running.handle)
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(connector = %name, "the old worker did not stop in time; the new one starts anyway");
+                }
                 kept_stats.insert(name, running.supervised.stats.clone());
             }
         }
@@ -152,7 +172,7 @@ impl Reconciler {
                 refresh: self.parts.config.refresh_interval(),
             };
             let stop = self.shutdown.child_token();
-            self.tracker.spawn(supervise(
+            let handle = self.tracker.spawn(supervise(
                 supervised.clone(),
                 worker_parts,
                 self.desired.clone(),
@@ -163,6 +183,7 @@ impl Reconciler {
                 Running {
                     fingerprint: manifest.fingerprint,
                     stop,
+                    handle,
                     supervised,
                 },
             );
@@ -186,14 +207,11 @@ pub async fn start(
     parts: RuntimeParts,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<(), TopicError> {
+) -> Result<(), RuntimeError> {
     let process = process_name();
-    let initial = state::wanted_states(&parts.pool)
-        .await
-        .unwrap_or_else(|error| {
-            tracing::warn!(%error, "cannot read the connectors' states yet; starting them");
-            HashMap::new()
-        });
+    // What operators set must be known before anything runs: a stopped connector must not
+    // start because PostgreSQL was slow to answer.
+    let initial = state::wanted_states(&parts.pool).await?;
     let (desired_tx, desired) = watch::channel(initial);
     tracker.spawn(follow_desired(
         parts.pool.clone(),

@@ -321,7 +321,8 @@ pub async fn dead_letters(pool: &Pool, name: &str, all: bool) -> Result<Vec<Dead
 }
 
 /// Asks for the replay of `name`'s dead letters `ids` (every one not yet replayed when
-/// `None`); returns how many were asked for. Recorded with who asked.
+/// `None`); returns how many were asked for. One being replayed now is left to finish.
+/// Recorded with who asked.
 pub async fn request_replay(
     pool: &Pool,
     name: &str,
@@ -334,8 +335,10 @@ pub async fn request_replay(
         .execute(
             "UPDATE connector_dead_letter SET replay_requested_at = now(), replayed_by = $3,
                  replay_claimed_by = NULL, replay_claimed_at = NULL
-             WHERE name = $1 AND replayed_at IS NULL AND ($2::bigint[] IS NULL OR id = ANY($2))",
-            &[&name, &ids, &actor],
+             WHERE name = $1 AND replayed_at IS NULL AND ($2::bigint[] IS NULL OR id = ANY($2))
+               AND (replay_claimed_at IS NULL
+                    OR replay_claimed_at < now() - make_interval(secs => $4))",
+            &[&name, &ids, &actor, &CLAIM_TIMEOUT_SECONDS],
         )
         .await?;
     let detail = match ids {
@@ -400,14 +403,15 @@ pub async fn claim_replays(
     Ok(claimed)
 }
 
-/// Records what the replay of dead letter `id` did.
-pub async fn replayed(pool: &Pool, id: i64, outcome: &str) -> Result<(), DbError> {
+/// Records what the replay of dead letter `id` by `process` did (unless another process has
+/// taken the replay over meanwhile).
+pub async fn replayed(pool: &Pool, id: i64, process: &str, outcome: &str) -> Result<(), DbError> {
     pool.get()
         .await?
         .execute(
-            "UPDATE connector_dead_letter SET replayed_at = now(), replay_outcome = $2
-             WHERE id = $1",
-            &[&id, &outcome],
+            "UPDATE connector_dead_letter SET replayed_at = now(), replay_outcome = $3
+             WHERE id = $1 AND replay_claimed_by = $2",
+            &[&id, &process, &outcome],
         )
         .await?;
     Ok(())

@@ -87,6 +87,10 @@ fn key_hash(key: &str) -> Vec<u8> {
 
 /// True when `presented` proves the sender knows `secret`.
 fn verify(signature: Signature, secret: &str, body: &[u8], presented: &str) -> bool {
+    // An empty secret proves nothing (and an empty token would match a missing header).
+    if secret.is_empty() || presented.is_empty() {
+        return false;
+    }
     match signature {
         Signature::HmacSha256 => {
             let hex_text = presented.strip_prefix("sha256=").unwrap_or(presented);
@@ -238,6 +242,30 @@ impl Webhooks {
             self.count(name, "duplicate");
             return Ok(Received::Duplicate { event_id });
         }
+        // One request publishes a key at a time: a repeat arriving meanwhile is asked to
+        // come back, and then finds it published.
+        if !self.lease(name, &key).await? {
+            return Err(WebhookError::Unavailable(
+                "the same callback is being taken now; send it again".to_owned(),
+            ));
+        }
+        let outcome = self.publish(hook, name, event_id, correlation, body).await;
+        match &outcome {
+            Ok(_) => self.mark_published(name, &key).await?,
+            Err(_) => self.release(name, &key).await?,
+        }
+        outcome
+    }
+
+    /// Publishes the callback's event (its dedupe key leased to this request).
+    async fn publish(
+        &self,
+        hook: &Hook,
+        name: &str,
+        event_id: Uuid,
+        correlation: Option<DossierCode>,
+        body: Value,
+    ) -> Result<Received, WebhookError> {
         let received_at = self.clock.now().with_timezone(&crate::domain::vietnam());
         let input = json!({"body": body, "received_at": received_at.to_rfc3339()});
         let payload = hook
@@ -279,9 +307,38 @@ impl Webhooks {
                 ));
             }
         }
-        self.mark_published(name, &key).await?;
         self.count(name, "published");
         Ok(Received::Published { event_id })
+    }
+
+    /// Takes the key for this request, unless another holds it; the lease lapses by itself.
+    async fn lease(&self, name: &str, key: &str) -> Result<bool, DbError> {
+        let leased = self
+            .pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE connector_webhook_seen SET publishing_until = now() + interval '30 seconds'
+                 WHERE name = $1 AND key_sha256 = $2 AND published_at IS NULL
+                   AND (publishing_until IS NULL OR publishing_until < now())",
+                &[&name, &key_hash(key)],
+            )
+            .await?;
+        Ok(leased == 1)
+    }
+
+    /// Gives the key back after a failed publish, so the sender's retry need not wait.
+    async fn release(&self, name: &str, key: &str) -> Result<(), DbError> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE connector_webhook_seen SET publishing_until = NULL
+                 WHERE name = $1 AND key_sha256 = $2",
+                &[&name, &key_hash(key)],
+            )
+            .await?;
+        Ok(())
     }
 
     /// The event id of `key` (chosen now if it is new) and whether it was published already.
@@ -337,5 +394,9 @@ mod tests {
         assert!(!verify(Signature::HmacSha256, "s3cret", body, "zz"));
         assert!(verify(Signature::Token, "t0ken", body, "t0ken"));
         assert!(!verify(Signature::Token, "t0ken", body, "t0ke"));
+        assert!(
+            !verify(Signature::Token, "", body, ""),
+            "an empty secret proves nothing"
+        );
     }
 }

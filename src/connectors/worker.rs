@@ -5,7 +5,11 @@
 //! after all of that is durable, so a crash repeats a call but never skips one.
 //!
 //! Events of one key (one dossier) are handled one at a time, in order; a retried event holds
-//! back only its own key's later events, not the other keys'.
+//! back only its own key's later events, not the other keys'. All keys share the window of
+//! unacknowledged events (`max_in_flight`): a dossier retrying for long fills it only with
+//! its own waiting events, so size the window above the events one dossier produces at once.
+//! After a rebalance, queued events of partitions this process no longer holds are dropped
+//! unhandled: their new owner delivers them again, in order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -39,8 +43,9 @@ use crate::telemetry::metrics::{ConnectorLabels, ConnectorOutcomeLabels};
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Attempts to publish an outcome when the broker or the database fails.
 const PUBLISH_ATTEMPTS: u32 = 5;
-/// Replays one process claims at a time.
-const REPLAY_BATCH: i64 = 10;
+/// Replays one process claims at a time: one, so that a slow replay does not hold claims on
+/// others past their lapse.
+const REPLAY_BATCH: i64 = 1;
 /// How long reading a dead letter back may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,6 +71,8 @@ pub enum WorkerError {
         offset: i64,
         message: String,
     },
+    #[error("cannot decode an event for now: {0}")]
+    Decode(String),
     #[error("cannot acknowledge a handled event: {0}")]
     Acknowledge(SubscribeError),
     /// The worker is stopping: the event was not finished and will be delivered again.
@@ -126,6 +133,7 @@ pub enum Handled {
 
 struct Source {
     event_type: String,
+    assignment: Arc<crate::bus::Assignment>,
     subscription: String,
     fields: Arc<FieldSet>,
     withdrawn: tokio::sync::oneshot::Receiver<crate::access::Withdrawn>,
@@ -248,6 +256,7 @@ impl Worker {
             assignments.push((event_type.clone(), opened.assignment.clone()));
             sources.push(Source {
                 event_type: event_type.clone(),
+                assignment: opened.assignment.clone(),
                 subscription: opened.id.to_string(),
                 fields: opened.fields,
                 withdrawn: opened.withdrawn,
@@ -284,7 +293,17 @@ impl Worker {
                         Err(WorkerError::Stopping) => {}
                         Err(error) => return Err(error),
                     }
-                    match lanes.get_mut(&key).and_then(VecDeque::pop_front) {
+                    // The dossier's next event, unless a rebalance gave its partition to another
+                    // process: that one delivers it again, in order, from the committed offset.
+                    let next = lanes.get_mut(&key).and_then(|waiting| {
+                        while let Some((index, received)) = waiting.pop_front() {
+                            if sources[index].assignment.holds(received.partition) {
+                                return Some((index, received));
+                            }
+                        }
+                        None
+                    });
+                    match next {
                         Some((index, received)) => {
                             working.push(self.clone().start(&sources[index], index, key, received, &stop));
                         }
@@ -326,17 +345,20 @@ impl Worker {
         while !working.is_empty() {
             tokio::select! {
                 () = &mut grace => break,
-                Some((_, index, position, Ok(_))) = working.next() => {
-                    let _ = self
-                        .events
-                        .acknowledge(&caller, &sources[index].subscription, vec![position])
-                        .await;
+                Some((_, index, position, outcome)) = working.next() => {
+                    if outcome.is_ok() {
+                        let _ = self
+                            .events
+                            .acknowledge(&caller, &sources[index].subscription, vec![position])
+                            .await;
+                    }
                 }
             }
         }
-        if replaying.await.is_err() {
-            tracing::error!(connector = %self.manifest.name, "the replay task panicked");
-        }
+        // What did not finish is delivered again after the restart; a replay that did not
+        // finish is claimed again when its claim lapses.
+        drop(working);
+        replaying.abort();
         Ok(())
     }
 
@@ -383,6 +405,10 @@ impl Worker {
             .await;
         let Some(payload) = decoded.payload else {
             let message = decoded.decode_error.unwrap_or_default();
+            if decoded.decode_transient {
+                // Not the event's fault: the worker restarts and the event comes again.
+                return Err(WorkerError::Decode(message));
+            }
             let failure = Failure::permanent("Decode", message, now);
             return self
                 .give_up(&received, event_type, Some(&envelope), None, failure)
@@ -496,7 +522,8 @@ impl Worker {
             payload,
         };
         let mut last = String::new();
-        for attempt in 1..=PUBLISH_ATTEMPTS {
+        let mut attempt = 0;
+        while attempt < PUBLISH_ATTEMPTS {
             match self
                 .events
                 .publish_event(&self.caller(), event.clone())
@@ -519,7 +546,12 @@ impl Worker {
                 Err(PublishError::Denied(denied)) => {
                     return Ok(Err(format!("the {role} event was denied: {denied}")));
                 }
+                // Over the connector system's own rate: wait as told; that is no failure.
+                Err(PublishError::Throttled(throttled)) => {
+                    self.clock.sleep(throttled.retry_after).await;
+                }
                 Err(other) => {
+                    attempt += 1;
                     last = other.to_string();
                     tracing::warn!(connector = %self.manifest.name, attempt, error = %last, "publishing an outcome failed");
                     self.clock
@@ -660,33 +692,39 @@ impl Worker {
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let claimed = match state::claim_replays(
-                &self.pool,
-                &self.manifest.name,
-                &self.process,
-                REPLAY_BATCH,
-            )
-            .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(connector = %self.manifest.name, %error, "cannot look for replays");
-                    continue;
-                }
-            };
-            for claim in claimed {
-                let outcome = match self.replay(&claim, &fields, &stop).await {
-                    Ok(outcome) => outcome,
-                    // Unfinished: the claim lapses and a process takes the replay up again.
-                    Err(WorkerError::Stopping) => return,
+            // Claimed and replayed one by one until none is left.
+            while !stop.is_cancelled() {
+                let claimed = match state::claim_replays(
+                    &self.pool,
+                    &self.manifest.name,
+                    &self.process,
+                    REPLAY_BATCH,
+                )
+                .await
+                {
+                    Ok(claimed) if claimed.is_empty() => break,
+                    Ok(claimed) => claimed,
                     Err(error) => {
-                        tracing::warn!(connector = %self.manifest.name, dead_letter = claim.id, %error, "replay failed");
-                        continue;
+                        tracing::warn!(connector = %self.manifest.name, %error, "cannot look for replays");
+                        break;
                     }
                 };
-                tracing::info!(connector = %self.manifest.name, dead_letter = claim.id, %outcome, "dead letter replayed");
-                if let Err(error) = state::replayed(&self.pool, claim.id, &outcome).await {
-                    tracing::warn!(connector = %self.manifest.name, dead_letter = claim.id, %error, "cannot record the replay");
+                for claim in claimed {
+                    let outcome = match self.replay(&claim, &fields, &stop).await {
+                        Ok(outcome) => outcome,
+                        // Unfinished: the claim lapses and a process takes the replay up again.
+                        Err(WorkerError::Stopping) => return,
+                        Err(error) => {
+                            tracing::warn!(connector = %self.manifest.name, dead_letter = claim.id, %error, "replay failed");
+                            continue;
+                        }
+                    };
+                    tracing::info!(connector = %self.manifest.name, dead_letter = claim.id, %outcome, "dead letter replayed");
+                    if let Err(error) =
+                        state::replayed(&self.pool, claim.id, &self.process, &outcome).await
+                    {
+                        tracing::warn!(connector = %self.manifest.name, dead_letter = claim.id, %error, "cannot record the replay");
+                    }
                 }
             }
         }

@@ -106,6 +106,9 @@ pub struct DecodedEvent {
     /// `None` when the record could not be decoded; `decode_error` says why.
     pub payload: Option<Value>,
     pub decode_error: Option<String>,
+    /// The decode failed for a reason of the hub's own (the registry's database did not
+    /// answer): trying again later may succeed.
+    pub decode_transient: bool,
     /// Fields removed because the subscriber's purpose may not see them (dotted paths).
     pub withheld: Vec<String>,
 }
@@ -312,6 +315,7 @@ impl Events {
                     received,
                     payload: Some(payload),
                     decode_error: None,
+                    decode_transient: false,
                     withheld,
                 }
             }
@@ -320,6 +324,7 @@ impl Events {
                 DecodedEvent {
                     received,
                     payload: None,
+                    decode_transient: matches!(error, crate::registry::DecodeError::Registry(_)),
                     decode_error: Some(error.to_string()),
                     withheld: Vec::new(),
                 }

@@ -134,7 +134,7 @@ async fn register(
         Err(e) => return internal(e),
     };
     let agency = dossier.split('-').next().unwrap_or(dossier);
-    let year = &birth_date[..4.min(birth_date.len())];
+    let year = birth_date.get(..4).unwrap_or_default();
     for _ in 0..ID_ATTEMPTS {
         // A repeat of a request already answered gets the same answer.
         match client

@@ -225,6 +225,17 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
             auth.token_file.as_ref(),
         )
     });
+    for (name, value) in &raw.http.headers {
+        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_str(value).is_ok();
+        if !valid {
+            problems.add(
+                &raw.http.url.span(),
+                &format!("http.headers.{name}"),
+                "is not a valid HTTP header name and value",
+            );
+        }
+    }
     if raw.http.timeout_ms == 0 {
         problems.add(&raw.http.url.span(), "http.timeout_ms", "must be above 0");
     }

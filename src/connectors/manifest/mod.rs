@@ -79,10 +79,25 @@ impl Secret {
     pub fn read(&self) -> Result<String, String> {
         match self {
             Secret::Env(name) => std::env::var(name)
-                .map_err(|_| format!("the environment variable {name} is not set")),
+                .map(|v| v.trim().to_owned())
+                .map_err(|_| format!("the environment variable {name} is not set"))
+                .and_then(|v| {
+                    if v.is_empty() {
+                        Err(format!("the environment variable {name} is empty"))
+                    } else {
+                        Ok(v)
+                    }
+                }),
             Secret::File(path) => std::fs::read_to_string(path)
                 .map(|v| v.trim().to_owned())
-                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|v| {
+                    if v.is_empty() {
+                        Err(format!("{} is empty", path.display()))
+                    } else {
+                        Ok(v)
+                    }
+                }),
         }
     }
 }
@@ -128,7 +143,7 @@ impl Manifest {
     /// Where it sends or receives, for status.
     pub fn endpoint(&self) -> String {
         match &self.spec {
-            Spec::HttpSink(sink) => format!("{} {}", sink.http.method, sink.http.url),
+            Spec::HttpSink(sink) => format!("{} {}", sink.http.method, shown_url(&sink.http.url)),
             Spec::WebhookSource(_) => format!("POST {}", webhook_path(&self.name)),
         }
     }
@@ -152,6 +167,19 @@ impl Manifest {
             Spec::HttpSink(_) => "request",
             Spec::WebhookSource(_) => "payload",
         }
+    }
+}
+
+/// `url` without user, password or query: what status may show.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.to_string()
+        }
+        Err(_) => "(invalid URL)".to_owned(),
     }
 }
 
