@@ -901,6 +901,111 @@ async fn manifest_changes_apply_without_restarting_the_hub() {
     hub.shutdown().await.expect("clean shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn when_one_of_two_processes_stops_the_other_takes_its_work_over() {
+    const BURST: usize = 30;
+    let env = TestEnv::new("conn_takeover").await;
+    let receiver = Receiver::default();
+    receiver.slow(Duration::from_millis(30));
+    install_connector(&env, &receiver.start().await).await;
+    let publisher = env.member("one-stop-48").await;
+    let leaving = env.start_hub().await;
+    let staying = env.start_hub().await;
+    wait_for_reports(&env, "both processes running", |r| {
+        r.iter().filter(|w| w.state == "RUNNING").count() == 2
+    })
+    .await;
+    let mut events = client(&staying, Some(&publisher)).await;
+    let mut codes = HashSet::new();
+    for _ in 0..BURST {
+        let (code, payload) = dossier();
+        events
+            .publish(publish_request(&code, &payload))
+            .await
+            .expect("published");
+        codes.insert(code);
+    }
+    receiver
+        .wait_for("the burst under way", |calls| calls.len() >= 3)
+        .await;
+    leaving
+        .shutdown()
+        .await
+        .expect("the leaving process stops cleanly");
+    receiver
+        .wait_for("every dossier registered", |_| {
+            receiver.registrations() == BURST
+        })
+        .await;
+    let called: HashSet<String> = receiver
+        .calls()
+        .iter()
+        .filter_map(|c| c.body["dossier_code"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(called, codes);
+    staying.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_circuit_holds_every_call_until_its_probe_succeeds() {
+    let env = TestEnv::new("conn_breaker").await;
+    let receiver = Receiver::default();
+    install_connector(&env, &receiver.start().await).await;
+    let file = env.config.connectors.dir.join("civil-status.toml");
+    let text = std::fs::read_to_string(&file).expect("manifest");
+    std::fs::write(
+        &file,
+        text.replace("breaker_failures = 5", "breaker_failures = 2")
+            .replace("breaker_open_ms = 30000", "breaker_open_ms = 1500"),
+    )
+    .expect("manifest");
+    let publisher = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let mut events = client(&hub, Some(&publisher)).await;
+    let (failing, payload) = dossier();
+    receiver.script(&failing, &[503, 503]);
+    events
+        .publish(publish_request(&failing, &payload))
+        .await
+        .expect("published");
+    receiver
+        .wait_for("two failures", |calls| calls.len() == 2)
+        .await;
+    let opened_at = receiver.calls()[1].at;
+    wait_for_reports(&env, "the breaker open", |r| {
+        r.iter().any(|w| w.breaker == "open")
+    })
+    .await;
+    // Another dossier's call waits for the open period too: the endpoint is down for all.
+    let (other, payload) = dossier();
+    events
+        .publish(publish_request(&other, &payload))
+        .await
+        .expect("published");
+    receiver
+        .wait_for("both dossiers registered", |_| {
+            receiver.registrations() == 2
+        })
+        .await;
+    let calls = receiver.calls();
+    let first_after = calls[2].at;
+    assert!(
+        first_after.duration_since(opened_at) >= Duration::from_millis(1400),
+        "a call went out while the circuit was open"
+    );
+    assert_eq!(
+        calls.len(),
+        4,
+        "one probe, then the rest: {:?}",
+        calls.iter().map(|c| c.status).collect::<Vec<_>>()
+    );
+    wait_for_reports(&env, "the breaker closed", |r| {
+        r.iter().any(|w| w.breaker == "closed" && w.delivered == 2)
+    })
+    .await;
+    hub.shutdown().await.expect("clean shutdown");
+}
+
 #[test]
 fn the_repository_connectors_pass_their_mapping_tests() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
