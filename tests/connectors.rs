@@ -1006,6 +1006,124 @@ async fn an_open_circuit_holds_every_call_until_its_probe_succeeds() {
     hub.shutdown().await.expect("clean shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_sink_upserts_each_dossier_once_and_dead_letters_what_the_table_refuses() {
+    let env = TestEnv::new("conn_pgsink").await;
+    env.pool
+        .get()
+        .await
+        .expect("connection")
+        .batch_execute(
+            "CREATE TABLE province_dossier (
+                 dossier_code TEXT PRIMARY KEY,
+                 child_name   TEXT NOT NULL CHECK (child_name <> 'REFUSED BY THE PROVINCE'),
+                 birth_date   DATE NOT NULL,
+                 event_id     UUID NOT NULL)",
+        )
+        .await
+        .expect("the province's table");
+    let dir = &env.config.connectors.dir;
+    std::fs::create_dir_all(dir).expect("connectors dir");
+    let url = dir.join("province.url");
+    std::fs::write(&url, &env.config.database.url).expect("secret written");
+    let manifest = format!(
+        r#"name = "province-registry"
+kind = "postgres-sink"
+system = "province-48-registry"
+purpose = "civil-registration"
+legal_basis = "Decree 63/2024/ND-CP"
+row = "{{dossier_code: .event.dossier_code, child_name: .event.child.full_name, birth_date: .event.child.birth_date, event_id: .envelope.event_id}}"
+
+[source]
+event_types = ["birth.dossier-submitted"]
+
+[postgres]
+url_file = {url:?}
+table = "public.province_dossier"
+key_columns = ["dossier_code"]
+
+[delivery]
+initial_backoff_ms = 100
+max_backoff_ms = 200
+"#,
+        url = url.display().to_string()
+    );
+    std::fs::write(dir.join("province-registry.toml"), manifest).expect("manifest written");
+    env.token("province-48-registry").await;
+    env.grant(
+        "province-48-registry",
+        Direction::Subscribe,
+        common::EVENT_TYPE,
+        PURPOSE,
+    )
+    .await;
+    let publisher = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let mut events = client(&hub, Some(&publisher)).await;
+    let (first, first_payload) = dossier();
+    events
+        .publish(publish_request(&first, &first_payload))
+        .await
+        .expect("published");
+    let (second, payload) = dossier();
+    events
+        .publish(publish_request(&second, &payload))
+        .await
+        .expect("published");
+    // The first dossier again (a correction, say): its row is updated, not duplicated.
+    let again = events
+        .publish(publish_request(&first, &first_payload))
+        .await
+        .expect("published")
+        .into_inner()
+        .event_id;
+    let (refused, mut payload) = dossier();
+    payload["child"]["full_name"] = "REFUSED BY THE PROVINCE".into();
+    events
+        .publish(publish_request(&refused, &payload))
+        .await
+        .expect("published");
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let letters = state::dead_letters(&env.pool, "province-registry", false)
+            .await
+            .expect("dead letters");
+        let rows: Vec<(String, String)> = env
+            .pool
+            .get()
+            .await
+            .expect("connection")
+            .query(
+                "SELECT dossier_code, event_id::text FROM province_dossier ORDER BY dossier_code",
+                &[],
+            )
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let done = rows.len() == 2
+            && rows.iter().any(|(code, id)| *code == first && *id == again)
+            && letters.len() == 1;
+        if done {
+            assert_eq!(
+                letters[0].error_class, "SqlState23514",
+                "the table's own rule, not retried"
+            );
+            assert_eq!(letters[0].attempts, 1);
+            assert!(rows.iter().any(|(code, _)| *code == second));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rows {rows:?}, dead letters {letters:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hub.shutdown().await.expect("clean shutdown");
+}
+
 #[test]
 fn the_repository_connectors_pass_their_mapping_tests() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

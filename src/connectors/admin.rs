@@ -118,7 +118,7 @@ impl Admin {
             .cloned()
             .collect();
         let sink = match &manifest.spec {
-            Spec::HttpSink(sink) => Some(sink),
+            Spec::Sink(sink) => Some(sink),
             Spec::WebhookSource(_) => None,
         };
         let dead_letters = state::dead_letters(&self.pool, &manifest.name, false)

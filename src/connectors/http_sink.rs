@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 
-use super::manifest::{HttpTarget, SinkSpec};
+use super::effect::{Answer, CallError};
+use super::manifest::{DeliveryPolicy, HttpTarget};
 use super::resilience::Breaker;
 use crate::domain::Clock;
 
@@ -20,26 +21,6 @@ use crate::domain::Clock;
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// Answers longer than this are cut: a connector maps replies, it does not download files.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
-
-/// A failed call, classified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallError {
-    /// Kafka Connect's `exception.class.name` equivalent: `Timeout`, `Connect`, `HttpStatus503`…
-    pub class: String,
-    pub message: String,
-    pub status: Option<u16>,
-    /// Another attempt might succeed.
-    pub retryable: bool,
-}
-
-/// The external system's answer to a successful call.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    /// The body as JSON; a body that is not JSON becomes a string, an empty one `null`.
-    pub body: Value,
-    pub latency: Duration,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -61,32 +42,30 @@ pub struct HttpSink {
 impl HttpSink {
     /// Reads the secret now: a missing one stops the connector with a message naming where it
     /// was looked for.
-    pub fn new(spec: &SinkSpec, clock: Arc<dyn Clock>) -> Result<Self, SinkError> {
-        let bearer = spec
-            .http
+    pub fn new(
+        target: &HttpTarget,
+        delivery: &DeliveryPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SinkError> {
+        let bearer = target
             .bearer
             .as_ref()
             .map(|secret| secret.read().map_err(SinkError::Secret))
             .transpose()?;
         let client = reqwest::Client::builder()
-            .timeout(spec.http.timeout)
-            .connect_timeout(spec.http.timeout.min(Duration::from_secs(10)))
+            .timeout(target.timeout)
+            .connect_timeout(target.timeout.min(Duration::from_secs(10)))
             .build()?;
-        let limiter = spec
-            .delivery
+        let limiter = delivery
             .rate_per_second
             .and_then(NonZeroU32::new)
             .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
         Ok(Self {
             client,
-            target: spec.http.clone(),
+            target: target.clone(),
             bearer,
             limiter,
-            breaker: Breaker::new(
-                clock,
-                spec.delivery.breaker_failures,
-                spec.delivery.breaker_open,
-            ),
+            breaker: Breaker::new(clock, delivery.breaker_failures, delivery.breaker_open),
         })
     }
 

@@ -3,10 +3,12 @@
 //! consumer-group assignment; shared state (paused, stopped) lives in PostgreSQL.
 
 pub mod admin;
+pub mod effect;
 pub mod http_sink;
 pub mod manifest;
 pub mod mapping;
 pub mod mapping_tests;
+pub mod postgres_sink;
 pub mod reload;
 pub mod resilience;
 pub mod runtime;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::http_sink::HttpSink;
+use super::effect::Effect;
 use super::manifest::{Manifest, SinkSpec, Spec};
 use super::reload::ManifestSet;
 use super::state::{self, Desired, Wanted};
@@ -75,7 +75,7 @@ struct Supervised {
     spec: Arc<SinkSpec>,
     stats: Arc<Stats>,
     /// Kept across pauses (its breaker remembers the endpoint); dropped when stopped.
-    sink: std::sync::Mutex<Option<Arc<HttpSink>>>,
+    sink: std::sync::Mutex<Option<Arc<Effect>>>,
 }
 
 /// A connector this process runs.
@@ -109,7 +109,7 @@ impl Reconciler {
         let sinks: Vec<(&Manifest, &SinkSpec)> = manifests
             .iter()
             .filter_map(|manifest| match &manifest.spec {
-                Spec::HttpSink(spec) => Some((manifest, spec)),
+                Spec::Sink(spec) => Some((manifest, spec)),
                 Spec::WebhookSource(_) => None,
             })
             .collect();
@@ -416,7 +416,7 @@ fn restart(connector: &Supervised, parts: &WorkerParts, name: &str) {
 }
 
 /// The connector's endpoint, built on first use (reading its secret) and kept while it runs.
-fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<HttpSink>, String> {
+fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<Effect>, String> {
     let mut kept = connector
         .sink
         .lock()
@@ -424,8 +424,7 @@ fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<HttpSink>, St
     if let Some(sink) = kept.as_ref() {
         return Ok(sink.clone());
     }
-    let sink =
-        Arc::new(HttpSink::new(&connector.spec, parts.clock.clone()).map_err(|e| e.to_string())?);
+    let sink = Arc::new(Effect::new(&connector.spec, parts.clock.clone())?);
     *kept = Some(sink.clone());
     Ok(sink)
 }
@@ -435,7 +434,7 @@ fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<HttpSink>, St
 async fn run_once(
     connector: &Supervised,
     parts: &WorkerParts,
-    sink: Arc<HttpSink>,
+    sink: Arc<Effect>,
     desired: &mut watch::Receiver<HashMap<String, Wanted>>,
     restarts_seen: &mut i64,
     shutdown: &CancellationToken,
@@ -511,7 +510,7 @@ async fn report(
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .as_ref()
-                .map_or("closed", |sink| sink.breaker.describe());
+                .map_or("closed", |sink| sink.breaker().describe());
             let mut report = connector
                 .stats
                 .report(&connector.manifest.name, &process, breaker);

@@ -136,7 +136,7 @@ fn hooks(manifests: &[Manifest]) -> HashMap<String, Hook> {
                 };
                 Some((manifest.name.clone(), hook))
             }
-            Spec::HttpSink(_) => None,
+            Spec::Sink(_) => None,
         })
         .collect()
 }

@@ -26,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::http_sink::{CallError, HttpSink};
+use super::effect::{CallError, Effect};
 use super::manifest::{Manifest, Output, SinkSpec, StartAt};
 use super::resilience::backoff;
 use super::state::{self, DeadLetter};
@@ -111,7 +111,7 @@ pub struct Worker {
     pub events: Arc<Events>,
     pub producer: Producer,
     pub pool: Pool,
-    pub sink: Arc<HttpSink>,
+    pub sink: Arc<Effect>,
     pub clock: Arc<dyn Clock>,
     pub stats: Arc<Stats>,
     pub metrics: Arc<Metrics>,
@@ -646,7 +646,11 @@ impl Worker {
         )
         .await
         .map_err(|e| dlq_error(e.to_string()))?;
-        self.stats.failed_attempt(last_at, &failure.message);
+        // An attempt that failed was counted when it failed; a refusal before any attempt
+        // (mapping, decoding) is counted here.
+        if failure.attempts == 0 {
+            self.stats.failed_attempt(last_at, &failure.message);
+        }
         self.stats.dead_lettered();
         self.count("dead_lettered");
         tracing::warn!(connector = %self.manifest.name, dead_letter = id, class = %failure.class, "event dead-lettered");

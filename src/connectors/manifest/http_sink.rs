@@ -50,12 +50,20 @@ pub struct HttpTarget {
     pub bearer: Option<Secret>,
 }
 
-/// A checked http-sink.
+/// Where a sink writes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Http(HttpTarget),
+    Postgres(super::postgres_sink::PgTarget),
+}
+
+/// A checked sink (http-sink or postgres-sink).
 #[derive(Debug, Clone)]
 pub struct SinkSpec {
     pub event_types: Vec<String>,
     pub start_at: StartAt,
-    pub http: HttpTarget,
+    pub target: Target,
+    /// The request body (http-sink) or the row (postgres-sink).
     pub request: Mapping,
     pub reply: Option<Output>,
     pub failure: Option<Output>,
@@ -84,7 +92,7 @@ struct File {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SourceFile {
+pub(super) struct SourceFile {
     event_types: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     start_at: StartAt,
@@ -125,14 +133,14 @@ struct AuthFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReplyFile {
+pub(super) struct ReplyFile {
     event_type: Spanned<String>,
     mapping: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct DeliveryFile {
+pub(super) struct DeliveryFile {
     max_attempts: u32,
     initial_backoff_ms: u64,
     max_backoff_ms: u64,
@@ -156,6 +164,79 @@ impl Default for DeliveryFile {
     }
 }
 
+/// The events a sink consumes, checked.
+pub(super) fn check_source(
+    problems: &mut Problems<'_>,
+    known: &dyn KnownTypes,
+    source: &SourceFile,
+) -> (Vec<String>, StartAt) {
+    if source.event_types.get_ref().is_empty() {
+        problems.add(
+            &source.event_types.span(),
+            "source.event_types",
+            "names no event type: a sink consumes at least one",
+        );
+    }
+    for event_type in source.event_types.get_ref() {
+        check_event_type(problems, known, event_type, "source.event_types");
+    }
+    let event_types = source
+        .event_types
+        .get_ref()
+        .iter()
+        .map(|t| t.get_ref().clone())
+        .collect();
+    (event_types, source.start_at)
+}
+
+/// An event a sink publishes (its reply or its failure), checked.
+pub(super) fn check_output(
+    problems: &mut Problems<'_>,
+    known: &dyn KnownTypes,
+    output: Option<&ReplyFile>,
+    field: &str,
+) -> Option<Output> {
+    let output = output?;
+    check_event_type(
+        problems,
+        known,
+        &output.event_type,
+        &format!("{field}.event_type"),
+    );
+    let mapping = problems.mapping(&output.mapping, &format!("{field}.mapping"))?;
+    Some(Output {
+        event_type: output.event_type.get_ref().clone(),
+        mapping,
+    })
+}
+
+/// How hard a sink tries, checked.
+pub(super) fn check_delivery(problems: &mut Problems<'_>, d: &DeliveryFile) -> DeliveryPolicy {
+    if d.max_attempts == 0 || d.max_in_flight == 0 || d.breaker_failures == 0 {
+        problems.add(
+            &(0..0),
+            "delivery",
+            "max_attempts, max_in_flight and breaker_failures must be at least 1",
+        );
+    }
+    if d.initial_backoff_ms > d.max_backoff_ms {
+        problems.add(
+            &(0..0),
+            "delivery.initial_backoff_ms",
+            "must not exceed max_backoff_ms",
+        );
+    }
+    DeliveryPolicy {
+        max_attempts: d.max_attempts,
+        initial_backoff: Duration::from_millis(d.initial_backoff_ms),
+        max_backoff: Duration::from_millis(d.max_backoff_ms),
+        max_in_flight: d.max_in_flight,
+        rate_per_second: d.rate_per_second,
+        breaker_failures: d.breaker_failures,
+        breaker_open: Duration::from_millis(d.breaker_open_ms),
+    }
+}
+
 /// Parses an http-sink manifest; problems go to `problems`.
 pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Option<Manifest> {
     let raw: File = match toml::from_str(problems.text) {
@@ -172,16 +253,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         &raw.purpose,
         &raw.legal_basis,
     );
-    if raw.source.event_types.get_ref().is_empty() {
-        problems.add(
-            &raw.source.event_types.span(),
-            "source.event_types",
-            "names no event type: a sink consumes at least one",
-        );
-    }
-    for event_type in raw.source.event_types.get_ref() {
-        check_event_type(problems, known, event_type, "source.event_types");
-    }
+    let (event_types, start_at) = check_source(problems, known, &raw.source);
     let url = raw
         .http
         .url_env
@@ -240,38 +312,9 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         problems.add(&raw.http.url.span(), "http.timeout_ms", "must be above 0");
     }
     let request = problems.mapping(&raw.request, "request");
-    let mut output = |reply: &Option<ReplyFile>, field: &str| {
-        reply.as_ref().and_then(|reply| {
-            check_event_type(
-                problems,
-                known,
-                &reply.event_type,
-                &format!("{field}.event_type"),
-            );
-            let mapping = problems.mapping(&reply.mapping, &format!("{field}.mapping"))?;
-            Some(Output {
-                event_type: reply.event_type.get_ref().clone(),
-                mapping,
-            })
-        })
-    };
-    let reply = output(&raw.reply, "reply");
-    let failure = output(&raw.failure, "failure");
-    let d = &raw.delivery;
-    if d.max_attempts == 0 || d.max_in_flight == 0 || d.breaker_failures == 0 {
-        problems.add(
-            &(0..0),
-            "delivery",
-            "max_attempts, max_in_flight and breaker_failures must be at least 1",
-        );
-    }
-    if d.initial_backoff_ms > d.max_backoff_ms {
-        problems.add(
-            &(0..0),
-            "delivery.initial_backoff_ms",
-            "must not exceed max_backoff_ms",
-        );
-    }
+    let reply = check_output(problems, known, raw.reply.as_ref(), "reply");
+    let failure = check_output(problems, known, raw.failure.as_ref(), "failure");
+    let delivery = check_delivery(problems, &raw.delivery);
     let (common, method, request) = (common?, method?, request?);
     Some(Manifest {
         file: problems.file.to_owned(),
@@ -282,34 +325,20 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         purpose: common.purpose,
         legal_basis: common.legal_basis,
         fingerprint: super::fingerprint(problems.text),
-        spec: Spec::HttpSink(SinkSpec {
-            event_types: raw
-                .source
-                .event_types
-                .into_inner()
-                .into_iter()
-                .map(Spanned::into_inner)
-                .collect(),
-            start_at: raw.source.start_at,
-            http: HttpTarget {
+        spec: Spec::Sink(SinkSpec {
+            event_types,
+            start_at,
+            target: Target::Http(HttpTarget {
                 url,
                 method,
                 timeout: Duration::from_millis(raw.http.timeout_ms),
                 headers: raw.http.headers,
                 bearer,
-            },
+            }),
             request,
             reply,
             failure,
-            delivery: DeliveryPolicy {
-                max_attempts: d.max_attempts,
-                initial_backoff: Duration::from_millis(d.initial_backoff_ms),
-                max_backoff: Duration::from_millis(d.max_backoff_ms),
-                max_in_flight: d.max_in_flight,
-                rate_per_second: d.rate_per_second,
-                breaker_failures: d.breaker_failures,
-                breaker_open: Duration::from_millis(d.breaker_open_ms),
-            },
+            delivery,
         }),
     })
 }

@@ -10,9 +10,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod http_sink;
+mod postgres_sink;
 mod webhook;
 
-pub use http_sink::{DeliveryPolicy, HttpTarget, Output, SinkSpec, StartAt};
+pub use http_sink::{DeliveryPolicy, HttpTarget, Output, SinkSpec, StartAt, Target};
+pub use postgres_sink::{PgTarget, is_identifier};
 pub use webhook::{Signature, WebhookSpec};
 
 use super::mapping::{Mapping, MappingError};
@@ -54,6 +56,8 @@ impl std::error::Error for ManifestErrors {}
 pub enum Kind {
     /// Consumes events, calls an HTTP API, publishes the reply (or a failure) as an event.
     HttpSink,
+    /// Consumes events and upserts each into a table of a provincial system's PostgreSQL.
+    PostgresSink,
     /// Receives signed HTTP callbacks and publishes each once as an event.
     WebhookSource,
 }
@@ -62,6 +66,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Kind::HttpSink => "http-sink",
+            Kind::PostgresSink => "postgres-sink",
             Kind::WebhookSource => "webhook-source",
         })
     }
@@ -127,7 +132,7 @@ fn fingerprint(text: &str) -> [u8; 32] {
 /// What the connector's kind needs.
 #[derive(Debug, Clone)]
 pub enum Spec {
-    HttpSink(SinkSpec),
+    Sink(SinkSpec),
     WebhookSource(WebhookSpec),
 }
 
@@ -135,7 +140,7 @@ impl Manifest {
     /// The event types the connector consumes (a sink) or publishes (a source).
     pub fn event_types(&self) -> Vec<String> {
         match &self.spec {
-            Spec::HttpSink(sink) => sink.event_types.clone(),
+            Spec::Sink(sink) => sink.event_types.clone(),
             Spec::WebhookSource(webhook) => vec![webhook.event_type.clone()],
         }
     }
@@ -143,7 +148,10 @@ impl Manifest {
     /// Where it sends or receives, for status.
     pub fn endpoint(&self) -> String {
         match &self.spec {
-            Spec::HttpSink(sink) => format!("{} {}", sink.http.method, shown_url(&sink.http.url)),
+            Spec::Sink(sink) => match &sink.target {
+                Target::Http(http) => format!("{} {}", http.method, shown_url(&http.url)),
+                Target::Postgres(pg) => format!("UPSERT {} (PostgreSQL)", pg.table),
+            },
             Spec::WebhookSource(_) => format!("POST {}", webhook_path(&self.name)),
         }
     }
@@ -151,9 +159,9 @@ impl Manifest {
     /// The mapping named `which` in its tests file.
     pub fn mapping(&self, which: &str) -> Option<&Mapping> {
         match (&self.spec, which) {
-            (Spec::HttpSink(sink), "request") => Some(&sink.request),
-            (Spec::HttpSink(sink), "reply") => sink.reply.as_ref().map(|o| &o.mapping),
-            (Spec::HttpSink(sink), "failure") => sink.failure.as_ref().map(|o| &o.mapping),
+            (Spec::Sink(sink), "request" | "row") => Some(&sink.request),
+            (Spec::Sink(sink), "reply") => sink.reply.as_ref().map(|o| &o.mapping),
+            (Spec::Sink(sink), "failure") => sink.failure.as_ref().map(|o| &o.mapping),
             (Spec::WebhookSource(webhook), "payload") => Some(&webhook.payload),
             (Spec::WebhookSource(webhook), "dedupe_key") => Some(&webhook.dedupe_key),
             (Spec::WebhookSource(webhook), "correlation") => webhook.correlation.as_ref(),
@@ -163,8 +171,9 @@ impl Manifest {
 
     /// The mapping every tests file must test.
     pub fn main_mapping(&self) -> &'static str {
-        match self.spec {
-            Spec::HttpSink(_) => "request",
+        match &self.spec {
+            Spec::Sink(sink) if matches!(sink.target, Target::Postgres(_)) => "row",
+            Spec::Sink(_) => "request",
             Spec::WebhookSource(_) => "payload",
         }
     }
@@ -395,6 +404,7 @@ pub fn parse(
     };
     let parsed = match head.kind.into_inner() {
         Kind::HttpSink => http_sink::parse(&mut problems, known),
+        Kind::PostgresSink => postgres_sink::parse(&mut problems, known),
         Kind::WebhookSource => webhook::parse(&mut problems, known),
     };
     match parsed {
@@ -492,10 +502,17 @@ url = "http://127.0.0.1:9/births"
     fn a_good_manifest_loads_with_defaults() {
         let manifest = parse(Path::new("civil-status.toml"), GOOD, &known).unwrap();
         assert_eq!(manifest.kind, Kind::HttpSink);
-        let Spec::HttpSink(sink) = &manifest.spec else {
+        let Spec::Sink(SinkSpec {
+            target: Target::Http(http),
+            ..
+        }) = &manifest.spec
+        else {
+            panic!("not an http sink")
+        };
+        assert_eq!(http.method, reqwest::Method::POST);
+        let Spec::Sink(sink) = &manifest.spec else {
             panic!("not a sink")
         };
-        assert_eq!(sink.http.method, reqwest::Method::POST);
         assert_eq!(sink.delivery.max_attempts, 8);
     }
 

@@ -1,0 +1,169 @@
+//! The postgres-sink kind's side effect: each event's row is upserted into a table of a
+//! provincial system's PostgreSQL, keyed by the manifest's key columns, so an event written
+//! again (after a crash, a replay) changes nothing more. Values are converted by the table's
+//! own column types (`jsonb_populate_record`). Errors of the data (a wrong type, a constraint)
+//! are not retried; errors of the connection are.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use deadpool_postgres::Pool;
+use serde_json::Value;
+
+use super::effect::{Answer, CallError};
+use super::manifest::{DeliveryPolicy, PgTarget, is_identifier};
+use super::resilience::Breaker;
+use crate::config::DatabaseConfig;
+use crate::domain::Clock;
+
+/// Connections a postgres-sink holds to its target.
+const POOL_SIZE: usize = 4;
+
+pub struct PgSink {
+    pool: Pool,
+    target: PgTarget,
+    pub breaker: Breaker,
+}
+
+/// `"schema"."table"` from a checked `schema.table`.
+fn quoted_table(table: &str) -> String {
+    table
+        .split('.')
+        .map(|part| format!("\"{part}\""))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl PgSink {
+    /// Reads the connection string now; connections open when first used.
+    pub fn new(
+        target: &PgTarget,
+        delivery: &DeliveryPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        let url = target
+            .url
+            .read()
+            .map_err(|e| format!("postgres.url: {e}"))?;
+        let pool = crate::db::pool(&DatabaseConfig {
+            url,
+            ca_file: target.ca_file.clone(),
+            pool_max_size: POOL_SIZE,
+            ..DatabaseConfig::default()
+        })
+        // The error may quote the connection string: say only what kind of problem it is.
+        .map_err(|_| "postgres.url: not a valid PostgreSQL connection string".to_owned())?;
+        Ok(Self {
+            pool,
+            target: target.clone(),
+            breaker: Breaker::new(clock, delivery.breaker_failures, delivery.breaker_open),
+        })
+    }
+
+    /// The upsert for a row with these columns.
+    fn statement(&self, columns: &[&str]) -> String {
+        let table = quoted_table(&self.target.table);
+        let list = columns
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let keys = self
+            .target
+            .key_columns
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| !self.target.key_columns.iter().any(|k| k == *c))
+            .map(|c| format!("\"{c}\" = EXCLUDED.\"{c}\""))
+            .collect();
+        let on_conflict = if updates.is_empty() {
+            "DO NOTHING".to_owned()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        format!(
+            "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_populate_record(NULL::{table}, $1::jsonb) \
+             ON CONFLICT ({keys}) {on_conflict}"
+        )
+    }
+
+    /// Upserts `row` (an object of column names and values).
+    pub async fn write(&self, row: &Value) -> Result<Answer, CallError> {
+        let permanent = |class: &str, message: String| CallError {
+            class: class.to_owned(),
+            message,
+            status: None,
+            retryable: false,
+        };
+        let Some(object) = row.as_object() else {
+            return Err(permanent(
+                "Mapping",
+                "the row mapping must give an object of column names and values".to_owned(),
+            ));
+        };
+        let columns: Vec<&str> = object.keys().map(String::as_str).collect();
+        if let Some(bad) = columns.iter().find(|c| !is_identifier(c)) {
+            return Err(permanent(
+                "Mapping",
+                format!("{bad:?} is not a column name (lower-case letters, digits and '_')"),
+            ));
+        }
+        if let Some(missing) = self
+            .target
+            .key_columns
+            .iter()
+            .find(|k| !object.contains_key(k.as_str()))
+        {
+            return Err(permanent(
+                "Mapping",
+                format!("the row has no {missing}, a key column"),
+            ));
+        }
+        let permit = self.breaker.admit().await;
+        let started = Instant::now();
+        let outcome = match self.pool.get().await {
+            Ok(client) => client
+                .execute(&self.statement(&columns), &[row])
+                .await
+                .map(|_| Answer {
+                    status: 200,
+                    body: Value::Null,
+                    latency: started.elapsed(),
+                })
+                .map_err(|e| classify(&e)),
+            Err(e) => Err(CallError {
+                class: "Connect".to_owned(),
+                message: format!("no connection to the target database: {e}"),
+                status: None,
+                retryable: true,
+            }),
+        };
+        match &outcome {
+            Ok(_) => permit.succeeded(),
+            Err(error) if !error.retryable => permit.succeeded(),
+            Err(_) => permit.failed(),
+        }
+        outcome
+    }
+}
+
+/// Data errors (classes 22, 23, 42: a wrong value, a broken constraint, a missing column) are
+/// the event's or the mapping's and are not retried; the others (connection, serialization,
+/// resources, shutdown) may pass on another attempt.
+fn classify(error: &tokio_postgres::Error) -> CallError {
+    let code = error.code();
+    let permanent = code.is_some_and(|c| matches!(c.code().get(..2), Some("22" | "23" | "42")));
+    CallError {
+        class: code.map_or_else(|| "Connect".to_owned(), |c| format!("SqlState{}", c.code())),
+        // The database's own words name the column and the rule, never the connection string.
+        message: error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |db| db.message().to_owned()),
+        status: None,
+        retryable: !permanent,
+    }
+}
