@@ -8,8 +8,9 @@ CREATE TABLE connector_webhook_seen (
     event_id     UUID NOT NULL,
     received_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     published_at TIMESTAMPTZ,
-    -- Held by the request publishing it now: a simultaneous repeat waits its turn.
+    -- Held by the request publishing it now (its token): a simultaneous repeat waits its turn.
     publishing_until TIMESTAMPTZ,
+    publishing_token UUID,
     repeats      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (name, key_sha256)
 );

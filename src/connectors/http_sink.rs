@@ -1,8 +1,8 @@
 //! The http-sink kind's side effect: one HTTP call per event, carrying an idempotency key
 //! derived from the event id so the external system can drop repeats (the runtime may repeat a
 //! call after a crash; it never skips one). Answers are sorted into success, failures another
-//! attempt may fix (unreachable, timeout, 408/409/425/429, 5xx) and failures it cannot (other
-//! 4xx, a request that cannot be made).
+//! attempt may fix (unreachable, a dropped connection, timeout, 408/425/429, 5xx) and failures
+//! it cannot (other 4xx, a request that cannot be built).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -137,9 +137,10 @@ async fn read_answer(
         class: format!("HttpStatus{code}"),
         message: format!("the endpoint answered {status}: {said}"),
         status: Some(code),
-        // 409: the Idempotency-Key draft's answer while the same key is still being handled
-        // (a repeat after a timeout or a crash): the first call may yet succeed.
-        retryable: matches!(code, 408 | 409 | 425 | 429) || status.is_server_error(),
+        // 409 is not retried: national systems answer it for a conflict no retry resolves (a
+        // birth registered already under another request); a repeat with the same key gets
+        // the first answer, not 409.
+        retryable: matches!(code, 408 | 425 | 429) || status.is_server_error(),
     })
 }
 
@@ -148,7 +149,7 @@ fn transport_error(error: reqwest::Error) -> CallError {
         ("Timeout", true)
     } else if error.is_connect() {
         ("Connect", true)
-    } else if error.is_builder() || error.is_request() && !error.is_body() {
+    } else if error.is_builder() {
         // The request could not be made at all (a bad header value, say): no retry fixes it.
         ("Request", false)
     } else {

@@ -51,8 +51,13 @@ impl PgSink {
             pool_max_size: POOL_SIZE,
             ..DatabaseConfig::default()
         })
-        // The error may quote the connection string: say only what kind of problem it is.
-        .map_err(|_| "postgres.url: not a valid PostgreSQL connection string".to_owned())?;
+        // A URL error may quote the connection string: say only what kind of problem it is.
+        .map_err(|e| match e {
+            crate::db::DbError::Url(_) => {
+                "postgres.url: not a valid PostgreSQL connection string".to_owned()
+            }
+            other => format!("postgres: {other}"),
+        })?;
         Ok(Self {
             pool,
             target: target.clone(),
@@ -151,12 +156,20 @@ impl PgSink {
     }
 }
 
-/// Data errors (classes 22, 23, 42: a wrong value, a broken constraint, a missing column) are
-/// the event's or the mapping's and are not retried; the others (connection, serialization,
-/// resources, shutdown) may pass on another attempt.
+/// Errors of the data (a wrong value, a broken constraint, a trigger's refusal, a row too big:
+/// classes 21, 22, 23, 27, 44, 54, P0, and 42 but for a missing table or privilege) belong to
+/// the event or the mapping and are not retried. The others (the connection, serialization,
+/// resources, a table or GRANT not there yet) may pass on another attempt.
 fn classify(error: &tokio_postgres::Error) -> CallError {
     let code = error.code();
-    let permanent = code.is_some_and(|c| matches!(c.code().get(..2), Some("22" | "23" | "42")));
+    let permanent = code.is_some_and(|c| {
+        let deployment = matches!(c.code(), "42501" | "42P01");
+        let data = matches!(
+            c.code().get(..2),
+            Some("21" | "22" | "23" | "27" | "42" | "44" | "54" | "P0")
+        );
+        data && !deployment
+    });
     CallError {
         class: code.map_or_else(|| "Connect".to_owned(), |c| format!("SqlState{}", c.code())),
         // The database's own words name the column and the rule, never the connection string.

@@ -78,31 +78,33 @@ impl Breaker {
     /// [`Permit::succeeded`] or [`Permit::failed`]; a permit dropped unanswered (its call was
     /// cancelled) lets the next caller probe, so the breaker never waits on a call that is gone.
     pub async fn admit(&self) -> Permit<'_> {
-        self.wait().await;
+        let probe = self.wait().await;
         Permit {
             breaker: self,
+            probe,
             answered: false,
         }
     }
 
-    async fn wait(&self) {
+    /// Waits for leave to call; true when this call is the half-open breaker's probe.
+    async fn wait(&self) -> bool {
         loop {
             let changed = self.changed.notified();
             let wait = {
                 let mut state = self.state();
                 match *state {
-                    State::Closed { .. } => return,
+                    State::Closed { .. } => return false,
                     State::Open { until } => {
                         let now = self.clock.now();
                         if now >= until {
                             *state = State::HalfOpen { probing: true };
-                            return;
+                            return true;
                         }
                         Some((until - now).to_std().unwrap_or_default())
                     }
                     State::HalfOpen { probing: false } => {
                         *state = State::HalfOpen { probing: true };
-                        return;
+                        return true;
                     }
                     State::HalfOpen { probing: true } => None,
                 }
@@ -148,6 +150,8 @@ impl Breaker {
 /// Leave to make one call.
 pub struct Permit<'a> {
     breaker: &'a Breaker,
+    /// This call probes the half-open breaker.
+    probe: bool,
     answered: bool,
 }
 
@@ -165,7 +169,7 @@ impl Permit<'_> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if self.answered {
+        if self.answered || !self.probe {
             return;
         }
         let mut state = self.breaker.state();

@@ -24,6 +24,11 @@ use crate::events::{Events, NewEvent, PublishError};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ConnectorOutcomeLabels;
 
+/// How long a request holds a callback's key while it publishes.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long the publish may take: well inside the lease.
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What became of a callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
@@ -243,18 +248,34 @@ impl Webhooks {
             return Ok(Received::Duplicate { event_id });
         }
         // One request publishes a key at a time: a repeat arriving meanwhile is asked to
-        // come back, and then finds it published.
-        if !self.lease(name, &key).await? {
+        // come back, and then finds it published. The publish is bounded well inside the
+        // lease, so a lease never lapses under a publish still running.
+        let Some(token) = self.lease(name, &key).await? else {
             return Err(WebhookError::Unavailable(
                 "the same callback is being taken now; send it again".to_owned(),
             ));
+        };
+        let published = tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            self.publish(hook, name, event_id, correlation, body),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(WebhookError::Unavailable(
+                "the hub took too long to publish the event; send it again".to_owned(),
+            ))
+        });
+        match &published {
+            Ok(_) => {
+                // Published: the answer is yes even if the bookkeeping fails (a later repeat
+                // would publish the same event id again, which consumers drop).
+                if let Err(error) = self.mark_published(name, &key, token).await {
+                    tracing::warn!(connector = %name, %error, "webhook published but not marked");
+                }
+            }
+            Err(_) => self.release(name, &key, token).await?,
         }
-        let outcome = self.publish(hook, name, event_id, correlation, body).await;
-        match &outcome {
-            Ok(_) => self.mark_published(name, &key).await?,
-            Err(_) => self.release(name, &key).await?,
-        }
-        outcome
+        published
     }
 
     /// Publishes the callback's event (its dedupe key leased to this request).
@@ -311,36 +332,6 @@ impl Webhooks {
         Ok(Received::Published { event_id })
     }
 
-    /// Takes the key for this request, unless another holds it; the lease lapses by itself.
-    async fn lease(&self, name: &str, key: &str) -> Result<bool, DbError> {
-        let leased = self
-            .pool
-            .get()
-            .await?
-            .execute(
-                "UPDATE connector_webhook_seen SET publishing_until = now() + interval '30 seconds'
-                 WHERE name = $1 AND key_sha256 = $2 AND published_at IS NULL
-                   AND (publishing_until IS NULL OR publishing_until < now())",
-                &[&name, &key_hash(key)],
-            )
-            .await?;
-        Ok(leased == 1)
-    }
-
-    /// Gives the key back after a failed publish, so the sender's retry need not wait.
-    async fn release(&self, name: &str, key: &str) -> Result<(), DbError> {
-        self.pool
-            .get()
-            .await?
-            .execute(
-                "UPDATE connector_webhook_seen SET publishing_until = NULL
-                 WHERE name = $1 AND key_sha256 = $2",
-                &[&name, &key_hash(key)],
-            )
-            .await?;
-        Ok(())
-    }
-
     /// The event id of `key` (chosen now if it is new) and whether it was published already.
     async fn remember(&self, name: &str, key: &str) -> Result<(Uuid, bool), DbError> {
         let hash = key_hash(key);
@@ -358,14 +349,48 @@ impl Webhooks {
         Ok((row.get(0), row.get(1)))
     }
 
-    async fn mark_published(&self, name: &str, key: &str) -> Result<(), DbError> {
+    /// Takes the key for this request, unless another holds it; the lease lapses by itself.
+    /// Returns the lease's token.
+    async fn lease(&self, name: &str, key: &str) -> Result<Option<Uuid>, DbError> {
+        let token = Uuid::now_v7();
+        let leased = self
+            .pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE connector_webhook_seen
+                 SET publishing_until = now() + make_interval(secs => $4), publishing_token = $3
+                 WHERE name = $1 AND key_sha256 = $2 AND published_at IS NULL
+                   AND (publishing_until IS NULL OR publishing_until < now())",
+                &[&name, &key_hash(key), &token, &LEASE.as_secs_f64()],
+            )
+            .await?;
+        Ok((leased == 1).then_some(token))
+    }
+
+    /// Gives the key back after a failed publish, so the sender's retry need not wait.
+    async fn release(&self, name: &str, key: &str, token: Uuid) -> Result<(), DbError> {
         self.pool
             .get()
             .await?
             .execute(
-                "UPDATE connector_webhook_seen SET published_at = now()
-                 WHERE name = $1 AND key_sha256 = $2",
-                &[&name, &key_hash(key)],
+                "UPDATE connector_webhook_seen SET publishing_until = NULL, publishing_token = NULL
+                 WHERE name = $1 AND key_sha256 = $2 AND publishing_token = $3",
+                &[&name, &key_hash(key), &token],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_published(&self, name: &str, key: &str, token: Uuid) -> Result<(), DbError> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE connector_webhook_seen
+                 SET published_at = now(), publishing_until = NULL, publishing_token = NULL
+                 WHERE name = $1 AND key_sha256 = $2 AND publishing_token = $3",
+                &[&name, &key_hash(key), &token],
             )
             .await?;
         Ok(())
