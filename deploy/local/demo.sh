@@ -64,7 +64,8 @@ paygov_secret=$LIENTHONG_DATA_DIR/paygov.secret
 LIENTHONG_PAYGOV_WEBHOOK_SECRET=$(cat "$paygov_secret")
 export LIENTHONG_PAYGOV_WEBHOOK_SECRET
 # The civil-status software is also identified by its client certificate (registered once).
-if ! "$bin" systems credentials demo-civil-status | grep -q certificate; then
+# (grep reads everything: `grep -q` would close the pipe early on the CLI)
+if ! "$bin" systems credentials demo-civil-status | grep certificate >/dev/null; then
   "$bin" systems cert demo-civil-status --file "$tls/demo-civil-status.pem"
 fi
 
@@ -111,7 +112,7 @@ curl -fs --cacert "$tls/ca.pem" "https://$http/metrics" | grep -E '^lienthong_(e
 echo "-- lienthong quarantine list --limit 1"
 "$bin" quarantine list --limit 1
 echo "-- lienthong quarantine show <id> (the sealed request, opened; the read is recorded)"
-"$bin" quarantine show "$("$bin" quarantine list --limit 1 | sed -n 's/^#\([0-9]*\) .*/\1/p')" | head -n 8
+"$bin" quarantine show "$("$bin" quarantine list --limit 1 | sed -n 's/^#\([0-9]*\) .*/\1/p')" | sed -n '1,8p'
 echo "-- lienthong systems rights demo-civil-status"
 "$bin" systems rights demo-civil-status
 echo "-- lienthong systems list"

@@ -134,7 +134,11 @@ impl Admin {
             reply_event_type: sink.and_then(|s| s.reply.as_ref().map(|o| o.event_type.clone())),
             failure_event_type: sink.and_then(|s| s.failure.as_ref().map(|o| o.event_type.clone())),
             desired,
-            state: overall(desired, &workers),
+            // A webhook source has no worker: every process's HTTP listener takes its callbacks.
+            state: match &manifest.spec {
+                Spec::WebhookSource(_) => desired.as_str().to_uppercase(),
+                Spec::Sink(_) => overall(desired, &workers),
+            },
             workers,
             dead_letters,
             dead_letter_topic: dead_letter_topic(&self.kafka, &manifest.name),
