@@ -85,20 +85,17 @@ async fn wait_for_reports(
     what: &str,
     done: impl Fn(&[state::WorkerReport]) -> bool,
 ) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    common::eventually(what, async || {
         let reports = state::workers(&env.pool, Some(CONNECTOR))
             .await
             .expect("reports");
         if done(&reports) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{reports:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {reports:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -318,21 +315,17 @@ async fn a_refused_event_is_dead_lettered_with_its_error_headers_and_the_failure
         1,
         "the replay carries the event's idempotency key"
     );
-    let deadline = Instant::now() + WAIT;
-    let outcome = loop {
+    let outcome = common::eventually("the replay recorded", async || {
         let letters = state::dead_letters(&env.pool, CONNECTOR, true)
             .await
             .expect("dead letters");
-        if let Some(outcome) = letters
+        letters
             .iter()
             .find(|d| d.id == letter.id)
             .and_then(|d| d.replay_outcome.clone())
-        {
-            break outcome;
-        }
-        assert!(Instant::now() < deadline, "the replay was not recorded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            .ok_or_else(|| format!("{letters:?}"))
+    })
+    .await;
     assert_eq!(outcome, "delivered");
     assert!(
         state::dead_letters(&env.pool, CONNECTOR, false)
@@ -381,19 +374,19 @@ async fn a_failed_connector_shows_failed_until_an_operator_restarts_it_fixed() {
     let get = || GetConnectorRequest {
         name: CONNECTOR.into(),
     };
-    let deadline = Instant::now() + WAIT;
-    let failed = loop {
+    let failed = common::eventually("the connector shown FAILED", async || {
         let view = admin
             .get_connector(get())
             .await
             .expect("status")
             .into_inner();
         if view.state == "FAILED" {
-            break view;
+            Ok(view)
+        } else {
+            Err(format!("{view:?}"))
         }
-        assert!(Instant::now() < deadline, "never shown FAILED: {view:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     let error = &failed.workers[0].last_error;
     assert!(
         error.contains("civil-status.token"),
@@ -418,23 +411,20 @@ async fn a_failed_connector_shows_failed_until_an_operator_restarts_it_fixed() {
         .restart_connector(restart)
         .await
         .expect("restart asked");
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let running = common::eventually("RUNNING after the restart", async || {
         let view = admin
             .get_connector(get())
             .await
             .expect("status")
             .into_inner();
         if view.state == "RUNNING" {
-            assert!(view.workers[0].restarts >= 1, "the restart is counted");
-            break;
+            Ok(view)
+        } else {
+            Err(format!("{view:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "never RUNNING after the restart: {view:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert!(running.workers[0].restarts >= 1, "the restart is counted");
     let actor: String = env
         .pool
         .get()
@@ -868,8 +858,7 @@ async fn manifest_changes_apply_without_restarting_the_hub() {
     )
     .expect("manifest broken");
     let metrics_url = format!("http://{}/metrics", hub.http_addr);
-    let deadline = Instant::now() + WAIT;
-    loop {
+    common::eventually("the broken manifest noticed", async || {
         let metrics = reqwest::get(&metrics_url)
             .await
             .expect("metrics")
@@ -877,14 +866,12 @@ async fn manifest_changes_apply_without_restarting_the_hub() {
             .await
             .expect("text");
         if metrics.contains("lienthong_connector_manifest_problems 1") {
-            break;
+            Ok(())
+        } else {
+            Err("lienthong_connector_manifest_problems is not 1".to_owned())
         }
-        assert!(
-            Instant::now() < deadline,
-            "the broken manifest was not noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let (code, payload) = dossier();
     events
         .publish(publish_request(&code, &payload))
@@ -1084,8 +1071,7 @@ max_backoff_ms = 200
         .await
         .expect("published");
 
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let (rows, letters) = common::eventually("two rows and one dead letter", async || {
         let letters = state::dead_letters(&env.pool, "province-registry", false)
             .await
             .expect("dead letters");
@@ -1107,20 +1093,18 @@ max_backoff_ms = 200
             && rows.iter().any(|(code, id)| *code == first && *id == again)
             && letters.len() == 1;
         if done {
-            assert_eq!(
-                letters[0].error_class, "SqlState23514",
-                "the table's own rule, not retried"
-            );
-            assert_eq!(letters[0].attempts, 1);
-            assert!(rows.iter().any(|(code, _)| *code == second));
-            break;
+            Ok((rows, letters))
+        } else {
+            Err(format!("rows {rows:?}, dead letters {letters:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "rows {rows:?}, dead letters {letters:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(
+        letters[0].error_class, "SqlState23514",
+        "the table's own rule, not retried"
+    );
+    assert_eq!(letters[0].attempts, 1);
+    assert!(rows.iter().any(|(code, _)| *code == second));
     hub.shutdown().await.expect("clean shutdown");
 }
 

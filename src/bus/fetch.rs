@@ -64,17 +64,7 @@ pub async fn fetch(
         while Instant::now() < deadline {
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(message)) if message.offset() == offset => {
-                    return Ok(Some(Received {
-                        topic: message.topic().to_owned(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        key: message
-                            .key()
-                            .and_then(|k| std::str::from_utf8(k).ok())
-                            .map(str::to_owned),
-                        payload: message.payload().unwrap_or_default().to_vec(),
-                        headers: super::envelope::header_map(message.headers()),
-                    }));
+                    return Ok(Some(Received::from_message(&message)));
                 }
                 // Past it (compacted away) or at the end: it is not there.
                 Some(Ok(message)) if message.offset() > offset => return Ok(None),

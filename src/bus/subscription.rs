@@ -17,7 +17,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
+use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +44,23 @@ pub struct Received {
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
+}
+
+impl Received {
+    /// A consumed record, copied out of librdkafka's buffer.
+    pub(super) fn from_message<M: Message>(message: &M) -> Self {
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(str::to_owned),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers: super::envelope::header_map(message.headers()),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,17 +278,7 @@ impl Worker {
                 }
                 message = self.consumer.recv(), if room => match message {
                     Ok(message) => {
-                        let received = Received {
-                            topic: message.topic().to_owned(),
-                            partition: message.partition(),
-                            offset: message.offset(),
-                            key: message
-                                .key()
-                                .and_then(|k| std::str::from_utf8(k).ok())
-                                .map(str::to_owned),
-                            payload: message.payload().unwrap_or_default().to_vec(),
-                            headers: super::envelope::header_map(message.headers()),
-                        };
+                        let received = Received::from_message(&message);
                         drop(message);
                         // A revocation seen while polling applies before this record is tracked,
                         // or it would be forgotten with the partition's older deliveries.

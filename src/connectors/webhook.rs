@@ -309,16 +309,9 @@ impl Webhooks {
             Ok(_) => {}
             Err(PublishError::Rejected(rejected)) => {
                 self.count(name, "refused");
-                let said: Vec<String> = rejected
-                    .violations
-                    .iter()
-                    .take(5)
-                    .map(|v| format!("{} {}: {}", v.pointer, v.rule, v.message))
-                    .collect();
                 return Err(WebhookError::Unprocessable(format!(
-                    "the event was refused (quarantine #{}): {}",
-                    rejected.quarantine_id,
-                    said.join("; ")
+                    "the event was refused ({})",
+                    rejected.summary()
                 )));
             }
             Err(error) => {

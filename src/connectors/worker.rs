@@ -531,16 +531,9 @@ impl Worker {
             {
                 Ok(_) => return Ok(Ok(())),
                 Err(PublishError::Rejected(rejected)) => {
-                    let said: Vec<String> = rejected
-                        .violations
-                        .iter()
-                        .take(5)
-                        .map(|v| format!("{} {}: {}", v.pointer, v.rule, v.message))
-                        .collect();
                     return Ok(Err(format!(
-                        "the {role} event was refused (quarantine #{}): {}",
-                        rejected.quarantine_id,
-                        said.join("; ")
+                        "the {role} event was refused ({})",
+                        rejected.summary()
                     )));
                 }
                 Err(PublishError::Denied(denied)) => {

@@ -45,6 +45,20 @@ pub struct Rejected {
     pub quarantine_id: i64,
 }
 
+impl Rejected {
+    /// The first violations in one line, for a connector's status and dead letters (rule
+    /// messages never quote values).
+    pub fn summary(&self) -> String {
+        let said: Vec<String> = self
+            .violations
+            .iter()
+            .take(5)
+            .map(|v| format!("{} {}: {}", v.pointer, v.rule, v.message))
+            .collect();
+        format!("quarantine #{}: {}", self.quarantine_id, said.join("; "))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("the event breaks {} rule(s)", .0.violations.len())]

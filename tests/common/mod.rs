@@ -381,3 +381,19 @@ pub async fn client_at(addr: std::net::SocketAddr, token: &str) -> Client {
         }),
     )
 }
+
+/// Polls `check` until it gives `Ok`, failing the test after [`WAIT`] with what it last
+/// said (`Err`) of the state it saw.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {seen}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

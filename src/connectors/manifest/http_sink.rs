@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Kind, KnownTypes, Manifest, Problems, Secret, Spec, check_common, check_event_type, secret,
-    toml_problem,
+    Kind, KnownTypes, Manifest, Problems, Secret, Spec, check_common, check_event_type, read_file,
+    secret,
 };
 use crate::connectors::mapping::Mapping;
 
@@ -239,13 +239,7 @@ pub(super) fn check_delivery(problems: &mut Problems<'_>, d: &DeliveryFile) -> D
 
 /// Parses an http-sink manifest; problems go to `problems`.
 pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Option<Manifest> {
-    let raw: File = match toml::from_str(problems.text) {
-        Ok(raw) => raw,
-        Err(error) => {
-            toml_problem(problems, &error);
-            return None;
-        }
-    };
+    let raw: File = read_file(problems)?;
     let common = check_common(
         problems,
         &raw.name,
@@ -316,29 +310,20 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
     let failure = check_output(problems, known, raw.failure.as_ref(), "failure");
     let delivery = check_delivery(problems, &raw.delivery);
     let (common, method, request) = (common?, method?, request?);
-    Some(Manifest {
-        file: problems.file.to_owned(),
-        name: common.name,
-        kind: Kind::HttpSink,
-        system: common.system,
-        description: raw.description,
-        purpose: common.purpose,
-        legal_basis: common.legal_basis,
-        fingerprint: super::fingerprint(problems.text),
-        spec: Spec::Sink(SinkSpec {
-            event_types,
-            start_at,
-            target: Target::Http(HttpTarget {
-                url,
-                method,
-                timeout: Duration::from_millis(raw.http.timeout_ms),
-                headers: raw.http.headers,
-                bearer,
-            }),
-            request,
-            reply,
-            failure,
-            delivery,
+    let spec = Spec::Sink(SinkSpec {
+        event_types,
+        start_at,
+        target: Target::Http(HttpTarget {
+            url,
+            method,
+            timeout: Duration::from_millis(raw.http.timeout_ms),
+            headers: raw.http.headers,
+            bearer,
         }),
-    })
+        request,
+        reply,
+        failure,
+        delivery,
+    });
+    Some(common.into_manifest(problems, Kind::HttpSink, raw.description, spec))
 }

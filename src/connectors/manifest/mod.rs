@@ -251,6 +251,40 @@ struct Head {
     kind: Spanned<Kind>,
 }
 
+/// The manifest's text as a kind's file structure; a TOML problem is reported and `None` given.
+fn read_file<T: serde::de::DeserializeOwned>(problems: &mut Problems<'_>) -> Option<T> {
+    match toml::from_str(problems.text) {
+        Ok(file) => Some(file),
+        Err(error) => {
+            toml_problem(problems, &error);
+            None
+        }
+    }
+}
+
+impl Common {
+    /// The manifest these common fields and a kind's `spec` make.
+    fn into_manifest(
+        self,
+        problems: &Problems<'_>,
+        kind: Kind,
+        description: String,
+        spec: Spec,
+    ) -> Manifest {
+        Manifest {
+            file: problems.file.to_owned(),
+            name: self.name,
+            kind,
+            system: self.system,
+            description,
+            purpose: self.purpose,
+            legal_basis: self.legal_basis,
+            fingerprint: fingerprint(problems.text),
+            spec,
+        }
+    }
+}
+
 /// A TOML error as a located problem; the field is the one the message quotes, if any.
 fn toml_problem(problems: &mut Problems<'_>, error: &toml::de::Error) {
     let span = error.span().unwrap_or(0..0);

@@ -11,8 +11,7 @@ use super::http_sink::{
     DeliveryFile, ReplyFile, SourceFile, Target, check_delivery, check_output, check_source,
 };
 use super::{
-    Kind, KnownTypes, Manifest, Problems, Secret, SinkSpec, Spec, check_common, secret,
-    toml_problem,
+    Kind, KnownTypes, Manifest, Problems, Secret, SinkSpec, Spec, check_common, read_file, secret,
 };
 
 /// Where a postgres-sink writes.
@@ -69,13 +68,7 @@ struct PostgresFile {
 
 /// Parses a postgres-sink manifest; problems go to `problems`.
 pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Option<Manifest> {
-    let raw: File = match toml::from_str(problems.text) {
-        Ok(raw) => raw,
-        Err(error) => {
-            toml_problem(problems, &error);
-            return None;
-        }
-    };
+    let raw: File = read_file(problems)?;
     let common = check_common(
         problems,
         &raw.name,
@@ -115,28 +108,19 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
     let failure = check_output(problems, known, raw.failure.as_ref(), "failure");
     let delivery = check_delivery(problems, &raw.delivery);
     let (common, url, row) = (common?, url?, row?);
-    Some(Manifest {
-        file: problems.file.to_owned(),
-        name: common.name,
-        kind: Kind::PostgresSink,
-        system: common.system,
-        description: raw.description,
-        purpose: common.purpose,
-        legal_basis: common.legal_basis,
-        fingerprint: super::fingerprint(problems.text),
-        spec: Spec::Sink(SinkSpec {
-            event_types,
-            start_at,
-            target: Target::Postgres(PgTarget {
-                url,
-                ca_file: pg.ca_file.clone(),
-                table: pg.table.get_ref().clone(),
-                key_columns: pg.key_columns.get_ref().clone(),
-            }),
-            request: row,
-            reply: None,
-            failure,
-            delivery,
+    let spec = Spec::Sink(SinkSpec {
+        event_types,
+        start_at,
+        target: Target::Postgres(PgTarget {
+            url,
+            ca_file: pg.ca_file.clone(),
+            table: pg.table.get_ref().clone(),
+            key_columns: pg.key_columns.get_ref().clone(),
         }),
-    })
+        request: row,
+        reply: None,
+        failure,
+        delivery,
+    });
+    Some(common.into_manifest(problems, Kind::PostgresSink, raw.description, spec))
 }

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Kind, KnownTypes, Manifest, Problems, Secret, Spec, check_common, check_event_type, secret,
-    toml_problem,
+    Kind, KnownTypes, Manifest, Problems, Secret, Spec, check_common, check_event_type, read_file,
+    secret,
 };
 use crate::connectors::mapping::Mapping;
 
@@ -70,13 +70,7 @@ struct WebhookFile {
 
 /// Parses a webhook-source manifest; problems go to `problems`.
 pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Option<Manifest> {
-    let raw: File = match toml::from_str(problems.text) {
-        Ok(raw) => raw,
-        Err(error) => {
-            toml_problem(problems, &error);
-            return None;
-        }
-    };
+    let raw: File = read_file(problems)?;
     let common = check_common(
         problems,
         &raw.name,
@@ -112,23 +106,14 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
     };
     let payload = problems.mapping(&w.payload, "webhook.payload");
     let (common, secret, dedupe_key, payload) = (common?, secret?, dedupe_key?, payload?);
-    Some(Manifest {
-        file: problems.file.to_owned(),
-        name: common.name,
-        kind: Kind::WebhookSource,
-        system: common.system,
-        description: raw.description,
-        purpose: common.purpose,
-        legal_basis: common.legal_basis,
-        fingerprint: super::fingerprint(problems.text),
-        spec: Spec::WebhookSource(WebhookSpec {
-            event_type: w.event_type.get_ref().clone(),
-            signature: w.signature,
-            header: header.clone(),
-            secret,
-            dedupe_key,
-            correlation,
-            payload,
-        }),
-    })
+    let spec = Spec::WebhookSource(WebhookSpec {
+        event_type: w.event_type.get_ref().clone(),
+        signature: w.signature,
+        header: header.clone(),
+        secret,
+        dedupe_key,
+        correlation,
+        payload,
+    });
+    Some(common.into_manifest(problems, Kind::WebhookSource, raw.description, spec))
 }
