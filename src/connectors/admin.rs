@@ -121,9 +121,7 @@ impl Admin {
             Spec::Sink(sink) => Some(sink),
             Spec::WebhookSource(_) => None,
         };
-        let dead_letters = state::dead_letters(&self.pool, &manifest.name, false)
-            .await?
-            .len();
+        let dead_letters = state::dead_letters_waiting(&self.pool, &manifest.name).await?;
         Ok(ConnectorView {
             name: manifest.name.clone(),
             kind: manifest.kind.to_string(),

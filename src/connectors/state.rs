@@ -284,6 +284,19 @@ pub async fn add_dead_letter(pool: &Pool, d: &DeadLetter) -> Result<i64, DbError
     Ok(row.get(0))
 }
 
+/// How many dead letters of `name` are not replayed yet.
+pub async fn dead_letters_waiting(pool: &Pool, name: &str) -> Result<usize, DbError> {
+    let row = pool
+        .get()
+        .await?
+        .query_one(
+            "SELECT count(*) FROM connector_dead_letter WHERE name = $1 AND replayed_at IS NULL",
+            &[&name],
+        )
+        .await?;
+    Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX))
+}
+
 /// Dead letters of `name`, newest first; replayed ones only when `all`.
 pub async fn dead_letters(pool: &Pool, name: &str, all: bool) -> Result<Vec<DeadLetter>, DbError> {
     let rows = pool
