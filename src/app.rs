@@ -23,7 +23,7 @@ use crate::api::grpc::EventApi;
 use crate::api::http::{self, HttpState};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
-use crate::connectors::admin::Admin;
+use crate::connectors::admin::{Admin, event_topics};
 use crate::connectors::manifest::{self, ManifestErrors};
 use crate::connectors::reload::{self, KnownEventTypes};
 use crate::connectors::runtime::{self, RuntimeParts};
@@ -100,6 +100,10 @@ pub struct Hub {
     access: Arc<Access>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// The connector runtime's tasks, stopped before the subscriptions they acknowledge on.
+    connectors: TaskTracker,
+    /// Ends the hub's own subscriptions, once `connectors` have stopped.
+    internal_subscriptions: CancellationToken,
     producer: Producer,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     http: JoinHandle<std::io::Result<()>>,
@@ -143,6 +147,9 @@ impl Hub {
         // Background tasks start below; if the start fails after that, this guard stops them.
         let stop_on_failure = shutdown.clone().drop_guard();
         let tracker = TaskTracker::new();
+        let connectors = TaskTracker::new();
+        let internal_subscriptions = CancellationToken::new();
+        let stop_internal_on_failure = internal_subscriptions.clone().drop_guard();
         // The access policy reads and records on connections of its own (see `Access`).
         let access_pool = db::pool(&DatabaseConfig {
             pool_max_size: ACCESS_POOL_SIZE,
@@ -182,6 +189,7 @@ impl Hub {
             metrics: metrics.clone(),
             kafka: config.kafka.clone(),
             shutdown: shutdown.clone(),
+            internal_shutdown: internal_subscriptions.clone(),
             tracker: tracker.clone(),
         }));
 
@@ -205,6 +213,7 @@ impl Hub {
             pool.clone(),
             manifests.clone(),
             config.kafka.clone(),
+            event_topics(&catalogue, &config.kafka),
             config.connectors.refresh_interval(),
         ));
         let webhooks = Arc::new(Webhooks::new(
@@ -227,7 +236,7 @@ impl Hub {
                     metrics: metrics.clone(),
                 },
                 &shutdown,
-                &tracker,
+                &connectors,
             )
             .await?;
         }
@@ -311,12 +320,15 @@ impl Hub {
         );
         tracing::info!(%grpc_addr, %http_addr, tls = config.tls.enabled(), "hub ready");
         stop_on_failure.disarm();
+        stop_internal_on_failure.disarm();
         Ok(Self {
             grpc_addr,
             http_addr,
             access: access_for_hub,
             shutdown,
             tracker,
+            connectors,
+            internal_subscriptions,
             producer,
             grpc: tokio::spawn(grpc),
             http: tokio::spawn(http),
@@ -345,6 +357,11 @@ impl Hub {
             }
         };
         let http = self.http.await?;
+        // Connector workers finish what they hold (acknowledging it) before their
+        // subscriptions end.
+        self.connectors.close();
+        self.connectors.wait().await;
+        self.internal_subscriptions.cancel();
         self.tracker.close();
         self.tracker.wait().await;
         if let Err(error) = self.producer.flush(FLUSH_TIMEOUT).await {

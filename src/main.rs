@@ -3,7 +3,31 @@
 
 use clap::Parser as _;
 
+/// The exit status of a process ended by SIGPIPE, as shells report it.
+const BROKEN_PIPE_STATUS: i32 = 128 + 13;
+
+/// Rust ignores SIGPIPE, so `println!` panics when the reader of our output has gone
+/// (`lienthong connectors list | head -1`). Restoring the signal would need unsafe code; this
+/// hook ends such a process quietly with the status a shell expects, and leaves every other
+/// panic to the default hook.
+fn end_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(BROKEN_PIPE_STATUS);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    end_quietly_on_broken_pipe();
     let cli = lienthong::cli::Cli::parse();
     lienthong::cli::run(cli)
 }

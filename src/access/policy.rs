@@ -148,6 +148,12 @@ impl Caller {
             certificate: None,
         }
     }
+
+    /// True for the hub acting for a system ([`Caller::internal`]), never for a remote caller
+    /// (authenticated by a token or a certificate).
+    pub fn is_internal(&self) -> bool {
+        self.credential.is_none() && self.certificate.is_none()
+    }
 }
 
 #[derive(Debug, Clone)]

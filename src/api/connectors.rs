@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::access::Caller;
 use crate::connectors::admin::{Admin, AdminError, ConnectorView};
+use crate::connectors::source::position::ResetError;
 use crate::connectors::state::{DeadLetter, Desired, WorkerReport};
 use crate::proto::connector_admin_server::ConnectorAdmin;
 use crate::proto::{
@@ -61,6 +62,15 @@ fn status(error: AdminError) -> Status {
             tracing::error!(error = %e, "connector administration failed");
             Status::unavailable("the hub's database did not answer; try again")
         }
+        AdminError::Position(ResetError::Db(e)) => {
+            tracing::error!(error = %e, "connector administration failed");
+            Status::unavailable("the hub's database did not answer; try again")
+        }
+        AdminError::Kafka(_) => Status::unavailable(error.to_string()),
+        AdminError::NotStopped { .. } | AdminError::Position(ResetError::Leased { .. }) => {
+            Status::failed_precondition(error.to_string())
+        }
+        AdminError::Invalid(_) => Status::invalid_argument(error.to_string()),
     }
 }
 

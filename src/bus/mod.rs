@@ -5,6 +5,7 @@
 
 pub mod envelope;
 mod fetch;
+pub mod offsets;
 mod producer;
 pub mod subscription;
 mod topics;

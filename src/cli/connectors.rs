@@ -10,8 +10,9 @@ use clap::{Subcommand, ValueEnum};
 
 use super::text::printable;
 use crate::config::Config;
-use crate::connectors::admin::{Admin, ConnectorView};
+use crate::connectors::admin::{Admin, ConnectorView, Offsets, ResetTarget, event_topics};
 use crate::connectors::manifest::{self, Manifest};
+use crate::connectors::source::describe;
 use crate::connectors::state::{DeadLetter, Desired};
 use crate::connectors::{mapping_tests, reload};
 use crate::registry::Catalogue;
@@ -52,6 +53,9 @@ pub enum ConnectorsCommand {
     /// The events a connector gave up on.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Where a connector reads next: a sink's committed offsets, a source's position.
+    #[command(subcommand)]
+    Offsets(OffsetsCommand),
     /// Check every manifest and run its mapping tests (`<name>.tests.json`); needs no hub.
     Test {
         /// Only this connector.
@@ -88,6 +92,56 @@ pub enum DlqCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OffsetsCommand {
+    /// Committed offsets and lag per partition (a sink), or the stored position (a source).
+    Get {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Move where a stopped connector reads next: to read again, or to skip.
+    Reset {
+        name: String,
+        #[command(flatten)]
+        to: ResetArgs,
+        /// Only this partition (a sink).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Who does it (recorded).
+        #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        by: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct ResetArgs {
+    /// The oldest record the broker holds (a source: the origin's beginning).
+    #[arg(long)]
+    to_earliest: bool,
+    /// After the newest record: skip everything waiting (a sink).
+    #[arg(long)]
+    to_latest: bool,
+    /// The first record at or after this time, RFC 3339 (a sink).
+    #[arg(long, value_name = "TIME")]
+    to_time: Option<DateTime<chrono::FixedOffset>>,
+    /// This offset (a sink), or this cursor (a source: an outbox's last published id).
+    #[arg(long, value_name = "OFFSET")]
+    to_offset: Option<String>,
+}
+
+impl ResetArgs {
+    fn target(self) -> ResetTarget {
+        match (self.to_time, self.to_offset) {
+            (Some(at), _) => ResetTarget::Time(at.with_timezone(&Utc)),
+            (None, Some(offset)) => ResetTarget::Offset(offset),
+            (None, None) if self.to_latest => ResetTarget::Latest,
+            (None, None) => ResetTarget::Earliest,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Action {
     name: String,
@@ -99,9 +153,12 @@ pub struct Action {
     reason: Option<String>,
 }
 
-fn manifests(config: &Config) -> anyhow::Result<Vec<Manifest>> {
-    let catalogue = Catalogue::load(&config.schemas.dir)
-        .with_context(|| format!("reading the catalogue in {}", config.schemas.dir.display()))?;
+fn catalogue(config: &Config) -> anyhow::Result<Catalogue> {
+    Catalogue::load(&config.schemas.dir)
+        .with_context(|| format!("reading the catalogue in {}", config.schemas.dir.display()))
+}
+
+fn manifests(config: &Config, catalogue: &Catalogue) -> anyhow::Result<Vec<Manifest>> {
     let known = |event_type: &str| catalogue.events.iter().any(|e| e.event_type == event_type);
     Ok(manifest::load_dir(&config.connectors.dir, &known)?)
 }
@@ -130,10 +187,12 @@ pub async fn run(command: ConnectorsCommand, config: Config) -> anyhow::Result<(
     crate::db::migrate(&pool)
         .await
         .context("preparing the database")?;
+    let catalogue = catalogue(&config)?;
     let admin = Admin::new(
         pool,
-        reload::fixed(manifests(&config)?),
+        reload::fixed(manifests(&config, &catalogue)?),
         config.kafka.clone(),
+        event_topics(&catalogue, &config.kafka),
         config.connectors.refresh_interval(),
     );
     let done = |name: &str, what: &str, by: &str| {
@@ -233,6 +292,28 @@ pub async fn run(command: ConnectorsCommand, config: Config) -> anyhow::Result<(
                 "{count} dead letter(s) of {name} will be replayed by a hub process running it; follow with `lienthong connectors dlq list {name} --all`"
             );
         }
+        ConnectorsCommand::Offsets(OffsetsCommand::Get { name, output }) => {
+            let offsets = admin.offsets(&name).await?;
+            if output == Output::Json {
+                return json(&offsets);
+            }
+            print_offsets(&offsets);
+        }
+        ConnectorsCommand::Offsets(OffsetsCommand::Reset {
+            name,
+            to,
+            partition,
+            by,
+        }) => {
+            let offsets = admin
+                .reset_offsets(&name, &to.target(), partition, &by)
+                .await?;
+            println!(
+                "{name}: offsets moved (recorded as done by {}); resume it to read from here:",
+                printable(&by)
+            );
+            print_offsets(&offsets);
+        }
         ConnectorsCommand::Test { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -244,18 +325,35 @@ fn print_status(v: &ConnectorView) {
         v.name, v.kind, v.system
     );
     println!("state        {} (operators want: {})", v.state, v.desired);
-    println!("consumes     {}", v.event_types.join(", "));
-    println!("calls        {}", v.endpoint);
+    let source = v.kind.ends_with("-source");
+    if source {
+        println!("publishes    {}", v.event_types.join(", "));
+        println!("reads        {}", v.endpoint);
+    } else {
+        println!("consumes     {}", v.event_types.join(", "));
+        println!("calls        {}", v.endpoint);
+    }
+    if let Some(stored) = &v.position {
+        println!(
+            "position     {} ({} published; moved {}; read by {})",
+            printable(&describe(&stored.position)),
+            stored.published,
+            ago(Some(stored.updated_at)),
+            stored.owner.as_deref().unwrap_or("no process now")
+        );
+    }
     if let Some(reply) = &v.reply_event_type {
         println!("publishes    {reply} (reply)");
     }
     if let Some(failure) = &v.failure_event_type {
         println!("on failure   {failure}");
     }
-    println!(
-        "dead letters {} waiting (topic {}; `lienthong connectors dlq list {}`)",
-        v.dead_letters, v.dead_letter_topic, v.name
-    );
+    if !source {
+        println!(
+            "dead letters {} waiting (topic {}; `lienthong connectors dlq list {}`)",
+            v.dead_letters, v.dead_letter_topic, v.name
+        );
+    }
     println!();
     if v.workers.is_empty() {
         println!("no hub process runs this connector now");
@@ -286,6 +384,41 @@ fn print_status(v: &ConnectorView) {
         }
         if let Some(error) = &w.last_error {
             println!("    last error: {}", printable(error));
+        }
+    }
+}
+
+fn print_offsets(o: &Offsets) {
+    if let Some(stored) = &o.position {
+        println!(
+            "{}: {} ({} published; moved {}; read by {})",
+            o.name,
+            printable(&describe(&stored.position)),
+            stored.published,
+            ago(Some(stored.updated_at)),
+            stored.owner.as_deref().unwrap_or("no process now")
+        );
+    } else if o.groups.is_empty() {
+        println!("{}: nothing read yet", o.name);
+    }
+    for group in &o.groups {
+        println!(
+            "{} (group {}, topic {})",
+            group.event_type, group.group, group.topic
+        );
+        println!(
+            "  {:>9} {:>12} {:>12} {:>12} {:>8}",
+            "PARTITION", "COMMITTED", "EARLIEST", "END", "LAG"
+        );
+        for p in &group.partitions {
+            println!(
+                "  {:>9} {:>12} {:>12} {:>12} {:>8}",
+                p.partition,
+                p.committed.map_or("-".to_owned(), |c| c.to_string()),
+                p.low,
+                p.high,
+                p.lag()
+            );
         }
     }
 }
@@ -326,7 +459,7 @@ fn print_dead_letter(d: &DeadLetter, whole: bool) {
 }
 
 fn test(config: &Config, only: Option<&str>) -> anyhow::Result<()> {
-    let manifests = manifests(config)?;
+    let manifests = manifests(config, &catalogue(config)?)?;
     if let Some(name) = only
         && !manifests.iter().any(|m| m.name == name)
     {

@@ -2,18 +2,24 @@
 //! service: views joining the manifests with every process's report, and the actions (pause,
 //! resume, stop, restart, replay), each recorded with who did it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
 use super::manifest::{Manifest, Spec};
 use super::reload::ManifestSet;
 use super::runtime::dead_letter_topic;
+use super::source::position::{self, Stored};
+use super::source::position::{Position, ResetError};
 use super::state::{self, DeadLetter, Desired, WorkerReport};
+use crate::bus::offsets::{self, OffsetsError, PartitionOffsets, ResetTo};
 use crate::config::KafkaConfig;
 use crate::db::DbError;
+use crate::events::consumer_group;
+use crate::registry::Catalogue;
 
 /// A report older than this many refresh intervals comes from a process that is gone.
 const STALE_INTERVALS: u32 = 5;
@@ -26,6 +32,65 @@ pub enum AdminError {
     Unknown { name: String, known: String },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Kafka(#[from] OffsetsError),
+    #[error(
+        "{name} is {state}: stop it first (lienthong connectors stop {name}) and wait until \
+         status shows no worker running, so no process reads while its offsets move"
+    )]
+    NotStopped { name: String, state: String },
+    #[error(transparent)]
+    Position(#[from] ResetError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where a sink's consumer groups are, per event type, or where a polling source is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offsets {
+    pub name: String,
+    pub groups: Vec<GroupOffsets>,
+    pub position: Option<Stored>,
+}
+
+/// One event type's consumer group of a sink.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupOffsets {
+    pub event_type: String,
+    pub group: String,
+    pub topic: String,
+    pub partitions: Vec<PartitionOffsets>,
+}
+
+/// Where an offsets reset moves a connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetTarget {
+    Earliest,
+    Latest,
+    /// A sink: the first record at or after this time.
+    Time(DateTime<Utc>),
+    /// A sink: this offset on every chosen partition. A source: this cursor (an outbox's id).
+    Offset(String),
+}
+
+impl std::fmt::Display for ResetTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResetTarget::Earliest => f.write_str("--to-earliest"),
+            ResetTarget::Latest => f.write_str("--to-latest"),
+            ResetTarget::Time(at) => write!(f, "--to-time {}", at.to_rfc3339()),
+            ResetTarget::Offset(offset) => write!(f, "--to-offset {offset}"),
+        }
+    }
+}
+
+/// The full topic name of each event type of the catalogue.
+pub fn event_topics(catalogue: &Catalogue, kafka: &KafkaConfig) -> HashMap<String, String> {
+    catalogue
+        .events
+        .iter()
+        .map(|e| (e.event_type.clone(), kafka.topic(&e.topic)))
+        .collect()
 }
 
 /// One connector as operators see it.
@@ -47,6 +112,8 @@ pub struct ConnectorView {
     pub workers: Vec<WorkerReport>,
     /// Dead letters not yet replayed.
     pub dead_letters: usize,
+    /// A polling source's stored position.
+    pub position: Option<Stored>,
     pub dead_letter_topic: String,
 }
 
@@ -54,6 +121,8 @@ pub struct Admin {
     pool: Pool,
     manifests: ManifestSet,
     kafka: KafkaConfig,
+    /// The topic of each event type.
+    topics: HashMap<String, String>,
     stale: chrono::Duration,
 }
 
@@ -65,7 +134,15 @@ fn overall(want: Desired, live: &[WorkerReport]) -> String {
     }
     match want {
         Desired::Running if live.is_empty() => "UNASSIGNED",
-        Desired::Running if live.iter().all(|w| w.state == "RUNNING") => "RUNNING",
+        // A polling source runs on one process; the others stand by.
+        Desired::Running
+            if live.iter().any(|w| w.state == "RUNNING")
+                && live
+                    .iter()
+                    .all(|w| matches!(w.state.as_str(), "RUNNING" | "STANDBY")) =>
+        {
+            "RUNNING"
+        }
         Desired::Running => "STARTING",
         Desired::Paused => "PAUSED",
         Desired::Stopped => "STOPPED",
@@ -74,12 +151,19 @@ fn overall(want: Desired, live: &[WorkerReport]) -> String {
 }
 
 impl Admin {
-    pub fn new(pool: Pool, manifests: ManifestSet, kafka: KafkaConfig, refresh: Duration) -> Self {
+    pub fn new(
+        pool: Pool,
+        manifests: ManifestSet,
+        kafka: KafkaConfig,
+        topics: HashMap<String, String>,
+        refresh: Duration,
+    ) -> Self {
         let stale = (refresh * STALE_INTERVALS).max(MIN_STALE);
         Self {
             pool,
             manifests,
             kafka,
+            topics,
             stale: chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::MAX),
         }
     }
@@ -119,7 +203,11 @@ impl Admin {
             .collect();
         let sink = match &manifest.spec {
             Spec::Sink(sink) => Some(sink),
-            Spec::WebhookSource(_) => None,
+            Spec::WebhookSource(_) | Spec::Source(_) => None,
+        };
+        let position = match &manifest.spec {
+            Spec::Source(_) => position::stored(&self.pool, &manifest.name).await?,
+            Spec::Sink(_) | Spec::WebhookSource(_) => None,
         };
         let dead_letters = state::dead_letters_waiting(&self.pool, &manifest.name).await?;
         Ok(ConnectorView {
@@ -135,10 +223,11 @@ impl Admin {
             // A webhook source has no worker: every process's HTTP listener takes its callbacks.
             state: match &manifest.spec {
                 Spec::WebhookSource(_) => desired.as_str().to_uppercase(),
-                Spec::Sink(_) => overall(desired, &workers),
+                Spec::Sink(_) | Spec::Source(_) => overall(desired, &workers),
             },
             workers,
             dead_letters,
+            position,
             dead_letter_topic: dead_letter_topic(&self.kafka, &manifest.name),
         })
     }
@@ -209,5 +298,122 @@ impl Admin {
     ) -> Result<u64, AdminError> {
         self.manifest(name)?;
         Ok(state::request_replay(&self.pool, name, ids, actor).await?)
+    }
+
+    /// The consumer groups of a sink (one per event type) with their topics.
+    fn groups(&self, manifest: &Manifest) -> Vec<(String, String, String)> {
+        manifest
+            .event_types()
+            .into_iter()
+            .filter_map(|event_type| {
+                let topic = self.topics.get(&event_type)?.clone();
+                let group =
+                    consumer_group(&self.kafka, &manifest.system, &event_type, &manifest.name);
+                Some((event_type, group, topic))
+            })
+            .collect()
+    }
+
+    /// How far `name` has read: a sink's committed offsets, or a source's position.
+    pub async fn offsets(&self, name: &str) -> Result<Offsets, AdminError> {
+        let manifest = self.manifest(name)?;
+        let mut groups = Vec::new();
+        let mut stored = None;
+        match &manifest.spec {
+            Spec::Sink(_) => {
+                for (event_type, group, topic) in self.groups(&manifest) {
+                    let partitions = offsets::committed(&self.kafka, &group, &topic).await?;
+                    groups.push(GroupOffsets {
+                        event_type,
+                        group,
+                        topic,
+                        partitions,
+                    });
+                }
+            }
+            Spec::Source(_) => stored = position::stored(&self.pool, name).await?,
+            Spec::WebhookSource(_) => {}
+        }
+        Ok(Offsets {
+            name: manifest.name,
+            groups,
+            position: stored,
+        })
+    }
+
+    /// Moves where the stopped connector `name` reads next (on `partition` only, if given),
+    /// recorded with who did it.
+    pub async fn reset_offsets(
+        &self,
+        name: &str,
+        to: &ResetTarget,
+        partition: Option<i32>,
+        actor: &str,
+    ) -> Result<Offsets, AdminError> {
+        let view = self.status(name).await?;
+        let running = view
+            .workers
+            .iter()
+            .find(|w| w.state != "STOPPED")
+            .map(|w| format!("still {} on {}", w.state, w.process));
+        if view.desired != Desired::Stopped || running.is_some() {
+            return Err(AdminError::NotStopped {
+                name: view.name,
+                state: running.unwrap_or(view.state),
+            });
+        }
+        let manifest = self.manifest(name)?;
+        match &manifest.spec {
+            Spec::Sink(_) => {
+                let to = match to {
+                    ResetTarget::Earliest => ResetTo::Earliest,
+                    ResetTarget::Latest => ResetTo::Latest,
+                    ResetTarget::Time(at) => ResetTo::Time(*at),
+                    ResetTarget::Offset(offset) => {
+                        ResetTo::Offset(offset.parse().map_err(|_| {
+                            AdminError::Invalid(format!(
+                                "--to-offset: {offset:?} is not a Kafka offset (a number)"
+                            ))
+                        })?)
+                    }
+                };
+                for (_, group, topic) in self.groups(&manifest) {
+                    offsets::reset(&self.kafka, &group, &topic, to, partition).await?;
+                }
+            }
+            Spec::Source(_) => {
+                let position = match to {
+                    ResetTarget::Earliest => Position::default(),
+                    ResetTarget::Offset(cursor) => Position {
+                        cursor: Some(cursor.clone()),
+                        skip: 0,
+                    },
+                    ResetTarget::Latest | ResetTarget::Time(_) => {
+                        return Err(AdminError::Invalid(
+                            "a source's position is its origin's cursor: use --to-earliest or \
+                             --to-offset CURSOR (an outbox's last published id)"
+                                .to_owned(),
+                        ));
+                    }
+                };
+                if partition.is_some() {
+                    return Err(AdminError::Invalid(
+                        "--partition: a source has no partitions".to_owned(),
+                    ));
+                }
+                position::reset(&self.pool, name, &position).await?;
+            }
+            Spec::WebhookSource(_) => {
+                return Err(AdminError::Invalid(
+                    "a webhook source has no position: it publishes what it is sent".to_owned(),
+                ));
+            }
+        }
+        let detail = match partition {
+            Some(p) => format!("{to} --partition {p}"),
+            None => to.to_string(),
+        };
+        state::record_action(&self.pool, name, "offsets reset", actor, Some(&detail)).await?;
+        self.offsets(name).await
     }
 }

@@ -101,7 +101,7 @@ impl HttpSink {
     }
 }
 
-async fn read_answer(
+pub(super) async fn read_answer(
     mut response: reqwest::Response,
     started: Instant,
 ) -> Result<Answer, CallError> {
@@ -144,7 +144,7 @@ async fn read_answer(
     })
 }
 
-fn transport_error(error: reqwest::Error) -> CallError {
+pub(super) fn transport_error(error: reqwest::Error) -> CallError {
     let (class, retryable) = if error.is_timeout() {
         ("Timeout", true)
     } else if error.is_connect() {

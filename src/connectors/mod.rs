@@ -12,6 +12,7 @@ pub mod postgres_sink;
 pub mod reload;
 pub mod resilience;
 pub mod runtime;
+pub mod source;
 pub mod state;
 pub mod stats;
 pub mod webhook;

@@ -4,6 +4,7 @@
 //! own column types (`jsonb_populate_record`). Errors of the data (a wrong type, a constraint)
 //! are not retried; errors of the connection are.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,12 +12,12 @@ use deadpool_postgres::Pool;
 use serde_json::Value;
 
 use super::effect::{Answer, CallError};
-use super::manifest::{DeliveryPolicy, PgTarget, is_identifier};
+use super::manifest::{DeliveryPolicy, PgTarget, Secret, is_identifier};
 use super::resilience::Breaker;
 use crate::config::DatabaseConfig;
 use crate::domain::Clock;
 
-/// Connections a postgres-sink holds to its target.
+/// Connections a connector holds to a provincial system's PostgreSQL.
 const POOL_SIZE: usize = 4;
 
 pub struct PgSink {
@@ -26,12 +27,33 @@ pub struct PgSink {
 }
 
 /// `"schema"."table"` from a checked `schema.table`.
-fn quoted_table(table: &str) -> String {
+pub(super) fn quoted_table(table: &str) -> String {
     table
         .split('.')
         .map(|part| format!("\"{part}\""))
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// A pool of connections to a provincial system's PostgreSQL, its connection string read from
+/// `url` now; connections open when first used. Errors name `field`, never the string.
+pub(super) fn external_pool(
+    url: &Secret,
+    ca_file: Option<&PathBuf>,
+    field: &str,
+) -> Result<Pool, String> {
+    let url = url.read().map_err(|e| format!("{field}: {e}"))?;
+    crate::db::pool(&DatabaseConfig {
+        url,
+        ca_file: ca_file.cloned(),
+        pool_max_size: POOL_SIZE,
+        ..DatabaseConfig::default()
+    })
+    // A URL error may quote the connection string: say only what kind of problem it is.
+    .map_err(|e| match e {
+        crate::db::DbError::Url(_) => format!("{field}: not a valid PostgreSQL connection string"),
+        other => format!("{field}: {other}"),
+    })
 }
 
 impl PgSink {
@@ -41,23 +63,7 @@ impl PgSink {
         delivery: &DeliveryPolicy,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
-        let url = target
-            .url
-            .read()
-            .map_err(|e| format!("postgres.url: {e}"))?;
-        let pool = crate::db::pool(&DatabaseConfig {
-            url,
-            ca_file: target.ca_file.clone(),
-            pool_max_size: POOL_SIZE,
-            ..DatabaseConfig::default()
-        })
-        // A URL error may quote the connection string: say only what kind of problem it is.
-        .map_err(|e| match e {
-            crate::db::DbError::Url(_) => {
-                "postgres.url: not a valid PostgreSQL connection string".to_owned()
-            }
-            other => format!("postgres: {other}"),
-        })?;
+        let pool = external_pool(&target.url, target.ca_file.as_ref(), "postgres.url")?;
         Ok(Self {
             pool,
             target: target.clone(),
@@ -160,7 +166,7 @@ impl PgSink {
 /// classes 21, 22, 23, 27, 44, 54, P0, and 42 but for a missing table or privilege) belong to
 /// the event or the mapping and are not retried. The others (the connection, serialization,
 /// resources, a table or GRANT not there yet) may pass on another attempt.
-fn classify(error: &tokio_postgres::Error) -> CallError {
+pub(super) fn classify(error: &tokio_postgres::Error) -> CallError {
     let code = error.code();
     let permanent = code.is_some_and(|c| {
         let deployment = matches!(c.code(), "42501" | "42P01");

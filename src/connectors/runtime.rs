@@ -13,9 +13,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use futures::future::BoxFuture;
+
 use super::effect::Effect;
-use super::manifest::{Manifest, SinkSpec, Spec};
+use super::manifest::{Manifest, SinkSpec, SourceSpec, Spec};
 use super::reload::ManifestSet;
+use super::source::SourceWorker;
 use super::state::{self, Desired, Wanted};
 use super::stats::{Stats, WorkerState};
 use super::worker::Worker;
@@ -70,9 +73,17 @@ fn process_name() -> String {
     format!("{host}:{}:{:06x}", std::process::id(), random & 0xff_ffff)
 }
 
+/// What a supervised connector does.
+enum Work {
+    /// Consumes events (its partitions spread by Kafka) and applies them to a target.
+    Sink(Arc<SinkSpec>),
+    /// Reads an origin from a stored position (one process at a time, by lease).
+    Source(Arc<SourceSpec>),
+}
+
 struct Supervised {
     manifest: Arc<Manifest>,
-    spec: Arc<SinkSpec>,
+    work: Work,
     stats: Arc<Stats>,
     /// Kept across pauses (its breaker remembers the endpoint); dropped when stopped.
     sink: std::sync::Mutex<Option<Arc<Effect>>>,
@@ -105,20 +116,18 @@ impl Reconciler {
     /// Brings the running connectors in line with `manifests`: only those whose file changed
     /// are restarted (keeping their counters); their dead-letter topics are made first.
     async fn apply(&mut self, manifests: &[Manifest]) -> Result<(), TopicError> {
-        // Sources run where their traffic arrives (webhooks: the HTTP API); sinks run here.
-        let sinks: Vec<(&Manifest, &SinkSpec)> = manifests
+        // Webhooks run where their traffic arrives (the HTTP API); sinks and polling sources
+        // run here.
+        let workers: Vec<&Manifest> = manifests
             .iter()
-            .filter_map(|manifest| match &manifest.spec {
-                Spec::Sink(spec) => Some((manifest, spec)),
-                Spec::WebhookSource(_) => None,
-            })
+            .filter(|manifest| !matches!(manifest.spec, Spec::WebhookSource(_)))
             .collect();
         let retention =
             Duration::from_secs(u64::from(self.parts.config.dead_letter_retention_days) * 86_400);
-        let new_topics: Vec<TopicSpec> = sinks
+        let new_topics: Vec<TopicSpec> = workers
             .iter()
-            .filter(|(m, _)| !self.current.contains_key(&m.name))
-            .map(|(m, _)| TopicSpec {
+            .filter(|m| matches!(m.spec, Spec::Sink(_)) && !self.current.contains_key(&m.name))
+            .map(|m| TopicSpec {
                 name: dead_letter_topic(&self.parts.kafka, &m.name),
                 partitions: DEAD_LETTER_PARTITIONS,
                 retention,
@@ -131,9 +140,9 @@ impl Reconciler {
             .current
             .iter()
             .filter(|(name, running)| {
-                !sinks
+                !workers
                     .iter()
-                    .any(|(m, _)| m.name == **name && m.fingerprint == running.fingerprint)
+                    .any(|m| m.name == **name && m.fingerprint == running.fingerprint)
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -150,13 +159,18 @@ impl Reconciler {
                 kept_stats.insert(name, running.supervised.stats.clone());
             }
         }
-        for (manifest, spec) in sinks {
+        for manifest in workers {
             if self.current.contains_key(&manifest.name) {
                 continue;
             }
+            let work = match &manifest.spec {
+                Spec::Sink(spec) => Work::Sink(Arc::new(spec.clone())),
+                Spec::Source(spec) => Work::Source(Arc::new(spec.clone())),
+                Spec::WebhookSource(_) => continue,
+            };
             let supervised = Arc::new(Supervised {
                 manifest: Arc::new(manifest.clone()),
-                spec: Arc::new(spec.clone()),
+                work,
                 stats: kept_stats.remove(&manifest.name).unwrap_or_default(),
                 sink: std::sync::Mutex::new(None),
             });
@@ -316,7 +330,7 @@ async fn supervise(
     let name = connector.manifest.name.clone();
     let mut restart_delay = FIRST_RESTART_DELAY;
     // Restarts asked for before this process started are not this process's to do.
-    let mut restarts_seen = wanted(&desired, &name).restarts;
+    let mut restarts_seen = wanted(&desired, &name).restart_marks();
     while !shutdown.is_cancelled() {
         desired.mark_unchanged();
         let now = wanted(&desired, &name);
@@ -338,23 +352,14 @@ async fn supervise(
                 changed = desired.changed() => if changed.is_err() { return },
                 () = shutdown.cancelled() => return,
             }
-            restarts_seen = wanted(&desired, &name).restarts;
+            restarts_seen = wanted(&desired, &name).restart_marks();
             continue;
         }
         connector.stats.set_state(WorkerState::Starting);
         let started = Instant::now();
-        let outcome = match sink(&connector, &parts) {
-            Ok(sink) => {
-                run_once(
-                    &connector,
-                    &parts,
-                    sink,
-                    &mut desired,
-                    &mut restarts_seen,
-                    &shutdown,
-                )
-                .await
-            }
+        let stop = shutdown.child_token();
+        let outcome = match worker(&connector, &parts, stop.clone()) {
+            Ok(run) => run_once(&connector, run, stop, &mut desired, &mut restarts_seen).await,
             Err(error) => Err(error),
         };
         let error = match outcome {
@@ -385,8 +390,8 @@ async fn supervise(
                         return;
                     }
                     let now = wanted(&desired, &name);
-                    if now.restarts != restarts_seen || now.desired != Desired::Running {
-                        restarts_seen = now.restarts;
+                    if now.restart_marks() != restarts_seen || now.desired != Desired::Running {
+                        restarts_seen = now.restart_marks();
                         restart_delay = FIRST_RESTART_DELAY;
                         break;
                     }
@@ -416,7 +421,11 @@ fn restart(connector: &Supervised, parts: &WorkerParts, name: &str) {
 }
 
 /// The connector's endpoint, built on first use (reading its secret) and kept while it runs.
-fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<Effect>, String> {
+fn sink(
+    connector: &Supervised,
+    spec: &SinkSpec,
+    parts: &WorkerParts,
+) -> Result<Arc<Effect>, String> {
     let mut kept = connector
         .sink
         .lock()
@@ -424,38 +433,67 @@ fn sink(connector: &Supervised, parts: &WorkerParts) -> Result<Arc<Effect>, Stri
     if let Some(sink) = kept.as_ref() {
         return Ok(sink.clone());
     }
-    let sink = Arc::new(Effect::new(&connector.spec, parts.clock.clone())?);
+    let sink = Arc::new(Effect::new(spec, parts.clock.clone())?);
     *kept = Some(sink.clone());
     Ok(sink)
 }
 
-/// Runs the worker until it fails, the hub shuts down (`Ok(None)`) or operators pause, stop
-/// or restart it.
-async fn run_once(
+/// The connector's worker, to run until `stop`, or the error that keeps it from starting.
+fn worker(
     connector: &Supervised,
     parts: &WorkerParts,
-    sink: Arc<Effect>,
+    stop: CancellationToken,
+) -> Result<BoxFuture<'static, Result<(), String>>, String> {
+    match &connector.work {
+        Work::Sink(spec) => {
+            let worker = Arc::new(Worker {
+                manifest: connector.manifest.clone(),
+                spec: spec.clone(),
+                events: parts.events.clone(),
+                producer: parts.producer.clone(),
+                pool: parts.pool.clone(),
+                kafka: parts.kafka.clone(),
+                sink: sink(connector, spec, parts)?,
+                clock: parts.clock.clone(),
+                stats: connector.stats.clone(),
+                metrics: parts.metrics.clone(),
+                dlq_topic: parts.dlq_topic.clone(),
+                process: parts.process.clone(),
+                refresh: parts.refresh,
+            });
+            Ok(Box::pin(async move {
+                worker.run(stop).await.map_err(|e| e.to_string())
+            }))
+        }
+        Work::Source(spec) => {
+            let worker = SourceWorker {
+                manifest: connector.manifest.clone(),
+                spec: spec.clone(),
+                events: parts.events.clone(),
+                pool: parts.pool.clone(),
+                clock: parts.clock.clone(),
+                stats: connector.stats.clone(),
+                metrics: parts.metrics.clone(),
+                process: parts.process.clone(),
+            };
+            Ok(Box::pin(async move {
+                let outcome = worker.run(stop).await.map_err(|e| e.to_string());
+                worker.stats.set_reading(None);
+                outcome
+            }))
+        }
+    }
+}
+
+/// Runs the worker until it fails, the hub shuts down (`Ok(None)`) or operators pause, stop
+/// or restart it (then `stop` is cancelled and the worker awaited).
+async fn run_once(
+    connector: &Supervised,
+    run: BoxFuture<'static, Result<(), String>>,
+    stop: CancellationToken,
     desired: &mut watch::Receiver<HashMap<String, Wanted>>,
-    restarts_seen: &mut i64,
-    shutdown: &CancellationToken,
+    restarts_seen: &mut (i64, i64),
 ) -> Result<Option<Told>, String> {
-    let worker = Arc::new(Worker {
-        manifest: connector.manifest.clone(),
-        spec: connector.spec.clone(),
-        events: parts.events.clone(),
-        producer: parts.producer.clone(),
-        pool: parts.pool.clone(),
-        kafka: parts.kafka.clone(),
-        sink,
-        clock: parts.clock.clone(),
-        stats: connector.stats.clone(),
-        metrics: parts.metrics.clone(),
-        dlq_topic: parts.dlq_topic.clone(),
-        process: parts.process.clone(),
-        refresh: parts.refresh,
-    });
-    let stop = shutdown.child_token();
-    let run = worker.run(stop.clone());
     tokio::pin!(run);
     let name = connector.manifest.name.clone();
     let told = async {
@@ -467,20 +505,19 @@ async fn run_once(
             if now.desired != Desired::Running {
                 return Told::Hold;
             }
-            if now.restarts != *restarts_seen {
-                *restarts_seen = now.restarts;
-                // This worker runs: it has not failed, so `--only-failed` passes it by.
-                if !now.only_failed {
-                    return Told::Restart;
-                }
+            // This worker runs: it has not failed, so `--only-failed` passes it by.
+            let full = now.restarts != restarts_seen.0;
+            *restarts_seen = now.restart_marks();
+            if full {
+                return Told::Restart;
             }
         }
     };
     tokio::select! {
-        outcome = &mut run => outcome.map(|()| None).map_err(|e| e.to_string()),
+        outcome = &mut run => outcome.map(|()| None),
         told = told => {
             stop.cancel();
-            run.await.map_err(|e| e.to_string())?;
+            run.await?;
             Ok(Some(told))
         }
     }

@@ -79,14 +79,39 @@ pub async fn set_desired(
     Ok(())
 }
 
+/// Records an operator's action that changes no state row (an offsets reset, say).
+pub async fn record_action(
+    pool: &Pool,
+    name: &str,
+    action: &str,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<(), DbError> {
+    pool.get()
+        .await?
+        .execute(
+            "INSERT INTO connector_action (name, action, actor, detail) VALUES ($1, $2, $3, $4)",
+            &[&name, &action, &actor, &detail],
+        )
+        .await?;
+    Ok(())
+}
+
 /// What operators set for one connector: its state, and how many restarts they asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Wanted {
     pub desired: Desired,
     /// Moves by one per `connectors restart`; a process restarts its worker when it moves.
     pub restarts: i64,
-    /// The last restart asked only failed workers to restart.
-    pub only_failed: bool,
+    /// Moves by one per `connectors restart --only-failed`; only a failed worker restarts.
+    pub failed_restarts: i64,
+}
+
+impl Wanted {
+    /// Both restart counters: a failed worker restarts when either moves.
+    pub fn restart_marks(&self) -> (i64, i64) {
+        (self.restarts, self.failed_restarts)
+    }
 }
 
 /// What operators set for every connector that has a row.
@@ -95,7 +120,8 @@ pub async fn wanted_states(pool: &Pool) -> Result<HashMap<String, Wanted>, DbErr
         .get()
         .await?
         .query(
-            "SELECT name, desired, restarts_requested, restart_only_failed FROM connector_state",
+            "SELECT name, desired, restarts_requested, failed_restarts_requested
+             FROM connector_state",
             &[],
         )
         .await?;
@@ -105,7 +131,7 @@ pub async fn wanted_states(pool: &Pool) -> Result<HashMap<String, Wanted>, DbErr
             let wanted = Wanted {
                 desired: row.get::<_, &str>(1).parse().ok()?,
                 restarts: row.get(2),
-                only_failed: row.get(3),
+                failed_restarts: row.get(3),
             };
             Some((row.get(0), wanted))
         })
@@ -124,10 +150,12 @@ pub async fn request_restart(
     let tx = client.transaction().await?;
     tx.execute(
         "INSERT INTO connector_state (name, desired, changed_by, restarts_requested,
-             restart_only_failed)
-         VALUES ($1, 'running', $2, 1, $3)
-         ON CONFLICT (name) DO UPDATE SET restarts_requested =
-             connector_state.restarts_requested + 1, restart_only_failed = $3",
+             failed_restarts_requested)
+         VALUES ($1, 'running', $2, CASE WHEN $3 THEN 0 ELSE 1 END, CASE WHEN $3 THEN 1 ELSE 0 END)
+         ON CONFLICT (name) DO UPDATE SET
+             restarts_requested = connector_state.restarts_requested + EXCLUDED.restarts_requested,
+             failed_restarts_requested = connector_state.failed_restarts_requested
+                 + EXCLUDED.failed_restarts_requested",
         &[&name, &actor, &only_failed],
     )
     .await?;

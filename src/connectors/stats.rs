@@ -49,6 +49,8 @@ const LATENCY_WINDOW: usize = 512;
 pub enum WorkerState {
     Starting,
     Running,
+    /// A polling source's worker while another process reads the source.
+    Standby,
     Paused,
     Stopped,
     /// Ended with an error; restarted after a backoff unless an operator stops it.
@@ -60,6 +62,7 @@ impl WorkerState {
         match self {
             WorkerState::Starting => "STARTING",
             WorkerState::Running => "RUNNING",
+            WorkerState::Standby => "STANDBY",
             WorkerState::Paused => "PAUSED",
             WorkerState::Stopped => "STOPPED",
             WorkerState::Failed => "FAILED",
@@ -80,6 +83,8 @@ struct Inner {
     latencies: VecDeque<Duration>,
     /// What the worker's subscriptions hold, per event type.
     assignments: Vec<(String, Arc<Assignment>)>,
+    /// A polling source's position, or `standby`, shown instead of partitions.
+    reading: Option<String>,
 }
 
 #[derive(Debug)]
@@ -101,6 +106,7 @@ impl Default for Stats {
                 last_error: None,
                 latencies: VecDeque::with_capacity(LATENCY_WINDOW),
                 assignments: Vec::new(),
+                reading: None,
             }),
         }
     }
@@ -120,8 +126,9 @@ impl Stats {
         self.inner().assignments = assignments;
     }
 
-    pub fn state(&self) -> WorkerState {
-        self.inner().state
+    /// Where a polling source reads now (`None` when it is not running).
+    pub fn set_reading(&self, reading: Option<String>) {
+        self.inner().reading = reading;
     }
 
     pub fn delivered(&self, at: DateTime<Utc>, latency: Duration) {
@@ -171,7 +178,10 @@ impl Stats {
             name: name.to_owned(),
             process: process.to_owned(),
             state: inner.state.as_str().to_owned(),
-            partitions: partitions(&inner.assignments),
+            partitions: inner
+                .reading
+                .clone()
+                .unwrap_or_else(|| partitions(&inner.assignments)),
             delivered: inner.delivered,
             failed_attempts: inner.failed_attempts,
             dead_lettered: inner.dead_lettered,

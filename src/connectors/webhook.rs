@@ -141,7 +141,7 @@ fn hooks(manifests: &[Manifest]) -> HashMap<String, Hook> {
                 };
                 Some((manifest.name.clone(), hook))
             }
-            Spec::Sink(_) => None,
+            Spec::Sink(_) | Spec::Source(_) => None,
         })
         .collect()
 }

@@ -124,6 +124,7 @@ pub struct Events {
     kafka: KafkaConfig,
     subscriptions: Mutex<HashMap<Uuid, (SystemId, Subscription)>>,
     shutdown: CancellationToken,
+    internal_shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -137,8 +138,26 @@ pub struct EventsParts {
     pub quarantine: Quarantine,
     pub metrics: Arc<Metrics>,
     pub kafka: KafkaConfig,
+    /// Ends remote callers' subscriptions.
     pub shutdown: CancellationToken,
+    /// Ends the hub's own subscriptions (its connectors'): cancelled after the connector
+    /// workers stopped, so what they finish in their grace period is still acknowledged.
+    pub internal_shutdown: CancellationToken,
     pub tracker: TaskTracker,
+}
+
+/// The Kafka group of `system`'s subscription `group` to `event_type`. One group per system,
+/// name and event type: types sharing a topic keep their own offsets.
+pub fn consumer_group(
+    kafka: &KafkaConfig,
+    system: &SystemId,
+    event_type: &str,
+    group: &str,
+) -> String {
+    format!(
+        "{}lienthong.{system}.{event_type}.{group}",
+        kafka.topic_prefix
+    )
 }
 
 impl Events {
@@ -154,6 +173,7 @@ impl Events {
             kafka: parts.kafka,
             subscriptions: Mutex::new(HashMap::new()),
             shutdown: parts.shutdown,
+            internal_shutdown: parts.internal_shutdown,
             tracker: parts.tracker,
         }
     }
@@ -193,15 +213,15 @@ impl Events {
             0 => DEFAULT_MAX_UNACKNOWLEDGED,
             n => n.min(MAX_UNACKNOWLEDGED_LIMIT),
         };
-        // One group per system, name and event type: types sharing a topic keep their own offsets.
-        let group = format!(
-            "{}lienthong.{}.{}.{}",
-            self.kafka.topic_prefix, caller.system, input.event_type, input.group
-        );
+        let group = consumer_group(&self.kafka, &caller.system, &input.event_type, &input.group);
         // Counting and inserting under one lock: two concurrent calls cannot both take the last
         // slot. Opening a consumer does not block (librdkafka connects in the background).
         let id = Uuid::now_v7();
-        let ended = self.shutdown.child_token();
+        let ended = if caller.is_internal() {
+            self.internal_shutdown.child_token()
+        } else {
+            self.shutdown.child_token()
+        };
         let (deliveries, assignment) = {
             let mut subscriptions = self
                 .subscriptions

@@ -114,17 +114,27 @@ struct HttpFile {
     auth: Option<AuthFile>,
 }
 
+/// The fields that say where an HTTP connector calls and how it proves who it is, as read
+/// from whichever table holds them (serde's `flatten` would lose their line numbers).
+pub(super) struct Endpoint<'a> {
+    pub url: &'a Spanned<String>,
+    pub url_env: Option<&'a String>,
+    pub timeout_ms: u64,
+    pub headers: &'a BTreeMap<String, String>,
+    pub auth: Option<&'a AuthFile>,
+}
+
 fn default_method() -> Spanned<String> {
     Spanned::new(0..0, "POST".to_owned())
 }
 
-fn default_timeout_ms() -> u64 {
+pub(super) fn default_timeout_ms() -> u64 {
     10_000
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuthFile {
+pub(super) struct AuthFile {
     /// `bearer`: `Authorization: Bearer <secret>`.
     scheme: Spanned<String>,
     token_env: Option<String>,
@@ -237,6 +247,62 @@ pub(super) fn check_delivery(problems: &mut Problems<'_>, d: &DeliveryFile) -> D
     }
 }
 
+/// An HTTP endpoint (the URL, from the environment when `url_env` is set, and the bearer
+/// token's secret), checked; `table` is the manifest table it sits in, for the field names.
+pub(super) fn check_endpoint(
+    problems: &mut Problems<'_>,
+    table: &str,
+    endpoint: Endpoint<'_>,
+) -> (String, Option<Secret>) {
+    let url = endpoint
+        .url_env
+        .and_then(|var| std::env::var(var).ok())
+        .unwrap_or_else(|| endpoint.url.get_ref().clone());
+    match reqwest::Url::parse(&url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+        _ => problems.add(
+            &endpoint.url.span(),
+            &format!("{table}.url"),
+            "must be an http:// or https:// URL",
+        ),
+    }
+    let bearer = endpoint.auth.and_then(|auth| {
+        if auth.scheme.get_ref() != "bearer" {
+            problems.add(
+                &auth.scheme.span(),
+                &format!("{table}.auth.scheme"),
+                "must be \"bearer\"",
+            );
+        }
+        secret(
+            problems,
+            &auth.scheme.span(),
+            &format!("{table}.auth"),
+            auth.token_env.as_ref(),
+            auth.token_file.as_ref(),
+        )
+    });
+    for (name, value) in endpoint.headers {
+        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_str(value).is_ok();
+        if !valid {
+            problems.add(
+                &endpoint.url.span(),
+                &format!("{table}.headers.{name}"),
+                "is not a valid HTTP header name and value",
+            );
+        }
+    }
+    if endpoint.timeout_ms == 0 {
+        problems.add(
+            &endpoint.url.span(),
+            &format!("{table}.timeout_ms"),
+            "must be above 0",
+        );
+    }
+    (url, bearer)
+}
+
 /// Parses an http-sink manifest; problems go to `problems`.
 pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Option<Manifest> {
     let raw: File = read_file(problems)?;
@@ -248,20 +314,14 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         &raw.legal_basis,
     );
     let (event_types, start_at) = check_source(problems, known, &raw.source);
-    let url = raw
-        .http
-        .url_env
-        .as_deref()
-        .and_then(|var| std::env::var(var).ok())
-        .unwrap_or_else(|| raw.http.url.get_ref().clone());
-    match reqwest::Url::parse(&url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
-        _ => problems.add(
-            &raw.http.url.span(),
-            "http.url",
-            "must be an http:// or https:// URL",
-        ),
-    }
+    let endpoint = Endpoint {
+        url: &raw.http.url,
+        url_env: raw.http.url_env.as_ref(),
+        timeout_ms: raw.http.timeout_ms,
+        headers: &raw.http.headers,
+        auth: raw.http.auth.as_ref(),
+    };
+    let (url, bearer) = check_endpoint(problems, "http", endpoint);
     let method = match raw.http.method.get_ref().as_str() {
         "POST" => Some(reqwest::Method::POST),
         "PUT" => Some(reqwest::Method::PUT),
@@ -275,36 +335,6 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
             None
         }
     };
-    let bearer = raw.http.auth.as_ref().and_then(|auth| {
-        if auth.scheme.get_ref() != "bearer" {
-            problems.add(
-                &auth.scheme.span(),
-                "http.auth.scheme",
-                "must be \"bearer\"",
-            );
-        }
-        secret(
-            problems,
-            &auth.scheme.span(),
-            "http.auth",
-            auth.token_env.as_ref(),
-            auth.token_file.as_ref(),
-        )
-    });
-    for (name, value) in &raw.http.headers {
-        let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
-            && reqwest::header::HeaderValue::from_str(value).is_ok();
-        if !valid {
-            problems.add(
-                &raw.http.url.span(),
-                &format!("http.headers.{name}"),
-                "is not a valid HTTP header name and value",
-            );
-        }
-    }
-    if raw.http.timeout_ms == 0 {
-        problems.add(&raw.http.url.span(), "http.timeout_ms", "must be above 0");
-    }
     let request = problems.mapping(&raw.request, "request");
     let reply = check_output(problems, known, raw.reply.as_ref(), "reply");
     let failure = check_output(problems, known, raw.failure.as_ref(), "failure");

@@ -11,10 +11,12 @@ use toml::Spanned;
 
 mod http_sink;
 mod postgres_sink;
+mod source;
 mod webhook;
 
 pub use http_sink::{DeliveryPolicy, HttpTarget, Output, SinkSpec, StartAt, Target};
 pub use postgres_sink::{PgTarget, is_identifier};
+pub use source::{Origin, OutboxTable, PollTarget, SourceSpec};
 pub use webhook::{Signature, WebhookSpec};
 
 use super::mapping::{Mapping, MappingError};
@@ -60,6 +62,10 @@ pub enum Kind {
     PostgresSink,
     /// Receives signed HTTP callbacks and publishes each once as an event.
     WebhookSource,
+    /// Reads an HTTP API page by page with a stored cursor and publishes each new record.
+    HttpPollSource,
+    /// Reads a provincial system's transactional outbox table in order and publishes each row.
+    PostgresOutboxSource,
 }
 
 impl fmt::Display for Kind {
@@ -68,6 +74,8 @@ impl fmt::Display for Kind {
             Kind::HttpSink => "http-sink",
             Kind::PostgresSink => "postgres-sink",
             Kind::WebhookSource => "webhook-source",
+            Kind::HttpPollSource => "http-poll-source",
+            Kind::PostgresOutboxSource => "postgres-outbox-source",
         })
     }
 }
@@ -134,6 +142,8 @@ fn fingerprint(text: &str) -> [u8; 32] {
 pub enum Spec {
     Sink(SinkSpec),
     WebhookSource(WebhookSpec),
+    /// A polling source: one hub process at a time reads, from a stored position.
+    Source(SourceSpec),
 }
 
 impl Manifest {
@@ -142,6 +152,7 @@ impl Manifest {
         match &self.spec {
             Spec::Sink(sink) => sink.event_types.clone(),
             Spec::WebhookSource(webhook) => vec![webhook.event_type.clone()],
+            Spec::Source(source) => vec![source.event_type.clone()],
         }
     }
 
@@ -153,6 +164,10 @@ impl Manifest {
                 Target::Postgres(pg) => format!("UPSERT {} (PostgreSQL)", pg.table),
             },
             Spec::WebhookSource(_) => format!("POST {}", webhook_path(&self.name)),
+            Spec::Source(source) => match &source.origin {
+                Origin::Http(poll) => format!("GET {}", shown_url(&poll.url)),
+                Origin::Outbox(outbox) => format!("OUTBOX {} (PostgreSQL)", outbox.table),
+            },
         }
     }
 
@@ -165,6 +180,13 @@ impl Manifest {
             (Spec::WebhookSource(webhook), "payload") => Some(&webhook.payload),
             (Spec::WebhookSource(webhook), "dedupe_key") => Some(&webhook.dedupe_key),
             (Spec::WebhookSource(webhook), "correlation") => webhook.correlation.as_ref(),
+            (Spec::Source(source), "payload") => Some(&source.payload),
+            (Spec::Source(source), "correlation") => source.correlation.as_ref(),
+            (Spec::Source(source), "records" | "next_cursor") => match &source.origin {
+                Origin::Http(poll) if which == "records" => Some(&poll.records),
+                Origin::Http(poll) => Some(&poll.next_cursor),
+                Origin::Outbox(_) => None,
+            },
             _ => None,
         }
     }
@@ -174,7 +196,7 @@ impl Manifest {
         match &self.spec {
             Spec::Sink(sink) if matches!(sink.target, Target::Postgres(_)) => "row",
             Spec::Sink(_) => "request",
-            Spec::WebhookSource(_) => "payload",
+            Spec::WebhookSource(_) | Spec::Source(_) => "payload",
         }
     }
 }
@@ -440,6 +462,8 @@ pub fn parse(
         Kind::HttpSink => http_sink::parse(&mut problems, known),
         Kind::PostgresSink => postgres_sink::parse(&mut problems, known),
         Kind::WebhookSource => webhook::parse(&mut problems, known),
+        Kind::HttpPollSource => source::parse_http(&mut problems, known),
+        Kind::PostgresOutboxSource => source::parse_outbox(&mut problems, known),
     };
     match parsed {
         Some(manifest) if problems.found.is_empty() => Ok(manifest),
@@ -626,6 +650,90 @@ payload = "{id: .body.transaction_id}"
             (found[0].line, found[0].field.as_str()),
             (11, "webhook.secret"),
             "{found:?}"
+        );
+    }
+
+    const OUTBOX: &str = r#"
+name = "province-outbox"
+kind = "postgres-outbox-source"
+system = "one-stop-48"
+purpose = "civil-registration"
+legal_basis = "Decree 63/2024/ND-CP"
+
+[publish]
+event_type = "birth.dossier-submitted"
+correlation = ".dossier_code"
+payload = ".record.payload"
+
+[outbox]
+url_env = "PROVINCE_DB"
+table = "province.outbox"
+"#;
+
+    #[test]
+    fn an_outbox_source_loads_with_defaults_and_its_problems_are_named() {
+        let file = Path::new("province-outbox.toml");
+        let manifest = parse(file, OUTBOX, &known).unwrap();
+        assert_eq!(manifest.kind, Kind::PostgresOutboxSource);
+        assert_eq!(manifest.endpoint(), "OUTBOX province.outbox (PostgreSQL)");
+        let Spec::Source(source) = &manifest.spec else {
+            panic!("not a source")
+        };
+        let Origin::Outbox(outbox) = &source.origin else {
+            panic!("not an outbox")
+        };
+        assert_eq!(outbox.position_column, "id");
+        assert_eq!((source.batch, source.interval.as_millis()), (100, 5000));
+        assert!(manifest.mapping("payload").is_some());
+        let broken = OUTBOX
+            .replace("table = \"province.outbox\"", "table = \"Province.Outbox\"")
+            .replace("\"birth.dossier-submitted\"", "\"death.nothing\"")
+            .replace("url_env = \"PROVINCE_DB\"\n", "");
+        let found = parse(file, &broken, &known).unwrap_err();
+        let located: Vec<(usize, &str)> =
+            found.iter().map(|p| (p.line, p.field.as_str())).collect();
+        assert_eq!(
+            located,
+            [
+                (9, "publish.event_type"),
+                (14, "outbox.url"),
+                (14, "outbox.table")
+            ],
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_http_poll_source_needs_its_record_and_cursor_mappings() {
+        let text = r#"
+name = "province-changes"
+kind = "http-poll-source"
+system = "one-stop-48"
+purpose = "civil-registration"
+legal_basis = "Decree 63/2024/ND-CP"
+
+[publish]
+event_type = "birth.dossier-submitted"
+payload = ".record"
+
+[poll]
+url = "http://127.0.0.1:9/changes"
+records = ".items"
+next_cursor = ".next"
+interval_ms = 10
+"#;
+        let file = Path::new("province-changes.toml");
+        let found = parse(file, text, &known).unwrap_err();
+        assert_eq!(found[0].field, "poll.interval_ms", "{found:?}");
+        let manifest = parse(file, &text.replace("interval_ms = 10", ""), &known).unwrap();
+        assert_eq!(manifest.endpoint(), "GET http://127.0.0.1:9/changes");
+        assert!(manifest.mapping("records").is_some());
+        assert!(manifest.mapping("next_cursor").is_some());
+        let missing = text.replace("next_cursor = \".next\"\n", "");
+        let found = parse(file, &missing, &known).unwrap_err();
+        assert!(
+            found[0].problem.contains("next_cursor"),
+            "a missing field is named: {found:?}"
         );
     }
 }
