@@ -24,3 +24,7 @@ CREATE TABLE connector_source_position (
 -- interval by an only-failed one must still restart every worker.
 ALTER TABLE connector_state ADD COLUMN failed_restarts_requested BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE connector_state DROP COLUMN restart_only_failed;
+
+-- The manifest each process's worker runs (the start of its SHA-256), so `connectors reload`
+-- can tell when every process has picked a change up.
+ALTER TABLE connector_worker ADD COLUMN manifest_version TEXT NOT NULL DEFAULT '';

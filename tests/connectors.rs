@@ -12,7 +12,6 @@ use common::receiver::Receiver;
 use common::{PURPOSE, TestEnv, WAIT, client, dossier, publish_request};
 use lienthong::access::Direction;
 use lienthong::connectors::state::{self, Desired};
-use lienthong::proto::connector_admin_client::ConnectorAdminClient;
 use lienthong::proto::{
     GetConnectorRequest, ReplayDeadLettersRequest, RestartConnectorRequest, StartFrom,
     SubscribeRequest,
@@ -282,7 +281,7 @@ async fn a_refused_event_is_dead_lettered_with_its_error_headers_and_the_failure
 
     // The cause is fixed (the endpoint now accepts it): an operator replays the dead letter.
     let operator = env.operator_token("ops-console").await;
-    let mut admin = admin_client(&hub, &operator).await;
+    let mut admin = common::admin_client(&hub, &operator).await;
     let replay = ReplayDeadLettersRequest {
         name: CONNECTOR.into(),
         ids: vec![letter.id],
@@ -337,29 +336,6 @@ async fn a_refused_event_is_dead_lettered_with_its_error_headers_and_the_failure
     hub.shutdown().await.expect("clean shutdown");
 }
 
-async fn admin_client(
-    hub: &lienthong::app::Hub,
-    token: &str,
-) -> ConnectorAdminClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        impl tonic::service::Interceptor + use<>,
-    >,
-> {
-    hub.access_caught_up().await.expect("access policy read");
-    let bearer: tonic::metadata::MetadataValue<_> =
-        format!("Bearer {token}").parse().expect("header");
-    ConnectorAdminClient::with_interceptor(
-        common::channel(hub).await,
-        move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok(request)
-        },
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_connector_shows_failed_until_an_operator_restarts_it_fixed() {
     let env = TestEnv::new("conn_restart").await;
@@ -370,7 +346,7 @@ async fn a_failed_connector_shows_failed_until_an_operator_restarts_it_fixed() {
     let operator = env.operator_token("ops-console").await;
     let member = env.token("one-stop-48").await;
     let hub = env.start_hub().await;
-    let mut admin = admin_client(&hub, &operator).await;
+    let mut admin = common::admin_client(&hub, &operator).await;
     let get = || GetConnectorRequest {
         name: CONNECTOR.into(),
     };
@@ -394,7 +370,7 @@ async fn a_failed_connector_shows_failed_until_an_operator_restarts_it_fixed() {
     );
 
     // Not an operator: refused.
-    let mut member_admin = admin_client(&hub, &member).await;
+    let mut member_admin = common::admin_client(&hub, &member).await;
     let refused = member_admin
         .get_connector(get())
         .await
@@ -840,7 +816,16 @@ async fn manifest_changes_apply_without_restarting_the_hub() {
         .trim_matches('"')
         .to_owned();
     std::fs::write(&file, text.replace(&first_url, &second_url)).expect("manifest changed");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // What `connectors reload` waits for: every process on the new version.
+    let admin = env.admin();
+    common::eventually("the change rolled out", async || {
+        let rollout = admin.rollout().await.expect("rollout");
+        match rollout.as_slice() {
+            [r] if r.processes == 1 && r.behind.is_empty() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     let (code, payload) = dossier();
     events
         .publish(publish_request(&code, &payload))

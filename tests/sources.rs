@@ -16,12 +16,9 @@ use axum::http::StatusCode;
 use common::receiver::Receiver;
 use common::{EVENT_TYPE, PURPOSE, TestEnv, client, dossier, publish_request, subscribe_request};
 use lienthong::access::Direction;
-use lienthong::connectors::admin::{Admin, AdminError, ResetTarget, event_topics};
-use lienthong::connectors::manifest;
-use lienthong::connectors::reload;
+use lienthong::connectors::admin::{AdminError, ResetTarget};
 use lienthong::connectors::state::{self, Desired};
-use lienthong::proto::Delivery;
-use lienthong::registry::Catalogue;
+use lienthong::proto::{Delivery, GetOffsetsRequest, ResetOffsetsRequest, reset_offsets_request};
 use serde_json::{Value, json};
 
 const SYSTEM: &str = "one-stop-48-outbox";
@@ -50,19 +47,6 @@ async fn nothing_more(stream: &mut tonic::Streaming<Delivery>, quiet: Duration) 
             .map(|e| e.correlation_id);
         panic!("nothing more was expected, got {code:?}");
     }
-}
-
-fn admin(env: &TestEnv) -> Admin {
-    let catalogue = Catalogue::load(&env.config.schemas.dir).expect("catalogue");
-    let known = |t: &str| catalogue.events.iter().any(|e| e.event_type == t);
-    let manifests = manifest::load_dir(&env.config.connectors.dir, &known).expect("manifests");
-    Admin::new(
-        env.pool.clone(),
-        reload::fixed(manifests),
-        env.config.kafka.clone(),
-        event_topics(&catalogue, &env.config.kafka),
-        env.config.connectors.refresh_interval(),
-    )
 }
 
 /// Waits until the reports on connector `name` satisfy `done`.
@@ -181,7 +165,7 @@ async fn an_outbox_is_published_in_order_once_waiting_for_open_transactions_and_
         s == ["RUNNING", "STANDBY"]
     })
     .await;
-    let view = admin(&env).status(OUTBOX).await.expect("status");
+    let view = env.admin().status(OUTBOX).await.expect("status");
     assert_eq!(view.state, "RUNNING", "one leads, one stands by: running");
 
     let mut events = client(&second, Some(&reader)).await;
@@ -234,7 +218,7 @@ async fn an_outbox_is_published_in_order_once_waiting_for_open_transactions_and_
     );
     nothing_more(&mut stream, Duration::from_secs(2)).await;
 
-    let admin = admin(&env);
+    let admin = env.admin();
     let offsets = admin.offsets(OUTBOX).await.expect("offsets");
     let stored = offsets.position.expect("a stored position");
     assert_eq!(stored.published, 8, "each row published once");
@@ -396,7 +380,8 @@ interval_ms = 200
         "a 503 is retried, then pages follow the cursor"
     );
     common::eventually("the cursor stored", async || {
-        let stored = admin(&env)
+        let stored = env
+            .admin()
             .offsets("province-changes")
             .await
             .expect("offsets");
@@ -407,7 +392,8 @@ interval_ms = 200
     })
     .await;
     common::eventually("the retried failure in status", async || {
-        let status = admin(&env)
+        let status = env
+            .admin()
             .status("province-changes")
             .await
             .expect("status");
@@ -480,7 +466,7 @@ url = "{url}"
             .expect("published");
     }
     receiver.wait_for("three calls", |c| c.len() >= 3).await;
-    let admin = admin(&env);
+    let admin = env.admin();
     let refused = admin
         .reset_offsets("registrar", &ResetTarget::Earliest, None, "operator-an")
         .await;
@@ -510,12 +496,29 @@ url = "{url}"
 
     // `--to-time` is not tested here: Tansu 0.6.0 answers a ListOffsets by timestamp with
     // offset 0 whatever the time (Kafka answers the first offset at or after it).
-    let moved = admin
-        .reset_offsets("registrar", &ResetTarget::Earliest, None, "operator-an")
+    // Over gRPC, as a console would: the operator system and the person are recorded.
+    let operator = env.operator_token("ops-console").await;
+    let mut consoles = common::admin_client(&hub, &operator).await;
+    let moved = consoles
+        .reset_offsets(ResetOffsetsRequest {
+            name: "registrar".into(),
+            to: Some(reset_offsets_request::To::Earliest(true)),
+            partition: None,
+            by: "operator-an".into(),
+        })
         .await
-        .expect("reset to the earliest");
-    let lag: i64 = moved.groups[0].partitions.iter().map(|p| p.lag()).sum();
+        .expect("reset to the earliest")
+        .into_inner();
+    let lag: i64 = moved.groups[0].partitions.iter().map(|p| p.lag).sum();
     assert_eq!(lag, 3, "everything to read again: {moved:?}");
+    let read = consoles
+        .get_offsets(GetOffsetsRequest {
+            name: "registrar".into(),
+        })
+        .await
+        .expect("offsets")
+        .into_inner();
+    assert_eq!(read, moved);
     state::set_desired(
         &env.pool,
         "registrar",
@@ -539,7 +542,8 @@ url = "{url}"
         .await
         .expect("connection")
         .query_one(
-            "SELECT count(*) FROM connector_action WHERE name = 'registrar' AND action = 'offsets reset'",
+            "SELECT count(*) FROM connector_action WHERE name = 'registrar'
+             AND action = 'offsets reset' AND actor = 'ops-console/operator-an'",
             &[],
         )
         .await

@@ -8,15 +8,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::access::Caller;
-use crate::connectors::admin::{Admin, AdminError, ConnectorView};
-use crate::connectors::source::position::ResetError;
+use crate::connectors::admin::{Admin, AdminError, ConnectorView, Offsets, ResetTarget};
+use crate::connectors::source::position::{ResetError, Stored};
 use crate::connectors::state::{DeadLetter, Desired, WorkerReport};
 use crate::proto::connector_admin_server::ConnectorAdmin;
 use crate::proto::{
-    self, Connector, DesiredState, GetConnectorRequest, ListConnectorsRequest,
+    self, Connector, DesiredState, GetConnectorRequest, GetOffsetsRequest, ListConnectorsRequest,
     ListConnectorsResponse, ListDeadLettersRequest, ListDeadLettersResponse,
-    ReplayDeadLettersRequest, ReplayDeadLettersResponse, RestartConnectorRequest,
-    SetConnectorStateRequest,
+    ReplayDeadLettersRequest, ReplayDeadLettersResponse, ResetOffsetsRequest,
+    RestartConnectorRequest, SetConnectorStateRequest, reset_offsets_request,
 };
 
 pub struct ConnectorAdminApi {
@@ -120,6 +120,61 @@ fn connector(v: ConnectorView) -> Connector {
         workers: v.workers.into_iter().map(worker).collect(),
         dead_letters: u32::try_from(v.dead_letters).unwrap_or(u32::MAX),
         dead_letter_topic: v.dead_letter_topic,
+        position: v.position.map(source_position),
+    }
+}
+
+fn source_position(stored: Stored) -> proto::SourcePosition {
+    proto::SourcePosition {
+        cursor: stored.position.cursor.unwrap_or_default(),
+        skip: stored.position.skip,
+        owner: stored.owner.unwrap_or_default(),
+        published: stored.published,
+        updated_at: time(Some(stored.updated_at)),
+    }
+}
+
+fn offsets(o: Offsets) -> proto::ConnectorOffsets {
+    proto::ConnectorOffsets {
+        name: o.name,
+        groups: o
+            .groups
+            .into_iter()
+            .map(|g| proto::GroupOffsets {
+                event_type: g.event_type,
+                group: g.group,
+                topic: g.topic,
+                partitions: g
+                    .partitions
+                    .iter()
+                    .map(|p| proto::PartitionOffsets {
+                        partition: p.partition,
+                        committed: p.committed,
+                        earliest: p.low,
+                        end: p.high,
+                        lag: p.lag(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        position: o.position.map(source_position),
+    }
+}
+
+/// Where a reset request moves the connector.
+fn reset_target(to: Option<reset_offsets_request::To>) -> Result<ResetTarget, Status> {
+    match to {
+        Some(reset_offsets_request::To::Earliest(true)) => Ok(ResetTarget::Earliest),
+        Some(reset_offsets_request::To::Latest(true)) => Ok(ResetTarget::Latest),
+        Some(reset_offsets_request::To::Time(text)) => DateTime::parse_from_rfc3339(&text)
+            .map(|at| ResetTarget::Time(at.with_timezone(&Utc)))
+            .map_err(|_| Status::invalid_argument("time: must be an RFC 3339 time")),
+        Some(reset_offsets_request::To::Offset(offset)) if !offset.is_empty() => {
+            Ok(ResetTarget::Offset(offset))
+        }
+        _ => Err(Status::invalid_argument(
+            "to: one of earliest, latest, time or offset",
+        )),
     }
 }
 
@@ -246,5 +301,34 @@ impl ConnectorAdmin for ConnectorAdminApi {
             .await
             .map_err(status)?;
         Ok(Response::new(ReplayDeadLettersResponse { requested }))
+    }
+
+    async fn get_offsets(
+        &self,
+        request: Request<GetOffsetsRequest>,
+    ) -> Result<Response<proto::ConnectorOffsets>, Status> {
+        operator(&request)?;
+        let found = self
+            .admin
+            .offsets(&request.into_inner().name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(offsets(found)))
+    }
+
+    async fn reset_offsets(
+        &self,
+        request: Request<ResetOffsetsRequest>,
+    ) -> Result<Response<proto::ConnectorOffsets>, Status> {
+        let caller = operator(&request)?;
+        let request = request.into_inner();
+        let actor = actor(&caller, &request.by)?;
+        let to = reset_target(request.to)?;
+        let moved = self
+            .admin
+            .reset_offsets(&request.name, &to, request.partition, &actor)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(offsets(moved)))
     }
 }

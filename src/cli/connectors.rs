@@ -56,6 +56,13 @@ pub enum ConnectorsCommand {
     /// Where a connector reads next: a sink's committed offsets, a source's position.
     #[command(subcommand)]
     Offsets(OffsetsCommand),
+    /// Check the manifests in the connectors directory, then wait until every hub process
+    /// runs them (processes re-read the directory every `connectors.reload_interval_ms`).
+    Reload {
+        /// How long to wait for the processes.
+        #[arg(long, default_value_t = 30)]
+        wait_secs: u64,
+    },
     /// Check every manifest and run its mapping tests (`<name>.tests.json`); needs no hub.
     Test {
         /// Only this connector.
@@ -314,6 +321,7 @@ pub async fn run(command: ConnectorsCommand, config: Config) -> anyhow::Result<(
             );
             print_offsets(&offsets);
         }
+        ConnectorsCommand::Reload { wait_secs } => reload_and_wait(&admin, wait_secs).await?,
         ConnectorsCommand::Test { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -386,6 +394,46 @@ fn print_status(v: &ConnectorView) {
             println!("    last error: {}", printable(error));
         }
     }
+}
+
+/// Waits until every process runs the manifests as they are on disk; fails if some do not
+/// within `wait_secs`.
+async fn reload_and_wait(admin: &Admin, wait_secs: u64) -> anyhow::Result<()> {
+    println!("the manifests are valid; waiting for the hub processes to run them");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+    let rollout = loop {
+        let rollout = admin.rollout().await?;
+        let done = rollout.iter().all(|r| r.behind.is_empty());
+        if done || std::time::Instant::now() >= deadline {
+            break rollout;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    println!(
+        "{:<24} {:<13} {:>9}  BEHIND",
+        "NAME", "VERSION", "PROCESSES"
+    );
+    for r in &rollout {
+        println!(
+            "{:<24} {:<13} {:>9}  {}",
+            r.name,
+            r.version,
+            r.processes,
+            if r.behind.is_empty() {
+                "-".to_owned()
+            } else {
+                r.behind.join(", ")
+            }
+        );
+    }
+    let behind: usize = rollout.iter().map(|r| r.behind.len()).sum();
+    if behind > 0 {
+        bail!(
+            "{behind} worker(s) still run an older manifest after {wait_secs}s: is the directory \
+             the same on every machine, and does `lienthong serve` log a manifest problem?"
+        );
+    }
+    Ok(())
 }
 
 fn print_offsets(o: &Offsets) {

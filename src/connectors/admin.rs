@@ -416,4 +416,43 @@ impl Admin {
         state::record_action(&self.pool, name, "offsets reset", actor, Some(&detail)).await?;
         self.offsets(name).await
     }
+
+    /// For each connector run by workers, the processes not yet running its manifest as it
+    /// is in this admin's set (they re-read the directory at an interval).
+    pub async fn rollout(&self) -> Result<Vec<Rollout>, AdminError> {
+        let manifests = self.manifests.borrow().clone();
+        let mut rollout = Vec::new();
+        for view in self.list().await? {
+            let Some(manifest) = manifests.iter().find(|m| m.name == view.name) else {
+                continue;
+            };
+            if matches!(manifest.spec, Spec::WebhookSource(_)) {
+                continue;
+            }
+            let version = manifest.version();
+            rollout.push(Rollout {
+                behind: view
+                    .workers
+                    .iter()
+                    .filter(|w| w.manifest_version != version)
+                    .map(|w| w.process.clone())
+                    .collect(),
+                processes: view.workers.len(),
+                name: view.name,
+                version,
+            });
+        }
+        Ok(rollout)
+    }
+}
+
+/// How far a manifest change has reached the hub processes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    pub name: String,
+    pub version: String,
+    /// Live processes running the connector.
+    pub processes: usize,
+    /// Those of them still on another version.
+    pub behind: Vec<String>,
 }

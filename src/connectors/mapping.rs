@@ -75,10 +75,6 @@ impl Mapping {
         })
     }
 
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// Runs the program on `input`; it must give exactly one value.
     pub fn apply(&self, input: &Value) -> Result<Value, MappingError> {
         let input: Val = serde_json::from_value(input.clone())

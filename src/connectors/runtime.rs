@@ -551,6 +551,7 @@ async fn report(
             let mut report = connector
                 .stats
                 .report(&connector.manifest.name, &process, breaker);
+            report.manifest_version = connector.manifest.version();
             if stopping {
                 report.state = "GONE".to_owned();
             }

@@ -190,6 +190,8 @@ pub struct WorkerReport {
     pub last_error: Option<String>,
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    /// The manifest the worker runs ([`Manifest::version`](super::manifest::Manifest::version)).
+    pub manifest_version: String,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -199,12 +201,13 @@ pub async fn report(pool: &Pool, r: &WorkerReport) -> Result<(), DbError> {
         .execute(
             "INSERT INTO connector_worker (name, process, state, partitions, delivered,
                  failed_attempts, dead_lettered, restarts, breaker, last_success_at,
-                 last_failure_at, last_error, latency_p50_ms, latency_p99_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 last_failure_at, last_error, latency_p50_ms, latency_p99_ms, manifest_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (name, process) DO UPDATE SET state = $3, partitions = $4,
                  delivered = $5, failed_attempts = $6, dead_lettered = $7, restarts = $8,
                  breaker = $9, last_success_at = $10, last_failure_at = $11, last_error = $12,
-                 latency_p50_ms = $13, latency_p99_ms = $14, updated_at = now()",
+                 latency_p50_ms = $13, latency_p99_ms = $14, manifest_version = $15,
+                 updated_at = now()",
             &[
                 &r.name,
                 &r.process,
@@ -220,6 +223,7 @@ pub async fn report(pool: &Pool, r: &WorkerReport) -> Result<(), DbError> {
                 &r.last_error,
                 &r.latency_p50_ms,
                 &r.latency_p99_ms,
+                &r.manifest_version,
             ],
         )
         .await?;
@@ -234,7 +238,7 @@ pub async fn workers(pool: &Pool, name: Option<&str>) -> Result<Vec<WorkerReport
         .query(
             "SELECT name, process, state, partitions, delivered, failed_attempts, dead_lettered,
                     restarts, breaker, last_success_at, last_failure_at, last_error,
-                    latency_p50_ms, latency_p99_ms, updated_at
+                    latency_p50_ms, latency_p99_ms, updated_at, manifest_version
              FROM connector_worker WHERE $1::text IS NULL OR name = $1
              ORDER BY name, updated_at DESC",
             &[&name],
@@ -258,6 +262,7 @@ pub async fn workers(pool: &Pool, name: Option<&str>) -> Result<Vec<WorkerReport
             latency_p50_ms: row.get(12),
             latency_p99_ms: row.get(13),
             updated_at: row.get(14),
+            manifest_version: row.get(15),
         })
         .collect())
 }

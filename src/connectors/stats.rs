@@ -192,6 +192,7 @@ impl Stats {
             last_error: inner.last_error.clone(),
             latency_p50_ms: percentile(0.5),
             latency_p99_ms: percentile(0.99),
+            manifest_version: String::new(),
             updated_at: None,
         }
     }

@@ -103,6 +103,22 @@ impl TestEnv {
         Self { config, pool }
     }
 
+    /// What operators use, over the manifests now in the test's connectors directory.
+    pub fn admin(&self) -> lienthong::connectors::admin::Admin {
+        use lienthong::connectors::{admin, manifest, reload};
+        let catalogue =
+            lienthong::registry::Catalogue::load(&self.config.schemas.dir).expect("catalogue");
+        let known = |t: &str| catalogue.events.iter().any(|e| e.event_type == t);
+        let manifests = manifest::load_dir(&self.config.connectors.dir, &known).expect("manifests");
+        admin::Admin::new(
+            self.pool.clone(),
+            reload::fixed(manifests),
+            self.config.kafka.clone(),
+            admin::event_topics(&catalogue, &self.config.kafka),
+            self.config.connectors.refresh_interval(),
+        )
+    }
+
     pub async fn start_hub(&self) -> Hub {
         Hub::start(self.config.clone())
             .await
@@ -396,4 +412,27 @@ pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T,
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A `ConnectorAdmin` client presenting `token`, once the hub enforces the access policy.
+pub async fn admin_client(
+    hub: &Hub,
+    token: &str,
+) -> lienthong::proto::connector_admin_client::ConnectorAdminClient<
+    tonic::service::interceptor::InterceptedService<
+        Channel,
+        impl tonic::service::Interceptor + use<>,
+    >,
+> {
+    hub.access_caught_up().await.expect("access policy read");
+    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
+    lienthong::proto::connector_admin_client::ConnectorAdminClient::with_interceptor(
+        channel(hub).await,
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        },
+    )
 }

@@ -131,6 +131,14 @@ pub struct Manifest {
     pub fingerprint: [u8; 32],
 }
 
+impl Manifest {
+    /// The start of the manifest's SHA-256, in hex: enough to tell two versions of a file apart
+    /// in status and in `connectors reload`.
+    pub fn version(&self) -> String {
+        hex::encode(&self.fingerprint[..6])
+    }
+}
+
 /// The fingerprint of a manifest's text.
 fn fingerprint(text: &str) -> [u8; 32] {
     use sha2::Digest as _;
