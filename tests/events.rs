@@ -793,6 +793,32 @@ async fn a_birth_certificate_is_published_before_any_dossier_exists() {
     hub.shutdown().await.expect("clean shutdown");
 }
 
+/// Opens a streaming subscription of `group` through `client`; the sender carries the
+/// acknowledgements.
+async fn open_stream(
+    client: &mut common::Client,
+    group: &str,
+) -> (
+    tokio::sync::mpsc::Sender<lienthong::proto::StreamingSubscribeRequest>,
+    tonic::Streaming<lienthong::proto::Delivery>,
+) {
+    use lienthong::proto::StreamingSubscribeRequest;
+    use lienthong::proto::streaming_subscribe_request::Request as Streaming;
+    let (requests, receiver) = tokio::sync::mpsc::channel(4);
+    requests
+        .send(StreamingSubscribeRequest {
+            request: Some(Streaming::Open(subscribe_request(group))),
+        })
+        .await
+        .expect("open sent");
+    let stream = client
+        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    (requests, stream)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledgements_on_the_stream_reach_the_right_process_behind_one_address() {
     use lienthong::proto::streaming_subscribe_request::Request as Streaming;
@@ -835,16 +861,7 @@ async fn acknowledgements_on_the_stream_reach_the_right_process_behind_one_addre
     drop(stream);
 
     // On the stream itself, the acknowledgement always reaches the process that holds it.
-    let open = |group: &str| StreamingSubscribeRequest {
-        request: Some(Streaming::Open(subscribe_request(group))),
-    };
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
-    requests.send(open("together")).await.expect("open sent");
-    let mut stream = first
-        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .expect("subscribed")
-        .into_inner();
+    let (requests, mut stream) = open_stream(&mut first, "together").await;
     let delivery = next(&mut stream).await;
     assert_eq!(
         delivery
@@ -876,13 +893,7 @@ async fn acknowledgements_on_the_stream_reach_the_right_process_behind_one_addre
         .publish(publish_request(&later, &later_payload))
         .await
         .expect("published");
-    let (requests, receiver) = tokio::sync::mpsc::channel(4);
-    requests.send(open("together")).await.expect("open sent");
-    let mut stream = second
-        .streaming_subscribe(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .expect("subscribed")
-        .into_inner();
+    let (_requests, mut stream) = open_stream(&mut second, "together").await;
     let delivery = next(&mut stream).await;
     assert_eq!(
         delivery

@@ -44,6 +44,9 @@ pub struct Received {
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
+    /// Which holding of its partition it was read in ([`Assignment::holds`]); 0 when read
+    /// outside a group.
+    pub generation: u64,
 }
 
 impl Received {
@@ -59,6 +62,7 @@ impl Received {
                 .map(str::to_owned),
             payload: message.payload().unwrap_or_default().to_vec(),
             headers: super::envelope::header_map(message.headers()),
+            generation: 0,
         }
     }
 }
@@ -74,27 +78,74 @@ pub enum SubscriptionError {
 }
 
 /// The partitions a subscription holds now, with each one's lag (records behind the end of the
-/// partition, as librdkafka last reported; -1 until it has).
+/// partition, as librdkafka last reported; -1 until it has) and generation: a partition
+/// revoked and assigned again gets a new one, so a record read before the revocation is told
+/// apart from the same record read again after it.
 #[derive(Debug, Default)]
 pub struct Assignment {
-    partitions: Mutex<BTreeMap<i32, i64>>,
+    inner: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    /// partition → (lag, generation)
+    partitions: BTreeMap<i32, (i64, u64)>,
+    generations: u64,
 }
 
 impl Assignment {
     /// (partition, lag) of each partition held, in order.
     pub fn snapshot(&self) -> Vec<(i32, i64)> {
-        self.lock().iter().map(|(p, lag)| (*p, *lag)).collect()
+        self.lock()
+            .partitions
+            .iter()
+            .map(|(p, (lag, _))| (*p, *lag))
+            .collect()
     }
 
-    /// True while this member holds `partition`.
-    pub fn holds(&self, partition: i32) -> bool {
-        self.lock().contains_key(&partition)
+    /// True while this member holds `partition` as it did when it read a record of
+    /// `generation`.
+    pub fn holds(&self, partition: i32, generation: u64) -> bool {
+        self.lock()
+            .partitions
+            .get(&partition)
+            .is_some_and(|(_, held)| *held == generation)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, i64>> {
-        self.partitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// The generation of `partition`'s holding now (0 when not held).
+    fn generation(&self, partition: i32) -> u64 {
+        self.lock()
+            .partitions
+            .get(&partition)
+            .map_or(0, |(_, generation)| *generation)
+    }
+
+    fn set_lag(&self, partition: i32, lag: i64) {
+        if let Some(held) = self.lock().partitions.get_mut(&partition) {
+            held.0 = lag;
+        }
+    }
+
+    fn revoke(&self, partitions: &[i32]) {
+        let mut held = self.lock();
+        for partition in partitions {
+            held.partitions.remove(partition);
+        }
+    }
+
+    fn assign(&self, partitions: impl Iterator<Item = i32>) {
+        let mut held = self.lock();
+        for partition in partitions {
+            if !held.partitions.contains_key(&partition) {
+                held.generations += 1;
+                let generation = held.generations;
+                held.partitions.insert(partition, (-1, generation));
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -278,8 +329,15 @@ impl Worker {
                 }
                 message = self.consumer.recv(), if room => match message {
                     Ok(message) => {
-                        let received = Received::from_message(&message);
+                        let mut received = Received::from_message(&message);
                         drop(message);
+                        // librdkafka drops what it fetched for a revoked partition, so a record
+                        // read now belongs to the partition's current holding.
+                        received.generation = self
+                            .consumer
+                            .context()
+                            .assignment
+                            .generation(received.partition);
                         // A revocation seen while polling applies before this record is tracked,
                         // or it would be forgotten with the partition's older deliveries.
                         self.forget_revoked();
@@ -419,9 +477,7 @@ impl ClientContext for SubscriptionContext {
             for (partition, p) in stats.partitions {
                 // librdkafka reports -1 for partitions this member does not consume.
                 if partition >= 0 && p.consumer_lag >= 0 {
-                    if let Some(lag) = self.assignment.lock().get_mut(&partition) {
-                        *lag = p.consumer_lag;
-                    }
+                    self.assignment.set_lag(partition, p.consumer_lag);
                     self.metrics
                         .consumer_lag
                         .get_or_create(&LagLabels {
@@ -440,11 +496,7 @@ impl ConsumerContext for SubscriptionContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
-            let mut held = self.assignment.lock();
-            for partition in &partitions {
-                held.remove(partition);
-            }
-            drop(held);
+            self.assignment.revoke(&partitions);
             self.revoked
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -454,17 +506,35 @@ impl ConsumerContext for SubscriptionContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            let mut held = self.assignment.lock();
-            for element in list.elements() {
-                held.entry(element.partition()).or_insert(-1);
-            }
+            self.assignment
+                .assign(list.elements().iter().map(|e| e.partition()));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Track;
+    use super::{Assignment, Track};
+
+    #[test]
+    fn a_partition_assigned_again_is_a_new_holding() {
+        let assignment = Assignment::default();
+        assignment.assign([0, 1].into_iter());
+        let first = assignment.generation(0);
+        assert!(assignment.holds(0, first));
+        assignment.revoke(&[0]);
+        assert!(!assignment.holds(0, first), "revoked");
+        assignment.assign([0].into_iter());
+        assert!(
+            !assignment.holds(0, first),
+            "a record read before the revocation is not this holding's"
+        );
+        assert!(assignment.holds(0, assignment.generation(0)));
+        assert!(
+            assignment.holds(1, assignment.generation(1)),
+            "untouched partitions keep theirs"
+        );
+    }
 
     #[test]
     fn commits_up_to_the_first_unacknowledged_delivery() {

@@ -24,6 +24,9 @@ use crate::events::{Events, NewEvent, PublishError};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ConnectorOutcomeLabels;
 
+/// How long the connectors' states read for one callback serve the next ones: a pause takes
+/// effect within this, and a burst of callbacks costs one query per interval.
+const STATES_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a request holds a callback's key while it publishes.
 const LEASE: std::time::Duration = std::time::Duration::from_secs(120);
 /// How long the publish may take: well inside the lease.
@@ -75,11 +78,16 @@ struct Hook {
 /// The webhook-source connectors by name.
 type Hooks = Arc<HashMap<String, Hook>>;
 
+/// What operators want of each connector, by name.
+type States = Arc<HashMap<String, state::Wanted>>;
+
 /// Every webhook-source connector of this hub.
 pub struct Webhooks {
     manifests: ManifestSet,
     /// The hooks of the manifest set they were made from, remade when the set changes.
     hooks: Mutex<(Arc<Vec<Manifest>>, Hooks)>,
+    /// What operators want of each connector, and when it was read.
+    states: Mutex<Option<(std::time::Instant, States)>>,
     events: Arc<Events>,
     pool: Pool,
     clock: Arc<dyn Clock>,
@@ -159,6 +167,7 @@ impl Webhooks {
         Self {
             manifests,
             hooks,
+            states: Mutex::new(None),
             events,
             pool,
             clock,
@@ -174,6 +183,23 @@ impl Webhooks {
             *cached = (set.clone(), Arc::new(hooks(&set)));
         }
         cached.1.clone()
+    }
+
+    /// What operators want of each connector, read at most every [`STATES_FRESH`].
+    async fn states(&self) -> Result<States, DbError> {
+        let cached = self
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|(read_at, _)| read_at.elapsed() < STATES_FRESH);
+        if let Some((_, states)) = cached {
+            return Ok(states);
+        }
+        let states = Arc::new(state::wanted_states(&self.pool).await?);
+        *self.states.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((std::time::Instant::now(), states.clone()));
+        Ok(states)
     }
 
     fn count(&self, name: &str, outcome: &str) {
@@ -205,7 +231,7 @@ impl Webhooks {
             self.count(name, "unauthenticated");
             return Err(WebhookError::Unauthenticated(hook.spec.header.clone()));
         }
-        let wanted = state::wanted_states(&self.pool).await?;
+        let wanted = self.states().await?;
         if wanted
             .get(name)
             .is_some_and(|w| w.desired != Desired::Running)

@@ -8,8 +8,8 @@
 //! back only its own key's later events, not the other keys'. All keys share the window of
 //! unacknowledged events (`max_in_flight`): a dossier retrying for long fills it only with
 //! its own waiting events, so size the window above the events one dossier produces at once.
-//! After a rebalance, queued events of partitions this process no longer holds are dropped
-//! unhandled: their new owner delivers them again, in order.
+//! After a rebalance, queued events of partitions this process no longer holds, or holds again
+//! since, are dropped unhandled: their partition's holder delivers them again, in order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -297,7 +297,10 @@ impl Worker {
                     // process: that one delivers it again, in order, from the committed offset.
                     let next = lanes.get_mut(&key).and_then(|waiting| {
                         while let Some((index, received)) = waiting.pop_front() {
-                            if sources[index].assignment.holds(received.partition) {
+                            if sources[index]
+                                .assignment
+                                .holds(received.partition, received.generation)
+                            {
                                 return Some((index, received));
                             }
                         }
