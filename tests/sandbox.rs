@@ -1,14 +1,27 @@
 //! The civil-status sandbox against real PostgreSQL: authenticated, idempotent per key, never
-//! two registrations (two personal ID numbers) for one dossier, and clear refusals.
+//! two registrations (two personal ID numbers) for one dossier, and clear refusals; its fault
+//! controls; and the repository's civil-status connector delivering through a one-minute outage
+//! and 30 % failures without losing or repeating a registration.
 
 mod common;
 
-use common::TestEnv;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{EVENT_TYPE, PURPOSE, TestEnv, client, dossier, publish_request};
+use lienthong::access::Direction;
+use lienthong::connectors::state;
+use lienthong::sandbox::faults::{Faults, Outage};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "sandbox-test-token-0123456789";
 
 async fn start(env: &TestEnv) -> String {
+    start_with(env, HashMap::new()).await
+}
+
+/// Starts the sandboxes with `faults`; the civil-status births URL.
+async fn start_with(env: &TestEnv, faults: HashMap<String, Faults>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let addr = listener.local_addr().expect("address");
     drop(listener);
@@ -17,6 +30,7 @@ async fn start(env: &TestEnv) -> String {
         pool,
         addr,
         TOKEN.to_owned(),
+        faults,
         std::future::pending(),
     ));
     let url = format!("http://{addr}/civil-status/v1/births");
@@ -100,4 +114,187 @@ async fn a_birth_is_registered_once_whatever_is_repeated() {
         .await
         .expect("json");
     assert_eq!(found, first);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_controls_are_set_while_running_and_refuse_bad_settings() {
+    let env = TestEnv::new("sandbox_faults").await;
+    let url = start(&env).await;
+    let base = url.replace("/civil-status/v1/births", "");
+    let http = reqwest::Client::new();
+    let set = async |system: &str, faults: Value, token: &str| {
+        let response = http
+            .put(format!("{base}/sandbox/v1/faults/{system}"))
+            .bearer_auth(token)
+            .json(&faults)
+            .send()
+            .await
+            .expect("answered");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(set("civil-status", json!({}), "wrong").await.0, 401);
+    let (status, refused) = set("civil-status", json!({"error_rate": 2}), TOKEN).await;
+    assert_eq!(status, 422);
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("error_rate")),
+        "{refused}"
+    );
+    assert_eq!(set("nowhere", json!({}), TOKEN).await.0, 404);
+
+    let (status, _) = set(
+        "civil-status",
+        json!({"error_rate": 1.0, "error_status": 500}),
+        TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, answer) = register(&url, "k-f", &birth("G22.99.08-261120-0009"), TOKEN).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (500, Some("injected_failure"))
+    );
+    let now = chrono::Utc::now();
+    let outage = json!({"outages": [{"from": now - chrono::Duration::seconds(1), "until": now + chrono::Duration::seconds(30)}]});
+    assert_eq!(set("civil-status", outage, TOKEN).await.0, 200);
+    let (status, answer) = register(&url, "k-f", &birth("G22.99.08-261120-0009"), TOKEN).await;
+    assert_eq!((status, answer["error"].as_str()), (503, Some("outage")));
+    let listed: Value = http
+        .get(format!("{base}/sandbox/v1/faults"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("listed")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        listed["civil-status"]["outages"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let registered: i64 = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query_one("SELECT count(*) FROM sandbox_civil_status.birth", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(registered, 0, "an injected failure changes nothing");
+}
+
+/// The repository's civil-status manifest as it is, pointed at the sandbox.
+async fn install_repository_connector(env: &TestEnv, url: &str) {
+    let dir = &env.config.connectors.dir;
+    std::fs::create_dir_all(dir).expect("connectors dir");
+    let token_file = dir.join("civil-status.token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/civil-status.toml"),
+    )
+    .expect("the repository's manifest")
+    .replace(
+        "url = \"http://127.0.0.1:8095/civil-status/v1/births\"",
+        &format!("url = \"{url}\""),
+    )
+    .replace("url_env = \"LIENTHONG_CIVIL_STATUS_URL\"\n", "")
+    .replace(
+        "token_env = \"LIENTHONG_CIVIL_STATUS_TOKEN\"",
+        &format!("token_file = {:?}", token_file.display().to_string()),
+    );
+    assert!(manifest.contains(url), "the test could point the manifest");
+    std::fs::write(dir.join("civil-status.toml"), manifest).expect("manifest");
+    let system = "civil-status-connector";
+    env.token(system).await;
+    env.grant(system, Direction::Subscribe, EVENT_TYPE, PURPOSE)
+        .await;
+    for reply in ["birth.civil-registration-completed", "birth.step-failed"] {
+        env.grant(system, Direction::Publish, reply, PURPOSE).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connector_rides_out_a_one_minute_outage_and_thirty_percent_failures() {
+    let env = TestEnv::new("sandbox_outage").await;
+    let now = chrono::Utc::now();
+    let faults = Faults {
+        error_rate: 0.3,
+        seed: 11,
+        outages: vec![Outage {
+            from: now,
+            until: now + chrono::Duration::seconds(60),
+        }],
+        ..Faults::default()
+    };
+    let url = start_with(&env, HashMap::from([("civil-status".to_owned(), faults)])).await;
+    install_repository_connector(&env, &url).await;
+    let publisher = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let mut events = client(&hub, Some(&publisher)).await;
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        let (code, payload) = dossier();
+        events
+            .publish(publish_request(&code, &payload))
+            .await
+            .expect("published");
+        codes.push(code);
+    }
+    let db = env.pool.get().await.expect("connection");
+    let count = async || -> (i64, i64) {
+        let row = db
+            .query_one(
+                "SELECT count(*), count(DISTINCT dossier_code) FROM sandbox_civil_status.birth",
+                &[],
+            )
+            .await
+            .expect("count");
+        (row.get(0), row.get(1))
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(count().await, (0, 0), "nothing gets through the outage");
+
+    // The outage ends after a minute; the breaker's probe finds the system back and the
+    // waiting dossiers go through, each registered once despite the failures and retries.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while count().await.0 < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "not all registered: {:?}",
+            count().await
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(count().await, (10, 10), "each dossier registered once");
+    let mut registered: Vec<String> = db
+        .query("SELECT dossier_code FROM sandbox_civil_status.birth", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    registered.sort();
+    codes.sort();
+    assert_eq!(registered, codes, "the published dossiers, none other");
+    let waiting = state::dead_letters_waiting(&env.pool, "civil-status")
+        .await
+        .expect("dead letters");
+    assert_eq!(waiting, 0, "nothing given up on");
+    common::eventually("every reply published", async || {
+        let reports = state::workers(&env.pool, Some("civil-status"))
+            .await
+            .expect("reports");
+        match reports.first() {
+            Some(w) if w.delivered == 10 && w.failed_attempts > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    hub.shutdown().await.expect("clean shutdown");
 }

@@ -215,12 +215,12 @@ pub async fn run(command: ConnectorsCommand, config: Config) -> anyhow::Result<(
                 return json(&views);
             }
             println!(
-                "{:<24} {:<14} {:<10} {:<9} {:>9} {:>12}  EVENT TYPES",
+                "{:<24} {:<22} {:<10} {:<9} {:>9} {:>12}  EVENT TYPES",
                 "NAME", "KIND", "STATE", "DESIRED", "PROCESSES", "DEAD LETTERS"
             );
             for v in views {
                 println!(
-                    "{:<24} {:<14} {:<10} {:<9} {:>9} {:>12}  {}",
+                    "{:<24} {:<22} {:<10} {:<9} {:>9} {:>12}  {}",
                     v.name,
                     v.kind,
                     v.state,

@@ -19,12 +19,20 @@ pub enum SandboxCommand {
         /// A file holding the bearer token callers must present.
         #[arg(long, env = "LIENTHONG_SANDBOX_TOKEN_FILE")]
         token_file: PathBuf,
+        /// A TOML file of faults per system (`[civil-status]` error_rate = 0.3, …); they can
+        /// also be changed while running: PUT /sandbox/v1/faults/{system}.
+        #[arg(long)]
+        faults: Option<PathBuf>,
     },
 }
 
 pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> {
     match command {
-        SandboxCommand::Serve { listen, token_file } => {
+        SandboxCommand::Serve {
+            listen,
+            token_file,
+            faults,
+        } => {
             let token = std::fs::read_to_string(&token_file)
                 .with_context(|| format!("reading the token file {}", token_file.display()))?
                 .trim()
@@ -34,8 +42,17 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
                 "the token in {} is shorter than 16 characters",
                 token_file.display()
             );
+            let faults = match faults {
+                None => Default::default(),
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    toml::from_str(&text).with_context(|| format!("{}", file.display()))?
+                }
+            };
             let pool = crate::db::pool(&config.database)?;
-            crate::sandbox::serve(pool, listen, token, crate::app::wait_for_signal()).await?;
+            crate::sandbox::serve(pool, listen, token, faults, crate::app::wait_for_signal())
+                .await?;
             Ok(())
         }
     }
