@@ -12,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
+    // The migrations are embedded at compile time: a new file must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=src/sandbox/migrations");
     let descriptors = protox::compile(protos, ["schemas/proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

@@ -298,3 +298,139 @@ async fn the_connector_rides_out_a_one_minute_outage_and_thirty_percent_failures
     .await;
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_population_database_assigns_each_number_once_logs_reads_and_records_a_death_once() {
+    let env = TestEnv::new("sandbox_population").await;
+    let base = start(&env)
+        .await
+        .replace("/civil-status/v1/births", "/population/v1");
+    let http = reqwest::Client::new();
+    let call = async |request: reqwest::RequestBuilder| -> (u16, Value) {
+        let response = request.bearer_auth(TOKEN).send().await.expect("answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+    let newborn = |name: &str| {
+        json!({
+            "full_name": name,
+            "birth_date": "2026-11-12",
+            "sex": "FEMALE",
+            "province_code": "48",
+            "civil_status_reference": "1/2026-KS"
+        })
+    };
+    let assign = |key: &str, body: Value| {
+        http.post(format!("{base}/personal-ids"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+    };
+    let (status, first) = call(assign("req-1", newborn("Nguyễn Minh An"))).await;
+    assert_eq!(status, 201, "{first}");
+    let id = first["personal_id"].as_str().expect("an ID").to_owned();
+    assert!(id.starts_with("048326") && id.len() == 12, "{id}");
+    let (status, repeat) = call(assign("req-1", newborn("Nguyễn Minh An"))).await;
+    assert_eq!(
+        (status, &repeat),
+        (200, &first),
+        "one number per request key"
+    );
+    let mut numbers = std::collections::HashSet::from([id.clone()]);
+    for n in 0..20 {
+        let (status, other) = call(assign(&format!("req-x{n}"), newborn("Trần Bảo Ngọc"))).await;
+        assert_eq!(status, 201, "{other}");
+        assert!(
+            numbers.insert(other["personal_id"].as_str().expect("id").to_owned()),
+            "never one number twice"
+        );
+    }
+    let (status, refused) = call(assign("req-2", json!({"full_name": "X"}))).await;
+    assert_eq!(
+        (status, refused["message"].as_str()),
+        (422, Some("/birth_date is required"))
+    );
+
+    let look_up = || http.get(format!("{base}/citizens/{id}"));
+    let (status, refused) = call(look_up()).await;
+    assert_eq!(
+        (status, refused["message"].as_str()),
+        (400, Some("send a X-Caller header")),
+        "a read names its caller and purpose"
+    );
+    let read = || {
+        look_up()
+            .header("X-Caller", "G22.99.08")
+            .header("X-Purpose", "civil-registration")
+    };
+    let (status, citizen) = call(read()).await;
+    assert_eq!(status, 200, "{citizen}");
+    assert_eq!(citizen["full_name"], "Nguyễn Minh An");
+    assert_eq!(citizen["permanent_residence"]["province_code"], "48");
+    let (status, verified) = call(
+        http.post(format!("{base}/citizens/{id}/verify"))
+            .header("X-Caller", "G22.99.08")
+            .header("X-Purpose", "civil-registration")
+            .json(&json!({"full_name": "Nguyễn Minh Anh", "birth_date": "2026-11-12"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        verified,
+        json!({"matches": false, "mismatched": ["full_name"]})
+    );
+    let logged: Vec<(String, String, String)> = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query(
+            "SELECT caller, purpose, what FROM sandbox_population.read_log
+             WHERE personal_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await
+        .expect("log")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        logged,
+        [
+            (
+                "G22.99.08".to_owned(),
+                "civil-registration".to_owned(),
+                "look-up".to_owned()
+            ),
+            (
+                "G22.99.08".to_owned(),
+                "civil-registration".to_owned(),
+                "verify".to_owned()
+            ),
+        ],
+        "every read logged with who and why; the refused one not"
+    );
+
+    let death = |reference: &str| {
+        http.post(format!("{base}/citizens/{id}/death"))
+            .json(&json!({"died_on": "2026-12-01", "civil_status_reference": reference}))
+    };
+    let (status, marked) = call(death("7/2026-KT")).await;
+    assert_eq!(
+        (status, marked["deceased_at"].as_str()),
+        (200, Some("2026-12-01"))
+    );
+    let (status, again) = call(death("7/2026-KT")).await;
+    assert_eq!(
+        (status, &again),
+        (200, &marked),
+        "the same registration repeated"
+    );
+    let (status, refused) = call(death("9/2026-KT")).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("already_deceased")),
+        "a citizen dies once"
+    );
+    let (_, citizen) = call(read()).await;
+    assert_eq!(citizen["deceased_at"], "2026-12-01");
+}

@@ -15,8 +15,8 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 
+use super::answer::{self, Answer, authorised, problem, text};
 use super::personal_id;
-use crate::db::DbError;
 
 /// Attempts at drawing an unused personal ID number before giving up.
 const ID_ATTEMPTS: usize = 20;
@@ -27,25 +27,6 @@ struct Sandbox {
     token: String,
 }
 
-/// Creates the sandbox's own schema and table (kept across restarts).
-pub async fn prepare(pool: &Pool) -> Result<(), DbError> {
-    pool.get()
-        .await?
-        .batch_execute(
-            "CREATE SCHEMA IF NOT EXISTS sandbox_civil_status;
-             CREATE TABLE IF NOT EXISTS sandbox_civil_status.birth (
-                 idempotency_key TEXT PRIMARY KEY,
-                 dossier_code    TEXT NOT NULL UNIQUE,
-                 personal_id     TEXT NOT NULL UNIQUE,
-                 number          BIGSERIAL,
-                 answer          JSONB NOT NULL,
-                 registered_at   TIMESTAMPTZ NOT NULL DEFAULT now()
-             );",
-        )
-        .await?;
-    Ok(())
-}
-
 pub fn routes(pool: Pool, token: String) -> Router {
     Router::new()
         .route("/civil-status/v1/births", post(register))
@@ -53,48 +34,8 @@ pub fn routes(pool: Pool, token: String) -> Router {
         .with_state(Sandbox { pool, token })
 }
 
-type Answer = (StatusCode, Json<Value>);
-
-fn problem(status: StatusCode, code: &str, message: impl Into<String>) -> Answer {
-    (
-        status,
-        Json(json!({"error": code, "message": message.into()})),
-    )
-}
-
-fn authorised(sandbox: &Sandbox, headers: &HeaderMap) -> Result<(), Answer> {
-    let presented = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if presented.is_some_and(|t| t == sandbox.token) {
-        Ok(())
-    } else {
-        Err(problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send Authorization: Bearer <token>",
-        ))
-    }
-}
-
 fn internal(error: impl std::fmt::Display) -> Answer {
-    tracing::error!(%error, "civil-status sandbox failed");
-    problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again")
-}
-
-/// The field at `path` as text, or an answer naming it.
-fn text<'a>(body: &'a Value, path: &str) -> Result<&'a str, Answer> {
-    body.pointer(path)
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                format!("{path} is required"),
-            )
-        })
+    answer::internal("civil-status", error)
 }
 
 async fn register(
@@ -102,19 +43,12 @@ async fn register(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Answer {
-    if let Err(refused) = authorised(&sandbox, &headers) {
+    if let Err(refused) = authorised(&sandbox.token, &headers) {
         return refused;
     }
-    let Some(key) = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty())
-    else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "idempotency_key",
-            "send an Idempotency-Key header",
-        );
+    let key = match answer::header(&headers, "Idempotency-Key") {
+        Ok(key) => key,
+        Err(refused) => return refused,
     };
     let fields = (|| {
         Ok::<_, Answer>((
@@ -203,7 +137,7 @@ async fn look_up(
     headers: HeaderMap,
     Path(dossier): Path<String>,
 ) -> Answer {
-    if let Err(refused) = authorised(&sandbox, &headers) {
+    if let Err(refused) = authorised(&sandbox.token, &headers) {
         return refused;
     }
     let client = match sandbox.pool.get().await {

@@ -6,12 +6,15 @@
 //! Every system can have a bad day on purpose (`faults`): latency, failures, outages, a rate
 //! limit, set at start or while running through `/sandbox/v1/faults`.
 //!
-//! Only the civil-status system's birth registration exists so far; the population database,
-//! residence, social insurance, PayGov and the portal follow.
+//! So far: the civil-status system's birth registration and the population database; residence,
+//! social insurance, PayGov and the portal follow. Their schemas are versioned migrations of
+//! their own (`src/sandbox/migrations`, recorded in `sandbox_schema_history`).
 
+mod answer;
 pub mod civil_status;
 pub mod faults;
 mod personal_id;
+pub mod population;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,11 +26,26 @@ use axum::{Json, Router, middleware};
 use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 
+use self::answer::{Answer, authorised};
 use self::faults::{Controls, Faults};
 use crate::db::DbError;
 
 /// The systems this process stands in for, by the name fault controls use.
-pub const SYSTEMS: [&str; 1] = ["civil-status"];
+pub const SYSTEMS: [&str; 2] = ["civil-status", "population"];
+
+mod embedded {
+    refinery::embed_migrations!("src/sandbox/migrations");
+}
+
+/// Creates or updates the sandboxes' schemas (kept across restarts).
+pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
+    let mut client = pool.get().await?;
+    embedded::migrations::runner()
+        .set_migration_table_name("sandbox_schema_history")
+        .run_async(&mut **client)
+        .await?;
+    Ok(())
+}
 
 /// Prepares every sandbox's schema and serves them on `listen` until `shutdown` resolves.
 /// `faults` names the systems that start with faults; the token also guards the fault controls.
@@ -39,15 +57,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SandboxError> {
     let controls = Controls::new(&SYSTEMS, faults).map_err(SandboxError::Faults)?;
-    civil_status::prepare(&pool).await?;
+    migrate(&pool).await?;
+    let faulty = |router: Router, system: &'static str| {
+        router.layer(middleware::from_fn_with_state(
+            (controls.clone(), system),
+            faults::apply,
+        ))
+    };
     let app = Router::new()
-        .merge(
-            civil_status::routes(pool, token.clone()).layer(middleware::from_fn_with_state(
-                (controls.clone(), "civil-status"),
-                faults::apply,
-            )),
-        )
-        .merge(fault_routes(controls, token));
+        .merge(faulty(
+            civil_status::routes(pool.clone(), token.clone()),
+            "civil-status",
+        ))
+        .merge(faulty(
+            population::routes(pool, token.clone()),
+            "population",
+        ))
+        .merge(fault_routes(controls.clone(), token));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| SandboxError::Bind { listen, source })?;
@@ -66,29 +92,12 @@ fn fault_routes(controls: Controls, token: String) -> Router {
         .with_state((controls, token))
 }
 
-fn authorised(token: &str, headers: &HeaderMap) -> bool {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|presented| presented == token)
-}
-
-type Answer = (StatusCode, Json<Value>);
-
-fn unauthorised() -> Answer {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(json!({"error": "unauthorized", "message": "send Authorization: Bearer <token>"})),
-    )
-}
-
 async fn list_faults(
     State((controls, token)): State<(Controls, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    if !authorised(&token, &headers) {
-        return unauthorised();
+    if let Err(refused) = authorised(&token, &headers) {
+        return refused;
     }
     (StatusCode::OK, Json(json!(controls.all())))
 }
@@ -99,8 +108,8 @@ async fn set_faults(
     headers: HeaderMap,
     Json(faults): Json<Value>,
 ) -> Answer {
-    if !authorised(&token, &headers) {
-        return unauthorised();
+    if let Err(refused) = authorised(&token, &headers) {
+        return refused;
     }
     let faults: Faults = match serde_json::from_value(faults) {
         Ok(faults) => faults,

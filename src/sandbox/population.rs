@@ -1,0 +1,297 @@
+//! The national population database stand-in (Cơ sở dữ liệu quốc gia về dân cư). What the
+//! hub's procedures ask of it:
+//!
+//! - `GET /population/v1/citizens/{personal_id}`: a citizen's identity, residence and household;
+//! - `POST /population/v1/citizens/{personal_id}/verify`: do a name and birth date match;
+//! - `POST /population/v1/personal-ids`: a new personal ID for a newborn, for a civil-status
+//!   office: never one number twice, and one number per `Idempotency-Key`;
+//! - `POST /population/v1/citizens/{personal_id}/death`: mark a citizen deceased, once.
+//!
+//! Like the real one, every read is logged with the caller (`X-Caller`, the agency) and the
+//! purpose (`X-Purpose`); a read without them is refused.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use deadpool_postgres::{Object, Pool};
+use serde_json::{Value, json};
+use tokio_postgres::Row;
+
+use super::answer::{self, Answer, authorised, problem, text};
+use super::personal_id;
+
+/// Attempts at drawing an unused personal ID number before giving up.
+const ID_ATTEMPTS: usize = 20;
+
+#[derive(Clone)]
+struct Sandbox {
+    pool: Pool,
+    token: String,
+}
+
+pub fn routes(pool: Pool, token: String) -> Router {
+    Router::new()
+        .route("/population/v1/citizens/{personal_id}", get(look_up))
+        .route("/population/v1/citizens/{personal_id}/verify", post(verify))
+        .route("/population/v1/citizens/{personal_id}/death", post(death))
+        .route("/population/v1/personal-ids", post(assign))
+        .with_state(Sandbox { pool, token })
+}
+
+fn internal(error: impl std::fmt::Display) -> Answer {
+    answer::internal("population", error)
+}
+
+const CITIZEN_COLUMNS: &str = "personal_id, full_name, birth_date, sex, ethnicity_code, \
+     nationality, province_code, commune_code, address, household_id, relationship, \
+     deceased_at::text";
+
+fn citizen(row: &Row) -> Value {
+    json!({
+        "personal_id": row.get::<_, String>(0),
+        "full_name": row.get::<_, String>(1),
+        "birth_date": row.get::<_, String>(2),
+        "sex": row.get::<_, String>(3),
+        "ethnicity_code": row.get::<_, Option<String>>(4),
+        "nationality": row.get::<_, String>(5),
+        "permanent_residence": {
+            "province_code": row.get::<_, String>(6),
+            "commune_code": row.get::<_, Option<String>>(7),
+            "address": row.get::<_, Option<String>>(8),
+        },
+        "household": {
+            "id": row.get::<_, Option<String>>(9),
+            "relationship": row.get::<_, Option<String>>(10),
+        },
+        "deceased_at": row.get::<_, Option<String>>(11),
+    })
+}
+
+/// The connection and the caller and purpose of a read, or the refusal.
+async fn reader(
+    sandbox: &Sandbox,
+    headers: &HeaderMap,
+) -> Result<(Object, String, String), Answer> {
+    authorised(&sandbox.token, headers)?;
+    let caller = answer::header(headers, "X-Caller")?.to_owned();
+    let purpose = answer::header(headers, "X-Purpose")?.to_owned();
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    Ok((client, caller, purpose))
+}
+
+async fn log_read(
+    client: &Object,
+    caller: &str,
+    purpose: &str,
+    personal_id: &str,
+    what: &str,
+) -> Result<(), Answer> {
+    client
+        .execute(
+            "INSERT INTO sandbox_population.read_log (caller, purpose, personal_id, what)
+             VALUES ($1, $2, $3, $4)",
+            &[&caller, &purpose, &personal_id, &what],
+        )
+        .await
+        .map(|_| ())
+        .map_err(internal)
+}
+
+async fn find(client: &Object, personal_id: &str) -> Result<Option<Row>, Answer> {
+    client
+        .query_opt(
+            &format!(
+                "SELECT {CITIZEN_COLUMNS} FROM sandbox_population.citizen WHERE personal_id = $1"
+            ),
+            &[&personal_id],
+        )
+        .await
+        .map_err(internal)
+}
+
+fn not_found() -> Answer {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no citizen has this personal ID",
+    )
+}
+
+async fn look_up(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(personal_id): Path<String>,
+) -> Answer {
+    let run = async {
+        let (client, caller, purpose) = reader(&sandbox, &headers).await?;
+        // Logged whether or not the citizen exists: asking is itself a use of the database.
+        log_read(&client, &caller, &purpose, &personal_id, "look-up").await?;
+        let row = find(&client, &personal_id).await?.ok_or_else(not_found)?;
+        Ok::<_, Answer>((StatusCode::OK, Json(citizen(&row))))
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+async fn verify(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(personal_id): Path<String>,
+    Json(body): Json<Value>,
+) -> Answer {
+    let run = async {
+        let (client, caller, purpose) = reader(&sandbox, &headers).await?;
+        let name = text(&body, "/full_name")?;
+        let birth_date = text(&body, "/birth_date")?;
+        log_read(&client, &caller, &purpose, &personal_id, "verify").await?;
+        let row = find(&client, &personal_id).await?.ok_or_else(not_found)?;
+        let mut mismatched = Vec::new();
+        if row.get::<_, &str>(1) != name {
+            mismatched.push("full_name");
+        }
+        if row.get::<_, &str>(2) != birth_date {
+            mismatched.push("birth_date");
+        }
+        Ok::<_, Answer>((
+            StatusCode::OK,
+            Json(json!({"matches": mismatched.is_empty(), "mismatched": mismatched})),
+        ))
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+async fn assign(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        let key = answer::header(&headers, "Idempotency-Key")?;
+        let name = text(&body, "/full_name")?;
+        let birth_date = text(&body, "/birth_date")?;
+        let sex = text(&body, "/sex")?;
+        let province = text(&body, "/province_code")?;
+        let reference = text(&body, "/civil_status_reference")?;
+        if !matches!(sex, "MALE" | "FEMALE") {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "/sex must be MALE or FEMALE",
+            ));
+        }
+        let mut client = sandbox.pool.get().await.map_err(internal)?;
+        for _ in 0..ID_ATTEMPTS {
+            // A repeated request gets the number it was given.
+            if let Some(row) = client
+                .query_opt(
+                    "SELECT answer FROM sandbox_population.assignment WHERE request_key = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(internal)?
+            {
+                return Ok((StatusCode::OK, Json(row.get::<_, Value>(0))));
+            }
+            let id =
+                personal_id::assign(province, birth_date, sex == "FEMALE").ok_or_else(|| {
+                    problem(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        "/province_code or /birth_date cannot make a personal ID",
+                    )
+                })?;
+            let answer = json!({"personal_id": id, "civil_status_reference": reference});
+            let tx = client.transaction().await.map_err(internal)?;
+            let created = tx
+                .execute(
+                    "INSERT INTO sandbox_population.citizen
+                         (personal_id, full_name, birth_date, sex, province_code)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    &[&id, &name, &birth_date, &sex, &province],
+                )
+                .await
+                .map_err(internal)?;
+            if created == 0 {
+                // The number is someone's already: draw another.
+                continue;
+            }
+            let assigned = tx
+                .execute(
+                    "INSERT INTO sandbox_population.assignment (request_key, personal_id, answer)
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&key, &id, &answer],
+                )
+                .await
+                .map_err(internal)?;
+            if assigned == 0 {
+                // A concurrent repeat of this request won: its number is the answer.
+                drop(tx);
+                continue;
+            }
+            tx.commit().await.map_err(internal)?;
+            return Ok((StatusCode::CREATED, Json(answer)));
+        }
+        Err(internal("no unused personal ID number found"))
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+async fn death(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(personal_id): Path<String>,
+    Json(body): Json<Value>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        let died_on = text(&body, "/died_on")?;
+        let reference = text(&body, "/civil_status_reference")?;
+        let date = chrono::NaiveDate::parse_from_str(died_on, "%Y-%m-%d").map_err(|_| {
+            problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "/died_on must be a date, YYYY-MM-DD",
+            )
+        })?;
+        let client = sandbox.pool.get().await.map_err(internal)?;
+        let row = client
+            .query_opt(
+                "UPDATE sandbox_population.citizen SET deceased_at = $2, death_reference = $3
+                 WHERE personal_id = $1 AND deceased_at IS NULL
+                 RETURNING deceased_at::text",
+                &[&personal_id, &date, &reference],
+            )
+            .await
+            .map_err(internal)?;
+        let answer = |deceased: String| json!({"personal_id": personal_id, "deceased_at": deceased, "civil_status_reference": reference});
+        if let Some(row) = row {
+            return Ok((StatusCode::OK, Json(answer(row.get(0)))));
+        }
+        // Marked already: the same registration repeated gets the same answer; another is
+        // refused, as a citizen dies once.
+        let existing = client
+            .query_opt(
+                "SELECT deceased_at::text, death_reference FROM sandbox_population.citizen
+                 WHERE personal_id = $1",
+                &[&personal_id],
+            )
+            .await
+            .map_err(internal)?
+            .ok_or_else(not_found)?;
+        match (
+            existing.get::<_, Option<String>>(0),
+            existing.get::<_, Option<String>>(1),
+        ) {
+            (Some(deceased), Some(before)) if before == reference => {
+                Ok((StatusCode::OK, Json(answer(deceased))))
+            }
+            _ => Err(problem(
+                StatusCode::CONFLICT,
+                "already_deceased",
+                "this citizen is recorded as deceased under another registration",
+            )),
+        }
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
