@@ -434,3 +434,86 @@ async fn the_population_database_assigns_each_number_once_logs_reads_and_records
     let (_, citizen) = call(read()).await;
     assert_eq!(citizen["deceased_at"], "2026-12-01");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeded_population_is_consistent_and_a_second_seeding_adds_to_it() {
+    let env = TestEnv::new("sandbox_seed").await;
+    let reference = env.config.schemas.dir.join("reference");
+    let seeded = lienthong::sandbox::seed::seed(&env.pool, &reference, "48", 5_000, 3, |_| {})
+        .await
+        .expect("seeded");
+    assert_eq!((seeded.citizens, seeded.skipped), (5_000, 0));
+    let more = lienthong::sandbox::seed::seed(&env.pool, &reference, "48", 5_000, 4, |_| {})
+        .await
+        .expect("seeded again");
+    assert_eq!(
+        more.citizens, 5_000,
+        "a second seeding adds, never collides"
+    );
+
+    let current: std::collections::HashSet<String> =
+        csv::Reader::from_path(reference.join("communes/48.csv"))
+            .expect("communes")
+            .records()
+            .map(|r| r.expect("row"))
+            .filter(|r| r.get(4) == Some(""))
+            .map(|r| r.get(0).expect("code").to_owned())
+            .collect();
+    let rows = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query(
+            "SELECT personal_id, birth_date, sex, commune_code, household_id, relationship
+             FROM sandbox_population.citizen",
+            &[],
+        )
+        .await
+        .expect("citizens");
+    assert_eq!(rows.len(), 10_000);
+    let mut households: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for row in &rows {
+        let (id, birth, sex): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let year: i32 = birth[..4].parse().expect("year");
+        let century = match (year / 100, sex.as_str()) {
+            (19, "MALE") => '0',
+            (19, _) => '1',
+            (20, "MALE") => '2',
+            _ => '3',
+        };
+        assert!(
+            id.len() == 12
+                && id.starts_with("048")
+                && id.as_bytes()[3] as char == century
+                && id[4..6] == birth[2..4],
+            "{id} for {sex} born {birth}"
+        );
+        assert!(
+            current.contains(&row.get::<_, String>(3)),
+            "a current commune of 48"
+        );
+        households
+            .entry(row.get(4))
+            .or_default()
+            .push((row.get(5), birth));
+    }
+    for (household, members) in &households {
+        let heads = members.iter().filter(|(r, _)| r == "head").count();
+        assert_eq!(heads, 1, "{household}: one head");
+        let youngest_parent = members
+            .iter()
+            .filter(|(r, _)| r != "child")
+            .map(|(_, b)| b.as_str())
+            .max()
+            .expect("a parent");
+        for (_, child) in members.iter().filter(|(r, _)| r == "child") {
+            let gap: i32 = child[..4].parse::<i32>().expect("year")
+                - youngest_parent[..4].parse::<i32>().expect("year");
+            assert!(
+                gap >= 19,
+                "{household}: a child {gap} years younger than a parent"
+            );
+        }
+    }
+}

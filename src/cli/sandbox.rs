@@ -24,6 +24,19 @@ pub enum SandboxCommand {
         #[arg(long)]
         faults: Option<PathBuf>,
     },
+    /// Add a synthetic population to the population-database sandbox: households, addresses
+    /// on the province's current communes, valid and unique personal IDs.
+    Seed {
+        /// How many citizens.
+        #[arg(long, default_value_t = 1000)]
+        citizens: u64,
+        /// A current two-digit province code (schemas/reference/provinces.csv).
+        #[arg(long, default_value = "48")]
+        province: String,
+        /// The same seed gives the same population.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> {
@@ -53,6 +66,41 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
             let pool = crate::db::pool(&config.database)?;
             crate::sandbox::serve(pool, listen, token, faults, crate::app::wait_for_signal())
                 .await?;
+            Ok(())
+        }
+        SandboxCommand::Seed {
+            citizens,
+            province,
+            seed,
+        } => {
+            let pool = crate::db::pool(&config.database)?;
+            let bar = indicatif::ProgressBar::new(citizens);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} citizens ({per_sec})",
+                )
+                .context("the progress bar's template")?
+                .progress_chars("=> "),
+            );
+            let reference = config.schemas.dir.join("reference");
+            let seeded =
+                crate::sandbox::seed::seed(&pool, &reference, &province, citizens, seed, |n| {
+                    bar.set_position(n)
+                })
+                .await?;
+            bar.finish_and_clear();
+            println!(
+                "{} citizens in {} households of province {province} added in {:.1} s",
+                seeded.citizens,
+                seeded.households,
+                seeded.elapsed.as_secs_f64()
+            );
+            if seeded.skipped > 0 {
+                println!(
+                    "{} generated numbers were given out by the API already and were left out",
+                    seeded.skipped
+                );
+            }
             Ok(())
         }
     }

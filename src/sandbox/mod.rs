@@ -15,6 +15,7 @@ pub mod civil_status;
 pub mod faults;
 mod personal_id;
 pub mod population;
+pub mod seed;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
