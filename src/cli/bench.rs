@@ -30,6 +30,46 @@ pub struct BenchArgs {
     /// Records per measurement.
     #[arg(long, default_value_t = 20_000)]
     records: usize,
+    /// Citizens the sandbox's seeder loads, into a database of its own made and dropped by the
+    /// bench (0: skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    seed_citizens: u64,
+}
+
+/// Seeds `citizens` into a database of its own, made and dropped here so the bench never adds
+/// to a real sandbox; the time it took.
+async fn seeding(config: &Config, citizens: u64) -> anyhow::Result<Duration> {
+    let mut url = reqwest::Url::parse(&config.database.url)
+        .context("database.url must be a postgres:// URL for the seeding bench")?;
+    let name = format!("lienthong_bench_seed_{}", std::process::id());
+    let admin = crate::db::pool(&config.database)?;
+    let client = admin.get().await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .context("the seeding bench needs the right to create a database")?;
+    url.set_path(&format!("/{name}"));
+    let database = crate::config::DatabaseConfig {
+        url: url.to_string(),
+        ..config.database.clone()
+    };
+    let seeded = async {
+        let pool = crate::db::pool(&database)?;
+        let reference = config.schemas.dir.join("reference");
+        let seeded =
+            crate::sandbox::seed::seed(&pool, &reference, "48", citizens, 1, |_| {}).await?;
+        anyhow::ensure!(
+            seeded.citizens == citizens,
+            "only {} seeded",
+            seeded.citizens
+        );
+        Ok(seeded.elapsed)
+    }
+    .await;
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    seeded
 }
 
 struct Row {
@@ -237,6 +277,25 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
             row.name,
             row.per_second,
             row.per_second / raw
+        );
+    }
+    if args.seed_citizens > 0 {
+        eprintln!(
+            "seeding {} citizens into a sandbox database of its own",
+            args.seed_citizens
+        );
+        let took = seeding(&config, args.seed_citizens).await?;
+        println!();
+        println!("| sandbox seed | citizens | seconds | citizens/s |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| `sandbox seed --province 48` (COPY) | {} | {:.1} | {:.0} |",
+            args.seed_citizens,
+            took.as_secs_f64(),
+            rate(
+                usize::try_from(args.seed_citizens).unwrap_or(usize::MAX),
+                took
+            )
         );
     }
     Ok(())
