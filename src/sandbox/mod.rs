@@ -74,7 +74,8 @@ pub async fn serve(
             population::routes(pool, token.clone()),
             "population",
         ))
-        .merge(fault_routes(controls.clone(), token));
+        .merge(fault_routes(controls.clone(), token))
+        .route("/openapi/{document}", get(openapi));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| SandboxError::Bind { listen, source })?;
@@ -83,6 +84,44 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(SandboxError::Serve)
+}
+
+/// The OpenAPI document of each sandbox API, by file name; the same files as in
+/// `schemas/openapi/`, built into the binary so a sandbox serves them wherever it runs.
+const OPENAPI: [(&str, &str); 3] = [
+    (
+        "civil-status.json",
+        include_str!("../../schemas/openapi/civil-status.json"),
+    ),
+    (
+        "population.json",
+        include_str!("../../schemas/openapi/population.json"),
+    ),
+    (
+        "sandbox-faults.json",
+        include_str!("../../schemas/openapi/sandbox-faults.json"),
+    ),
+];
+
+/// `GET /openapi/{document}`: no token needed, as developers read it before they have one.
+async fn openapi(Path(document): Path<String>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match OPENAPI.iter().find(|(name, _)| *name == document) {
+        Some((_, text)) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            *text,
+        )
+            .into_response(),
+        None => answer::problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no such document; there are: {}",
+                OPENAPI.map(|(name, _)| name).join(", ")
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// `GET /sandbox/v1/faults` (every system's) and `PUT /sandbox/v1/faults/{system}`.
