@@ -639,27 +639,7 @@ async fn a_bad_manifest_stops_the_hub_with_file_line_and_field() {
 /// The repository's PayGov webhook manifest, reading its secret from a file.
 async fn install_webhook(env: &TestEnv) -> &'static str {
     const SECRET: &str = "paygov-shared-secret";
-    let dir = &env.config.connectors.dir;
-    std::fs::create_dir_all(dir).expect("connectors dir");
-    let secret = dir.join("paygov.secret");
-    std::fs::write(&secret, SECRET).expect("secret written");
-    let manifest = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/paygov-callbacks.toml"),
-    )
-    .expect("the repository's manifest")
-    .replace(
-        "secret_env = \"LIENTHONG_PAYGOV_WEBHOOK_SECRET\"",
-        &format!("secret_file = {:?}", secret.display().to_string()),
-    );
-    std::fs::write(dir.join("paygov-callbacks.toml"), manifest).expect("manifest written");
-    env.token("paygov-connector").await;
-    env.grant(
-        "paygov-connector",
-        Direction::Publish,
-        "payment.callback-received",
-        "fee-payment",
-    )
-    .await;
+    env.install_paygov_webhook(SECRET).await;
     SECRET
 }
 

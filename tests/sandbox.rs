@@ -15,6 +15,7 @@ use lienthong::sandbox::faults::{Faults, Outage};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "sandbox-test-token-0123456789";
+const PAYGOV_SECRET: &str = "paygov-merchant-secret-0123456789";
 
 async fn start(env: &TestEnv) -> String {
     start_with(env, HashMap::new()).await
@@ -30,6 +31,7 @@ async fn start_with(env: &TestEnv, faults: HashMap<String, Faults>) -> String {
         pool,
         addr,
         TOKEN.to_owned(),
+        PAYGOV_SECRET.to_owned(),
         faults,
         std::future::pending(),
     ));
@@ -570,4 +572,201 @@ async fn every_path_of_the_openapi_documents_is_served() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_notified_twice_becomes_one_event_and_a_lost_one_can_be_queried() {
+    let env = TestEnv::new("sandbox_paygov").await;
+    let faults = Faults {
+        duplicate_callback_rate: 1.0,
+        callback_delay_ms: 200,
+        ..Faults::default()
+    };
+    let base = start_with(&env, HashMap::from([("paygov".to_owned(), faults)]))
+        .await
+        .replace("/civil-status/v1/births", "");
+    env.install_paygov_webhook(PAYGOV_SECRET).await;
+    let treasury = env.token("treasury-48").await;
+    env.grant(
+        "treasury-48",
+        Direction::Subscribe,
+        "payment.callback-received",
+        "fee-payment",
+    )
+    .await;
+    let hub = env.start_hub().await;
+    let webhook = format!(
+        "http://{}/connectors/paygov-callbacks/webhook",
+        hub.http_addr
+    );
+    let http = reqwest::Client::new();
+    let sign = |data: &str| lienthong::sandbox::paygov::sign(PAYGOV_SECRET, data.as_bytes());
+    let order = |code: &str, n: u32| {
+        let order_id = format!("{code}:copies:{n}");
+        json!({
+            "order_id": order_id,
+            "dossier_code": code,
+            "amount": 16000,
+            "fee_lines": [{"code": "copies", "description": "Bản sao trích lục (2)", "amount": 16000}],
+            "beneficiary_account": {"bank_code": "VCB", "account_number": "0011000123456", "name": "Kho bạc Nhà nước Đà Nẵng"},
+            "order_info": format!("Thanh toan phi ho so {code}"),
+            "callback_url": webhook,
+            "checksum": sign(&format!("{order_id}|16000|{code}")),
+        })
+    };
+    let call = async |request: reqwest::RequestBuilder| -> (u16, Value) {
+        let response = request.send().await.expect("answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+    let create = |body: &Value| {
+        http.post(format!("{base}/paygov/v1/transactions"))
+            .bearer_auth(TOKEN)
+            .json(body)
+    };
+
+    let (code, _) = dossier();
+    let (status, created) = call(create(&order(&code, 1))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["transaction_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let (status, again) = call(create(&order(&code, 1))).await;
+    assert_eq!(
+        (status, again["transaction_id"].as_str()),
+        (200, Some(id.as_str())),
+        "one transaction per order"
+    );
+    let mut forged = order(&code, 2);
+    forged["checksum"] = json!(sign("signed with something else"));
+    let (status, refused) = call(create(&forged)).await;
+    assert_eq!((status, refused["error"].as_str()), (401, Some("checksum")));
+
+    let mut callbacks = client(&hub, Some(&treasury)).await;
+    let mut stream = callbacks
+        .subscribe(lienthong::proto::SubscribeRequest {
+            event_type: "payment.callback-received".into(),
+            consumer_group: "treasury".into(),
+            start_from: lienthong::proto::StartFrom::Earliest.into(),
+            max_unacknowledged: 0,
+            purpose: "fee-payment".into(),
+            legal_basis: "Decree 11/2016/ND-CP".into(),
+        })
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let (status, paid) = call(
+        http.post(format!("{base}/paygov/v1/pay/{id}"))
+            .json(&json!({"outcome": "success", "bank_code": "VCB"})),
+    )
+    .await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("PAID")),
+        "{paid}"
+    );
+    let (status, _) = call(
+        http.post(format!("{base}/paygov/v1/pay/{id}"))
+            .json(&json!({"outcome": "success"})),
+    )
+    .await;
+    assert_eq!(status, 409, "paid once");
+
+    let delivery = common::next(&mut stream).await;
+    let payload = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    assert_eq!(payload["platform_transaction_id"], id.as_str());
+    assert_eq!(payload["amount_vnd"], 16000);
+    assert_eq!(payload["response_code"], "00");
+    let db = env.pool.get().await.expect("connection");
+    common::eventually("both copies of the callback sent", async || {
+        let sent: Vec<(bool, Option<i32>)> = db
+            .query(
+                "SELECT duplicate, status FROM sandbox_paygov.callback WHERE transaction_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await
+            .expect("callbacks")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if sent == [(false, Some(200)), (true, Some(200))] {
+            Ok(())
+        } else {
+            Err(format!("{sent:?}"))
+        }
+    })
+    .await;
+    if let Ok(more) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+        panic!("the repeated callback was published again: {more:?}");
+    }
+
+    // A callback not signed with the shared secret is refused.
+    let (status, _) = call(
+        http.post(&webhook)
+            .header("X-PayGov-Signature", sign("something else"))
+            .body(r#"{"transaction_id":"PG1"}"#),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let authorised_get = |path: String| http.get(format!("{base}{path}")).bearer_auth(TOKEN);
+    let (status, receipt) = call(authorised_get(format!(
+        "/paygov/v1/transactions/{id}/receipt"
+    )))
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    assert!(
+        receipt["receipt_number"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("BL-PAYGOV-"))
+    );
+    let today = chrono::Utc::now()
+        .with_timezone(&lienthong::domain::vietnam())
+        .date_naive();
+    let (status, statement) = call(authorised_get(format!(
+        "/paygov/v1/reconciliation?date={today}"
+    )))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            statement["count"].as_u64(),
+            statement["total_amount"].as_i64()
+        ),
+        (Some(1), Some(16000))
+    );
+
+    // A callback that never comes: the merchant queries the transaction.
+    let lost = json!({"lost_callback_rate": 1.0});
+    let (status, _) = call(
+        http.put(format!("{base}/sandbox/v1/faults/paygov"))
+            .bearer_auth(TOKEN)
+            .json(&lost),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, second) = call(create(&order(&code, 3))).await;
+    let second_id = second["transaction_id"].as_str().expect("id").to_owned();
+    call(
+        http.post(format!("{base}/paygov/v1/pay/{second_id}"))
+            .json(&json!({"outcome": "success"})),
+    )
+    .await;
+    let (_, queried) = call(authorised_get(format!(
+        "/paygov/v1/transactions/{second_id}"
+    )))
+    .await;
+    assert_eq!(queried["status"], "PAID");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sandbox_paygov.callback WHERE transaction_id = $1",
+            &[&second_id],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(sent, 0, "the callback was never sent");
+    hub.shutdown().await.expect("clean shutdown");
 }

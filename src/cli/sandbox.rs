@@ -23,6 +23,10 @@ pub enum SandboxCommand {
         /// also be changed while running: PUT /sandbox/v1/faults/{system}.
         #[arg(long)]
         faults: Option<PathBuf>,
+        /// A file holding PayGov's merchant secret (transactions' checksums, callbacks'
+        /// signatures); the token's file when absent.
+        #[arg(long, env = "LIENTHONG_PAYGOV_SECRET_FILE")]
+        paygov_secret_file: Option<PathBuf>,
     },
     /// Add a synthetic population to the population-database sandbox: households, addresses
     /// on the province's current communes, valid and unique personal IDs.
@@ -45,6 +49,7 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
             listen,
             token_file,
             faults,
+            paygov_secret_file,
         } => {
             let token = std::fs::read_to_string(&token_file)
                 .with_context(|| format!("reading the token file {}", token_file.display()))?
@@ -63,9 +68,23 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
                     toml::from_str(&text).with_context(|| format!("{}", file.display()))?
                 }
             };
+            let paygov_secret = match paygov_secret_file {
+                None => token.clone(),
+                Some(file) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+                    .trim()
+                    .to_owned(),
+            };
             let pool = crate::db::pool(&config.database)?;
-            crate::sandbox::serve(pool, listen, token, faults, crate::app::wait_for_signal())
-                .await?;
+            crate::sandbox::serve(
+                pool,
+                listen,
+                token,
+                paygov_secret,
+                faults,
+                crate::app::wait_for_signal(),
+            )
+            .await?;
             Ok(())
         }
         SandboxCommand::Seed {

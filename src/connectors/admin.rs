@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
 
-use super::manifest::{Manifest, Spec};
+use super::manifest::{Manifest, Origin, Spec};
 use super::reload::ManifestSet;
 use super::runtime::dead_letter_topic;
 use super::source::position::{self, Stored};
@@ -381,13 +381,27 @@ impl Admin {
                     offsets::reset(&self.kafka, &group, &topic, to, partition).await?;
                 }
             }
-            Spec::Source(_) => {
+            Spec::Source(source) => {
+                let outbox = matches!(source.origin, Origin::Outbox(_));
                 let position = match to {
-                    ResetTarget::Earliest => Position::default(),
-                    ResetTarget::Offset(cursor) => Position {
-                        cursor: Some(cursor.clone()),
+                    // An outbox's beginning is explicit: no position at all would mean
+                    // `start_at`, which may be the end.
+                    ResetTarget::Earliest if outbox => Position {
+                        cursor: Some(i64::MIN.to_string()),
                         skip: 0,
                     },
+                    ResetTarget::Earliest => Position::default(),
+                    ResetTarget::Offset(cursor) => {
+                        if outbox && cursor.parse::<i64>().is_err() {
+                            return Err(AdminError::Invalid(format!(
+                                "--to-offset: {cursor:?} is not an id of the outbox (a number)"
+                            )));
+                        }
+                        Position {
+                            cursor: Some(cursor.clone()),
+                            skip: 0,
+                        }
+                    }
                     ResetTarget::Latest | ResetTarget::Time(_) => {
                         return Err(AdminError::Invalid(
                             "a source's position is its origin's cursor: use --to-earliest or \

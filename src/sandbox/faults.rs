@@ -47,6 +47,12 @@ pub struct Faults {
     pub outages: Vec<Outage>,
     /// Requests per second above which 429 is answered.
     pub rate_per_second: Option<u32>,
+    /// Callbacks (PayGov's payment notifications): the delay before one is sent, in ms.
+    pub callback_delay_ms: u64,
+    /// Share of callbacks sent twice.
+    pub duplicate_callback_rate: f64,
+    /// Share of callbacks never sent (the merchant must query the transaction).
+    pub lost_callback_rate: f64,
     pub seed: u64,
 }
 
@@ -59,6 +65,9 @@ impl Default for Faults {
             error_status: 503,
             outages: Vec::new(),
             rate_per_second: None,
+            callback_delay_ms: 0,
+            duplicate_callback_rate: 0.0,
+            lost_callback_rate: 0.0,
             seed: 0,
         }
     }
@@ -67,8 +76,14 @@ impl Default for Faults {
 impl Faults {
     /// The first thing wrong with these settings, naming the field.
     pub fn check(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err("error_rate: must be from 0 to 1".to_owned());
+        for (field, rate) in [
+            ("error_rate", self.error_rate),
+            ("duplicate_callback_rate", self.duplicate_callback_rate),
+            ("lost_callback_rate", self.lost_callback_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{field}: must be from 0 to 1"));
+            }
         }
         if !matches!(self.error_status, 408 | 429 | 500..=599) {
             return Err("error_status: must be 5xx, 408 or 429".to_owned());
@@ -96,6 +111,14 @@ pub enum Fate {
     Fail(u16),
 }
 
+/// What becomes of one callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallbackPlan {
+    pub delay: Duration,
+    pub lost: bool,
+    pub duplicate: bool,
+}
+
 /// One system's faults in force, with the random source they draw from.
 struct Active {
     faults: Faults,
@@ -116,16 +139,23 @@ impl Active {
         }
     }
 
+    fn callback(&self) -> CallbackPlan {
+        let f = &self.faults;
+        let (lost, duplicate) = {
+            let mut random = self.random.lock().unwrap_or_else(PoisonError::into_inner);
+            (random.random::<f64>(), random.random::<f64>())
+        };
+        CallbackPlan {
+            delay: Duration::from_millis(f.callback_delay_ms),
+            lost: lost < f.lost_callback_rate,
+            duplicate: duplicate < f.duplicate_callback_rate,
+        }
+    }
+
     fn fate(&self, now: DateTime<Utc>) -> Fate {
         let f = &self.faults;
-        if f.outages.iter().any(|o| o.from <= now && now < o.until) {
-            return Fate::Outage;
-        }
-        if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
-            return Fate::Limited;
-        }
-        // Both draws are made for every request, so the sequence depends only on the seed and
-        // the number of requests, whatever the settings.
+        // Every draw is made for every request, first, so the sequence depends only on the
+        // seed and the number of requests, whatever the settings and the timing.
         let (fail, u1, u2) = {
             let mut random = self.random.lock().unwrap_or_else(PoisonError::into_inner);
             (
@@ -134,6 +164,12 @@ impl Active {
                 random.random::<f64>(),
             )
         };
+        if f.outages.iter().any(|o| o.from <= now && now < o.until) {
+            return Fate::Outage;
+        }
+        if self.limiter.as_ref().is_some_and(|l| l.check().is_err()) {
+            return Fate::Limited;
+        }
         if fail < f.error_rate {
             return Fate::Fail(f.error_status);
         }
@@ -203,6 +239,18 @@ impl Controls {
             .iter()
             .map(|(system, active)| (system.clone(), active.faults.clone()))
             .collect()
+    }
+
+    /// What becomes of `system`'s next callback.
+    pub fn callback(&self, system: &str) -> CallbackPlan {
+        self.get(system).map_or(
+            CallbackPlan {
+                delay: Duration::ZERO,
+                lost: false,
+                duplicate: false,
+            },
+            |active| active.callback(),
+        )
     }
 
     /// What happens to the next request of `system`.

@@ -6,13 +6,14 @@
 //! Every system can have a bad day on purpose (`faults`): latency, failures, outages, a rate
 //! limit, set at start or while running through `/sandbox/v1/faults`.
 //!
-//! So far: the civil-status system's birth registration and the population database; residence,
-//! social insurance, PayGov and the portal follow. Their schemas are versioned migrations of
+//! So far: the civil-status system's birth registration, the population database and PayGov;
+//! residence, social insurance and the portal follow. Their schemas are versioned migrations of
 //! their own (`src/sandbox/migrations`, recorded in `sandbox_schema_history`).
 
 mod answer;
 pub mod civil_status;
 pub mod faults;
+pub mod paygov;
 mod personal_id;
 pub mod population;
 pub mod seed;
@@ -32,7 +33,7 @@ use self::faults::{Controls, Faults};
 use crate::db::DbError;
 
 /// The systems this process stands in for, by the name fault controls use.
-pub const SYSTEMS: [&str; 2] = ["civil-status", "population"];
+pub const SYSTEMS: [&str; 3] = ["civil-status", "population", "paygov"];
 
 mod embedded {
     refinery::embed_migrations!("src/sandbox/migrations");
@@ -49,11 +50,13 @@ pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
 }
 
 /// Prepares every sandbox's schema and serves them on `listen` until `shutdown` resolves.
-/// `faults` names the systems that start with faults; the token also guards the fault controls.
+/// `faults` names the systems that start with faults; the token also guards the fault
+/// controls; `paygov_secret` is the merchant secret PayGov checks and signs callbacks with.
 pub async fn serve(
     pool: Pool,
     listen: SocketAddr,
     token: String,
+    paygov_secret: String,
     faults: HashMap<String, Faults>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SandboxError> {
@@ -71,8 +74,12 @@ pub async fn serve(
             "civil-status",
         ))
         .merge(faulty(
-            population::routes(pool, token.clone()),
+            population::routes(pool.clone(), token.clone()),
             "population",
+        ))
+        .merge(faulty(
+            paygov::routes(pool, token.clone(), paygov_secret, controls.clone()),
+            "paygov",
         ))
         .merge(fault_routes(controls.clone(), token))
         .route("/openapi/{document}", get(openapi));
@@ -88,7 +95,7 @@ pub async fn serve(
 
 /// The OpenAPI document of each sandbox API, by file name; the same files as in
 /// `schemas/openapi/`, built into the binary so a sandbox serves them wherever it runs.
-const OPENAPI: [(&str, &str); 3] = [
+const OPENAPI: [(&str, &str); 4] = [
     (
         "civil-status.json",
         include_str!("../../schemas/openapi/civil-status.json"),
@@ -96,6 +103,10 @@ const OPENAPI: [(&str, &str); 3] = [
     (
         "population.json",
         include_str!("../../schemas/openapi/population.json"),
+    ),
+    (
+        "paygov.json",
+        include_str!("../../schemas/openapi/paygov.json"),
     ),
     (
         "sandbox-faults.json",

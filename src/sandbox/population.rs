@@ -173,6 +173,14 @@ async fn assign(
         let sex = text(&body, "/sex")?;
         let province = text(&body, "/province_code")?;
         let reference = text(&body, "/civil_status_reference")?;
+        let date = chrono::NaiveDate::parse_from_str(birth_date, "%Y-%m-%d").ok();
+        if birth_date.len() != 10 || date.is_none() {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "/birth_date must be a date, YYYY-MM-DD",
+            ));
+        }
         if !matches!(sex, "MALE" | "FEMALE") {
             return Err(problem(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -119,6 +119,32 @@ impl TestEnv {
         )
     }
 
+    /// The repository's PayGov webhook connector, with `secret`, and its system's right.
+    pub async fn install_paygov_webhook(&self, secret: &str) {
+        let dir = &self.config.connectors.dir;
+        std::fs::create_dir_all(dir).expect("connectors dir");
+        let file = dir.join("paygov.secret");
+        std::fs::write(&file, secret).expect("secret written");
+        let manifest = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("connectors/paygov-callbacks.toml"),
+        )
+        .expect("the repository's manifest")
+        .replace(
+            "secret_env = \"LIENTHONG_PAYGOV_WEBHOOK_SECRET\"",
+            &format!("secret_file = {:?}", file.display().to_string()),
+        );
+        std::fs::write(dir.join("paygov-callbacks.toml"), manifest).expect("manifest written");
+        self.token("paygov-connector").await;
+        self.grant(
+            "paygov-connector",
+            Direction::Publish,
+            "payment.callback-received",
+            "fee-payment",
+        )
+        .await;
+    }
+
     pub async fn start_hub(&self) -> Hub {
         Hub::start(self.config.clone())
             .await

@@ -67,7 +67,10 @@ impl HttpPoll {
             request = request.query(&[(self.target.cursor_param.as_str(), cursor.as_str())]);
         }
         if let Some(limit) = &self.target.limit_param {
-            request = request.query(&[(limit.as_str(), batch)]);
+            // Records of this page already published are read again and skipped: ask for
+            // them as well as a batch of new ones.
+            let wanted = u64::from(batch) + u64::try_from(at.skip).unwrap_or(0);
+            request = request.query(&[(limit.as_str(), wanted)]);
         }
         for (name, value) in &self.target.headers {
             request = request.header(name, value);
@@ -117,7 +120,7 @@ impl HttpPoll {
                 cursor: Some(cursor),
                 skip: 0,
             });
-        let more = end.is_some() && total >= usize::try_from(batch).unwrap_or(usize::MAX);
+        let more = end.is_some() && total >= usize::try_from(batch).unwrap_or(usize::MAX) + skip;
         Ok(Page { records, end, more })
     }
 }

@@ -100,6 +100,16 @@ enum Led {
     Lost,
 }
 
+/// Renews `lease` every [`LEASE_CHECK`]; returns when another process holds it.
+async fn keep(lease: &Lease<'_>, clock: &dyn Clock) -> Result<(), SourceError> {
+    loop {
+        clock.sleep(LEASE_CHECK).await;
+        if !lease.renew().await? {
+            return Ok(());
+        }
+    }
+}
+
 /// `cursor 42` or `cursor abc +3`, for status and errors.
 pub fn describe(at: &Position) -> String {
     let cursor = at.cursor.as_deref().unwrap_or("(start)");
@@ -136,10 +146,13 @@ impl SourceWorker {
     /// the lease is lost (then stands by again). The lease is given back on the way out.
     pub async fn run(&self, stop: CancellationToken) -> Result<(), SourceError> {
         let reader = Reader::new(&self.spec.origin).map_err(SourceError::Config)?;
+        // Unique to this run: a worker replaced on reload while still finishing a publish must
+        // not pass the fence as its successor in the same process.
+        let holder = format!("{}/{}", self.process, Uuid::now_v7());
         let lease = Lease {
             pool: &self.pool,
             name: &self.manifest.name,
-            process: &self.process,
+            process: &holder,
             length: LEASE,
         };
         loop {
@@ -156,7 +169,12 @@ impl SourceWorker {
             };
             tracing::info!(connector = %self.manifest.name, position = %describe(&at), "this process reads the source now");
             self.stats.set_state(WorkerState::Running);
-            let led = self.lead(&reader, &lease, at, &stop).await;
+            // The lease is renewed on its own while leading, so a slow answer, a slow publish
+            // or a long backoff never lets it lapse; when a renewal fails, leading stops.
+            let led = tokio::select! {
+                led = self.lead(&reader, &lease, at, &stop) => led,
+                kept = keep(&lease, &*self.clock) => kept.map(|()| Led::Lost),
+            };
             if let Err(error) = lease.release().await {
                 tracing::warn!(connector = %self.manifest.name, %error, "cannot give the source's lease back; it lapses by itself");
             }
@@ -180,9 +198,6 @@ impl SourceWorker {
         loop {
             if stop.is_cancelled() {
                 return Ok(Led::Stopped);
-            }
-            if !lease.renew().await? {
-                return Ok(Led::Lost);
             }
             self.stats.set_reading(Some(describe(&at)));
             let page = match reader.fetch(&at, self.spec.batch).await {
@@ -222,32 +237,13 @@ impl SourceWorker {
                 at = end;
                 self.stats.set_reading(Some(describe(&at)));
             }
-            if !page.more && !self.idle(lease, stop).await? {
-                return Ok(if stop.is_cancelled() {
-                    Led::Stopped
-                } else {
-                    Led::Lost
-                });
+            if !page.more {
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(Led::Stopped),
+                    () = self.clock.sleep(self.spec.interval) => {}
+                }
             }
         }
-    }
-
-    /// Waits the poll interval, renewing the lease meanwhile; false when stopped or the lease
-    /// was lost.
-    async fn idle(&self, lease: &Lease<'_>, stop: &CancellationToken) -> Result<bool, DbError> {
-        let mut left = self.spec.interval;
-        while !left.is_zero() {
-            let step = left.min(LEASE_CHECK);
-            tokio::select! {
-                () = stop.cancelled() => return Ok(false),
-                () = self.clock.sleep(step) => {}
-            }
-            left -= step;
-            if !left.is_zero() && !lease.renew().await? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
 
     /// Publishes one record and moves the position past it; false when the lease was lost.
@@ -257,7 +253,9 @@ impl SourceWorker {
         at: &Position,
         record: &Record,
     ) -> Result<bool, SourceError> {
-        let digest = Sha256::digest(record.value.to_string().as_bytes());
+        // The record is known by its position, which a repeat after a crash shares even when
+        // the origin changed a column of it meanwhile.
+        let digest = Sha256::digest(format!("{:?}\n{}", record.after.cursor, record.after.skip));
         let Some(event_id) = lease.pending(&digest, Uuid::now_v7()).await? else {
             return Ok(false);
         };

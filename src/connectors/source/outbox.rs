@@ -6,7 +6,10 @@
 //! reader therefore publishes only ids that follow on without a gap. At a gap it notes the
 //! newest transaction id that could exist (the snapshot's `xmax`) and waits until every
 //! transaction older than that has ended (the snapshot's `xmin` passed it): the missing id was
-//! then rolled back, or deleted, and is passed over. This needs PostgreSQL 13 or later.
+//! then rolled back, or deleted, and is passed over. A reader without a position waits the same
+//! way before its first read. This needs PostgreSQL 13 or later, and a sequence without a
+//! cache (`CACHE 1`, the default): cached or preallocated ids are taken long before the
+//! transaction that uses them writes.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -83,10 +86,20 @@ impl Outbox {
                 });
             }
         };
+        // Without a position, the first row seen may not be the first to commit: an older
+        // transaction may still hold a lower id. Wait until every transaction open at the
+        // first look has ended, as at a gap.
+        if after.is_none() && !self.passed_over(&client, i64::MIN, i64::MIN).await? {
+            return Ok(Page {
+                records: Vec::new(),
+                end: None,
+                more: false,
+            });
+        }
         if after.is_none() && self.table.start_at == StartAt::Latest {
             // Only what is written from now on: start after the newest row.
             let row = client
-                .query_one(&format!("SELECT max({column}) FROM {table}"), &[])
+                .query_one(&format!("SELECT max({column})::bigint FROM {table}"), &[])
                 .await
                 .map_err(|e| classify(&e))?;
             let newest: Option<i64> = row.get(0);
@@ -102,7 +115,7 @@ impl Outbox {
         let rows = client
             .query(
                 &format!(
-                    "SELECT {column}, to_jsonb(t) FROM {table} t WHERE {column} > $1 \
+                    "SELECT {column}::bigint, to_jsonb(t) FROM {table} t WHERE {column} > $1 \
                      ORDER BY {column} LIMIT $2"
                 ),
                 &[&after.unwrap_or(i64::MIN), &i64::from(batch)],
@@ -115,7 +128,7 @@ impl Outbox {
         for row in rows {
             let id: i64 = row.get(0);
             if let Some(missing) = expected.filter(|missing| id != *missing)
-                && !self.passed_over(&client, missing).await?
+                && !self.passed_over(&client, missing, id).await?
             {
                 break;
             }
@@ -136,11 +149,13 @@ impl Outbox {
         })
     }
 
-    /// Whether the reader may pass over `missing` (see the module's comment).
+    /// Whether the reader may pass over the ids from `missing` up to `next` (the next row
+    /// seen), none of which it saw (see the module's comment).
     async fn passed_over(
         &self,
         client: &deadpool_postgres::Client,
         missing: i64,
+        next: i64,
     ) -> Result<bool, CallError> {
         let known = self
             .gap
@@ -169,16 +184,19 @@ impl Outbox {
             .query_one(
                 &format!(
                     "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8 \
-                     AND NOT EXISTS (SELECT 1 FROM {table} WHERE {column} = $2)"
+                     AND NOT EXISTS (SELECT 1 FROM {table} WHERE {column} >= $2 AND {column} < $3)"
                 ),
-                &[&gap.horizon, &missing],
+                &[&gap.horizon, &missing, &next],
             )
             .await
             .map_err(|e| classify(&e))?;
         let passed: bool = row.get(0);
         if passed {
-            tracing::warn!(table = %self.table.table, id = missing, waited_ms = gap.since.elapsed().as_millis() as u64,
-                "outbox id never committed (rolled back or deleted); passed over");
+            if missing != i64::MIN {
+                tracing::warn!(table = %self.table.table, from = missing, to = next - 1,
+                    waited_ms = gap.since.elapsed().as_millis() as u64,
+                    "outbox ids never committed (rolled back or deleted); passed over");
+            }
             *self.gap.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
         Ok(passed)
