@@ -770,3 +770,67 @@ async fn a_payment_notified_twice_becomes_one_event_and_a_lost_one_can_be_querie
     assert_eq!(sent, 0, "the callback was never sent");
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_follows_a_dossier_and_refuses_an_illegal_transition() {
+    let env = TestEnv::new("sandbox_portal").await;
+    let base = start(&env)
+        .await
+        .replace("/civil-status/v1/births", "/portal/v1/dossiers");
+    let http = reqwest::Client::new();
+    let call = async |request: reqwest::RequestBuilder| -> (u16, Value) {
+        let response = request.send().await.expect("answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+    let (code, _) = dossier();
+    let synced = json!({"dossier_code": code, "procedure_code": "1.001193", "agency_code": "G22.99.08", "status": 2});
+    let (status, first) = call(http.post(&base).bearer_auth(TOKEN).json(&synced)).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = call(http.post(&base).bearer_auth(TOKEN).json(&synced)).await;
+    assert_eq!((status, &again), (200, &first), "synced once");
+
+    let update = |to: i64, key: &str| {
+        http.post(format!("{base}/{code}/progress"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&json!({"status": to, "note": format!("to {to}")}))
+    };
+    for (to, key) in [(4, "u1"), (9, "u2"), (10, "u3")] {
+        let (status, answer) = call(update(to, key)).await;
+        assert_eq!(
+            (status, answer["status"].as_i64()),
+            (200, Some(to)),
+            "{answer}"
+        );
+    }
+    let (status, repeat) = call(update(10, "u3")).await;
+    assert_eq!(
+        (status, repeat["timeline"].as_array().map(Vec::len)),
+        (200, Some(4)),
+        "a repeated update changes nothing"
+    );
+    let (status, refused) = call(update(4, "u4")).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("illegal_transition"))
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10 (Result returned)") && m.contains("Đã trả kết quả")),
+        "{refused}"
+    );
+    let (status, timeline) = call(http.get(format!("{base}/{code}"))).await;
+    assert_eq!(status, 200, "anyone may look a dossier up");
+    let statuses: Vec<i64> = timeline["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|s| s["status"].as_i64())
+        .collect();
+    assert_eq!(statuses, [2, 4, 9, 10]);
+    assert_eq!(timeline["status_name_en"], "Result returned");
+    let (status, _) = call(http.get(format!("{base}/G22.99.08-000000-0000"))).await;
+    assert_eq!(status, 404);
+}

@@ -6,8 +6,8 @@
 //! Every system can have a bad day on purpose (`faults`): latency, failures, outages, a rate
 //! limit, set at start or while running through `/sandbox/v1/faults`.
 //!
-//! So far: the civil-status system's birth registration, the population database and PayGov;
-//! residence, social insurance and the portal follow. Their schemas are versioned migrations of
+//! So far: the civil-status system's birth registration, the population database, PayGov and
+//! the national portal; residence and social insurance follow. Their schemas are versioned migrations of
 //! their own (`src/sandbox/migrations`, recorded in `sandbox_schema_history`).
 
 mod answer;
@@ -16,6 +16,7 @@ pub mod faults;
 pub mod paygov;
 mod personal_id;
 pub mod population;
+pub mod portal;
 pub mod seed;
 
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ use self::faults::{Controls, Faults};
 use crate::db::DbError;
 
 /// The systems this process stands in for, by the name fault controls use.
-pub const SYSTEMS: [&str; 3] = ["civil-status", "population", "paygov"];
+pub const SYSTEMS: [&str; 4] = ["civil-status", "population", "paygov", "portal"];
 
 mod embedded {
     refinery::embed_migrations!("src/sandbox/migrations");
@@ -60,7 +61,8 @@ pub async fn serve(
     faults: HashMap<String, Faults>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SandboxError> {
-    let controls = Controls::new(&SYSTEMS, faults).map_err(SandboxError::Faults)?;
+    let controls = Controls::new(&SYSTEMS, faults)
+        .map_err(|e| SandboxError::Settings(format!("faults: {e}")))?;
     migrate(&pool).await?;
     let faulty = |router: Router, system: &'static str| {
         router.layer(middleware::from_fn_with_state(
@@ -78,8 +80,12 @@ pub async fn serve(
             "population",
         ))
         .merge(faulty(
-            paygov::routes(pool, token.clone(), paygov_secret, controls.clone()),
+            paygov::routes(pool.clone(), token.clone(), paygov_secret, controls.clone()),
             "paygov",
+        ))
+        .merge(faulty(
+            portal::routes(pool, token.clone()).map_err(SandboxError::Settings)?,
+            "portal",
         ))
         .merge(fault_routes(controls.clone(), token))
         .route("/openapi/{document}", get(openapi));
@@ -95,7 +101,7 @@ pub async fn serve(
 
 /// The OpenAPI document of each sandbox API, by file name; the same files as in
 /// `schemas/openapi/`, built into the binary so a sandbox serves them wherever it runs.
-const OPENAPI: [(&str, &str); 4] = [
+const OPENAPI: [(&str, &str); 5] = [
     (
         "civil-status.json",
         include_str!("../../schemas/openapi/civil-status.json"),
@@ -107,6 +113,10 @@ const OPENAPI: [(&str, &str); 4] = [
     (
         "paygov.json",
         include_str!("../../schemas/openapi/paygov.json"),
+    ),
+    (
+        "portal.json",
+        include_str!("../../schemas/openapi/portal.json"),
     ),
     (
         "sandbox-faults.json",
@@ -189,8 +199,9 @@ async fn set_faults(
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("faults: {0}")]
-    Faults(String),
+    /// The sandboxes' settings or built-in data are wrong.
+    #[error("{0}")]
+    Settings(String),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("cannot listen on {listen}: {source}")]
