@@ -834,3 +834,94 @@ async fn the_portal_follows_a_dossier_and_refuses_an_illegal_transition() {
     let (status, _) = call(http.get(format!("{base}/G22.99.08-000000-0000"))).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_residence_needs_the_heads_consent_outside_a_parents_household_and_a_deletion_reverts() {
+    let env = TestEnv::new("sandbox_residence").await;
+    let base = start(&env)
+        .await
+        .replace("/civil-status/v1/births", "/residence/v1");
+    let http = reqwest::Client::new();
+    let call = async |request: reqwest::RequestBuilder| -> (u16, Value) {
+        let response = request.bearer_auth(TOKEN).send().await.expect("answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+    let child = "048326000123";
+    let mut body = json!({
+        "personal_id": child,
+        "household_id": "HK48000000042",
+        "head_personal_id": "048055000001",
+        "relationship": "cháu",
+        "commune_code": "20194",
+        "address": "12 Lê Duẩn, phường Hải Châu",
+        "mother_personal_id": "048190000002",
+        "father_personal_id": "048088000003"
+    });
+    let register = |key: &str, body: &Value| {
+        http.post(format!("{base}/registrations"))
+            .header("Idempotency-Key", key)
+            .json(body)
+    };
+    let (status, refused) = call(register("r-1", &body)).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (422, Some("consent_required")),
+        "a grandparent's household needs the head's consent"
+    );
+    body["head_consent"] = json!({"head_personal_id": "048055000001", "given_on": "2026-11-20"});
+    let (status, first) = call(register("r-1", &body)).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, repeat) = call(register("r-1", &body)).await;
+    assert_eq!(
+        (status, &repeat),
+        (200, &first),
+        "a repeat gets the first answer"
+    );
+    let (status, _) = call(register("r-2", &body)).await;
+    assert_eq!(status, 409, "one permanent residence per citizen");
+
+    let mut sibling = body.clone();
+    sibling["personal_id"] = json!("048326000124");
+    sibling["head_personal_id"] = json!("048190000002");
+    sibling["head_consent"] = Value::Null;
+    let (status, _) = call(register("r-3", &sibling)).await;
+    assert_eq!(
+        status, 201,
+        "joining the mother's own household needs no consent"
+    );
+
+    let reference = json!({"civil_status_reference": "7/2026-KT"});
+    let (status, deleted) = call(
+        http.post(format!("{base}/permanent/{child}/deletion"))
+            .json(&reference),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(deleted["deleted_at"].is_string(), "{deleted}");
+    let (status, _) = call(
+        http.post(format!("{base}/permanent/{child}/deletion"))
+            .json(&reference),
+    )
+    .await;
+    assert_eq!(status, 200, "the same registration repeated");
+    let other = json!({"civil_status_reference": "9/2026-KT"});
+    let (status, _) = call(
+        http.post(format!("{base}/permanent/{child}/deletion/revert"))
+            .json(&other),
+    )
+    .await;
+    assert_eq!(
+        status, 409,
+        "only the deletion's own registration reverts it"
+    );
+    let (status, restored) = call(
+        http.post(format!("{base}/permanent/{child}/deletion/revert"))
+            .json(&reference),
+    )
+    .await;
+    assert_eq!((status, &restored["deleted_at"]), (200, &Value::Null));
+    let (_, now) = call(http.get(format!("{base}/permanent/{child}"))).await;
+    assert_eq!(now["deleted_at"], Value::Null);
+    assert_eq!(now["household_id"], "HK48000000042");
+}

@@ -6,8 +6,8 @@
 //! Every system can have a bad day on purpose (`faults`): latency, failures, outages, a rate
 //! limit, set at start or while running through `/sandbox/v1/faults`.
 //!
-//! So far: the civil-status system's birth registration, the population database, PayGov and
-//! the national portal; residence and social insurance follow. Their schemas are versioned migrations of
+//! So far: the civil-status system's birth registration, the population database, residence,
+//! PayGov and the national portal; social insurance follows. Their schemas are versioned migrations of
 //! their own (`src/sandbox/migrations`, recorded in `sandbox_schema_history`).
 
 mod answer;
@@ -17,6 +17,7 @@ pub mod paygov;
 mod personal_id;
 pub mod population;
 pub mod portal;
+pub mod residence;
 pub mod seed;
 
 use std::collections::HashMap;
@@ -34,7 +35,13 @@ use self::faults::{Controls, Faults};
 use crate::db::DbError;
 
 /// The systems this process stands in for, by the name fault controls use.
-pub const SYSTEMS: [&str; 4] = ["civil-status", "population", "paygov", "portal"];
+pub const SYSTEMS: [&str; 5] = [
+    "civil-status",
+    "population",
+    "residence",
+    "paygov",
+    "portal",
+];
 
 mod embedded {
     refinery::embed_migrations!("src/sandbox/migrations");
@@ -80,6 +87,10 @@ pub async fn serve(
             "population",
         ))
         .merge(faulty(
+            residence::routes(pool.clone(), token.clone()),
+            "residence",
+        ))
+        .merge(faulty(
             paygov::routes(pool.clone(), token.clone(), paygov_secret, controls.clone()),
             "paygov",
         ))
@@ -101,7 +112,7 @@ pub async fn serve(
 
 /// The OpenAPI document of each sandbox API, by file name; the same files as in
 /// `schemas/openapi/`, built into the binary so a sandbox serves them wherever it runs.
-const OPENAPI: [(&str, &str); 5] = [
+const OPENAPI: [(&str, &str); 6] = [
     (
         "civil-status.json",
         include_str!("../../schemas/openapi/civil-status.json"),
@@ -109,6 +120,10 @@ const OPENAPI: [(&str, &str); 5] = [
     (
         "population.json",
         include_str!("../../schemas/openapi/population.json"),
+    ),
+    (
+        "residence.json",
+        include_str!("../../schemas/openapi/residence.json"),
     ),
     (
         "paygov.json",

@@ -1,0 +1,260 @@
+//! The residence database stand-in (Cơ sở dữ liệu về cư trú):
+//!
+//! - `POST /residence/v1/registrations`: a newborn's permanent residence, once per citizen
+//!   (one per `Idempotency-Key`: a repeat gets the first answer). Joining a household whose
+//!   head is not one of the child's parents needs the head's consent, as the Law on Residence
+//!   requires;
+//! - `POST /residence/v1/permanent/{personal_id}/deletion`: deleted on death (the same
+//!   registration repeated gets the same answer);
+//! - `POST /residence/v1/permanent/{personal_id}/deletion/revert`: restored when the death
+//!   registration is annulled;
+//! - `GET /residence/v1/permanent/{personal_id}`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use deadpool_postgres::Pool;
+use serde_json::{Value, json};
+use tokio_postgres::Row;
+
+use super::answer::{self, Answer, authorised, problem, text};
+
+#[derive(Clone)]
+struct Sandbox {
+    pool: Pool,
+    token: String,
+}
+
+pub fn routes(pool: Pool, token: String) -> Router {
+    Router::new()
+        .route("/residence/v1/registrations", post(register))
+        .route("/residence/v1/permanent/{personal_id}", get(look_up))
+        .route(
+            "/residence/v1/permanent/{personal_id}/deletion",
+            post(delete),
+        )
+        .route(
+            "/residence/v1/permanent/{personal_id}/deletion/revert",
+            post(revert),
+        )
+        .with_state(Sandbox { pool, token })
+}
+
+fn internal(error: impl std::fmt::Display) -> Answer {
+    answer::internal("residence", error)
+}
+
+const COLUMNS: &str = "personal_id, household_id, head_personal_id, relationship, commune_code, \
+     address, registered_at, deleted_at, deletion_reference";
+
+fn record(row: &Row) -> Value {
+    let time = |i: usize| {
+        row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)
+            .map(|t| t.with_timezone(&crate::domain::vietnam()).to_rfc3339())
+    };
+    json!({
+        "personal_id": row.get::<_, String>(0),
+        "household_id": row.get::<_, String>(1),
+        "head_personal_id": row.get::<_, String>(2),
+        "relationship": row.get::<_, String>(3),
+        "commune_code": row.get::<_, String>(4),
+        "address": row.get::<_, String>(5),
+        "registered_at": time(6),
+        "deleted_at": time(7),
+        "deletion_reference": row.get::<_, Option<String>>(8),
+    })
+}
+
+async fn register(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        let key = answer::header(&headers, "Idempotency-Key")?;
+        let child = text(&body, "/personal_id")?;
+        let household = text(&body, "/household_id")?;
+        let head = text(&body, "/head_personal_id")?;
+        let relationship = text(&body, "/relationship")?;
+        let commune = text(&body, "/commune_code")?;
+        let address = text(&body, "/address")?;
+        let parents: Vec<&str> = ["/mother_personal_id", "/father_personal_id"]
+            .iter()
+            .filter_map(|p| body.pointer(p).and_then(Value::as_str))
+            .collect();
+        let consent = body.pointer("/head_consent").filter(|c| !c.is_null());
+        // A child joining a parent's own household needs nobody's consent; any other
+        // household's head must agree.
+        if !parents.contains(&head) {
+            let given = consent
+                .and_then(|c| c.pointer("/head_personal_id"))
+                .and_then(Value::as_str);
+            if given != Some(head) {
+                return Err(problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "consent_required",
+                    "the household head is not a parent of the child: send /head_consent with the \
+                     head's /head_personal_id and /given_on",
+                ));
+            }
+        }
+        let client = sandbox.pool.get().await.map_err(internal)?;
+        let answer = json!({
+            "personal_id": child,
+            "household_id": household,
+            "registered": true,
+        });
+        let inserted = client
+            .execute(
+                "INSERT INTO sandbox_residence.permanent (personal_id, request_key, household_id,
+                     head_personal_id, relationship, commune_code, address, consent, answer)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                &[
+                    &child,
+                    &key,
+                    &household,
+                    &head,
+                    &relationship,
+                    &commune,
+                    &address,
+                    &consent,
+                    &answer,
+                ],
+            )
+            .await
+            .map_err(internal)?;
+        if inserted == 1 {
+            return Ok((StatusCode::CREATED, Json(answer)));
+        }
+        let earlier = client
+            .query_opt(
+                "SELECT answer, request_key FROM sandbox_residence.permanent WHERE personal_id = $1 OR request_key = $2",
+                &[&child, &key],
+            )
+            .await
+            .map_err(internal)?;
+        match earlier {
+            Some(row) if row.get::<_, &str>(1) == key => Ok((StatusCode::OK, Json(row.get(0)))),
+            _ => Err(problem(
+                StatusCode::CONFLICT,
+                "already_registered",
+                "this citizen has a permanent residence already",
+            )),
+        }
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+async fn find(sandbox: &Sandbox, personal_id: &str) -> Result<Row, Answer> {
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM sandbox_residence.permanent WHERE personal_id = $1"),
+            &[&personal_id],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no permanent residence for this citizen",
+            )
+        })
+}
+
+async fn look_up(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        Ok::<_, Answer>((StatusCode::OK, Json(record(&find(&sandbox, &id).await?))))
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+async fn delete(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        let reference = text(&body, "/civil_status_reference")?;
+        let client = sandbox.pool.get().await.map_err(internal)?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE sandbox_residence.permanent SET deleted_at = now(), deletion_reference = $2
+                     WHERE personal_id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+                ),
+                &[&id, &reference],
+            )
+            .await
+            .map_err(internal)?;
+        if let Some(row) = row {
+            return Ok((StatusCode::OK, Json(record(&row))));
+        }
+        let row = find(&sandbox, &id).await?;
+        if row.get::<_, Option<String>>(8).as_deref() == Some(reference) {
+            Ok((StatusCode::OK, Json(record(&row))))
+        } else {
+            Err(problem(
+                StatusCode::CONFLICT,
+                "already_deleted",
+                "this permanent residence was deleted under another registration",
+            ))
+        }
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+async fn revert(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        let reference = text(&body, "/civil_status_reference")?;
+        let client = sandbox.pool.get().await.map_err(internal)?;
+        // Only the deletion made for this registration is reverted.
+        let row = client
+            .query_opt(
+                &format!(
+                    "UPDATE sandbox_residence.permanent
+                     SET deleted_at = NULL, deletion_reference = NULL, reverted_at = now()
+                     WHERE personal_id = $1 AND deletion_reference = $2 RETURNING {COLUMNS}"
+                ),
+                &[&id, &reference],
+            )
+            .await
+            .map_err(internal)?;
+        match row {
+            Some(row) => Ok((StatusCode::OK, Json(record(&row)))),
+            None => {
+                let row = find(&sandbox, &id).await?;
+                if row
+                    .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
+                    .is_none()
+                {
+                    // Not deleted (or reverted already): nothing to do, and the answer says so.
+                    Ok((StatusCode::OK, Json(record(&row))))
+                } else {
+                    Err(problem(
+                        StatusCode::CONFLICT,
+                        "other_deletion",
+                        "the residence was deleted under another registration",
+                    ))
+                }
+            }
+        }
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
