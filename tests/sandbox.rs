@@ -925,3 +925,101 @@ async fn a_residence_needs_the_heads_consent_outside_a_parents_household_and_a_d
     assert_eq!(now["deleted_at"], Value::Null);
     assert_eq!(now["household_id"], "HK48000000042");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn social_insurance_issues_one_te_card_and_decides_pays_or_cancels_death_benefits_once() {
+    let env = TestEnv::new("sandbox_bhxh").await;
+    let base = start(&env)
+        .await
+        .replace("/civil-status/v1/births", "/social-insurance/v1");
+    let http = reqwest::Client::new();
+    let call = async |request: reqwest::RequestBuilder| -> (u16, Value) {
+        let response = request.bearer_auth(TOKEN).send().await.expect("answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+    let card = |key: &str, child: &str| {
+        http.post(format!("{base}/child-cards"))
+            .header("Idempotency-Key", key)
+            .json(&json!({"personal_id": child, "birth_date": "2026-11-12", "province_code": "48"}))
+    };
+    let (status, first) = call(card("c-1", "048326000123")).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        (first["group"].as_str(), first["valid_to"].as_str()),
+        (Some("TE"), Some("2032-11-11")),
+        "valid until the day before 72 months of age"
+    );
+    let number = first["card_number"].as_str().expect("card");
+    assert!(
+        number.len() == 15 && number.starts_with("TE148"),
+        "{number}"
+    );
+    assert_eq!(
+        call(card("c-1", "048326000123")).await,
+        (200, first.clone())
+    );
+    assert_eq!(
+        call(card("c-2", "048326000123")).await.0,
+        409,
+        "one card per child"
+    );
+
+    let decide = |key: &str, deceased: &str| {
+        http.post(format!("{base}/death-benefits"))
+            .header("Idempotency-Key", key)
+            .json(&json!({
+                "deceased_personal_id": deceased,
+                "died_on": "2026-11-30",
+                "contribution_months_before_2014": 60,
+                "contribution_months_from_2014": 120,
+                "average_monthly_salary_vnd": 8_000_000,
+                "beneficiary": {"personal_id": "048190000002", "full_name": "Lê Thị Hoa", "bank_code": "VCB", "account_number": "0011000123456"}
+            }))
+    };
+    let (status, decision) = call(decide("d-1", "048055000001")).await;
+    assert_eq!(status, 201, "{decision}");
+    assert_eq!(
+        (
+            decision["funeral_allowance_vnd"].as_i64(),
+            decision["survivor_lump_sum_vnd"].as_i64()
+        ),
+        (Some(23_400_000), Some(220_000_000)),
+        "amounts from the rules file"
+    );
+    assert_eq!(
+        call(decide("d-2", "048055000001")).await.0,
+        409,
+        "decided once per death"
+    );
+    let id = decision["decision_id"].as_i64().expect("id");
+    let (status, paid) = call(http.post(format!("{base}/death-benefits/{id}/payment"))).await;
+    assert_eq!((status, paid["status"].as_str()), (200, Some("PAID")));
+    assert_eq!(
+        call(http.post(format!("{base}/death-benefits/{id}/payment"))).await,
+        (200, paid.clone()),
+        "paid once"
+    );
+    let (status, refused) =
+        call(http.post(format!("{base}/death-benefits/{id}/cancellation"))).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("already_paid"))
+    );
+
+    let (_, other) = call(decide("d-3", "048055000009")).await;
+    let other_id = other["decision_id"].as_i64().expect("id");
+    let (status, cancelled) =
+        call(http.post(format!("{base}/death-benefits/{other_id}/cancellation"))).await;
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (200, Some("CANCELLED"))
+    );
+    assert_eq!(
+        call(http.post(format!("{base}/death-benefits/{other_id}/payment")))
+            .await
+            .0,
+        409,
+        "a cancelled decision is never paid"
+    );
+}

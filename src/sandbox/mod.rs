@@ -6,8 +6,8 @@
 //! Every system can have a bad day on purpose (`faults`): latency, failures, outages, a rate
 //! limit, set at start or while running through `/sandbox/v1/faults`.
 //!
-//! So far: the civil-status system's birth registration, the population database, residence,
-//! PayGov and the national portal; social insurance follows. Their schemas are versioned migrations of
+//! The civil-status system, the population database, residence, social insurance, PayGov and
+//! the national public service portal. Their schemas are versioned migrations of
 //! their own (`src/sandbox/migrations`, recorded in `sandbox_schema_history`).
 
 mod answer;
@@ -19,6 +19,7 @@ pub mod population;
 pub mod portal;
 pub mod residence;
 pub mod seed;
+pub mod social_insurance;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,10 +36,11 @@ use self::faults::{Controls, Faults};
 use crate::db::DbError;
 
 /// The systems this process stands in for, by the name fault controls use.
-pub const SYSTEMS: [&str; 5] = [
+pub const SYSTEMS: [&str; 6] = [
     "civil-status",
     "population",
     "residence",
+    "social-insurance",
     "paygov",
     "portal",
 ];
@@ -91,6 +93,11 @@ pub async fn serve(
             "residence",
         ))
         .merge(faulty(
+            social_insurance::routes(pool.clone(), token.clone())
+                .map_err(SandboxError::Settings)?,
+            "social-insurance",
+        ))
+        .merge(faulty(
             paygov::routes(pool.clone(), token.clone(), paygov_secret, controls.clone()),
             "paygov",
         ))
@@ -112,7 +119,7 @@ pub async fn serve(
 
 /// The OpenAPI document of each sandbox API, by file name; the same files as in
 /// `schemas/openapi/`, built into the binary so a sandbox serves them wherever it runs.
-const OPENAPI: [(&str, &str); 6] = [
+const OPENAPI: [(&str, &str); 7] = [
     (
         "civil-status.json",
         include_str!("../../schemas/openapi/civil-status.json"),
@@ -124,6 +131,10 @@ const OPENAPI: [(&str, &str); 6] = [
     (
         "residence.json",
         include_str!("../../schemas/openapi/residence.json"),
+    ),
+    (
+        "social-insurance.json",
+        include_str!("../../schemas/openapi/social-insurance.json"),
     ),
     (
         "paygov.json",

@@ -1,0 +1,353 @@
+//! The social insurance stand-in (Bảo hiểm xã hội Việt Nam):
+//!
+//! - `POST /social-insurance/v1/child-cards`: a newborn's health-insurance card, group TE,
+//!   valid from birth until the day before the child is 72 months old; once per child, one per
+//!   `Idempotency-Key`;
+//! - `POST /social-insurance/v1/death-benefits`: the funeral allowance and survivor lump sum
+//!   decided for a deceased contributor, once, with amounts from the rules in
+//!   `schemas/reference/social-insurance-benefits.csv` (data, so a change of the law is a change
+//!   of a file); `POST …/{decision_id}/payment` pays it to the beneficiary's bank account, once;
+//!   `POST …/{decision_id}/cancellation` cancels a decision not yet paid (the compensation when
+//!   a death registration is annulled).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{Months, NaiveDate};
+use deadpool_postgres::Pool;
+use serde_json::{Value, json};
+use tokio_postgres::Row;
+
+use super::answer::{self, Answer, authorised, problem, text};
+
+const RULES: &str = include_str!("../../schemas/reference/social-insurance-benefits.csv");
+
+/// The amount rules in force, by name.
+struct Rules(HashMap<String, f64>);
+
+impl Rules {
+    /// The rules in force today (rows whose validity has not ended).
+    fn load() -> Result<Self, String> {
+        let mut rules = HashMap::new();
+        for record in csv::Reader::from_reader(RULES.as_bytes()).records() {
+            let record = record.map_err(|e| format!("social-insurance-benefits.csv: {e}"))?;
+            if record.get(3).is_some_and(|to| !to.is_empty()) {
+                continue;
+            }
+            let value = record
+                .get(1)
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or("social-insurance-benefits.csv: a value is not a number")?;
+            rules.insert(record.get(0).unwrap_or_default().to_owned(), value);
+        }
+        for needed in [
+            "reference_amount_vnd",
+            "funeral_allowance_multiple",
+            "funeral_minimum_contribution_months",
+            "survivor_months_per_year_before_2014",
+            "survivor_months_per_year_from_2014",
+            "survivor_minimum_months",
+            "child_card_valid_months",
+        ] {
+            if !rules.contains_key(needed) {
+                return Err(format!(
+                    "social-insurance-benefits.csv: no rule {needed} in force"
+                ));
+            }
+        }
+        Ok(Self(rules))
+    }
+
+    fn get(&self, name: &str) -> f64 {
+        self.0.get(name).copied().unwrap_or_default()
+    }
+
+    /// (funeral allowance, survivor lump sum) in dong.
+    fn death_benefits(&self, before_2014: i64, from_2014: i64, average_salary: i64) -> (i64, i64) {
+        let months = before_2014 + from_2014;
+        let funeral = if months as f64 >= self.get("funeral_minimum_contribution_months") {
+            (self.get("funeral_allowance_multiple") * self.get("reference_amount_vnd")).round()
+                as i64
+        } else {
+            0
+        };
+        let salary = average_salary as f64;
+        let by_years = (before_2014 as f64 / 12.0)
+            * self.get("survivor_months_per_year_before_2014")
+            + (from_2014 as f64 / 12.0) * self.get("survivor_months_per_year_from_2014");
+        let survivor = by_years.max(self.get("survivor_minimum_months")) * salary;
+        (funeral, survivor.round() as i64)
+    }
+}
+
+#[derive(Clone)]
+struct Sandbox {
+    pool: Pool,
+    token: String,
+    rules: Arc<Rules>,
+}
+
+pub fn routes(pool: Pool, token: String) -> Result<Router, String> {
+    let rules = Arc::new(Rules::load()?);
+    Ok(Router::new()
+        .route("/social-insurance/v1/child-cards", post(child_card))
+        .route("/social-insurance/v1/death-benefits", post(decide))
+        .route(
+            "/social-insurance/v1/death-benefits/{id}/payment",
+            post(pay),
+        )
+        .route(
+            "/social-insurance/v1/death-benefits/{id}/cancellation",
+            post(cancel),
+        )
+        .with_state(Sandbox { pool, token, rules }))
+}
+
+fn internal(error: impl std::fmt::Display) -> Answer {
+    answer::internal("social-insurance", error)
+}
+
+fn invalid(message: &str) -> Answer {
+    problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+}
+
+async fn child_card(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        let key = answer::header(&headers, "Idempotency-Key")?;
+        let child = text(&body, "/personal_id")?;
+        let province = text(&body, "/province_code")?;
+        let birth = NaiveDate::parse_from_str(text(&body, "/birth_date")?, "%Y-%m-%d")
+            .map_err(|_| invalid("/birth_date must be a date, YYYY-MM-DD"))?;
+        if province.len() != 2 || !province.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("/province_code must be two digits"));
+        }
+        let months = sandbox.rules.get("child_card_valid_months") as u32;
+        let valid_to = birth
+            .checked_add_months(Months::new(months))
+            .and_then(|d| d.pred_opt())
+            .ok_or_else(|| invalid("/birth_date is out of range"))?;
+        let client = sandbox.pool.get().await.map_err(internal)?;
+        let number: i64 = client
+            .query_one(
+                "SELECT nextval('sandbox_social_insurance.insurance_number')",
+                &[],
+            )
+            .await
+            .map_err(internal)?
+            .get(0);
+        // The 10-digit social insurance number: the province, then a serial.
+        let insurance_number = format!("{province}{:08}", number % 100_000_000);
+        let answer = json!({
+            "personal_id": child,
+            "social_insurance_number": insurance_number,
+            "card_number": format!("TE1{province}{insurance_number}"),
+            "group": "TE",
+            "valid_from": birth.to_string(),
+            "valid_to": valid_to.to_string(),
+        });
+        let inserted = client
+            .execute(
+                "INSERT INTO sandbox_social_insurance.child_card (personal_id, request_key, card_number, answer)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&child, &key, &answer["card_number"].as_str(), &answer],
+            )
+            .await
+            .map_err(internal)?;
+        if inserted == 1 {
+            return Ok((StatusCode::CREATED, Json(answer)));
+        }
+        let earlier = client
+            .query_opt(
+                "SELECT answer, request_key FROM sandbox_social_insurance.child_card
+                 WHERE personal_id = $1 OR request_key = $2",
+                &[&child, &key],
+            )
+            .await
+            .map_err(internal)?;
+        match earlier {
+            Some(row) if row.get::<_, &str>(1) == key => Ok((StatusCode::OK, Json(row.get(0)))),
+            _ => Err(problem(
+                StatusCode::CONFLICT,
+                "already_issued",
+                "this child holds a card already",
+            )),
+        }
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+const COLUMNS: &str = "decision_id, deceased_personal_id, beneficiary, funeral_allowance, \
+     survivor_lump_sum, status, payment_reference, request_key";
+
+fn decision(row: &Row) -> Value {
+    let (funeral, survivor): (i64, i64) = (row.get(3), row.get(4));
+    json!({
+        "decision_id": row.get::<_, i64>(0),
+        "deceased_personal_id": row.get::<_, String>(1),
+        "beneficiary": row.get::<_, Value>(2),
+        "funeral_allowance_vnd": funeral,
+        "survivor_lump_sum_vnd": survivor,
+        "total_vnd": funeral + survivor,
+        "status": row.get::<_, String>(5),
+        "payment_reference": row.get::<_, Option<String>>(6),
+    })
+}
+
+fn months(body: &Value, path: &str) -> Result<i64, Answer> {
+    body.pointer(path)
+        .and_then(Value::as_i64)
+        .filter(|m| (0..=600).contains(m))
+        .ok_or_else(|| invalid(&format!("{path} must be a number of months, 0 to 600")))
+}
+
+async fn decide(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        let key = answer::header(&headers, "Idempotency-Key")?;
+        let deceased = text(&body, "/deceased_personal_id")?;
+        text(&body, "/died_on")?;
+        let before = months(&body, "/contribution_months_before_2014")?;
+        let after = months(&body, "/contribution_months_from_2014")?;
+        let salary = body
+            .pointer("/average_monthly_salary_vnd")
+            .and_then(Value::as_i64)
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                invalid("/average_monthly_salary_vnd must be a number of dong above 0")
+            })?;
+        let beneficiary = body
+            .pointer("/beneficiary")
+            .filter(|b| {
+                ["/personal_id", "/full_name", "/bank_code", "/account_number"]
+                    .iter()
+                    .all(|f| b.pointer(f).and_then(Value::as_str).is_some_and(|v| !v.is_empty()))
+            })
+            .ok_or_else(|| {
+                invalid("/beneficiary needs personal_id, full_name, bank_code and account_number: benefits are paid to a bank account")
+            })?;
+        let (funeral, survivor) = sandbox.rules.death_benefits(before, after, salary);
+        let client = sandbox.pool.get().await.map_err(internal)?;
+        let inserted = client
+            .execute(
+                "INSERT INTO sandbox_social_insurance.death_benefit (deceased_personal_id, request_key,
+                     beneficiary, funeral_allowance, survivor_lump_sum)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&deceased, &key, beneficiary, &funeral, &survivor],
+            )
+            .await
+            .map_err(internal)?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT {COLUMNS} FROM sandbox_social_insurance.death_benefit
+                     WHERE deceased_personal_id = $1 OR request_key = $2 LIMIT 1"
+                ),
+                &[&deceased, &key],
+            )
+            .await
+            .map_err(internal)?;
+        if row.get::<_, &str>(7) != key {
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "already_decided",
+                "the benefits for this death were decided under another request",
+            ));
+        }
+        let status = if inserted == 1 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(decision(&row))))
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+async fn settle(sandbox: &Sandbox, id: i64, to: &str) -> Result<Answer, Answer> {
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let reference = (to == "PAID").then(|| format!("CK-BHXH-{id:010}"));
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE sandbox_social_insurance.death_benefit
+                 SET status = $2, payment_reference = COALESCE($3, payment_reference), settled_at = now()
+                 WHERE decision_id = $1 AND status = 'DECIDED' RETURNING {COLUMNS}"
+            ),
+            &[&id, &to, &reference],
+        )
+        .await
+        .map_err(internal)?;
+    if let Some(row) = row {
+        return Ok((StatusCode::OK, Json(decision(&row))));
+    }
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM sandbox_social_insurance.death_benefit WHERE decision_id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| problem(StatusCode::NOT_FOUND, "not_found", "no such decision"))?;
+    let now: String = row.get(5);
+    if now == to {
+        // Repeated: the same answer.
+        return Ok((StatusCode::OK, Json(decision(&row))));
+    }
+    Err(problem(
+        StatusCode::CONFLICT,
+        if now == "PAID" {
+            "already_paid"
+        } else {
+            "cancelled"
+        },
+        format!("the decision is {} already", now.to_lowercase()),
+    ))
+}
+
+async fn pay(State(sandbox): State<Sandbox>, headers: HeaderMap, Path(id): Path<i64>) -> Answer {
+    if let Err(refused) = authorised(&sandbox.token, &headers) {
+        return refused;
+    }
+    settle(&sandbox, id, "PAID")
+        .await
+        .unwrap_or_else(|refused| refused)
+}
+
+async fn cancel(State(sandbox): State<Sandbox>, headers: HeaderMap, Path(id): Path<i64>) -> Answer {
+    if let Err(refused) = authorised(&sandbox.token, &headers) {
+        return refused;
+    }
+    settle(&sandbox, id, "CANCELLED")
+        .await
+        .unwrap_or_else(|refused| refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rules;
+
+    #[test]
+    fn death_benefits_follow_the_rules_file() {
+        let rules = Rules::load().unwrap();
+        // 10 x 2 340 000; 5 years before 2014 (7.5 months) + 10 years after (20 months).
+        assert_eq!(
+            rules.death_benefits(60, 120, 8_000_000),
+            (23_400_000, 220_000_000)
+        );
+        // Under 12 months: no funeral allowance, and the survivor minimum of 3 months.
+        assert_eq!(rules.death_benefits(0, 6, 5_000_000), (0, 15_000_000));
+    }
+}
