@@ -191,27 +191,37 @@ async fn fault_controls_are_set_while_running_and_refuse_bad_settings() {
     assert_eq!(registered, 0, "an injected failure changes nothing");
 }
 
-/// The repository's civil-status manifest as it is, pointed at the sandbox.
-async fn install_repository_connector(env: &TestEnv, url: &str) {
+/// A repository manifest as it is, pointed at the sandbox listening at `base` (its URL's host
+/// and port replaced) and reading the sandbox token from a file.
+fn install_repository_manifest(env: &TestEnv, name: &str, base: &str) {
     let dir = &env.config.connectors.dir;
     std::fs::create_dir_all(dir).expect("connectors dir");
-    let token_file = dir.join("civil-status.token");
+    let token_file = dir.join("sandbox.token");
     std::fs::write(&token_file, TOKEN).expect("token file");
-    let manifest = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors/civil-status.toml"),
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("connectors/{name}.toml")),
     )
-    .expect("the repository's manifest")
-    .replace(
-        "url = \"http://127.0.0.1:8095/civil-status/v1/births\"",
-        &format!("url = \"{url}\""),
-    )
-    .replace("url_env = \"LIENTHONG_CIVIL_STATUS_URL\"\n", "")
-    .replace(
-        "token_env = \"LIENTHONG_CIVIL_STATUS_TOKEN\"",
-        &format!("token_file = {:?}", token_file.display().to_string()),
+    .expect("the repository's manifest");
+    let manifest: String = text
+        .lines()
+        .filter(|line| !line.starts_with("url_env = "))
+        .map(|line| match line.strip_prefix("token_env = ") {
+            Some(_) => format!("token_file = {:?}", token_file.display().to_string()),
+            None => line.replace("http://127.0.0.1:8095", base),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(manifest.contains(base), "the test could point the manifest");
+    std::fs::write(dir.join(format!("{name}.toml")), manifest).expect("manifest");
+}
+
+/// The repository's civil-status manifest as it is, pointed at the sandbox.
+async fn install_repository_connector(env: &TestEnv, url: &str) {
+    install_repository_manifest(
+        env,
+        "civil-status",
+        &url.replace("/civil-status/v1/births", ""),
     );
-    assert!(manifest.contains(url), "the test could point the manifest");
-    std::fs::write(dir.join("civil-status.toml"), manifest).expect("manifest");
     let system = "civil-status-connector";
     env.token(system).await;
     env.grant(system, Direction::Subscribe, EVENT_TYPE, PURPOSE)
@@ -1022,4 +1032,92 @@ async fn social_insurance_issues_one_te_card_and_decides_pays_or_cancels_death_b
         409,
         "a cancelled decision is never paid"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_birth_gets_its_health_insurance_card_through_two_connectors() {
+    let env = TestEnv::new("sandbox_chain").await;
+    let url = start(&env).await;
+    install_repository_connector(&env, &url).await;
+    install_repository_manifest(
+        &env,
+        "social-insurance-cards",
+        &url.replace("/civil-status/v1/births", ""),
+    );
+    let system = "social-insurance-connector";
+    env.token(system).await;
+    env.grant(
+        system,
+        Direction::Subscribe,
+        "birth.civil-registration-completed",
+        "health-insurance",
+    )
+    .await;
+    for event_type in ["birth.health-insurance-card-issued", "birth.step-failed"] {
+        env.grant(system, Direction::Publish, event_type, "health-insurance")
+            .await;
+    }
+    let family = env.token("family-portal").await;
+    env.grant(
+        "family-portal",
+        Direction::Subscribe,
+        "birth.health-insurance-card-issued",
+        "health-insurance",
+    )
+    .await;
+    let publisher = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let (code, payload) = dossier();
+    client(&hub, Some(&publisher))
+        .await
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+
+    let mut cards = client(&hub, Some(&family)).await;
+    let mut stream = cards
+        .subscribe(lienthong::proto::SubscribeRequest {
+            event_type: "birth.health-insurance-card-issued".into(),
+            consumer_group: "family".into(),
+            start_from: lienthong::proto::StartFrom::Earliest.into(),
+            max_unacknowledged: 0,
+            purpose: "health-insurance".into(),
+            legal_basis: "Law on Health Insurance 25/2008/QH12".into(),
+        })
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = common::next(&mut stream).await;
+    let card = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    assert_eq!(card["dossier_code"], code.as_str());
+    let child = card["personal_id"]
+        .as_str()
+        .expect("the child's ID")
+        .to_owned();
+    assert!(
+        card["card_number"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("TE148")),
+        "{card}"
+    );
+    let db = env.pool.get().await.expect("connection");
+    let registered: String = db
+        .query_one(
+            "SELECT personal_id FROM sandbox_civil_status.birth WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .expect("registered")
+        .get(0);
+    assert_eq!(registered, child, "the card is the registered child's");
+    let issued: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sandbox_social_insurance.child_card WHERE personal_id = $1",
+            &[&child],
+        )
+        .await
+        .expect("cards")
+        .get(0);
+    assert_eq!(issued, 1);
+    hub.shutdown().await.expect("clean shutdown");
 }

@@ -50,14 +50,25 @@ for type in birth.civil-registration-completed birth.step-failed; do
   "$bin" systems grant civil-status-connector --publish --event-type "$type" \
     --purpose civil-registration --owner demo-onestop --note "demo: the connector reports the registration"
 done
-# The civil-status system's stand-in (sandbox), with a token of its own that the connector reads
-# from the environment.
+# The social-insurance connector (connectors/social-insurance-cards.toml) issues the child's
+# health-insurance card (group TE) once the birth is registered.
+"$bin" systems add social-insurance-connector --name "Social-insurance connector" >/dev/null 2>&1 || true
+"$bin" systems grant social-insurance-connector --subscribe --event-type birth.civil-registration-completed \
+  --purpose health-insurance --owner demo-onestop --note "demo: social insurance issues the child's card"
+for type in birth.health-insurance-card-issued birth.step-failed; do
+  "$bin" systems grant social-insurance-connector --publish --event-type "$type" \
+    --purpose health-insurance --owner demo-onestop --note "demo: the connector reports the card"
+done
+# The national systems' stand-ins (sandboxes), with a token of their own that the connectors
+# read from the environment.
 sandbox_token=$LIENTHONG_DATA_DIR/sandbox.token
 [[ -s $sandbox_token ]] || (umask 077; openssl rand -hex 24 >"$sandbox_token")
 sandbox=${LIENTHONG_SANDBOX_LISTEN:-127.0.0.1:8095}
 export LIENTHONG_CIVIL_STATUS_URL=http://$sandbox/civil-status/v1/births
 LIENTHONG_CIVIL_STATUS_TOKEN=$(cat "$sandbox_token")
 export LIENTHONG_CIVIL_STATUS_TOKEN
+export LIENTHONG_SOCIAL_INSURANCE_URL=http://$sandbox/social-insurance/v1/child-cards
+export LIENTHONG_SOCIAL_INSURANCE_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 # PayGov signs its payment notifications with a secret agreed with the province.
 paygov_secret=$LIENTHONG_DATA_DIR/paygov.secret
 [[ -s $paygov_secret ]] || (umask 077; openssl rand -hex 32 >"$paygov_secret")
@@ -71,7 +82,7 @@ fi
 
 "$LIENTHONG_ROOT/deploy/local/stop-hub.sh"
 mkdir -p "$LIENTHONG_DATA_DIR"
-log "starting the civil-status sandbox on $sandbox (log in $LIENTHONG_DATA_DIR/sandbox.log)"
+log "starting the national systems' sandboxes on $sandbox (log in $LIENTHONG_DATA_DIR/sandbox.log)"
 "$bin" sandbox serve --listen "$sandbox" --token-file "$sandbox_token" >"$LIENTHONG_DATA_DIR/sandbox.log" 2>&1 &
 echo $! >"$LIENTHONG_DATA_DIR/sandbox.pid"
 log "starting the hub (gRPC $grpc, HTTP $http; log in $LIENTHONG_DATA_DIR/hub.log)"
@@ -98,6 +109,16 @@ for _ in $(seq 1 150); do
 done
 echo "-- the civil-status system's record (GET /civil-status/v1/births/$code on the sandbox)"
 cat "$LIENTHONG_DATA_DIR/registration.json" || { echo "not delivered; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+echo
+child=$(sed -n 's/.*"personal_id":"\([0-9]*\)".*/\1/p' "$LIENTHONG_DATA_DIR/registration.json")
+echo
+echo "== 7. The social-insurance connector has the child's health-insurance card issued (group TE)"
+for _ in $(seq 1 150); do
+  curl -fs -H "Authorization: Bearer $LIENTHONG_SOCIAL_INSURANCE_TOKEN" "http://$sandbox/social-insurance/v1/child-cards/$child" >"$LIENTHONG_DATA_DIR/card.json" && break
+  sleep 0.2
+done
+echo "-- social insurance's record (GET /social-insurance/v1/child-cards/$child on the sandbox)"
+cat "$LIENTHONG_DATA_DIR/card.json" || { echo "no card; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
 echo
 # Status reports are written every second; give the first one a moment.
 sleep 2

@@ -2,7 +2,7 @@
 //!
 //! - `POST /social-insurance/v1/child-cards`: a newborn's health-insurance card, group TE,
 //!   valid from birth until the day before the child is 72 months old; once per child, one per
-//!   `Idempotency-Key`;
+//!   `Idempotency-Key`; `GET …/child-cards/{personal_id}` looks it up;
 //! - `POST /social-insurance/v1/death-benefits`: the funeral allowance and survivor lump sum
 //!   decided for a deceased contributor, once, with amounts from the rules in
 //!   `schemas/reference/social-insurance-benefits.csv` (data, so a change of the law is a change
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Months, NaiveDate};
 use deadpool_postgres::Pool;
@@ -95,6 +95,10 @@ pub fn routes(pool: Pool, token: String) -> Result<Router, String> {
     let rules = Arc::new(Rules::load()?);
     Ok(Router::new()
         .route("/social-insurance/v1/child-cards", post(child_card))
+        .route(
+            "/social-insurance/v1/child-cards/{personal_id}",
+            get(card_of),
+        )
         .route("/social-insurance/v1/death-benefits", post(decide))
         .route(
             "/social-insurance/v1/death-benefits/{id}/payment",
@@ -153,6 +157,10 @@ async fn child_card(
             "group": "TE",
             "valid_from": birth.to_string(),
             "valid_to": valid_to.to_string(),
+            // The first health facility: the province's children's hospital in the sandbox.
+            "registered_hospital_code": format!("{province}017"),
+            "issued_at": chrono::Utc::now().with_timezone(&crate::domain::vietnam()).to_rfc3339(),
+            "issuing_authority": format!("Bảo hiểm xã hội tỉnh/thành phố mã {province}"),
         });
         let inserted = client
             .execute(
@@ -181,6 +189,27 @@ async fn child_card(
                 "this child holds a card already",
             )),
         }
+    };
+    run.await.unwrap_or_else(|refused| refused)
+}
+
+async fn card_of(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(child): Path<String>,
+) -> Answer {
+    let run = async {
+        authorised(&sandbox.token, &headers)?;
+        let client = sandbox.pool.get().await.map_err(internal)?;
+        let row = client
+            .query_opt(
+                "SELECT answer FROM sandbox_social_insurance.child_card WHERE personal_id = $1",
+                &[&child],
+            )
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| problem(StatusCode::NOT_FOUND, "not_found", "no card for this child"))?;
+        Ok::<_, Answer>((StatusCode::OK, Json(row.get::<_, Value>(0))))
     };
     run.await.unwrap_or_else(|refused| refused)
 }
