@@ -347,6 +347,12 @@ async fn the_population_database_assigns_each_number_once_logs_reads_and_records
         (200, &first),
         "one number per request key"
     );
+    let (status, reused) = call(assign("req-1", newborn("Lê Văn Tâm"))).await;
+    assert_eq!(
+        (status, reused["error"].as_str()),
+        (422, Some("idempotency_key")),
+        "a key reused for another newborn never hands over the first one's number"
+    );
     let mut numbers = std::collections::HashSet::from([id.clone()]);
     for n in 0..20 {
         let (status, other) = call(assign(&format!("req-x{n}"), newborn("Trần Bảo Ngọc"))).await;
@@ -648,6 +654,19 @@ async fn a_payment_notified_twice_becomes_one_event_and_a_lost_one_can_be_querie
         (200, Some(id.as_str())),
         "one transaction per order"
     );
+    let mut negative = order(&code, 4);
+    negative["fee_lines"] = json!([
+        {"code": "copies", "amount": 20000},
+        {"code": "discount", "amount": -4000}
+    ]);
+    let (status, refused) = call(create(&negative)).await;
+    assert_eq!(
+        (status, refused["message"].as_str()),
+        (
+            422,
+            Some("/fee_lines/1 needs a code and an amount of dong above 0")
+        )
+    );
     let mut forged = order(&code, 2);
     forged["checksum"] = json!(sign("signed with something else"));
     let (status, refused) = call(create(&forged)).await;
@@ -931,6 +950,16 @@ async fn a_residence_needs_the_heads_consent_outside_a_parents_household_and_a_d
     )
     .await;
     assert_eq!((status, &restored["deleted_at"]), (200, &Value::Null));
+    let (status, late) = call(
+        http.post(format!("{base}/permanent/{child}/deletion"))
+            .json(&reference),
+    )
+    .await;
+    assert_eq!(
+        (status, late["error"].as_str()),
+        (409, Some("deletion_reverted")),
+        "a late repeat of the annulled deletion deletes nothing"
+    );
     let (_, now) = call(http.get(format!("{base}/permanent/{child}"))).await;
     assert_eq!(now["deleted_at"], Value::Null);
     assert_eq!(now["household_id"], "HK48000000042");
@@ -973,6 +1002,16 @@ async fn social_insurance_issues_one_te_card_and_decides_pays_or_cancels_death_b
         call(card("c-2", "048326000123")).await.0,
         409,
         "one card per child"
+    );
+    let (status, reused) = call(card("c-1", "048326000999")).await;
+    assert_eq!(
+        (status, reused["error"].as_str()),
+        (422, Some("idempotency_key"))
+    );
+    let (status, refused) = call(card("c-3", "12345")).await;
+    assert_eq!(
+        (status, refused["message"].as_str()),
+        (422, Some("/personal_id must be a personal ID of 12 digits"))
     );
 
     let decide = |key: &str, deceased: &str| {

@@ -66,3 +66,26 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Answer>
             )
         })
 }
+
+/// The field at `path` as a 12-digit personal ID, or a 422 naming it.
+pub fn personal_id<'a>(body: &'a Value, path: &str) -> Result<&'a str, Answer> {
+    let id = text(body, path)?;
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id)
+    } else {
+        Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("{path} must be a personal ID of 12 digits"),
+        ))
+    }
+}
+
+/// The refusal of an `Idempotency-Key` sent before with another request.
+pub fn key_reused() -> Answer {
+    problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key",
+        "this Idempotency-Key was used for another request",
+    )
+}

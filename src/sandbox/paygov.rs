@@ -27,7 +27,7 @@ use sha2::Sha256;
 use tokio_postgres::Row;
 
 use super::answer::{self, Answer, authorised, problem, text};
-use super::faults::Controls;
+use super::faults::{CallbackPlan, Controls};
 
 /// Callback attempts when the merchant does not answer 2xx.
 const CALLBACK_ATTEMPTS: u32 = 3;
@@ -115,10 +115,24 @@ async fn create(
             .and_then(Value::as_array)
             .filter(|l| !l.is_empty())
             .ok_or_else(|| invalid("/fee_lines must list at least one fee"))?;
-        let total: i64 = lines
-            .iter()
-            .map(|l| l.pointer("/amount").and_then(Value::as_i64).unwrap_or(0))
-            .sum();
+        let mut total: i64 = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let fee = line
+                .pointer("/amount")
+                .and_then(Value::as_i64)
+                .filter(|a| *a > 0)
+                .filter(|_| line.pointer("/code").and_then(Value::as_str).is_some())
+                .ok_or_else(|| {
+                    problem(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        format!("/fee_lines/{i} needs a code and an amount of dong above 0"),
+                    )
+                })?;
+            total = total
+                .checked_add(fee)
+                .ok_or_else(|| invalid("/fee_lines add up to more than any payment"))?;
+        }
         if total != amount {
             return Err(invalid("/fee_lines must add up to /amount"));
         }
@@ -304,7 +318,9 @@ async fn pay(
         };
         let callback_url: String = row.get(10);
         let body = callback_body(&sandbox.secret, &row, response_code);
-        tokio::spawn(deliver(sandbox.clone(), id, callback_url, body));
+        // Drawn now, in the order of the requests, so the seed decides it whatever the timing.
+        let plan = sandbox.controls.callback("paygov");
+        tokio::spawn(deliver(sandbox.clone(), id, callback_url, body, plan));
         Ok((StatusCode::OK, Json(transaction(&row))))
     };
     run.await.unwrap_or_else(|refused| refused)
@@ -336,8 +352,7 @@ fn callback_body(secret: &str, row: &Row, response_code: &str) -> Vec<u8> {
 
 /// Sends the callback as the fault controls say: after a delay, maybe twice, maybe never;
 /// retried a few times when the merchant does not answer 2xx. Every attempt is recorded.
-async fn deliver(sandbox: Sandbox, id: String, url: String, body: Vec<u8>) {
-    let plan = sandbox.controls.callback("paygov");
+async fn deliver(sandbox: Sandbox, id: String, url: String, body: Vec<u8>, plan: CallbackPlan) {
     if plan.lost {
         tracing::info!(transaction = %id, "callback lost on purpose (fault controls)");
         return;

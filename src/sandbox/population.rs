@@ -190,15 +190,22 @@ async fn assign(
         }
         let mut client = sandbox.pool.get().await.map_err(internal)?;
         for _ in 0..ID_ATTEMPTS {
-            // A repeated request gets the number it was given.
+            // A repeated request gets the number it was given; a key reused for another
+            // newborn is refused rather than handing over that number.
             if let Some(row) = client
                 .query_opt(
-                    "SELECT answer FROM sandbox_population.assignment WHERE request_key = $1",
+                    "SELECT a.answer, c.full_name, c.birth_date
+                     FROM sandbox_population.assignment a
+                     JOIN sandbox_population.citizen c USING (personal_id)
+                     WHERE a.request_key = $1",
                     &[&key],
                 )
                 .await
                 .map_err(internal)?
             {
+                if row.get::<_, &str>(1) != name || row.get::<_, &str>(2) != birth_date {
+                    return Err(answer::key_reused());
+                }
                 return Ok((StatusCode::OK, Json(row.get::<_, Value>(0))));
             }
             let id =

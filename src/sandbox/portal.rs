@@ -178,20 +178,8 @@ async fn progress(
             .filter(|k| !k.is_empty());
         let mut client = sandbox.pool.get().await.map_err(internal)?;
         let tx = client.transaction().await.map_err(internal)?;
-        if let Some(key) = key
-            && tx
-                .query_opt(
-                    "SELECT 1 FROM sandbox_portal.progress WHERE dossier_code = $1 AND idempotency_key = $2",
-                    &[&code, &key],
-                )
-                .await
-                .map_err(internal)?
-                .is_some()
-        {
-            drop(tx);
-            return Ok((StatusCode::OK, Json(view(&sandbox, &code).await?)));
-        }
-        // The row is locked: two updates of one dossier are judged one after the other.
+        // The row is locked first: two updates of one dossier, even two copies of one, are
+        // judged one after the other.
         let from: i32 = tx
             .query_opt(
                 "SELECT status FROM sandbox_portal.dossier WHERE dossier_code = $1 FOR UPDATE",
@@ -207,6 +195,21 @@ async fn progress(
                 )
             })?
             .get(0);
+        if let Some(key) = key
+            && let Some(earlier) = tx
+                .query_opt(
+                    "SELECT status FROM sandbox_portal.progress WHERE dossier_code = $1 AND idempotency_key = $2",
+                    &[&code, &key],
+                )
+                .await
+                .map_err(internal)?
+        {
+            drop(tx);
+            if earlier.get::<_, i32>(0) != to {
+                return Err(answer::key_reused());
+            }
+            return Ok((StatusCode::OK, Json(view(&sandbox, &code).await?)));
+        }
         if !sandbox.rules.allowed.contains(&(from, to)) {
             let (from_vi, from_en) = sandbox.rules.name(from);
             let (to_vi, to_en) = sandbox.rules.name(to);

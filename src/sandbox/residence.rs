@@ -74,7 +74,7 @@ async fn register(
     let run = async {
         authorised(&sandbox.token, &headers)?;
         let key = answer::header(&headers, "Idempotency-Key")?;
-        let child = text(&body, "/personal_id")?;
+        let child = answer::personal_id(&body, "/personal_id")?;
         let household = text(&body, "/household_id")?;
         let head = text(&body, "/head_personal_id")?;
         let relationship = text(&body, "/relationship")?;
@@ -128,16 +128,17 @@ async fn register(
         if inserted == 1 {
             return Ok((StatusCode::CREATED, Json(answer)));
         }
-        let earlier = client
+        let by_key = client
             .query_opt(
-                "SELECT answer, request_key FROM sandbox_residence.permanent WHERE personal_id = $1 OR request_key = $2",
-                &[&child, &key],
+                "SELECT answer, personal_id FROM sandbox_residence.permanent WHERE request_key = $1",
+                &[&key],
             )
             .await
             .map_err(internal)?;
-        match earlier {
-            Some(row) if row.get::<_, &str>(1) == key => Ok((StatusCode::OK, Json(row.get(0)))),
-            _ => Err(problem(
+        match by_key {
+            Some(row) if row.get::<_, &str>(1) == child => Ok((StatusCode::OK, Json(row.get(0)))),
+            Some(_) => Err(answer::key_reused()),
+            None => Err(problem(
                 StatusCode::CONFLICT,
                 "already_registered",
                 "this citizen has a permanent residence already",
@@ -191,7 +192,9 @@ async fn delete(
             .query_opt(
                 &format!(
                     "UPDATE sandbox_residence.permanent SET deleted_at = now(), deletion_reference = $2
-                     WHERE personal_id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+                     WHERE personal_id = $1 AND deleted_at IS NULL
+                       AND reverted_reference IS DISTINCT FROM $2
+                     RETURNING {COLUMNS}"
                 ),
                 &[&id, &reference],
             )
@@ -202,14 +205,24 @@ async fn delete(
         }
         let row = find(&sandbox, &id).await?;
         if row.get::<_, Option<String>>(8).as_deref() == Some(reference) {
-            Ok((StatusCode::OK, Json(record(&row))))
-        } else {
-            Err(problem(
-                StatusCode::CONFLICT,
-                "already_deleted",
-                "this permanent residence was deleted under another registration",
-            ))
+            return Ok((StatusCode::OK, Json(record(&row))));
         }
+        if row
+            .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
+            .is_none()
+        {
+            // A late repeat of a deletion since reverted (its registration was annulled).
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "deletion_reverted",
+                "the deletion for this registration was reverted: the registration was annulled",
+            ));
+        }
+        Err(problem(
+            StatusCode::CONFLICT,
+            "already_deleted",
+            "this permanent residence was deleted under another registration",
+        ))
     };
     run.await.unwrap_or_else(|refused| refused)
 }
@@ -229,7 +242,8 @@ async fn revert(
             .query_opt(
                 &format!(
                     "UPDATE sandbox_residence.permanent
-                     SET deleted_at = NULL, deletion_reference = NULL, reverted_at = now()
+                     SET deleted_at = NULL, deletion_reference = NULL, reverted_at = now(),
+                         reverted_reference = $2
                      WHERE personal_id = $1 AND deletion_reference = $2 RETURNING {COLUMNS}"
                 ),
                 &[&id, &reference],

@@ -24,6 +24,9 @@ use tokio_postgres::Row;
 
 use super::answer::{self, Answer, authorised, problem, text};
 
+/// Salaries above this are typing errors, not pay: they would only overflow the amounts.
+const MAX_SALARY_VND: i64 = 10_000_000_000;
+
 const RULES: &str = include_str!("../../schemas/reference/social-insurance-benefits.csv");
 
 /// The amount rules in force, by name.
@@ -127,7 +130,7 @@ async fn child_card(
     let run = async {
         authorised(&sandbox.token, &headers)?;
         let key = answer::header(&headers, "Idempotency-Key")?;
-        let child = text(&body, "/personal_id")?;
+        let child = answer::personal_id(&body, "/personal_id")?;
         let province = text(&body, "/province_code")?;
         let birth = NaiveDate::parse_from_str(text(&body, "/birth_date")?, "%Y-%m-%d")
             .map_err(|_| invalid("/birth_date must be a date, YYYY-MM-DD"))?;
@@ -173,17 +176,20 @@ async fn child_card(
         if inserted == 1 {
             return Ok((StatusCode::CREATED, Json(answer)));
         }
-        let earlier = client
+        // The key first: a repeat gets its first answer, a key reused for another child is
+        // refused; then the child: one card each.
+        let by_key = client
             .query_opt(
-                "SELECT answer, request_key FROM sandbox_social_insurance.child_card
-                 WHERE personal_id = $1 OR request_key = $2",
-                &[&child, &key],
+                "SELECT answer, personal_id FROM sandbox_social_insurance.child_card
+                 WHERE request_key = $1",
+                &[&key],
             )
             .await
             .map_err(internal)?;
-        match earlier {
-            Some(row) if row.get::<_, &str>(1) == key => Ok((StatusCode::OK, Json(row.get(0)))),
-            _ => Err(problem(
+        match by_key {
+            Some(row) if row.get::<_, &str>(1) == child => Ok((StatusCode::OK, Json(row.get(0)))),
+            Some(_) => Err(answer::key_reused()),
+            None => Err(problem(
                 StatusCode::CONFLICT,
                 "already_issued",
                 "this child holds a card already",
@@ -246,16 +252,17 @@ async fn decide(
     let run = async {
         authorised(&sandbox.token, &headers)?;
         let key = answer::header(&headers, "Idempotency-Key")?;
-        let deceased = text(&body, "/deceased_personal_id")?;
-        text(&body, "/died_on")?;
+        let deceased = answer::personal_id(&body, "/deceased_personal_id")?;
+        NaiveDate::parse_from_str(text(&body, "/died_on")?, "%Y-%m-%d")
+            .map_err(|_| invalid("/died_on must be a date, YYYY-MM-DD"))?;
         let before = months(&body, "/contribution_months_before_2014")?;
         let after = months(&body, "/contribution_months_from_2014")?;
         let salary = body
             .pointer("/average_monthly_salary_vnd")
             .and_then(Value::as_i64)
-            .filter(|s| *s > 0)
+            .filter(|s| (1..=MAX_SALARY_VND).contains(s))
             .ok_or_else(|| {
-                invalid("/average_monthly_salary_vnd must be a number of dong above 0")
+                invalid("/average_monthly_salary_vnd must be a number of dong from 1 to 10 billion")
             })?;
         let beneficiary = body
             .pointer("/beneficiary")
@@ -278,23 +285,27 @@ async fn decide(
             )
             .await
             .map_err(internal)?;
-        let row = client
-            .query_one(
+        let by_key = client
+            .query_opt(
                 &format!(
                     "SELECT {COLUMNS} FROM sandbox_social_insurance.death_benefit
-                     WHERE deceased_personal_id = $1 OR request_key = $2 LIMIT 1"
+                     WHERE request_key = $1"
                 ),
-                &[&deceased, &key],
+                &[&key],
             )
             .await
             .map_err(internal)?;
-        if row.get::<_, &str>(7) != key {
-            return Err(problem(
-                StatusCode::CONFLICT,
-                "already_decided",
-                "the benefits for this death were decided under another request",
-            ));
-        }
+        let row = match by_key {
+            Some(row) if row.get::<_, &str>(1) == deceased => row,
+            Some(_) => return Err(answer::key_reused()),
+            None => {
+                return Err(problem(
+                    StatusCode::CONFLICT,
+                    "already_decided",
+                    "the benefits for this death were decided under another request",
+                ));
+            }
+        };
         let status = if inserted == 1 {
             StatusCode::CREATED
         } else {

@@ -15,5 +15,7 @@ CREATE TABLE sandbox_residence.permanent (
     registered_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     deleted_at      TIMESTAMPTZ,
     deletion_reference TEXT,
-    reverted_at     TIMESTAMPTZ
+    reverted_at     TIMESTAMPTZ,
+    -- The registration whose deletion was reverted: a late repeat of it deletes nothing.
+    reverted_reference TEXT
 );
