@@ -1160,3 +1160,55 @@ async fn a_registered_birth_gets_its_health_insurance_card_through_two_connector
     assert_eq!(issued, 1);
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_death_is_registered_once_until_its_registration_is_annulled() {
+    let env = TestEnv::new("sandbox_death").await;
+    let base = start(&env).await.replace("/births", "");
+    let http = reqwest::Client::new();
+    let call = async |request: reqwest::RequestBuilder| -> (u16, Value) {
+        let response = request.bearer_auth(TOKEN).send().await.expect("answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+    let death = |key: &str, dossier: &str| {
+        http.post(format!("{base}/deaths"))
+            .header("Idempotency-Key", key)
+            .json(&json!({
+                "dossier_code": dossier,
+                "province_code": "48",
+                "deceased": {"personal_id": "048055000001", "full_name": "Vũ Hữu Hải", "died_on": "2026-11-30"}
+            }))
+    };
+    let (status, first) = call(death("d-1", "G22.99.08-261201-0001")).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["registration_book"], "01/2026-KT");
+    assert_eq!(
+        call(death("d-1", "G22.99.08-261201-0001")).await,
+        (200, first.clone())
+    );
+    let (status, refused) = call(death("d-2", "G22.99.08-261201-0002")).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("already_registered")),
+        "a person's death is registered once"
+    );
+    let annul = |reason: &str| {
+        http.post(format!("{base}/deaths/G22.99.08-261201-0001/annulment"))
+            .json(&json!({"reason": reason}))
+    };
+    let (status, annulled) = call(annul("registered in error: the person is alive")).await;
+    assert_eq!(status, 200, "{annulled}");
+    assert_eq!(
+        call(annul("registered in error: the person is alive")).await,
+        (200, annulled.clone())
+    );
+    assert_eq!(call(annul("another reason")).await.0, 409);
+    let (_, found) = call(http.get(format!("{base}/deaths/G22.99.08-261201-0001"))).await;
+    assert_eq!(found["annulled_at"], annulled["annulled_at"]);
+    let (status, _) = call(death("d-3", "G22.99.08-261201-0003")).await;
+    assert_eq!(
+        status, 201,
+        "once annulled, the death can be registered again"
+    );
+}

@@ -81,6 +81,21 @@ pub fn personal_id<'a>(body: &'a Value, path: &str) -> Result<&'a str, Answer> {
     }
 }
 
+/// When a citizen's record could not be created because its key or its citizen is taken: the
+/// first answer if `earlier` (the answer and the citizen stored under the key) is this
+/// citizen's, a refusal of the reused key if it is another's, else `taken`.
+pub fn replay(
+    earlier: Option<tokio_postgres::Row>,
+    citizen: &str,
+    taken: Answer,
+) -> Result<Answer, Answer> {
+    match earlier {
+        Some(row) if row.get::<_, &str>(1) == citizen => Ok((StatusCode::OK, Json(row.get(0)))),
+        Some(_) => Err(key_reused()),
+        None => Err(taken),
+    }
+}
+
 /// The refusal of an `Idempotency-Key` sent before with another request.
 pub fn key_reused() -> Answer {
     problem(

@@ -135,15 +135,12 @@ async fn register(
             )
             .await
             .map_err(internal)?;
-        match by_key {
-            Some(row) if row.get::<_, &str>(1) == child => Ok((StatusCode::OK, Json(row.get(0)))),
-            Some(_) => Err(answer::key_reused()),
-            None => Err(problem(
-                StatusCode::CONFLICT,
-                "already_registered",
-                "this citizen has a permanent residence already",
-            )),
-        }
+        let taken = problem(
+            StatusCode::CONFLICT,
+            "already_registered",
+            "this citizen has a permanent residence already",
+        );
+        answer::replay(by_key, child, taken)
     };
     run.await.unwrap_or_else(|refused| refused)
 }
