@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{EVENT_TYPE, PURPOSE, TestEnv, client, dossier, publish_request};
 use lienthong::access::Direction;
 use lienthong::connectors::state;
+use lienthong::sandbox::Credentials;
 use lienthong::sandbox::faults::{Faults, Outage};
 use serde_json::{Value, json};
 
@@ -21,8 +22,17 @@ async fn start(env: &TestEnv) -> String {
     start_with(env, HashMap::new()).await
 }
 
-/// Starts the sandboxes with `faults`; the civil-status births URL.
+/// Starts the sandboxes with `faults`, every system on the one test token; the civil-status
+/// births URL.
 async fn start_with(env: &TestEnv, faults: HashMap<String, Faults>) -> String {
+    start_as(env, faults, Credentials::shared(TOKEN, PAYGOV_SECRET)).await
+}
+
+async fn start_as(
+    env: &TestEnv,
+    faults: HashMap<String, Faults>,
+    credentials: Credentials,
+) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let addr = listener.local_addr().expect("address");
     drop(listener);
@@ -30,8 +40,7 @@ async fn start_with(env: &TestEnv, faults: HashMap<String, Faults>) -> String {
     tokio::spawn(lienthong::sandbox::serve(
         pool,
         addr,
-        TOKEN.to_owned(),
-        PAYGOV_SECRET.to_owned(),
+        credentials,
         faults,
         std::future::pending(),
     ));
@@ -1211,4 +1220,47 @@ async fn a_death_is_registered_once_until_its_registration_is_annulled() {
         status, 201,
         "once annulled, the death can be registered again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_system_can_have_a_token_of_its_own() {
+    let env = TestEnv::new("sandbox_tokens").await;
+    let mut credentials = Credentials::shared(TOKEN, PAYGOV_SECRET);
+    credentials.systems.insert(
+        "population".to_owned(),
+        "population-only-token-0123".to_owned(),
+    );
+    let base = start_as(&env, HashMap::new(), credentials)
+        .await
+        .replace("/civil-status/v1/births", "");
+    let http = reqwest::Client::new();
+    let read = |token: &str| {
+        http.get(format!("{base}/population/v1/citizens/048326000123"))
+            .bearer_auth(token)
+            .header("X-Caller", "G22.99.08")
+            .header("X-Purpose", "civil-registration")
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(read(TOKEN).send().await.expect("answered")),
+        401,
+        "the shared token no longer opens the population database"
+    );
+    assert_eq!(
+        status(
+            read("population-only-token-0123")
+                .send()
+                .await
+                .expect("answered")
+        ),
+        404,
+        "its own token does (no such citizen)"
+    );
+    let births = http
+        .get(format!("{base}/civil-status/v1/births/x"))
+        .bearer_auth("population-only-token-0123")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(status(births), 401, "and only the population database");
 }

@@ -16,9 +16,14 @@ pub enum SandboxCommand {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8095")]
         listen: SocketAddr,
-        /// A file holding the bearer token callers must present.
+        /// A file holding the bearer token callers must present (the fault controls, and every
+        /// system without a token of its own).
         #[arg(long, env = "LIENTHONG_SANDBOX_TOKEN_FILE")]
         token_file: PathBuf,
+        /// A system's own token: SYSTEM=FILE (civil-status, population, residence,
+        /// social-insurance, paygov, portal); repeatable.
+        #[arg(long, value_name = "SYSTEM=FILE")]
+        system_token: Vec<String>,
         /// A TOML file of faults per system (`[civil-status]` error_rate = 0.3, …); they can
         /// also be changed while running: PUT /sandbox/v1/faults/{system}.
         #[arg(long)]
@@ -43,6 +48,20 @@ pub enum SandboxCommand {
     },
 }
 
+/// A bearer token from its file: at least 16 characters, surrounding spaces removed.
+fn read_token(file: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the token file {}", file.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        token.len() >= 16,
+        "the token in {} is shorter than 16 characters",
+        file.display()
+    );
+    Ok(token)
+}
+
 pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> {
     match command {
         SandboxCommand::Serve {
@@ -50,16 +69,16 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
             token_file,
             faults,
             paygov_secret_file,
+            system_token,
         } => {
-            let token = std::fs::read_to_string(&token_file)
-                .with_context(|| format!("reading the token file {}", token_file.display()))?
-                .trim()
-                .to_owned();
-            anyhow::ensure!(
-                token.len() >= 16,
-                "the token in {} is shorter than 16 characters",
-                token_file.display()
-            );
+            let token = read_token(&token_file)?;
+            let mut systems = std::collections::HashMap::new();
+            for pair in system_token {
+                let Some((system, file)) = pair.split_once('=') else {
+                    anyhow::bail!("--system-token {pair:?}: give SYSTEM=FILE");
+                };
+                systems.insert(system.to_owned(), read_token(std::path::Path::new(file))?);
+            }
             let faults = match faults {
                 None => Default::default(),
                 Some(file) => {
@@ -76,11 +95,15 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
                     .to_owned(),
             };
             let pool = crate::db::pool(&config.database)?;
+            let credentials = crate::sandbox::Credentials {
+                admin: token,
+                systems,
+                paygov_secret,
+            };
             crate::sandbox::serve(
                 pool,
                 listen,
-                token,
-                paygov_secret,
+                credentials,
                 faults,
                 crate::app::wait_for_signal(),
             )

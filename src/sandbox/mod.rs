@@ -59,19 +59,55 @@ pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Who may call the sandboxes: each system its own bearer token, as the real systems issue
+/// their own credentials, or the admin token where a system has none.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Guards the fault controls, and every system without a token of its own.
+    pub admin: String,
+    /// Tokens by system name (see [`SYSTEMS`]).
+    pub systems: HashMap<String, String>,
+    /// The merchant secret PayGov checks transactions with and signs callbacks with.
+    pub paygov_secret: String,
+}
+
+impl Credentials {
+    /// The same token for every system; the PayGov secret apart.
+    pub fn shared(token: &str, paygov_secret: &str) -> Self {
+        Self {
+            admin: token.to_owned(),
+            systems: HashMap::new(),
+            paygov_secret: paygov_secret.to_owned(),
+        }
+    }
+
+    fn token(&self, system: &str) -> String {
+        self.systems.get(system).unwrap_or(&self.admin).clone()
+    }
+}
+
 /// Prepares every sandbox's schema and serves them on `listen` until `shutdown` resolves.
-/// `faults` names the systems that start with faults; the token also guards the fault
-/// controls; `paygov_secret` is the merchant secret PayGov checks and signs callbacks with.
+/// `faults` names the systems that start with faults.
 pub async fn serve(
     pool: Pool,
     listen: SocketAddr,
-    token: String,
-    paygov_secret: String,
+    credentials: Credentials,
     faults: HashMap<String, Faults>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SandboxError> {
     let controls = Controls::new(&SYSTEMS, faults)
         .map_err(|e| SandboxError::Settings(format!("faults: {e}")))?;
+    if let Some(unknown) = credentials
+        .systems
+        .keys()
+        .find(|s| !SYSTEMS.contains(&s.as_str()))
+    {
+        return Err(SandboxError::Settings(format!(
+            "a token for {unknown}: no such sandbox (there are: {})",
+            SYSTEMS.join(", ")
+        )));
+    }
+    let token = |system: &str| credentials.token(system);
     migrate(&pool).await?;
     let faulty = |router: Router, system: &'static str| {
         router.layer(middleware::from_fn_with_state(
@@ -81,31 +117,36 @@ pub async fn serve(
     };
     let app = Router::new()
         .merge(faulty(
-            civil_status::routes(pool.clone(), token.clone()),
+            civil_status::routes(pool.clone(), token("civil-status")),
             "civil-status",
         ))
         .merge(faulty(
-            population::routes(pool.clone(), token.clone()),
+            population::routes(pool.clone(), token("population")),
             "population",
         ))
         .merge(faulty(
-            residence::routes(pool.clone(), token.clone()),
+            residence::routes(pool.clone(), token("residence")),
             "residence",
         ))
         .merge(faulty(
-            social_insurance::routes(pool.clone(), token.clone())
+            social_insurance::routes(pool.clone(), token("social-insurance"))
                 .map_err(SandboxError::Settings)?,
             "social-insurance",
         ))
         .merge(faulty(
-            paygov::routes(pool.clone(), token.clone(), paygov_secret, controls.clone()),
+            paygov::routes(
+                pool.clone(),
+                token("paygov"),
+                credentials.paygov_secret.clone(),
+                controls.clone(),
+            ),
             "paygov",
         ))
         .merge(faulty(
-            portal::routes(pool, token.clone()).map_err(SandboxError::Settings)?,
+            portal::routes(pool, token("portal")).map_err(SandboxError::Settings)?,
             "portal",
         ))
-        .merge(fault_routes(controls.clone(), token))
+        .merge(fault_routes(controls.clone(), credentials.admin.clone()))
         .route("/openapi/{document}", get(openapi));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
