@@ -1264,3 +1264,128 @@ async fn each_system_can_have_a_token_of_its_own() {
         .expect("answered");
     assert_eq!(status(births), 401, "and only the population database");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_death_is_recorded_in_the_population_database_at_its_own_path() {
+    let env = TestEnv::new("sandbox_deaths").await;
+    let url = start(&env).await;
+    let base = url.replace("/civil-status/v1/births", "");
+    install_repository_manifest(&env, "population-deaths", &base);
+    env.token("population-connector").await;
+    env.grant(
+        "population-connector",
+        Direction::Subscribe,
+        "death.civil-registration-completed",
+        "identity-management",
+    )
+    .await;
+    env.grant(
+        "population-connector",
+        Direction::Publish,
+        "death.population-status-updated",
+        "identity-management",
+    )
+    .await;
+    let registrar = env.token("civil-status-48").await;
+    env.grant(
+        "civil-status-48",
+        Direction::Publish,
+        "death.civil-registration-completed",
+        PURPOSE,
+    )
+    .await;
+    let registry = env.token("identity-registry").await;
+    env.grant(
+        "identity-registry",
+        Direction::Subscribe,
+        "death.population-status-updated",
+        "identity-management",
+    )
+    .await;
+
+    // A citizen of the population database.
+    let http = reqwest::Client::new();
+    let assigned: Value = http
+        .post(format!("{base}/population/v1/personal-ids"))
+        .bearer_auth(TOKEN)
+        .header("Idempotency-Key", "newborn-1")
+        .json(&json!({"full_name": "Phạm Văn Hùng", "birth_date": "2001-05-02", "sex": "MALE", "province_code": "48", "civil_status_reference": "9/2001-KS"}))
+        .send()
+        .await
+        .expect("assigned")
+        .json()
+        .await
+        .expect("json");
+    let id = assigned["personal_id"].as_str().expect("id").to_owned();
+
+    let hub = env.start_hub().await;
+    let (code, _) = dossier();
+    let death = json!({
+        "dossier_code": code,
+        "registration_number": "188",
+        "registration_book": "01/2026",
+        "registered_at": "2026-11-17T14:00:00+07:00",
+        "registering_agency_code": "G22.99.08",
+        "deceased": {"personal_id": id, "full_name": "Phạm Văn Hùng", "death_date": "2026-11-15"},
+        "e_extract_reference": "TLKT-48-2026-0018806"
+    });
+    client(&hub, Some(&registrar))
+        .await
+        .publish(lienthong::proto::PublishRequest {
+            event_type: "death.civil-registration-completed".into(),
+            correlation_id: code.clone(),
+            purpose: PURPOSE.into(),
+            legal_basis: "Law on Civil Status 60/2014/QH13".into(),
+            payload: Some(lienthong::api::convert::json_to_struct(death)),
+            ..Default::default()
+        })
+        .await
+        .expect("published");
+
+    let mut updates = client(&hub, Some(&registry)).await;
+    let mut stream = updates
+        .subscribe(lienthong::proto::SubscribeRequest {
+            event_type: "death.population-status-updated".into(),
+            consumer_group: "registry".into(),
+            start_from: lienthong::proto::StartFrom::Earliest.into(),
+            max_unacknowledged: 0,
+            purpose: "identity-management".into(),
+            legal_basis: "Law on Identification 26/2023/QH15".into(),
+        })
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = common::next(&mut stream).await;
+    let update = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    assert_eq!(
+        (
+            update["personal_id"].as_str(),
+            update["status"].as_str(),
+            update["effective_date"].as_str()
+        ),
+        (Some(id.as_str()), Some("DECEASED"), Some("2026-11-15"))
+    );
+    let recorded: (Option<String>, Option<String>) = {
+        let row = env
+            .pool
+            .get()
+            .await
+            .expect("connection")
+            .query_one(
+                "SELECT deceased_at::text, death_reference FROM sandbox_population.citizen WHERE personal_id = $1",
+                &[&id],
+            )
+            .await
+            .expect("citizen");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        recorded,
+        (
+            Some("2026-11-15".to_owned()),
+            Some("188/01/2026".to_owned())
+        ),
+        "recorded at the deceased's own path, with the registration"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}

@@ -59,6 +59,13 @@ for type in birth.health-insurance-card-issued birth.step-failed; do
   "$bin" systems grant social-insurance-connector --publish --event-type "$type" \
     --purpose health-insurance --owner demo-onestop --note "demo: the connector reports the card"
 done
+# The population connector (connectors/population-deaths.toml) records registered deaths in the
+# population database (the demo registers none; it runs, ready).
+"$bin" systems add population-connector --name "Population-database connector" >/dev/null 2>&1 || true
+"$bin" systems grant population-connector --subscribe --event-type death.civil-registration-completed \
+  --purpose identity-management --owner demo-onestop --note "demo: deaths recorded in the population database"
+"$bin" systems grant population-connector --publish --event-type death.population-status-updated \
+  --purpose identity-management --owner demo-onestop --note "demo: the connector reports the update"
 # The national systems' stand-ins (sandboxes), with a token of their own that the connectors
 # read from the environment.
 sandbox_token=$LIENTHONG_DATA_DIR/sandbox.token
@@ -69,6 +76,8 @@ LIENTHONG_CIVIL_STATUS_TOKEN=$(cat "$sandbox_token")
 export LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_SOCIAL_INSURANCE_URL=http://$sandbox/social-insurance/v1/child-cards
 export LIENTHONG_SOCIAL_INSURANCE_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
+export LIENTHONG_POPULATION_URL=http://$sandbox/population/v1/citizens
+export LIENTHONG_POPULATION_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 # PayGov signs its payment notifications with a secret agreed with the province.
 paygov_secret=$LIENTHONG_DATA_DIR/paygov.secret
 [[ -s $paygov_secret ]] || (umask 077; openssl rand -hex 32 >"$paygov_secret")
@@ -85,6 +94,11 @@ mkdir -p "$LIENTHONG_DATA_DIR"
 log "starting the national systems' sandboxes on $sandbox (log in $LIENTHONG_DATA_DIR/sandbox.log)"
 "$bin" sandbox serve --listen "$sandbox" --token-file "$sandbox_token" >"$LIENTHONG_DATA_DIR/sandbox.log" 2>&1 &
 echo $! >"$LIENTHONG_DATA_DIR/sandbox.pid"
+for _ in $(seq 1 100); do
+  curl -fs "http://$sandbox/openapi/population.json" >/dev/null && break
+  kill -0 "$(cat "$LIENTHONG_DATA_DIR/sandbox.pid")" 2>/dev/null || { tail -n 20 "$LIENTHONG_DATA_DIR/sandbox.log" >&2; exit 1; }
+  sleep 0.1
+done
 log "starting the hub (gRPC $grpc, HTTP $http; log in $LIENTHONG_DATA_DIR/hub.log)"
 "$bin" serve >"$LIENTHONG_DATA_DIR/hub.log" 2>&1 &
 echo $! >"$LIENTHONG_DATA_DIR/hub.pid"
@@ -103,12 +117,14 @@ demo_out=$LIENTHONG_DATA_DIR/demo.out
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
 echo
 echo "== 6. The civil-status connector delivers dossier $code to the civil-status system"
+rm -f "$LIENTHONG_DATA_DIR/registration.json" "$LIENTHONG_DATA_DIR/card.json"
 for _ in $(seq 1 150); do
   curl -fs -H "Authorization: Bearer $LIENTHONG_CIVIL_STATUS_TOKEN" "http://$sandbox/civil-status/v1/births/$code" >"$LIENTHONG_DATA_DIR/registration.json" && break
   sleep 0.2
 done
 echo "-- the civil-status system's record (GET /civil-status/v1/births/$code on the sandbox)"
-cat "$LIENTHONG_DATA_DIR/registration.json" || { echo "not delivered; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+[[ -s $LIENTHONG_DATA_DIR/registration.json ]] || { echo "not delivered; see $LIENTHONG_DATA_DIR/hub.log and sandbox.log" >&2; exit 1; }
+cat "$LIENTHONG_DATA_DIR/registration.json"
 echo
 child=$(sed -n 's/.*"personal_id":"\([0-9]*\)".*/\1/p' "$LIENTHONG_DATA_DIR/registration.json")
 echo
@@ -118,7 +134,8 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 echo "-- social insurance's record (GET /social-insurance/v1/child-cards/$child on the sandbox)"
-cat "$LIENTHONG_DATA_DIR/card.json" || { echo "no card; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+[[ -s $LIENTHONG_DATA_DIR/card.json ]] || { echo "no card; see $LIENTHONG_DATA_DIR/hub.log and sandbox.log" >&2; exit 1; }
+cat "$LIENTHONG_DATA_DIR/card.json"
 echo
 # Status reports are written every second; give the first one a moment.
 sleep 2

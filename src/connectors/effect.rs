@@ -53,10 +53,16 @@ impl Effect {
         }
     }
 
-    /// Applies the effect once for an event: `body` is the mapped request or row.
-    pub async fn call(&self, body: &Value, idempotency_key: &str) -> Result<Answer, CallError> {
+    /// Applies the effect once for an event: `body` is the mapped request or row, `path` the
+    /// event's path below an HTTP target's URL.
+    pub async fn call(
+        &self,
+        body: &Value,
+        idempotency_key: &str,
+        path: Option<&[String]>,
+    ) -> Result<Answer, CallError> {
         match self {
-            Effect::Http(sink) => sink.call(body, idempotency_key).await,
+            Effect::Http(sink) => sink.call(body, idempotency_key, path).await,
             // The key columns make the write idempotent; no key is needed.
             Effect::Postgres(sink) => sink.write(body).await,
         }

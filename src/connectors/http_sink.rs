@@ -69,8 +69,31 @@ impl HttpSink {
         })
     }
 
-    /// Waits for the breaker and the rate limit, then calls the endpoint once.
-    pub async fn call(&self, body: &Value, idempotency_key: &str) -> Result<Answer, CallError> {
+    /// The URL of one call: the target's, with `path` appended segment by segment.
+    fn url(&self, path: Option<&[String]>) -> Result<reqwest::Url, CallError> {
+        let mut url = reqwest::Url::parse(&self.target.url).map_err(|e| CallError {
+            class: "Request".to_owned(),
+            message: format!("http.url: {e}"),
+            status: None,
+            retryable: false,
+        })?;
+        if let Some(segments) = path
+            && let Ok(mut parts) = url.path_segments_mut()
+        {
+            parts.pop_if_empty().extend(segments);
+        }
+        Ok(url)
+    }
+
+    /// Waits for the breaker and the rate limit, then calls the endpoint once, at `path` below
+    /// the target's URL when given.
+    pub async fn call(
+        &self,
+        body: &Value,
+        idempotency_key: &str,
+        path: Option<&[String]>,
+    ) -> Result<Answer, CallError> {
+        let url = self.url(path)?;
         let permit = self.breaker.admit().await;
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
@@ -78,7 +101,7 @@ impl HttpSink {
         let started = Instant::now();
         let mut request = self
             .client
-            .request(self.target.method.clone(), &self.target.url)
+            .request(self.target.method.clone(), url)
             .header(IDEMPOTENCY_KEY, idempotency_key)
             .json(body);
         for (name, value) in &self.target.headers {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::effect::{CallError, Effect};
-use super::manifest::{Manifest, Output, SinkSpec, StartAt};
+use super::manifest::{Manifest, Output, SinkSpec, StartAt, Target};
 use super::resilience::backoff;
 use super::state::{self, DeadLetter};
 use super::stats::{Stats, WorkerState};
@@ -198,6 +198,34 @@ fn envelope_json(envelope: &Envelope) -> Value {
 }
 
 impl Worker {
+    /// The event's path below an HTTP target's URL, when the manifest maps one.
+    fn path(&self, input: &Value) -> Result<Option<Vec<String>>, String> {
+        let Target::Http(http) = &self.spec.target else {
+            return Ok(None);
+        };
+        let Some(mapping) = &http.path else {
+            return Ok(None);
+        };
+        let value = mapping
+            .apply(input)
+            .map_err(|e| format!("path mapping: {e}"))?;
+        let segments = value
+            .as_array()
+            .filter(|segments| !segments.is_empty())
+            .ok_or("path mapping must give a non-empty array of path segments")?;
+        segments
+            .iter()
+            .map(|segment| match segment {
+                Value::String(text) if !text.is_empty() => Ok(text.clone()),
+                Value::Number(number) => Ok(number.to_string()),
+                _ => {
+                    Err("path mapping: each segment must be non-empty text or a number".to_owned())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     fn caller(&self) -> Caller {
         Caller::internal(self.manifest.system.clone())
     }
@@ -433,13 +461,28 @@ impl Worker {
                     .await;
             }
         };
+        let path = match self.path(&input) {
+            Ok(path) => path,
+            Err(message) => {
+                let failure = Failure::permanent("Mapping", message, now);
+                return self
+                    .give_up(
+                        &received,
+                        event_type,
+                        Some(&envelope),
+                        Some(&input),
+                        failure,
+                    )
+                    .await;
+            }
+        };
         let key = idempotency_key(&self.manifest.name, envelope.event_id);
         let mut delays = backoff(&self.spec.delivery);
         let mut attempts = 0;
         let mut first_failure = None;
         let answer = loop {
             attempts += 1;
-            match self.sink.call(&body, &key).await {
+            match self.sink.call(&body, &key, path.as_deref()).await {
                 Ok(answer) => break answer,
                 Err(error) => {
                     let at = self.clock.now();

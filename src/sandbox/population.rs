@@ -272,23 +272,31 @@ async fn death(
         let client = sandbox.pool.get().await.map_err(internal)?;
         let row = client
             .query_opt(
-                "UPDATE sandbox_population.citizen SET deceased_at = $2, death_reference = $3
+                "UPDATE sandbox_population.citizen
+                 SET deceased_at = $2, death_reference = $3, death_recorded_at = now()
                  WHERE personal_id = $1 AND deceased_at IS NULL
-                 RETURNING deceased_at::text",
+                 RETURNING deceased_at::text, death_recorded_at",
                 &[&personal_id, &date, &reference],
             )
             .await
             .map_err(internal)?;
-        let answer = |deceased: String| json!({"personal_id": personal_id, "deceased_at": deceased, "civil_status_reference": reference});
+        let answer = |deceased: String, recorded: chrono::DateTime<chrono::Utc>| {
+            json!({
+                "personal_id": personal_id,
+                "deceased_at": deceased,
+                "recorded_at": recorded.with_timezone(&crate::domain::vietnam()).to_rfc3339(),
+                "civil_status_reference": reference,
+            })
+        };
         if let Some(row) = row {
-            return Ok((StatusCode::OK, Json(answer(row.get(0)))));
+            return Ok((StatusCode::OK, Json(answer(row.get(0), row.get(1)))));
         }
         // Marked already: the same registration repeated gets the same answer; another is
         // refused, as a citizen dies once.
         let existing = client
             .query_opt(
-                "SELECT deceased_at::text, death_reference FROM sandbox_population.citizen
-                 WHERE personal_id = $1",
+                "SELECT deceased_at::text, death_reference, death_recorded_at
+                 FROM sandbox_population.citizen WHERE personal_id = $1",
                 &[&personal_id],
             )
             .await
@@ -297,9 +305,10 @@ async fn death(
         match (
             existing.get::<_, Option<String>>(0),
             existing.get::<_, Option<String>>(1),
+            existing.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2),
         ) {
-            (Some(deceased), Some(before)) if before == reference => {
-                Ok((StatusCode::OK, Json(answer(deceased))))
+            (Some(deceased), Some(before), Some(recorded)) if before == reference => {
+                Ok((StatusCode::OK, Json(answer(deceased, recorded))))
             }
             _ => Err(problem(
                 StatusCode::CONFLICT,

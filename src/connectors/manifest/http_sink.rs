@@ -44,6 +44,9 @@ pub struct DeliveryPolicy {
 #[derive(Debug, Clone)]
 pub struct HttpTarget {
     pub url: String,
+    /// jq over the request's input: path segments appended to `url` for each event (each
+    /// percent-encoded, so a value can never climb out of the path).
+    pub path: Option<Mapping>,
     pub method: reqwest::Method,
     pub timeout: Duration,
     pub headers: BTreeMap<String, String>,
@@ -107,6 +110,9 @@ struct HttpFile {
     url_env: Option<String>,
     #[serde(default = "default_method")]
     method: Spanned<String>,
+    /// jq: the path segments appended to `url` for each event, e.g.
+    /// `["citizens", .event.deceased.personal_id, "death"]`.
+    path: Option<Spanned<String>>,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
     #[serde(default)]
@@ -335,6 +341,10 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
             None
         }
     };
+    let path = match &raw.http.path {
+        Some(program) => Some(problems.mapping(program, "http.path")?),
+        None => None,
+    };
     let request = problems.mapping(&raw.request, "request");
     let reply = check_output(problems, known, raw.reply.as_ref(), "reply");
     let failure = check_output(problems, known, raw.failure.as_ref(), "failure");
@@ -345,6 +355,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         start_at,
         target: Target::Http(HttpTarget {
             url,
+            path,
             method,
             timeout: Duration::from_millis(raw.http.timeout_ms),
             headers: raw.http.headers,

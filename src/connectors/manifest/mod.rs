@@ -183,6 +183,10 @@ impl Manifest {
     pub fn mapping(&self, which: &str) -> Option<&Mapping> {
         match (&self.spec, which) {
             (Spec::Sink(sink), "request" | "row") => Some(&sink.request),
+            (Spec::Sink(sink), "path") => match &sink.target {
+                Target::Http(http) => http.path.as_ref(),
+                Target::Postgres(_) => None,
+            },
             (Spec::Sink(sink), "reply") => sink.reply.as_ref().map(|o| &o.mapping),
             (Spec::Sink(sink), "failure") => sink.failure.as_ref().map(|o| &o.mapping),
             (Spec::WebhookSource(webhook), "payload") => Some(&webhook.payload),
@@ -608,6 +612,23 @@ url = "http://127.0.0.1:9/births"
             found[0]
                 .to_string()
                 .starts_with("connectors/civil-status.toml:10: ")
+        );
+    }
+
+    #[test]
+    fn a_per_event_path_is_a_checked_jq_program() {
+        let with_path = GOOD.replace(
+            "[http]\n",
+            "[http]\npath = '[.event.child.personal_id, \"card\"]'\n",
+        );
+        let manifest = parse(Path::new("civil-status.toml"), &with_path, &known).unwrap();
+        assert!(manifest.mapping("path").is_some());
+        let broken = GOOD.replace("[http]\n", "[http]\npath = '[.event'\n");
+        let found = problems(&broken);
+        assert_eq!(
+            (found[0].line, found[0].field.as_str()),
+            (13, "http.path"),
+            "{found:?}"
         );
     }
 

@@ -19,6 +19,7 @@ CREATE TABLE sandbox_population.citizen (
     relationship       TEXT,
     deceased_at        DATE,
     death_reference    TEXT,
+    death_recorded_at  TIMESTAMPTZ,
     created_at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX citizen_household ON sandbox_population.citizen (household_id);
