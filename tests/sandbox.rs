@@ -97,6 +97,22 @@ async fn a_birth_is_registered_once_whatever_is_repeated() {
         "a repeat gets the first answer"
     );
 
+    let in_population: i64 = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT count(*) FROM sandbox_population.citizen WHERE personal_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        in_population, 1,
+        "the child enters the population database with its number"
+    );
     let (status, again) = register(&url, "k-2", &birth("G22.99.08-261120-0001"), TOKEN).await;
     assert_eq!(
         (status, again["error"].as_str()),
@@ -871,6 +887,18 @@ async fn the_portal_follows_a_dossier_and_refuses_an_illegal_transition() {
     assert_eq!(timeline["status_name_en"], "Result returned");
     let (status, _) = call(http.get(format!("{base}/G22.99.08-000000-0000"))).await;
     assert_eq!(status, 404);
+    let (status, refused) = call(
+        http.post(format!("{base}/{code}/progress"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid")),
+        "a body that is not JSON is refused with the JSON error object too"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

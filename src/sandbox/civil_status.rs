@@ -67,11 +67,25 @@ async fn register(
             text(&body, "/child/full_name")?,
         ))
     })();
-    let (dossier, province, birth_date, sex, _) = match fields {
+    let (dossier, province, birth_date, sex, name) = match fields {
         Ok(fields) => fields,
         Err(refused) => return refused,
     };
-    let client = match sandbox.pool.get().await {
+    if !matches!(sex, "MALE" | "FEMALE") {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "/child/sex must be MALE or FEMALE",
+        );
+    }
+    if birth_date.len() != 10 {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "/child/birth_date must be a date, YYYY-MM-DD",
+        );
+    }
+    let mut client = match sandbox.pool.get().await {
         Ok(client) => client,
         Err(e) => return internal(e),
     };
@@ -115,14 +129,16 @@ async fn register(
             "personal_id": id,
             "e_extract_reference": format!("TLKS-{province}-{year}-{number:06}"),
         });
-        // One statement: a crash leaves the registration whole or absent.
-        let inserted = client
-            .execute(
-                "INSERT INTO sandbox_civil_status.birth (idempotency_key, dossier_code, personal_id, number, answer)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&key, &dossier, &id, &number, &answer],
-            )
-            .await;
+        // As the real system does through the population database, the child enters it with
+        // the new number in the same transaction: a number the database holds already (from a
+        // seeding or its own API) is drawn again, and a crash leaves both or neither.
+        let inserted = register_with_population(
+            &mut client,
+            [key, dossier, &id, name, birth_date, sex, province],
+            number,
+            &answer,
+        )
+        .await;
         match inserted {
             Ok(1) => return (StatusCode::CREATED, Json(answer)),
             // The same key just registered by a concurrent repeat is answered above; a number
@@ -138,6 +154,44 @@ async fn register(
         }
     }
     internal("no unused personal ID number found")
+}
+
+/// Inserts the newborn into the population database and the birth into the register, both or
+/// neither; the number of births registered (0 when the number, the key or the dossier is
+/// taken).
+async fn register_with_population(
+    client: &mut deadpool_postgres::Object,
+    [key, dossier, id, name, birth_date, sex, province]: [&str; 7],
+    number: i64,
+    answer: &Value,
+) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let inserted = tx
+        .execute(
+            "WITH citizen AS (
+                 INSERT INTO sandbox_population.citizen
+                     (personal_id, full_name, birth_date, sex, province_code)
+                 VALUES ($3, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING personal_id)
+             INSERT INTO sandbox_civil_status.birth
+                 (idempotency_key, dossier_code, personal_id, number, answer)
+             SELECT $1, $2, personal_id, $4, $5 FROM citizen ON CONFLICT DO NOTHING",
+            &[
+                &key,
+                &dossier,
+                &id,
+                &number,
+                answer,
+                &name,
+                &birth_date,
+                &sex,
+                &province,
+            ],
+        )
+        .await?;
+    if inserted == 1 {
+        tx.commit().await?;
+    }
+    Ok(inserted)
 }
 
 async fn look_up(

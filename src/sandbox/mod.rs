@@ -147,7 +147,8 @@ pub async fn serve(
             "portal",
         ))
         .merge(fault_routes(controls.clone(), credentials.admin.clone()))
-        .route("/openapi/{document}", get(openapi));
+        .route("/openapi/{document}", get(openapi))
+        .layer(middleware::map_response(json_rejections));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| SandboxError::Bind { listen, source })?;
@@ -156,6 +157,26 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(SandboxError::Serve)
+}
+
+/// A request refused before its handler (a body that is not JSON, a path id that is not a
+/// number, a missing query) gets axum's plain-text answer; the sandboxes answer every refusal
+/// with the same JSON error object, so it is rewrapped.
+async fn json_rejections(response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let plain_text = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/plain"));
+    if !(response.status().is_client_error() && plain_text) {
+        return response;
+    }
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    answer::problem(status, "invalid", String::from_utf8_lossy(&body)).into_response()
 }
 
 /// The OpenAPI document of each sandbox API, by file name; the same files as in
