@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::connectors::admin::{Admin, ConnectorView, Offsets, ResetTarget, event_topics};
 use crate::connectors::manifest::{self, Manifest};
 use crate::connectors::source::describe;
+use crate::connectors::source::position::Stored;
 use crate::connectors::state::{DeadLetter, Desired};
 use crate::connectors::{mapping_tests, reload};
 use crate::registry::Catalogue;
@@ -342,13 +343,7 @@ fn print_status(v: &ConnectorView) {
         println!("calls        {}", v.endpoint);
     }
     if let Some(stored) = &v.position {
-        println!(
-            "position     {} ({} published; moved {}; read by {})",
-            printable(&describe(&stored.position)),
-            stored.published,
-            ago(Some(stored.updated_at)),
-            stored.owner.as_deref().unwrap_or("no process now")
-        );
+        println!("position     {}", position(stored));
     }
     if let Some(reply) = &v.reply_event_type {
         println!("publishes    {reply} (reply)");
@@ -436,16 +431,20 @@ async fn reload_and_wait(admin: &Admin, wait_secs: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A source's stored position, where it is and who reads it.
+fn position(stored: &Stored) -> String {
+    format!(
+        "{} ({} published; moved {}; read by {})",
+        printable(&describe(&stored.position)),
+        stored.published,
+        ago(Some(stored.updated_at)),
+        stored.owner.as_deref().unwrap_or("no process now")
+    )
+}
+
 fn print_offsets(o: &Offsets) {
     if let Some(stored) = &o.position {
-        println!(
-            "{}: {} ({} published; moved {}; read by {})",
-            o.name,
-            printable(&describe(&stored.position)),
-            stored.published,
-            ago(Some(stored.updated_at)),
-            stored.owner.as_deref().unwrap_or("no process now")
-        );
+        println!("{}: {}", o.name, position(stored));
     } else if o.groups.is_empty() {
         println!("{}: nothing read yet", o.name);
     }

@@ -22,7 +22,6 @@ use crate::db::DbError;
 use crate::domain::{Clock, DossierCode};
 use crate::events::{Events, NewEvent, PublishError};
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::ConnectorOutcomeLabels;
 
 /// How long the connectors' states read for one callback serve the next ones: a pause takes
 /// effect within this, and a burst of callbacks costs one query per interval.
@@ -203,13 +202,7 @@ impl Webhooks {
     }
 
     fn count(&self, name: &str, outcome: &str) {
-        self.metrics
-            .connector_events
-            .get_or_create(&ConnectorOutcomeLabels {
-                connector: name.to_owned(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+        self.metrics.connector_event(name, outcome);
     }
 
     /// Takes one callback for connector `name`; `header` reads a request header.

@@ -37,7 +37,7 @@ use crate::config::KafkaConfig;
 use crate::domain::Clock;
 use crate::events::{Events, NewEvent, PublishError, SubscribeError, SubscribeInput};
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::{ConnectorLabels, ConnectorOutcomeLabels};
+use crate::telemetry::metrics::ConnectorLabels;
 
 /// How long calls in progress may finish when the worker is stopped.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -231,13 +231,7 @@ impl Worker {
     }
 
     fn count(&self, outcome: &str) {
-        self.metrics
-            .connector_events
-            .get_or_create(&ConnectorOutcomeLabels {
-                connector: self.manifest.name.clone(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+        self.metrics.connector_event(&self.manifest.name, outcome);
     }
 
     /// Runs until `stop` is cancelled (then `Ok`) or something the worker cannot handle
@@ -446,23 +440,14 @@ impl Worker {
                 .await;
         };
         let mut input = json!({"event": payload, "envelope": envelope_json(&envelope)});
-        let body = match self.spec.request.apply(&input) {
-            Ok(body) => body,
-            Err(e) => {
-                let failure = Failure::permanent("Mapping", format!("request mapping: {e}"), now);
-                return self
-                    .give_up(
-                        &received,
-                        event_type,
-                        Some(&envelope),
-                        Some(&input),
-                        failure,
-                    )
-                    .await;
-            }
-        };
-        let path = match self.path(&input) {
-            Ok(path) => path,
+        let mapped = self
+            .spec
+            .request
+            .apply(&input)
+            .map_err(|e| format!("request mapping: {e}"))
+            .and_then(|body| Ok((body, self.path(&input)?)));
+        let (body, path) = match mapped {
+            Ok(mapped) => mapped,
             Err(message) => {
                 let failure = Failure::permanent("Mapping", message, now);
                 return self

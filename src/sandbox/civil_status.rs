@@ -227,99 +227,92 @@ async fn register_death(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let key = answer::header(&headers, "Idempotency-Key")?;
-        let dossier = text(&body, "/dossier_code")?;
-        let province = text(&body, "/province_code")?;
-        let deceased = answer::personal_id(&body, "/deceased/personal_id")?;
-        text(&body, "/deceased/full_name")?;
-        let died_on =
-            chrono::NaiveDate::parse_from_str(text(&body, "/deceased/died_on")?, "%Y-%m-%d")
-                .map_err(|_| {
-                    problem(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid",
-                        "/deceased/died_on must be a date, YYYY-MM-DD",
-                    )
-                })?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        if let Some(row) = client
-            .query_opt(
-                "SELECT answer, dossier_code FROM sandbox_civil_status.death WHERE idempotency_key = $1",
-                &[&key],
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let key = answer::header(&headers, "Idempotency-Key")?;
+    let dossier = text(&body, "/dossier_code")?;
+    let province = text(&body, "/province_code")?;
+    let deceased = answer::personal_id(&body, "/deceased/personal_id")?;
+    text(&body, "/deceased/full_name")?;
+    let died_on = chrono::NaiveDate::parse_from_str(text(&body, "/deceased/died_on")?, "%Y-%m-%d")
+        .map_err(|_| {
+            problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "/deceased/died_on must be a date, YYYY-MM-DD",
             )
-            .await
-            .map_err(internal)?
-        {
-            return if row.get::<_, &str>(1) == dossier {
-                Ok((StatusCode::OK, Json(row.get(0))))
-            } else {
-                Err(answer::key_reused())
-            };
-        }
-        let number: i64 = client
-            .query_one(
-                "SELECT nextval(pg_get_serial_sequence('sandbox_civil_status.death', 'number'))",
-                &[],
-            )
-            .await
-            .map_err(internal)?
-            .get(0);
-        let year = chrono::Datelike::year(&died_on);
-        let answer = json!({
-            "registration_number": format!("{number}/{year}"),
-            "registration_book": format!("01/{year}-KT"),
-            "registered_at": Utc::now().with_timezone(&crate::domain::vietnam()).to_rfc3339(),
-            "agency_code": dossier.split('-').next().unwrap_or(dossier),
-            "personal_id": deceased,
-            "e_extract_reference": format!("TLKT-{province}-{year}-{number:06}"),
-        });
-        let inserted = client
-            .execute(
-                "INSERT INTO sandbox_civil_status.death (idempotency_key, dossier_code, personal_id, number, answer)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&key, &dossier, &deceased, &number, &answer],
-            )
-            .await
-            .map_err(internal)?;
-        if inserted == 1 {
-            Ok((StatusCode::CREATED, Json(answer)))
+        })?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    if let Some(row) = client
+        .query_opt(
+            "SELECT answer, dossier_code FROM sandbox_civil_status.death WHERE idempotency_key = $1",
+            &[&key],
+        )
+        .await
+        .map_err(internal)?
+    {
+        return if row.get::<_, &str>(1) == dossier {
+            Ok((StatusCode::OK, Json(row.get(0))))
         } else {
-            Err(problem(
-                StatusCode::CONFLICT,
-                "already_registered",
-                "this death (or this dossier) is registered already",
-            ))
-        }
-    };
-    run.await.unwrap_or_else(|refused| refused)
+            Err(answer::key_reused())
+        };
+    }
+    let number: i64 = client
+        .query_one(
+            "SELECT nextval(pg_get_serial_sequence('sandbox_civil_status.death', 'number'))",
+            &[],
+        )
+        .await
+        .map_err(internal)?
+        .get(0);
+    let year = chrono::Datelike::year(&died_on);
+    let answer = json!({
+        "registration_number": format!("{number}/{year}"),
+        "registration_book": format!("01/{year}-KT"),
+        "registered_at": Utc::now().with_timezone(&crate::domain::vietnam()).to_rfc3339(),
+        "agency_code": dossier.split('-').next().unwrap_or(dossier),
+        "personal_id": deceased,
+        "e_extract_reference": format!("TLKT-{province}-{year}-{number:06}"),
+    });
+    let inserted = client
+        .execute(
+            "INSERT INTO sandbox_civil_status.death (idempotency_key, dossier_code, personal_id, number, answer)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&key, &dossier, &deceased, &number, &answer],
+        )
+        .await
+        .map_err(internal)?;
+    if inserted == 1 {
+        Ok((StatusCode::CREATED, Json(answer)))
+    } else {
+        Err(problem(
+            StatusCode::CONFLICT,
+            "already_registered",
+            "this death (or this dossier) is registered already",
+        ))
+    }
 }
 
 async fn look_up_death(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Path(dossier): Path<String>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let row = client
-            .query_opt(
-                "SELECT answer, annulled_at::text FROM sandbox_civil_status.death WHERE dossier_code = $1",
-                &[&dossier],
-            )
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| {
-                problem(StatusCode::NOT_FOUND, "not_found", "no death registered for this dossier")
-            })?;
-        let mut answer: Value = row.get(0);
-        answer["annulled_at"] = json!(row.get::<_, Option<String>>(1));
-        Ok::<_, Answer>((StatusCode::OK, Json(answer)))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let row = client
+        .query_opt(
+            "SELECT answer, annulled_at::text FROM sandbox_civil_status.death WHERE dossier_code = $1",
+            &[&dossier],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            problem(StatusCode::NOT_FOUND, "not_found", "no death registered for this dossier")
+        })?;
+    let mut answer: Value = row.get(0);
+    answer["annulled_at"] = json!(row.get::<_, Option<String>>(1));
+    Ok((StatusCode::OK, Json(answer)))
 }
 
 /// Annuls a birth or death registration; the same reason repeated gets the same answer.
@@ -328,55 +321,52 @@ async fn annul(
     headers: HeaderMap,
     Path((kind, dossier)): Path<(String, String)>,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        // The table is one of two names, never the caller's text.
-        let table = match kind.as_str() {
-            "births" => "sandbox_civil_status.birth",
-            "deaths" => "sandbox_civil_status.death",
-            _ => {
-                return Err(problem(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "annul births or deaths",
-                ));
-            }
-        };
-        let reason = text(&body, "/reason")?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "UPDATE {table} SET annulled_at = COALESCE(annulled_at, now()),
-                         annulment_reason = COALESCE(annulment_reason, $2)
-                     WHERE dossier_code = $1
-                     RETURNING annulled_at::text, annulment_reason"
-                ),
-                &[&dossier, &reason],
-            )
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| {
-                problem(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no registration for this dossier",
-                )
-            })?;
-        if row.get::<_, &str>(1) != reason {
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    // The table is one of two names, never the caller's text.
+    let table = match kind.as_str() {
+        "births" => "sandbox_civil_status.birth",
+        "deaths" => "sandbox_civil_status.death",
+        _ => {
             return Err(problem(
-                StatusCode::CONFLICT,
-                "already_annulled",
-                "this registration was annulled already, for another reason",
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "annul births or deaths",
             ));
         }
-        Ok((
-            StatusCode::OK,
-            Json(
-                json!({"dossier_code": dossier, "annulled_at": row.get::<_, String>(0), "reason": reason}),
-            ),
-        ))
     };
-    run.await.unwrap_or_else(|refused| refused)
+    let reason = text(&body, "/reason")?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE {table} SET annulled_at = COALESCE(annulled_at, now()),
+                     annulment_reason = COALESCE(annulment_reason, $2)
+                 WHERE dossier_code = $1
+                 RETURNING annulled_at::text, annulment_reason"
+            ),
+            &[&dossier, &reason],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no registration for this dossier",
+            )
+        })?;
+    if row.get::<_, &str>(1) != reason {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "already_annulled",
+            "this registration was annulled already, for another reason",
+        ));
+    }
+    Ok((
+        StatusCode::OK,
+        Json(
+            json!({"dossier_code": dossier, "annulled_at": row.get::<_, String>(0), "reason": reason}),
+        ),
+    ))
 }

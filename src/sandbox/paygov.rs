@@ -96,125 +96,122 @@ async fn create(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let order = text(&body, "/order_id")?;
-        let dossier = text(&body, "/dossier_code")?;
-        let info = text(&body, "/order_info")?;
-        let callback = text(&body, "/callback_url")?;
-        let checksum = text(&body, "/checksum")?;
-        let invalid = |message: &str| problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
-        let amount = body
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let order = text(&body, "/order_id")?;
+    let dossier = text(&body, "/dossier_code")?;
+    let info = text(&body, "/order_info")?;
+    let callback = text(&body, "/callback_url")?;
+    let checksum = text(&body, "/checksum")?;
+    let invalid = |message: &str| problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
+    let amount = body
+        .pointer("/amount")
+        .and_then(Value::as_i64)
+        .filter(|a| *a > 0)
+        .ok_or_else(|| invalid("/amount must be a whole number of dong above 0"))?;
+    let lines = body
+        .pointer("/fee_lines")
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| invalid("/fee_lines must list at least one fee"))?;
+    let mut total: i64 = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let fee = line
             .pointer("/amount")
             .and_then(Value::as_i64)
             .filter(|a| *a > 0)
-            .ok_or_else(|| invalid("/amount must be a whole number of dong above 0"))?;
-        let lines = body
-            .pointer("/fee_lines")
-            .and_then(Value::as_array)
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| invalid("/fee_lines must list at least one fee"))?;
-        let mut total: i64 = 0;
-        for (i, line) in lines.iter().enumerate() {
-            let fee = line
-                .pointer("/amount")
-                .and_then(Value::as_i64)
-                .filter(|a| *a > 0)
-                .filter(|_| line.pointer("/code").and_then(Value::as_str).is_some())
-                .ok_or_else(|| {
-                    problem(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid",
-                        format!("/fee_lines/{i} needs a code and an amount of dong above 0"),
-                    )
-                })?;
-            total = total
-                .checked_add(fee)
-                .ok_or_else(|| invalid("/fee_lines add up to more than any payment"))?;
-        }
-        if total != amount {
-            return Err(invalid("/fee_lines must add up to /amount"));
-        }
-        let beneficiary = body
-            .pointer("/beneficiary_account")
-            .filter(|b| {
-                b.pointer("/account_number")
-                    .and_then(Value::as_str)
-                    .is_some()
-            })
-            .ok_or_else(|| invalid("/beneficiary_account/account_number is required"))?;
-        let expected = sign(
-            &sandbox.secret,
-            format!("{order}|{amount}|{dossier}").as_bytes(),
-        );
-        if expected != checksum {
-            return Err(problem(
-                StatusCode::UNAUTHORIZED,
-                "checksum",
-                "checksum must be the hex HMAC-SHA256 of order_id|amount|dossier_code",
-            ));
-        }
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let number: i64 = client
-            .query_one("SELECT nextval('sandbox_paygov.transaction_number')", &[])
-            .await
-            .map_err(internal)?
-            .get(0);
-        let id = format!("PG{}{number:08}", Utc::now().format("%y%m%d"));
-        client
-            .execute(
-                "INSERT INTO sandbox_paygov.transaction (transaction_id, order_id, dossier_code,
-                     amount, fee_lines, beneficiary, order_info, callback_url)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING",
-                &[
-                    &id,
-                    &order,
-                    &dossier,
-                    &amount,
-                    &Value::from(lines.clone()),
-                    beneficiary,
-                    &info,
-                    &callback,
-                ],
-            )
-            .await
-            .map_err(internal)?;
-        // The order's transaction, new or from an earlier request.
-        let row = client
-            .query_one(
-                &format!("SELECT {COLUMNS} FROM sandbox_paygov.transaction WHERE order_id = $1"),
-                &[&order],
-            )
-            .await
-            .map_err(internal)?;
-        if row.get::<_, i64>(3) != amount || row.get::<_, String>(2) != dossier {
-            return Err(problem(
-                StatusCode::CONFLICT,
-                "order_reused",
-                "this order_id was created with another amount or dossier",
-            ));
-        }
-        let host = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1:8095");
-        let mut answer = transaction(&row);
-        let created = row.get::<_, String>(0) == id;
-        answer["payment_url"] = Value::from(format!(
-            "http://{host}/paygov/v1/pay/{}",
-            row.get::<_, String>(0)
+            .filter(|_| line.pointer("/code").and_then(Value::as_str).is_some())
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    format!("/fee_lines/{i} needs a code and an amount of dong above 0"),
+                )
+            })?;
+        total = total
+            .checked_add(fee)
+            .ok_or_else(|| invalid("/fee_lines add up to more than any payment"))?;
+    }
+    if total != amount {
+        return Err(invalid("/fee_lines must add up to /amount"));
+    }
+    let beneficiary = body
+        .pointer("/beneficiary_account")
+        .filter(|b| {
+            b.pointer("/account_number")
+                .and_then(Value::as_str)
+                .is_some()
+        })
+        .ok_or_else(|| invalid("/beneficiary_account/account_number is required"))?;
+    let expected = sign(
+        &sandbox.secret,
+        format!("{order}|{amount}|{dossier}").as_bytes(),
+    );
+    if expected != checksum {
+        return Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "checksum",
+            "checksum must be the hex HMAC-SHA256 of order_id|amount|dossier_code",
         ));
-        Ok((
-            if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            },
-            Json(answer),
-        ))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+    }
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let number: i64 = client
+        .query_one("SELECT nextval('sandbox_paygov.transaction_number')", &[])
+        .await
+        .map_err(internal)?
+        .get(0);
+    let id = format!("PG{}{number:08}", Utc::now().format("%y%m%d"));
+    client
+        .execute(
+            "INSERT INTO sandbox_paygov.transaction (transaction_id, order_id, dossier_code,
+                 amount, fee_lines, beneficiary, order_info, callback_url)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING",
+            &[
+                &id,
+                &order,
+                &dossier,
+                &amount,
+                &Value::from(lines.clone()),
+                beneficiary,
+                &info,
+                &callback,
+            ],
+        )
+        .await
+        .map_err(internal)?;
+    // The order's transaction, new or from an earlier request.
+    let row = client
+        .query_one(
+            &format!("SELECT {COLUMNS} FROM sandbox_paygov.transaction WHERE order_id = $1"),
+            &[&order],
+        )
+        .await
+        .map_err(internal)?;
+    if row.get::<_, i64>(3) != amount || row.get::<_, String>(2) != dossier {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "order_reused",
+            "this order_id was created with another amount or dossier",
+        ));
+    }
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8095");
+    let mut answer = transaction(&row);
+    let created = row.get::<_, String>(0) == id;
+    answer["payment_url"] = Value::from(format!(
+        "http://{host}/paygov/v1/pay/{}",
+        row.get::<_, String>(0)
+    ));
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(answer),
+    ))
 }
 
 async fn find(sandbox: &Sandbox, id: &str) -> Result<Row, Answer> {
@@ -233,38 +230,32 @@ async fn query(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        Ok::<_, Answer>((
-            StatusCode::OK,
-            Json(transaction(&find(&sandbox, &id).await?)),
-        ))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    Ok((
+        StatusCode::OK,
+        Json(transaction(&find(&sandbox, &id).await?)),
+    ))
 }
 
 async fn receipt(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let row = find(&sandbox, &id).await?;
-        let Some(number) = row.get::<_, Option<i64>>(9) else {
-            return Err(problem(
-                StatusCode::CONFLICT,
-                "not_paid",
-                "the transaction is not paid",
-            ));
-        };
-        let mut receipt = transaction(&row);
-        receipt["receipt_number"] = Value::from(format!("BL-PAYGOV-{number:010}"));
-        receipt["issuer"] = Value::from("PayGov sandbox (biên lai điện tử / electronic receipt)");
-        Ok((StatusCode::OK, Json(receipt)))
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let row = find(&sandbox, &id).await?;
+    let Some(number) = row.get::<_, Option<i64>>(9) else {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "not_paid",
+            "the transaction is not paid",
+        ));
     };
-    run.await.unwrap_or_else(|refused| refused)
+    let mut receipt = transaction(&row);
+    receipt["receipt_number"] = Value::from(format!("BL-PAYGOV-{number:010}"));
+    receipt["issuer"] = Value::from("PayGov sandbox (biên lai điện tử / electronic receipt)");
+    Ok((StatusCode::OK, Json(receipt)))
 }
 
 #[derive(Deserialize)]
@@ -278,52 +269,49 @@ async fn pay(
     State(sandbox): State<Sandbox>,
     Path(id): Path<String>,
     Json(form): Json<PayForm>,
-) -> Answer {
-    let run = async {
-        let (status, response_code) = match form.outcome.as_str() {
-            "success" => ("PAID", "00"),
-            "cancelled" => ("CANCELLED", "24"),
-            _ => {
-                return Err(problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid",
-                    "/outcome must be success or cancelled",
-                ));
-            }
-        };
-        let bank = form.bank_code.unwrap_or_else(|| "VCB".to_owned());
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "UPDATE sandbox_paygov.transaction
-                     SET status = $2, bank_code = $3,
-                         paid_at = CASE WHEN $2 = 'PAID' THEN now() END,
-                         receipt_number = CASE WHEN $2 = 'PAID'
-                             THEN nextval('sandbox_paygov.receipt_number') END
-                     WHERE transaction_id = $1 AND status = 'PENDING'
-                     RETURNING {COLUMNS}"
-                ),
-                &[&id, &status, &bank],
-            )
-            .await
-            .map_err(internal)?;
-        let Some(row) = row else {
-            find(&sandbox, &id).await?;
+) -> Result<Answer, Answer> {
+    let (status, response_code) = match form.outcome.as_str() {
+        "success" => ("PAID", "00"),
+        "cancelled" => ("CANCELLED", "24"),
+        _ => {
             return Err(problem(
-                StatusCode::CONFLICT,
-                "already_settled",
-                "this transaction was paid or cancelled already",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "/outcome must be success or cancelled",
             ));
-        };
-        let callback_url: String = row.get(10);
-        let body = callback_body(&sandbox.secret, &row, response_code);
-        // Drawn now, in the order of the requests, so the seed decides it whatever the timing.
-        let plan = sandbox.controls.callback("paygov");
-        tokio::spawn(deliver(sandbox.clone(), id, callback_url, body, plan));
-        Ok((StatusCode::OK, Json(transaction(&row))))
+        }
     };
-    run.await.unwrap_or_else(|refused| refused)
+    let bank = form.bank_code.unwrap_or_else(|| "VCB".to_owned());
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE sandbox_paygov.transaction
+                 SET status = $2, bank_code = $3,
+                     paid_at = CASE WHEN $2 = 'PAID' THEN now() END,
+                     receipt_number = CASE WHEN $2 = 'PAID'
+                         THEN nextval('sandbox_paygov.receipt_number') END
+                 WHERE transaction_id = $1 AND status = 'PENDING'
+                 RETURNING {COLUMNS}"
+            ),
+            &[&id, &status, &bank],
+        )
+        .await
+        .map_err(internal)?;
+    let Some(row) = row else {
+        find(&sandbox, &id).await?;
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "already_settled",
+            "this transaction was paid or cancelled already",
+        ));
+    };
+    let callback_url: String = row.get(10);
+    let body = callback_body(&sandbox.secret, &row, response_code);
+    // Drawn now, in the order of the requests, so the seed decides it whatever the timing.
+    let plan = sandbox.controls.callback("paygov");
+    tokio::spawn(deliver(sandbox.clone(), id, callback_url, body, plan));
+    Ok((StatusCode::OK, Json(transaction(&row))))
 }
 
 /// The notification PayGov sends the merchant, with its own checksum over the key fields.
@@ -404,39 +392,36 @@ async fn reconciliation(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Query(day): Query<Day>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let date = NaiveDate::parse_from_str(&day.date, "%Y-%m-%d").map_err(|_| {
-            problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                "date must be YYYY-MM-DD",
-            )
-        })?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM sandbox_paygov.transaction
-                     WHERE status = 'PAID'
-                       AND (paid_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date = $1
-                     ORDER BY paid_at"
-                ),
-                &[&date],
-            )
-            .await
-            .map_err(internal)?;
-        let total: i64 = rows.iter().map(|r| r.get::<_, i64>(3)).sum();
-        Ok::<_, Answer>((
-            StatusCode::OK,
-            Json(json!({
-                "date": day.date,
-                "count": rows.len(),
-                "total_amount": total,
-                "transactions": rows.iter().map(transaction).collect::<Vec<_>>(),
-            })),
-        ))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let date = NaiveDate::parse_from_str(&day.date, "%Y-%m-%d").map_err(|_| {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "date must be YYYY-MM-DD",
+        )
+    })?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM sandbox_paygov.transaction
+                 WHERE status = 'PAID'
+                   AND (paid_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date = $1
+                 ORDER BY paid_at"
+            ),
+            &[&date],
+        )
+        .await
+        .map_err(internal)?;
+    let total: i64 = rows.iter().map(|r| r.get::<_, i64>(3)).sum();
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "date": day.date,
+            "count": rows.len(),
+            "total_amount": total,
+            "transactions": rows.iter().map(transaction).collect::<Vec<_>>(),
+        })),
+    ))
 }

@@ -122,15 +122,12 @@ async fn look_up(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Path(personal_id): Path<String>,
-) -> Answer {
-    let run = async {
-        let (client, caller, purpose) = reader(&sandbox, &headers).await?;
-        // Logged whether or not the citizen exists: asking is itself a use of the database.
-        log_read(&client, &caller, &purpose, &personal_id, "look-up").await?;
-        let row = find(&client, &personal_id).await?.ok_or_else(not_found)?;
-        Ok::<_, Answer>((StatusCode::OK, Json(citizen(&row))))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+) -> Result<Answer, Answer> {
+    let (client, caller, purpose) = reader(&sandbox, &headers).await?;
+    // Logged whether or not the citizen exists: asking is itself a use of the database.
+    log_read(&client, &caller, &purpose, &personal_id, "look-up").await?;
+    let row = find(&client, &personal_id).await?.ok_or_else(not_found)?;
+    Ok((StatusCode::OK, Json(citizen(&row))))
 }
 
 async fn verify(
@@ -138,118 +135,111 @@ async fn verify(
     headers: HeaderMap,
     Path(personal_id): Path<String>,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        let (client, caller, purpose) = reader(&sandbox, &headers).await?;
-        let name = text(&body, "/full_name")?;
-        let birth_date = text(&body, "/birth_date")?;
-        log_read(&client, &caller, &purpose, &personal_id, "verify").await?;
-        let row = find(&client, &personal_id).await?.ok_or_else(not_found)?;
-        let mut mismatched = Vec::new();
-        if row.get::<_, &str>(1) != name {
-            mismatched.push("full_name");
-        }
-        if row.get::<_, &str>(2) != birth_date {
-            mismatched.push("birth_date");
-        }
-        Ok::<_, Answer>((
-            StatusCode::OK,
-            Json(json!({"matches": mismatched.is_empty(), "mismatched": mismatched})),
-        ))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+) -> Result<Answer, Answer> {
+    let (client, caller, purpose) = reader(&sandbox, &headers).await?;
+    let name = text(&body, "/full_name")?;
+    let birth_date = text(&body, "/birth_date")?;
+    log_read(&client, &caller, &purpose, &personal_id, "verify").await?;
+    let row = find(&client, &personal_id).await?.ok_or_else(not_found)?;
+    let mut mismatched = Vec::new();
+    if row.get::<_, &str>(1) != name {
+        mismatched.push("full_name");
+    }
+    if row.get::<_, &str>(2) != birth_date {
+        mismatched.push("birth_date");
+    }
+    Ok((
+        StatusCode::OK,
+        Json(json!({"matches": mismatched.is_empty(), "mismatched": mismatched})),
+    ))
 }
 
 async fn assign(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let key = answer::header(&headers, "Idempotency-Key")?;
-        let name = text(&body, "/full_name")?;
-        let birth_date = text(&body, "/birth_date")?;
-        let sex = text(&body, "/sex")?;
-        let province = text(&body, "/province_code")?;
-        let reference = text(&body, "/civil_status_reference")?;
-        let date = chrono::NaiveDate::parse_from_str(birth_date, "%Y-%m-%d").ok();
-        if birth_date.len() != 10 || date.is_none() {
-            return Err(problem(
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let key = answer::header(&headers, "Idempotency-Key")?;
+    let name = text(&body, "/full_name")?;
+    let birth_date = text(&body, "/birth_date")?;
+    let sex = text(&body, "/sex")?;
+    let province = text(&body, "/province_code")?;
+    let reference = text(&body, "/civil_status_reference")?;
+    let date = chrono::NaiveDate::parse_from_str(birth_date, "%Y-%m-%d").ok();
+    if birth_date.len() != 10 || date.is_none() {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "/birth_date must be a date, YYYY-MM-DD",
+        ));
+    }
+    if !matches!(sex, "MALE" | "FEMALE") {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "/sex must be MALE or FEMALE",
+        ));
+    }
+    let mut client = sandbox.pool.get().await.map_err(internal)?;
+    for _ in 0..ID_ATTEMPTS {
+        // A repeated request gets the number it was given; a key reused for another
+        // newborn is refused rather than handing over that number.
+        if let Some(row) = client
+            .query_opt(
+                "SELECT a.answer, c.full_name, c.birth_date
+                 FROM sandbox_population.assignment a
+                 JOIN sandbox_population.citizen c USING (personal_id)
+                 WHERE a.request_key = $1",
+                &[&key],
+            )
+            .await
+            .map_err(internal)?
+        {
+            if row.get::<_, &str>(1) != name || row.get::<_, &str>(2) != birth_date {
+                return Err(answer::key_reused());
+            }
+            return Ok((StatusCode::OK, Json(row.get::<_, Value>(0))));
+        }
+        let id = personal_id::assign(province, birth_date, sex == "FEMALE").ok_or_else(|| {
+            problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
-                "/birth_date must be a date, YYYY-MM-DD",
-            ));
+                "/province_code or /birth_date cannot make a personal ID",
+            )
+        })?;
+        let answer = json!({"personal_id": id, "civil_status_reference": reference});
+        let tx = client.transaction().await.map_err(internal)?;
+        let created = tx
+            .execute(
+                "INSERT INTO sandbox_population.citizen
+                     (personal_id, full_name, birth_date, sex, province_code)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&id, &name, &birth_date, &sex, &province],
+            )
+            .await
+            .map_err(internal)?;
+        if created == 0 {
+            // The number is someone's already: draw another.
+            continue;
         }
-        if !matches!(sex, "MALE" | "FEMALE") {
-            return Err(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                "/sex must be MALE or FEMALE",
-            ));
+        let assigned = tx
+            .execute(
+                "INSERT INTO sandbox_population.assignment (request_key, personal_id, answer)
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&key, &id, &answer],
+            )
+            .await
+            .map_err(internal)?;
+        if assigned == 0 {
+            // A concurrent repeat of this request won: its number is the answer.
+            drop(tx);
+            continue;
         }
-        let mut client = sandbox.pool.get().await.map_err(internal)?;
-        for _ in 0..ID_ATTEMPTS {
-            // A repeated request gets the number it was given; a key reused for another
-            // newborn is refused rather than handing over that number.
-            if let Some(row) = client
-                .query_opt(
-                    "SELECT a.answer, c.full_name, c.birth_date
-                     FROM sandbox_population.assignment a
-                     JOIN sandbox_population.citizen c USING (personal_id)
-                     WHERE a.request_key = $1",
-                    &[&key],
-                )
-                .await
-                .map_err(internal)?
-            {
-                if row.get::<_, &str>(1) != name || row.get::<_, &str>(2) != birth_date {
-                    return Err(answer::key_reused());
-                }
-                return Ok((StatusCode::OK, Json(row.get::<_, Value>(0))));
-            }
-            let id =
-                personal_id::assign(province, birth_date, sex == "FEMALE").ok_or_else(|| {
-                    problem(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid",
-                        "/province_code or /birth_date cannot make a personal ID",
-                    )
-                })?;
-            let answer = json!({"personal_id": id, "civil_status_reference": reference});
-            let tx = client.transaction().await.map_err(internal)?;
-            let created = tx
-                .execute(
-                    "INSERT INTO sandbox_population.citizen
-                         (personal_id, full_name, birth_date, sex, province_code)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    &[&id, &name, &birth_date, &sex, &province],
-                )
-                .await
-                .map_err(internal)?;
-            if created == 0 {
-                // The number is someone's already: draw another.
-                continue;
-            }
-            let assigned = tx
-                .execute(
-                    "INSERT INTO sandbox_population.assignment (request_key, personal_id, answer)
-                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    &[&key, &id, &answer],
-                )
-                .await
-                .map_err(internal)?;
-            if assigned == 0 {
-                // A concurrent repeat of this request won: its number is the answer.
-                drop(tx);
-                continue;
-            }
-            tx.commit().await.map_err(internal)?;
-            return Ok((StatusCode::CREATED, Json(answer)));
-        }
-        Err(internal("no unused personal ID number found"))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+        tx.commit().await.map_err(internal)?;
+        return Ok((StatusCode::CREATED, Json(answer)));
+    }
+    Err(internal("no unused personal ID number found"))
 }
 
 async fn death(
@@ -257,65 +247,62 @@ async fn death(
     headers: HeaderMap,
     Path(personal_id): Path<String>,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let died_on = text(&body, "/died_on")?;
-        let reference = text(&body, "/civil_status_reference")?;
-        let date = chrono::NaiveDate::parse_from_str(died_on, "%Y-%m-%d").map_err(|_| {
-            problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                "/died_on must be a date, YYYY-MM-DD",
-            )
-        })?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let row = client
-            .query_opt(
-                "UPDATE sandbox_population.citizen
-                 SET deceased_at = $2, death_reference = $3, death_recorded_at = now()
-                 WHERE personal_id = $1 AND deceased_at IS NULL
-                 RETURNING deceased_at::text, death_recorded_at",
-                &[&personal_id, &date, &reference],
-            )
-            .await
-            .map_err(internal)?;
-        let answer = |deceased: String, recorded: chrono::DateTime<chrono::Utc>| {
-            json!({
-                "personal_id": personal_id,
-                "deceased_at": deceased,
-                "recorded_at": recorded.with_timezone(&crate::domain::vietnam()).to_rfc3339(),
-                "civil_status_reference": reference,
-            })
-        };
-        if let Some(row) = row {
-            return Ok((StatusCode::OK, Json(answer(row.get(0), row.get(1)))));
-        }
-        // Marked already: the same registration repeated gets the same answer; another is
-        // refused, as a citizen dies once.
-        let existing = client
-            .query_opt(
-                "SELECT deceased_at::text, death_reference, death_recorded_at
-                 FROM sandbox_population.citizen WHERE personal_id = $1",
-                &[&personal_id],
-            )
-            .await
-            .map_err(internal)?
-            .ok_or_else(not_found)?;
-        match (
-            existing.get::<_, Option<String>>(0),
-            existing.get::<_, Option<String>>(1),
-            existing.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2),
-        ) {
-            (Some(deceased), Some(before), Some(recorded)) if before == reference => {
-                Ok((StatusCode::OK, Json(answer(deceased, recorded))))
-            }
-            _ => Err(problem(
-                StatusCode::CONFLICT,
-                "already_deceased",
-                "this citizen is recorded as deceased under another registration",
-            )),
-        }
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let died_on = text(&body, "/died_on")?;
+    let reference = text(&body, "/civil_status_reference")?;
+    let date = chrono::NaiveDate::parse_from_str(died_on, "%Y-%m-%d").map_err(|_| {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "/died_on must be a date, YYYY-MM-DD",
+        )
+    })?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let row = client
+        .query_opt(
+            "UPDATE sandbox_population.citizen
+             SET deceased_at = $2, death_reference = $3, death_recorded_at = now()
+             WHERE personal_id = $1 AND deceased_at IS NULL
+             RETURNING deceased_at::text, death_recorded_at",
+            &[&personal_id, &date, &reference],
+        )
+        .await
+        .map_err(internal)?;
+    let answer = |deceased: String, recorded: chrono::DateTime<chrono::Utc>| {
+        json!({
+            "personal_id": personal_id,
+            "deceased_at": deceased,
+            "recorded_at": recorded.with_timezone(&crate::domain::vietnam()).to_rfc3339(),
+            "civil_status_reference": reference,
+        })
     };
-    run.await.unwrap_or_else(|refused| refused)
+    if let Some(row) = row {
+        return Ok((StatusCode::OK, Json(answer(row.get(0), row.get(1)))));
+    }
+    // Marked already: the same registration repeated gets the same answer; another is
+    // refused, as a citizen dies once.
+    let existing = client
+        .query_opt(
+            "SELECT deceased_at::text, death_reference, death_recorded_at
+             FROM sandbox_population.citizen WHERE personal_id = $1",
+            &[&personal_id],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    match (
+        existing.get::<_, Option<String>>(0),
+        existing.get::<_, Option<String>>(1),
+        existing.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2),
+    ) {
+        (Some(deceased), Some(before), Some(recorded)) if before == reference => {
+            Ok((StatusCode::OK, Json(answer(deceased, recorded))))
+        }
+        _ => Err(problem(
+            StatusCode::CONFLICT,
+            "already_deceased",
+            "this citizen is recorded as deceased under another registration",
+        )),
+    }
 }

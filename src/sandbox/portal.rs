@@ -113,50 +113,47 @@ async fn sync(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let code = text(&body, "/dossier_code")?;
-        let procedure = text(&body, "/procedure_code")?;
-        let agency = text(&body, "/agency_code")?;
-        let status = status_of(&body)?;
-        if !matches!(status, 1 | 2) {
-            return Err(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                "/status of a dossier synced for the first time must be 1 (new) or 2 (accepted)",
-            ));
-        }
-        let mut client = sandbox.pool.get().await.map_err(internal)?;
-        let tx = client.transaction().await.map_err(internal)?;
-        let created = tx
-            .execute(
-                "INSERT INTO sandbox_portal.dossier (dossier_code, procedure_code, agency_code, status, synced)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dossier_code) DO NOTHING",
-                &[&code, &procedure, &agency, &status, &body],
-            )
-            .await
-            .map_err(internal)?;
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let code = text(&body, "/dossier_code")?;
+    let procedure = text(&body, "/procedure_code")?;
+    let agency = text(&body, "/agency_code")?;
+    let status = status_of(&body)?;
+    if !matches!(status, 1 | 2) {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "/status of a dossier synced for the first time must be 1 (new) or 2 (accepted)",
+        ));
+    }
+    let mut client = sandbox.pool.get().await.map_err(internal)?;
+    let tx = client.transaction().await.map_err(internal)?;
+    let created = tx
+        .execute(
+            "INSERT INTO sandbox_portal.dossier (dossier_code, procedure_code, agency_code, status, synced)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dossier_code) DO NOTHING",
+            &[&code, &procedure, &agency, &status, &body],
+        )
+        .await
+        .map_err(internal)?;
+    if created == 1 {
+        tx.execute(
+            "INSERT INTO sandbox_portal.progress (dossier_code, status, note) VALUES ($1, $2, 'synced')",
+            &[&code, &status],
+        )
+        .await
+        .map_err(internal)?;
+    }
+    tx.commit().await.map_err(internal)?;
+    let answer = view(&sandbox, code).await?;
+    Ok((
         if created == 1 {
-            tx.execute(
-                "INSERT INTO sandbox_portal.progress (dossier_code, status, note) VALUES ($1, $2, 'synced')",
-                &[&code, &status],
-            )
-            .await
-            .map_err(internal)?;
-        }
-        tx.commit().await.map_err(internal)?;
-        let answer = view(&sandbox, code).await?;
-        Ok((
-            if created == 1 {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            },
-            Json(answer),
-        ))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(answer),
+    ))
 }
 
 async fn progress(
@@ -164,81 +161,78 @@ async fn progress(
     headers: HeaderMap,
     Path(code): Path<String>,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let to = status_of(&body)?;
-        let note = body
-            .pointer("/note")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .filter(|k| !k.is_empty());
-        let mut client = sandbox.pool.get().await.map_err(internal)?;
-        let tx = client.transaction().await.map_err(internal)?;
-        // The row is locked first: two updates of one dossier, even two copies of one, are
-        // judged one after the other.
-        let from: i32 = tx
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let to = status_of(&body)?;
+    let note = body
+        .pointer("/note")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty());
+    let mut client = sandbox.pool.get().await.map_err(internal)?;
+    let tx = client.transaction().await.map_err(internal)?;
+    // The row is locked first: two updates of one dossier, even two copies of one, are
+    // judged one after the other.
+    let from: i32 = tx
+        .query_opt(
+            "SELECT status FROM sandbox_portal.dossier WHERE dossier_code = $1 FOR UPDATE",
+            &[&code],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no dossier has this code",
+            )
+        })?
+        .get(0);
+    if let Some(key) = key
+        && let Some(earlier) = tx
             .query_opt(
-                "SELECT status FROM sandbox_portal.dossier WHERE dossier_code = $1 FOR UPDATE",
-                &[&code],
+                "SELECT status FROM sandbox_portal.progress WHERE dossier_code = $1 AND idempotency_key = $2",
+                &[&code, &key],
             )
             .await
             .map_err(internal)?
-            .ok_or_else(|| {
-                problem(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no dossier has this code",
-                )
-            })?
-            .get(0);
-        if let Some(key) = key
-            && let Some(earlier) = tx
-                .query_opt(
-                    "SELECT status FROM sandbox_portal.progress WHERE dossier_code = $1 AND idempotency_key = $2",
-                    &[&code, &key],
-                )
-                .await
-                .map_err(internal)?
-        {
-            drop(tx);
-            if earlier.get::<_, i32>(0) != to {
-                return Err(answer::key_reused());
-            }
-            return Ok((StatusCode::OK, Json(view(&sandbox, &code).await?)));
+    {
+        drop(tx);
+        if earlier.get::<_, i32>(0) != to {
+            return Err(answer::key_reused());
         }
-        if !sandbox.rules.allowed.contains(&(from, to)) {
-            let (from_vi, from_en) = sandbox.rules.name(from);
-            let (to_vi, to_en) = sandbox.rules.name(to);
-            return Err(problem(
-                StatusCode::CONFLICT,
-                "illegal_transition",
-                format!(
-                    "không được chuyển từ {from} ({from_vi}) sang {to} ({to_vi}) / \
-                     status {from} ({from_en}) cannot be followed by {to} ({to_en})"
-                ),
-            ));
-        }
-        tx.execute(
-            "UPDATE sandbox_portal.dossier SET status = $2 WHERE dossier_code = $1",
-            &[&code, &to],
-        )
-        .await
-        .map_err(internal)?;
-        tx.execute(
-            "INSERT INTO sandbox_portal.progress (dossier_code, status, note, idempotency_key)
-             VALUES ($1, $2, $3, $4)",
-            &[&code, &to, &note, &key],
-        )
-        .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        Ok((StatusCode::OK, Json(view(&sandbox, &code).await?)))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+        return Ok((StatusCode::OK, Json(view(&sandbox, &code).await?)));
+    }
+    if !sandbox.rules.allowed.contains(&(from, to)) {
+        let (from_vi, from_en) = sandbox.rules.name(from);
+        let (to_vi, to_en) = sandbox.rules.name(to);
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "illegal_transition",
+            format!(
+                "không được chuyển từ {from} ({from_vi}) sang {to} ({to_vi}) / \
+                 status {from} ({from_en}) cannot be followed by {to} ({to_en})"
+            ),
+        ));
+    }
+    tx.execute(
+        "UPDATE sandbox_portal.dossier SET status = $2 WHERE dossier_code = $1",
+        &[&code, &to],
+    )
+    .await
+    .map_err(internal)?;
+    tx.execute(
+        "INSERT INTO sandbox_portal.progress (dossier_code, status, note, idempotency_key)
+         VALUES ($1, $2, $3, $4)",
+        &[&code, &to, &note, &key],
+    )
+    .await
+    .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok((StatusCode::OK, Json(view(&sandbox, &code).await?)))
 }
 
 /// A dossier with its status and timeline.

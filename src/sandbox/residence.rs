@@ -70,79 +70,76 @@ async fn register(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let key = answer::header(&headers, "Idempotency-Key")?;
-        let child = answer::personal_id(&body, "/personal_id")?;
-        let household = text(&body, "/household_id")?;
-        let head = text(&body, "/head_personal_id")?;
-        let relationship = text(&body, "/relationship")?;
-        let commune = text(&body, "/commune_code")?;
-        let address = text(&body, "/address")?;
-        let parents: Vec<&str> = ["/mother_personal_id", "/father_personal_id"]
-            .iter()
-            .filter_map(|p| body.pointer(p).and_then(Value::as_str))
-            .collect();
-        let consent = body.pointer("/head_consent").filter(|c| !c.is_null());
-        // A child joining a parent's own household needs nobody's consent; any other
-        // household's head must agree.
-        if !parents.contains(&head) {
-            let given = consent
-                .and_then(|c| c.pointer("/head_personal_id"))
-                .and_then(Value::as_str);
-            if given != Some(head) {
-                return Err(problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "consent_required",
-                    "the household head is not a parent of the child: send /head_consent with the \
-                     head's /head_personal_id and /given_on",
-                ));
-            }
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let key = answer::header(&headers, "Idempotency-Key")?;
+    let child = answer::personal_id(&body, "/personal_id")?;
+    let household = text(&body, "/household_id")?;
+    let head = text(&body, "/head_personal_id")?;
+    let relationship = text(&body, "/relationship")?;
+    let commune = text(&body, "/commune_code")?;
+    let address = text(&body, "/address")?;
+    let parents: Vec<&str> = ["/mother_personal_id", "/father_personal_id"]
+        .iter()
+        .filter_map(|p| body.pointer(p).and_then(Value::as_str))
+        .collect();
+    let consent = body.pointer("/head_consent").filter(|c| !c.is_null());
+    // A child joining a parent's own household needs nobody's consent; any other
+    // household's head must agree.
+    if !parents.contains(&head) {
+        let given = consent
+            .and_then(|c| c.pointer("/head_personal_id"))
+            .and_then(Value::as_str);
+        if given != Some(head) {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "consent_required",
+                "the household head is not a parent of the child: send /head_consent with the \
+                 head's /head_personal_id and /given_on",
+            ));
         }
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let answer = json!({
-            "personal_id": child,
-            "household_id": household,
-            "registered": true,
-        });
-        let inserted = client
-            .execute(
-                "INSERT INTO sandbox_residence.permanent (personal_id, request_key, household_id,
-                     head_personal_id, relationship, commune_code, address, consent, answer)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-                &[
-                    &child,
-                    &key,
-                    &household,
-                    &head,
-                    &relationship,
-                    &commune,
-                    &address,
-                    &consent,
-                    &answer,
-                ],
-            )
-            .await
-            .map_err(internal)?;
-        if inserted == 1 {
-            return Ok((StatusCode::CREATED, Json(answer)));
-        }
-        let by_key = client
-            .query_opt(
-                "SELECT answer, personal_id FROM sandbox_residence.permanent WHERE request_key = $1",
-                &[&key],
-            )
-            .await
-            .map_err(internal)?;
-        let taken = problem(
-            StatusCode::CONFLICT,
-            "already_registered",
-            "this citizen has a permanent residence already",
-        );
-        answer::replay(by_key, child, taken)
-    };
-    run.await.unwrap_or_else(|refused| refused)
+    }
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let answer = json!({
+        "personal_id": child,
+        "household_id": household,
+        "registered": true,
+    });
+    let inserted = client
+        .execute(
+            "INSERT INTO sandbox_residence.permanent (personal_id, request_key, household_id,
+                 head_personal_id, relationship, commune_code, address, consent, answer)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            &[
+                &child,
+                &key,
+                &household,
+                &head,
+                &relationship,
+                &commune,
+                &address,
+                &consent,
+                &answer,
+            ],
+        )
+        .await
+        .map_err(internal)?;
+    if inserted == 1 {
+        return Ok((StatusCode::CREATED, Json(answer)));
+    }
+    let by_key = client
+        .query_opt(
+            "SELECT answer, personal_id FROM sandbox_residence.permanent WHERE request_key = $1",
+            &[&key],
+        )
+        .await
+        .map_err(internal)?;
+    let taken = problem(
+        StatusCode::CONFLICT,
+        "already_registered",
+        "this citizen has a permanent residence already",
+    );
+    answer::replay(by_key, child, taken)
 }
 
 async fn find(sandbox: &Sandbox, personal_id: &str) -> Result<Row, Answer> {
@@ -167,12 +164,9 @@ async fn look_up(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        Ok::<_, Answer>((StatusCode::OK, Json(record(&find(&sandbox, &id).await?))))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    Ok((StatusCode::OK, Json(record(&find(&sandbox, &id).await?))))
 }
 
 async fn delete(
@@ -180,48 +174,45 @@ async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let reference = text(&body, "/civil_status_reference")?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "UPDATE sandbox_residence.permanent SET deleted_at = now(), deletion_reference = $2
-                     WHERE personal_id = $1 AND deleted_at IS NULL
-                       AND reverted_reference IS DISTINCT FROM $2
-                     RETURNING {COLUMNS}"
-                ),
-                &[&id, &reference],
-            )
-            .await
-            .map_err(internal)?;
-        if let Some(row) = row {
-            return Ok((StatusCode::OK, Json(record(&row))));
-        }
-        let row = find(&sandbox, &id).await?;
-        if row.get::<_, Option<String>>(8).as_deref() == Some(reference) {
-            return Ok((StatusCode::OK, Json(record(&row))));
-        }
-        if row
-            .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
-            .is_none()
-        {
-            // A late repeat of a deletion since reverted (its registration was annulled).
-            return Err(problem(
-                StatusCode::CONFLICT,
-                "deletion_reverted",
-                "the deletion for this registration was reverted: the registration was annulled",
-            ));
-        }
-        Err(problem(
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let reference = text(&body, "/civil_status_reference")?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE sandbox_residence.permanent SET deleted_at = now(), deletion_reference = $2
+                 WHERE personal_id = $1 AND deleted_at IS NULL
+                   AND reverted_reference IS DISTINCT FROM $2
+                 RETURNING {COLUMNS}"
+            ),
+            &[&id, &reference],
+        )
+        .await
+        .map_err(internal)?;
+    if let Some(row) = row {
+        return Ok((StatusCode::OK, Json(record(&row))));
+    }
+    let row = find(&sandbox, &id).await?;
+    if row.get::<_, Option<String>>(8).as_deref() == Some(reference) {
+        return Ok((StatusCode::OK, Json(record(&row))));
+    }
+    if row
+        .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
+        .is_none()
+    {
+        // A late repeat of a deletion since reverted (its registration was annulled).
+        return Err(problem(
             StatusCode::CONFLICT,
-            "already_deleted",
-            "this permanent residence was deleted under another registration",
-        ))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+            "deletion_reverted",
+            "the deletion for this registration was reverted: the registration was annulled",
+        ));
+    }
+    Err(problem(
+        StatusCode::CONFLICT,
+        "already_deleted",
+        "this permanent residence was deleted under another registration",
+    ))
 }
 
 async fn revert(
@@ -229,43 +220,40 @@ async fn revert(
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let reference = text(&body, "/civil_status_reference")?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        // Only the deletion made for this registration is reverted.
-        let row = client
-            .query_opt(
-                &format!(
-                    "UPDATE sandbox_residence.permanent
-                     SET deleted_at = NULL, deletion_reference = NULL, reverted_at = now(),
-                         reverted_reference = $2
-                     WHERE personal_id = $1 AND deletion_reference = $2 RETURNING {COLUMNS}"
-                ),
-                &[&id, &reference],
-            )
-            .await
-            .map_err(internal)?;
-        match row {
-            Some(row) => Ok((StatusCode::OK, Json(record(&row)))),
-            None => {
-                let row = find(&sandbox, &id).await?;
-                if row
-                    .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
-                    .is_none()
-                {
-                    // Not deleted (or reverted already): nothing to do, and the answer says so.
-                    Ok((StatusCode::OK, Json(record(&row))))
-                } else {
-                    Err(problem(
-                        StatusCode::CONFLICT,
-                        "other_deletion",
-                        "the residence was deleted under another registration",
-                    ))
-                }
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let reference = text(&body, "/civil_status_reference")?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    // Only the deletion made for this registration is reverted.
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE sandbox_residence.permanent
+                 SET deleted_at = NULL, deletion_reference = NULL, reverted_at = now(),
+                     reverted_reference = $2
+                 WHERE personal_id = $1 AND deletion_reference = $2 RETURNING {COLUMNS}"
+            ),
+            &[&id, &reference],
+        )
+        .await
+        .map_err(internal)?;
+    match row {
+        Some(row) => Ok((StatusCode::OK, Json(record(&row)))),
+        None => {
+            let row = find(&sandbox, &id).await?;
+            if row
+                .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
+                .is_none()
+            {
+                // Not deleted (or reverted already): nothing to do, and the answer says so.
+                Ok((StatusCode::OK, Json(record(&row))))
+            } else {
+                Err(problem(
+                    StatusCode::CONFLICT,
+                    "other_deletion",
+                    "the residence was deleted under another registration",
+                ))
             }
         }
-    };
-    run.await.unwrap_or_else(|refused| refused)
+    }
 }

@@ -126,95 +126,89 @@ async fn child_card(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let key = answer::header(&headers, "Idempotency-Key")?;
-        let child = answer::personal_id(&body, "/personal_id")?;
-        let province = text(&body, "/province_code")?;
-        let birth = NaiveDate::parse_from_str(text(&body, "/birth_date")?, "%Y-%m-%d")
-            .map_err(|_| invalid("/birth_date must be a date, YYYY-MM-DD"))?;
-        if province.len() != 2 || !province.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid("/province_code must be two digits"));
-        }
-        let months = sandbox.rules.get("child_card_valid_months") as u32;
-        let valid_to = birth
-            .checked_add_months(Months::new(months))
-            .and_then(|d| d.pred_opt())
-            .ok_or_else(|| invalid("/birth_date is out of range"))?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let number: i64 = client
-            .query_one(
-                "SELECT nextval('sandbox_social_insurance.insurance_number')",
-                &[],
-            )
-            .await
-            .map_err(internal)?
-            .get(0);
-        // The 10-digit social insurance number: the province, then a serial.
-        let insurance_number = format!("{province}{:08}", number % 100_000_000);
-        let answer = json!({
-            "personal_id": child,
-            "social_insurance_number": insurance_number,
-            "card_number": format!("TE1{province}{insurance_number}"),
-            "group": "TE",
-            "valid_from": birth.to_string(),
-            "valid_to": valid_to.to_string(),
-            // The first health facility: the province's children's hospital in the sandbox.
-            "registered_hospital_code": format!("{province}017"),
-            "issued_at": chrono::Utc::now().with_timezone(&crate::domain::vietnam()).to_rfc3339(),
-            "issuing_authority": format!("Bảo hiểm xã hội tỉnh/thành phố mã {province}"),
-        });
-        let inserted = client
-            .execute(
-                "INSERT INTO sandbox_social_insurance.child_card (personal_id, request_key, card_number, answer)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[&child, &key, &answer["card_number"].as_str(), &answer],
-            )
-            .await
-            .map_err(internal)?;
-        if inserted == 1 {
-            return Ok((StatusCode::CREATED, Json(answer)));
-        }
-        // The key first: a repeat gets its first answer, a key reused for another child is
-        // refused; then the child: one card each.
-        let by_key = client
-            .query_opt(
-                "SELECT answer, personal_id FROM sandbox_social_insurance.child_card
-                 WHERE request_key = $1",
-                &[&key],
-            )
-            .await
-            .map_err(internal)?;
-        let taken = problem(
-            StatusCode::CONFLICT,
-            "already_issued",
-            "this child holds a card already",
-        );
-        answer::replay(by_key, child, taken)
-    };
-    run.await.unwrap_or_else(|refused| refused)
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let key = answer::header(&headers, "Idempotency-Key")?;
+    let child = answer::personal_id(&body, "/personal_id")?;
+    let province = text(&body, "/province_code")?;
+    let birth = NaiveDate::parse_from_str(text(&body, "/birth_date")?, "%Y-%m-%d")
+        .map_err(|_| invalid("/birth_date must be a date, YYYY-MM-DD"))?;
+    if province.len() != 2 || !province.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("/province_code must be two digits"));
+    }
+    let months = sandbox.rules.get("child_card_valid_months") as u32;
+    let valid_to = birth
+        .checked_add_months(Months::new(months))
+        .and_then(|d| d.pred_opt())
+        .ok_or_else(|| invalid("/birth_date is out of range"))?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let number: i64 = client
+        .query_one(
+            "SELECT nextval('sandbox_social_insurance.insurance_number')",
+            &[],
+        )
+        .await
+        .map_err(internal)?
+        .get(0);
+    // The 10-digit social insurance number: the province, then a serial.
+    let insurance_number = format!("{province}{:08}", number % 100_000_000);
+    let answer = json!({
+        "personal_id": child,
+        "social_insurance_number": insurance_number,
+        "card_number": format!("TE1{province}{insurance_number}"),
+        "group": "TE",
+        "valid_from": birth.to_string(),
+        "valid_to": valid_to.to_string(),
+        // The first health facility: the province's children's hospital in the sandbox.
+        "registered_hospital_code": format!("{province}017"),
+        "issued_at": chrono::Utc::now().with_timezone(&crate::domain::vietnam()).to_rfc3339(),
+        "issuing_authority": format!("Bảo hiểm xã hội tỉnh/thành phố mã {province}"),
+    });
+    let inserted = client
+        .execute(
+            "INSERT INTO sandbox_social_insurance.child_card (personal_id, request_key, card_number, answer)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&child, &key, &answer["card_number"].as_str(), &answer],
+        )
+        .await
+        .map_err(internal)?;
+    if inserted == 1 {
+        return Ok((StatusCode::CREATED, Json(answer)));
+    }
+    // The key first: a repeat gets its first answer, a key reused for another child is
+    // refused; then the child: one card each.
+    let by_key = client
+        .query_opt(
+            "SELECT answer, personal_id FROM sandbox_social_insurance.child_card
+             WHERE request_key = $1",
+            &[&key],
+        )
+        .await
+        .map_err(internal)?;
+    let taken = problem(
+        StatusCode::CONFLICT,
+        "already_issued",
+        "this child holds a card already",
+    );
+    answer::replay(by_key, child, taken)
 }
 
 async fn card_of(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Path(child): Path<String>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let row = client
-            .query_opt(
-                "SELECT answer FROM sandbox_social_insurance.child_card WHERE personal_id = $1",
-                &[&child],
-            )
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| problem(StatusCode::NOT_FOUND, "not_found", "no card for this child"))?;
-        Ok::<_, Answer>((StatusCode::OK, Json(row.get::<_, Value>(0))))
-    };
-    run.await.unwrap_or_else(|refused| refused)
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let row = client
+        .query_opt(
+            "SELECT answer FROM sandbox_social_insurance.child_card WHERE personal_id = $1",
+            &[&child],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| problem(StatusCode::NOT_FOUND, "not_found", "no card for this child"))?;
+    Ok((StatusCode::OK, Json(row.get::<_, Value>(0))))
 }
 
 const COLUMNS: &str = "decision_id, deceased_personal_id, beneficiary, funeral_allowance, \
@@ -245,72 +239,69 @@ async fn decide(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> Answer {
-    let run = async {
-        authorised(&sandbox.token, &headers)?;
-        let key = answer::header(&headers, "Idempotency-Key")?;
-        let deceased = answer::personal_id(&body, "/deceased_personal_id")?;
-        NaiveDate::parse_from_str(text(&body, "/died_on")?, "%Y-%m-%d")
-            .map_err(|_| invalid("/died_on must be a date, YYYY-MM-DD"))?;
-        let before = months(&body, "/contribution_months_before_2014")?;
-        let after = months(&body, "/contribution_months_from_2014")?;
-        let salary = body
-            .pointer("/average_monthly_salary_vnd")
-            .and_then(Value::as_i64)
-            .filter(|s| (1..=MAX_SALARY_VND).contains(s))
-            .ok_or_else(|| {
-                invalid("/average_monthly_salary_vnd must be a number of dong from 1 to 10 billion")
-            })?;
-        let beneficiary = body
-            .pointer("/beneficiary")
-            .filter(|b| {
-                ["/personal_id", "/full_name", "/bank_code", "/account_number"]
-                    .iter()
-                    .all(|f| b.pointer(f).and_then(Value::as_str).is_some_and(|v| !v.is_empty()))
-            })
-            .ok_or_else(|| {
-                invalid("/beneficiary needs personal_id, full_name, bank_code and account_number: benefits are paid to a bank account")
-            })?;
-        let (funeral, survivor) = sandbox.rules.death_benefits(before, after, salary);
-        let client = sandbox.pool.get().await.map_err(internal)?;
-        let inserted = client
-            .execute(
-                "INSERT INTO sandbox_social_insurance.death_benefit (deceased_personal_id, request_key,
-                     beneficiary, funeral_allowance, survivor_lump_sum)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[&deceased, &key, beneficiary, &funeral, &survivor],
-            )
-            .await
-            .map_err(internal)?;
-        let by_key = client
-            .query_opt(
-                &format!(
-                    "SELECT {COLUMNS} FROM sandbox_social_insurance.death_benefit
-                     WHERE request_key = $1"
-                ),
-                &[&key],
-            )
-            .await
-            .map_err(internal)?;
-        let row = match by_key {
-            Some(row) if row.get::<_, &str>(1) == deceased => row,
-            Some(_) => return Err(answer::key_reused()),
-            None => {
-                return Err(problem(
-                    StatusCode::CONFLICT,
-                    "already_decided",
-                    "the benefits for this death were decided under another request",
-                ));
-            }
-        };
-        let status = if inserted == 1 {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok((status, Json(decision(&row))))
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let key = answer::header(&headers, "Idempotency-Key")?;
+    let deceased = answer::personal_id(&body, "/deceased_personal_id")?;
+    NaiveDate::parse_from_str(text(&body, "/died_on")?, "%Y-%m-%d")
+        .map_err(|_| invalid("/died_on must be a date, YYYY-MM-DD"))?;
+    let before = months(&body, "/contribution_months_before_2014")?;
+    let after = months(&body, "/contribution_months_from_2014")?;
+    let salary = body
+        .pointer("/average_monthly_salary_vnd")
+        .and_then(Value::as_i64)
+        .filter(|s| (1..=MAX_SALARY_VND).contains(s))
+        .ok_or_else(|| {
+            invalid("/average_monthly_salary_vnd must be a number of dong from 1 to 10 billion")
+        })?;
+    let beneficiary = body
+        .pointer("/beneficiary")
+        .filter(|b| {
+            ["/personal_id", "/full_name", "/bank_code", "/account_number"]
+                .iter()
+                .all(|f| b.pointer(f).and_then(Value::as_str).is_some_and(|v| !v.is_empty()))
+        })
+        .ok_or_else(|| {
+            invalid("/beneficiary needs personal_id, full_name, bank_code and account_number: benefits are paid to a bank account")
+        })?;
+    let (funeral, survivor) = sandbox.rules.death_benefits(before, after, salary);
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let inserted = client
+        .execute(
+            "INSERT INTO sandbox_social_insurance.death_benefit (deceased_personal_id, request_key,
+                 beneficiary, funeral_allowance, survivor_lump_sum)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&deceased, &key, beneficiary, &funeral, &survivor],
+        )
+        .await
+        .map_err(internal)?;
+    let by_key = client
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM sandbox_social_insurance.death_benefit
+                 WHERE request_key = $1"
+            ),
+            &[&key],
+        )
+        .await
+        .map_err(internal)?;
+    let row = match by_key {
+        Some(row) if row.get::<_, &str>(1) == deceased => row,
+        Some(_) => return Err(answer::key_reused()),
+        None => {
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "already_decided",
+                "the benefits for this death were decided under another request",
+            ));
+        }
     };
-    run.await.unwrap_or_else(|refused| refused)
+    let status = if inserted == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(decision(&row))))
 }
 
 async fn settle(sandbox: &Sandbox, id: i64, to: &str) -> Result<Answer, Answer> {
@@ -354,22 +345,22 @@ async fn settle(sandbox: &Sandbox, id: i64, to: &str) -> Result<Answer, Answer> 
     ))
 }
 
-async fn pay(State(sandbox): State<Sandbox>, headers: HeaderMap, Path(id): Path<i64>) -> Answer {
-    if let Err(refused) = authorised(&sandbox.token, &headers) {
-        return refused;
-    }
-    settle(&sandbox, id, "PAID")
-        .await
-        .unwrap_or_else(|refused| refused)
+async fn pay(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    settle(&sandbox, id, "PAID").await
 }
 
-async fn cancel(State(sandbox): State<Sandbox>, headers: HeaderMap, Path(id): Path<i64>) -> Answer {
-    if let Err(refused) = authorised(&sandbox.token, &headers) {
-        return refused;
-    }
-    settle(&sandbox, id, "CANCELLED")
-        .await
-        .unwrap_or_else(|refused| refused)
+async fn cancel(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    settle(&sandbox, id, "CANCELLED").await
 }
 
 #[cfg(test)]

@@ -191,6 +191,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one event of `connector` that ended as `outcome` (published, delivered, refused…).
+    pub fn connector_event(&self, connector: &str, outcome: &str) {
+        self.connector_events
+            .get_or_create(&ConnectorOutcomeLabels {
+                connector: connector.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -31,7 +31,6 @@ use crate::db::DbError;
 use crate::domain::{Clock, DossierCode};
 use crate::events::{Events, NewEvent, PublishError};
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::ConnectorOutcomeLabels;
 
 /// How long a process leads a source without renewing; another takes over after that.
 pub const LEASE: Duration = Duration::from_secs(15);
@@ -133,13 +132,7 @@ pub struct SourceWorker {
 
 impl SourceWorker {
     fn count(&self, outcome: &str) {
-        self.metrics
-            .connector_events
-            .get_or_create(&ConnectorOutcomeLabels {
-                connector: self.manifest.name.clone(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+        self.metrics.connector_event(&self.manifest.name, outcome);
     }
 
     /// Stands by until this process holds the lease, then reads until `stop`, an error, or
