@@ -66,6 +66,28 @@ done
   --purpose identity-management --owner demo-onestop --note "demo: deaths recorded in the population database"
 "$bin" systems grant population-connector --publish --event-type death.population-status-updated \
   --purpose identity-management --owner demo-onestop --note "demo: the connector reports the update"
+# The other connectors of connectors/ run, ready, with their own member systems and rights:
+# PayGov (transactions, callbacks, confirmations by query), residence deletions on death, and
+# the national portal (dossiers and their progress).
+grant() { # system direction event-type purpose
+  "$bin" systems grant "$1" "--$2" --event-type "$3" --purpose "$4" --owner demo-onestop \
+    --note "demo: $1 as its manifest says"
+}
+"$bin" systems add paygov-connector --name "PayGov connector" >/dev/null 2>&1 || true
+grant paygov-connector publish payment.callback-received fee-payment
+grant paygov-connector subscribe payment.requested fee-payment
+grant paygov-connector publish payment.initiated fee-payment
+grant paygov-connector subscribe payment.initiated fee-payment
+grant paygov-connector publish payment.confirmed fee-payment
+"$bin" systems add residence-connector --name "Residence connector" >/dev/null 2>&1 || true
+grant residence-connector subscribe death.civil-registration-completed residence-registration
+grant residence-connector publish death.residence-deleted residence-registration
+grant residence-connector publish death.step-failed residence-registration
+grant population-connector publish death.step-failed identity-management
+"$bin" systems add portal-connector --name "National portal connector" >/dev/null 2>&1 || true
+grant portal-connector subscribe birth.dossier-submitted dossier-tracking
+grant portal-connector subscribe death.dossier-submitted dossier-tracking
+grant portal-connector subscribe dossier.status-changed dossier-tracking
 # The national systems' stand-ins (sandboxes), with a token of their own that the connectors
 # read from the environment.
 sandbox_token=$LIENTHONG_DATA_DIR/sandbox.token
@@ -78,11 +100,19 @@ export LIENTHONG_SOCIAL_INSURANCE_URL=http://$sandbox/social-insurance/v1/child-
 export LIENTHONG_SOCIAL_INSURANCE_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_POPULATION_URL=http://$sandbox/population/v1/citizens
 export LIENTHONG_POPULATION_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
-# PayGov signs its payment notifications with a secret agreed with the province.
+export LIENTHONG_RESIDENCE_URL=http://$sandbox/residence/v1/permanent
+export LIENTHONG_RESIDENCE_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
+export LIENTHONG_PORTAL_URL=http://$sandbox/portal/v1/dossiers
+export LIENTHONG_PORTAL_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
+export LIENTHONG_PAYGOV_URL=http://$sandbox/paygov/v1/transactions
+export LIENTHONG_PAYGOV_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
+export LIENTHONG_PAYGOV_CALLBACK_URL=https://$http/connectors/paygov-callbacks/webhook
+# PayGov checks the hub's transactions and signs its payment notifications with a merchant
+# secret agreed with the province.
 paygov_secret=$LIENTHONG_DATA_DIR/paygov.secret
 [[ -s $paygov_secret ]] || (umask 077; openssl rand -hex 32 >"$paygov_secret")
-LIENTHONG_PAYGOV_WEBHOOK_SECRET=$(cat "$paygov_secret")
-export LIENTHONG_PAYGOV_WEBHOOK_SECRET
+LIENTHONG_PAYGOV_SECRET=$(cat "$paygov_secret")
+export LIENTHONG_PAYGOV_SECRET
 # The civil-status software is also identified by its client certificate (registered once).
 # (grep reads everything: `grep -q` would close the pipe early on the CLI)
 if ! "$bin" systems credentials demo-civil-status | grep certificate >/dev/null; then
@@ -92,7 +122,8 @@ fi
 "$LIENTHONG_ROOT/deploy/local/stop-hub.sh"
 mkdir -p "$LIENTHONG_DATA_DIR"
 log "starting the national systems' sandboxes on $sandbox (log in $LIENTHONG_DATA_DIR/sandbox.log)"
-"$bin" sandbox serve --listen "$sandbox" --token-file "$sandbox_token" >"$LIENTHONG_DATA_DIR/sandbox.log" 2>&1 &
+"$bin" sandbox serve --listen "$sandbox" --token-file "$sandbox_token" \
+  --paygov-secret-file "$paygov_secret" >"$LIENTHONG_DATA_DIR/sandbox.log" 2>&1 &
 echo $! >"$LIENTHONG_DATA_DIR/sandbox.pid"
 for _ in $(seq 1 100); do
   curl -fs "http://$sandbox/openapi/population.json" >/dev/null && break

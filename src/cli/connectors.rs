@@ -51,6 +51,16 @@ pub enum ConnectorsCommand {
         #[arg(long)]
         only_failed: bool,
     },
+    /// The connector's journal, newest first: who paused, resumed, restarted, reset or
+    /// replayed it, and the callbacks it refused for a bad signature.
+    History {
+        name: String,
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// The events a connector gave up on.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -271,6 +281,30 @@ pub async fn run(command: ConnectorsCommand, config: Config) -> anyhow::Result<(
                 },
                 &a.by,
             );
+        }
+        ConnectorsCommand::History {
+            name,
+            limit,
+            output,
+        } => {
+            let entries = admin.journal(&name, limit).await?;
+            if output == Output::Json {
+                return json(&entries);
+            }
+            if entries.is_empty() {
+                println!("nothing recorded for {name}");
+            }
+            for e in &entries {
+                println!(
+                    "{}  {:<18} {:<20} {}",
+                    e.acted_at
+                        .with_timezone(&crate::domain::vietnam())
+                        .format("%Y-%m-%d %H:%M:%S"),
+                    e.action,
+                    e.actor,
+                    e.detail.as_deref().unwrap_or("")
+                );
+            }
         }
         ConnectorsCommand::Dlq(DlqCommand::List { name, all, output }) => {
             let letters = admin.dead_letters(&name, all).await?;

@@ -13,7 +13,7 @@ use super::manifest::{Manifest, Origin, Spec};
 use super::reload::ManifestSet;
 use super::runtime::dead_letter_topic;
 use super::source::position::{self, Position, ResetError, Stored};
-use super::state::{self, DeadLetter, Desired, WorkerReport};
+use super::state::{self, DeadLetter, Desired, JournalEntry, WorkerReport};
 use crate::bus::offsets::{self, OffsetsError, PartitionOffsets, ResetTo};
 use crate::config::KafkaConfig;
 use crate::db::DbError;
@@ -280,6 +280,12 @@ impl Admin {
         self.manifest(name)?;
         state::request_restart(&self.pool, name, only_failed, actor).await?;
         Ok(())
+    }
+
+    /// The connector's journal: operators' actions and refused callbacks, newest first.
+    pub async fn journal(&self, name: &str, limit: i64) -> Result<Vec<JournalEntry>, AdminError> {
+        self.manifest(name)?;
+        Ok(state::journal(&self.pool, name, limit).await?)
     }
 
     pub async fn dead_letters(&self, name: &str, all: bool) -> Result<Vec<DeadLetter>, AdminError> {

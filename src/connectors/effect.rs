@@ -35,7 +35,7 @@ pub struct Answer {
 
 /// The side effect of one sink.
 pub enum Effect {
-    Http(HttpSink),
+    Http(Box<HttpSink>),
     Postgres(PgSink),
 }
 
@@ -45,7 +45,7 @@ impl Effect {
     pub fn new(spec: &SinkSpec, clock: Arc<dyn Clock>) -> Result<Self, String> {
         match &spec.target {
             Target::Http(target) => HttpSink::new(target, &spec.delivery, clock)
-                .map(Effect::Http)
+                .map(|sink| Effect::Http(Box::new(sink)))
                 .map_err(|e| e.to_string()),
             Target::Postgres(target) => {
                 PgSink::new(target, &spec.delivery, clock).map(Effect::Postgres)

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hmac::{Hmac, Mac as _};
 use serde_json::Value;
+use sha2::Sha256;
 
 use super::effect::{Answer, CallError};
 use super::manifest::{DeliveryPolicy, HttpTarget};
@@ -26,6 +28,8 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub enum SinkError {
     #[error("http.auth: {0}")]
     Secret(String),
+    #[error("http.checksum: {0}")]
+    Checksum(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -35,6 +39,8 @@ pub struct HttpSink {
     client: reqwest::Client,
     target: HttpTarget,
     bearer: Option<String>,
+    /// The checksum's secret, read once.
+    checksum_secret: Option<String>,
     limiter: Option<DefaultDirectRateLimiter>,
     pub breaker: Breaker,
 }
@@ -52,6 +58,11 @@ impl HttpSink {
             .as_ref()
             .map(|secret| secret.read().map_err(SinkError::Secret))
             .transpose()?;
+        let checksum_secret = target
+            .checksum
+            .as_ref()
+            .map(|c| c.secret.read().map_err(SinkError::Checksum))
+            .transpose()?;
         let client = reqwest::Client::builder()
             .timeout(target.timeout)
             .connect_timeout(target.timeout.min(Duration::from_secs(10)))
@@ -64,6 +75,7 @@ impl HttpSink {
             client,
             target: target.clone(),
             bearer,
+            checksum_secret,
             limiter,
             breaker: Breaker::new(clock, delivery.breaker_failures, delivery.breaker_open),
         })
@@ -85,6 +97,39 @@ impl HttpSink {
         Ok(url)
     }
 
+    /// The request body with its checksum field set, when the target asks for one.
+    fn signed<'a>(&self, body: &'a Value) -> Result<std::borrow::Cow<'a, Value>, CallError> {
+        let (Some(checksum), Some(secret)) = (&self.target.checksum, &self.checksum_secret) else {
+            return Ok(std::borrow::Cow::Borrowed(body));
+        };
+        let refused = |message: String| CallError {
+            class: "Request".to_owned(),
+            message,
+            status: None,
+            retryable: false,
+        };
+        let signed = match checksum.over.apply(body) {
+            Ok(Value::String(signed)) => signed,
+            Ok(other) => {
+                return Err(refused(format!(
+                    "http.checksum.over must give a string, not {other}"
+                )));
+            }
+            Err(e) => return Err(refused(format!("http.checksum.over: {e}"))),
+        };
+        let Value::Object(fields) = body else {
+            return Err(refused(
+                "http.checksum: the request must be a JSON object to carry a checksum".to_owned(),
+            ));
+        };
+        let mut fields = fields.clone();
+        fields.insert(
+            checksum.field.clone(),
+            Value::String(hmac_sha256_hex(secret, signed.as_bytes())),
+        );
+        Ok(std::borrow::Cow::Owned(Value::Object(fields)))
+    }
+
     /// Waits for the breaker and the rate limit, then calls the endpoint once, at `path` below
     /// the target's URL when given.
     pub async fn call(
@@ -94,6 +139,7 @@ impl HttpSink {
         path: Option<&[String]>,
     ) -> Result<Answer, CallError> {
         let url = self.url(path)?;
+        let body = self.signed(body)?;
         let permit = self.breaker.admit().await;
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
@@ -102,8 +148,10 @@ impl HttpSink {
         let mut request = self
             .client
             .request(self.target.method.clone(), url)
-            .header(IDEMPOTENCY_KEY, idempotency_key)
-            .json(body);
+            .header(IDEMPOTENCY_KEY, idempotency_key);
+        if self.target.method != reqwest::Method::GET {
+            request = request.json(&body);
+        }
         for (name, value) in &self.target.headers {
             request = request.header(name, value);
         }
@@ -122,6 +170,14 @@ impl HttpSink {
         }
         outcome
     }
+}
+
+/// Hex HMAC-SHA256 of `data` under `secret`.
+fn hmac_sha256_hex(secret: &str, data: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 pub(super) async fn read_answer(

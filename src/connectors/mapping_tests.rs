@@ -14,13 +14,19 @@ use super::manifest::Manifest;
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
-    /// `request`, `reply` or `failure` for a sink; `payload`, `dedupe_key` or `correlation`
+    /// `request`, `path`, `checksum`, `reply`, `pending`, `key` or `failure` for a sink; `payload`, `dedupe_key` or `correlation`
     /// for a webhook source.
     mapping: String,
     input: Value,
+    /// `null` is an expected value (a reply that announces nothing), not a missing one.
+    #[serde(default, deserialize_with = "present")]
     expected: Option<Value>,
     /// A part of the error message the mapping must fail with, instead of `expected`.
     error: Option<String>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// One test's result.

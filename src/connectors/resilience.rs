@@ -253,6 +253,7 @@ mod tests {
             rate_per_second: None,
             breaker_failures: 1,
             breaker_open: Duration::ZERO,
+            retry_statuses: Vec::new(),
         };
         let delays: Vec<Duration> = backoff(&policy).collect();
         assert_eq!(delays.len(), 5);

@@ -164,7 +164,7 @@ impl Reconciler {
                 continue;
             }
             let work = match &manifest.spec {
-                Spec::Sink(spec) => Work::Sink(Arc::new(spec.clone())),
+                Spec::Sink(spec) => Work::Sink(Arc::new((**spec).clone())),
                 Spec::Source(spec) => Work::Source(Arc::new(spec.clone())),
                 Spec::WebhookSource(_) => continue,
             };

@@ -97,6 +97,37 @@ pub async fn record_action(
     Ok(())
 }
 
+/// One entry of a connector's journal: an operator's action, or a callback it refused.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JournalEntry {
+    pub action: String,
+    pub actor: String,
+    pub detail: Option<String>,
+    pub acted_at: DateTime<Utc>,
+}
+
+/// The newest `limit` entries of `name`'s journal, newest first.
+pub async fn journal(pool: &Pool, name: &str, limit: i64) -> Result<Vec<JournalEntry>, DbError> {
+    let rows = pool
+        .get()
+        .await?
+        .query(
+            "SELECT action, actor, detail, acted_at FROM connector_action
+             WHERE name = $1 ORDER BY acted_at DESC, id DESC LIMIT $2",
+            &[&name, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| JournalEntry {
+            action: r.get(0),
+            actor: r.get(1),
+            detail: r.get(2),
+            acted_at: r.get(3),
+        })
+        .collect())
+}
+
 /// What operators set for one connector: its state, and how many restarts they asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Wanted {
@@ -461,4 +492,34 @@ pub async fn replayed(pool: &Pool, id: i64, process: &str, outcome: &str) -> Res
         )
         .await?;
     Ok(())
+}
+
+/// The event id of `connector`'s reply about `key`: `candidate` if none was given yet, else
+/// the one given first.
+pub async fn outcome_id_for_key(
+    pool: &Pool,
+    connector: &str,
+    key: &str,
+    candidate: Uuid,
+) -> Result<Uuid, DbError> {
+    let client = pool.get().await?;
+    let inserted = client
+        .execute(
+            "INSERT INTO connector_outcome_key (connector, key, event_id) VALUES ($1, $2, $3)
+             ON CONFLICT (connector, key) DO NOTHING",
+            &[&connector, &key, &candidate],
+        )
+        .await?;
+    if inserted == 1 {
+        return Ok(candidate);
+    }
+    // A statement of its own: it sees the row that made the insert conflict, however late
+    // that row was committed.
+    let row = client
+        .query_one(
+            "SELECT event_id FROM connector_outcome_key WHERE connector = $1 AND key = $2",
+            &[&connector, &key],
+        )
+        .await?;
+    Ok(row.get(0))
 }

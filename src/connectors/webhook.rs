@@ -87,11 +87,16 @@ pub struct Webhooks {
     hooks: Mutex<(Arc<Vec<Manifest>>, Hooks)>,
     /// What operators want of each connector, and when it was read.
     states: Mutex<Option<(std::time::Instant, States)>>,
+    /// When each connector's journal last recorded a refused callback.
+    refusals: Mutex<HashMap<String, std::time::Instant>>,
     events: Arc<Events>,
     pool: Pool,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 }
+
+/// At most one journal entry per connector for refused callbacks in this time.
+const REFUSALS_RECORDED_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn key_hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
@@ -167,6 +172,7 @@ impl Webhooks {
             manifests,
             hooks,
             states: Mutex::new(None),
+            refusals: Mutex::new(HashMap::new()),
             events,
             pool,
             clock,
@@ -205,6 +211,37 @@ impl Webhooks {
         self.metrics.connector_event(name, outcome);
     }
 
+    /// Records a callback refused for its signature in the connector's journal, where operators
+    /// and auditors see it (`connectors history`). A flood of forgeries is recorded once a
+    /// second; the metric counts every one.
+    async fn record_refusal(&self, name: &str, header: &str, bytes: usize) {
+        {
+            let mut last = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            if last
+                .get(name)
+                .is_some_and(|at| now.duration_since(*at) < REFUSALS_RECORDED_EVERY)
+            {
+                return;
+            }
+            last.insert(name.to_owned(), now);
+        }
+        let detail =
+            format!("{header} did not verify; the {bytes}-byte callback was not published");
+        if let Err(error) = state::record_action(
+            &self.pool,
+            name,
+            "callback-refused",
+            "webhook",
+            Some(&detail),
+        )
+        .await
+        {
+            tracing::warn!(connector = %name, %error, "a refused callback could not be recorded");
+        }
+        tracing::warn!(connector = %name, "callback refused: bad signature");
+    }
+
     /// Takes one callback for connector `name`; `header` reads a request header.
     pub async fn receive(
         &self,
@@ -222,6 +259,8 @@ impl Webhooks {
         let presented = header(&hook.spec.header).unwrap_or_default();
         if !verify(hook.spec.signature, secret, body, &presented) {
             self.count(name, "unauthenticated");
+            self.record_refusal(name, &hook.spec.header, body.len())
+                .await;
             return Err(WebhookError::Unauthenticated(hook.spec.header.clone()));
         }
         let wanted = self.states().await?;

@@ -26,7 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::effect::{CallError, Effect};
+use super::effect::{Answer, CallError, Effect};
 use super::manifest::{Manifest, Output, SinkSpec, StartAt, Target};
 use super::resilience::backoff;
 use super::state::{self, DeadLetter};
@@ -102,6 +102,9 @@ impl Failure {
         }
     }
 }
+
+/// The class of an attempt whose answer says the work is not finished (`reply.pending`).
+const PENDING: &str = "Pending";
 
 /// Everything a worker needs; shared by its event tasks.
 pub struct Worker {
@@ -184,6 +187,18 @@ fn outcome_id(connector: &str, cause: Uuid, role: &str) -> Uuid {
     let mut random = [0u8; 10];
     random.copy_from_slice(&digest[..10]);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// An answer as the reply's programs see it: `.response.status`, `.body` and `.received_at`
+/// (Vietnam time, the moment the hub learned what it says).
+fn response_json(answer: &Answer, now: DateTime<Utc>) -> Value {
+    json!({
+        "status": answer.status,
+        "body": answer.body,
+        "received_at": now
+            .with_timezone(&crate::domain::vietnam())
+            .to_rfc3339_opts(SecondsFormat::Millis, true),
+    })
 }
 
 fn envelope_json(envelope: &Envelope) -> Value {
@@ -440,6 +455,9 @@ impl Worker {
                 .await;
         };
         let mut input = json!({"event": payload, "envelope": envelope_json(&envelope)});
+        if !self.spec.vars.is_empty() {
+            input["vars"] = Value::Object(self.spec.vars.clone());
+        }
         let mapped = self
             .spec
             .request
@@ -467,14 +485,61 @@ impl Worker {
         let mut first_failure = None;
         let answer = loop {
             attempts += 1;
-            match self.sink.call(&body, &key, path.as_deref()).await {
+            let outcome = match self.sink.call(&body, &key, path.as_deref()).await {
+                Ok(answer) => match self.still_pending(&input, &answer) {
+                    Ok(false) => Ok(answer),
+                    Ok(true) => Err(CallError {
+                        class: PENDING.to_owned(),
+                        message: format!(
+                            "the answer (HTTP {}) says the work is not finished yet",
+                            answer.status
+                        ),
+                        status: Some(answer.status),
+                        retryable: true,
+                    }),
+                    Err(message) => {
+                        let failure = Failure::permanent("Mapping", message, self.clock.now());
+                        return self
+                            .give_up(
+                                &received,
+                                event_type,
+                                Some(&envelope),
+                                Some(&input),
+                                Failure {
+                                    attempts,
+                                    ..failure
+                                },
+                            )
+                            .await;
+                    }
+                },
+                // A status the manifest says a later attempt may get past (the portal's 404
+                // until another connector has synced the dossier).
+                Err(error)
+                    if error
+                        .status
+                        .is_some_and(|s| self.spec.delivery.retry_statuses.contains(&s)) =>
+                {
+                    Err(CallError {
+                        retryable: true,
+                        ..error
+                    })
+                }
+                Err(error) => Err(error),
+            };
+            match outcome {
                 Ok(answer) => break answer,
                 Err(error) => {
                     let at = self.clock.now();
                     let first_at = *first_failure.get_or_insert(at);
-                    self.stats.failed_attempt(at, &error.message);
-                    self.count("failed_attempt");
-                    tracing::warn!(connector = %self.manifest.name, event_id = %envelope.event_id, attempts, class = %error.class, "call failed");
+                    if error.class == PENDING {
+                        // Asked too early, not failed: the operator's error counters stay put.
+                        tracing::info!(connector = %self.manifest.name, event_id = %envelope.event_id, attempts, "not finished yet; asking again later");
+                    } else {
+                        self.stats.failed_attempt(at, &error.message);
+                        self.count("failed_attempt");
+                        tracing::warn!(connector = %self.manifest.name, event_id = %envelope.event_id, attempts, class = %error.class, "call failed");
+                    }
                     let delay = if error.retryable { delays.next() } else { None };
                     let Some(delay) = delay else {
                         let failure = Failure::from_call(error, attempts, first_at);
@@ -506,18 +571,18 @@ impl Worker {
         let Some(reply) = &self.spec.reply else {
             return Ok(Handled::Delivered);
         };
-        input["response"] = json!({"status": answer.status, "body": answer.body});
-        let refused = match reply.mapping.apply(&input) {
-            Ok(payload) => match self
-                .publish_outcome(reply, payload, &envelope, "reply")
+        input["response"] = response_json(&answer, self.clock.now());
+        let refused = match self.reply_payload(reply, &input) {
+            // The answer announces nothing (a payment cancelled: nothing to confirm).
+            Ok((Value::Null, _)) => return Ok(Handled::Delivered),
+            Ok((payload, key)) => match self
+                .publish_outcome(reply, payload, &envelope, "reply", key.as_deref())
                 .await?
             {
                 Ok(()) => return Ok(Handled::Delivered),
                 Err(refused) => Failure::permanent("ReplyRefused", refused, self.clock.now()),
             },
-            Err(e) => {
-                Failure::permanent("Mapping", format!("reply mapping: {e}"), self.clock.now())
-            }
+            Err(message) => Failure::permanent("Mapping", message, self.clock.now()),
         };
         // The call was made; what it answered cannot become an event. The operator sees why.
         self.give_up(
@@ -533,18 +598,69 @@ impl Worker {
         .await
     }
 
+    /// True when the reply's `pending` program says the answer is not final yet.
+    fn still_pending(&self, input: &Value, answer: &Answer) -> Result<bool, String> {
+        let Some(pending) = self.spec.reply.as_ref().and_then(|r| r.pending.as_ref()) else {
+            return Ok(false);
+        };
+        let mut input = input.clone();
+        input["response"] = response_json(answer, self.clock.now());
+        match pending.apply(&input) {
+            Ok(Value::Bool(pending)) => Ok(pending),
+            Ok(other) => Err(format!(
+                "reply.pending must give true or false, not {other}"
+            )),
+            Err(e) => Err(format!("reply.pending: {e}")),
+        }
+    }
+
+    /// The reply's payload and, when the reply has a `key` program, its key.
+    fn reply_payload(
+        &self,
+        reply: &Output,
+        input: &Value,
+    ) -> Result<(Value, Option<String>), String> {
+        let payload = reply
+            .mapping
+            .apply(input)
+            .map_err(|e| format!("reply mapping: {e}"))?;
+        let Some(program) = &reply.key else {
+            return Ok((payload, None));
+        };
+        match program.apply(input) {
+            Ok(Value::String(key)) if !key.is_empty() => Ok((payload, Some(key))),
+            Ok(Value::Number(key)) => Ok((payload, Some(key.to_string()))),
+            Ok(other) => Err(format!(
+                "reply.key must give a non-empty string, not {other}"
+            )),
+            Err(e) => Err(format!("reply.key: {e}")),
+        }
+    }
+
     /// Publishes an event about `cause`; `Ok(Err(why))` when the hub refuses it (a mapping
-    /// that makes an invalid event, a missing right), which no retry fixes.
+    /// that makes an invalid event, a missing right), which no retry fixes. With a `key`, the
+    /// event takes the id the first reply about that key was given.
     async fn publish_outcome(
         &self,
         output: &Output,
         payload: Value,
         cause: &Envelope,
         role: &'static str,
+        key: Option<&str>,
     ) -> Result<Result<(), String>, WorkerError> {
+        let mut event_id = outcome_id(&self.manifest.name, cause.event_id, role);
+        if let Some(key) = key {
+            event_id = state::outcome_id_for_key(&self.pool, &self.manifest.name, key, event_id)
+                .await
+                .map_err(|e| WorkerError::Publish {
+                    role,
+                    event_id: cause.event_id,
+                    message: format!("cannot read the event id of reply key: {e}"),
+                })?;
+        }
         let event = NewEvent {
             event_type: output.event_type.clone(),
-            event_id: outcome_id(&self.manifest.name, cause.event_id, role),
+            event_id,
             occurred_at: self.clock.now().with_timezone(&crate::domain::vietnam()),
             correlation_id: cause.correlation_id.clone(),
             causation_id: Some(cause.event_id),
@@ -694,7 +810,7 @@ impl Worker {
         match output.mapping.apply(&input) {
             Ok(payload) => {
                 if let Err(refused) = self
-                    .publish_outcome(output, payload, envelope, "failure")
+                    .publish_outcome(output, payload, envelope, "failure", None)
                     .await?
                 {
                     tracing::error!(connector = %self.manifest.name, dead_letter = id, %refused, "failure event not published");

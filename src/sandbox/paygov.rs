@@ -75,7 +75,7 @@ pub fn sign(secret: &str, data: &[u8]) -> String {
 }
 
 const COLUMNS: &str = "transaction_id, order_id, dossier_code, amount, fee_lines, order_info, \
-     status, bank_code, paid_at, receipt_number, callback_url";
+     status, bank_code, paid_at, receipt_number, callback_url, created_at";
 
 fn transaction(row: &Row) -> Value {
     json!({
@@ -89,6 +89,8 @@ fn transaction(row: &Row) -> Value {
         "bank_code": row.get::<_, Option<String>>(7),
         "paid_at": row.get::<_, Option<chrono::DateTime<Utc>>>(8)
             .map(|t| t.with_timezone(&crate::domain::vietnam()).to_rfc3339()),
+        "created_at": row.get::<_, chrono::DateTime<Utc>>(11)
+            .with_timezone(&crate::domain::vietnam()).to_rfc3339(),
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod pki;
 pub mod receiver;
+pub mod sandbox;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -131,7 +132,7 @@ impl TestEnv {
         )
         .expect("the repository's manifest")
         .replace(
-            "secret_env = \"LIENTHONG_PAYGOV_WEBHOOK_SECRET\"",
+            "secret_env = \"LIENTHONG_PAYGOV_SECRET\"",
             &format!("secret_file = {:?}", file.display().to_string()),
         );
         std::fs::write(dir.join("paygov-callbacks.toml"), manifest).expect("manifest written");

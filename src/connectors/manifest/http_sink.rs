@@ -22,11 +22,18 @@ pub enum StartAt {
     Latest,
 }
 
-/// An event a connector publishes: its type and the jq program that makes its payload.
+/// An event a connector publishes: its type and the jq program that makes its payload (a
+/// reply mapping that gives `null` publishes nothing: the answer announces nothing).
 #[derive(Debug, Clone)]
 pub struct Output {
     pub event_type: String,
     pub mapping: Mapping,
+    /// Reply only. jq over the answer: `true` while the external system has not finished (a
+    /// payment still PENDING); the call is then repeated on the delivery backoff.
+    pub pending: Option<Mapping>,
+    /// Reply only. jq giving what the event is about (a transaction id): every reply with the
+    /// same key carries one event id, whichever event caused it, so consumers drop the repeat.
+    pub key: Option<Mapping>,
 }
 
 /// How hard a connector tries, and how fast.
@@ -39,6 +46,8 @@ pub struct DeliveryPolicy {
     pub rate_per_second: Option<u32>,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
+    /// HTTP statuses retried although a 4xx: what only time fixes at this endpoint.
+    pub retry_statuses: Vec<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,9 +60,19 @@ pub struct HttpTarget {
     pub timeout: Duration,
     pub headers: BTreeMap<String, String>,
     pub bearer: Option<Secret>,
+    pub checksum: Option<Checksum>,
 }
 
-/// Where a sink writes.
+/// A request field holding the hex HMAC-SHA256 of a string made from the request, as
+/// Vietnamese payment platforms ask (PayGov's `order_id|amount|dossier_code`).
+#[derive(Debug, Clone)]
+pub struct Checksum {
+    /// The request body's field that receives the checksum.
+    pub field: String,
+    /// jq over the request body: the string signed.
+    pub over: Mapping,
+    pub secret: Secret,
+}
 #[derive(Debug, Clone)]
 pub enum Target {
     Http(HttpTarget),
@@ -68,6 +87,8 @@ pub struct SinkSpec {
     pub target: Target,
     /// The request body (http-sink) or the row (postgres-sink).
     pub request: Mapping,
+    /// Deployment values the mappings read as `.vars.NAME` (the hub's own callback URL).
+    pub vars: serde_json::Map<String, serde_json::Value>,
     pub reply: Option<Output>,
     pub failure: Option<Output>,
     pub delivery: DeliveryPolicy,
@@ -87,10 +108,20 @@ struct File {
     source: SourceFile,
     http: HttpFile,
     request: Spanned<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, Spanned<VarFile>>,
     reply: Option<ReplyFile>,
     failure: Option<ReplyFile>,
     #[serde(default)]
     delivery: DeliveryFile,
+}
+
+/// A deployment value: from the environment when `env` is set there, else `default`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VarFile {
+    env: Option<String>,
+    default: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +149,16 @@ struct HttpFile {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     auth: Option<AuthFile>,
+    checksum: Option<ChecksumFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChecksumFile {
+    field: Spanned<String>,
+    over: Spanned<String>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
 }
 
 /// The fields that say where an HTTP connector calls and how it proves who it is, as read
@@ -152,6 +193,8 @@ pub(super) struct AuthFile {
 pub(super) struct ReplyFile {
     event_type: Spanned<String>,
     mapping: Spanned<String>,
+    pending: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +207,7 @@ pub(super) struct DeliveryFile {
     rate_per_second: Option<u32>,
     breaker_failures: u32,
     breaker_open_ms: u64,
+    retry_statuses: Vec<u16>,
 }
 
 impl Default for DeliveryFile {
@@ -176,6 +220,7 @@ impl Default for DeliveryFile {
             rate_per_second: None,
             breaker_failures: 5,
             breaker_open_ms: 30_000,
+            retry_statuses: Vec::new(),
         }
     }
 }
@@ -219,10 +264,26 @@ pub(super) fn check_output(
         &output.event_type,
         &format!("{field}.event_type"),
     );
+    let mut optional = |program: &Option<Spanned<String>>, name: &str| {
+        let program = program.as_ref()?;
+        if field != "reply" {
+            problems.add(
+                &program.span(),
+                &format!("{field}.{name}"),
+                "belongs to a reply: a failure is published once, when the event is given up",
+            );
+            return None;
+        }
+        problems.mapping(program, &format!("{field}.{name}"))
+    };
+    let pending = optional(&output.pending, "pending");
+    let key = optional(&output.key, "key");
     let mapping = problems.mapping(&output.mapping, &format!("{field}.mapping"))?;
     Some(Output {
         event_type: output.event_type.get_ref().clone(),
         mapping,
+        pending,
+        key,
     })
 }
 
@@ -242,6 +303,13 @@ pub(super) fn check_delivery(problems: &mut Problems<'_>, d: &DeliveryFile) -> D
             "must not exceed max_backoff_ms",
         );
     }
+    if let Some(bad) = d.retry_statuses.iter().find(|s| !(400..500).contains(*s)) {
+        problems.add(
+            &(0..0),
+            "delivery.retry_statuses",
+            format!("{bad} is not a 4xx status (5xx, 408, 425 and 429 are retried anyway)"),
+        );
+    }
     DeliveryPolicy {
         max_attempts: d.max_attempts,
         initial_backoff: Duration::from_millis(d.initial_backoff_ms),
@@ -250,6 +318,7 @@ pub(super) fn check_delivery(problems: &mut Problems<'_>, d: &DeliveryFile) -> D
         rate_per_second: d.rate_per_second,
         breaker_failures: d.breaker_failures,
         breaker_open: Duration::from_millis(d.breaker_open_ms),
+        retry_statuses: d.retry_statuses.clone(),
     }
 }
 
@@ -309,6 +378,59 @@ pub(super) fn check_endpoint(
     (url, bearer)
 }
 
+fn check_vars(
+    problems: &mut Problems<'_>,
+    vars: &BTreeMap<String, Spanned<VarFile>>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut values = serde_json::Map::new();
+    for (name, var) in vars {
+        let from_env = var
+            .get_ref()
+            .env
+            .as_ref()
+            .and_then(|e| std::env::var(e).ok());
+        match from_env.or_else(|| var.get_ref().default.clone()) {
+            Some(value) => {
+                values.insert(name.clone(), serde_json::Value::String(value));
+            }
+            None => problems.add(
+                &var.span(),
+                &format!("vars.{name}"),
+                match &var.get_ref().env {
+                    Some(env) => {
+                        format!("the environment variable {env} is not set and there is no default")
+                    }
+                    None => "needs an env, a default or both".to_owned(),
+                },
+            ),
+        }
+    }
+    values
+}
+
+fn check_checksum(problems: &mut Problems<'_>, file: &ChecksumFile) -> Option<Checksum> {
+    if file.field.get_ref().is_empty() {
+        problems.add(
+            &file.field.span(),
+            "http.checksum.field",
+            "must name a field",
+        );
+    }
+    let over = problems.mapping(&file.over, "http.checksum.over");
+    let secret = secret(
+        problems,
+        &file.field.span(),
+        "http.checksum",
+        file.secret_env.as_ref(),
+        file.secret_file.as_ref(),
+    );
+    Some(Checksum {
+        field: file.field.get_ref().clone(),
+        over: over?,
+        secret: secret?,
+    })
+}
+
 /// Parses an http-sink manifest; problems go to `problems`.
 pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Option<Manifest> {
     let raw: File = read_file(problems)?;
@@ -332,11 +454,13 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         "POST" => Some(reqwest::Method::POST),
         "PUT" => Some(reqwest::Method::PUT),
         "PATCH" => Some(reqwest::Method::PATCH),
+        // A query (a transaction's status): the request mapping's value is not sent.
+        "GET" => Some(reqwest::Method::GET),
         _ => {
             problems.add(
                 &raw.http.method.span(),
                 "http.method",
-                "must be POST, PUT or PATCH",
+                "must be POST, PUT, PATCH or GET",
             );
             None
         }
@@ -345,12 +469,18 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         Some(program) => Some(problems.mapping(program, "http.path")?),
         None => None,
     };
+    let checksum = raw
+        .http
+        .checksum
+        .as_ref()
+        .and_then(|c| check_checksum(problems, c));
     let request = problems.mapping(&raw.request, "request");
+    let vars = check_vars(problems, &raw.vars);
     let reply = check_output(problems, known, raw.reply.as_ref(), "reply");
     let failure = check_output(problems, known, raw.failure.as_ref(), "failure");
     let delivery = check_delivery(problems, &raw.delivery);
     let (common, method, request) = (common?, method?, request?);
-    let spec = Spec::Sink(SinkSpec {
+    let spec = Spec::Sink(Box::new(SinkSpec {
         event_types,
         start_at,
         target: Target::Http(HttpTarget {
@@ -360,11 +490,13 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
             timeout: Duration::from_millis(raw.http.timeout_ms),
             headers: raw.http.headers,
             bearer,
+            checksum,
         }),
         request,
+        vars,
         reply,
         failure,
         delivery,
-    });
+    }));
     Some(common.into_manifest(problems, Kind::HttpSink, raw.description, spec))
 }

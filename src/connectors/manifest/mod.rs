@@ -148,7 +148,7 @@ fn fingerprint(text: &str) -> [u8; 32] {
 /// What the connector's kind needs.
 #[derive(Debug, Clone)]
 pub enum Spec {
-    Sink(SinkSpec),
+    Sink(Box<SinkSpec>),
     WebhookSource(WebhookSpec),
     /// A polling source: one hub process at a time reads, from a stored position.
     Source(SourceSpec),
@@ -188,6 +188,12 @@ impl Manifest {
                 Target::Postgres(_) => None,
             },
             (Spec::Sink(sink), "reply") => sink.reply.as_ref().map(|o| &o.mapping),
+            (Spec::Sink(sink), "pending") => sink.reply.as_ref().and_then(|o| o.pending.as_ref()),
+            (Spec::Sink(sink), "key") => sink.reply.as_ref().and_then(|o| o.key.as_ref()),
+            (Spec::Sink(sink), "checksum") => match &sink.target {
+                Target::Http(http) => http.checksum.as_ref().map(|c| &c.over),
+                Target::Postgres(_) => None,
+            },
             (Spec::Sink(sink), "failure") => sink.failure.as_ref().map(|o| &o.mapping),
             (Spec::WebhookSource(webhook), "payload") => Some(&webhook.payload),
             (Spec::WebhookSource(webhook), "dedupe_key") => Some(&webhook.dedupe_key),
@@ -572,17 +578,13 @@ url = "http://127.0.0.1:9/births"
     fn a_good_manifest_loads_with_defaults() {
         let manifest = parse(Path::new("civil-status.toml"), GOOD, &known).unwrap();
         assert_eq!(manifest.kind, Kind::HttpSink);
-        let Spec::Sink(SinkSpec {
-            target: Target::Http(http),
-            ..
-        }) = &manifest.spec
-        else {
-            panic!("not an http sink")
-        };
-        assert_eq!(http.method, reqwest::Method::POST);
         let Spec::Sink(sink) = &manifest.spec else {
             panic!("not a sink")
         };
+        let Target::Http(http) = &sink.target else {
+            panic!("not an http sink")
+        };
+        assert_eq!(http.method, reqwest::Method::POST);
         assert_eq!(sink.delivery.max_attempts, 8);
     }
 
@@ -629,6 +631,53 @@ url = "http://127.0.0.1:9/births"
             (found[0].line, found[0].field.as_str()),
             (13, "http.path"),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_query_with_checksum_vars_pending_and_key_loads_and_misuse_is_named() {
+        let text =
+            GOOD.replace(
+                "[http]\n",
+                "[vars.callback]\ndefault = \"http://hub/cb\"\n\n[http]\nmethod = \"GET\"\n",
+            )
+            .replace(
+                "request = \"{dossier: .event.dossier_code}\"",
+                "request = \"{dossier: .event.dossier_code, cb: .vars.callback}\"",
+            ) + "[http.checksum]\nfield = \"checksum\"\nover = '.dossier'\nsecret_env = \"S\"\n\n\
+               [reply]\nevent_type = \"birth.done\"\nmapping = \"null\"\n\
+               pending = '.response.body.status == \"PENDING\"'\nkey = '.response.body.id'\n\n\
+               [delivery]\nretry_statuses = [404]\n";
+        let manifest = parse(Path::new("civil-status.toml"), &text, &known).unwrap();
+        let Spec::Sink(sink) = &manifest.spec else {
+            panic!("not a sink")
+        };
+        assert_eq!(sink.vars["callback"], "http://hub/cb");
+        assert_eq!(sink.delivery.retry_statuses, [404]);
+        let Target::Http(http) = &sink.target else {
+            panic!("not an http sink")
+        };
+        assert_eq!(http.method, reqwest::Method::GET);
+        for mapping in ["checksum", "pending", "key", "reply"] {
+            assert!(manifest.mapping(mapping).is_some(), "{mapping}");
+        }
+
+        let misused = text
+            .replace("retry_statuses = [404]", "retry_statuses = [503]")
+            .replace(
+                "default = \"http://hub/cb\"",
+                "env = \"LIENTHONG_TEST_UNSET_VAR\"",
+            )
+            .replace("[reply]", "[failure]");
+        let found: Vec<String> = problems(&misused).iter().map(|p| p.field.clone()).collect();
+        assert_eq!(
+            found,
+            [
+                "vars.callback",
+                "failure.pending",
+                "failure.key",
+                "delivery.retry_statuses"
+            ]
         );
     }
 

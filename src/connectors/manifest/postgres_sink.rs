@@ -108,7 +108,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
     let failure = check_output(problems, known, raw.failure.as_ref(), "failure");
     let delivery = check_delivery(problems, &raw.delivery);
     let (common, url, row) = (common?, url?, row?);
-    let spec = Spec::Sink(SinkSpec {
+    let spec = Spec::Sink(Box::new(SinkSpec {
         event_types,
         start_at,
         target: Target::Postgres(PgTarget {
@@ -118,9 +118,10 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
             key_columns: pg.key_columns.get_ref().clone(),
         }),
         request: row,
+        vars: serde_json::Map::new(),
         reply: None,
         failure,
         delivery,
-    });
+    }));
     Some(common.into_manifest(problems, Kind::PostgresSink, raw.description, spec))
 }

@@ -1,0 +1,289 @@
+//! Fees through PayGov end to end, against the PayGov sandbox and the repository's three
+//! PayGov connectors: a payment request becomes one transaction however often it is sent; the
+//! payment is confirmed by querying PayGov, once, whether PayGov's callback comes twice or
+//! never; a cancelled payment confirms nothing; a callback with a bad signature is refused.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::sandbox::{PAYGOV_SECRET, TOKEN};
+use common::{TestEnv, client};
+use lienthong::access::Direction;
+use lienthong::proto::{Delivery, PublishRequest, StartFrom, SubscribeRequest};
+use lienthong::sandbox::faults::Faults;
+use serde_json::{Value, json};
+
+const FEES: &str = "fee-payment";
+
+fn payment_request(code: &str, n: u32) -> PublishRequest {
+    let payload = json!({
+        "dossier_code": code,
+        "idempotency_key": format!("{code}:copies:{n}"),
+        "platform": "PAYGOV",
+        "fee_lines": [{
+            "fee_code": "HT.BSTL",
+            "fee_name": "Phí cấp bản sao trích lục khai sinh",
+            "quantity": 2,
+            "unit_price_vnd": 8000,
+            "amount_vnd": 16000
+        }],
+        "total_amount_vnd": 16000,
+        "beneficiary_account": {
+            "bank_code": "970436",
+            "account_number": "0011000123456",
+            "account_name": "Kho bạc Nhà nước Đà Nẵng"
+        },
+        "payer": {"full_name": "Trần Thị Bình", "personal_id": "048190000123", "phone": null},
+        "requested_at": "2026-11-20T15:20:00+07:00"
+    });
+    PublishRequest {
+        event_type: "payment.requested".into(),
+        correlation_id: code.into(),
+        purpose: FEES.into(),
+        legal_basis: "Decree 11/2020/ND-CP".into(),
+        payload: Some(lienthong::api::convert::json_to_struct(payload)),
+        ..PublishRequest::default()
+    }
+}
+
+fn subscription(event_type: &str) -> SubscribeRequest {
+    SubscribeRequest {
+        event_type: event_type.into(),
+        consumer_group: format!("treasury-{event_type}"),
+        start_from: StartFrom::Earliest.into(),
+        max_unacknowledged: 0,
+        purpose: FEES.into(),
+        legal_basis: "Decree 11/2020/ND-CP".into(),
+    }
+}
+
+fn payload(delivery: &Delivery) -> Value {
+    lienthong::api::convert::struct_to_json(delivery.payload.clone().expect("payload"))
+}
+
+fn event_id(delivery: &Delivery) -> String {
+    delivery
+        .envelope
+        .as_ref()
+        .expect("envelope")
+        .event_id
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_or_never_comes() {
+    let env = TestEnv::new("payments").await;
+    let faults = Faults {
+        duplicate_callback_rate: 1.0,
+        callback_delay_ms: 100,
+        ..Faults::default()
+    };
+    let base =
+        common::sandbox::start_shared(&env, HashMap::from([("paygov".to_owned(), faults)])).await;
+    let http_port = common::free_port();
+    let mut config = env.config.clone();
+    config.http.listen = format!("127.0.0.1:{http_port}").parse().expect("address");
+    let webhook = format!("http://127.0.0.1:{http_port}/connectors/paygov-callbacks/webhook");
+    env.install_paygov_webhook(PAYGOV_SECRET).await;
+    common::sandbox::install_manifest(
+        &env,
+        "paygov-payments",
+        &base,
+        &[(
+            "default = \"http://127.0.0.1:8080/connectors/paygov-callbacks/webhook\"",
+            &format!("default = {webhook:?}"),
+        )],
+    );
+    common::sandbox::install_manifest(&env, "paygov-confirmations", &base, &[]);
+    let connector = "paygov-connector";
+    for event_type in ["payment.requested", "payment.initiated"] {
+        env.grant(connector, Direction::Subscribe, event_type, FEES)
+            .await;
+    }
+    for event_type in ["payment.initiated", "payment.confirmed"] {
+        env.grant(connector, Direction::Publish, event_type, FEES)
+            .await;
+    }
+    let treasury = env.token("treasury-48").await;
+    env.grant("treasury-48", Direction::Publish, "payment.requested", FEES)
+        .await;
+    for event_type in [
+        "payment.initiated",
+        "payment.confirmed",
+        "payment.callback-received",
+    ] {
+        env.grant("treasury-48", Direction::Subscribe, event_type, FEES)
+            .await;
+    }
+    let hub = lienthong::app::Hub::start(config)
+        .await
+        .expect("the hub starts");
+    let mut treasury_client = client(&hub, Some(&treasury)).await;
+    let mut stream = async |event_type: &str| {
+        treasury_client
+            .subscribe(subscription(event_type))
+            .await
+            .expect("subscribed")
+            .into_inner()
+    };
+    let mut initiated = stream("payment.initiated").await;
+    let mut confirmed = stream("payment.confirmed").await;
+    let mut callbacks = stream("payment.callback-received").await;
+    let mut publisher = client(&hub, Some(&treasury)).await;
+    let http = reqwest::Client::new();
+    let pay = async |url: &str, outcome: &str| {
+        let response = http
+            .post(url)
+            .json(&json!({"outcome": outcome}))
+            .send()
+            .await
+            .expect("the payment page answers");
+        assert_eq!(response.status(), 200, "{outcome} at {url}");
+    };
+
+    // A payment request published twice (two event ids, one idempotency key): one transaction.
+    let (code, _) = common::dossier();
+    for _ in 0..2 {
+        publisher
+            .publish(payment_request(&code, 1))
+            .await
+            .expect("payment requested");
+    }
+    let first = payload(&common::next(&mut initiated).await);
+    let second = payload(&common::next(&mut initiated).await);
+    let transaction = first["platform_transaction_id"].as_str().expect("id");
+    assert_eq!(
+        second["platform_transaction_id"], transaction,
+        "one transaction per order"
+    );
+    assert_eq!(first["amount_vnd"], 16000);
+    let db = env.pool.get().await.expect("connection");
+    let transactions: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sandbox_paygov.transaction WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        transactions, 1,
+        "PayGov holds one transaction for the order"
+    );
+
+    // Paid; PayGov calls back twice. Both initiated events are confirmed, under one event id.
+    pay(first["payment_url"].as_str().expect("url"), "success").await;
+    let a = common::next(&mut confirmed).await;
+    let b = common::next(&mut confirmed).await;
+    assert_eq!(event_id(&a), event_id(&b), "one payment, one event id");
+    assert_eq!(payload(&a)["platform_transaction_id"], transaction);
+    assert_eq!(payload(&a)["amount_vnd"], 16000);
+    assert!(payload(&a)["paid_at"].is_string());
+    let callback = payload(&common::next(&mut callbacks).await);
+    assert_eq!(callback["platform_transaction_id"], transaction);
+    common::eventually("both copies of the callback sent", async || {
+        let sent: i64 = db
+            .query_one(
+                "SELECT count(*) FROM sandbox_paygov.callback WHERE transaction_id = $1 AND status = 200",
+                &[&transaction],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        if sent == 2 { Ok(()) } else { Err(format!("{sent} sent")) }
+    })
+    .await;
+
+    // PayGov never calls back: the query confirms the payment all the same.
+    let lost = http
+        .put(format!("{base}/sandbox/v1/faults/paygov"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"lost_callback_rate": 1.0}))
+        .send()
+        .await
+        .expect("faults set");
+    assert_eq!(lost.status(), 200);
+    let (quiet, _) = common::dossier();
+    publisher
+        .publish(payment_request(&quiet, 1))
+        .await
+        .expect("payment requested");
+    // And a payment the payer cancels: nothing to confirm.
+    let (cancelled, _) = common::dossier();
+    publisher
+        .publish(payment_request(&cancelled, 1))
+        .await
+        .expect("payment requested");
+    let mut pages = HashMap::new();
+    for _ in 0..2 {
+        let page = payload(&common::next(&mut initiated).await);
+        pages.insert(
+            page["dossier_code"].as_str().expect("code").to_owned(),
+            (
+                page["payment_url"].as_str().expect("url").to_owned(),
+                page["platform_transaction_id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned(),
+            ),
+        );
+    }
+    pay(&pages[&cancelled].0, "cancelled").await;
+    pay(&pages[&quiet].0, "success").await;
+    let by_query = payload(&common::next(&mut confirmed).await);
+    assert_eq!(by_query["dossier_code"], quiet.as_str());
+    assert_eq!(
+        by_query["platform_transaction_id"],
+        pages[&quiet].1.as_str()
+    );
+    let sent: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sandbox_paygov.callback WHERE transaction_id = $1",
+            &[&pages[&quiet].1],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(sent, 0, "confirmed with no callback at all");
+    // The cancelled payment's query ends the connector's work on it without an event: once
+    // every initiated event is finished, nothing more is confirmed.
+    common::eventually("every payment.initiated handled", async || {
+        let reports =
+            lienthong::connectors::state::workers(&env.pool, Some("paygov-confirmations"))
+                .await
+                .expect("reports");
+        let delivered: i64 = reports.iter().map(|r| r.delivered).sum();
+        if delivered >= 4 {
+            Ok(())
+        } else {
+            Err(format!("{delivered} delivered"))
+        }
+    })
+    .await;
+    if let Ok(more) = tokio::time::timeout(Duration::from_secs(2), confirmed.message()).await {
+        panic!("a cancelled payment was confirmed: {more:?}");
+    }
+
+    // A callback not signed with the merchant secret is refused and recorded.
+    let forged = http
+        .post(&webhook)
+        .header("X-PayGov-Signature", "00ff")
+        .body(r#"{"transaction_id":"PG1","order_id":"x"}"#)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(forged.status(), 401);
+    let journal = lienthong::connectors::state::journal(&env.pool, "paygov-callbacks", 10)
+        .await
+        .expect("journal");
+    assert!(
+        journal.iter().any(|e| e.action == "callback-refused"
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("X-PayGov-Signature"))),
+        "{journal:?}"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
