@@ -15,8 +15,7 @@ use lienthong::sandbox::Credentials;
 use lienthong::sandbox::faults::{Faults, Outage};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "sandbox-test-token-0123456789";
-const PAYGOV_SECRET: &str = "paygov-merchant-secret-0123456789";
+use common::sandbox::{PAYGOV_SECRET, TOKEN};
 
 async fn start(env: &TestEnv) -> String {
     start_with(env, HashMap::new()).await
@@ -33,30 +32,8 @@ async fn start_as(
     faults: HashMap<String, Faults>,
     credentials: Credentials,
 ) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    let addr = listener.local_addr().expect("address");
-    drop(listener);
-    let pool = env.pool.clone();
-    tokio::spawn(lienthong::sandbox::serve(
-        pool,
-        addr,
-        credentials,
-        faults,
-        std::future::pending(),
-    ));
-    let url = format!("http://{addr}/civil-status/v1/births");
-    for _ in 0..100 {
-        if reqwest::Client::new()
-            .get(format!("{url}/x"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return url;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the sandbox did not start");
+    let base = common::sandbox::start(env, faults, credentials).await;
+    format!("{base}/civil-status/v1/births")
 }
 
 fn birth(code: &str) -> Value {
@@ -216,28 +193,9 @@ async fn fault_controls_are_set_while_running_and_refuse_bad_settings() {
     assert_eq!(registered, 0, "an injected failure changes nothing");
 }
 
-/// A repository manifest as it is, pointed at the sandbox listening at `base` (its URL's host
-/// and port replaced) and reading the sandbox token from a file.
+/// A repository manifest as it is, pointed at the sandbox listening at `base`.
 fn install_repository_manifest(env: &TestEnv, name: &str, base: &str) {
-    let dir = &env.config.connectors.dir;
-    std::fs::create_dir_all(dir).expect("connectors dir");
-    let token_file = dir.join("sandbox.token");
-    std::fs::write(&token_file, TOKEN).expect("token file");
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("connectors/{name}.toml")),
-    )
-    .expect("the repository's manifest");
-    let manifest: String = text
-        .lines()
-        .filter(|line| !line.starts_with("url_env = "))
-        .map(|line| match line.strip_prefix("token_env = ") {
-            Some(_) => format!("token_file = {:?}", token_file.display().to_string()),
-            None => line.replace("http://127.0.0.1:8095", base),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(manifest.contains(base), "the test could point the manifest");
-    std::fs::write(dir.join(format!("{name}.toml")), manifest).expect("manifest");
+    common::sandbox::install_manifest(env, name, base, &[]);
 }
 
 /// The repository's civil-status manifest as it is, pointed at the sandbox.
@@ -1294,26 +1252,39 @@ async fn each_system_can_have_a_token_of_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_registered_death_is_recorded_in_the_population_database_at_its_own_path() {
+async fn a_registered_death_is_recorded_in_the_population_and_residence_databases() {
     let env = TestEnv::new("sandbox_deaths").await;
     let url = start(&env).await;
     let base = url.replace("/civil-status/v1/births", "");
-    install_repository_manifest(&env, "population-deaths", &base);
-    env.token("population-connector").await;
-    env.grant(
-        "population-connector",
-        Direction::Subscribe,
-        "death.civil-registration-completed",
-        "identity-management",
-    )
-    .await;
-    env.grant(
-        "population-connector",
-        Direction::Publish,
-        "death.population-status-updated",
-        "identity-management",
-    )
-    .await;
+    let connectors = [
+        (
+            "population-deaths",
+            "population-connector",
+            "identity-management",
+            "death.population-status-updated",
+        ),
+        (
+            "residence-deaths",
+            "residence-connector",
+            "residence-registration",
+            "death.residence-deleted",
+        ),
+    ];
+    for (manifest, system, purpose, reply) in connectors {
+        install_repository_manifest(&env, manifest, &base);
+        env.token(system).await;
+        env.grant(
+            system,
+            Direction::Subscribe,
+            "death.civil-registration-completed",
+            purpose,
+        )
+        .await;
+        for published in [reply, "death.step-failed"] {
+            env.grant(system, Direction::Publish, published, purpose)
+                .await;
+        }
+    }
     let registrar = env.token("civil-status-48").await;
     env.grant(
         "civil-status-48",
@@ -1323,68 +1294,87 @@ async fn a_registered_death_is_recorded_in_the_population_database_at_its_own_pa
     )
     .await;
     let registry = env.token("identity-registry").await;
+    for (_, _, purpose, reply) in connectors {
+        env.grant("identity-registry", Direction::Subscribe, reply, purpose)
+            .await;
+    }
     env.grant(
         "identity-registry",
         Direction::Subscribe,
-        "death.population-status-updated",
-        "identity-management",
+        "death.step-failed",
+        PURPOSE,
     )
     .await;
 
-    // A citizen of the population database.
-    let http = reqwest::Client::new();
-    let assigned: Value = http
-        .post(format!("{base}/population/v1/personal-ids"))
-        .bearer_auth(TOKEN)
-        .header("Idempotency-Key", "newborn-1")
-        .json(&json!({"full_name": "Phạm Văn Hùng", "birth_date": "2001-05-02", "sex": "MALE", "province_code": "48", "civil_status_reference": "9/2001-KS"}))
-        .send()
+    // A citizen of the seeded population, living in a household of Đà Nẵng.
+    let reference = env.config.schemas.dir.join("reference");
+    lienthong::sandbox::seed::seed(&env.pool, &reference, "48", 50, 7, |_| {})
         .await
-        .expect("assigned")
-        .json()
-        .await
-        .expect("json");
-    let id = assigned["personal_id"].as_str().expect("id").to_owned();
+        .expect("seeded");
+    let db = env.pool.get().await.expect("connection");
+    let (id, commune): (String, String) = {
+        let row = db
+            .query_one(
+                "SELECT personal_id, commune_code FROM sandbox_population.citizen
+                 WHERE relationship <> 'head' ORDER BY personal_id LIMIT 1",
+                &[],
+            )
+            .await
+            .expect("a seeded citizen");
+        (row.get(0), row.get(1))
+    };
 
     let hub = env.start_hub().await;
+    let death = |code: &str, id: &str| {
+        json!({
+            "dossier_code": code,
+            "registration_number": "188",
+            "registration_book": "01/2026",
+            "registered_at": "2026-11-17T14:00:00+07:00",
+            "registering_agency_code": "G22.99.08",
+            "deceased": {"personal_id": id, "full_name": "Phạm Văn Hùng", "death_date": "2026-11-15"},
+            "e_extract_reference": "TLKT-48-2026-0018806"
+        })
+    };
+    let mut registrar = client(&hub, Some(&registrar)).await;
+    let mut register = async |payload: Value, code: &str| {
+        registrar
+            .publish(lienthong::proto::PublishRequest {
+                event_type: "death.civil-registration-completed".into(),
+                correlation_id: code.into(),
+                purpose: PURPOSE.into(),
+                legal_basis: "Law on Civil Status 60/2014/QH13".into(),
+                payload: Some(lienthong::api::convert::json_to_struct(payload)),
+                ..Default::default()
+            })
+            .await
+            .expect("published");
+    };
     let (code, _) = dossier();
-    let death = json!({
-        "dossier_code": code,
-        "registration_number": "188",
-        "registration_book": "01/2026",
-        "registered_at": "2026-11-17T14:00:00+07:00",
-        "registering_agency_code": "G22.99.08",
-        "deceased": {"personal_id": id, "full_name": "Phạm Văn Hùng", "death_date": "2026-11-15"},
-        "e_extract_reference": "TLKT-48-2026-0018806"
-    });
-    client(&hub, Some(&registrar))
-        .await
-        .publish(lienthong::proto::PublishRequest {
-            event_type: "death.civil-registration-completed".into(),
-            correlation_id: code.clone(),
-            purpose: PURPOSE.into(),
-            legal_basis: "Law on Civil Status 60/2014/QH13".into(),
-            payload: Some(lienthong::api::convert::json_to_struct(death)),
-            ..Default::default()
-        })
-        .await
-        .expect("published");
+    register(death(&code, &id), &code).await;
 
-    let mut updates = client(&hub, Some(&registry)).await;
-    let mut stream = updates
-        .subscribe(lienthong::proto::SubscribeRequest {
-            event_type: "death.population-status-updated".into(),
-            consumer_group: "registry".into(),
-            start_from: lienthong::proto::StartFrom::Earliest.into(),
-            max_unacknowledged: 0,
-            purpose: "identity-management".into(),
-            legal_basis: "Law on Identification 26/2023/QH15".into(),
-        })
-        .await
-        .expect("subscribed")
-        .into_inner();
-    let delivery = common::next(&mut stream).await;
-    let update = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    let mut registry = client(&hub, Some(&registry)).await;
+    let mut subscribe = async |event_type: &str, purpose: &str| {
+        registry
+            .subscribe(lienthong::proto::SubscribeRequest {
+                event_type: event_type.into(),
+                consumer_group: "registry".into(),
+                start_from: lienthong::proto::StartFrom::Earliest.into(),
+                max_unacknowledged: 0,
+                purpose: purpose.into(),
+                legal_basis: "Law on Civil Status 60/2014/QH13".into(),
+            })
+            .await
+            .expect("subscribed")
+            .into_inner()
+    };
+    let mut updates = subscribe("death.population-status-updated", "identity-management").await;
+    let mut deletions = subscribe("death.residence-deleted", "residence-registration").await;
+    let mut failures = subscribe("death.step-failed", PURPOSE).await;
+    let payload = |delivery: lienthong::proto::Delivery| {
+        lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"))
+    };
+    let update = payload(common::next(&mut updates).await);
     assert_eq!(
         (
             update["personal_id"].as_str(),
@@ -1393,27 +1383,157 @@ async fn a_registered_death_is_recorded_in_the_population_database_at_its_own_pa
         ),
         (Some(id.as_str()), Some("DECEASED"), Some("2026-11-15"))
     );
-    let recorded: (Option<String>, Option<String>) = {
-        let row = env
-            .pool
-            .get()
-            .await
-            .expect("connection")
+    let deleted = payload(common::next(&mut deletions).await);
+    assert_eq!(
+        (
+            deleted["personal_id"].as_str(),
+            deleted["province_code"].as_str(),
+            deleted["commune_code"].as_str()
+        ),
+        (Some(id.as_str()), Some("48"), Some(commune.as_str())),
+        "the residence the population database holds: {deleted}"
+    );
+    let recorded: (Option<String>, Option<String>, Option<String>) = {
+        let row = db
             .query_one(
-                "SELECT deceased_at::text, death_reference FROM sandbox_population.citizen WHERE personal_id = $1",
+                "SELECT c.deceased_at::text, c.death_reference, r.deletion_reference
+                 FROM sandbox_population.citizen c
+                 JOIN sandbox_residence.permanent r USING (personal_id)
+                 WHERE personal_id = $1",
                 &[&id],
             )
             .await
             .expect("citizen");
-        (row.get(0), row.get(1))
+        (row.get(0), row.get(1), row.get(2))
     };
     assert_eq!(
         recorded,
         (
             Some("2026-11-15".to_owned()),
-            Some("188/01/2026".to_owned())
+            Some("188/01/2026".to_owned()),
+            Some("G22.99.08/188".to_owned())
         ),
-        "recorded at the deceased's own path, with the registration"
+        "recorded at the deceased's own paths, with the registration"
+    );
+
+    // A personal ID neither database knows: both steps fail, and say so.
+    let (unknown_code, _) = dossier();
+    register(death(&unknown_code, "048099999999"), &unknown_code).await;
+    let mut steps = Vec::new();
+    for _ in 0..2 {
+        let failed = payload(common::next(&mut failures).await);
+        assert_eq!(failed["dossier_code"], unknown_code.as_str());
+        assert_eq!(failed["error_code"], "HTTPSTATUS404", "{failed}");
+        steps.push(failed["step"].as_str().expect("step").to_owned());
+    }
+    steps.sort();
+    assert_eq!(steps, ["POPULATION_STATUS", "RESIDENCE_DELETION"]);
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_follows_a_dossier_through_its_connectors_even_when_progress_comes_first() {
+    let env = TestEnv::new("sandbox_portal_connectors").await;
+    let url = start(&env).await;
+    let base = url.replace("/civil-status/v1/births", "");
+    for manifest in ["portal-dossiers", "portal-progress"] {
+        install_repository_manifest(&env, manifest, &base);
+    }
+    env.token("portal-connector").await;
+    for source in [
+        "birth.dossier-submitted",
+        "death.dossier-submitted",
+        "dossier.status-changed",
+    ] {
+        env.grant(
+            "portal-connector",
+            Direction::Subscribe,
+            source,
+            "dossier-tracking",
+        )
+        .await;
+    }
+    let onestop = env.token("onestop-48").await;
+    for published in [EVENT_TYPE, "dossier.status-changed"] {
+        env.grant("onestop-48", Direction::Publish, published, PURPOSE)
+            .await;
+    }
+    let hub = env.start_hub().await;
+    let mut publisher = client(&hub, Some(&onestop)).await;
+    let (code, submitted) = dossier();
+    let status_changed = |from: i64, to: i64| lienthong::proto::PublishRequest {
+        event_type: "dossier.status-changed".into(),
+        correlation_id: code.clone(),
+        purpose: PURPOSE.into(),
+        legal_basis: "Decree 63/2024/ND-CP".into(),
+        payload: Some(lienthong::api::convert::json_to_struct(json!({
+            "dossier_code": code,
+            "procedure_code": "1.001193",
+            "from_status": from,
+            "to_status": to,
+            "changed_at": "2026-11-20T09:25:00+07:00",
+            "handler": "Lê Thị Mỹ Duyên",
+            "department": "Bộ phận Một cửa UBND phường Hải Châu",
+            "note": "Bà Nguyễn Thị Hoa nộp đủ giấy tờ",
+            "due_at": null
+        }))),
+        ..Default::default()
+    };
+    // The acceptance is published before the dossier: the portal answers 404 until the dossier
+    // is synced, and the progress connector waits for it.
+    publisher
+        .publish(status_changed(1, 2))
+        .await
+        .expect("published");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    publisher
+        .publish(publish_request(&code, &submitted))
+        .await
+        .expect("published");
+    let http = reqwest::Client::new();
+    let timeline = async || -> Result<Value, String> {
+        let response = http
+            .get(format!("{base}/portal/v1/dossiers/{code}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        response.json::<Value>().await.map_err(|e| e.to_string())
+    };
+    let statuses = |view: &Value| -> Vec<i64> {
+        view["timeline"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s["status"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    common::eventually("the dossier synced, then accepted", async || {
+        let view = timeline().await?;
+        if statuses(&view) == [1, 2] {
+            Ok(())
+        } else {
+            Err(view.to_string())
+        }
+    })
+    .await;
+    publisher
+        .publish(status_changed(2, 4))
+        .await
+        .expect("published");
+    let view = common::eventually("processing shown", async || {
+        let view = timeline().await?;
+        if statuses(&view) == [1, 2, 4] {
+            Ok(view)
+        } else {
+            Err(view.to_string())
+        }
+    })
+    .await;
+    assert!(
+        !view.to_string().contains("Nguyễn Thị Hoa"),
+        "the official's note, naming a citizen, stays home: {view}"
+    );
+    assert_eq!(
+        view["procedure_code"], submitted["procedure_code"],
+        "synced from the dossier: {view}"
     );
     hub.shutdown().await.expect("clean shutdown");
 }

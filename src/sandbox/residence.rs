@@ -46,7 +46,10 @@ fn internal(error: impl std::fmt::Display) -> Answer {
 }
 
 const COLUMNS: &str = "personal_id, household_id, head_personal_id, relationship, commune_code, \
-     address, registered_at, deleted_at, deletion_reference";
+     address, registered_at, deleted_at, deletion_reference, province_code";
+
+/// Who deletes and restores permanent residences in the answers (the commune police).
+const AUTHORITY: &str = "Công an cấp xã (residence sandbox)";
 
 fn record(row: &Row) -> Value {
     let time = |i: usize| {
@@ -63,6 +66,8 @@ fn record(row: &Row) -> Value {
         "registered_at": time(6),
         "deleted_at": time(7),
         "deletion_reference": row.get::<_, Option<String>>(8),
+        "province_code": row.get::<_, Option<String>>(9),
+        "authority": AUTHORITY,
     })
 }
 
@@ -108,8 +113,11 @@ async fn register(
     let inserted = client
         .execute(
             "INSERT INTO sandbox_residence.permanent (personal_id, request_key, household_id,
-                 head_personal_id, relationship, commune_code, address, consent, answer)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                 head_personal_id, relationship, commune_code, address, consent, answer,
+                 province_code)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                 (SELECT province_code FROM sandbox_population.citizen WHERE personal_id = $4))
+             ON CONFLICT DO NOTHING",
             &[
                 &child,
                 &key,
@@ -142,8 +150,33 @@ async fn register(
     answer::replay(by_key, child, taken)
 }
 
+/// Takes a citizen the residence sandbox has not registered itself from the population
+/// sandbox (a seeded citizen, say), so deaths of anyone in the population can be recorded.
+async fn adopt(client: &deadpool_postgres::Object, personal_id: &str) -> Result<(), Answer> {
+    client
+        .execute(
+            "INSERT INTO sandbox_residence.permanent (personal_id, request_key, household_id,
+                 head_personal_id, relationship, commune_code, address, answer, province_code)
+             SELECT c.personal_id, 'population:' || c.personal_id, c.household_id,
+                 COALESCE((SELECT h.personal_id FROM sandbox_population.citizen h
+                           WHERE h.household_id = c.household_id AND h.relationship = 'head'
+                           LIMIT 1), c.personal_id),
+                 COALESCE(c.relationship, 'head'), c.commune_code, c.address, '{}'::jsonb,
+                 c.province_code
+             FROM sandbox_population.citizen c
+             WHERE c.personal_id = $1 AND c.household_id IS NOT NULL
+               AND c.commune_code IS NOT NULL AND c.address IS NOT NULL
+             ON CONFLICT DO NOTHING",
+            &[&personal_id],
+        )
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
 async fn find(sandbox: &Sandbox, personal_id: &str) -> Result<Row, Answer> {
     let client = sandbox.pool.get().await.map_err(internal)?;
+    adopt(&client, personal_id).await?;
     client
         .query_opt(
             &format!("SELECT {COLUMNS} FROM sandbox_residence.permanent WHERE personal_id = $1"),
@@ -178,6 +211,7 @@ async fn delete(
     authorised(&sandbox.token, &headers)?;
     let reference = text(&body, "/civil_status_reference")?;
     let client = sandbox.pool.get().await.map_err(internal)?;
+    adopt(&client, &id).await?;
     let row = client
         .query_opt(
             &format!(
