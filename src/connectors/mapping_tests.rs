@@ -14,7 +14,7 @@ use super::manifest::Manifest;
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
-    /// `request`, `path`, `checksum`, `reply`, `pending`, `key` or `failure` for a sink; `payload`, `dedupe_key` or `correlation`
+    /// `when`, `request`, `path`, `checksum`, `reply`, `pending`, `key` or `failure` for a sink; `payload`, `dedupe_key` or `correlation`
     /// for a webhook source.
     mapping: String,
     input: Value,

@@ -458,6 +458,25 @@ impl Worker {
         if !self.spec.vars.is_empty() {
             input["vars"] = Value::Object(self.spec.vars.clone());
         }
+        match self.acts_on(&input) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.count("skipped");
+                return Ok(Handled::Delivered);
+            }
+            Err(message) => {
+                let failure = Failure::permanent("Mapping", message, now);
+                return self
+                    .give_up(
+                        &received,
+                        event_type,
+                        Some(&envelope),
+                        Some(&input),
+                        failure,
+                    )
+                    .await;
+            }
+        }
         let mapped = self
             .spec
             .request
@@ -596,6 +615,18 @@ impl Worker {
             },
         )
         .await
+    }
+
+    /// False for an event the manifest's `source.when` leaves alone.
+    fn acts_on(&self, input: &Value) -> Result<bool, String> {
+        let Some(when) = &self.spec.when else {
+            return Ok(true);
+        };
+        match when.apply(input) {
+            Ok(Value::Bool(acts)) => Ok(acts),
+            Ok(other) => Err(format!("source.when must give true or false, not {other}")),
+            Err(e) => Err(format!("source.when: {e}")),
+        }
     }
 
     /// True when the reply's `pending` program says the answer is not final yet.

@@ -84,6 +84,8 @@ pub enum Target {
 pub struct SinkSpec {
     pub event_types: Vec<String>,
     pub start_at: StartAt,
+    /// Which of those events the connector acts on; the others are acknowledged untouched.
+    pub when: Option<Mapping>,
     pub target: Target,
     /// The request body (http-sink) or the row (postgres-sink).
     pub request: Mapping,
@@ -130,6 +132,9 @@ pub(super) struct SourceFile {
     event_types: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     start_at: StartAt,
+    /// jq over `{event, envelope}`: `false` for an event this connector leaves alone (a payment
+    /// request for another platform).
+    when: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,12 +230,12 @@ impl Default for DeliveryFile {
     }
 }
 
-/// The events a sink consumes, checked.
+/// The events a sink consumes, checked: their types, where to start and which to act on.
 pub(super) fn check_source(
     problems: &mut Problems<'_>,
     known: &dyn KnownTypes,
     source: &SourceFile,
-) -> (Vec<String>, StartAt) {
+) -> (Vec<String>, StartAt, Option<Mapping>) {
     if source.event_types.get_ref().is_empty() {
         problems.add(
             &source.event_types.span(),
@@ -247,7 +252,11 @@ pub(super) fn check_source(
         .iter()
         .map(|t| t.get_ref().clone())
         .collect();
-    (event_types, source.start_at)
+    let when = source
+        .when
+        .as_ref()
+        .and_then(|program| problems.mapping(program, "source.when"));
+    (event_types, source.start_at, when)
 }
 
 /// An event a sink publishes (its reply or its failure), checked.
@@ -441,7 +450,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         &raw.purpose,
         &raw.legal_basis,
     );
-    let (event_types, start_at) = check_source(problems, known, &raw.source);
+    let (event_types, start_at, when) = check_source(problems, known, &raw.source);
     let endpoint = Endpoint {
         url: &raw.http.url,
         url_env: raw.http.url_env.as_ref(),
@@ -483,6 +492,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
     let spec = Spec::Sink(Box::new(SinkSpec {
         event_types,
         start_at,
+        when,
         target: Target::Http(HttpTarget {
             url,
             path,

@@ -183,6 +183,7 @@ impl Manifest {
     pub fn mapping(&self, which: &str) -> Option<&Mapping> {
         match (&self.spec, which) {
             (Spec::Sink(sink), "request" | "row") => Some(&sink.request),
+            (Spec::Sink(sink), "when") => sink.when.as_ref(),
             (Spec::Sink(sink), "path") => match &sink.target {
                 Target::Http(http) => http.path.as_ref(),
                 Target::Postgres(_) => None,
@@ -642,6 +643,10 @@ url = "http://127.0.0.1:9/births"
                 "[vars.callback]\ndefault = \"http://hub/cb\"\n\n[http]\nmethod = \"GET\"\n",
             )
             .replace(
+                "event_types = [\"birth.dossier-submitted\"]\n",
+                "event_types = [\"birth.dossier-submitted\"]\nwhen = '.event.x == 1'\n",
+            )
+            .replace(
                 "request = \"{dossier: .event.dossier_code}\"",
                 "request = \"{dossier: .event.dossier_code, cb: .vars.callback}\"",
             ) + "[http.checksum]\nfield = \"checksum\"\nover = '.dossier'\nsecret_env = \"S\"\n\n\
@@ -658,7 +663,7 @@ url = "http://127.0.0.1:9/births"
             panic!("not an http sink")
         };
         assert_eq!(http.method, reqwest::Method::GET);
-        for mapping in ["checksum", "pending", "key", "reply"] {
+        for mapping in ["when", "checksum", "pending", "key", "reply"] {
             assert!(manifest.mapping(mapping).is_some(), "{mapping}");
         }
 

@@ -76,7 +76,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         &raw.purpose,
         &raw.legal_basis,
     );
-    let (event_types, start_at) = check_source(problems, known, &raw.source);
+    let (event_types, start_at, when) = check_source(problems, known, &raw.source);
     let pg = &raw.postgres;
     let url = secret(
         problems,
@@ -111,6 +111,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
     let spec = Spec::Sink(Box::new(SinkSpec {
         event_types,
         start_at,
+        when,
         target: Target::Postgres(PgTarget {
             url,
             ca_file: pg.ca_file.clone(),
