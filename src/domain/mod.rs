@@ -1,7 +1,9 @@
 //! Domain identifiers, parsed once at the edge ("parse, don't validate"), and the reference data
 //! (administrative codes valid by date, ethnicities, countries, status transitions) they are
-//! checked against. A `PersonalId` masks itself when printed: it never reaches a log whole.
+//! checked against, and the working-day calendar deadlines are counted in. A `PersonalId` masks
+//! itself when printed: it never reaches a log whole.
 
+pub mod calendar;
 pub mod clock;
 mod dossier_code;
 mod personal_id;
@@ -9,6 +11,7 @@ pub mod reference;
 mod sex;
 mod system_id;
 
+pub use calendar::WorkingCalendar;
 pub use clock::{Clock, ManualClock, SystemClock, system_clock};
 pub use dossier_code::{DossierCode, DossierCodeError};
 pub use personal_id::{PersonalId, PersonalIdError};

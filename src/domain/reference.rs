@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use super::calendar::WorkingCalendar;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
     #[error("cannot read {path}: {source}")]
@@ -76,6 +78,7 @@ pub struct ReferenceData {
     ethnicities: HashSet<String>,
     countries: HashSet<String>,
     transitions: HashSet<(u8, u8)>,
+    calendar: WorkingCalendar,
 }
 
 fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, ReferenceError> {
@@ -149,6 +152,13 @@ impl ReferenceData {
             .into_iter()
             .map(|r| (r.from, r.to))
             .collect();
+        let holidays = dir.join("holidays.csv");
+        let calendar = WorkingCalendar::from_rows(read(&holidays)?).map_err(|problem| {
+            ReferenceError::Invalid {
+                path: holidays,
+                problem,
+            }
+        })?;
         Ok(Self {
             provinces,
             id_provinces,
@@ -156,6 +166,7 @@ impl ReferenceData {
             ethnicities,
             countries,
             transitions,
+            calendar,
         })
     }
 
@@ -198,6 +209,11 @@ impl ReferenceData {
     pub fn transition_allowed(&self, from: u8, to: u8) -> bool {
         self.transitions.contains(&(from, to))
     }
+
+    /// Working days, for deadlines.
+    pub fn calendar(&self) -> &WorkingCalendar {
+        &self.calendar
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +255,7 @@ pub mod fixture {
             ethnicities: ["01".to_owned(), "02".to_owned()].into(),
             countries: ["VN".to_owned(), "LA".to_owned()].into(),
             transitions: [(1, 2), (2, 4), (4, 9), (9, 10)].into(),
+            calendar: WorkingCalendar::default(),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! | `vn.date.order` | error | a birth is not after the dates that follow it (registration, death) |
 //! | `vn.plausible.birth_weight` | warning | a birth weight between 300 and 7 000 g (the schema refuses only the impossible) |
 //! | `vn.status.transition` | warning | a dossier status change is allowed by the portal's state machine |
+//! | `vn.deadline.appointment` | warning | an acceptance's appointment (`appointment_at` beside `accepted_at` and `verification_required`) is not later than the group's 3 working days, 5 with verification (`domain::calendar`; deadlines transcribed from practice) |
 //! | `vn.text.nul` | error | no text holds a NUL character (no database downstream can store it) |
 //!
 //! A `warning` accepts the event and reports the problem (to the caller, in metrics and to
@@ -62,6 +63,9 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
         "nationality" => rules.push("vn.code.nationality"),
         "to_status" => rules.push("vn.status.transition"),
         "birth_weight_grams" => rules.push("vn.plausible.birth_weight"),
+        "appointment_at" if has_sibling("accepted_at") && has_sibling("verification_required") => {
+            rules.push("vn.deadline.appointment");
+        }
         _ => {}
     }
     if is_health_card(name, has_sibling) {
@@ -98,12 +102,15 @@ pub fn check(payload: &Value, context: &RuleContext<'_>) -> Vec<Violation> {
 }
 
 /// Rules that warn instead of refusing (see the table above).
-const WARNINGS: [&str; 4] = [
+const WARNINGS: [&str; 5] = [
     "vn.personal_id.province",
     "vn.bhyt.group",
     "vn.plausible.birth_weight",
     "vn.status.transition",
+    "vn.deadline.appointment",
 ];
+/// Working days a group's dossier may take (Decree 63/2024/ND-CP), and with a verification.
+const GROUP_WORKING_DAYS: (u32, u32) = (3, 5);
 /// Birth weights outside this range are unusual but lawful: they warn, to be checked.
 const PLAUSIBLE_BIRTH_WEIGHT_GRAMS: std::ops::RangeInclusive<i64> = 300..=7_000;
 
@@ -276,6 +283,27 @@ fn check_object(
             "chuyển trạng thái hồ sơ không được phép",
             "this dossier status transition is not allowed",
         );
+    }
+    if let (Some(accepted), Some(appointment), Some(verification)) = (
+        text("accepted_at").and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
+        text("appointment_at").and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
+        fields.get("verification_required").and_then(Value::as_bool),
+    ) {
+        let (days, with_verification) = GROUP_WORKING_DAYS;
+        let days = if verification {
+            with_verification
+        } else {
+            days
+        };
+        if appointment > context.reference.calendar().due(accepted, days) {
+            violation(
+                out,
+                at("appointment_at"),
+                "vn.deadline.appointment",
+                "hẹn trả kết quả muộn hơn thời hạn (3 ngày làm việc, 5 nếu cần xác minh)",
+                "the appointment is later than the deadline (3 working days, 5 with a verification)",
+            );
+        }
     }
     for death_key in ["death_date", "date_of_death"] {
         if let (Some(birth), Some(death)) = (birth_date, date_of(fields.get(death_key)))
@@ -590,5 +618,24 @@ mod tests {
             rules_of(json!({"from_status": 10, "to_status": 1}), "2026-11-20"),
             [pair("/payload/to_status", "vn.status.transition")]
         );
+    }
+
+    #[test]
+    fn an_appointment_after_the_working_day_deadline_warns() {
+        let accepted = |appointment: &str, verification: bool| {
+            json!({
+                "accepted_at": "2026-11-20T09:20:00+07:00",
+                "appointment_at": appointment,
+                "verification_required": verification
+            })
+        };
+        assert_eq!(severity("vn.deadline.appointment"), Severity::Warning);
+        // Friday morning: three working days end on Wednesday.
+        assert!(rules_of(accepted("2026-11-25T16:00:00+07:00", false), "2026-11-20").is_empty());
+        assert_eq!(
+            rules_of(accepted("2026-11-26T08:00:00+07:00", false), "2026-11-20"),
+            [pair("/payload/appointment_at", "vn.deadline.appointment")]
+        );
+        assert!(rules_of(accepted("2026-11-26T08:00:00+07:00", true), "2026-11-20").is_empty());
     }
 }
