@@ -84,6 +84,10 @@ grant residence-connector subscribe death.civil-registration-completed residence
 grant residence-connector publish death.residence-deleted residence-registration
 grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management
+# The one-stop system asks for fees and follows the payments (the demo's fee scene).
+grant demo-onestop publish payment.requested fee-payment
+grant demo-onestop subscribe payment.initiated fee-payment
+grant demo-onestop subscribe payment.confirmed fee-payment
 "$bin" systems add portal-connector --name "National portal connector" >/dev/null 2>&1 || true
 grant portal-connector subscribe birth.dossier-submitted dossier-tracking
 grant portal-connector subscribe death.dossier-submitted dossier-tracking
@@ -122,7 +126,8 @@ fi
 "$LIENTHONG_ROOT/deploy/local/stop-hub.sh"
 mkdir -p "$LIENTHONG_DATA_DIR"
 log "starting the national systems' sandboxes on $sandbox (log in $LIENTHONG_DATA_DIR/sandbox.log)"
-"$bin" sandbox serve --listen "$sandbox" --token-file "$sandbox_token" \
+# PayGov's sandbox calls the hub back over TLS: it trusts the demo's certificate authority.
+SSL_CERT_FILE=$tls/ca.pem "$bin" sandbox serve --listen "$sandbox" --token-file "$sandbox_token" \
   --paygov-secret-file "$paygov_secret" >"$LIENTHONG_DATA_DIR/sandbox.log" 2>&1 &
 echo $! >"$LIENTHONG_DATA_DIR/sandbox.pid"
 for _ in $(seq 1 100); do
@@ -144,10 +149,11 @@ echo
 demo_out=$LIENTHONG_DATA_DIR/demo.out
 "$bin" demo --endpoint "https://$grpc" --ca-file "$tls/ca.pem" \
   --publisher-token "$publisher" --subscriber-token "$subscriber" \
-  --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" | tee "$demo_out"
+  --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" \
+  --fee | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
 echo
-echo "== 6. The civil-status connector delivers dossier $code to the civil-status system"
+echo "== 8. The civil-status connector delivers dossier $code to the civil-status system"
 rm -f "$LIENTHONG_DATA_DIR/registration.json" "$LIENTHONG_DATA_DIR/card.json"
 for _ in $(seq 1 150); do
   curl -fs -H "Authorization: Bearer $LIENTHONG_CIVIL_STATUS_TOKEN" "http://$sandbox/civil-status/v1/births/$code" >"$LIENTHONG_DATA_DIR/registration.json" && break
@@ -159,7 +165,7 @@ cat "$LIENTHONG_DATA_DIR/registration.json"
 echo
 child=$(sed -n 's/.*"personal_id":"\([0-9]*\)".*/\1/p' "$LIENTHONG_DATA_DIR/registration.json")
 echo
-echo "== 7. The social-insurance connector has the child's health-insurance card issued (group TE)"
+echo "== 9. The social-insurance connector has the child's health-insurance card issued (group TE)"
 for _ in $(seq 1 150); do
   curl -fs -H "Authorization: Bearer $LIENTHONG_SOCIAL_INSURANCE_TOKEN" "http://$sandbox/social-insurance/v1/child-cards/$child" >"$LIENTHONG_DATA_DIR/card.json" && break
   sleep 0.2
@@ -167,6 +173,17 @@ done
 echo "-- social insurance's record (GET /social-insurance/v1/child-cards/$child on the sandbox)"
 [[ -s $LIENTHONG_DATA_DIR/card.json ]] || { echo "no card; see $LIENTHONG_DATA_DIR/hub.log and sandbox.log" >&2; exit 1; }
 cat "$LIENTHONG_DATA_DIR/card.json"
+echo
+echo
+echo "== 10. The citizen follows the dossier on the national portal (synced by portal-dossiers)"
+rm -f "$LIENTHONG_DATA_DIR/portal.json"
+for _ in $(seq 1 150); do
+  curl -fs "http://$sandbox/portal/v1/dossiers/$code" >"$LIENTHONG_DATA_DIR/portal.json" && break
+  sleep 0.2
+done
+echo "-- the portal's public timeline (GET /portal/v1/dossiers/$code, no token)"
+[[ -s $LIENTHONG_DATA_DIR/portal.json ]] || { echo "not synced; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+cat "$LIENTHONG_DATA_DIR/portal.json"
 echo
 # Status reports are written every second; give the first one a moment.
 sleep 2

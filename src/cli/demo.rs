@@ -1,8 +1,8 @@
 //! `lienthong demo`: the end-to-end scenario, played against a running hub over gRPC exactly as
 //! a province's one-stop system and the civil-status software would: the one-stop system
 //! publishes a valid birth dossier and a broken one; the civil-status side subscribes, receives
-//! the valid one with its envelope and acknowledges it. Later issues grow this into the full
-//! life-event procedure.
+//! the valid one with its envelope and acknowledges it; with `--fee`, a fee is paid through
+//! PayGov (`demo_fee`). Later issues grow this into the full life-event procedure.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +51,10 @@ pub struct DemoArgs {
     /// Its private key (PEM).
     #[arg(long, requires = "subscriber_cert")]
     subscriber_key: Option<PathBuf>,
+    /// Then play the fee scene: a fee paid through PayGov. It needs the PayGov connectors, the
+    /// sandbox and the one-stop system's payment rights (`deploy/local/demo.sh` sets them up).
+    #[arg(long)]
+    fee: bool,
 }
 
 /// A connection to the hub: TLS when the endpoint is https (trusting `ca_file`), presenting a
@@ -264,8 +268,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
         break;
     }
+    if args.fee {
+        super::demo_fee::run(&mut one_stop, &code, &dossier).await?;
+    }
     println!("\nDone: one dossier published and delivered, one refused and kept in quarantine");
     println!("(see it with `lienthong quarantine list`), one publish denied for lack of a right");
     println!("(see it with `lienthong systems denials`).");
+    if args.fee {
+        println!("A fee was paid through PayGov and confirmed once, by querying PayGov.");
+    }
     Ok(())
 }
