@@ -392,3 +392,178 @@ async fn the_rest_api_answers_like_confluent_and_enforces_compatibility() {
     );
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_member_subject_is_deleted_softly_then_for_good_and_the_hubs_own_never() {
+    let env = TestEnv::new("rest_delete").await;
+    let hub = env.start_hub().await;
+    let token = env.operator_token("schema-admin").await;
+    let registry = Registry::new(&hub);
+    let subject = format!("{}danang.receipts-value", env.config.kafka.topic_prefix);
+    let record = |fields: Value| json!({"schema": json!({"type": "record", "name": "Receipt", "fields": fields}).to_string()});
+    let v1 = record(json!([{"name": "number", "type": "string"}]));
+    let v2 = record(json!([
+        {"name": "number", "type": "string"},
+        {"name": "amount", "type": "long", "default": 0}
+    ]));
+    let post = reqwest::Method::POST;
+    let delete = reqwest::Method::DELETE;
+    let versions_path = format!("/subjects/{subject}/versions");
+    let (status, first) = registry
+        .send(post.clone(), &versions_path, Some(&token), v1.clone())
+        .await;
+    assert_eq!(status, 200, "{first}");
+    registry
+        .send(post.clone(), &versions_path, Some(&token), v2.clone())
+        .await;
+    assert_eq!(registry.get(&versions_path).await, (200, json!([1, 2])));
+
+    // Deleting needs an operator, as registering does.
+    let (status, _) = registry
+        .send(
+            delete.clone(),
+            &format!("{versions_path}/2"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // A version deleted softly leaves the listing, stays readable with ?deleted=true, and its
+    // schema id still resolves (records written with it must stay readable).
+    assert_eq!(
+        registry
+            .send(
+                delete.clone(),
+                &format!("{versions_path}/2"),
+                Some(&token),
+                json!({})
+            )
+            .await,
+        (200, json!(2))
+    );
+    assert_eq!(registry.get(&versions_path).await, (200, json!([1])));
+    assert_eq!(
+        registry.get(&format!("{versions_path}?deleted=true")).await,
+        (200, json!([1, 2]))
+    );
+    let (status, hidden) = registry
+        .get(&format!("{versions_path}/2?deleted=true"))
+        .await;
+    assert_eq!(status, 200, "{hidden}");
+    assert_eq!(
+        registry
+            .get(&format!("/schemas/ids/{}", hidden["id"]))
+            .await
+            .0,
+        200
+    );
+    // Twice: Confluent's 40406; for good only after a soft delete (40407 otherwise).
+    assert_eq!(
+        registry
+            .send(
+                delete.clone(),
+                &format!("{versions_path}/2"),
+                Some(&token),
+                json!({})
+            )
+            .await
+            .1["error_code"],
+        40406
+    );
+    assert_eq!(
+        registry
+            .send(
+                delete.clone(),
+                &format!("{versions_path}/1?permanent=true"),
+                Some(&token),
+                json!({})
+            )
+            .await
+            .1["error_code"],
+        40407
+    );
+    assert_eq!(
+        registry
+            .send(
+                delete.clone(),
+                &format!("{versions_path}/2?permanent=true"),
+                Some(&token),
+                json!({})
+            )
+            .await,
+        (200, json!(2))
+    );
+    assert_eq!(
+        registry.get(&format!("{versions_path}?deleted=true")).await,
+        (200, json!([1]))
+    );
+    // A number a soft-deleted version holds is not given again; one deleted for good is free.
+    registry
+        .send(
+            delete.clone(),
+            &format!("{versions_path}/1"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    let (status, again) = registry
+        .send(post.clone(), &versions_path, Some(&token), v2.clone())
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(registry.get(&versions_path).await, (200, json!([2])));
+
+    // The whole subject: softly (then listed only with ?deleted=true), then for good.
+    let subject_path = format!("/subjects/{subject}");
+    assert_eq!(
+        registry
+            .send(
+                delete.clone(),
+                &format!("{subject_path}?permanent=true"),
+                Some(&token),
+                json!({})
+            )
+            .await
+            .1["error_code"],
+        40405
+    );
+    assert_eq!(
+        registry
+            .send(delete.clone(), &subject_path, Some(&token), json!({}))
+            .await,
+        (200, json!([2]))
+    );
+    let (_, live) = registry.get("/subjects").await;
+    assert!(!live.as_array().expect("list").contains(&json!(subject)));
+    let (_, all) = registry.get("/subjects?deleted=true").await;
+    assert!(all.as_array().expect("list").contains(&json!(subject)));
+    assert_eq!(
+        registry
+            .send(delete.clone(), &subject_path, Some(&token), json!({}))
+            .await
+            .1["error_code"],
+        40404
+    );
+    assert_eq!(
+        registry
+            .send(
+                delete.clone(),
+                &format!("{subject_path}?permanent=true"),
+                Some(&token),
+                json!({})
+            )
+            .await,
+        (200, json!([1, 2]))
+    );
+    assert_eq!(registry.get(&versions_path).await.1["error_code"], 40401);
+
+    // The hub's own subjects are defined by schemas/ in git: never deleted here.
+    let own = format!(
+        "/subjects/{}lienthong.birth-vn.lienthong.birth.BirthDossierSubmitted",
+        env.config.kafka.topic_prefix
+    );
+    let (status, refused) = registry
+        .send(delete.clone(), &own, Some(&token), json!({}))
+        .await;
+    assert_eq!((status, refused["error_code"].as_i64()), (422, Some(42205)));
+    hub.shutdown().await.expect("clean shutdown");
+}

@@ -28,9 +28,12 @@ type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/subjects", get(subjects))
-        .route("/subjects/{subject}", post(lookup))
+        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
         .route("/subjects/{subject}/versions", get(versions).post(register))
-        .route("/subjects/{subject}/versions/{version}", get(version))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            get(version).delete(delete_version),
+        )
         .route(
             "/subjects/{subject}/versions/{version}/schema",
             get(version_schema),
@@ -88,6 +91,18 @@ impl From<RegistryError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, 40402, message)
             }
             RegistryError::SchemaNotFound => Self::new(StatusCode::NOT_FOUND, 40403, message),
+            RegistryError::SubjectSoftDeleted(_) => {
+                Self::new(StatusCode::NOT_FOUND, 40404, message)
+            }
+            RegistryError::SubjectNotSoftDeleted(_) => {
+                Self::new(StatusCode::NOT_FOUND, 40405, message)
+            }
+            RegistryError::VersionSoftDeleted { .. } => {
+                Self::new(StatusCode::NOT_FOUND, 40406, message)
+            }
+            RegistryError::VersionNotSoftDeleted { .. } => {
+                Self::new(StatusCode::NOT_FOUND, 40407, message)
+            }
             RegistryError::InvalidSchema(_) | RegistryError::UnsupportedSchemaType(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, message)
             }
@@ -203,15 +218,33 @@ async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiErro
     }
 }
 
-async fn subjects(State(state): State<HttpState>) -> Result<Response, ApiError> {
-    ok(json!(store::subjects(&state.pool).await?))
+/// `?deleted=true`: soft-deleted subjects and versions are listed too.
+#[derive(Deserialize, Default)]
+struct Deleted {
+    #[serde(default)]
+    deleted: bool,
+}
+
+/// `?permanent=true`: a delete removes what a soft delete hid.
+#[derive(Deserialize, Default)]
+struct Permanent {
+    #[serde(default)]
+    permanent: bool,
+}
+
+async fn subjects(
+    State(state): State<HttpState>,
+    Query(deleted): Query<Deleted>,
+) -> Result<Response, ApiError> {
+    ok(json!(store::subjects(&state.pool, deleted.deleted).await?))
 }
 
 async fn versions(
     State(state): State<HttpState>,
     Path(subject): Path<String>,
+    Query(deleted): Query<Deleted>,
 ) -> Result<Response, ApiError> {
-    let versions: Vec<i32> = store::versions(&state.pool, &subject)
+    let versions: Vec<i32> = store::versions(&state.pool, &subject, deleted.deleted)
         .await?
         .iter()
         .map(|v| v.version)
@@ -222,10 +255,40 @@ async fn versions(
 async fn version(
     State(state): State<HttpState>,
     Path((subject, version)): Path<(String, String)>,
+    Query(deleted): Query<Deleted>,
 ) -> Result<Response, ApiError> {
     let selector = VersionSelector::parse(&version)?;
     ok(version_json(
-        &store::version(&state.pool, &subject, selector).await?,
+        &store::version(&state.pool, &subject, selector, deleted.deleted).await?,
+    ))
+}
+
+/// Confluent's `DELETE /subjects/{subject}`: the version numbers deleted.
+async fn delete_subject(
+    State(state): State<HttpState>,
+    Path(subject): Path<String>,
+    Query(permanent): Query<Permanent>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers).await?;
+    writable(&state, &subject)?;
+    ok(json!(
+        store::delete_subject(&state.pool, &subject, permanent.permanent).await?
+    ))
+}
+
+/// Confluent's `DELETE /subjects/{subject}/versions/{version}`: the version number deleted.
+async fn delete_version(
+    State(state): State<HttpState>,
+    Path((subject, version)): Path<(String, String)>,
+    Query(permanent): Query<Permanent>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers).await?;
+    writable(&state, &subject)?;
+    let selector = VersionSelector::parse(&version)?;
+    ok(json!(
+        store::delete_version(&state.pool, &subject, selector, permanent.permanent).await?
     ))
 }
 
@@ -234,7 +297,7 @@ async fn version_schema(
     Path((subject, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let selector = VersionSelector::parse(&version)?;
-    let found = store::version(&state.pool, &subject, selector).await?;
+    let found = store::version(&state.pool, &subject, selector, false).await?;
     Ok(reply(
         StatusCode::OK,
         serde_json::from_str(&found.schema).unwrap_or(Value::String(found.schema)),
@@ -348,7 +411,7 @@ async fn lookup(
 ) -> Result<Response, ApiError> {
     let body = body(raw)?;
     // Confluent answers 40401 for an unknown subject before looking at the schema.
-    store::versions(&state.pool, &subject).await?;
+    store::versions(&state.pool, &subject, false).await?;
     let found = store::lookup(&state.pool, &subject, body.avro()?)
         .await?
         .ok_or(RegistryError::SchemaNotFound)?;

@@ -50,6 +50,18 @@ pub enum RegistryError {
     VersionNotFound { subject: String },
     #[error("schema not found")]
     SchemaNotFound,
+    #[error("subject {0:?} was soft deleted: set permanent=true to delete it permanently")]
+    SubjectSoftDeleted(String),
+    #[error("subject {0:?} was not deleted first before being permanently deleted")]
+    SubjectNotSoftDeleted(String),
+    #[error(
+        "subject {subject:?} version {version} was soft deleted: set permanent=true to delete it permanently"
+    )]
+    VersionSoftDeleted { subject: String, version: i32 },
+    #[error(
+        "subject {subject:?} version {version} was not deleted first before being permanently deleted"
+    )]
+    VersionNotSoftDeleted { subject: String, version: i32 },
     #[error("the version must be a positive integer, `latest` or -1, not {0:?}")]
     InvalidVersion(String),
     #[error("only AVRO schemas are supported, not {0}")]

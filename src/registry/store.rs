@@ -87,7 +87,7 @@ pub async fn register(
             version: found.version,
         });
     }
-    let earlier = all_versions(&*tx, subject).await?;
+    let earlier = all_versions(&*tx, subject, false).await?;
     let level = effective_compatibility(&*tx, subject).await?;
     let earlier_schemas = parse_all(&earlier)?;
     let problems = level.check(&new_schema, &earlier_schemas);
@@ -98,7 +98,16 @@ pub async fn register(
             reason: problems.join("; "),
         });
     }
-    let version = earlier.last().map_or(1, |v| v.version + 1);
+    // A soft-deleted version keeps its number (a reader holding it must not find another
+    // schema under it); one deleted for good frees it, as in Confluent.
+    let version: i32 = tx
+        .query_one(
+            "SELECT COALESCE(max(version), 0) + 1 FROM registry_subject_version WHERE subject = $1",
+            &[&subject],
+        )
+        .await
+        .map_err(query)?
+        .get(0);
     tx.execute(
         "INSERT INTO registry_schema (schema_text, fingerprint) VALUES ($1, $2)
          ON CONFLICT (fingerprint) DO NOTHING",
@@ -144,7 +153,7 @@ async fn find(
         .query_opt(
             "SELECT v.version, v.schema_id, s.schema_text FROM registry_subject_version v
              JOIN registry_schema s ON s.id = v.schema_id
-             WHERE v.subject = $1 AND s.fingerprint = $2",
+             WHERE v.subject = $1 AND s.fingerprint = $2 AND v.deleted_at IS NULL",
             &[&subject, &fingerprint],
         )
         .await
@@ -162,16 +171,19 @@ fn subject_version(subject: &str, row: &tokio_postgres::Row) -> SubjectVersion {
     }
 }
 
+/// The subject's versions, oldest first: the live ones, and the soft-deleted ones too when
+/// `deleted`.
 async fn all_versions(
     client: &impl GenericClient,
     subject: &str,
+    deleted: bool,
 ) -> Result<Vec<SubjectVersion>, RegistryError> {
     let rows = client
         .query(
             "SELECT v.version, v.schema_id, s.schema_text FROM registry_subject_version v
              JOIN registry_schema s ON s.id = v.schema_id
-             WHERE v.subject = $1 ORDER BY v.version",
-            &[&subject],
+             WHERE v.subject = $1 AND ($2 OR v.deleted_at IS NULL) ORDER BY v.version",
+            &[&subject, &deleted],
         )
         .await
         .map_err(query)?;
@@ -191,22 +203,29 @@ pub async fn lookup(
     find(&**pool.get().await?, subject, &fingerprint).await
 }
 
-pub async fn subjects(pool: &Pool) -> Result<Vec<String>, RegistryError> {
+/// The subjects with a live version, or with any version when `deleted`.
+pub async fn subjects(pool: &Pool, deleted: bool) -> Result<Vec<String>, RegistryError> {
     let rows = pool
         .get()
         .await?
         .query(
-            "SELECT DISTINCT subject FROM registry_subject_version ORDER BY subject",
-            &[],
+            "SELECT DISTINCT subject FROM registry_subject_version
+             WHERE $1 OR deleted_at IS NULL ORDER BY subject",
+            &[&deleted],
         )
         .await
         .map_err(query)?;
     Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
-/// Every version of `subject`, oldest first; an unknown subject is an error.
-pub async fn versions(pool: &Pool, subject: &str) -> Result<Vec<SubjectVersion>, RegistryError> {
-    let versions = all_versions(&**pool.get().await?, subject).await?;
+/// Every version of `subject`, oldest first (with the soft-deleted ones when `deleted`); an
+/// unknown subject is an error.
+pub async fn versions(
+    pool: &Pool,
+    subject: &str,
+    deleted: bool,
+) -> Result<Vec<SubjectVersion>, RegistryError> {
+    let versions = all_versions(&**pool.get().await?, subject, deleted).await?;
     if versions.is_empty() {
         return Err(RegistryError::SubjectNotFound(subject.to_owned()));
     }
@@ -217,8 +236,9 @@ pub async fn version(
     pool: &Pool,
     subject: &str,
     selector: VersionSelector,
+    deleted: bool,
 ) -> Result<SubjectVersion, RegistryError> {
-    let versions = versions(pool, subject).await?;
+    let versions = versions(pool, subject, deleted).await?;
     let found = match selector {
         VersionSelector::Latest => versions.last(),
         VersionSelector::Number(n) => versions.iter().find(|v| v.version == n),
@@ -259,8 +279,8 @@ pub async fn subject_versions_of(
         .get()
         .await?
         .query(
-            "SELECT subject, version FROM registry_subject_version WHERE schema_id = $1
-             ORDER BY subject, version",
+            "SELECT subject, version FROM registry_subject_version
+             WHERE schema_id = $1 AND deleted_at IS NULL ORDER BY subject, version",
             &[&id],
         )
         .await
@@ -281,7 +301,7 @@ pub async fn compatibility_problems(
     let client = pool.get().await?;
     let level = effective_compatibility(&**client, subject).await?;
     drop(client);
-    let versions = versions(pool, subject).await?;
+    let versions = versions(pool, subject, false).await?;
     let against: Vec<SubjectVersion> = match selector {
         None => versions,
         Some(VersionSelector::Latest) => versions.into_iter().last().into_iter().collect(),
@@ -349,4 +369,128 @@ pub async fn set_compatibility(
         .await
         .map_err(query)?;
     Ok(())
+}
+
+/// Deletes every version of `subject`: soft (hidden, schema ids kept) or, after a soft delete,
+/// `permanent`. Returns the version numbers deleted.
+pub async fn delete_subject(
+    pool: &Pool,
+    subject: &str,
+    permanent: bool,
+) -> Result<Vec<i32>, RegistryError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await.map_err(query)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&subject])
+        .await
+        .map_err(query)?;
+    let states: Vec<(i32, bool)> = tx
+        .query(
+            "SELECT version, deleted_at IS NOT NULL FROM registry_subject_version
+             WHERE subject = $1 ORDER BY version",
+            &[&subject],
+        )
+        .await
+        .map_err(query)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if states.is_empty() {
+        return Err(RegistryError::SubjectNotFound(subject.to_owned()));
+    }
+    let all_soft_deleted = states.iter().all(|(_, deleted)| *deleted);
+    let deleted = match (permanent, all_soft_deleted) {
+        (false, true) => return Err(RegistryError::SubjectSoftDeleted(subject.to_owned())),
+        (true, false) => return Err(RegistryError::SubjectNotSoftDeleted(subject.to_owned())),
+        (false, false) => {
+            tx.query(
+                "UPDATE registry_subject_version SET deleted_at = now()
+                 WHERE subject = $1 AND deleted_at IS NULL RETURNING version",
+                &[&subject],
+            )
+            .await
+        }
+        (true, true) => {
+            tx.query(
+                "DELETE FROM registry_subject_version WHERE subject = $1 RETURNING version",
+                &[&subject],
+            )
+            .await
+        }
+    }
+    .map_err(query)?;
+    tx.commit().await.map_err(query)?;
+    let mut versions: Vec<i32> = deleted.iter().map(|r| r.get(0)).collect();
+    versions.sort_unstable();
+    tracing::info!(subject, ?versions, permanent, "subject deleted");
+    Ok(versions)
+}
+
+/// Deletes one version of `subject`: soft or, after a soft delete, `permanent`. `latest` names
+/// the newest live version (the newest soft-deleted one for a permanent delete).
+pub async fn delete_version(
+    pool: &Pool,
+    subject: &str,
+    selector: VersionSelector,
+    permanent: bool,
+) -> Result<i32, RegistryError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await.map_err(query)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&subject])
+        .await
+        .map_err(query)?;
+    let rows = tx
+        .query(
+            "SELECT version, deleted_at IS NOT NULL FROM registry_subject_version
+             WHERE subject = $1 ORDER BY version",
+            &[&subject],
+        )
+        .await
+        .map_err(query)?;
+    if rows.is_empty() {
+        return Err(RegistryError::SubjectNotFound(subject.to_owned()));
+    }
+    let states: Vec<(i32, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let found = match selector {
+        VersionSelector::Number(n) => states.iter().find(|(v, _)| *v == n),
+        VersionSelector::Latest => states.iter().rfind(|(_, deleted)| *deleted == permanent),
+    };
+    let Some(&(version, soft_deleted)) = found else {
+        return Err(RegistryError::VersionNotFound {
+            subject: subject.to_owned(),
+        });
+    };
+    let not_yet = |error: fn(String, i32) -> RegistryError| Err(error(subject.to_owned(), version));
+    match (permanent, soft_deleted) {
+        (false, true) => {
+            return not_yet(|subject, version| RegistryError::VersionSoftDeleted {
+                subject,
+                version,
+            });
+        }
+        (true, false) => {
+            return not_yet(|subject, version| RegistryError::VersionNotSoftDeleted {
+                subject,
+                version,
+            });
+        }
+        (false, false) => {
+            tx.execute(
+                "UPDATE registry_subject_version SET deleted_at = now()
+                 WHERE subject = $1 AND version = $2",
+                &[&subject, &version],
+            )
+            .await
+        }
+        (true, true) => {
+            tx.execute(
+                "DELETE FROM registry_subject_version WHERE subject = $1 AND version = $2",
+                &[&subject, &version],
+            )
+            .await
+        }
+    }
+    .map_err(query)?;
+    tx.commit().await.map_err(query)?;
+    tracing::info!(subject, version, permanent, "schema version deleted");
+    Ok(version)
 }
