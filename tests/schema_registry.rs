@@ -567,3 +567,124 @@ async fn a_member_subject_is_deleted_softly_then_for_good_and_the_hubs_own_never
     assert_eq!((status, refused["error_code"].as_i64()), (422, Some(42205)));
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_member_registers_json_schemas_checked_against_their_draft() {
+    let env = TestEnv::new("rest_json").await;
+    let hub = env.start_hub().await;
+    let token = env.operator_token("schema-admin").await;
+    let registry = Registry::new(&hub);
+    let subject = format!("{}danang.appointments-value", env.config.kafka.topic_prefix);
+    let versions_path = format!("/subjects/{subject}/versions");
+    let post = reqwest::Method::POST;
+    let json_schema = |schema: Value| json!({"schemaType": "JSON", "schema": schema.to_string()});
+    let v1 = json_schema(json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"dossier_code": {"type": "string"}},
+        "required": ["dossier_code"]
+    }));
+    assert_eq!(
+        registry.get("/schemas/types").await,
+        (200, json!(["AVRO", "JSON"]))
+    );
+    let (status, registered) = registry
+        .send(post.clone(), &versions_path, Some(&token), v1.clone())
+        .await;
+    assert_eq!(status, 200, "{registered}");
+    let id = registered["id"].as_i64().expect("id");
+    let (status, latest) = registry.get(&format!("{versions_path}/latest")).await;
+    assert_eq!((status, latest["schemaType"].as_str()), (200, Some("JSON")));
+    assert_eq!(
+        registry.get(&format!("/schemas/ids/{id}")).await.1["schemaType"],
+        "JSON"
+    );
+    let (status, found) = registry
+        .send(
+            post.clone(),
+            &format!("/subjects/{subject}"),
+            None,
+            v1.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, found["id"].as_i64()),
+        (200, Some(id)),
+        "lookup by content"
+    );
+    // The same text as Avro is another schema: not found under this subject.
+    let (status, _) = registry
+        .send(
+            post.clone(),
+            &format!("/subjects/{subject}"),
+            None,
+            json!({"schema": v1["schema"]}),
+        )
+        .await;
+    assert_ne!(status, 200);
+
+    // Not a JSON Schema, or a draft the hub would have to fetch: 42201, naming the problem.
+    let (status, refused) = registry
+        .send(
+            post.clone(),
+            &versions_path,
+            Some(&token),
+            json_schema(json!({"type": 12})),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error_code"].as_i64()),
+        (422, Some(42201)),
+        "{refused}"
+    );
+    let (status, refused) = registry
+        .send(
+            post.clone(),
+            &versions_path,
+            Some(&token),
+            json_schema(json!({"$schema": "http://127.0.0.1:9/meta", "type": "object"})),
+        )
+        .await;
+    assert_eq!((status, refused["error_code"].as_i64()), (422, Some(42201)));
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("draft")),
+        "{refused}"
+    );
+
+    // A second version: its compatibility is not checked, so BACKWARD refuses it plainly...
+    let v2 =
+        json_schema(json!({"type": "object", "properties": {"dossier_code": {"type": "string"}}}));
+    let (status, refused) = registry
+        .send(post.clone(), &versions_path, Some(&token), v2.clone())
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NONE")),
+        "{refused}"
+    );
+    // ...and NONE, set on purpose, lets it in. An Avro schema never follows JSON ones.
+    let (status, _) = registry
+        .send(
+            reqwest::Method::PUT,
+            &format!("/config/{subject}"),
+            Some(&token),
+            json!({"compatibility": "NONE"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = registry
+        .send(post.clone(), &versions_path, Some(&token), v2)
+        .await;
+    assert_eq!(status, 200);
+    let avro = json!({"schema": json!({"type": "record", "name": "A", "fields": []}).to_string()});
+    let (status, refused) = registry
+        .send(post.clone(), &versions_path, Some(&token), avro)
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(registry.get(&versions_path).await, (200, json!([1, 2])));
+    hub.shutdown().await.expect("clean shutdown");
+}

@@ -17,7 +17,7 @@ use super::http::HttpState;
 use crate::access::bearer_token;
 use crate::registry::RegistryError;
 use crate::registry::compatibility::Compatibility;
-use crate::registry::store::{self, VersionSelector};
+use crate::registry::store::{self, SchemaType, VersionSelector};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -48,7 +48,7 @@ pub fn router() -> Router<HttpState> {
         .route("/mode/{subject}", get(read_write))
         .route(
             "/schemas/types",
-            get(|| async { reply(StatusCode::OK, json!(["AVRO"])) }),
+            get(|| async { reply(StatusCode::OK, json!(["AVRO", "JSON"])) }),
         )
         .route(
             "/compatibility/subjects/{subject}/versions/{version}",
@@ -158,19 +158,15 @@ struct SchemaBody {
 }
 
 impl SchemaBody {
-    fn avro(&self) -> Result<&str, ApiError> {
-        match self.schema_type.as_deref() {
-            None | Some("AVRO") => {}
-            Some(other) => {
-                return Err(RegistryError::UnsupportedSchemaType(other.to_owned()).into());
-            }
-        }
+    /// The schema's type and text.
+    fn schema(&self) -> Result<(SchemaType, &str), ApiError> {
+        let schema_type = SchemaType::parse(self.schema_type.as_deref())?;
         if !self.references.is_empty() {
             return Err(
                 RegistryError::InvalidSchema("schema references are not supported".into()).into(),
             );
         }
-        Ok(&self.schema)
+        Ok((schema_type, &self.schema))
     }
 }
 
@@ -184,8 +180,19 @@ fn body(raw: Body<SchemaBody>) -> Result<SchemaBody, ApiError> {
     })
 }
 
+/// Confluent leaves `schemaType` out for Avro, its default.
+fn with_type(mut body: Value, schema_type: SchemaType) -> Value {
+    if schema_type != SchemaType::Avro {
+        body["schemaType"] = json!(schema_type.as_str());
+    }
+    body
+}
+
 fn version_json(v: &store::SubjectVersion) -> Value {
-    json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema})
+    with_type(
+        json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema}),
+        v.schema_type,
+    )
 }
 
 async fn authorize(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -310,7 +317,7 @@ fn schema_id(raw: &str) -> Result<u32, ApiError> {
         .map_err(|_| ApiError::from(RegistryError::SchemaNotFound))
 }
 
-async fn schema_text(state: &HttpState, id: u32) -> Result<String, ApiError> {
+async fn schema_text(state: &HttpState, id: u32) -> Result<(SchemaType, String), ApiError> {
     Ok(store::schema_text(&state.pool, id)
         .await?
         .ok_or(RegistryError::SchemaNotFound)?)
@@ -321,7 +328,8 @@ async fn schema_by_id(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = schema_id(&id)?;
-    ok(json!({"schema": schema_text(&state, id).await?}))
+    let (schema_type, schema) = schema_text(&state, id).await?;
+    ok(with_type(json!({"schema": schema}), schema_type))
 }
 
 async fn raw_schema_by_id(
@@ -329,7 +337,7 @@ async fn raw_schema_by_id(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = schema_id(&id)?;
-    let schema = schema_text(&state, id).await?;
+    let (_, schema) = schema_text(&state, id).await?;
     Ok(reply(
         StatusCode::OK,
         serde_json::from_str(&schema).unwrap_or(Value::String(schema)),
@@ -400,7 +408,8 @@ async fn register(
     authorize(&state, &headers).await?;
     writable(&state, &subject)?;
     let body = body(raw)?;
-    let registered = store::register(&state.pool, &subject, body.avro()?).await?;
+    let (schema_type, schema) = body.schema()?;
+    let registered = store::register(&state.pool, &subject, schema_type, schema).await?;
     ok(json!({"id": registered.id}))
 }
 
@@ -412,7 +421,8 @@ async fn lookup(
     let body = body(raw)?;
     // Confluent answers 40401 for an unknown subject before looking at the schema.
     store::versions(&state.pool, &subject, false).await?;
-    let found = store::lookup(&state.pool, &subject, body.avro()?)
+    let (schema_type, schema) = body.schema()?;
+    let found = store::lookup(&state.pool, &subject, schema_type, schema)
         .await?
         .ok_or(RegistryError::SchemaNotFound)?;
     ok(version_json(&found))
@@ -452,8 +462,9 @@ async fn compatibility_answer(
     raw: Body<SchemaBody>,
 ) -> Result<Response, ApiError> {
     let body = body(raw)?;
+    let (schema_type, schema) = body.schema()?;
     let problems =
-        store::compatibility_problems(&state.pool, subject, selector, body.avro()?).await?;
+        store::compatibility_problems(&state.pool, subject, selector, schema_type, schema).await?;
     let mut answer = json!({"is_compatible": problems.is_empty()});
     if verbose.verbose {
         answer["messages"] = json!(problems);

@@ -138,13 +138,23 @@ async fn against_registry(
     def: &EventDefinition,
     problems: &mut Vec<String>,
 ) -> anyhow::Result<String> {
-    if let Some(found) = store::lookup(pool, subject, &def.avro_text).await? {
+    if let Some(found) =
+        store::lookup(pool, subject, store::SchemaType::Avro, &def.avro_text).await?
+    {
         return Ok(format!(
             "registered as version {} (id {})",
             found.version, found.id
         ));
     }
-    match store::compatibility_problems(pool, subject, None, &def.avro_text).await {
+    match store::compatibility_problems(
+        pool,
+        subject,
+        None,
+        store::SchemaType::Avro,
+        &def.avro_text,
+    )
+    .await
+    {
         Ok(found) if found.is_empty() => Ok("compatible: would become a new version".to_owned()),
         Ok(found) => {
             problems.extend(found);

@@ -64,7 +64,7 @@ pub enum RegistryError {
     VersionNotSoftDeleted { subject: String, version: i32 },
     #[error("the version must be a positive integer, `latest` or -1, not {0:?}")]
     InvalidVersion(String),
-    #[error("only AVRO schemas are supported, not {0}")]
+    #[error("only AVRO and JSON schemas are supported, not {0}")]
     UnsupportedSchemaType(String),
     #[error(transparent)]
     Db(#[from] DbError),
@@ -223,7 +223,13 @@ impl Registry {
         let mut writers = HashMap::new();
         for def in &catalogue.events {
             let mut schema = EventSchema::compile(def, reference.clone(), topic_prefix)?;
-            let registered = store::register(&pool, &schema.subject, &def.avro_text).await?;
+            let registered = store::register(
+                &pool,
+                &schema.subject,
+                store::SchemaType::Avro,
+                &def.avro_text,
+            )
+            .await?;
             schema.schema_id = registered.id;
             schema.version = registered.version;
             writers.insert(registered.id, Arc::new(schema.avro.clone()));
@@ -264,9 +270,15 @@ impl Registry {
         if let Some(schema) = self.cached_writer(id) {
             return Ok(schema);
         }
-        let text = store::schema_text(&self.pool, id)
+        let (schema_type, text) = store::schema_text(&self.pool, id)
             .await?
             .ok_or(DecodeError::UnknownSchema(id))?;
+        if schema_type != store::SchemaType::Avro {
+            return Err(DecodeError::Avro {
+                id,
+                reason: format!("schema {id} is a {} schema", schema_type.as_str()),
+            });
+        }
         let schema = Arc::new(Schema::parse_str(&text).map_err(|e| DecodeError::Avro {
             id,
             reason: e.to_string(),

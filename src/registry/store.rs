@@ -18,12 +18,48 @@ pub struct Registered {
     pub version: i32,
 }
 
+/// The kinds of schema kept (Confluent's `schemaType`): Avro, which the hub's own events use,
+/// and JSON Schema, which member systems may register for their own subjects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaType {
+    #[default]
+    Avro,
+    Json,
+}
+
+impl SchemaType {
+    /// Confluent's `schemaType` field; absent means AVRO.
+    pub fn parse(raw: Option<&str>) -> Result<Self, RegistryError> {
+        match raw {
+            None | Some("AVRO") => Ok(Self::Avro),
+            Some("JSON") => Ok(Self::Json),
+            Some(other) => Err(RegistryError::UnsupportedSchemaType(other.to_owned())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Avro => "AVRO",
+            Self::Json => "JSON",
+        }
+    }
+
+    fn from_db(raw: &str) -> Self {
+        if raw == "JSON" {
+            Self::Json
+        } else {
+            Self::Avro
+        }
+    }
+}
+
 /// One version of a subject, with its schema text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectVersion {
     pub subject: String,
     pub version: i32,
     pub id: u32,
+    pub schema_type: SchemaType,
     pub schema: String,
 }
 
@@ -68,14 +104,76 @@ pub fn parse(schema_text: &str) -> Result<(Schema, String), RegistryError> {
     ))
 }
 
+/// A JSON Schema checked against its draft's meta-schema, and its fingerprint (apart from
+/// Avro's: the same text may be both). Only the bundled drafts are accepted: a `$schema` naming
+/// another would have the hub fetch it from wherever it points.
+fn parse_json_schema(schema_text: &str) -> Result<String, RegistryError> {
+    let value: serde_json::Value = serde_json::from_str(schema_text)
+        .map_err(|e| RegistryError::InvalidSchema(format!("not JSON: {e}")))?;
+    if value.get("$schema").is_some()
+        && jsonschema::Draft::default().detect(&value) == jsonschema::Draft::Unknown
+    {
+        return Err(RegistryError::InvalidSchema(
+            "$schema must name a JSON Schema draft: 4, 6, 7, 2019-09 or 2020-12".to_owned(),
+        ));
+    }
+    jsonschema::meta::validate(&value)
+        .map_err(|e| RegistryError::InvalidSchema(format!("not a valid JSON Schema: {e}")))?;
+    Ok(hex::encode(Sha256::digest(
+        format!("JSON\n{value}").as_bytes(),
+    )))
+}
+
+/// A schema of `schema_type` checked, with its fingerprint; the Avro schema for compatibility
+/// checks (none for JSON Schema).
+fn parse_typed(
+    schema_type: SchemaType,
+    schema_text: &str,
+) -> Result<(Option<Schema>, String), RegistryError> {
+    match schema_type {
+        SchemaType::Avro => {
+            parse(schema_text).map(|(schema, fingerprint)| (Some(schema), fingerprint))
+        }
+        SchemaType::Json => parse_json_schema(schema_text).map(|fingerprint| (None, fingerprint)),
+    }
+}
+
+/// Why `new` (of `schema_type`) cannot follow `earlier` at `level`; empty when it can.
+fn problems_with(
+    subject: &str,
+    level: Compatibility,
+    schema_type: SchemaType,
+    new: Option<&Schema>,
+    earlier: &[SubjectVersion],
+) -> Result<Vec<String>, RegistryError> {
+    if let Some(other) = earlier.iter().find(|v| v.schema_type != schema_type) {
+        return Ok(vec![format!(
+            "subject {subject} holds {} schemas: a {} schema cannot follow them",
+            other.schema_type.as_str(),
+            schema_type.as_str()
+        )]);
+    }
+    match new {
+        Some(new) => Ok(level.check(new, &parse_all(earlier)?)),
+        // Confluent's JSON Schema compatibility rules are not implemented: say so rather than
+        // let an incompatible version through.
+        None if earlier.is_empty() || level == Compatibility::None => Ok(Vec::new()),
+        None => Ok(vec![format!(
+            "this registry does not check the compatibility of JSON schemas: set subject \
+             {subject}'s compatibility to NONE (PUT /config/{subject}) to register another version"
+        )]),
+    }
+}
+
 /// Registers `schema_text` under `subject`, or returns the existing registration. A new version
 /// must satisfy the subject's compatibility level (BACKWARD unless configured otherwise).
 pub async fn register(
     pool: &Pool,
     subject: &str,
+    schema_type: SchemaType,
     schema_text: &str,
 ) -> Result<Registered, RegistryError> {
-    let (new_schema, fingerprint) = parse(schema_text)?;
+    let (new_schema, fingerprint) = parse_typed(schema_type, schema_text)?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(query)?;
     tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&subject])
@@ -89,8 +187,7 @@ pub async fn register(
     }
     let earlier = all_versions(&*tx, subject, false).await?;
     let level = effective_compatibility(&*tx, subject).await?;
-    let earlier_schemas = parse_all(&earlier)?;
-    let problems = level.check(&new_schema, &earlier_schemas);
+    let problems = problems_with(subject, level, schema_type, new_schema.as_ref(), &earlier)?;
     if !problems.is_empty() {
         return Err(RegistryError::Incompatible {
             subject: subject.to_owned(),
@@ -109,9 +206,9 @@ pub async fn register(
         .map_err(query)?
         .get(0);
     tx.execute(
-        "INSERT INTO registry_schema (schema_text, fingerprint) VALUES ($1, $2)
+        "INSERT INTO registry_schema (schema_type, schema_text, fingerprint) VALUES ($1, $2, $3)
          ON CONFLICT (fingerprint) DO NOTHING",
-        &[&schema_text, &fingerprint],
+        &[&schema_type.as_str(), &schema_text, &fingerprint],
     )
     .await
     .map_err(query)?;
@@ -151,8 +248,8 @@ async fn find(
 ) -> Result<Option<SubjectVersion>, RegistryError> {
     let row = client
         .query_opt(
-            "SELECT v.version, v.schema_id, s.schema_text FROM registry_subject_version v
-             JOIN registry_schema s ON s.id = v.schema_id
+            "SELECT v.version, v.schema_id, s.schema_text, s.schema_type
+             FROM registry_subject_version v JOIN registry_schema s ON s.id = v.schema_id
              WHERE v.subject = $1 AND s.fingerprint = $2 AND v.deleted_at IS NULL",
             &[&subject, &fingerprint],
         )
@@ -161,13 +258,14 @@ async fn find(
     Ok(row.map(|row| subject_version(subject, &row)))
 }
 
-/// A row of (version, schema id, schema text) as a subject's version.
+/// A row of (version, schema id, schema text, schema type) as a subject's version.
 fn subject_version(subject: &str, row: &tokio_postgres::Row) -> SubjectVersion {
     SubjectVersion {
         subject: subject.to_owned(),
         version: row.get(0),
         id: id_from_db(row.get(1)),
         schema: row.get(2),
+        schema_type: SchemaType::from_db(row.get(3)),
     }
 }
 
@@ -180,8 +278,8 @@ async fn all_versions(
 ) -> Result<Vec<SubjectVersion>, RegistryError> {
     let rows = client
         .query(
-            "SELECT v.version, v.schema_id, s.schema_text FROM registry_subject_version v
-             JOIN registry_schema s ON s.id = v.schema_id
+            "SELECT v.version, v.schema_id, s.schema_text, s.schema_type
+             FROM registry_subject_version v JOIN registry_schema s ON s.id = v.schema_id
              WHERE v.subject = $1 AND ($2 OR v.deleted_at IS NULL) ORDER BY v.version",
             &[&subject, &deleted],
         )
@@ -197,9 +295,10 @@ async fn all_versions(
 pub async fn lookup(
     pool: &Pool,
     subject: &str,
+    schema_type: SchemaType,
     schema_text: &str,
 ) -> Result<Option<SubjectVersion>, RegistryError> {
-    let (_, fingerprint) = parse(schema_text)?;
+    let (_, fingerprint) = parse_typed(schema_type, schema_text)?;
     find(&**pool.get().await?, subject, &fingerprint).await
 }
 
@@ -250,8 +349,11 @@ pub async fn version(
         })
 }
 
-/// The text of schema `id`, if registered.
-pub async fn schema_text(pool: &Pool, id: u32) -> Result<Option<String>, RegistryError> {
+/// The type and text of schema `id`, if registered.
+pub async fn schema_text(
+    pool: &Pool,
+    id: u32,
+) -> Result<Option<(SchemaType, String)>, RegistryError> {
     let Ok(id) = i32::try_from(id) else {
         return Ok(None);
     };
@@ -259,12 +361,12 @@ pub async fn schema_text(pool: &Pool, id: u32) -> Result<Option<String>, Registr
         .get()
         .await?
         .query_opt(
-            "SELECT schema_text FROM registry_schema WHERE id = $1",
+            "SELECT schema_type, schema_text FROM registry_schema WHERE id = $1",
             &[&id],
         )
         .await
         .map_err(query)?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| (SchemaType::from_db(r.get(0)), r.get(1))))
 }
 
 /// The (subject, version) pairs that use schema `id`.
@@ -295,9 +397,10 @@ pub async fn compatibility_problems(
     pool: &Pool,
     subject: &str,
     selector: Option<VersionSelector>,
+    schema_type: SchemaType,
     schema_text: &str,
 ) -> Result<Vec<String>, RegistryError> {
-    let (new_schema, _) = parse(schema_text)?;
+    let (new_schema, _) = parse_typed(schema_type, schema_text)?;
     let client = pool.get().await?;
     let level = effective_compatibility(&**client, subject).await?;
     drop(client);
@@ -315,7 +418,7 @@ pub async fn compatibility_problems(
             vec![one]
         }
     };
-    Ok(level.check(&new_schema, &parse_all(&against)?))
+    problems_with(subject, level, schema_type, new_schema.as_ref(), &against)
 }
 
 const GLOBAL: &str = "";
@@ -493,4 +596,37 @@ pub async fn delete_version(
     tx.commit().await.map_err(query)?;
     tracing::info!(subject, version, permanent, "schema version deleted");
     Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_schemas_are_checked_against_a_bundled_draft_without_fetching() {
+        assert!(parse_json_schema(r#"{"type": "object"}"#).is_ok());
+        assert!(
+            parse_json_schema("true").is_ok(),
+            "a boolean schema is valid"
+        );
+        for (text, part) in [
+            (r#"{"type": 12}"#, "not a valid JSON Schema"),
+            (
+                r#"{"$schema": 5, "type": "object"}"#,
+                "not a valid JSON Schema",
+            ),
+            (r#"{"$schema": "http://127.0.0.1:9/meta"}"#, "draft"),
+            ("[1, 2]", "not a valid JSON Schema"),
+            ("{", "not JSON"),
+        ] {
+            let error = parse_json_schema(text).expect_err(text).to_string();
+            assert!(error.contains(part), "{text}: {error}");
+        }
+        // One text, two schemas: the fingerprints differ by type.
+        let text = r#"{"type": "string"}"#;
+        assert_ne!(
+            parse_typed(SchemaType::Json, text).unwrap().1,
+            parse_typed(SchemaType::Avro, text).unwrap().1
+        );
+    }
 }
