@@ -1,7 +1,8 @@
 //! Fees through PayGov end to end, against the PayGov sandbox and the repository's three
 //! PayGov connectors: a payment request becomes one transaction however often it is sent; the
 //! payment is confirmed by querying PayGov, once, whether PayGov's callback comes twice or
-//! never; a cancelled payment confirms nothing; a callback with a bad signature is refused.
+//! never, and across a hub restart between the steps; a cancelled payment confirms nothing; a
+//! callback with a bad signature is refused.
 
 mod common;
 
@@ -72,23 +73,25 @@ fn event_id(delivery: &Delivery) -> String {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_or_never_comes() {
-    let env = TestEnv::new("payments").await;
-    let faults = Faults {
-        duplicate_callback_rate: 1.0,
-        callback_delay_ms: 100,
-        ..Faults::default()
-    };
+/// What a payments test runs against: the PayGov sandbox with `faults`, the repository's three
+/// PayGov connectors pointed at it and granted, and a treasury system that requests payments.
+struct Payments {
+    base: String,
+    config: lienthong::config::Config,
+    webhook: String,
+    treasury: String,
+}
+
+async fn setup(env: &TestEnv, faults: Faults) -> Payments {
     let base =
-        common::sandbox::start_shared(&env, HashMap::from([("paygov".to_owned(), faults)])).await;
+        common::sandbox::start_shared(env, HashMap::from([("paygov".to_owned(), faults)])).await;
     let http_port = common::free_port();
     let mut config = env.config.clone();
     config.http.listen = format!("127.0.0.1:{http_port}").parse().expect("address");
     let webhook = format!("http://127.0.0.1:{http_port}/connectors/paygov-callbacks/webhook");
     env.install_paygov_webhook(PAYGOV_SECRET).await;
     common::sandbox::install_manifest(
-        &env,
+        env,
         "paygov-payments",
         &base,
         &[(
@@ -96,7 +99,7 @@ async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_o
             &format!("default = {webhook:?}"),
         )],
     );
-    common::sandbox::install_manifest(&env, "paygov-confirmations", &base, &[]);
+    common::sandbox::install_manifest(env, "paygov-confirmations", &base, &[]);
     let connector = "paygov-connector";
     for event_type in ["payment.requested", "payment.initiated"] {
         env.grant(connector, Direction::Subscribe, event_type, FEES)
@@ -117,6 +120,28 @@ async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_o
         env.grant("treasury-48", Direction::Subscribe, event_type, FEES)
             .await;
     }
+    Payments {
+        base,
+        config,
+        webhook,
+        treasury,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_or_never_comes() {
+    let env = TestEnv::new("payments").await;
+    let faults = Faults {
+        duplicate_callback_rate: 1.0,
+        callback_delay_ms: 100,
+        ..Faults::default()
+    };
+    let Payments {
+        base,
+        config,
+        webhook,
+        treasury,
+    } = setup(&env, faults).await;
     let hub = lienthong::app::Hub::start(config)
         .await
         .expect("the hub starts");
@@ -286,4 +311,89 @@ async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_o
         "{journal:?}"
     );
     hub.shutdown().await.expect("clean shutdown");
+}
+
+/// The payload of the next delivery about `dossier`, skipping the others (a resumed consumer
+/// group may deliver earlier events again).
+async fn next_about(stream: &mut tonic::Streaming<Delivery>, dossier: &str) -> Delivery {
+    loop {
+        let delivery = common::next(stream).await;
+        if payload(&delivery)["dossier_code"] == dossier {
+            return delivery;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_restarted_between_the_steps_of_a_payment_charges_once_and_confirms_once() {
+    let env = TestEnv::new("payments_restart").await;
+    // No callback at all: the hub that comes back must find the payment by itself.
+    let faults = Faults {
+        lost_callback_rate: 1.0,
+        ..Faults::default()
+    };
+    let Payments {
+        config, treasury, ..
+    } = setup(&env, faults).await;
+    let (code, _) = common::dossier();
+    let subscribe = async |hub: &lienthong::app::Hub, event_type: &str| {
+        client(hub, Some(&treasury))
+            .await
+            .subscribe(subscription(event_type))
+            .await
+            .expect("subscribed")
+            .into_inner()
+    };
+
+    // The first hub opens the transaction, starts asking PayGov about it, and stops.
+    let first = lienthong::app::Hub::start(config.clone())
+        .await
+        .expect("the hub starts");
+    let mut initiated = subscribe(&first, "payment.initiated").await;
+    client(&first, Some(&treasury))
+        .await
+        .publish(payment_request(&code, 1))
+        .await
+        .expect("payment requested");
+    let page = payload(&next_about(&mut initiated, &code).await);
+    first.shutdown().await.expect("clean shutdown");
+
+    // The second hub takes over; the one-stop system, unsure, sends its request again.
+    let second = lienthong::app::Hub::start(config)
+        .await
+        .expect("the hub starts again");
+    let mut confirmed = subscribe(&second, "payment.confirmed").await;
+    client(&second, Some(&treasury))
+        .await
+        .publish(payment_request(&code, 1))
+        .await
+        .expect("payment requested again");
+    let paid = reqwest::Client::new()
+        .post(page["payment_url"].as_str().expect("url"))
+        .json(&json!({"outcome": "success"}))
+        .send()
+        .await
+        .expect("the payment page answers");
+    assert_eq!(paid.status(), 200);
+    let confirmation = next_about(&mut confirmed, &code).await;
+    assert_eq!(
+        payload(&confirmation)["platform_transaction_id"],
+        page["platform_transaction_id"]
+    );
+    // Both requests are confirmed (the repeat opened no transaction of its own), under one id.
+    let again = next_about(&mut confirmed, &code).await;
+    assert_eq!(event_id(&again), event_id(&confirmation), "recorded once");
+    let db = env.pool.get().await.expect("connection");
+    let transactions: Vec<String> = db
+        .query(
+            "SELECT status FROM sandbox_paygov.transaction WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .expect("transactions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(transactions, ["PAID"], "charged once");
+    second.shutdown().await.expect("clean shutdown");
 }
