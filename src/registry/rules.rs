@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `vn.personal_id.province` | warning | the ID's 3-digit prefix is a province code issued on the birth date (IDs of births registered abroad carry country codes, not listed yet) |
 //! | `vn.personal_id.sex` | error | the century/sex digit agrees with `sex` beside it |
-//! | `vn.personal_id.birth_year` | error | century and year digits agree with `birth_date` beside it |
+//! | `vn.personal_id.birth_year` | error | century and year digits agree with `birth_date` (or `birth_date_partial`) beside it |
 //! | `vn.bhyt.group` | warning | a health-insurance card (`card_number` beside `bhxh_number`) of a child under 6 is group `TE` |
 //! | `vn.bhyt.bhxh_number` | error | the card's social-insurance number (its last 10 digits, or the whole 10-digit code) is the one beside it |
 //! | `vn.admin.province` | error | the 2-digit province code is valid on the event's date |
@@ -25,7 +25,8 @@
 //! machine transcribed from practice) or that would guess at the law (a few children under six
 //! lawfully hold a health-insurance group other than TE). Everything else refuses the event.
 //! Text is normalised before these rules run (see `normalise`), so names in another Unicode
-//! form are not refused.
+//! form are not refused. A partial date of birth (`birth_date_partial`: `YYYY` or `YYYY-MM`,
+//! for older citizens) stands in for `birth_date`, from the first day it can be.
 //!
 //! Each message is Vietnamese, then English. Messages name fields, never their values: they
 //! reach logs, and values here are personal data.
@@ -36,6 +37,9 @@ use serde_json::{Map, Value};
 use super::{Severity, Violation};
 use crate::domain::{PersonalId, ReferenceData, Sex};
 
+/// A date of birth of which only the year or the month is known (older citizens): checked
+/// from the first day it can be.
+const PARTIAL_BIRTH_DATE: &str = "birth_date_partial";
 /// Date fields that name a future or a period, not something that happened.
 const FORWARD_LOOKING: [&str; 5] = ["due", "valid_", "expires", "until", "appointment"];
 /// Children under this age get the `TE` health-insurance group.
@@ -71,7 +75,7 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
     if is_health_card(name, has_sibling) {
         rules.extend(["vn.bhyt.group", "vn.bhyt.bhxh_number"]);
     }
-    if (name.ends_with("_date") || name.ends_with("_at"))
+    if (name.ends_with("_date") || name.ends_with("_at") || name == PARTIAL_BIRTH_DATE)
         && !FORWARD_LOOKING.iter().any(|word| name.contains(word))
     {
         rules.push("vn.date.future");
@@ -161,13 +165,30 @@ fn walk(value: &Value, context: &RuleContext<'_>, pointer: &mut String, out: &mu
     }
 }
 
+/// A date, a time's date, or the first day a partial date (`YYYY`, `YYYY-MM`) can be: the
+/// earliest it may be, so a rule never refuses what the full date might make lawful.
 fn date_of(value: Option<&Value>) -> Option<NaiveDate> {
     let raw = value?.as_str()?;
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().or_else(|| {
-        DateTime::parse_from_rfc3339(raw)
-            .ok()
-            .map(|t| t.date_naive())
-    })
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(raw)
+                .ok()
+                .map(|t| t.date_naive())
+        })
+        .or_else(|| partial_start(raw))
+}
+
+fn partial_start(raw: &str) -> Option<NaiveDate> {
+    let (year, month) = match raw.split_once('-') {
+        Some((year, month)) if month.len() == 2 => (year, month.parse().ok()?),
+        Some(_) => return None,
+        None => (raw, 1),
+    };
+    if year.len() != 4 {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(year.parse().ok()?, month, 1)
 }
 
 fn check_object(
@@ -178,7 +199,8 @@ fn check_object(
 ) {
     let at = |key: &str| format!("{pointer}/{key}");
     let text = |key: &str| fields.get(key).and_then(Value::as_str);
-    let birth_date = date_of(fields.get("birth_date"));
+    let birth_date =
+        date_of(fields.get("birth_date")).or_else(|| date_of(fields.get(PARTIAL_BIRTH_DATE)));
 
     if let Some(id) = text("personal_id").and_then(|raw| PersonalId::parse(raw).ok()) {
         check_personal_id(&id, fields, birth_date, context, &at("personal_id"), out);
@@ -201,7 +223,7 @@ fn check_object(
             check_health_card(card, fields, context, &at(key), out);
         }
         if let Some(date) = date_of(Some(value))
-            && (key.ends_with("_date") || key.ends_with("_at"))
+            && (key.ends_with("_date") || key.ends_with("_at") || key == PARTIAL_BIRTH_DATE)
             && !FORWARD_LOOKING.iter().any(|word| key.contains(word))
             && date > context.event_date
         {
@@ -637,5 +659,29 @@ mod tests {
             [pair("/payload/appointment_at", "vn.deadline.appointment")]
         );
         assert!(rules_of(accepted("2026-11-26T08:00:00+07:00", true), "2026-11-20").is_empty());
+    }
+
+    #[test]
+    fn a_partial_birth_date_stands_in_for_the_full_one() {
+        let parent = |partial: &str| json!({"personal_id": "048065001234", "birth_date": null, "birth_date_partial": partial});
+        assert!(rules_of(parent("1965"), "2026-11-20").is_empty());
+        assert!(rules_of(parent("1965-03"), "2026-11-20").is_empty());
+        assert_eq!(
+            rules_of(parent("1966"), "2026-11-20"),
+            [pair("/payload/personal_id", "vn.personal_id.birth_year")]
+        );
+        assert_eq!(
+            rules_of(parent("2027"), "2026-11-20"),
+            [
+                pair("/payload/birth_date_partial", "vn.date.future"),
+                pair("/payload/personal_id", "vn.personal_id.birth_year"),
+            ]
+        );
+        assert_eq!(
+            partial_start("1938-03"),
+            NaiveDate::from_ymd_opt(1938, 3, 1)
+        );
+        assert_eq!(partial_start("1938-13"), None);
+        assert_eq!(partial_start("38"), None);
     }
 }
