@@ -12,7 +12,7 @@
 //! | `vn.admin.province` | error | the 2-digit province code is valid on the event's date |
 //! | `vn.admin.commune` | error | the commune code is valid in its province on the event's date |
 //! | `vn.code.ethnicity` | error | the ethnicity code is in the national list |
-//! | `vn.code.nationality` | error | the nationality is an ISO 3166 country |
+//! | `vn.code.nationality` | error | the nationality (or a travel document's issuing country) is an ISO 3166 country |
 //! | `vn.date.future` | error | a date of something that happened is not after the event |
 //! | `vn.date.order` | error | a birth is not after the dates that follow it (registration, death) |
 //! | `vn.plausible.birth_weight` | warning | a birth weight between 300 and 7 000 g (the schema refuses only the impossible) |
@@ -64,7 +64,7 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
         "province_code" => rules.push("vn.admin.province"),
         "commune_code" => rules.push("vn.admin.commune"),
         "ethnicity_code" => rules.push("vn.code.ethnicity"),
-        "nationality" => rules.push("vn.code.nationality"),
+        "nationality" | "issuing_country" => rules.push("vn.code.nationality"),
         "to_status" => rules.push("vn.status.transition"),
         "birth_weight_grams" => rules.push("vn.plausible.birth_weight"),
         "appointment_at" if has_sibling("accepted_at") && has_sibling("verification_required") => {
@@ -280,16 +280,18 @@ fn check_object(
             "unknown ethnicity code",
         );
     }
-    if let Some(country) = text("nationality")
-        && !context.reference.country_known(country)
-    {
-        violation(
-            out,
-            at("nationality"),
-            "vn.code.nationality",
-            "quốc tịch không có trong ISO 3166",
-            "not an ISO 3166 country",
-        );
+    for key in ["nationality", "issuing_country"] {
+        if let Some(country) = text(key)
+            && !context.reference.country_known(country)
+        {
+            violation(
+                out,
+                at(key),
+                "vn.code.nationality",
+                "quốc gia không có trong ISO 3166",
+                "not an ISO 3166 country",
+            );
+        }
     }
     if let (Some(from), Some(to)) = (fields.get("from_status"), fields.get("to_status"))
         && let (Some(from), Some(to)) = (from.as_u64(), to.as_u64())
