@@ -56,8 +56,8 @@ pub enum ConnectorsCommand {
     History {
         name: String,
         /// How many entries.
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },

@@ -17,7 +17,7 @@ use crate::proto::{
 
 const PURPOSE: &str = "fee-payment";
 const LEGAL_BASIS: &str = "Circular 85/2019/TT-BTC (civil-status fees)";
-/// A payment is confirmed by a query, retried on the connector's backoff (at most 15 s apart).
+/// A payment is confirmed by a query, retried on the connector's backoff (up to 30 s apart).
 const WAIT_FOR_PAYMENT: Duration = Duration::from_secs(90);
 /// The fee for one copy of a birth extract (trích lục), in dong.
 const COPY_FEE_VND: i64 = 8_000;

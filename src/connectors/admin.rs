@@ -283,9 +283,9 @@ impl Admin {
     }
 
     /// The connector's journal: operators' actions and refused callbacks, newest first.
-    pub async fn journal(&self, name: &str, limit: i64) -> Result<Vec<JournalEntry>, AdminError> {
+    pub async fn journal(&self, name: &str, limit: u32) -> Result<Vec<JournalEntry>, AdminError> {
         self.manifest(name)?;
-        Ok(state::journal(&self.pool, name, limit).await?)
+        Ok(state::journal(&self.pool, name, i64::from(limit)).await?)
     }
 
     pub async fn dead_letters(&self, name: &str, all: bool) -> Result<Vec<DeadLetter>, AdminError> {

@@ -112,7 +112,8 @@ impl HttpSink {
             Ok(Value::String(signed)) => signed,
             Ok(other) => {
                 return Err(refused(format!(
-                    "http.checksum.over must give a string, not {other}"
+                    "http.checksum.over must give a string, not {}",
+                    super::worker::json_kind(&other)
                 )));
             }
             Err(e) => return Err(refused(format!("http.checksum.over: {e}"))),

@@ -79,7 +79,8 @@ pub async fn set_desired(
     Ok(())
 }
 
-/// Records an operator's action that changes no state row (an offsets reset, say).
+/// Records an action in the connector's journal that changes no state row: an operator's
+/// (an offsets reset, say) or the hub's own (a callback refused for its signature).
 pub async fn record_action(
     pool: &Pool,
     name: &str,
@@ -495,7 +496,10 @@ pub async fn replayed(pool: &Pool, id: i64, process: &str, outcome: &str) -> Res
 }
 
 /// The event id of `connector`'s reply about `key`: `candidate` if none was given yet, else
-/// the one given first.
+/// the one given first. Several events can cause replies about one thing (a payment.initiated
+/// repeated or replayed for one PayGov transaction); their replies share this id. (The comment
+/// in V13, written earlier, names a callback as one cause: callbacks reach a connector of
+/// their own and are not keyed.)
 pub async fn outcome_id_for_key(
     pool: &Pool,
     connector: &str,

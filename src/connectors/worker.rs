@@ -105,6 +105,8 @@ impl Failure {
 
 /// The class of an attempt whose answer says the work is not finished (`reply.pending`).
 const PENDING: &str = "Pending";
+/// The class of an event whose call succeeded but whose reply the hub refused.
+const REPLY_REFUSED: &str = "ReplyRefused";
 
 /// Everything a worker needs; shared by its event tasks.
 pub struct Worker {
@@ -187,6 +189,19 @@ fn outcome_id(connector: &str, cause: Uuid, role: &str) -> Uuid {
     let mut random = [0u8; 10];
     random.copy_from_slice(&digest[..10]);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// What kind of JSON value a program gave, for error messages: never the value itself, which
+/// may be personal data and would reach dead letters and logs.
+pub(super) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// An answer as the reply's programs see it: `.response.status`, `.body` and `.received_at`
@@ -599,7 +614,7 @@ impl Worker {
                 .await?
             {
                 Ok(()) => return Ok(Handled::Delivered),
-                Err(refused) => Failure::permanent("ReplyRefused", refused, self.clock.now()),
+                Err(refused) => Failure::permanent(REPLY_REFUSED, refused, self.clock.now()),
             },
             Err(message) => Failure::permanent("Mapping", message, self.clock.now()),
         };
@@ -624,7 +639,10 @@ impl Worker {
         };
         match when.apply(input) {
             Ok(Value::Bool(acts)) => Ok(acts),
-            Ok(other) => Err(format!("source.when must give true or false, not {other}")),
+            Ok(other) => Err(format!(
+                "source.when must give true or false, not {}",
+                json_kind(&other)
+            )),
             Err(e) => Err(format!("source.when: {e}")),
         }
     }
@@ -639,7 +657,8 @@ impl Worker {
         match pending.apply(&input) {
             Ok(Value::Bool(pending)) => Ok(pending),
             Ok(other) => Err(format!(
-                "reply.pending must give true or false, not {other}"
+                "reply.pending must give true or false, not {}",
+                json_kind(&other)
             )),
             Err(e) => Err(format!("reply.pending: {e}")),
         }
@@ -655,14 +674,15 @@ impl Worker {
             .mapping
             .apply(input)
             .map_err(|e| format!("reply mapping: {e}"))?;
-        let Some(program) = &reply.key else {
+        let Some(program) = reply.key.as_ref().filter(|_| !payload.is_null()) else {
             return Ok((payload, None));
         };
         match program.apply(input) {
             Ok(Value::String(key)) if !key.is_empty() => Ok((payload, Some(key))),
             Ok(Value::Number(key)) => Ok((payload, Some(key.to_string()))),
             Ok(other) => Err(format!(
-                "reply.key must give a non-empty string, not {other}"
+                "reply.key must give a non-empty string, not {}",
+                json_kind(&other)
             )),
             Err(e) => Err(format!("reply.key: {e}")),
         }
@@ -825,6 +845,11 @@ impl Worker {
         self.stats.dead_lettered();
         self.count("dead_lettered");
         tracing::warn!(connector = %self.manifest.name, dead_letter = id, class = %failure.class, "event dead-lettered");
+        // The call was made and did what it was asked; only its reply could not become an event.
+        // Announcing the step as failed would be false: the dead letter tells the operator.
+        if failure.class == REPLY_REFUSED {
+            return Ok(Handled::DeadLettered(id));
+        }
         let (Some(output), Some(envelope), Some(input)) = (&self.spec.failure, envelope, input)
         else {
             return Ok(Handled::DeadLettered(id));

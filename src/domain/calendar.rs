@@ -26,8 +26,8 @@ const MAX_WORKING_DAYS: u32 = 366;
 /// One row of `holidays.csv`.
 #[derive(Debug, Deserialize)]
 pub(super) struct HolidayRow {
-    date: NaiveDate,
-    kind: String,
+    pub(super) date: NaiveDate,
+    pub(super) kind: String,
 }
 
 /// The working-day calendar of the years the reference data covers.
@@ -37,12 +37,16 @@ pub struct WorkingCalendar {
     days_off: HashSet<NaiveDate>,
     /// Saturdays worked in exchange for a day off.
     working_saturdays: HashSet<NaiveDate>,
+    /// The years the list covers: in another year the holidays are unknown, and a count there
+    /// would take Tết for working days.
+    years: HashSet<i32>,
 }
 
 impl WorkingCalendar {
     pub(super) fn from_rows(rows: Vec<HolidayRow>) -> Result<Self, String> {
         let mut calendar = Self::default();
         for row in rows {
+            calendar.years.insert(row.date.year());
             match row.kind.as_str() {
                 "holiday" | "compensatory" => calendar.days_off.insert(row.date),
                 "working_saturday" => calendar.working_saturdays.insert(row.date),
@@ -86,16 +90,24 @@ impl WorkingCalendar {
         }
     }
 
-    /// When something received at `at` with `working_days` to do it is due (Viet Nam time).
-    pub fn due(&self, at: DateTime<FixedOffset>, working_days: u32) -> DateTime<FixedOffset> {
+    /// When something received at `at` with `working_days` to do it is due (Viet Nam time);
+    /// `None` when the count runs through a year whose holidays the list does not hold.
+    pub fn due(
+        &self,
+        at: DateTime<FixedOffset>,
+        working_days: u32,
+    ) -> Option<DateTime<FixedOffset>> {
+        let first = at.with_timezone(&super::vietnam()).date_naive();
         let mut day = self.deemed_receipt(at);
         for _ in 0..working_days.min(MAX_WORKING_DAYS) {
             day = self.next_working_day(day);
         }
+        if !(first.year()..=day.year()).all(|year| self.years.contains(&year)) {
+            return None;
+        }
         day.and_time(CLOSE)
             .and_local_timezone(super::vietnam())
             .single()
-            .unwrap_or_else(|| unreachable!("a fixed offset maps every local time once"))
     }
 }
 
@@ -148,33 +160,40 @@ mod tests {
         // Friday morning: Monday, Tuesday, Wednesday.
         assert_eq!(
             calendar.due(at("2026-11-20T09:20:00+07:00"), 3),
-            at("2026-11-25T17:00:00+07:00")
+            Some(at("2026-11-25T17:00:00+07:00"))
         );
         // Friday after 15:00 counts from Monday.
         assert_eq!(
             calendar.due(at("2026-11-20T15:30:00+07:00"), 3),
-            at("2026-11-26T17:00:00+07:00")
+            Some(at("2026-11-26T17:00:00+07:00"))
         );
         // A time in UTC is read in Viet Nam's: 08:30 UTC is 15:30 there.
         assert_eq!(
             calendar.due(at("2026-11-20T08:30:00Z"), 3),
-            at("2026-11-26T17:00:00+07:00")
+            Some(at("2026-11-26T17:00:00+07:00"))
         );
         // The holidays are not counted: Thursday 3 to Wednesday 9 September.
         assert_eq!(
             calendar.due(at("2026-08-31T10:00:00+07:00"), 5),
-            at("2026-09-09T17:00:00+07:00")
+            Some(at("2026-09-09T17:00:00+07:00"))
         );
         // Received on a holiday: deemed received the next working day.
         assert_eq!(
             calendar.due(at("2026-09-01T10:00:00+07:00"), 1),
-            at("2026-09-04T17:00:00+07:00")
+            Some(at("2026-09-04T17:00:00+07:00"))
         );
         // Across a swapped weekend: Saturday 25 April is worked, Monday 27 is not.
         assert_eq!(
             calendar.due(at("2026-04-24T09:00:00+07:00"), 2),
-            at("2026-04-28T17:00:00+07:00")
+            Some(at("2026-04-28T17:00:00+07:00"))
         );
+    }
+
+    #[test]
+    fn a_year_the_list_does_not_cover_gives_no_deadline() {
+        // The fixture lists 2026 only: Tết 2027 is unknown, so no count reaches into 2027.
+        assert_eq!(calendar().due(at("2026-12-30T09:00:00+07:00"), 3), None);
+        assert_eq!(calendar().due(at("2025-11-20T09:00:00+07:00"), 3), None);
     }
 
     #[test]

@@ -59,6 +59,12 @@ struct CountryRow {
 }
 
 #[derive(Deserialize)]
+struct ProcedureRow {
+    code: String,
+    group: String,
+}
+
+#[derive(Deserialize)]
 struct TransitionRow {
     from: u8,
     to: u8,
@@ -78,6 +84,8 @@ pub struct ReferenceData {
     ethnicities: HashSet<String>,
     countries: HashSet<String>,
     transitions: HashSet<(u8, u8)>,
+    /// Procedure codes and their group (`birth`, `death`, …).
+    procedure_groups: HashMap<String, String>,
     calendar: WorkingCalendar,
 }
 
@@ -152,6 +160,10 @@ impl ReferenceData {
             .into_iter()
             .map(|r| (r.from, r.to))
             .collect();
+        let procedure_groups = read::<ProcedureRow>(&dir.join("procedures.csv"))?
+            .into_iter()
+            .map(|r| (r.code, r.group))
+            .collect();
         let holidays = dir.join("holidays.csv");
         let calendar = WorkingCalendar::from_rows(read(&holidays)?).map_err(|problem| {
             ReferenceError::Invalid {
@@ -166,6 +178,7 @@ impl ReferenceData {
             ethnicities,
             countries,
             transitions,
+            procedure_groups,
             calendar,
         })
     }
@@ -208,6 +221,11 @@ impl ReferenceData {
 
     pub fn transition_allowed(&self, from: u8, to: u8) -> bool {
         self.transitions.contains(&(from, to))
+    }
+
+    /// The group (`birth`, `death`, …) of a procedure code, if the code is known.
+    pub fn procedure_group(&self, code: &str) -> Option<&str> {
+        self.procedure_groups.get(code).map(String::as_str)
     }
 
     /// Working days, for deadlines.
@@ -255,7 +273,13 @@ pub mod fixture {
             ethnicities: ["01".to_owned(), "02".to_owned()].into(),
             countries: ["VN".to_owned(), "LA".to_owned()].into(),
             transitions: [(1, 2), (2, 4), (4, 9), (9, 10)].into(),
-            calendar: WorkingCalendar::default(),
+            procedure_groups: [("2.000986".to_owned(), "birth".to_owned())].into(),
+            // 2026 is covered (its New Year's Day listed); no other year is.
+            calendar: WorkingCalendar::from_rows(vec![crate::domain::calendar::HolidayRow {
+                date: date("2026-01-01"),
+                kind: "holiday".to_owned(),
+            }])
+            .expect("fixture calendar"),
         }
     }
 }

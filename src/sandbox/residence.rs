@@ -115,8 +115,8 @@ async fn register(
             "INSERT INTO sandbox_residence.permanent (personal_id, request_key, household_id,
                  head_personal_id, relationship, commune_code, address, consent, answer,
                  province_code)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                 (SELECT province_code FROM sandbox_population.citizen WHERE personal_id = $4))
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10,
+                 (SELECT province_code FROM sandbox_population.citizen WHERE personal_id = $4)))
              ON CONFLICT DO NOTHING",
             &[
                 &child,
@@ -128,6 +128,7 @@ async fn register(
                 &address,
                 &consent,
                 &answer,
+                &body.pointer("/province_code").and_then(Value::as_str),
             ],
         )
         .await

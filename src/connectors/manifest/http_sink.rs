@@ -483,6 +483,13 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         .checksum
         .as_ref()
         .and_then(|c| check_checksum(problems, c));
+    if let (Some(file), Some(reqwest::Method::GET)) = (&raw.http.checksum, &method) {
+        problems.add(
+            &file.field.span(),
+            "http.checksum",
+            "a GET sends no body to carry a checksum",
+        );
+    }
     let request = problems.mapping(&raw.request, "request");
     let vars = check_vars(problems, &raw.vars);
     let reply = check_output(problems, known, raw.reply.as_ref(), "reply");

@@ -636,11 +636,11 @@ url = "http://127.0.0.1:9/births"
     }
 
     #[test]
-    fn a_query_with_checksum_vars_pending_and_key_loads_and_misuse_is_named() {
+    fn checksum_vars_pending_and_key_load_and_misuse_is_named() {
         let text =
             GOOD.replace(
                 "[http]\n",
-                "[vars.callback]\ndefault = \"http://hub/cb\"\n\n[http]\nmethod = \"GET\"\n",
+                "[vars.callback]\ndefault = \"http://hub/cb\"\n\n[http]\nmethod = \"PUT\"\n",
             )
             .replace(
                 "event_types = [\"birth.dossier-submitted\"]\n",
@@ -662,7 +662,7 @@ url = "http://127.0.0.1:9/births"
         let Target::Http(http) = &sink.target else {
             panic!("not an http sink")
         };
-        assert_eq!(http.method, reqwest::Method::GET);
+        assert_eq!(http.method, reqwest::Method::PUT);
         for mapping in ["when", "checksum", "pending", "key", "reply"] {
             assert!(manifest.mapping(mapping).is_some(), "{mapping}");
         }
@@ -673,11 +673,13 @@ url = "http://127.0.0.1:9/births"
                 "default = \"http://hub/cb\"",
                 "env = \"LIENTHONG_TEST_UNSET_VAR\"",
             )
-            .replace("[reply]", "[failure]");
+            .replace("[reply]", "[failure]")
+            .replace("method = \"PUT\"", "method = \"GET\"");
         let found: Vec<String> = problems(&misused).iter().map(|p| p.field.clone()).collect();
         assert_eq!(
             found,
             [
+                "http.checksum",
                 "vars.callback",
                 "failure.pending",
                 "failure.key",
