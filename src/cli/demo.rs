@@ -16,7 +16,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::api::convert::{json_to_struct, struct_to_json};
 use crate::proto::event_service_client::EventServiceClient;
-use crate::proto::{AcknowledgeRequest, Position, PublishRequest, StartFrom, SubscribeRequest};
+use crate::proto::{
+    AcknowledgeRequest, Delivery, Position, PublishRequest, StartFrom, SubscribeRequest,
+};
 
 const EVENT_TYPE: &str = "birth.dossier-submitted";
 const WAIT_FOR_DELIVERY: Duration = Duration::from_secs(60);
@@ -106,6 +108,20 @@ pub(super) fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
             Ok(request)
         }),
     ))
+}
+
+/// Acknowledges one delivery, so its consumer group's offset may move past it.
+pub(super) async fn acknowledge(client: &mut Client, delivery: &Delivery) -> anyhow::Result<()> {
+    client
+        .acknowledge(AcknowledgeRequest {
+            subscription_id: delivery.subscription_id.clone(),
+            positions: vec![Position {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }],
+        })
+        .await?;
+    Ok(())
 }
 
 /// A one-stop system's publish of a birth dossier, as the demo and the bench send it.
@@ -222,15 +238,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             bail!("the hub ended the subscription");
         };
         let envelope = delivery.envelope.clone().unwrap_or_default();
-        civil_status
-            .acknowledge(AcknowledgeRequest {
-                subscription_id: delivery.subscription_id.clone(),
-                positions: vec![Position {
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                }],
-            })
-            .await?;
+        acknowledge(&mut civil_status, &delivery).await?;
         if envelope.event_id != accepted.event_id {
             println!(
                 "   (acknowledged an earlier event {} of dossier {})",

@@ -11,9 +11,7 @@ use tonic::Streaming;
 
 use super::demo::Client;
 use crate::api::convert::{json_to_struct, struct_to_json};
-use crate::proto::{
-    AcknowledgeRequest, Delivery, Position, PublishRequest, StartFrom, SubscribeRequest,
-};
+use crate::proto::{Delivery, PublishRequest, StartFrom, SubscribeRequest};
 
 const PURPOSE: &str = "fee-payment";
 const LEGAL_BASIS: &str = "Circular 85/2019/TT-BTC (civil-status fees)";
@@ -90,15 +88,7 @@ async fn payment_event(
         let Some(delivery) = next else {
             bail!("the hub ended the subscription");
         };
-        client
-            .acknowledge(AcknowledgeRequest {
-                subscription_id: delivery.subscription_id.clone(),
-                positions: vec![Position {
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                }],
-            })
-            .await?;
+        super::demo::acknowledge(client, &delivery).await?;
         let payload = delivery.payload.map(struct_to_json).unwrap_or_default();
         if payload["idempotency_key"] == key {
             return Ok(payload);

@@ -473,33 +473,24 @@ impl Worker {
         if !self.spec.vars.is_empty() {
             input["vars"] = Value::Object(self.spec.vars.clone());
         }
-        match self.acts_on(&input) {
-            Ok(true) => {}
-            Ok(false) => {
+        // `None`: an event `source.when` leaves alone.
+        let mapped = self.acts_on(&input).and_then(|acts| {
+            if !acts {
+                return Ok(None);
+            }
+            let body = self
+                .spec
+                .request
+                .apply(&input)
+                .map_err(|e| format!("request mapping: {e}"))?;
+            Ok(Some((body, self.path(&input)?)))
+        });
+        let (body, path) = match mapped {
+            Ok(Some(mapped)) => mapped,
+            Ok(None) => {
                 self.count("skipped");
                 return Ok(Handled::Delivered);
             }
-            Err(message) => {
-                let failure = Failure::permanent("Mapping", message, now);
-                return self
-                    .give_up(
-                        &received,
-                        event_type,
-                        Some(&envelope),
-                        Some(&input),
-                        failure,
-                    )
-                    .await;
-            }
-        }
-        let mapped = self
-            .spec
-            .request
-            .apply(&input)
-            .map_err(|e| format!("request mapping: {e}"))
-            .and_then(|body| Ok((body, self.path(&input)?)));
-        let (body, path) = match mapped {
-            Ok(mapped) => mapped,
             Err(message) => {
                 let failure = Failure::permanent("Mapping", message, now);
                 return self
