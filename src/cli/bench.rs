@@ -247,8 +247,8 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     let channel = Channel::from_shared(format!("http://{}", hub.grpc_addr))?
         .connect()
         .await?;
-    let mut client = super::demo::client(channel, &token)?;
-    let request = super::demo::birth_submission(key, &payload);
+    let mut client = super::hub_client::client(channel, &token)?;
+    let request = super::hub_client::birth_submission(key, &payload);
     let started = Instant::now();
     let mut accepted = 0;
     // One call takes at most max_batch_events events: send the rest in further calls.

@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tonic::Streaming;
 
-use super::demo::Client;
+use super::hub_client::{Client, acknowledge};
 use crate::api::convert::{json_to_struct, struct_to_json};
 use crate::proto::{Delivery, PublishRequest, StartFrom, SubscribeRequest};
 
@@ -88,7 +88,7 @@ async fn payment_event(
         let Some(delivery) = next else {
             bail!("the hub ended the subscription");
         };
-        super::demo::acknowledge(client, &delivery).await?;
+        acknowledge(client, &delivery).await?;
         let payload = delivery.payload.map(struct_to_json).unwrap_or_default();
         if payload["idempotency_key"] == key {
             return Ok(payload);

@@ -6,6 +6,7 @@ mod config_check;
 mod connectors;
 mod demo;
 mod demo_fee;
+mod hub_client;
 mod quarantine;
 mod sandbox;
 mod schemas;

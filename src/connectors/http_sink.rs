@@ -113,7 +113,7 @@ impl HttpSink {
             Ok(other) => {
                 return Err(refused(format!(
                     "http.checksum.over must give a string, not {}",
-                    super::worker::json_kind(&other)
+                    super::mapping::json_kind(&other)
                 )));
             }
             Err(e) => return Err(refused(format!("http.checksum.over: {e}"))),

@@ -98,6 +98,19 @@ impl Mapping {
     }
 }
 
+/// What kind of JSON value a program gave, for error messages: never the value itself, which
+/// may be personal data and would reach dead letters and logs.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

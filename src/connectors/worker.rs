@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use super::effect::{Answer, CallError, Effect};
 use super::manifest::{Manifest, Output, SinkSpec, StartAt, Target};
+use super::mapping::json_kind;
 use super::resilience::backoff;
 use super::state::{self, DeadLetter};
 use super::stats::{Stats, WorkerState};
@@ -189,19 +190,6 @@ fn outcome_id(connector: &str, cause: Uuid, role: &str) -> Uuid {
     let mut random = [0u8; 10];
     random.copy_from_slice(&digest[..10]);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
-}
-
-/// What kind of JSON value a program gave, for error messages: never the value itself, which
-/// may be personal data and would reach dead letters and logs.
-pub(super) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// An answer as the reply's programs see it: `.response.status`, `.body` and `.received_at`

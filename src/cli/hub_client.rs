@@ -1,0 +1,94 @@
+//! The CLI's gRPC client of the hub, shared by the scenes that play member systems (`demo`,
+//! its fee scene, `bench`): connecting (TLS, client certificates), naming the system with its
+//! token, acknowledging, and the one-stop system's birth submission.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde_json::Value;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::api::convert::json_to_struct;
+use crate::proto::event_service_client::EventServiceClient;
+use crate::proto::{AcknowledgeRequest, Delivery, Position, PublishRequest};
+
+/// The event type a one-stop system submits a birth dossier as.
+pub(super) const BIRTH_SUBMITTED: &str = "birth.dossier-submitted";
+
+/// A connection to the hub: TLS when the endpoint is https (trusting `ca_file`), presenting a
+/// client certificate when `identity` names one.
+pub(super) async fn connect(
+    endpoint: &str,
+    ca_file: Option<&PathBuf>,
+    identity: Option<(&PathBuf, &PathBuf)>,
+) -> anyhow::Result<Channel> {
+    let mut channel = Channel::from_shared(endpoint.to_owned())?;
+    if endpoint.starts_with("https://") {
+        crate::api::tls::install_crypto_provider();
+        let read = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let mut tls = ClientTlsConfig::new().domain_name("localhost");
+        if let Some(ca) = ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        channel = channel.tls_config(tls)?;
+    }
+    channel
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the hub at {endpoint}"))
+}
+
+pub(super) type Client = EventServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        Channel,
+        Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>,
+    >,
+>;
+
+/// A client that names its member system with a bearer token on every call.
+pub(super) fn client(channel: Channel, token: &str) -> anyhow::Result<Client> {
+    let bearer: MetadataValue<_> = format!("Bearer {token}")
+        .parse()
+        .context("the token is not a valid header value")?;
+    Ok(EventServiceClient::with_interceptor(
+        channel,
+        Box::new(move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        }),
+    ))
+}
+
+/// Acknowledges one delivery, so its consumer group's offset may move past it.
+pub(super) async fn acknowledge(client: &mut Client, delivery: &Delivery) -> anyhow::Result<()> {
+    client
+        .acknowledge(AcknowledgeRequest {
+            subscription_id: delivery.subscription_id.clone(),
+            positions: vec![Position {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }],
+        })
+        .await?;
+    Ok(())
+}
+
+/// A one-stop system's publish of a birth dossier, as the demo and the bench send it.
+pub(super) fn birth_submission(code: &str, payload: &Value) -> PublishRequest {
+    PublishRequest {
+        event_type: BIRTH_SUBMITTED.into(),
+        correlation_id: code.into(),
+        purpose: "civil-registration".into(),
+        legal_basis: "Decree 63/2024/ND-CP".into(),
+        payload: Some(json_to_struct(payload.clone())),
+        ..PublishRequest::default()
+    }
+}
