@@ -505,8 +505,11 @@ async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
             "declarant",
             "father",
             "mother.birth_date",
+            "mother.birth_date_partial",
             "mother.ethnicity_code",
             "mother.nationality",
+            "mother.stateless",
+            "mother.travel_document",
             "requested_services.id_card",
             "requested_services.permanent_residence",
         ]
