@@ -474,15 +474,13 @@ pub async fn set_compatibility(
     Ok(())
 }
 
-/// Deletes every version of `subject`: soft (hidden, schema ids kept) or, after a soft delete,
-/// `permanent`. Returns the version numbers deleted.
-pub async fn delete_subject(
-    pool: &Pool,
+/// Every version of `subject` and whether it is soft-deleted, oldest first, read under the
+/// subject's lock (the one registration takes) for the rest of `tx`; an unknown subject is an
+/// error.
+async fn deletion_states(
+    tx: &tokio_postgres::Transaction<'_>,
     subject: &str,
-    permanent: bool,
-) -> Result<Vec<i32>, RegistryError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await.map_err(query)?;
+) -> Result<Vec<(i32, bool)>, RegistryError> {
     tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&subject])
         .await
         .map_err(query)?;
@@ -500,6 +498,19 @@ pub async fn delete_subject(
     if states.is_empty() {
         return Err(RegistryError::SubjectNotFound(subject.to_owned()));
     }
+    Ok(states)
+}
+
+/// Deletes every version of `subject`: soft (hidden, schema ids kept) or, after a soft delete,
+/// `permanent`. Returns the version numbers deleted.
+pub async fn delete_subject(
+    pool: &Pool,
+    subject: &str,
+    permanent: bool,
+) -> Result<Vec<i32>, RegistryError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await.map_err(query)?;
+    let states = deletion_states(&tx, subject).await?;
     let all_soft_deleted = states.iter().all(|(_, deleted)| *deleted);
     let deleted = match (permanent, all_soft_deleted) {
         (false, true) => return Err(RegistryError::SubjectSoftDeleted(subject.to_owned())),
@@ -538,21 +549,7 @@ pub async fn delete_version(
 ) -> Result<i32, RegistryError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await.map_err(query)?;
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&subject])
-        .await
-        .map_err(query)?;
-    let rows = tx
-        .query(
-            "SELECT version, deleted_at IS NOT NULL FROM registry_subject_version
-             WHERE subject = $1 ORDER BY version",
-            &[&subject],
-        )
-        .await
-        .map_err(query)?;
-    if rows.is_empty() {
-        return Err(RegistryError::SubjectNotFound(subject.to_owned()));
-    }
-    let states: Vec<(i32, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let states = deletion_states(&tx, subject).await?;
     let found = match selector {
         VersionSelector::Number(n) => states.iter().find(|(v, _)| *v == n),
         VersionSelector::Latest => states.iter().rfind(|(_, deleted)| *deleted == permanent),
@@ -562,17 +559,16 @@ pub async fn delete_version(
             subject: subject.to_owned(),
         });
     };
-    let not_yet = |error: fn(String, i32) -> RegistryError| Err(error(subject.to_owned(), version));
     match (permanent, soft_deleted) {
         (false, true) => {
-            return not_yet(|subject, version| RegistryError::VersionSoftDeleted {
-                subject,
+            return Err(RegistryError::VersionSoftDeleted {
+                subject: subject.to_owned(),
                 version,
             });
         }
         (true, false) => {
-            return not_yet(|subject, version| RegistryError::VersionNotSoftDeleted {
-                subject,
+            return Err(RegistryError::VersionNotSoftDeleted {
+                subject: subject.to_owned(),
                 version,
             });
         }
