@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "schemas/proto/lienthong/v1/events.proto",
         "schemas/proto/lienthong/v1/connectors.proto",
+        "schemas/proto/lienthong/v1/dossiers.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -19,6 +19,7 @@ use crate::access::{
     SystemLimits,
 };
 use crate::api::connectors::ConnectorAdminApi;
+use crate::api::dossiers::DossierApi;
 use crate::api::grpc::EventApi;
 use crate::api::http::{self, HttpState};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
@@ -29,9 +30,11 @@ use crate::connectors::reload::{self, KnownEventTypes};
 use crate::connectors::runtime::{self, RuntimeParts};
 use crate::connectors::webhook::Webhooks;
 use crate::db::{self, DbError};
-use crate::domain::{ReferenceData, ReferenceError};
+use crate::domain::{Clock, ReferenceData, ReferenceError, SystemId};
 use crate::events::{Events, EventsParts, Quarantine, QuarantineKeys, SealError};
+use crate::procedures::{self, EngineParts};
 use crate::proto::connector_admin_server::ConnectorAdminServer;
+use crate::proto::dossier_service_server::DossierServiceServer;
 use crate::proto::event_service_server::EventServiceServer;
 use crate::registry::{Catalogue, Registry, RegistryError};
 use crate::telemetry::Metrics;
@@ -81,6 +84,8 @@ pub enum StartError {
     Connectors(#[from] ManifestErrors),
     #[error("connectors: {0}")]
     ConnectorRuntime(#[from] runtime::RuntimeError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +105,10 @@ pub struct Hub {
     access: Arc<Access>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    /// The connector runtime's tasks, stopped before the subscriptions they acknowledge on.
-    connectors: TaskTracker,
-    /// Ends the hub's own subscriptions, once `connectors` have stopped.
+    /// The connector runtime's and the procedure engine's tasks, stopped before the
+    /// subscriptions they acknowledge on.
+    workers: TaskTracker,
+    /// Ends the hub's own subscriptions, once `workers` have stopped.
     internal_subscriptions: CancellationToken,
     producer: Producer,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -117,6 +123,15 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 impl Hub {
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_with_clock(config, crate::domain::system_clock()).await
+    }
+
+    /// A hub whose connectors and procedure engine read `clock` (tests move it forward to
+    /// reach deadlines and backoffs without waiting for them).
+    pub async fn start_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
         crate::api::tls::install_crypto_provider();
         let pool = db::pool(&config.database)?;
         db::migrate(&pool).await?;
@@ -125,7 +140,7 @@ impl Hub {
         let registry = Arc::new(
             Registry::load(
                 &catalogue,
-                reference,
+                reference.clone(),
                 &config.kafka.topic_prefix,
                 pool.clone(),
             )
@@ -147,7 +162,7 @@ impl Hub {
         // Background tasks start below; if the start fails after that, this guard stops them.
         let stop_on_failure = shutdown.clone().drop_guard();
         let tracker = TaskTracker::new();
-        let connectors = TaskTracker::new();
+        let workers = TaskTracker::new();
         let internal_subscriptions = CancellationToken::new();
         let stop_internal_on_failure = internal_subscriptions.clone().drop_guard();
         // The access policy reads and records on connections of its own (see `Access`).
@@ -220,7 +235,7 @@ impl Hub {
             manifests.clone(),
             events.clone(),
             pool.clone(),
-            crate::domain::system_clock(),
+            clock.clone(),
             metrics.clone(),
         ));
         if config.connectors.enabled {
@@ -232,13 +247,34 @@ impl Hub {
                     pool: pool.clone(),
                     kafka: config.kafka.clone(),
                     config: config.connectors.clone(),
-                    clock: crate::domain::system_clock(),
+                    clock: clock.clone(),
                     metrics: metrics.clone(),
                 },
                 &shutdown,
-                &connectors,
+                &workers,
             )
             .await?;
+        }
+        if config.procedures.enabled {
+            let system = SystemId::parse(&config.procedures.system).map_err(|e| {
+                StartError::Config(crate::config::ConfigError::Invalid {
+                    field: "procedures.system",
+                    problem: e.to_string(),
+                })
+            })?;
+            procedures::start(
+                EngineParts {
+                    events: events.clone(),
+                    pool: pool.clone(),
+                    reference,
+                    clock: clock.clone(),
+                    metrics: metrics.clone(),
+                    config: config.procedures.clone(),
+                    system,
+                },
+                &shutdown,
+                &workers,
+            );
         }
 
         let grpc_listener = bind(config.grpc.listen).await?;
@@ -260,6 +296,9 @@ impl Hub {
         health.set_serving::<EventServiceServer<EventApi>>().await;
         health
             .set_serving::<ConnectorAdminServer<ConnectorAdminApi>>()
+            .await;
+        health
+            .set_serving::<DossierServiceServer<DossierApi>>()
             .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -288,6 +327,7 @@ impl Hub {
             .add_service(ConnectorAdminServer::new(ConnectorAdminApi::new(
                 connector_admin,
             )))
+            .add_service(DossierServiceServer::new(DossierApi::new(pool.clone())))
             .add_service(
                 EventServiceServer::new(EventApi::new(events, config.limits.max_batch_events))
                     .max_decoding_message_size(config.limits.max_message_bytes)
@@ -327,7 +367,7 @@ impl Hub {
             access: access_for_hub,
             shutdown,
             tracker,
-            connectors,
+            workers,
             internal_subscriptions,
             producer,
             grpc: tokio::spawn(grpc),
@@ -357,10 +397,10 @@ impl Hub {
             }
         };
         let http = self.http.await?;
-        // Connector workers finish what they hold (acknowledging it) before their
-        // subscriptions end.
-        self.connectors.close();
-        self.connectors.wait().await;
+        // Connector workers and the engine finish what they hold (acknowledging it) before
+        // their subscriptions end.
+        self.workers.close();
+        self.workers.wait().await;
         self.internal_subscriptions.cancel();
         self.tracker.close();
         self.tracker.wait().await;

@@ -18,6 +18,7 @@ pub mod connectors;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod procedures;
 pub mod registry;
 pub mod sandbox;
 pub mod telemetry;

@@ -92,6 +92,13 @@ grant demo-onestop subscribe payment.confirmed fee-payment
 grant portal-connector subscribe birth.dossier-submitted dossier-tracking
 grant portal-connector subscribe death.dossier-submitted dossier-tracking
 grant portal-connector subscribe dossier.status-changed dossier-tracking
+# The procedure engine (src/procedures) runs inside the hub as its own member system: it takes
+# each dossier in, follows its steps against their working-day deadlines, mirrors its status to
+# the portal and returns the result. `lienthong dossiers rights` lists what it needs.
+"$bin" systems add procedure-engine --name "Procedure engine" >/dev/null 2>&1 || true
+"$bin" dossiers rights | while read -r direction type purpose; do
+  grant procedure-engine "$direction" "$type" "$purpose"
+done
 # The national systems' stand-ins (sandboxes), with a token of their own that the connectors
 # read from the environment.
 sandbox_token=$LIENTHONG_DATA_DIR/sandbox.token
@@ -150,6 +157,7 @@ demo_out=$LIENTHONG_DATA_DIR/demo.out
 "$bin" demo --endpoint "https://$grpc" --ca-file "$tls/ca.pem" \
   --publisher-token "$publisher" --subscriber-token "$subscriber" \
   --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" \
+  --example schemas/examples/birth.dossier-submitted/valid-card-only.json \
   --fee | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
 echo
@@ -175,10 +183,23 @@ echo "-- social insurance's record (GET /social-insurance/v1/child-cards/$child 
 cat "$LIENTHONG_DATA_DIR/card.json"
 echo
 echo
-echo "== 10. The citizen follows the dossier on the national portal (synced by portal-dossiers)"
+echo "== 10. The procedure engine sees the dossier through: accepted with an appointment in working"
+echo "   days, registration, then the card, then the result returned to the citizen"
+for _ in $(seq 1 150); do
+  "$bin" dossiers show "$code" --output json 2>/dev/null | grep '"state": "completed"' >/dev/null && break
+  sleep 0.2
+done
+echo "-- lienthong dossiers show $code"
+"$bin" dossiers show "$code"
+"$bin" dossiers show "$code" --output json | grep '"state": "completed"' >/dev/null \
+  || { echo "the procedure did not complete; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+echo
+echo "== 11. The citizen follows the dossier on the national portal (synced by portal-dossiers,"
+echo "   each status set by the engine): 1 new, 2 accepted, 4 processing, 9 processed, 10 returned"
 rm -f "$LIENTHONG_DATA_DIR/portal.json"
 for _ in $(seq 1 150); do
-  curl -fs "http://$sandbox/portal/v1/dossiers/$code" >"$LIENTHONG_DATA_DIR/portal.json" && break
+  curl -fs "http://$sandbox/portal/v1/dossiers/$code" >"$LIENTHONG_DATA_DIR/portal.json" \
+    && grep -q '"status":10' "$LIENTHONG_DATA_DIR/portal.json" && break
   sleep 0.2
 done
 echo "-- the portal's public timeline (GET /portal/v1/dossiers/$code, no token)"

@@ -29,7 +29,8 @@ impl ConnectorAdminApi {
     }
 }
 
-fn operator<T>(request: &Request<T>) -> Result<Caller, Status> {
+/// The calling operator system, or why the call is refused. Shared by the operators' services.
+pub(super) fn operator<T>(request: &Request<T>) -> Result<Caller, Status> {
     let caller = request
         .extensions()
         .get::<Caller>()
@@ -37,7 +38,7 @@ fn operator<T>(request: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("no authenticated caller"))?;
     if !caller.operator {
         return Err(Status::permission_denied(format!(
-            "{} is not an operator: only operator systems administer connectors",
+            "{} is not an operator: only operator systems may call this service",
             caller.system
         )));
     }

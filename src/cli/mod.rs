@@ -6,6 +6,7 @@ mod config_check;
 mod connectors;
 mod demo;
 mod demo_fee;
+mod dossiers;
 mod hub_client;
 mod quarantine;
 mod sandbox;
@@ -48,6 +49,9 @@ enum Command {
     /// Operate the connectors: list, status, pause, resume, stop, dead letters, mapping tests.
     #[command(subcommand)]
     Connectors(connectors::ConnectorsCommand),
+    /// Follow life-event dossiers through their procedures: steps, due times, results.
+    #[command(subcommand)]
+    Dossiers(dossiers::DossiersCommand),
     /// Look at refused events.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
@@ -81,6 +85,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Config(command) => config_check::run(command, config),
             Command::Systems(command) => systems::run(command, Config::load(config)?).await,
             Command::Connectors(command) => connectors::run(command, Config::load(config)?).await,
+            Command::Dossiers(command) => dossiers::run(command, Config::load(config)?).await,
             Command::Quarantine(command) => quarantine::run(command, Config::load(config)?).await,
             Command::Schemas(command) => schemas::run(command, Config::load(config)?).await,
             Command::Sandbox(command) => sandbox::run(command, Config::load(config)?).await,

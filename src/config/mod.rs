@@ -21,9 +21,10 @@ pub enum ConfigError {
 }
 
 /// The environment prefixes of the sections below: `LIENTHONG_<SECTION>__<FIELD>`.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "access__",
     "connectors__",
+    "procedures__",
     "tls__",
     "limits__",
     "quarantine__",
@@ -40,6 +41,7 @@ const SECTIONS: [&str; 11] = [
 pub struct Config {
     pub access: AccessConfig,
     pub connectors: ConnectorsConfig,
+    pub procedures: ProceduresConfig,
     pub grpc: GrpcConfig,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
@@ -56,7 +58,7 @@ mod security;
 
 pub use sections::{
     ConnectorsConfig, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LogConfig, LogFormat,
-    SchemasConfig,
+    ProceduresConfig, ProceduresStart, SchemasConfig,
 };
 pub use security::{AccessConfig, LimitsConfig, QuarantineConfig, TlsConfig};
 
@@ -243,6 +245,21 @@ impl Config {
                     "{} has no topics.toml; point it at the repository's schemas/ folder",
                     self.schemas.dir.display()
                 ),
+            );
+        }
+        if let Err(e) = crate::domain::SystemId::parse(&self.procedures.system) {
+            return invalid("procedures.system", &e.to_string());
+        }
+        if !(1..=10_000).contains(&self.procedures.max_in_flight) {
+            return invalid("procedures.max_in_flight", "must be 1 to 10000");
+        }
+        if self.procedures.max_transactions == 0
+            || self.procedures.max_transactions >= self.database.pool_max_size
+        {
+            return invalid(
+                "procedures.max_transactions",
+                "must be at least 1 and below database.pool_max_size, which the rest of the hub \
+                 shares",
             );
         }
         Ok(())

@@ -164,6 +164,60 @@ impl ConnectorsConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProceduresConfig {
+    /// Run the procedure engine in this process. Every process that runs it shares the work
+    /// through Kafka consumer groups; PostgreSQL locks keep one dossier to one process at a time.
+    pub enabled: bool,
+    /// The member system the engine acts as; grant it the rights `src/procedures` lists.
+    pub system: String,
+    /// Unacknowledged events each of the engine's subscriptions may hold.
+    pub max_in_flight: usize,
+    /// Events the engine takes in at once, each in a transaction holding a connection of the
+    /// pool: keep it well below `database.pool_max_size`.
+    pub max_transactions: usize,
+    /// Where the engine starts reading the first time: `earliest` (every dossier still on the
+    /// topics) for a new hub, `latest` when turning the engine on for a hub that already
+    /// carried dossiers, which would otherwise be taken in again as new.
+    pub start_at: ProceduresStart,
+    /// How often the outbox relay looks for events when nothing woke it.
+    pub relay_interval_ms: u64,
+    /// How often the engine looks for steps past their due time.
+    pub deadline_interval_ms: u64,
+}
+
+impl Default for ProceduresConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            system: "procedure-engine".to_owned(),
+            max_in_flight: 256,
+            max_transactions: 4,
+            start_at: ProceduresStart::Earliest,
+            relay_interval_ms: 500,
+            deadline_interval_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProceduresStart {
+    Earliest,
+    Latest,
+}
+
+impl ProceduresConfig {
+    pub fn relay_interval(&self) -> Duration {
+        Duration::from_millis(self.relay_interval_ms.max(10))
+    }
+
+    pub fn deadline_interval(&self) -> Duration {
+        Duration::from_millis(self.deadline_interval_ms.max(100))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

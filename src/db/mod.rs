@@ -33,6 +33,9 @@ pub enum DbError {
     Migration(#[from] refinery::Error),
     #[error("database.ca_file: {0}")]
     Tls(String),
+    /// A row holds what the hub never writes: someone changed the table by hand.
+    #[error("unexpected data in PostgreSQL: {0}")]
+    Corrupt(String),
 }
 
 /// Builds the pool. Connections are opened lazily; call [`migrate`] to check the database.

@@ -49,6 +49,15 @@ pub struct ConnectorOutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub group: String,
+    /// A step's name, or `DOSSIER` for the whole dossier against its appointment.
+    pub step: String,
+    /// `on_time`, `late` (finished after its due time) or `overdue` (noticed past it, unfinished).
+    pub outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn call_latency_histogram() -> Histogram {
@@ -73,6 +82,7 @@ pub struct Metrics {
     pub connector_call_latency: HistogramFamily<ConnectorLabels>,
     pub connector_restarts: Family<ConnectorLabels, Counter>,
     pub connector_manifest_problems: Gauge,
+    pub procedure_steps: Family<StepLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -169,6 +179,13 @@ impl Default for Metrics {
             "Problems in the connector manifests on disk (not applied until fixed)",
             connector_manifest_problems.clone(),
         );
+        let procedure_steps = Family::<StepLabels, Counter>::default();
+        registry.register(
+            "procedure_steps",
+            "Procedure steps (and whole dossiers, step DOSSIER) finished on time or late, or \
+             noticed overdue: the on-time rate per procedure group and step",
+            procedure_steps.clone(),
+        );
         Self {
             registry,
             published,
@@ -186,6 +203,7 @@ impl Default for Metrics {
             connector_call_latency,
             connector_restarts,
             connector_manifest_problems,
+            procedure_steps,
         }
     }
 }
@@ -196,6 +214,17 @@ impl Metrics {
         self.connector_events
             .get_or_create(&ConnectorOutcomeLabels {
                 connector: connector.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a step of `group` (or `DOSSIER`) that finished or went overdue as `outcome`.
+    pub fn procedure_step(&self, group: &str, step: &str, outcome: &str) {
+        self.procedure_steps
+            .get_or_create(&StepLabels {
+                group: group.to_owned(),
+                step: step.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();

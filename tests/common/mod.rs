@@ -87,6 +87,11 @@ impl TestEnv {
         config.connectors.dir = std::env::temp_dir().join(format!("lienthong-connectors-{unique}"));
         config.connectors.refresh_interval_ms = 200;
         config.connectors.reload_interval_ms = 200;
+        // The procedure engine runs only where a test turns it on and grants its rights
+        // (`grant_procedure_engine`); it then relays its decisions at once.
+        config.procedures.enabled = false;
+        config.procedures.relay_interval_ms = 50;
+        config.procedures.max_transactions = 2;
         // gRPC runs over TLS, with client certificates accepted (mutual TLS), as in production;
         // HTTP stays plain unless a test turns it on, so tools such as the Python client need
         // no CA of ours.
@@ -198,6 +203,21 @@ impl TestEnv {
             .await
             .expect("right granted")
             .id()
+    }
+
+    /// Registers the procedure engine's member system with every right it needs.
+    pub async fn grant_procedure_engine(&self) {
+        let system = self.config.procedures.system.clone();
+        self.token(&system).await;
+        for (direction, event_type) in lienthong::procedures::rights() {
+            self.grant(
+                &system,
+                direction,
+                event_type,
+                lienthong::procedures::PURPOSE,
+            )
+            .await;
+        }
     }
 
     /// Registers an operator system and returns its token.
@@ -349,6 +369,14 @@ pub fn serve_command(env: &TestEnv, grpc: u16, http: u16) -> tokio::process::Com
         )
         .env("LIENTHONG_SCHEMAS__DIR", &env.config.schemas.dir)
         .env("LIENTHONG_CONNECTORS__DIR", &env.config.connectors.dir)
+        .env(
+            "LIENTHONG_PROCEDURES__ENABLED",
+            env.config.procedures.enabled.to_string(),
+        )
+        .env(
+            "LIENTHONG_PROCEDURES__RELAY_INTERVAL_MS",
+            env.config.procedures.relay_interval_ms.to_string(),
+        )
         .env("LIENTHONG_GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
         .env("LIENTHONG_HTTP__LISTEN", format!("127.0.0.1:{http}"))
         .env(

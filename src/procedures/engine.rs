@@ -1,0 +1,422 @@
+//! Takes the procedures' events in from Kafka and moves each dossier's procedure: one
+//! PostgreSQL transaction per event, under the dossier's advisory lock, that records the event
+//! (by its id, so a repeat changes nothing), applies it to the instance and queues the events the
+//! change announces in the outbox. Only then is the event acknowledged, so a crash repeats an
+//! event and never skips one.
+//!
+//! Several hub processes run the engine. Kafka's group assignment gives each of them some
+//! partitions; the dossier code is the key. Events are taken in concurrently (at most
+//! `max_transactions` at once, so the engine leaves the pool's other connections to the rest of
+//! the hub), and the advisory lock makes two events of one dossier take turns, whichever
+//! process or subscription they came through. Nothing in a definition depends on the order a
+//! dossier's events arrive in: an event of a dossier not yet opened (a reply overtaking the
+//! submission) waits in the inbox and is applied when the submission comes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::{FutureExt as _, future::BoxFuture};
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::definition::Definition;
+use super::instance::{self, Context, Instance, State, StepState};
+use super::store::{self, Taken};
+use super::{LEGAL_BASIS, PURPOSE};
+use crate::access::{Caller, FieldSet};
+use crate::bus::{Envelope, Received, StartFrom};
+use crate::db::DbError;
+use crate::domain::{Clock, ReferenceData};
+use crate::events::{Events, SubscribeError, SubscribeInput};
+use crate::telemetry::Metrics;
+
+/// The consumer groups' name (namespaced by the engine's system and each event type).
+const GROUP: &str = "procedures";
+/// Delays between attempts at a transaction PostgreSQL refused.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+/// What a deadline the hub noticed is recorded as in the timeline (not an event type).
+pub const DEADLINE: &str = "deadline";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot subscribe to {event_type}: {source}")]
+    Subscribe {
+        event_type: String,
+        source: SubscribeError,
+    },
+    #[error("the subscription to {event_type} ended")]
+    Ended { event_type: String },
+    #[error("cannot acknowledge a handled event: {0}")]
+    Acknowledge(SubscribeError),
+    #[error("cannot decode an event for now: {0}")]
+    Decode(String),
+    /// The engine is stopping: the event was not finished and will be delivered again.
+    #[error("stopped before the event was finished")]
+    Stopping,
+}
+
+/// Everything the engine's tasks share.
+pub struct Engine {
+    pub definitions: &'static [&'static Definition],
+    pub events: Arc<Events>,
+    pub pool: Pool,
+    pub reference: Arc<ReferenceData>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub caller: Caller,
+    /// Unacknowledged events each subscription may hold.
+    pub max_in_flight: usize,
+    /// Where the engine's consumer groups start the first time.
+    pub start: super::StartAt,
+    /// Transactions in progress at once (each holds a connection of the pool).
+    pub transactions: Semaphore,
+    /// Told whenever the outbox has something new.
+    pub outbox: Arc<Notify>,
+}
+
+struct Source {
+    definition: &'static Definition,
+    event_type: &'static str,
+    subscription: String,
+    fields: Arc<FieldSet>,
+}
+
+/// A finished event: its source and position, and how it went.
+type Done = (usize, (i32, i64), Result<(), EngineError>);
+
+impl Engine {
+    /// Runs until `stop` (then `Ok`) or until a subscription fails (then the error; the caller
+    /// starts it again).
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> Result<(), EngineError> {
+        let mut sources = Vec::new();
+        let mut streams = Vec::new();
+        let mut guards = Vec::new();
+        for definition in self.definitions {
+            for event_type in definition.event_types() {
+                let opened = self
+                    .events
+                    .subscribe(
+                        &self.caller,
+                        SubscribeInput {
+                            event_type: event_type.to_owned(),
+                            group: GROUP.to_owned(),
+                            start: match self.start {
+                                super::StartAt::Earliest => StartFrom::Earliest,
+                                super::StartAt::Latest => StartFrom::Latest,
+                            },
+                            max_unacknowledged: self.max_in_flight,
+                            purpose: PURPOSE.to_owned(),
+                            legal_basis: LEGAL_BASIS.to_owned(),
+                        },
+                    )
+                    .await
+                    .map_err(|source| EngineError::Subscribe {
+                        event_type: event_type.to_owned(),
+                        source,
+                    })?;
+                guards.push(opened.ended.clone().drop_guard());
+                let index = sources.len();
+                streams.push(
+                    ReceiverStream::new(opened.deliveries)
+                        .map(Some)
+                        .chain(futures::stream::once(async { None }))
+                        .map(move |item| (index, item))
+                        .boxed(),
+                );
+                sources.push(Source {
+                    definition,
+                    event_type,
+                    subscription: opened.id.to_string(),
+                    fields: opened.fields,
+                });
+            }
+        }
+        tracing::info!(system = %self.caller.system, "procedure engine running");
+        let mut incoming = futures::stream::select_all(streams);
+        let mut working: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                Some((index, position, outcome)) = working.next(), if !working.is_empty() => {
+                    match outcome {
+                        Ok(()) => {
+                            self.events
+                                .acknowledge(&self.caller, &sources[index].subscription, vec![position])
+                                .await
+                                .map_err(EngineError::Acknowledge)?;
+                        }
+                        Err(EngineError::Stopping) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                next = incoming.next() => match next {
+                    Some((index, Some(received))) => {
+                        let source = &sources[index];
+                        let engine = self.clone();
+                        let (definition, event_type, fields) =
+                            (source.definition, source.event_type, source.fields.clone());
+                        let stop = stop.clone();
+                        working.push(async move {
+                            let position = (received.partition, received.offset);
+                            let outcome = engine.take(definition, event_type, &fields, received, &stop).await;
+                            (index, position, outcome)
+                        }.boxed());
+                    }
+                    ended => {
+                        if stop.is_cancelled() {
+                            break;
+                        }
+                        let index = ended.map_or(0, |(index, _)| index);
+                        return Err(EngineError::Ended { event_type: sources[index].event_type.to_owned() });
+                    }
+                },
+            }
+        }
+        // Events in progress finish their transaction or are delivered again after the restart.
+        while let Some((index, position, outcome)) = working.next().await {
+            if outcome.is_ok() {
+                let _ = self
+                    .events
+                    .acknowledge(&self.caller, &sources[index].subscription, vec![position])
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one delivered event in, retrying its transaction until PostgreSQL takes it.
+    async fn take(
+        &self,
+        definition: &'static Definition,
+        event_type: &str,
+        fields: &FieldSet,
+        received: Received,
+        stop: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let envelope = match Envelope::from_headers(&received.headers) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                // The hub wrote these headers when it validated the event: nothing to act on.
+                tracing::error!(topic = %received.topic, partition = received.partition, offset = received.offset, %error, "an event without a readable envelope; skipped");
+                return Ok(());
+            }
+        };
+        let decoded = self.events.decode(received, event_type, fields).await;
+        let Some(payload) = decoded.payload else {
+            let message = decoded.decode_error.unwrap_or_default();
+            if decoded.decode_transient {
+                return Err(EngineError::Decode(message));
+            }
+            tracing::error!(event_id = %envelope.event_id, %event_type, error = %message, "an undecodable event; skipped");
+            return Ok(());
+        };
+        let dossier = payload
+            .get("dossier_code")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                envelope
+                    .correlation_id
+                    .as_ref()
+                    .map(|c| c.as_str().to_owned())
+            });
+        let Some(dossier) = dossier else {
+            tracing::warn!(event_id = %envelope.event_id, %event_type, "an event with no dossier; skipped");
+            return Ok(());
+        };
+        let mut delay = FIRST_RETRY;
+        loop {
+            let outcome = {
+                let Ok(_permit) = self.transactions.acquire().await else {
+                    return Err(EngineError::Stopping);
+                };
+                self.transact(definition, event_type, &envelope, &dossier, &payload)
+                    .await
+            };
+            match outcome {
+                Ok(finished) => {
+                    self.outbox.notify_one();
+                    self.count(definition, &finished);
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %event_type, "cannot record a procedure's event; trying again");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return Err(EngineError::Stopping),
+                () = self.clock.sleep(delay) => {}
+            }
+            delay = (delay * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// One event's transaction; what it finished (for the on-time metrics).
+    async fn transact(
+        &self,
+        definition: &Definition,
+        event_type: &str,
+        envelope: &Envelope,
+        dossier: &str,
+        payload: &Value,
+    ) -> Result<Finished, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        store::lock(&tx, dossier).await?;
+        let now = self.clock.now();
+        let ctx = Context {
+            now,
+            calendar: self.reference.calendar(),
+        };
+        let existing = store::load(&tx, dossier).await?;
+        let before = existing.clone();
+        let mut early = Vec::new();
+        let (effect, instance, outgoing) = match existing {
+            Some(instance) if event_type == definition.intake => (
+                "a repeated submission; the dossier is already open".to_owned(),
+                Some(instance),
+                Vec::new(),
+            ),
+            None if event_type == definition.intake => {
+                match instance::open(definition, payload, &ctx) {
+                    Ok((instance, outgoing)) => {
+                        early = store::early(&tx, dossier).await?;
+                        ("opened".to_owned(), Some(instance), outgoing)
+                    }
+                    Err(error) => (format!("not opened: {error}"), None, Vec::new()),
+                }
+            }
+            Some(mut instance) => {
+                let (effect, outgoing) = instance.apply(definition, event_type, payload, &ctx);
+                (effect.describe(), Some(instance), outgoing)
+            }
+            None => (store::EARLY.to_owned(), None, Vec::new()),
+        };
+        let taken = Taken {
+            event_id: envelope.event_id,
+            dossier_code: dossier,
+            event_type,
+            producer: envelope.producer_system.as_str(),
+            occurred_at: envelope.occurred_at,
+            taken_at: now,
+            effect: &effect,
+            payload: (effect == store::EARLY).then_some(payload),
+        };
+        if !store::record(&tx, &taken).await? {
+            // Taken in before: the transaction changes nothing.
+            return Ok(Finished::default());
+        }
+        let Some(mut instance) = instance else {
+            tx.commit().await?;
+            return Ok(Finished::default());
+        };
+        store::enqueue(&tx, dossier, Some(envelope.event_id), &outgoing, now).await?;
+        for (event_id, early_type, early_payload) in early {
+            let (effect, outgoing) = instance.apply(definition, &early_type, &early_payload, &ctx);
+            store::enqueue(&tx, dossier, Some(event_id), &outgoing, now).await?;
+            store::joined(&tx, event_id, &effect.describe()).await?;
+        }
+        store::save(&tx, &instance, now).await?;
+        tx.commit().await?;
+        Ok(Finished::between(before.as_ref(), &instance))
+    }
+
+    fn count(&self, definition: &Definition, finished: &Finished) {
+        for (step, on_time) in &finished.steps {
+            let outcome = if *on_time { "on_time" } else { "late" };
+            self.metrics.procedure_step(definition.group, step, outcome);
+        }
+        if let Some(on_time) = finished.dossier {
+            let outcome = if on_time { "on_time" } else { "late" };
+            self.metrics
+                .procedure_step(definition.group, "DOSSIER", outcome);
+        }
+    }
+
+    /// Marks the steps now past their due time, each once, in the dossiers' timelines; how
+    /// many it marked.
+    pub async fn mark_overdue(&self) -> Result<usize, DbError> {
+        let now = self.clock.now();
+        let mut marked = 0;
+        for dossier in store::with_steps_due(&self.pool, now, 500).await? {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            store::lock(&tx, &dossier).await?;
+            let Some(mut instance) = store::load(&tx, &dossier).await? else {
+                continue;
+            };
+            let steps = instance.mark_overdue(now);
+            for step in &steps {
+                let due = instance
+                    .steps
+                    .iter()
+                    .find(|s| &s.name == step)
+                    .and_then(|s| s.due_at)
+                    .map(|due| due.with_timezone(&crate::domain::vietnam()).to_rfc3339())
+                    .unwrap_or_default();
+                let effect = format!("{step} overdue: due {due}");
+                let entry = Taken {
+                    event_id: uuid::Uuid::now_v7(),
+                    dossier_code: &dossier,
+                    event_type: DEADLINE,
+                    producer: "hub",
+                    occurred_at: now.with_timezone(&crate::domain::vietnam()),
+                    taken_at: now,
+                    effect: &effect,
+                    payload: None,
+                };
+                store::record(&tx, &entry).await?;
+                self.metrics
+                    .procedure_step(&instance.group, step, "overdue");
+                tracing::warn!(dossier = %dossier, %step, "procedure step overdue");
+            }
+            store::save(&tx, &instance, now).await?;
+            tx.commit().await?;
+            marked += steps.len();
+        }
+        Ok(marked)
+    }
+}
+
+/// What one transaction finished: steps (on time or not) and the dossier itself.
+#[derive(Debug, Default)]
+struct Finished {
+    steps: Vec<(String, bool)>,
+    dossier: Option<bool>,
+}
+
+impl Finished {
+    fn between(before: Option<&Instance>, after: &Instance) -> Self {
+        let was_done = |name: &str| {
+            before.is_some_and(|b| {
+                b.steps
+                    .iter()
+                    .any(|s| s.name == name && s.state == StepState::Done)
+            })
+        };
+        let on_time =
+            |finished: Option<DateTime<Utc>>, due: Option<DateTime<Utc>>| match (finished, due) {
+                (Some(finished), Some(due)) => finished <= due,
+                _ => true,
+            };
+        let steps = after
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Done && !was_done(&s.name))
+            .map(|s| (s.name.clone(), on_time(s.finished_at, s.due_at)))
+            .collect();
+        let completed_now =
+            after.state == State::Completed && before.is_none_or(|b| b.state != State::Completed);
+        Self {
+            steps,
+            dossier: completed_now.then(|| on_time(after.completed_at, after.due_at)),
+        }
+    }
+}

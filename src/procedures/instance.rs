@@ -1,0 +1,731 @@
+//! One dossier's procedure as a value, and how each event moves it: pure functions of the
+//! definition, the instance, the event and the time, so every transition is tested without a
+//! database or a broker. The engine loads the instance under the dossier's lock, applies one
+//! event, and stores the instance with the events it decided to publish.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use super::definition::{Definition, STATUS_CHANGED, StepDef};
+use crate::domain::{WorkingCalendar, vietnam};
+
+/// Who the portal shows as having handled the hub's own transitions.
+const HANDLER: &str = "Hệ thống liên thông";
+/// Channel the results are returned through: the national portal, where the citizen applied.
+const RESULT_CHANNEL: &str = "NATIONAL_PORTAL";
+
+/// The national portal's dossier statuses (TrangThaiHoSo) the engine sets.
+pub mod portal {
+    pub const NEW: u8 = 1;
+    pub const ACCEPTED: u8 = 2;
+    pub const PROCESSING: u8 = 4;
+    pub const PROCESSED: u8 = 9;
+    pub const RESULT_RETURNED: u8 = 10;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Completed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(Self::Running),
+            "completed" => Some(Self::Completed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    /// Waiting for the steps it comes after.
+    Waiting,
+    /// Started: the system that does it has been told (by the event that started it).
+    Running,
+    Done,
+    /// Given up by its connector after every retry: it waits for an operator's replay, whose
+    /// success still completes it.
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "waiting" => Some(Self::Waiting),
+            "running" => Some(Self::Running),
+            "done" => Some(Self::Done),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub state: StepState,
+    pub started_at: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub overdue_at: Option<DateTime<Utc>>,
+    /// `{result_type, document_reference, issued_at}` objects.
+    pub results: Vec<Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub dossier_code: String,
+    pub group: String,
+    pub procedure_code: String,
+    pub state: State,
+    pub portal_status: u8,
+    pub received_at: DateTime<FixedOffset>,
+    pub accepted_at: DateTime<Utc>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// In the definition's order.
+    pub steps: Vec<Step>,
+}
+
+/// An event the engine decided to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub event_type: String,
+    pub payload: Value,
+}
+
+/// Why a submission cannot open a procedure (the validator lets none of these through; the
+/// engine still refuses rather than guess).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct OpenError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+/// The time and the calendar a transition reads.
+pub struct Context<'a> {
+    pub now: DateTime<Utc>,
+    pub calendar: &'a WorkingCalendar,
+}
+
+impl Context<'_> {
+    /// `working_days` from `from`, as a UTC instant; `None` outside the calendar's years.
+    fn due(&self, from: DateTime<FixedOffset>, working_days: u32) -> Option<DateTime<Utc>> {
+        self.calendar
+            .due(from, working_days)
+            .map(|due| due.with_timezone(&Utc))
+    }
+
+    fn local_now(&self) -> DateTime<FixedOffset> {
+        self.now.with_timezone(&vietnam())
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.with_timezone(&vietnam())
+        .to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
+    value.pointer(pointer).and_then(Value::as_str)
+}
+
+/// The receiving agency: the dossier code's first part (`G22.99.08` of `G22.99.08-261120-0042`).
+fn agency(dossier_code: &str) -> &str {
+    dossier_code.split('-').next().unwrap_or(dossier_code)
+}
+
+/// Opens the procedure of a submitted dossier: its steps as the citizen asked, its appointment
+/// in working days, and the acceptance and first steps announced.
+pub fn open(
+    definition: &Definition,
+    submission: &Value,
+    ctx: &Context<'_>,
+) -> Result<(Instance, Vec<Outgoing>), OpenError> {
+    let required = |field: &'static str| {
+        text(submission, &format!("/{field}")).ok_or(OpenError {
+            field,
+            problem: "is required".to_owned(),
+        })
+    };
+    let dossier_code = required("dossier_code")?.to_owned();
+    let procedure_code = required("procedure_code")?.to_owned();
+    let received_at =
+        DateTime::parse_from_rfc3339(required("received_at")?).map_err(|e| OpenError {
+            field: "received_at",
+            problem: format!("is not an RFC 3339 time: {e}"),
+        })?;
+    let received_on = received_at.with_timezone(&vietnam()).date_naive();
+    let late_registration = text(submission, definition.event_date)
+        .and_then(|date| date.parse::<NaiveDate>().ok())
+        .is_some_and(|date| (received_on - date).num_days() > definition.late_after_days);
+    let steps = definition
+        .steps
+        .iter()
+        .filter(|step| {
+            step.requested_by
+                .is_none_or(|pointer| submission.pointer(pointer) == Some(&Value::Bool(true)))
+        })
+        .map(|step| Step {
+            name: step.name.to_owned(),
+            state: StepState::Waiting,
+            started_at: None,
+            due_at: None,
+            finished_at: None,
+            overdue_at: None,
+            results: Vec::new(),
+            error: None,
+        })
+        .collect();
+    let mut instance = Instance {
+        due_at: ctx.due(received_at, definition.working_days),
+        dossier_code,
+        group: definition.group.to_owned(),
+        procedure_code,
+        state: State::Running,
+        portal_status: portal::NEW,
+        received_at,
+        accepted_at: ctx.now,
+        completed_at: None,
+        steps,
+    };
+    let accepted = Outgoing {
+        event_type: definition.accepted.to_owned(),
+        payload: json!({
+            "dossier_code": instance.dossier_code,
+            "procedure_code": instance.procedure_code,
+            "accepted_at": timestamp(ctx.now),
+            "receiving_agency_code": agency(&instance.dossier_code),
+            // The appointment; a year the calendar does not cover gets the day itself, flagged
+            // by the missing due time in the dossier's status.
+            "appointment_at": timestamp(instance.due_at.unwrap_or(ctx.now)),
+            // No rule asks for verification yet; when one does it sets 5 working days.
+            "verification_required": false,
+            "late_registration": late_registration,
+        }),
+    };
+    let mut out = vec![accepted];
+    out.push(instance.status(portal::ACCEPTED, ctx, "Tiếp nhận hồ sơ liên thông"));
+    out.push(instance.status(portal::PROCESSING, ctx, "Chuyển xử lý"));
+    instance.start_ready(definition, ctx);
+    Ok((instance, out))
+}
+
+/// What taking an event in did, for the dossier's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    StepDone(String),
+    StepFailed(String),
+    /// The event ends a step the dossier does not have (a service not asked for).
+    NotInDossier(String),
+    /// The step was already done: a second answer changes nothing.
+    AlreadyDone(String),
+    /// A failure reported after the step was done (a late dead letter).
+    FailureAfterDone(String),
+    /// The event is not one this group takes.
+    Unrelated,
+}
+
+impl Effect {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::StepDone(step) => format!("{step} done"),
+            Self::StepFailed(step) => format!("{step} failed"),
+            Self::NotInDossier(step) => format!("{step} is not part of this dossier; ignored"),
+            Self::AlreadyDone(step) => format!("{step} was already done; ignored"),
+            Self::FailureAfterDone(step) => {
+                format!("a failure of {step} after it was done; ignored")
+            }
+            Self::Unrelated => "not an event of this procedure; ignored".to_owned(),
+        }
+    }
+}
+
+impl Instance {
+    fn step_mut(&mut self, name: &str) -> Option<&mut Step> {
+        self.steps.iter_mut().find(|s| s.name == name)
+    }
+
+    fn is_done(&self, name: &str) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.name == name && s.state == StepState::Done)
+    }
+
+    /// Moves the portal status to `to` and announces it.
+    fn status(&mut self, to: u8, ctx: &Context<'_>, note: &str) -> Outgoing {
+        let from = self.portal_status;
+        self.portal_status = to;
+        Outgoing {
+            event_type: STATUS_CHANGED.to_owned(),
+            payload: json!({
+                "dossier_code": self.dossier_code,
+                "procedure_code": self.procedure_code,
+                "from_status": from,
+                "to_status": to,
+                "changed_at": timestamp(ctx.now),
+                "handler": HANDLER,
+                "department": agency(&self.dossier_code),
+                "note": note,
+                "due_at": self.due_at.map(timestamp),
+            }),
+        }
+    }
+
+    /// Starts every waiting step whose predecessors are done (or not part of the dossier). A
+    /// step whose failure came before its predecessors were done (replies from different
+    /// systems overtake one another) stays failed, and gets its due time now.
+    fn start_ready(&mut self, definition: &Definition, ctx: &Context<'_>) {
+        let ready: Vec<(usize, &StepDef)> = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| {
+                step.state == StepState::Waiting
+                    || (step.state == StepState::Failed && step.due_at.is_none())
+            })
+            .filter_map(|(index, step)| definition.step(&step.name).map(|def| (index, def)))
+            .filter(|(_, def)| {
+                def.after.iter().all(|before| {
+                    self.is_done(before) || !self.steps.iter().any(|s| s.name == *before)
+                })
+            })
+            .collect();
+        for (index, def) in ready {
+            let step = &mut self.steps[index];
+            if step.state == StepState::Waiting {
+                step.state = StepState::Running;
+            }
+            step.started_at = Some(ctx.now);
+            step.due_at = ctx.due(ctx.local_now(), def.working_days);
+        }
+    }
+
+    /// Takes in one event of the dossier (never the submission: [`open`] takes that).
+    pub fn apply(
+        &mut self,
+        definition: &Definition,
+        event_type: &str,
+        payload: &Value,
+        ctx: &Context<'_>,
+    ) -> (Effect, Vec<Outgoing>) {
+        if event_type == definition.step_failed {
+            return (self.fail(payload, ctx), Vec::new());
+        }
+        let Some(def) = definition.step_done_by(event_type) else {
+            return (Effect::Unrelated, Vec::new());
+        };
+        let Some(step) = self.step_mut(def.name) else {
+            return (Effect::NotInDossier(def.name.to_owned()), Vec::new());
+        };
+        if step.state == StepState::Done {
+            return (Effect::AlreadyDone(def.name.to_owned()), Vec::new());
+        }
+        step.state = StepState::Done;
+        step.started_at.get_or_insert(ctx.now);
+        step.finished_at = Some(ctx.now);
+        step.error = None;
+        step.results = def
+            .results
+            .iter()
+            .filter_map(|result| {
+                let reference = text(payload, result.reference)?;
+                let issued_at = text(payload, result.issued_at)?;
+                Some(json!({
+                    "result_type": result.result_type,
+                    "document_reference": reference,
+                    "issued_at": issued_at,
+                }))
+            })
+            .collect();
+        let effect = Effect::StepDone(def.name.to_owned());
+        self.start_ready(definition, ctx);
+        let mut out = Vec::new();
+        if self.steps.iter().all(|s| s.state == StepState::Done) {
+            out.extend(self.complete(definition, ctx));
+        }
+        (effect, out)
+    }
+
+    fn fail(&mut self, payload: &Value, ctx: &Context<'_>) -> Effect {
+        let Some(name) = text(payload, "/step") else {
+            return Effect::Unrelated;
+        };
+        let error = format!(
+            "{} from {}: {}",
+            text(payload, "/error_code").unwrap_or("ERROR"),
+            text(payload, "/target_system").unwrap_or("?"),
+            text(payload, "/message").unwrap_or("")
+        );
+        let Some(step) = self.step_mut(name) else {
+            return Effect::NotInDossier(name.to_owned());
+        };
+        if step.state == StepState::Done {
+            return Effect::FailureAfterDone(name.to_owned());
+        }
+        step.state = StepState::Failed;
+        step.started_at.get_or_insert(ctx.now);
+        step.error = Some(error);
+        Effect::StepFailed(name.to_owned())
+    }
+
+    /// Every step is done: the results go back to the citizen.
+    fn complete(&mut self, definition: &Definition, ctx: &Context<'_>) -> Vec<Outgoing> {
+        self.state = State::Completed;
+        self.completed_at = Some(ctx.now);
+        let results: Vec<Value> = self
+            .steps
+            .iter()
+            .flat_map(|s| s.results.iter().cloned())
+            .collect();
+        vec![
+            self.status(portal::PROCESSED, ctx, "Đã giải quyết"),
+            Outgoing {
+                event_type: definition.result.to_owned(),
+                payload: json!({
+                    "dossier_code": self.dossier_code,
+                    "channel": RESULT_CHANNEL,
+                    "returned_at": timestamp(ctx.now),
+                    "results": results,
+                }),
+            },
+            self.status(portal::RESULT_RETURNED, ctx, "Đã trả kết quả"),
+        ]
+    }
+
+    /// Marks the steps now past their due time (each once); their names.
+    pub fn mark_overdue(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        let mut marked = Vec::new();
+        for step in &mut self.steps {
+            let open = matches!(step.state, StepState::Running | StepState::Failed);
+            if open && step.overdue_at.is_none() && step.due_at.is_some_and(|due| due < now) {
+                step.overdue_at = Some(now);
+                marked.push(step.name.clone());
+            }
+        }
+        marked
+    }
+
+    /// Past the appointment and not completed.
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        self.state == State::Running && self.due_at.is_some_and(|due| due < now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::domain::ReferenceData;
+    use crate::procedures::birth::BIRTH;
+
+    fn reference() -> ReferenceData {
+        ReferenceData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/reference"))
+            .expect("reference data")
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("a time")
+            .with_timezone(&Utc)
+    }
+
+    fn submission(birth_date: &str, card: bool, residence: bool) -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "procedure_code": "2.000986",
+            "received_at": "2026-11-20T09:15:00+07:00",
+            "province_code": "48",
+            "commune_code": "20194",
+            "child": {"birth_date": birth_date},
+            "requested_services": {
+                "permanent_residence": residence,
+                "health_insurance": card,
+                "id_card": false
+            }
+        })
+    }
+
+    fn registered() -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "registration_number": "123/2026",
+            "registered_at": "2026-11-20T10:00:00+07:00",
+            "registering_agency_code": "G22.99.08",
+            "e_extract_reference": "TLKS-2026-000123",
+            "child": {"personal_id": "048326000123"}
+        })
+    }
+
+    fn card() -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "card_number": "TE1480123456789",
+            "issued_at": "2026-11-20T11:00:00+07:00"
+        })
+    }
+
+    fn statuses(out: &[Outgoing]) -> Vec<(u64, u64)> {
+        out.iter()
+            .filter(|o| o.event_type == STATUS_CHANGED)
+            .map(|o| {
+                (
+                    o.payload["from_status"].as_u64().unwrap_or_default(),
+                    o.payload["to_status"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    fn states(instance: &Instance) -> Vec<(&str, StepState)> {
+        instance
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.state))
+            .collect()
+    }
+
+    #[test]
+    fn a_submission_opens_the_steps_asked_for_with_an_appointment_in_working_days() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T09:20:00+07:00"),
+            calendar: reference.calendar(),
+        };
+        let (instance, out) =
+            open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
+        assert_eq!(
+            states(&instance),
+            [
+                ("CIVIL_REGISTRATION", StepState::Running),
+                ("HEALTH_INSURANCE_CARD", StepState::Waiting)
+            ],
+            "no residence asked for; the card waits for the registration"
+        );
+        // Friday 20 November 2026, 09:15: three working days are Monday 23, Wednesday 25 and
+        // Thursday 26 (Tuesday 24 is Viet Nam Culture Day), ending at 17:00.
+        assert_eq!(instance.due_at, Some(at("2026-11-26T17:00:00+07:00")));
+        assert_eq!(
+            instance.steps[0].due_at,
+            Some(at("2026-11-20T17:00:00+07:00")),
+            "civil registration the same working day"
+        );
+        assert_eq!(out[0].event_type, "birth.dossier-accepted");
+        assert_eq!(
+            out[0].payload["appointment_at"],
+            "2026-11-26T17:00:00+07:00"
+        );
+        assert_eq!(out[0].payload["receiving_agency_code"], "G22.99.08");
+        assert_eq!(out[0].payload["late_registration"], false);
+        assert_eq!(statuses(&out), [(1, 2), (2, 4)]);
+        assert_eq!(instance.portal_status, portal::PROCESSING);
+
+        let (late, out) =
+            open(&BIRTH, &submission("2026-08-01", true, false), &ctx).expect("opened");
+        assert_eq!(
+            out[0].payload["late_registration"], true,
+            "111 days after the birth"
+        );
+        assert_eq!(
+            late.state,
+            State::Running,
+            "a late registration is still taken"
+        );
+    }
+
+    #[test]
+    fn parallel_steps_start_after_registration_and_the_result_lists_every_document() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T10:01:00+07:00"),
+            calendar: reference.calendar(),
+        };
+        let (mut instance, _) =
+            open(&BIRTH, &submission("2026-11-12", true, true), &ctx).expect("opened");
+        let (effect, out) = instance.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        assert_eq!(effect, Effect::StepDone("CIVIL_REGISTRATION".into()));
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(
+            states(&instance),
+            [
+                ("CIVIL_REGISTRATION", StepState::Done),
+                ("RESIDENCE_REGISTRATION", StepState::Running),
+                ("HEALTH_INSURANCE_CARD", StepState::Running)
+            ]
+        );
+        assert_eq!(
+            instance.steps[2].due_at,
+            Some(at("2026-11-25T17:00:00+07:00")),
+            "two working days from Friday: Monday and Wednesday, past the holiday"
+        );
+        let (_, out) = instance.apply(&BIRTH, "birth.health-insurance-card-issued", &card(), &ctx);
+        assert!(out.is_empty(), "residence is still running: {out:?}");
+        let residence = json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "household_number": "HK48000123",
+            "registered_at": "2026-11-20T11:30:00+07:00"
+        });
+        let (_, out) = instance.apply(&BIRTH, "birth.residence-registered", &residence, &ctx);
+        assert_eq!(instance.state, State::Completed);
+        assert_eq!(statuses(&out), [(4, 9), (9, 10)]);
+        let result = out
+            .iter()
+            .find(|o| o.event_type == "birth.result-returned")
+            .expect("the result");
+        let documents: Vec<(&str, &str)> = result.payload["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| {
+                (
+                    r["result_type"].as_str().unwrap_or_default(),
+                    r["document_reference"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            documents,
+            [
+                ("BIRTH_EXTRACT", "TLKS-2026-000123"),
+                ("PERSONAL_ID", "048326000123"),
+                ("PERMANENT_RESIDENCE", "HK48000123"),
+                ("HEALTH_INSURANCE_CARD", "TE1480123456789")
+            ]
+        );
+    }
+
+    #[test]
+    fn repeats_and_answers_nobody_asked_for_change_nothing() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T10:01:00+07:00"),
+            calendar: reference.calendar(),
+        };
+        let (mut instance, _) =
+            open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
+        instance.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        let before = instance.clone();
+        let (effect, out) = instance.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        assert_eq!(effect, Effect::AlreadyDone("CIVIL_REGISTRATION".into()));
+        assert!(out.is_empty());
+        let (effect, _) = instance.apply(&BIRTH, "birth.residence-registered", &json!({}), &ctx);
+        assert_eq!(
+            effect,
+            Effect::NotInDossier("RESIDENCE_REGISTRATION".into())
+        );
+        let failure = json!({"step": "CIVIL_REGISTRATION", "error_code": "TIMEOUT"});
+        let (effect, _) = instance.apply(&BIRTH, "birth.step-failed", &failure, &ctx);
+        assert_eq!(
+            effect,
+            Effect::FailureAfterDone("CIVIL_REGISTRATION".into())
+        );
+        assert_eq!(instance, before);
+    }
+
+    #[test]
+    fn a_failed_step_waits_visibly_and_completes_when_its_replay_succeeds() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T10:01:00+07:00"),
+            calendar: reference.calendar(),
+        };
+        let (mut instance, _) =
+            open(&BIRTH, &submission("2026-11-12", false, false), &ctx).expect("opened");
+        let failure = json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "step": "CIVIL_REGISTRATION",
+            "target_system": "civil-status",
+            "error_code": "HTTP",
+            "message": "the civil-status system answered HTTP 503"
+        });
+        let (effect, out) = instance.apply(&BIRTH, "birth.step-failed", &failure, &ctx);
+        assert_eq!(effect, Effect::StepFailed("CIVIL_REGISTRATION".into()));
+        assert!(out.is_empty());
+        assert_eq!(instance.steps[0].state, StepState::Failed);
+        assert_eq!(
+            instance.steps[0].error.as_deref(),
+            Some("HTTP from civil-status: the civil-status system answered HTTP 503")
+        );
+        assert_eq!(instance.state, State::Running, "nothing ends silently");
+        let (_, out) = instance.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        assert_eq!(instance.state, State::Completed);
+        assert_eq!(instance.steps[0].error, None);
+        assert_eq!(statuses(&out), [(4, 9), (9, 10)]);
+    }
+
+    #[test]
+    fn a_step_past_its_due_time_is_marked_overdue_once() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T09:20:00+07:00"),
+            calendar: reference.calendar(),
+        };
+        let (mut instance, _) =
+            open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
+        assert!(
+            instance
+                .mark_overdue(at("2026-11-20T16:59:00+07:00"))
+                .is_empty()
+        );
+        let later = at("2026-11-20T17:01:00+07:00");
+        assert_eq!(instance.mark_overdue(later), ["CIVIL_REGISTRATION"]);
+        assert!(instance.mark_overdue(later).is_empty(), "marked once");
+        assert!(!instance.is_overdue(later), "the appointment is days away");
+        assert!(instance.is_overdue(at("2026-11-26T17:01:00+07:00")));
+    }
+
+    #[test]
+    fn a_submission_without_its_receipt_time_is_refused_naming_the_field() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T09:20:00+07:00"),
+            calendar: reference.calendar(),
+        };
+        let mut broken = submission("2026-11-12", true, false);
+        broken["received_at"] = json!("yesterday");
+        let error = open(&BIRTH, &broken, &ctx).expect_err("refused");
+        assert_eq!(error.field, "received_at");
+    }
+}

@@ -1,0 +1,531 @@
+//! The procedure engine against the real broker, PostgreSQL and the sandboxes, with the
+//! repository's connectors: a birth dossier submitted (twice) becomes one procedure that goes
+//! through civil registration and the health-insurance card to its result, mirrored on the
+//! national portal; and a hub process killed in the middle leaves the next one to finish it
+//! with no second personal ID and no second card. An answer that overtakes its dossier is joined
+//! to it, a step past its due time (on an injected clock) shows overdue, and officials read
+//! the dossier over gRPC.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{PURPOSE, TestEnv, client, dossier, publish_request};
+use lienthong::access::Direction;
+use lienthong::domain::Clock as _;
+use lienthong::domain::ManualClock;
+use lienthong::procedures::instance::{Instance, State, StepState};
+use lienthong::procedures::{store, view};
+use lienthong::proto::dossier_service_client::DossierServiceClient;
+use lienthong::proto::{GetDossierRequest, ListDossiersRequest};
+use serde_json::Value;
+
+/// Starts the sandboxes and installs the repository's connectors named in `manifests`, with
+/// the rights their systems need; grants the engine its rights. The sandboxes' base URL.
+async fn prepare(env: &TestEnv, manifests: &[&str]) -> String {
+    let base = common::sandbox::start_shared(env, Default::default()).await;
+    for manifest in manifests {
+        install(env, manifest, &base).await;
+    }
+    env.grant_procedure_engine().await;
+    base
+}
+
+/// One repository connector pointed at the sandboxes, and its system's rights.
+async fn install(env: &TestEnv, manifest: &str, base: &str) {
+    common::sandbox::install_manifest(env, manifest, base, &[]);
+    let (system, purpose, subscribes, publishes): (&str, &str, &[&str], &[&str]) = match manifest {
+        "civil-status" => (
+            "civil-status-connector",
+            PURPOSE,
+            &["birth.dossier-submitted"],
+            &["birth.civil-registration-completed", "birth.step-failed"],
+        ),
+        "social-insurance-cards" => (
+            "social-insurance-connector",
+            "health-insurance",
+            &["birth.civil-registration-completed"],
+            &["birth.health-insurance-card-issued", "birth.step-failed"],
+        ),
+        "portal-dossiers" => (
+            "portal-connector",
+            "dossier-tracking",
+            &[
+                "birth.dossier-submitted",
+                "death.dossier-submitted",
+                "dossier.status-changed",
+            ],
+            &[],
+        ),
+        // Runs as portal-dossiers' system, granted with it.
+        "portal-progress" => return,
+        other => panic!("no rights known for {other}"),
+    };
+    env.token(system).await;
+    for event_type in subscribes {
+        env.grant(system, Direction::Subscribe, event_type, purpose)
+            .await;
+    }
+    for event_type in publishes {
+        env.grant(system, Direction::Publish, event_type, purpose)
+            .await;
+    }
+}
+
+/// A birth dossier asking for the health-insurance card but not for residence (whose
+/// connector for newborns does not exist yet).
+fn birth_dossier() -> (String, Value) {
+    let (code, mut payload) = dossier();
+    payload["requested_services"]["permanent_residence"] = Value::Bool(false);
+    payload["requested_services"]["health_insurance"] = Value::Bool(true);
+    (code, payload)
+}
+
+async fn dossier_client(
+    hub: &lienthong::app::Hub,
+    token: &str,
+) -> DossierServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        impl tonic::service::Interceptor + use<>,
+    >,
+> {
+    hub.access_caught_up().await.expect("access policy read");
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {token}").parse().expect("header");
+    DossierServiceClient::with_interceptor(
+        common::channel(hub).await,
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            Ok(request)
+        },
+    )
+}
+
+async fn procedure(env: &TestEnv, code: &str) -> Option<Instance> {
+    let client = env.pool.get().await.expect("connection");
+    store::load(&client, code).await.expect("readable")
+}
+
+async fn completed(env: &TestEnv, code: &str) -> Instance {
+    common::eventually("the procedure completes", async || {
+        match procedure(env, code).await {
+            Some(instance) if instance.state == State::Completed => Ok(instance),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+async fn count(env: &TestEnv, sql: &str, value: &str) -> i64 {
+    env.pool
+        .get()
+        .await
+        .expect("connection")
+        .query_one(sql, &[&value])
+        .await
+        .expect("counted")
+        .get(0)
+}
+
+/// The outbox events of `code` of `event_type`, published or not.
+async fn decided(env: &TestEnv, code: &str, event_type: &str) -> Vec<(Value, bool)> {
+    env.pool
+        .get()
+        .await
+        .expect("connection")
+        .query(
+            "SELECT payload, published_at IS NOT NULL FROM procedure_outbox
+             WHERE dossier_code = $1 AND event_type = $2 ORDER BY id",
+            &[&code, &event_type],
+        )
+        .await
+        .expect("outbox")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// The one personal ID the civil-status sandbox gave the dossier's child (fails on two).
+async fn registered_child(env: &TestEnv, code: &str) -> String {
+    let rows = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query(
+            "SELECT personal_id FROM sandbox_civil_status.birth WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .expect("births");
+    assert_eq!(rows.len(), 1, "one registration for the dossier");
+    rows[0].get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_shows_it() {
+    let mut env = TestEnv::new("procedures_birth").await;
+    env.config.procedures.enabled = true;
+    let base = prepare(
+        &env,
+        &[
+            "civil-status",
+            "social-insurance-cards",
+            "portal-dossiers",
+            "portal-progress",
+        ],
+    )
+    .await;
+    let onestop = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let (code, payload) = birth_dossier();
+    let mut publisher = client(&hub, Some(&onestop)).await;
+    for _ in 0..2 {
+        publisher
+            .publish(publish_request(&code, &payload))
+            .await
+            .expect("published");
+    }
+
+    let instance = completed(&env, &code).await;
+    let states: Vec<(&str, StepState)> = instance
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("CIVIL_REGISTRATION", StepState::Done),
+            ("HEALTH_INSURANCE_CARD", StepState::Done)
+        ]
+    );
+    assert_eq!(instance.portal_status, 10);
+    assert!(instance.due_at.is_some(), "an appointment in working days");
+
+    let child = registered_child(&env, &code).await;
+    let cards = count(
+        &env,
+        "SELECT count(*) FROM sandbox_social_insurance.child_card WHERE personal_id = $1",
+        &child,
+    )
+    .await;
+    assert_eq!(cards, 1, "one card for the child");
+    let results = decided(&env, &code, "birth.result-returned").await;
+    assert_eq!(results.len(), 1, "one result: {results:?}");
+    let (result, published) = &results[0];
+    assert!(published, "the relay published the result");
+    let documents: Vec<(&str, &str)> = result["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["result_type"].as_str().unwrap_or_default(),
+                r["document_reference"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(documents.len(), 3, "{documents:?}");
+    assert_eq!(documents[1], ("PERSONAL_ID", child.as_str()));
+    assert!(documents[2].1.starts_with("TE1"), "{documents:?}");
+    assert_eq!(
+        decided(&env, &code, "birth.dossier-accepted").await.len(),
+        1,
+        "accepted once though submitted twice"
+    );
+
+    let timeline = store::timeline(&env.pool, &code).await.expect("timeline");
+    let submissions: Vec<&str> = timeline
+        .iter()
+        .filter(|e| e.event_type == "birth.dossier-submitted")
+        .map(|e| e.what.as_str())
+        .collect();
+    assert_eq!(
+        submissions,
+        [
+            "opened",
+            "a repeated submission; the dossier is already open"
+        ]
+    );
+
+    let http = reqwest::Client::new();
+    let statuses = common::eventually("the portal shows the result returned", async || {
+        let view: Value = http
+            .get(format!("{base}/portal/v1/dossiers/{code}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let statuses: Vec<i64> = view["timeline"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s["status"].as_i64()).collect())
+            .unwrap_or_default();
+        if statuses.last() == Some(&10) {
+            Ok(statuses)
+        } else {
+            Err(view.to_string())
+        }
+    })
+    .await;
+    assert_eq!(statuses, [1, 2, 4, 9, 10]);
+
+    // Officials read the same through the gRPC DossierService; only operators may.
+    let operator = env.operator_token("province-operator").await;
+    let mut dossiers = dossier_client(&hub, &operator).await;
+    let shown = dossiers
+        .get_dossier(GetDossierRequest {
+            dossier_code: code.clone(),
+        })
+        .await
+        .expect("shown")
+        .into_inner();
+    assert_eq!(
+        (shown.state.as_str(), shown.portal_status),
+        ("completed", 10)
+    );
+    let documents: Vec<(&str, &str)> = shown
+        .steps
+        .iter()
+        .flat_map(|s| &s.documents)
+        .map(|d| (d.result_type.as_str(), d.document_reference.as_str()))
+        .collect();
+    let masked = format!("{}*******{}", &child[..3], &child[10..]);
+    assert!(
+        documents.contains(&("PERSONAL_ID", masked.as_str())),
+        "the personal ID masked: {documents:?}"
+    );
+    assert!(!format!("{shown:?}").contains(&child), "never the whole ID");
+    assert!(shown.timeline.len() >= 6, "{:?}", shown.timeline);
+    let missing = dossiers
+        .get_dossier(GetDossierRequest {
+            dossier_code: "G22.99.08-261120-9999".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let listed = dossiers
+        .list_dossiers(ListDossiersRequest {
+            overdue_only: false,
+            limit: 0,
+        })
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(listed.dossiers.len(), 1);
+    let denied = dossier_client(&hub, &onestop)
+        .await
+        .get_dossier(GetDossierRequest {
+            dossier_code: code.clone(),
+        })
+        .await
+        .expect_err("not an operator");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_killed_mid_procedure_leaves_the_next_to_finish_it_with_one_id_and_one_card() {
+    let mut env = TestEnv::new("procedures_kill").await;
+    env.config.procedures.enabled = true;
+    let base = prepare(&env, &["civil-status"]).await;
+    let onestop = env.member("one-stop-48").await;
+
+    // A hub process running the engine and the civil-status connector only.
+    let (grpc, http) = (common::free_port(), common::free_port());
+    let mut first = common::serve_command(&env, grpc, http)
+        .spawn()
+        .expect("the hub starts");
+    common::wait_until_ready(http).await;
+    // The one-stop system publishes through a hub of its own that runs neither.
+    let mut front_config = env.config.clone();
+    front_config.procedures.enabled = false;
+    front_config.connectors.enabled = false;
+    let front = lienthong::app::Hub::start(front_config)
+        .await
+        .expect("the front hub starts");
+    let (code, payload) = birth_dossier();
+    client(&front, Some(&onestop))
+        .await
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    common::eventually(
+        "the birth registered and the card step started",
+        async || match procedure(&env, &code).await {
+            Some(i)
+                if i.steps
+                    .get(1)
+                    .is_some_and(|s| s.state == StepState::Running) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    let pid = first.id().expect("a pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    first.wait().await.expect("the hub is gone");
+
+    // The next process also runs the insurance connector; it takes the partitions over.
+    install(&env, "social-insurance-cards", &base).await;
+    let next = env.start_hub().await;
+    let instance = completed(&env, &code).await;
+    assert_eq!(instance.portal_status, 10);
+    let child = registered_child(&env, &code).await;
+    let cards = count(
+        &env,
+        "SELECT count(*) FROM sandbox_social_insurance.child_card WHERE personal_id = $1",
+        &child,
+    )
+    .await;
+    assert_eq!(cards, 1, "one card");
+    assert_eq!(
+        decided(&env, &code, "birth.result-returned").await.len(),
+        1,
+        "one result"
+    );
+    let unpublished = count(
+        &env,
+        "SELECT count(*) FROM procedure_outbox WHERE dossier_code = $1 AND published_at IS NULL",
+        &code,
+    )
+    .await;
+    assert_eq!(unpublished, 0, "every decision reached the broker");
+    next.shutdown().await.expect("clean shutdown");
+    front.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_before_its_dossier_is_joined_to_it_and_a_late_step_shows_overdue() {
+    let mut env = TestEnv::new("procedures_early").await;
+    env.config.procedures.enabled = true;
+    env.config.procedures.deadline_interval_ms = 1_000;
+    env.grant_procedure_engine().await;
+    let onestop = env.member("one-stop-48").await;
+    let registrar = env.token("civil-status-connector").await;
+    env.grant(
+        "civil-status-connector",
+        Direction::Publish,
+        "birth.civil-registration-completed",
+        PURPOSE,
+    )
+    .await;
+    // Friday 20 November 2026, 09:20 in Viet Nam, on a clock the test moves.
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-20T09:20:00+07:00")
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    let clock = ManualClock::new(start);
+    let hub = lienthong::app::Hub::start_with_clock(env.config.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("the hub starts");
+    let (code, payload) = birth_dossier();
+
+    // The registration's answer overtakes the dossier (another system, another partition).
+    let mut registration: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("schemas/examples/birth.civil-registration-completed/valid-danang.json"),
+        )
+        .expect("example"),
+    )
+    .expect("json");
+    registration["dossier_code"] = Value::String(code.clone());
+    let mut answer = publish_request(&code, &registration);
+    answer.event_type = "birth.civil-registration-completed".into();
+    client(&hub, Some(&registrar))
+        .await
+        .publish(answer)
+        .await
+        .expect("published");
+    common::eventually("the answer waits for its dossier", async || {
+        let timeline = store::timeline(&env.pool, &code)
+            .await
+            .map_err(|e| e.to_string())?;
+        if timeline.iter().any(|e| e.what == store::EARLY) {
+            Ok(())
+        } else {
+            Err(format!("{timeline:?}"))
+        }
+    })
+    .await;
+
+    client(&hub, Some(&onestop))
+        .await
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    let instance =
+        common::eventually(
+            "the dossier opened with its answer",
+            async || match procedure(&env, &code).await {
+                Some(i) if i.steps.first().is_some_and(|s| s.state == StepState::Done) => Ok(i),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await;
+    let card = &instance.steps[1];
+    assert_eq!(
+        (card.name.as_str(), card.state),
+        ("HEALTH_INSURANCE_CARD", StepState::Running)
+    );
+    // Two working days from Friday 09:20, past Tuesday's holiday: Wednesday 25 at 17:00.
+    let card_due = chrono::DateTime::parse_from_rfc3339("2026-11-25T17:00:00+07:00")
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    assert_eq!(card.due_at, Some(card_due));
+    let timeline = store::timeline(&env.pool, &code).await.expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.event_type == "birth.civil-registration-completed"
+                && e.what == "CIVIL_REGISTRATION done"),
+        "the early answer applied when the dossier came: {timeline:?}"
+    );
+    let overdue = view::list(&env.pool, true, 10, clock.now())
+        .await
+        .expect("listed");
+    assert!(overdue.is_empty(), "nothing late yet: {overdue:?}");
+
+    // No card comes; half an hour past its due time the watch notices, once.
+    clock.advance(
+        (card_due - start + chrono::Duration::minutes(30))
+            .to_std()
+            .expect("forward"),
+    );
+    let listed = common::eventually("the card step marked overdue", async || {
+        let listed = view::list(&env.pool, true, 10, clock.now())
+            .await
+            .map_err(|e| e.to_string())?;
+        if listed.len() == 1 {
+            Ok(listed)
+        } else {
+            Err(format!("{listed:?}"))
+        }
+    })
+    .await;
+    assert_eq!(listed[0].dossier_code, code);
+    assert!(
+        !listed[0].overdue,
+        "the appointment (Thursday 26) is still ahead"
+    );
+    assert!(listed[0].steps[1].overdue_at.is_some());
+    let marks = store::timeline(&env.pool, &code)
+        .await
+        .expect("timeline")
+        .into_iter()
+        .filter(|e| e.event_type == lienthong::procedures::DEADLINE)
+        .count();
+    assert_eq!(marks, 1, "marked once");
+    hub.shutdown().await.expect("clean shutdown");
+}
