@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main command: installs and starts what is missing (broker, PostgreSQL role and
-# database), builds and starts the hub, registers two member systems and plays the scenario of
-# `lienthong demo`. Safe to run again and again.
+# database), builds and starts the sandboxes and the hub, registers the member systems and their
+# rights, plays the scenario of `lienthong demo` (a birth dossier, a fee, a death dossier) and
+# shows each procedure's outcome. Safe to run again and again.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$LIENTHONG_ROOT"
@@ -50,6 +51,13 @@ for type in birth.civil-registration-completed birth.step-failed; do
   "$bin" systems grant civil-status-connector --publish --event-type "$type" \
     --purpose civil-registration --owner demo-onestop --note "demo: the connector reports the registration"
 done
+# It registers deaths too (connectors/civil-status-deaths.toml).
+"$bin" systems grant civil-status-connector --subscribe --event-type death.dossier-submitted \
+  --purpose civil-registration --owner demo-onestop --note "demo: the connector registers deaths"
+for type in death.civil-registration-completed death.step-failed; do
+  "$bin" systems grant civil-status-connector --publish --event-type "$type" \
+    --purpose civil-registration --owner demo-onestop --note "demo: the connector reports the registration"
+done
 # The social-insurance connector (connectors/social-insurance-cards.toml) issues the child's
 # health-insurance card (group TE) once the birth is registered.
 "$bin" systems add social-insurance-connector --name "Social-insurance connector" >/dev/null 2>&1 || true
@@ -86,6 +94,7 @@ grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management
 # The one-stop system asks for fees and follows the payments (the demo's fee scene).
 grant demo-onestop publish payment.requested fee-payment
+grant demo-onestop publish death.dossier-submitted civil-registration
 grant demo-onestop subscribe payment.initiated fee-payment
 grant demo-onestop subscribe payment.confirmed fee-payment
 "$bin" systems add portal-connector --name "National portal connector" >/dev/null 2>&1 || true
@@ -105,6 +114,7 @@ sandbox_token=$LIENTHONG_DATA_DIR/sandbox.token
 [[ -s $sandbox_token ]] || (umask 077; openssl rand -hex 24 >"$sandbox_token")
 sandbox=${LIENTHONG_SANDBOX_LISTEN:-127.0.0.1:8095}
 export LIENTHONG_CIVIL_STATUS_URL=http://$sandbox/civil-status/v1/births
+export LIENTHONG_CIVIL_STATUS_DEATHS_URL=http://$sandbox/civil-status/v1/deaths
 LIENTHONG_CIVIL_STATUS_TOKEN=$(cat "$sandbox_token")
 export LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_SOCIAL_INSURANCE_URL=http://$sandbox/social-insurance/v1/child-cards
@@ -152,16 +162,29 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 
+# The population database's stand-in holds a small synthetic population of Da Nang (seeded on
+# the first run); the death scene picks a living citizen with a household from it.
+db=$LIENTHONG_DATABASE__URL
+living="SELECT count(*) FROM sandbox_population.citizen WHERE deceased_at IS NULL"
+if (( $(psql "$db" -Atc "$living" 2>/dev/null || echo 0) < 20 )); then
+  "$bin" sandbox seed --citizens 200 --province 48 --seed "$RANDOM"
+fi
+deceased=$(psql "$db" -Atc "SELECT personal_id FROM sandbox_population.citizen
+  WHERE deceased_at IS NULL AND relationship <> 'head' AND household_id IS NOT NULL
+    AND commune_code IS NOT NULL AND address IS NOT NULL ORDER BY random() LIMIT 1")
+
 echo
 demo_out=$LIENTHONG_DATA_DIR/demo.out
 "$bin" demo --endpoint "https://$grpc" --ca-file "$tls/ca.pem" \
   --publisher-token "$publisher" --subscriber-token "$subscriber" \
   --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" \
   --example schemas/examples/birth.dossier-submitted/valid-card-only.json \
-  --fee | tee "$demo_out"
+  --fee --death-of "$deceased" --population-url "http://$sandbox/population/v1/citizens" \
+  --population-token-file "$sandbox_token" | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
+death_code=$(sed -n 's/^   death.dossier-submitted .*: dossier //p' "$demo_out")
 echo
-echo "== 8. The civil-status connector delivers dossier $code to the civil-status system"
+echo "== 9. The civil-status connector delivers dossier $code to the civil-status system"
 rm -f "$LIENTHONG_DATA_DIR/registration.json" "$LIENTHONG_DATA_DIR/card.json"
 for _ in $(seq 1 150); do
   curl -fs -H "Authorization: Bearer $LIENTHONG_CIVIL_STATUS_TOKEN" "http://$sandbox/civil-status/v1/births/$code" >"$LIENTHONG_DATA_DIR/registration.json" && break
@@ -173,7 +196,7 @@ cat "$LIENTHONG_DATA_DIR/registration.json"
 echo
 child=$(sed -n 's/.*"personal_id":"\([0-9]*\)".*/\1/p' "$LIENTHONG_DATA_DIR/registration.json")
 echo
-echo "== 9. The social-insurance connector has the child's health-insurance card issued (group TE)"
+echo "== 10. The social-insurance connector has the child's health-insurance card issued (group TE)"
 for _ in $(seq 1 150); do
   curl -fs -H "Authorization: Bearer $LIENTHONG_SOCIAL_INSURANCE_TOKEN" "http://$sandbox/social-insurance/v1/child-cards/$child" >"$LIENTHONG_DATA_DIR/card.json" && break
   sleep 0.2
@@ -183,7 +206,7 @@ echo "-- social insurance's record (GET /social-insurance/v1/child-cards/$child 
 cat "$LIENTHONG_DATA_DIR/card.json"
 echo
 echo
-echo "== 10. The procedure engine sees the dossier through: accepted with an appointment in working"
+echo "== 11. The procedure engine sees the dossier through: accepted with an appointment in working"
 echo "   days, registration, then the card, then the result returned to the citizen"
 for _ in $(seq 1 150); do
   "$bin" dossiers show "$code" --output json 2>/dev/null | grep '"state": "completed"' >/dev/null && break
@@ -194,7 +217,7 @@ echo "-- lienthong dossiers show $code"
 "$bin" dossiers show "$code" --output json | grep '"state": "completed"' >/dev/null \
   || { echo "the procedure did not complete; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
 echo
-echo "== 11. The citizen follows the dossier on the national portal (synced by portal-dossiers,"
+echo "== 12. The citizen follows the dossier on the national portal (synced by portal-dossiers,"
 echo "   each status set by the engine): 1 new, 2 accepted, 4 processing, 9 processed, 10 returned"
 rm -f "$LIENTHONG_DATA_DIR/portal.json"
 for _ in $(seq 1 150); do
@@ -208,6 +231,25 @@ cat "$LIENTHONG_DATA_DIR/portal.json"
 echo
 # Status reports are written every second; give the first one a moment.
 sleep 2
+echo "== 13. The death dossier $death_code: registered, the population database and the residence"
+echo "   database told (each once), and the death extract returned"
+for _ in $(seq 1 150); do
+  "$bin" dossiers show "$death_code" --output json 2>/dev/null | grep '"state": "completed"' >/dev/null && break
+  sleep 0.2
+done
+echo "-- lienthong dossiers show $death_code"
+"$bin" dossiers show "$death_code"
+"$bin" dossiers show "$death_code" --output json | grep '"state": "completed"' >/dev/null \
+  || { echo "the death procedure did not complete; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+echo "-- the population and residence databases' records (GET on the sandboxes)"
+curl -fs -H "Authorization: Bearer $LIENTHONG_POPULATION_TOKEN" -H "X-Caller: demo-operator" \
+  -H "X-Purpose: civil-registration" "http://$sandbox/population/v1/citizens/$deceased" \
+  | sed 's/.*\("deceased_at":[^,}]*\).*/population: \1/'
+echo
+curl -fs -H "Authorization: Bearer $LIENTHONG_RESIDENCE_TOKEN" "http://$sandbox/residence/v1/permanent/$deceased" \
+  | sed 's/.*\("deleted_at":[^,}]*\).*/residence:  \1/'
+echo
+echo
 echo "-- lienthong connectors list"
 "$bin" connectors list
 echo "-- lienthong connectors status civil-status"

@@ -2,7 +2,8 @@
 //! a province's one-stop system and the civil-status software would: the one-stop system
 //! publishes a valid birth dossier and a broken one; the civil-status side subscribes, receives
 //! the valid one with its envelope and acknowledges it; with `--fee`, a fee is paid through
-//! PayGov (`demo_fee`). Later issues grow this into the full life-event procedure.
+//! PayGov (`demo_fee`); with `--death-of`, a relative reports a death (`demo_death`). The
+//! hub's connectors and procedure engine take both dossiers to their results.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,6 +55,18 @@ pub struct DemoArgs {
     /// sandbox and the one-stop system's payment rights (`deploy/local/demo.sh` sets them up).
     #[arg(long)]
     fee: bool,
+    /// Then play the death scene: a relative reports the death of this citizen of the
+    /// population sandbox (it needs the death connectors and the one-stop system's right to
+    /// publish `death.dossier-submitted`).
+    #[arg(long, value_name = "PERSONAL_ID", requires_all = ["population_url", "population_token_file"])]
+    death_of: Option<String>,
+    /// The population database's citizens endpoint, where the one-stop system fills the
+    /// deceased in, e.g. http://127.0.0.1:8095/population/v1/citizens.
+    #[arg(long)]
+    population_url: Option<String>,
+    /// A file holding the population database's bearer token.
+    #[arg(long)]
+    population_token_file: Option<PathBuf>,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -198,6 +211,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     if args.fee {
         super::demo_fee::run(&mut one_stop, &code, &dossier).await?;
+    }
+    if let (Some(deceased), Some(url), Some(token_file)) = (
+        &args.death_of,
+        &args.population_url,
+        &args.population_token_file,
+    ) {
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("reading {}", token_file.display()))?;
+        let population = super::demo_death::Population {
+            url: url.clone(),
+            token: token.trim().to_owned(),
+        };
+        super::demo_death::run(&mut one_stop, &population, deceased).await?;
     }
     println!("\nDone: one dossier published and delivered, one refused and kept in quarantine");
     println!("(see it with `lienthong quarantine list`), one publish denied for lack of a right");

@@ -5,6 +5,7 @@ mod bench;
 mod config_check;
 mod connectors;
 mod demo;
+mod demo_death;
 mod demo_fee;
 mod dossiers;
 mod hub_client;

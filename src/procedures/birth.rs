@@ -5,7 +5,7 @@
 //! residence and card in 2 each, civil registration the same working day. No separate limit is
 //! known for the child's ID card; it gets the group's.
 
-use super::definition::{Definition, ResultDef, StepDef};
+use super::definition::{Definition, Requested, ResultDef, StepDef};
 
 pub static BIRTH: Definition = Definition {
     group: "birth",
@@ -21,7 +21,7 @@ pub static BIRTH: Definition = Definition {
         StepDef {
             name: "CIVIL_REGISTRATION",
             after: &[],
-            requested_by: None,
+            requested: Requested::Always,
             done_on: "birth.civil-registration-completed",
             working_days: 0,
             results: &[
@@ -40,7 +40,7 @@ pub static BIRTH: Definition = Definition {
         StepDef {
             name: "RESIDENCE_REGISTRATION",
             after: &["CIVIL_REGISTRATION"],
-            requested_by: Some("/requested_services/permanent_residence"),
+            requested: Requested::Flag("/requested_services/permanent_residence"),
             done_on: "birth.residence-registered",
             working_days: 2,
             results: &[ResultDef {
@@ -52,7 +52,7 @@ pub static BIRTH: Definition = Definition {
         StepDef {
             name: "HEALTH_INSURANCE_CARD",
             after: &["CIVIL_REGISTRATION"],
-            requested_by: Some("/requested_services/health_insurance"),
+            requested: Requested::Flag("/requested_services/health_insurance"),
             done_on: "birth.health-insurance-card-issued",
             working_days: 2,
             results: &[ResultDef {
@@ -64,7 +64,7 @@ pub static BIRTH: Definition = Definition {
         StepDef {
             name: "ID_CARD",
             after: &["CIVIL_REGISTRATION"],
-            requested_by: Some("/requested_services/id_card"),
+            requested: Requested::Flag("/requested_services/id_card"),
             done_on: "birth.id-card-issued",
             working_days: 3,
             results: &[ResultDef {

@@ -4,6 +4,8 @@
 //! yields. The groups themselves are data in `birth.rs` (and, next, `death.rs`), one readable
 //! table each; the engine interprets them.
 
+use serde_json::Value;
+
 /// One procedure group.
 #[derive(Debug)]
 pub struct Definition {
@@ -33,15 +35,43 @@ pub struct StepDef {
     pub name: &'static str,
     /// The steps that must be done before this one starts.
     pub after: &'static [&'static str],
-    /// A JSON pointer into the submission that must be `true` for the dossier to include the
-    /// step (a service the citizen asked for); `None`: every dossier has it.
-    pub requested_by: Option<&'static str>,
+    /// Which dossiers include the step.
+    pub requested: Requested,
     /// The event that says the step is done.
     pub done_on: &'static str,
     /// Working days from the step's start (0: the same working day).
     pub working_days: u32,
     /// The documents the step yields, read from its `done_on` event.
     pub results: &'static [ResultDef],
+}
+
+/// Which dossiers include a step: what the citizen asked for, read from the submission.
+#[derive(Debug)]
+pub enum Requested {
+    /// Every dossier of the group.
+    Always,
+    /// A service flag (a JSON pointer) is `true`.
+    Flag(&'static str),
+    /// A list of choices (a JSON pointer) holds one of these.
+    AnyOf(&'static str, &'static [&'static str]),
+}
+
+impl Requested {
+    pub fn by(&self, submission: &Value) -> bool {
+        match self {
+            Self::Always => true,
+            Self::Flag(pointer) => submission.pointer(pointer) == Some(&Value::Bool(true)),
+            Self::AnyOf(pointer, choices) => submission
+                .pointer(pointer)
+                .and_then(Value::as_array)
+                .is_some_and(|chosen| {
+                    chosen
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .any(|c| choices.contains(&c))
+                }),
+        }
+    }
 }
 
 /// A document a step yields, as `result-returned` lists it.

@@ -183,10 +183,7 @@ pub fn open(
     let steps = definition
         .steps
         .iter()
-        .filter(|step| {
-            step.requested_by
-                .is_none_or(|pointer| submission.pointer(pointer) == Some(&Value::Bool(true)))
-        })
+        .filter(|step| step.requested.by(submission))
         .map(|step| Step {
             name: step.name.to_owned(),
             state: StepState::Waiting,

@@ -1,6 +1,6 @@
 //! The procedure engine: each life-event dossier as a durable procedure in PostgreSQL, moved by
 //! the events connectors and member systems publish, with deadlines in working days. The
-//! groups are data, one readable definition each (`birth.rs`); `instance.rs` says how an event
+//! groups are data, one readable definition each (`birth.rs`, `death.rs`); `instance.rs` says how an event
 //! moves a dossier; `engine.rs` takes events in, `relay.rs` publishes what the engine decided
 //! (an outbox: a state change and the events announcing it are one transaction), `store.rs`
 //! holds the tables. Decision record: `docs/decisions/0008-procedure-engine.md`.
@@ -10,6 +10,7 @@
 //! system's: grant it (`lienthong systems grant`) what [`rights`] lists.
 
 pub mod birth;
+pub mod death;
 pub mod definition;
 mod engine;
 pub mod instance;
@@ -40,7 +41,7 @@ pub const PURPOSE: &str = "dossier-processing";
 pub const LEGAL_BASIS: &str = "Decree 63/2024/ND-CP; Decree 61/2018/ND-CP";
 
 /// The procedure groups the engine runs.
-pub static GROUPS: &[&Definition] = &[&birth::BIRTH];
+pub static GROUPS: &[&Definition] = &[&birth::BIRTH, &death::DEATH];
 
 /// The first delay before starting a failed engine again; it doubles up to the second.
 const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);

@@ -220,6 +220,18 @@ impl TestEnv {
         }
     }
 
+    /// Registers `system` unless it is registered already (several connectors act as one).
+    pub async fn ensure_system(&self, system: &str) {
+        let id = SystemId::parse(system).expect("valid system id");
+        match Credentials::new(self.pool.clone())
+            .add_system(&id, system, false, None)
+            .await
+        {
+            Ok(_) | Err(lienthong::access::AccessError::SystemExists(_)) => {}
+            Err(e) => panic!("system added: {e}"),
+        }
+    }
+
     /// Registers an operator system and returns its token.
     pub async fn operator_token(&self, system: &str) -> String {
         self.add_system(system, true).await

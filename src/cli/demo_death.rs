@@ -1,0 +1,101 @@
+//! The demo's death scene: a relative reports a death at the one-stop system, which fills the
+//! deceased's details in from the population database (the relative types only the personal ID
+//! number) and publishes the death dossier: registration and residence deletion. The hub's
+//! connectors and procedure engine do the rest; `deploy/local/demo.sh` shows the outcome.
+
+use anyhow::{Context as _, bail};
+use chrono::{Duration, SecondsFormat, Utc};
+use rand::Rng as _;
+use serde_json::Value;
+
+use super::hub_client::Client;
+use crate::api::convert::json_to_struct;
+use crate::proto::PublishRequest;
+
+const EXAMPLE: &str =
+    "schemas/examples/death.dossier-submitted/valid-registration-and-residence-only.json";
+
+/// Where the one-stop system reads the population database.
+pub struct Population {
+    /// `…/population/v1/citizens`.
+    pub url: String,
+    pub token: String,
+}
+
+/// The citizen `personal_id` as the population database holds them.
+async fn look_up(population: &Population, personal_id: &str) -> anyhow::Result<Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/{personal_id}", population.url))
+        .bearer_auth(&population.token)
+        .header("X-Caller", "demo-onestop")
+        .header("X-Purpose", "civil-registration")
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the population database at {}", population.url))?;
+    if !response.status().is_success() {
+        bail!(
+            "the population database answered {} for the deceased",
+            response.status()
+        );
+    }
+    Ok(response.json().await?)
+}
+
+/// Publishes the death of `personal_id`; the dossier's code.
+pub async fn run(
+    one_stop: &mut Client,
+    population: &Population,
+    personal_id: &str,
+) -> anyhow::Result<String> {
+    println!(
+        "\n== 8. Meanwhile a relative reports a death; the one-stop system fills the deceased"
+    );
+    println!("   in from the population database and publishes the death dossier (registration");
+    println!("   and residence deletion)");
+    let citizen = look_up(population, personal_id).await?;
+    let mut dossier: Value = serde_json::from_str(
+        &std::fs::read_to_string(EXAMPLE).with_context(|| format!("reading {EXAMPLE}"))?,
+    )?;
+    let now = Utc::now().with_timezone(&crate::domain::vietnam());
+    let code = format!(
+        "G22.99.08-{}-{:06}",
+        now.format("%y%m%d"),
+        rand::rng().random_range(0..1_000_000)
+    );
+    let residence = &citizen["permanent_residence"];
+    dossier["dossier_code"] = Value::String(code.clone());
+    dossier["received_at"] = Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, false));
+    dossier["province_code"] = residence["province_code"].clone();
+    dossier["commune_code"] = residence["commune_code"].clone();
+    let deceased = &mut dossier["deceased"];
+    deceased["personal_id"] = Value::String(personal_id.to_owned());
+    deceased["full_name"] = citizen["full_name"].clone();
+    deceased["sex"] = citizen["sex"].clone();
+    // The population database keeps only the year (or month) of some older citizens' births.
+    let born = citizen["birth_date"].as_str().unwrap_or_default();
+    if born.len() == 10 {
+        deceased["birth_date"] = Value::String(born.to_owned());
+    } else {
+        deceased["birth_date"] = Value::Null;
+        deceased["birth_date_partial"] = Value::String(born.to_owned());
+    }
+    let yesterday = (now - Duration::days(1)).date_naive();
+    deceased["death_date"] = Value::String(yesterday.to_string());
+    let published = one_stop
+        .publish(PublishRequest {
+            event_type: "death.dossier-submitted".into(),
+            correlation_id: code.clone(),
+            purpose: "civil-registration".into(),
+            legal_basis: "Decree 63/2024/ND-CP".into(),
+            payload: Some(json_to_struct(dossier)),
+            ..PublishRequest::default()
+        })
+        .await?
+        .into_inner();
+    println!(
+        "   death.dossier-submitted {} for {} (died {yesterday}): dossier {code}",
+        published.event_id,
+        citizen["full_name"].as_str().unwrap_or("?")
+    );
+    Ok(code)
+}
