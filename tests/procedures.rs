@@ -129,6 +129,14 @@ async fn procedure(env: &TestEnv, code: &str) -> Option<Instance> {
     store::load(&client, code).await.expect("readable")
 }
 
+fn step_states(instance: &Instance) -> Vec<(&str, StepState)> {
+    instance
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.state))
+        .collect()
+}
+
 /// The dossier's procedure once completed and everything it decided published.
 async fn completed(env: &TestEnv, code: &str) -> Instance {
     common::eventually("the procedure completes", async || {
@@ -224,13 +232,8 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
     }
 
     let instance = completed(&env, &code).await;
-    let states: Vec<(&str, StepState)> = instance
-        .steps
-        .iter()
-        .map(|s| (s.name.as_str(), s.state))
-        .collect();
     assert_eq!(
-        states,
+        step_states(&instance),
         [
             ("CIVIL_REGISTRATION", StepState::Done),
             ("HEALTH_INSURANCE_CARD", StepState::Done)
@@ -612,13 +615,8 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
         .expect("published");
 
     let instance = completed(&env, &code).await;
-    let steps: Vec<(&str, StepState)> = instance
-        .steps
-        .iter()
-        .map(|s| (s.name.as_str(), s.state))
-        .collect();
     assert_eq!(
-        steps,
+        step_states(&instance),
         [
             ("CIVIL_REGISTRATION", StepState::Done),
             ("POPULATION_STATUS", StepState::Done),

@@ -12,6 +12,18 @@ cd "$LIENTHONG_ROOT"
 log "building the hub"
 cargo build --locked --quiet
 bin=$LIENTHONG_ROOT/target/debug/lienthong
+# Waits (up to 30 s) for the procedure of dossier $1 to complete and prints it; stops the demo
+# if it does not.
+show_completed() {
+  for _ in $(seq 1 150); do
+    "$bin" dossiers show "$1" --output json 2>/dev/null | grep '"state": "completed"' >/dev/null && break
+    sleep 0.2
+  done
+  echo "-- lienthong dossiers show $1"
+  "$bin" dossiers show "$1"
+  "$bin" dossiers show "$1" --output json | grep '"state": "completed"' >/dev/null \
+    || { echo "the procedure of $1 did not complete; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+}
 export LIENTHONG_CONFIG=$LIENTHONG_ROOT/deploy/local/lienthong.toml
 export LIENTHONG_DATABASE__URL=${LIENTHONG_DATABASE__URL:-postgres://$LIENTHONG_DB_USER@$PGHOST:$PGPORT/$LIENTHONG_DB_NAME}
 export LIENTHONG_KAFKA__BOOTSTRAP_SERVERS=${LIENTHONG_KAFKA__BOOTSTRAP_SERVERS:-$KAFKA_HOST:$KAFKA_PORT}
@@ -208,14 +220,7 @@ echo
 echo
 echo "== 11. The procedure engine sees the dossier through: accepted with an appointment in working"
 echo "   days, registration, then the card, then the result returned to the citizen"
-for _ in $(seq 1 150); do
-  "$bin" dossiers show "$code" --output json 2>/dev/null | grep '"state": "completed"' >/dev/null && break
-  sleep 0.2
-done
-echo "-- lienthong dossiers show $code"
-"$bin" dossiers show "$code"
-"$bin" dossiers show "$code" --output json | grep '"state": "completed"' >/dev/null \
-  || { echo "the procedure did not complete; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+show_completed "$code"
 echo
 echo "== 12. The citizen follows the dossier on the national portal (synced by portal-dossiers,"
 echo "   each status set by the engine): 1 new, 2 accepted, 4 processing, 9 processed, 10 returned"
@@ -233,14 +238,7 @@ echo
 sleep 2
 echo "== 13. The death dossier $death_code: registered, the population database and the residence"
 echo "   database told (each once), and the death extract returned"
-for _ in $(seq 1 150); do
-  "$bin" dossiers show "$death_code" --output json 2>/dev/null | grep '"state": "completed"' >/dev/null && break
-  sleep 0.2
-done
-echo "-- lienthong dossiers show $death_code"
-"$bin" dossiers show "$death_code"
-"$bin" dossiers show "$death_code" --output json | grep '"state": "completed"' >/dev/null \
-  || { echo "the death procedure did not complete; see $LIENTHONG_DATA_DIR/hub.log" >&2; exit 1; }
+show_completed "$death_code"
 echo "-- the population and residence databases' records (GET on the sandboxes)"
 curl -fs -H "Authorization: Bearer $LIENTHONG_POPULATION_TOKEN" -H "X-Caller: demo-operator" \
   -H "X-Purpose: civil-registration" "http://$sandbox/population/v1/citizens/$deceased" \
@@ -255,7 +253,7 @@ echo "-- lienthong connectors list"
 echo "-- lienthong connectors status civil-status"
 "$bin" connectors status civil-status
 echo
-echo "== What an operator sees"
+echo "== 14. What an operator sees"
 echo "-- GET https://$http/metrics (excerpt)"
 curl -fs --cacert "$tls/ca.pem" "https://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered|access_denied)_total' || true
 echo "-- lienthong quarantine list --limit 1"

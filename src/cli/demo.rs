@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use rand::Rng as _;
 use serde_json::Value;
 
@@ -69,6 +69,15 @@ pub struct DemoArgs {
     population_token_file: Option<PathBuf>,
 }
 
+/// A new dossier code of the demo's receiving agency, received `now`.
+pub(super) fn dossier_code(now: DateTime<FixedOffset>) -> String {
+    format!(
+        "G22.99.08-{}-{:06}",
+        now.format("%y%m%d"),
+        rand::rng().random_range(0..1_000_000)
+    )
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ca = args.ca_file.as_ref();
     let identity = args
@@ -95,11 +104,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading {}", args.example.display()))?,
     )?;
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
-    let code = format!(
-        "G22.99.08-{}-{:06}",
-        now.format("%y%m%d"),
-        rand::rng().random_range(0..1_000_000)
-    );
+    let code = dossier_code(now);
     dossier["dossier_code"] = Value::String(code.clone());
     dossier["received_at"] = Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, false));
 

@@ -5,7 +5,6 @@
 
 use anyhow::{Context as _, bail};
 use chrono::{Duration, SecondsFormat, Utc};
-use rand::Rng as _;
 use serde_json::Value;
 
 use super::hub_client::Client;
@@ -57,11 +56,7 @@ pub async fn run(
         &std::fs::read_to_string(EXAMPLE).with_context(|| format!("reading {EXAMPLE}"))?,
     )?;
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
-    let code = format!(
-        "G22.99.08-{}-{:06}",
-        now.format("%y%m%d"),
-        rand::rng().random_range(0..1_000_000)
-    );
+    let code = super::demo::dossier_code(now);
     let residence = &citizen["permanent_residence"];
     dossier["dossier_code"] = Value::String(code.clone());
     dossier["received_at"] = Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, false));
