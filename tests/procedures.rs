@@ -546,6 +546,21 @@ async fn an_answer_before_its_dossier_is_joined_to_it_and_a_late_step_shows_over
         .filter(|e| e.event_type == lienthong::procedures::DEADLINE)
         .count();
     assert_eq!(marks, 1, "marked once");
+    let announced = common::eventually("the overdue step announced", async || {
+        let announced = decided(&env, &code, "dossier.step-overdue").await;
+        match announced.as_slice() {
+            [(event, true)] => Ok(event.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        (&announced["step"], &announced["due_at"]),
+        (
+            &Value::from("HEALTH_INSURANCE_CARD"),
+            &Value::from("2026-11-25T17:00:00+07:00")
+        )
+    );
     hub.shutdown().await.expect("clean shutdown");
 }
 

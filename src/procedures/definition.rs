@@ -102,12 +102,14 @@ impl Definition {
 
     /// Every event type the engine publishes for this group.
     pub fn publishes(&self) -> Vec<&'static str> {
-        vec![self.accepted, self.result, STATUS_CHANGED]
+        vec![self.accepted, self.result, STATUS_CHANGED, STEP_OVERDUE]
     }
 }
 
 /// The event that mirrors a dossier's status to the national portal.
 pub const STATUS_CHANGED: &str = "dossier.status-changed";
+/// The event that says a step is past its due time.
+pub const STEP_OVERDUE: &str = "dossier.step-overdue";
 
 #[cfg(test)]
 mod tests {

@@ -352,15 +352,10 @@ impl Engine {
             let Some(mut instance) = store::load(&tx, &dossier).await? else {
                 continue;
             };
-            let steps = instance.mark_overdue(now);
-            for step in &steps {
-                let due = instance
-                    .steps
-                    .iter()
-                    .find(|s| &s.name == step)
-                    .and_then(|s| s.due_at)
-                    .map(|due| due.with_timezone(&crate::domain::vietnam()).to_rfc3339())
-                    .unwrap_or_default();
+            let announced = instance.mark_overdue(now);
+            for event in &announced {
+                let step = event.payload["step"].as_str().unwrap_or_default();
+                let due = event.payload["due_at"].as_str().unwrap_or_default();
                 let effect = format!("{step} overdue: due {due}");
                 let entry = Taken {
                     event_id: uuid::Uuid::now_v7(),
@@ -377,9 +372,13 @@ impl Engine {
                     .procedure_step(&instance.group, step, "overdue");
                 tracing::warn!(dossier = %dossier, %step, "procedure step overdue");
             }
+            store::enqueue(&tx, &dossier, None, &announced, now).await?;
             store::save(&tx, &instance, now).await?;
             tx.commit().await?;
-            marked += steps.len();
+            marked += announced.len();
+        }
+        if marked > 0 {
+            self.outbox.notify_one();
         }
         Ok(marked)
     }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::definition::{Definition, STATUS_CHANGED, StepDef};
+use super::definition::{Definition, STATUS_CHANGED, STEP_OVERDUE, StepDef};
 use crate::domain::{WorkingCalendar, vietnam};
 
 /// Who the portal shows as having handled the hub's own transitions.
@@ -411,14 +411,28 @@ impl Instance {
         ]
     }
 
-    /// Marks the steps now past their due time (each once); their names.
-    pub fn mark_overdue(&mut self, now: DateTime<Utc>) -> Vec<String> {
+    /// Marks the steps now past their due time (each once); the events announcing them.
+    pub fn mark_overdue(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
         let mut marked = Vec::new();
         for step in &mut self.steps {
             let open = matches!(step.state, StepState::Running | StepState::Failed);
-            if open && step.overdue_at.is_none() && step.due_at.is_some_and(|due| due < now) {
+            let Some(due) = step.due_at.filter(|due| *due < now) else {
+                continue;
+            };
+            if open && step.overdue_at.is_none() {
                 step.overdue_at = Some(now);
-                marked.push(step.name.clone());
+                marked.push(Outgoing {
+                    event_type: STEP_OVERDUE.to_owned(),
+                    payload: json!({
+                        "dossier_code": self.dossier_code,
+                        "procedure_code": self.procedure_code,
+                        "procedure_group": self.group,
+                        "step": step.name,
+                        "step_state": step.state.as_str(),
+                        "due_at": timestamp(due),
+                        "noticed_at": timestamp(now),
+                    }),
+                });
             }
         }
         marked
@@ -707,7 +721,12 @@ mod tests {
                 .is_empty()
         );
         let later = at("2026-11-20T17:01:00+07:00");
-        assert_eq!(instance.mark_overdue(later), ["CIVIL_REGISTRATION"]);
+        let announced = instance.mark_overdue(later);
+        assert_eq!(announced.len(), 1);
+        assert_eq!(announced[0].event_type, "dossier.step-overdue");
+        assert_eq!(announced[0].payload["step"], "CIVIL_REGISTRATION");
+        assert_eq!(announced[0].payload["step_state"], "running");
+        assert_eq!(announced[0].payload["due_at"], "2026-11-20T17:00:00+07:00");
         assert!(instance.mark_overdue(later).is_empty(), "marked once");
         assert!(!instance.is_overdue(later), "the appointment is days away");
         assert!(instance.is_overdue(at("2026-11-26T17:01:00+07:00")));
