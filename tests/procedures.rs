@@ -660,3 +660,95 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
     assert!(results[0].1, "published");
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_concurrent_birth_dossiers_all_complete_none_stuck() {
+    const DOSSIERS: usize = 1000;
+    let mut env = TestEnv::new("procedures_many").await;
+    env.config.procedures.enabled = true;
+    prepare(&env, &["civil-status", "social-insurance-cards"]).await;
+    let onestop = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let dossiers: Vec<(String, Value)> = (0..DOSSIERS).map(|_| birth_dossier()).collect();
+    let started = std::time::Instant::now();
+    let batch = client(&hub, Some(&onestop))
+        .await
+        .publish_batch(futures::stream::iter(
+            dossiers
+                .iter()
+                .map(|(code, payload)| publish_request(code, payload))
+                .collect::<Vec<_>>(),
+        ))
+        .await
+        .expect("batch answered")
+        .into_inner();
+    assert_eq!(batch.accepted as usize, DOSSIERS, "every dossier taken");
+
+    let count_where = async |condition: &str| -> i64 {
+        env.pool
+            .get()
+            .await
+            .expect("connection")
+            .query_one(
+                &format!("SELECT count(*) FROM procedure_instance WHERE {condition}"),
+                &[],
+            )
+            .await
+            .expect("counted")
+            .get(0)
+    };
+    // Generous: the connectors' own rate limits (50 calls a second) set the pace here.
+    let deadline = started + std::time::Duration::from_secs(300);
+    loop {
+        let done = count_where("state = 'completed'").await;
+        let queued = count_where(
+            "EXISTS (SELECT 1 FROM procedure_outbox o
+                     WHERE o.dossier_code = procedure_instance.dossier_code
+                       AND o.published_at IS NULL)",
+        )
+        .await;
+        if done as usize == DOSSIERS && queued == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{done} of {DOSSIERS} dossiers completed; {} opened",
+            count_where("true").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "{DOSSIERS} birth dossiers completed in {:.1} s (connectors limited to 50 calls/s)",
+        started.elapsed().as_secs_f64()
+    );
+    let db = env.pool.get().await.expect("connection");
+    let registrations: i64 = db
+        .query_one("SELECT count(*) FROM sandbox_civil_status.birth", &[])
+        .await
+        .expect("counted")
+        .get(0);
+    let cards: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sandbox_social_insurance.child_card",
+            &[],
+        )
+        .await
+        .expect("counted")
+        .get(0);
+    assert_eq!(
+        (registrations as usize, cards as usize),
+        (DOSSIERS, DOSSIERS),
+        "one registration and one card per dossier"
+    );
+    let results: i64 = db
+        .query_one(
+            "SELECT count(DISTINCT dossier_code) FROM procedure_outbox
+             WHERE event_type = 'birth.result-returned' AND published_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("counted")
+        .get(0);
+    assert_eq!(results as usize, DOSSIERS, "every result published");
+    hub.shutdown().await.expect("clean shutdown");
+}
