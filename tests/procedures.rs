@@ -273,6 +273,16 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
         1,
         "accepted once though submitted twice"
     );
+    let refused = count(
+        &env,
+        "SELECT count(*) FROM connector_dead_letter WHERE name = $1",
+        "civil-status",
+    )
+    .await;
+    assert_eq!(
+        refused, 0,
+        "the second submission got the first registration's answer, not a refusal"
+    );
 
     let timeline = store::timeline(&env.pool, &code).await.expect("timeline");
     let submissions: Vec<&str> = timeline

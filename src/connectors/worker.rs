@@ -168,7 +168,13 @@ fn lane_key(received: &Received) -> String {
 /// The idempotency key of one connector's call for one event: the same on every repeat,
 /// different for two connectors calling about the same event.
 pub fn idempotency_key(connector: &str, event_id: Uuid) -> String {
-    let digest = Sha256::digest(format!("{connector}\n{event_id}"));
+    key_of(connector, &event_id.to_string())
+}
+
+/// The idempotency key of one connector's calls about `what` (`http.idempotency_key`): a
+/// UUID-shaped digest, so the endpoint sees neither the dossier code nor the connector.
+fn key_of(connector: &str, what: &str) -> String {
+    let digest = Sha256::digest(format!("{connector}\n{what}"));
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(bytes)
@@ -242,6 +248,28 @@ impl Worker {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
+    }
+
+    /// What makes this event's request the same as another's (`http.idempotency_key`), if
+    /// the manifest says.
+    fn request_key(&self, input: &Value) -> Result<Option<String>, String> {
+        let Target::Http(http) = &self.spec.target else {
+            return Ok(None);
+        };
+        let Some(mapping) = &http.idempotency_key else {
+            return Ok(None);
+        };
+        match mapping
+            .apply(input)
+            .map_err(|e| format!("idempotency_key mapping: {e}"))?
+        {
+            Value::String(text) if !text.is_empty() => Ok(Some(text)),
+            Value::Number(number) => Ok(Some(number.to_string())),
+            other => Err(format!(
+                "idempotency_key mapping must give non-empty text or a number, not {}",
+                json_kind(&other)
+            )),
+        }
     }
 
     fn caller(&self) -> Caller {
@@ -471,9 +499,13 @@ impl Worker {
                 .request
                 .apply(&input)
                 .map_err(|e| format!("request mapping: {e}"))?;
-            Ok(Some((body, self.path(&input)?)))
+            let key = match self.request_key(&input)? {
+                Some(what) => key_of(&self.manifest.name, &format!("key:{what}")),
+                None => idempotency_key(&self.manifest.name, envelope.event_id),
+            };
+            Ok(Some((body, self.path(&input)?, key)))
         });
-        let (body, path) = match mapped {
+        let (body, path, key) = match mapped {
             Ok(Some(mapped)) => mapped,
             Ok(None) => {
                 self.count("skipped");
@@ -492,7 +524,6 @@ impl Worker {
                     .await;
             }
         };
-        let key = idempotency_key(&self.manifest.name, envelope.event_id);
         let mut delays = backoff(&self.spec.delivery);
         let mut attempts = 0;
         let mut first_failure = None;
@@ -971,6 +1002,11 @@ mod tests {
         let cause = Uuid::now_v7();
         assert_eq!(idempotency_key("a", cause), idempotency_key("a", cause));
         assert_ne!(idempotency_key("a", cause), idempotency_key("b", cause));
+        // A key from what events share is the same for both, and never an event's own.
+        let shared = key_of("a", "key:G22.99.08-261120-0042");
+        assert_eq!(shared, key_of("a", "key:G22.99.08-261120-0042"));
+        assert_ne!(shared, idempotency_key("a", cause));
+        assert!(Uuid::parse_str(&shared).is_ok(), "UUID-shaped: {shared}");
         let reply = outcome_id("a", cause, "reply");
         assert_eq!(reply, outcome_id("a", cause, "reply"));
         assert_ne!(reply, outcome_id("a", cause, "failure"));

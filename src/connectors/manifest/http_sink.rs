@@ -56,6 +56,10 @@ pub struct HttpTarget {
     /// jq over the request's input: path segments appended to `url` for each event (each
     /// percent-encoded, so a value can never climb out of the path).
     pub path: Option<Mapping>,
+    /// jq over the request's input: what makes two events the same request to the endpoint
+    /// (a dossier code, say), so a second event about it gets the first answer. Without it,
+    /// each event is a request of its own.
+    pub idempotency_key: Option<Mapping>,
     pub method: reqwest::Method,
     pub timeout: Duration,
     pub headers: BTreeMap<String, String>,
@@ -149,6 +153,8 @@ struct HttpFile {
     /// jq: the path segments appended to `url` for each event, e.g.
     /// `["citizens", .event.deceased.personal_id, "death"]`.
     path: Option<Spanned<String>>,
+    /// jq: what makes two events the same request, e.g. `.event.dossier_code`.
+    idempotency_key: Option<Spanned<String>>,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
     #[serde(default)]
@@ -478,6 +484,10 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         Some(program) => Some(problems.mapping(program, "http.path")?),
         None => None,
     };
+    let idempotency_key = match &raw.http.idempotency_key {
+        Some(program) => Some(problems.mapping(program, "http.idempotency_key")?),
+        None => None,
+    };
     let checksum = raw
         .http
         .checksum
@@ -503,6 +513,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         target: Target::Http(HttpTarget {
             url,
             path,
+            idempotency_key,
             method,
             timeout: Duration::from_millis(raw.http.timeout_ms),
             headers: raw.http.headers,

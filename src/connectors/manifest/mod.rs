@@ -188,6 +188,10 @@ impl Manifest {
                 Target::Http(http) => http.path.as_ref(),
                 Target::Postgres(_) => None,
             },
+            (Spec::Sink(sink), "idempotency_key") => match &sink.target {
+                Target::Http(http) => http.idempotency_key.as_ref(),
+                Target::Postgres(_) => None,
+            },
             (Spec::Sink(sink), "reply") => sink.reply.as_ref().map(|o| &o.mapping),
             (Spec::Sink(sink), "pending") => sink.reply.as_ref().and_then(|o| o.pending.as_ref()),
             (Spec::Sink(sink), "key") => sink.reply.as_ref().and_then(|o| o.key.as_ref()),
