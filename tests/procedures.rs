@@ -762,3 +762,75 @@ async fn a_thousand_concurrent_birth_dossiers_all_complete_none_stuck() {
     assert_eq!(results as usize, DOSSIERS, "every result published");
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_for_a_dossier_whose_rows_were_changed_by_hand_is_set_aside_not_retried() {
+    let mut env = TestEnv::new("procedures_corrupt").await;
+    env.config.procedures.enabled = true;
+    env.grant_procedure_engine().await;
+    let onestop = env.member("one-stop-48").await;
+    let registrar = env.token("civil-status-connector").await;
+    env.grant(
+        "civil-status-connector",
+        Direction::Publish,
+        "birth.civil-registration-completed",
+        PURPOSE,
+    )
+    .await;
+    let hub = env.start_hub().await;
+    let (code, payload) = birth_dossier();
+    client(&hub, Some(&onestop))
+        .await
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    common::eventually("the dossier opened", async || {
+        procedure(&env, &code)
+            .await
+            .map(|_| ())
+            .ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    env.pool
+        .get()
+        .await
+        .expect("connection")
+        .execute(
+            "UPDATE procedure_instance SET state = 'paused-by-hand' WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .expect("changed by hand");
+
+    let mut registration: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("schemas/examples/birth.civil-registration-completed/valid-danang.json"),
+        )
+        .expect("example"),
+    )
+    .expect("json");
+    registration["dossier_code"] = Value::String(code.clone());
+    let mut answer = publish_request(&code, &registration);
+    answer.event_type = "birth.civil-registration-completed".into();
+    client(&hub, Some(&registrar))
+        .await
+        .publish(answer)
+        .await
+        .expect("published");
+    let entry = common::eventually("the answer set aside", async || {
+        let timeline = store::timeline(&env.pool, &code)
+            .await
+            .map_err(|e| e.to_string())?;
+        timeline
+            .into_iter()
+            .find(|e| e.event_type == "birth.civil-registration-completed")
+            .ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    assert_eq!(
+        entry.what,
+        "set aside: procedure_instance.state holds \"paused-by-hand\""
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}

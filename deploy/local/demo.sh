@@ -255,7 +255,9 @@ echo "-- lienthong connectors status civil-status"
 echo
 echo "== 14. What an operator sees"
 echo "-- GET https://$http/metrics (excerpt)"
-curl -fs --cacert "$tls/ca.pem" "https://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered|access_denied)_total' || true
+curl -fs --cacert "$tls/ca.pem" "https://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered|access_denied|procedure_steps)_total' || true
+echo "-- lienthong dossiers list --limit 5 (and --overdue for those past a due time)"
+"$bin" dossiers list --limit 5
 echo "-- lienthong quarantine list --limit 1"
 "$bin" quarantine list --limit 1
 echo "-- lienthong quarantine show <id> (the sealed request, opened; the read is recorded)"

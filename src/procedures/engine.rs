@@ -246,8 +246,23 @@ impl Engine {
                     self.count(definition, &finished);
                     return Ok(());
                 }
+                Err(DbError::Corrupt(problem)) => {
+                    // Rows changed by hand: trying again cannot help. The event is set aside in
+                    // the dossier's timeline, with the reason, and acknowledged.
+                    tracing::error!(%dossier, %event_type, %problem, "a procedure's rows hold what the engine never writes; the event is set aside");
+                    let effect = format!("set aside: {problem}");
+                    match self
+                        .set_aside(&envelope, &dossier, event_type, &effect)
+                        .await
+                    {
+                        Ok(()) => return Ok(()),
+                        Err(error) => {
+                            tracing::warn!(%dossier, %error, "cannot set the event aside; trying again")
+                        }
+                    }
+                }
                 Err(error) => {
-                    tracing::warn!(%error, %event_type, "cannot record a procedure's event; trying again");
+                    tracing::warn!(%dossier, %error, %event_type, "cannot record a procedure's event; trying again");
                 }
             }
             tokio::select! {
@@ -256,6 +271,32 @@ impl Engine {
             }
             delay = (delay * 2).min(MAX_RETRY);
         }
+    }
+
+    /// Records an event the engine cannot apply in the dossier's timeline, so it is not
+    /// taken in again.
+    async fn set_aside(
+        &self,
+        envelope: &Envelope,
+        dossier: &str,
+        event_type: &str,
+        effect: &str,
+    ) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let taken = Taken {
+            event_id: envelope.event_id,
+            dossier_code: dossier,
+            event_type,
+            producer: envelope.producer_system.as_str(),
+            occurred_at: envelope.occurred_at,
+            taken_at: self.clock.now(),
+            effect,
+            payload: None,
+        };
+        store::record(&tx, &taken).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One event's transaction; what it finished (for the on-time metrics).
