@@ -34,26 +34,42 @@ pub struct BenchArgs {
     /// bench (0: skip).
     #[arg(long, default_value_t = 1_000_000)]
     seed_citizens: u64,
+    /// Birth dossiers the procedure engine takes through, on a database of its own (0: skip).
+    #[arg(long, default_value_t = 2_000)]
+    dossiers: usize,
 }
 
-/// Seeds `citizens` into a database of its own, made and dropped here so the bench never adds
-/// to a real sandbox; the time it took.
-async fn seeding(config: &Config, citizens: u64) -> anyhow::Result<Duration> {
+/// Runs `work` on a database of its own, made and dropped here, so a bench never adds to a
+/// real one.
+async fn in_scratch_database<T>(
+    config: &Config,
+    label: &str,
+    work: impl AsyncFnOnce(crate::config::DatabaseConfig) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let mut url = reqwest::Url::parse(&config.database.url)
-        .context("database.url must be a postgres:// URL for the seeding bench")?;
-    let name = format!("lienthong_bench_seed_{}", std::process::id());
+        .context("database.url must be a postgres:// URL for the bench")?;
+    let name = format!("lienthong_bench_{label}_{}", std::process::id());
     let admin = crate::db::pool(&config.database)?;
     let client = admin.get().await?;
     client
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await
-        .context("the seeding bench needs the right to create a database")?;
+        .context("the bench needs the right to create a database")?;
     url.set_path(&format!("/{name}"));
     let database = crate::config::DatabaseConfig {
         url: url.to_string(),
         ..config.database.clone()
     };
-    let seeded = async {
+    let outcome = work(database).await;
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    outcome
+}
+
+/// Seeds `citizens` into a database of its own; the time it took.
+async fn seeding(config: &Config, citizens: u64) -> anyhow::Result<Duration> {
+    in_scratch_database(config, "seed", async |database| {
         let pool = crate::db::pool(&database)?;
         let reference = config.schemas.dir.join("reference");
         let seeded =
@@ -64,12 +80,8 @@ async fn seeding(config: &Config, citizens: u64) -> anyhow::Result<Duration> {
             seeded.citizens
         );
         Ok(seeded.elapsed)
-    }
-    .await;
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
-    seeded
+    })
+    .await
 }
 
 struct Row {
@@ -183,6 +195,10 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
 
     config.grpc.listen = "127.0.0.1:0".parse()?;
     config.http.listen = "127.0.0.1:0".parse()?;
+    // The bench's hub measures publishing only: no connector may deliver its records to a
+    // system, and no engine take them in as dossiers.
+    config.connectors.enabled = false;
+    config.procedures.enabled = false;
     let hub = Hub::start(config.clone())
         .await
         .context("starting a hub for the bench")?;
@@ -267,7 +283,6 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         per_second: published,
     });
     hub.shutdown().await?;
-    std::fs::remove_file(&key_file)?;
 
     println!("| pipeline | records/s | ratio to raw produce |");
     println!("|---|---:|---:|");
@@ -278,6 +293,43 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
             row.per_second,
             row.per_second / raw
         );
+    }
+    if args.dossiers > 0 {
+        eprintln!(
+            "taking {} birth dossiers through the procedure engine",
+            args.dossiers
+        );
+        let phases = in_scratch_database(&config, "procedures", async |database| {
+            super::bench_procedures::run(&config, database, args.dossiers).await
+        })
+        .await;
+        std::fs::remove_file(&key_file)?;
+        let phases = phases?;
+        let whole = phases.opened + phases.completed;
+        println!();
+        println!("| procedure engine, no connectors | dossiers | seconds | dossiers/s |");
+        println!("|---|---:|---:|---:|");
+        for (name, took) in [
+            (
+                "opened: submission in; acceptance, 2 statuses out",
+                phases.opened,
+            ),
+            (
+                "completed: 2 answers in; result, 2 statuses out",
+                phases.completed,
+            ),
+            ("whole: 3 events in, 6 out per dossier", whole),
+        ] {
+            println!(
+                "| {name} | {} | {:.1} | {:.0} |",
+                args.dossiers,
+                took.as_secs_f64(),
+                rate(args.dossiers, took)
+            );
+        }
+    }
+    if args.dossiers == 0 {
+        std::fs::remove_file(&key_file)?;
     }
     if args.seed_citizens > 0 {
         eprintln!(

@@ -2,6 +2,7 @@
 //! table or text; errors reach the user with their cause chain and exit code 1.
 
 mod bench;
+mod bench_procedures;
 mod config_check;
 mod connectors;
 mod demo;
