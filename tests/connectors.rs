@@ -465,7 +465,10 @@ async fn a_retried_event_holds_back_its_own_dossier_only() {
         slow_calls[0].idempotency_key, slow_calls[2].idempotency_key,
         "a retry repeats the key"
     );
-    assert_ne!(slow_calls[2].idempotency_key, slow_calls[3].idempotency_key);
+    assert_eq!(
+        slow_calls[2].idempotency_key, slow_calls[3].idempotency_key,
+        "the manifest keys on the dossier: its second event is the same request again"
+    );
     let other_call = calls
         .iter()
         .find(|c| c.body["dossier_code"] == other.as_str())
