@@ -23,6 +23,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::definition::Definition;
 use super::instance::{self, Context, Instance, State, StepState};
@@ -163,11 +164,19 @@ impl Engine {
                         let (definition, event_type, fields) =
                             (source.definition, source.event_type, source.fields.clone());
                         let stop = stop.clone();
+                        // Every log line of the event's handling (its retries included) says
+                        // which event it is about.
+                        let span = tracing::info_span!(
+                            "procedure_event",
+                            %event_type,
+                            partition = received.partition,
+                            offset = received.offset,
+                        );
                         working.push(async move {
                             let position = (received.partition, received.offset);
                             let outcome = engine.take(definition, event_type, &fields, received, &stop).await;
                             (index, position, outcome)
-                        }.boxed());
+                        }.instrument(span).boxed());
                     }
                     ended => {
                         if stop.is_cancelled() {
