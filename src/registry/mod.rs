@@ -162,25 +162,11 @@ impl EventSchema {
         if self.validator.is_valid(payload) {
             return Vec::new();
         }
-        self.validator
-            .iter_errors(payload)
-            .map(|error| {
-                let mut pointer = format!("/payload{}", error.instance_path());
-                let rule = error.kind().keyword().to_owned();
-                if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind()
-                {
-                    // Point at the missing field, not at its parent.
-                    if let Some(name) = property.as_str() {
-                        pointer.push('/');
-                        pointer.push_str(name);
-                    }
-                }
-                // `masked` leaves the value out: messages may reach logs and must not carry
-                // personal data.
-                let message = messages_vi::bilingual(&rule, error.masked().to_string());
-                Violation::new(pointer, rule, message)
-            })
-            .collect()
+        let mut violations = Vec::new();
+        for error in self.validator.iter_errors(payload) {
+            collect_violations(&error, &mut violations);
+        }
+        violations
     }
 
     /// Encodes a valid payload as an Avro record in Confluent's wire format.
@@ -202,6 +188,53 @@ impl EventSchema {
         })?;
         Ok(wire::frame(self.schema_id, &datum))
     }
+}
+
+/// Whether `branch` (one alternative's errors) only says "not null": the null alternative of a
+/// nullable field, which a present value fails trivially.
+fn only_not_null(branch: &[jsonschema::ValidationError<'_>]) -> bool {
+    use jsonschema::error::{TypeKind, ValidationErrorKind};
+    matches!(branch, [error] if matches!(
+        error.kind(),
+        ValidationErrorKind::Type { kind: TypeKind::Single(jsonschema::JsonType::Null) }
+    ))
+}
+
+/// The violations `error` stands for. A present value of a nullable field (`oneOf: [null, …]`)
+/// that breaks the other alternative gets that alternative's own errors, each at its field,
+/// rather than one "matches no allowed shape" at the whole object.
+fn collect_violations(error: &jsonschema::ValidationError<'_>, out: &mut Vec<Violation>) {
+    use jsonschema::error::ValidationErrorKind;
+    if let ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } =
+        error.kind()
+        && let [first, second] = context.as_slice()
+    {
+        let other = if only_not_null(first) {
+            Some(second)
+        } else if only_not_null(second) {
+            Some(first)
+        } else {
+            None
+        };
+        if let Some(branch) = other.filter(|branch| !branch.is_empty()) {
+            for inner in branch {
+                collect_violations(inner, out);
+            }
+            return;
+        }
+    }
+    let mut pointer = format!("/payload{}", error.instance_path());
+    let rule = error.kind().keyword().to_owned();
+    if let ValidationErrorKind::Required { property } = error.kind() {
+        // Point at the missing field, not at its parent.
+        if let Some(name) = property.as_str() {
+            pointer.push('/');
+            pointer.push_str(name);
+        }
+    }
+    // `masked` leaves the value out: messages may reach logs and must not carry personal data.
+    let message = messages_vi::bilingual(&rule, error.masked().to_string());
+    out.push(Violation::new(pointer, rule, message));
 }
 
 pub struct Registry {
@@ -296,5 +329,46 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&id)
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn violations(schema: &Value, payload: &Value) -> Vec<(String, String)> {
+        let validator = jsonschema::validator_for(schema).expect("a valid schema");
+        let mut out = Vec::new();
+        for error in validator.iter_errors(payload) {
+            collect_violations(&error, &mut out);
+        }
+        out.into_iter().map(|v| (v.pointer, v.rule)).collect()
+    }
+
+    #[test]
+    fn a_present_nullable_value_is_reported_at_its_own_fields() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "father": {"oneOf": [
+                    {"type": "null"},
+                    {"type": "object", "properties": {"name": {"type": "string"}}}
+                ]},
+                "date": {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+            }
+        });
+        assert_eq!(
+            violations(&schema, &json!({"father": {"name": 7}})),
+            [("/payload/father/name".to_owned(), "type".to_owned())],
+            "the field that is wrong, not the whole father"
+        );
+        assert!(violations(&schema, &json!({"father": null})).is_empty());
+        assert_eq!(
+            violations(&schema, &json!({"date": true})),
+            [("/payload/date".to_owned(), "oneOf".to_owned())],
+            "a choice between two shapes stays one violation"
+        );
     }
 }
