@@ -111,17 +111,23 @@ async fn dossier_client(
     >,
 > {
     hub.access_caught_up().await.expect("access policy read");
-    let bearer: tonic::metadata::MetadataValue<_> =
-        format!("Bearer {token}").parse().expect("header");
-    DossierServiceClient::with_interceptor(
-        common::channel(hub).await,
-        move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok(request)
-        },
+    DossierServiceClient::with_interceptor(common::channel(hub).await, common::bearer(token))
+}
+
+/// The civil-status system's answer for dossier `code` (the registration example).
+fn registration_answer(code: &str) -> lienthong::proto::PublishRequest {
+    let mut registration: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("schemas/examples/birth.civil-registration-completed/valid-danang.json"),
+        )
+        .expect("example"),
     )
+    .expect("json");
+    registration["dossier_code"] = Value::String(code.to_owned());
+    let mut answer = publish_request(code, &registration);
+    answer.event_type = "birth.civil-registration-completed".into();
+    answer
 }
 
 async fn procedure(env: &TestEnv, code: &str) -> Option<Instance> {
@@ -461,20 +467,9 @@ async fn an_answer_before_its_dossier_is_joined_to_it_and_a_late_step_shows_over
     let (code, payload) = birth_dossier();
 
     // The registration's answer overtakes the dossier (another system, another partition).
-    let mut registration: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("schemas/examples/birth.civil-registration-completed/valid-danang.json"),
-        )
-        .expect("example"),
-    )
-    .expect("json");
-    registration["dossier_code"] = Value::String(code.clone());
-    let mut answer = publish_request(&code, &registration);
-    answer.event_type = "birth.civil-registration-completed".into();
     client(&hub, Some(&registrar))
         .await
-        .publish(answer)
+        .publish(registration_answer(&code))
         .await
         .expect("published");
     common::eventually("the answer waits for its dossier", async || {
@@ -802,20 +797,9 @@ async fn an_event_for_a_dossier_whose_rows_were_changed_by_hand_is_set_aside_not
         .await
         .expect("changed by hand");
 
-    let mut registration: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("schemas/examples/birth.civil-registration-completed/valid-danang.json"),
-        )
-        .expect("example"),
-    )
-    .expect("json");
-    registration["dossier_code"] = Value::String(code.clone());
-    let mut answer = publish_request(&code, &registration);
-    answer.event_type = "birth.civil-registration-completed".into();
     client(&hub, Some(&registrar))
         .await
-        .publish(answer)
+        .publish(registration_answer(&code))
         .await
         .expect("published");
     let entry = common::eventually("the answer set aside", async || {

@@ -84,6 +84,15 @@ async fn seeding(config: &Config, citizens: u64) -> anyhow::Result<Duration> {
     .await
 }
 
+/// A file of the bench's own, removed when it goes out of scope.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 struct Row {
     name: &'static str,
     per_second: f64,
@@ -144,6 +153,8 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     // bench's hub gets a throw-away one.
     let key_file = std::env::temp_dir().join(format!("lienthong-bench-{}.key", std::process::id()));
     std::fs::write(&key_file, hex::encode(rand::random::<[u8; 32]>()))?;
+    // Gone when the bench ends, however it ends.
+    let _key = RemoveOnDrop(key_file.clone());
     config.quarantine.key_file = Some(key_file.clone());
     // Its own topic prefix, so the bench never mixes with real traffic.
     config.kafka.topic_prefix =
@@ -302,9 +313,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         let phases = in_scratch_database(&config, "procedures", async |database| {
             super::bench_procedures::run(&config, database, args.dossiers).await
         })
-        .await;
-        std::fs::remove_file(&key_file)?;
-        let phases = phases?;
+        .await?;
         let whole = phases.opened + phases.completed;
         println!();
         println!("| procedure engine, no connectors | dossiers | seconds | dossiers/s |");
@@ -327,9 +336,6 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
                 rate(args.dossiers, took)
             );
         }
-    }
-    if args.dossiers == 0 {
-        std::fs::remove_file(&key_file)?;
     }
     if args.seed_citizens > 0 {
         eprintln!(

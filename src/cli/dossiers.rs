@@ -12,7 +12,8 @@ use clap::Subcommand;
 use super::connectors::Output;
 use super::text::printable;
 use crate::config::Config;
-use crate::procedures::view::{self, DossierView, status_name};
+use crate::domain::ReferenceData;
+use crate::procedures::view::{self, DossierView};
 use crate::procedures::{PURPOSE, rights};
 
 #[derive(Debug, Subcommand)]
@@ -69,7 +70,7 @@ pub async fn run(command: DossiersCommand, config: Config) -> anyhow::Result<()>
             if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&dossier)?);
             } else {
-                show(&dossier);
+                show(&dossier, &reference(&config)?);
             }
             return Ok(());
         }
@@ -96,6 +97,7 @@ pub async fn run(command: DossiersCommand, config: Config) -> anyhow::Result<()>
         );
         return Ok(());
     }
+    let reference = reference(&config)?;
     println!(
         "{:<28} {:<6} {:<10} {:<18} {:<19} STEPS",
         "DOSSIER", "GROUP", "STATE", "PORTAL STATUS", "APPOINTMENT"
@@ -112,12 +114,25 @@ pub async fn run(command: DossiersCommand, config: Config) -> anyhow::Result<()>
             printable(&d.dossier_code),
             d.group,
             d.state,
-            format!("{} {}", d.portal_status, status_name(d.portal_status)),
+            format!(
+                "{} {}",
+                d.portal_status,
+                status_name(&reference, d.portal_status)
+            ),
             format!("{}{late}", maybe(d.due_at)),
             steps.join(" ")
         );
     }
     Ok(())
+}
+
+/// The portal's names of its statuses (`schemas/reference/dossier-statuses.csv`).
+fn reference(config: &Config) -> anyhow::Result<ReferenceData> {
+    Ok(ReferenceData::load(&config.schemas.dir.join("reference"))?)
+}
+
+fn status_name(reference: &ReferenceData, status: u8) -> &str {
+    reference.status_name(status).unwrap_or("unknown")
 }
 
 async fn pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
@@ -128,7 +143,7 @@ async fn pool(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
     Ok(pool)
 }
 
-fn show(d: &DossierView) {
+fn show(d: &DossierView, reference: &ReferenceData) {
     println!(
         "dossier      {} ({} group, procedure {})",
         printable(&d.dossier_code),
@@ -139,7 +154,7 @@ fn show(d: &DossierView) {
         "state        {}; portal status {} ({})",
         d.state,
         d.portal_status,
-        status_name(d.portal_status)
+        status_name(reference, d.portal_status)
     );
     println!(
         "received     {}; accepted {}",

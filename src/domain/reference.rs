@@ -65,6 +65,12 @@ struct ProcedureRow {
 }
 
 #[derive(Deserialize)]
+struct StatusRow {
+    code: u8,
+    name_en: String,
+}
+
+#[derive(Deserialize)]
 struct TransitionRow {
     from: u8,
     to: u8,
@@ -84,6 +90,8 @@ pub struct ReferenceData {
     ethnicities: HashSet<String>,
     countries: HashSet<String>,
     transitions: HashSet<(u8, u8)>,
+    /// The national portal's dossier statuses (TrangThaiHoSo) by code, in English.
+    status_names: HashMap<u8, String>,
     /// Procedure codes and their group (`birth`, `death`, …).
     procedure_groups: HashMap<String, String>,
     calendar: WorkingCalendar,
@@ -160,6 +168,10 @@ impl ReferenceData {
             .into_iter()
             .map(|r| (r.from, r.to))
             .collect();
+        let status_names = read::<StatusRow>(&dir.join("dossier-statuses.csv"))?
+            .into_iter()
+            .map(|r| (r.code, r.name_en))
+            .collect();
         let procedure_groups = read::<ProcedureRow>(&dir.join("procedures.csv"))?
             .into_iter()
             .map(|r| (r.code, r.group))
@@ -178,6 +190,7 @@ impl ReferenceData {
             ethnicities,
             countries,
             transitions,
+            status_names,
             procedure_groups,
             calendar,
         })
@@ -221,6 +234,11 @@ impl ReferenceData {
 
     pub fn transition_allowed(&self, from: u8, to: u8) -> bool {
         self.transitions.contains(&(from, to))
+    }
+
+    /// The English name of a portal dossier status, if the code is known.
+    pub fn status_name(&self, code: u8) -> Option<&str> {
+        self.status_names.get(&code).map(String::as_str)
     }
 
     /// The group (`birth`, `death`, …) of a procedure code, if the code is known.
@@ -273,6 +291,7 @@ pub mod fixture {
             ethnicities: ["01".to_owned(), "02".to_owned()].into(),
             countries: ["VN".to_owned(), "LA".to_owned()].into(),
             transitions: [(1, 2), (2, 4), (4, 9), (9, 10)].into(),
+            status_names: [(10, "Result returned".to_owned())].into(),
             procedure_groups: [("2.000986".to_owned(), "birth".to_owned())].into(),
             // 2026 is covered (its New Year's Day listed); no other year is.
             calendar: WorkingCalendar::from_rows(vec![crate::domain::calendar::HolidayRow {

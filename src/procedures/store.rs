@@ -3,6 +3,8 @@
 //! dossier's advisory lock ([`lock`]), so two hub processes never advance one dossier at once,
 //! and an event that comes before its dossier cannot slip past the dossier's opening.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, FixedOffset, Utc};
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use serde_json::Value;
@@ -445,11 +447,24 @@ pub async fn list(
             &[&overdue_at, &limit],
         )
         .await?;
-    let mut instances = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let code: String = row.get(0);
-        let steps = steps(&client, &code).await?;
-        instances.push(instance_from(row, steps)?);
+    // Every listed dossier's steps in one query, not one query per dossier.
+    let codes: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    let mut steps: HashMap<String, Vec<Step>> = HashMap::new();
+    for row in client
+        .query(
+            "SELECT step, state, started_at, due_at, finished_at, overdue_at, results, error,
+                    dossier_code
+             FROM procedure_step WHERE dossier_code = ANY($1) ORDER BY position",
+            &[&codes],
+        )
+        .await?
+    {
+        steps.entry(row.get(8)).or_default().push(step_from(&row)?);
     }
-    Ok(instances)
+    rows.iter()
+        .map(|row| {
+            let code: String = row.get(0);
+            instance_from(row, steps.remove(&code).unwrap_or_default())
+        })
+        .collect()
 }

@@ -51,23 +51,6 @@ pub struct Document {
     pub issued_at: String,
 }
 
-/// The national portal's name of a status (TrangThaiHoSo).
-pub fn status_name(status: u8) -> &'static str {
-    match status {
-        1 => "new",
-        2 => "accepted",
-        3 => "rejected at intake",
-        4 => "processing",
-        5 => "supplement requested",
-        6 => "payment requested",
-        7 => "withdrawn",
-        8 => "stopped",
-        9 => "processed",
-        10 => "result returned",
-        _ => "unknown",
-    }
-}
-
 /// A personal ID's province and last two digits; other references as they are.
 fn shown(result: &Value) -> Document {
     let text = |field: &str| result[field].as_str().unwrap_or_default().to_owned();

@@ -492,14 +492,19 @@ pub async fn admin_client(
     >,
 > {
     hub.access_caught_up().await.expect("access policy read");
-    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
     lienthong::proto::connector_admin_client::ConnectorAdminClient::with_interceptor(
         channel(hub).await,
-        move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok(request)
-        },
+        bearer(token),
     )
+}
+
+/// Names the calling system with `token` on every call of a gRPC client.
+pub fn bearer(token: &str) -> impl tonic::service::Interceptor + use<> {
+    let bearer: MetadataValue<_> = format!("Bearer {token}").parse().expect("header");
+    move |mut request: tonic::Request<()>| {
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.clone());
+        Ok(request)
+    }
 }
