@@ -52,19 +52,19 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
         "population-deaths" => (
             "population-connector",
             "identity-management",
-            &["death.civil-registration-completed"],
+            &["death.population-status-update-requested"],
             &["death.population-status-updated", "death.step-failed"],
         ),
         "residence-deaths" => (
             "residence-connector",
             "residence-registration",
-            &["death.civil-registration-completed"],
+            &["death.residence-deletion-requested"],
             &["death.residence-deleted", "death.step-failed"],
         ),
         "social-insurance-cards" => (
             "social-insurance-connector",
             "health-insurance",
-            &["birth.civil-registration-completed"],
+            &["birth.health-insurance-card-requested"],
             &["birth.health-insurance-card-issued", "birth.step-failed"],
         ),
         "portal-dossiers" => (
@@ -379,6 +379,46 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
         .await
         .expect_err("not an operator");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+    // A dossier that does not ask for the card: social insurance is never asked, and the
+    // dossier is done once the birth is registered.
+    let (plain, mut payload) = birth_dossier();
+    payload["requested_services"]["health_insurance"] = Value::Bool(false);
+    publisher
+        .publish(publish_request(&plain, &payload))
+        .await
+        .expect("published");
+    let instance = completed(&env, &plain).await;
+    assert_eq!(
+        step_states(&instance),
+        [("CIVIL_REGISTRATION", StepState::Done)]
+    );
+    assert_eq!(
+        instance.inputs,
+        serde_json::json!({}),
+        "nothing kept once completed"
+    );
+    let child = registered_child(&env, &plain).await;
+    assert!(
+        decided(&env, &plain, "birth.health-insurance-card-requested")
+            .await
+            .is_empty(),
+        "no card asked for"
+    );
+    let cards = count(
+        &env,
+        "SELECT count(*) FROM sandbox_social_insurance.child_card WHERE personal_id = $1",
+        &child,
+    )
+    .await;
+    assert_eq!(cards, 0, "no card issued that nobody asked for");
+    assert_eq!(
+        decided(&env, &code, "birth.health-insurance-card-requested")
+            .await
+            .len(),
+        1,
+        "the first dossier's card was asked for once"
+    );
     hub.shutdown().await.expect("clean shutdown");
 }
 

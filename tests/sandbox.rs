@@ -1069,8 +1069,11 @@ async fn social_insurance_issues_one_te_card_and_decides_pays_or_cancels_death_b
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_registered_birth_gets_its_health_insurance_card_through_two_connectors() {
-    let env = TestEnv::new("sandbox_chain").await;
+async fn a_registered_birth_gets_its_health_insurance_card_through_two_connectors_and_the_engine() {
+    let mut env = TestEnv::new("sandbox_chain").await;
+    // The card is asked for by the procedure engine, once the birth is registered.
+    env.config.procedures.enabled = true;
+    env.grant_procedure_engine().await;
     let url = start(&env).await;
     install_repository_connector(&env, &url).await;
     install_repository_manifest(
@@ -1083,7 +1086,7 @@ async fn a_registered_birth_gets_its_health_insurance_card_through_two_connector
     env.grant(
         system,
         Direction::Subscribe,
-        "birth.civil-registration-completed",
+        "birth.health-insurance-card-requested",
         "health-insurance",
     )
     .await;
@@ -1252,49 +1255,45 @@ async fn each_system_can_have_a_token_of_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_registered_death_is_recorded_in_the_population_and_residence_databases() {
+async fn a_death_asked_of_the_population_and_residence_databases_is_recorded_in_both() {
     let env = TestEnv::new("sandbox_deaths").await;
     let url = start(&env).await;
     let base = url.replace("/civil-status/v1/births", "");
+    // The procedure engine's commands, published here by a stand-in so each connector is
+    // tested on its own (tests/procedures.rs runs them with the engine).
     let connectors = [
         (
             "population-deaths",
             "population-connector",
             "identity-management",
+            "death.population-status-update-requested",
             "death.population-status-updated",
         ),
         (
             "residence-deaths",
             "residence-connector",
             "residence-registration",
+            "death.residence-deletion-requested",
             "death.residence-deleted",
         ),
     ];
-    for (manifest, system, purpose, reply) in connectors {
+    for (manifest, system, purpose, command, reply) in connectors {
         install_repository_manifest(&env, manifest, &base);
         env.token(system).await;
-        env.grant(
-            system,
-            Direction::Subscribe,
-            "death.civil-registration-completed",
-            purpose,
-        )
-        .await;
+        env.grant(system, Direction::Subscribe, command, purpose)
+            .await;
         for published in [reply, "death.step-failed"] {
             env.grant(system, Direction::Publish, published, purpose)
                 .await;
         }
     }
-    let registrar = env.token("civil-status-48").await;
-    env.grant(
-        "civil-status-48",
-        Direction::Publish,
-        "death.civil-registration-completed",
-        PURPOSE,
-    )
-    .await;
+    let engine = env.token("engine-stand-in").await;
+    for (_, _, _, command, _) in connectors {
+        env.grant("engine-stand-in", Direction::Publish, command, PURPOSE)
+            .await;
+    }
     let registry = env.token("identity-registry").await;
-    for (_, _, purpose, reply) in connectors {
+    for (_, _, purpose, _, reply) in connectors {
         env.grant("identity-registry", Direction::Subscribe, reply, purpose)
             .await;
     }
@@ -1328,27 +1327,33 @@ async fn a_registered_death_is_recorded_in_the_population_and_residence_database
     let death = |code: &str, id: &str| {
         json!({
             "dossier_code": code,
-            "registration_number": "188",
-            "registration_book": "01/2026",
-            "registered_at": "2026-11-17T14:00:00+07:00",
-            "registering_agency_code": "G22.99.08",
+            "requested_at": "2026-11-17T14:00:05+07:00",
+            "due_at": null,
             "deceased": {"personal_id": id, "full_name": "Phạm Văn Hùng", "death_date": "2026-11-15"},
-            "e_extract_reference": "TLKT-48-2026-0018806"
+            "registration": {
+                "registration_number": "188",
+                "registration_book": "01/2026",
+                "registered_at": "2026-11-17T14:00:00+07:00",
+                "registering_agency_code": "G22.99.08",
+                "e_extract_reference": "TLKT-48-2026-0018806"
+            }
         })
     };
-    let mut registrar = client(&hub, Some(&registrar)).await;
+    let mut engine = client(&hub, Some(&engine)).await;
     let mut register = async |payload: Value, code: &str| {
-        registrar
-            .publish(lienthong::proto::PublishRequest {
-                event_type: "death.civil-registration-completed".into(),
-                correlation_id: code.into(),
-                purpose: PURPOSE.into(),
-                legal_basis: "Law on Civil Status 60/2014/QH13".into(),
-                payload: Some(lienthong::api::convert::json_to_struct(payload)),
-                ..Default::default()
-            })
-            .await
-            .expect("published");
+        for (_, _, _, command, _) in connectors {
+            engine
+                .publish(lienthong::proto::PublishRequest {
+                    event_type: command.into(),
+                    correlation_id: code.into(),
+                    purpose: PURPOSE.into(),
+                    legal_basis: "Decree 63/2024/ND-CP".into(),
+                    payload: Some(lienthong::api::convert::json_to_struct(payload.clone())),
+                    ..Default::default()
+                })
+                .await
+                .expect("published");
+        }
     };
     let (code, _) = dossier();
     register(death(&code, &id), &code).await;

@@ -71,18 +71,19 @@ for type in death.civil-registration-completed death.step-failed; do
     --purpose civil-registration --owner demo-onestop --note "demo: the connector reports the registration"
 done
 # The social-insurance connector (connectors/social-insurance-cards.toml) issues the child's
-# health-insurance card (group TE) once the birth is registered.
+# health-insurance card (group TE) when the procedure engine asks for it: once the birth is
+# registered, and only if the dossier asked for the card.
 "$bin" systems add social-insurance-connector --name "Social-insurance connector" >/dev/null 2>&1 || true
-"$bin" systems grant social-insurance-connector --subscribe --event-type birth.civil-registration-completed \
+"$bin" systems grant social-insurance-connector --subscribe --event-type birth.health-insurance-card-requested \
   --purpose health-insurance --owner demo-onestop --note "demo: social insurance issues the child's card"
 for type in birth.health-insurance-card-issued birth.step-failed; do
   "$bin" systems grant social-insurance-connector --publish --event-type "$type" \
     --purpose health-insurance --owner demo-onestop --note "demo: the connector reports the card"
 done
 # The population connector (connectors/population-deaths.toml) records registered deaths in the
-# population database (the demo registers none; it runs, ready).
+# population database when the procedure engine asks.
 "$bin" systems add population-connector --name "Population-database connector" >/dev/null 2>&1 || true
-"$bin" systems grant population-connector --subscribe --event-type death.civil-registration-completed \
+"$bin" systems grant population-connector --subscribe --event-type death.population-status-update-requested \
   --purpose identity-management --owner demo-onestop --note "demo: deaths recorded in the population database"
 "$bin" systems grant population-connector --publish --event-type death.population-status-updated \
   --purpose identity-management --owner demo-onestop --note "demo: the connector reports the update"
@@ -100,7 +101,7 @@ grant paygov-connector publish payment.initiated fee-payment
 grant paygov-connector subscribe payment.initiated fee-payment
 grant paygov-connector publish payment.confirmed fee-payment
 "$bin" systems add residence-connector --name "Residence connector" >/dev/null 2>&1 || true
-grant residence-connector subscribe death.civil-registration-completed residence-registration
+grant residence-connector subscribe death.residence-deletion-requested residence-registration
 grant residence-connector publish death.residence-deleted residence-registration
 grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management

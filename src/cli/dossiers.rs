@@ -206,7 +206,7 @@ fn show(d: &DossierView, reference: &ReferenceData) {
     println!("timeline");
     for entry in &d.timeline {
         println!(
-            "  {}  {:<3} {:<36} {:<26} {}",
+            "  {}  {:<3} {:<40} {:<26} {}",
             local(entry.at),
             entry.direction,
             printable(&entry.event_type),

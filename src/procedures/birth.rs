@@ -5,7 +5,9 @@
 //! residence and card in 2 each, civil registration the same working day. No separate limit is
 //! known for the child's ID card; it gets the group's.
 
-use super::definition::{Definition, Requested, ResultDef, StepDef};
+use serde_json::{Value, json};
+
+use super::definition::{Command, Definition, Inputs, Requested, ResultDef, StepDef};
 
 pub static BIRTH: Definition = Definition {
     group: "birth",
@@ -22,6 +24,8 @@ pub static BIRTH: Definition = Definition {
             name: "CIVIL_REGISTRATION",
             after: &[],
             requested: Requested::Always,
+            // The civil-status connector takes the submission itself.
+            command: None,
             done_on: "birth.civil-registration-completed",
             working_days: 0,
             results: &[
@@ -41,6 +45,8 @@ pub static BIRTH: Definition = Definition {
             name: "RESIDENCE_REGISTRATION",
             after: &["CIVIL_REGISTRATION"],
             requested: Requested::Flag("/requested_services/permanent_residence"),
+            // Waits for the residence block of the submission (household, head's consent).
+            command: None,
             done_on: "birth.residence-registered",
             working_days: 2,
             results: &[ResultDef {
@@ -53,6 +59,10 @@ pub static BIRTH: Definition = Definition {
             name: "HEALTH_INSURANCE_CARD",
             after: &["CIVIL_REGISTRATION"],
             requested: Requested::Flag("/requested_services/health_insurance"),
+            command: Some(Command {
+                event_type: "birth.health-insurance-card-requested",
+                content: card_request,
+            }),
             done_on: "birth.health-insurance-card-issued",
             working_days: 2,
             results: &[ResultDef {
@@ -65,6 +75,8 @@ pub static BIRTH: Definition = Definition {
             name: "ID_CARD",
             after: &["CIVIL_REGISTRATION"],
             requested: Requested::Flag("/requested_services/id_card"),
+            // No system takes it through the hub yet: the step waits, visibly, for an answer.
+            command: None,
             done_on: "birth.id-card-issued",
             working_days: 3,
             results: &[ResultDef {
@@ -75,3 +87,11 @@ pub static BIRTH: Definition = Definition {
         },
     ],
 };
+
+/// The card is issued to the registered child, in the province where the dossier was filed.
+fn card_request(inputs: &Inputs) -> Value {
+    json!({
+        "province_code": inputs.submitted("/province_code"),
+        "child": inputs.result("CIVIL_REGISTRATION", "/child"),
+    })
+}

@@ -5,12 +5,18 @@
 //! reads the registration as due the next working day, the updates of the national databases in
 //! one and two working days, the benefit decision in the group's five.
 //!
-//! Not yet here: paying a decided benefit and the compensations of an annulled registration
-//! (residence deletion reverted, an unpaid decision cancelled), which need commands the engine
-//! publishes; the documents of a residence deletion and of benefit decisions, which need their
-//! events to name them.
+//! The population and residence steps are asked for by commands that name the deceased and the
+//! registration; a death registered before the dossier (the relative did not choose it) leaves
+//! the registration null, and the systems look it up themselves.
+//!
+//! Not yet here: the benefit command (it needs the beneficiary's account and the social
+//! insurance record), paying a decided benefit and the compensations of an annulled
+//! registration (residence deletion reverted, an unpaid decision cancelled); the documents of a
+//! residence deletion and of benefit decisions, which need their events to name them.
 
-use super::definition::{Definition, Requested, ResultDef, StepDef};
+use serde_json::{Value, json};
+
+use super::definition::{Command, Definition, Inputs, Requested, ResultDef, StepDef};
 
 const CHOSEN: &str = "/sub_procedures";
 
@@ -29,6 +35,8 @@ pub static DEATH: Definition = Definition {
             name: "CIVIL_REGISTRATION",
             after: &[],
             requested: Requested::AnyOf(CHOSEN, &["DEATH_REGISTRATION"]),
+            // The civil-status connector takes the submission itself.
+            command: None,
             done_on: "death.civil-registration-completed",
             working_days: 1,
             results: &[ResultDef {
@@ -41,6 +49,10 @@ pub static DEATH: Definition = Definition {
             name: "POPULATION_STATUS",
             after: &["CIVIL_REGISTRATION"],
             requested: Requested::Always,
+            command: Some(Command {
+                event_type: "death.population-status-update-requested",
+                content: about_the_death,
+            }),
             done_on: "death.population-status-updated",
             working_days: 1,
             results: &[],
@@ -49,6 +61,10 @@ pub static DEATH: Definition = Definition {
             name: "RESIDENCE_DELETION",
             after: &["CIVIL_REGISTRATION"],
             requested: Requested::AnyOf(CHOSEN, &["RESIDENCE_DELETION"]),
+            command: Some(Command {
+                event_type: "death.residence-deletion-requested",
+                content: about_the_death,
+            }),
             done_on: "death.residence-deleted",
             working_days: 2,
             results: &[],
@@ -60,9 +76,33 @@ pub static DEATH: Definition = Definition {
                 CHOSEN,
                 &["FUNERAL_ALLOWANCE", "SURVIVOR_BENEFIT", "FUNERAL_SUPPORT"],
             ),
+            // No benefit connector yet: the step waits, visibly, for a decision.
+            command: None,
             done_on: "death.benefit-decided",
             working_days: 5,
             results: &[],
         },
     ],
 };
+
+/// Who died and the registration that says so (null when it was registered before this
+/// dossier).
+fn about_the_death(inputs: &Inputs) -> Value {
+    json!({
+        "deceased": {
+            "personal_id": inputs.submitted("/deceased/personal_id"),
+            "full_name": inputs.submitted("/deceased/full_name"),
+            "death_date": inputs.submitted("/deceased/death_date"),
+        },
+        "registration": inputs.result_fields(
+            "CIVIL_REGISTRATION",
+            &[
+                "registration_number",
+                "registration_book",
+                "registering_agency_code",
+                "registered_at",
+                "e_extract_reference",
+            ],
+        ),
+    })
+}

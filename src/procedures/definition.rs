@@ -1,8 +1,8 @@
 //! What a procedure definition says: the steps of one procedure group, their order (a step
 //! starts when every step it comes `after` is done, so steps with the same predecessors run in
-//! parallel), which event ends each, its deadline in working days and the documents it
-//! yields. The groups themselves are data in `birth.rs` (and, next, `death.rs`), one readable
-//! table each; the engine interprets them.
+//! parallel), the command that asks for it, which event ends it, its deadline in working days
+//! and the documents it yields. The groups themselves are data in `birth.rs` and `death.rs`,
+//! one readable table each; the engine interprets them.
 
 use serde_json::Value;
 
@@ -37,6 +37,9 @@ pub struct StepDef {
     pub after: &'static [&'static str],
     /// Which dossiers include the step.
     pub requested: Requested,
+    /// What the hub publishes when the step starts, for the system that does it; `None` where
+    /// that system acts on an earlier event itself (civil registration takes the submission).
+    pub command: Option<Command>,
     /// The event that says the step is done.
     pub done_on: &'static str,
     /// Working days from the step's start (0: the same working day).
@@ -74,6 +77,66 @@ impl Requested {
     }
 }
 
+/// The event that asks a system for a step: it carries exactly what the step needs, so the
+/// system acts only for dossiers that include the step, and only once the steps before it are
+/// done.
+#[derive(Debug)]
+pub struct Command {
+    pub event_type: &'static str,
+    /// The command's own fields, from what the dossier holds; the engine adds `dossier_code`,
+    /// `requested_at` and `due_at`.
+    pub content: fn(&Inputs) -> Value,
+}
+
+/// What a running dossier holds for its commands: the submission and the event that ended each
+/// step, as the engine received them (minimised for its purpose). Kept only while the dossier
+/// runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a>(pub &'a Value);
+
+/// Where the submission is kept among the inputs (no step has this name: steps are upper case).
+pub const SUBMISSION: &str = "submission";
+
+impl Inputs<'_> {
+    /// The submission's value at `pointer`; null when it has none.
+    pub fn submitted(&self, pointer: &str) -> Value {
+        self.at(SUBMISSION, pointer)
+    }
+
+    /// The value at `pointer` in the event that ended `step`; null when it has none or the step
+    /// is not done (or not in the dossier).
+    pub fn result(&self, step: &str, pointer: &str) -> Value {
+        self.at(step, pointer)
+    }
+
+    /// `fields` of the event that ended `step`, as one object; null when the step did not end
+    /// here (not in the dossier: what it registered came before).
+    pub fn result_fields(&self, step: &str, fields: &[&str]) -> Value {
+        match self.0.get(step) {
+            Some(Value::Object(event)) => Value::Object(
+                fields
+                    .iter()
+                    .map(|f| {
+                        (
+                            (*f).to_owned(),
+                            event.get(*f).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect(),
+            ),
+            _ => Value::Null,
+        }
+    }
+
+    fn at(&self, key: &str, pointer: &str) -> Value {
+        self.0
+            .get(key)
+            .and_then(|v| v.pointer(pointer))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
+
 /// A document a step yields, as `result-returned` lists it.
 #[derive(Debug)]
 pub struct ResultDef {
@@ -102,7 +165,13 @@ impl Definition {
 
     /// Every event type the engine publishes for this group.
     pub fn publishes(&self) -> Vec<&'static str> {
-        vec![self.accepted, self.result, STATUS_CHANGED, STEP_OVERDUE]
+        let mut types = vec![self.accepted, self.result, STATUS_CHANGED, STEP_OVERDUE];
+        types.extend(
+            self.steps
+                .iter()
+                .filter_map(|s| Some(s.command.as_ref()?.event_type)),
+        );
+        types
     }
 }
 
@@ -113,15 +182,117 @@ pub const STEP_OVERDUE: &str = "dossier.step-overdue";
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
 
-    use crate::procedures::GROUPS;
-    use crate::registry::Catalogue;
+    use chrono::{DateTime, NaiveDate, Utc};
+    use serde_json::Value;
+
+    use crate::domain::ReferenceData;
+    use crate::procedures::instance::{self, Context};
+    use crate::procedures::{GROUPS, PURPOSE};
+    use crate::registry::{Catalogue, EventSchema};
+
+    fn schemas() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
+    }
+
+    /// The example `<event_type>/<file>` as the engine receives it: minimised for its purpose.
+    fn as_the_engine_sees(
+        access: &crate::access::AccessCatalogue,
+        event_type: &str,
+        file: &str,
+    ) -> Value {
+        let path = schemas().join("examples").join(event_type).join(file);
+        let mut payload: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("example")).expect("json");
+        access
+            .disclosures
+            .fields(event_type, PURPOSE)
+            .unwrap_or_else(|| panic!("the engine may not receive {event_type}"))
+            .apply(&mut payload);
+        payload
+    }
+
+    fn first_valid(event_type: &str) -> String {
+        let mut names: Vec<String> = std::fs::read_dir(schemas().join("examples").join(event_type))
+            .expect("examples")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("valid-"))
+            .collect();
+        names.sort();
+        names.into_iter().next().expect("a valid example")
+    }
+
+    /// Every command a dossier asking for every step leads to, built from the examples as the
+    /// engine sees them, is valid against its own schema: the engine's disclosures cover what
+    /// the commands carry, and the commands name it as their schemas do.
+    #[test]
+    fn every_command_built_from_what_the_engine_sees_is_valid() {
+        let catalogue = Catalogue::load(&schemas()).expect("the catalogue loads");
+        let access = crate::app::access_catalogue(&schemas(), &catalogue).expect("access");
+        let reference = Arc::new(ReferenceData::load(&schemas().join("reference")).expect("data"));
+        let now: DateTime<Utc> = "2026-11-20T03:00:00Z".parse().expect("a time");
+        let ctx = Context {
+            now,
+            calendar: reference.calendar(),
+        };
+        let on = NaiveDate::from_ymd_opt(2026, 11, 23).expect("a date");
+        let cases = [
+            ("birth.dossier-submitted", "valid-full.json"),
+            (
+                "death.dossier-submitted",
+                "valid-with-funeral-allowance.json",
+            ),
+        ];
+        let mut checked = Vec::new();
+        for (group, (intake, file)) in GROUPS.iter().zip(cases) {
+            assert_eq!(group.intake, intake);
+            let mut submission = as_the_engine_sees(&access, intake, file);
+            if let Some(Value::Object(services)) = submission.get_mut("requested_services") {
+                services.values_mut().for_each(|v| *v = Value::Bool(true));
+            }
+            let (mut dossier, mut out) = instance::open(group, &submission, &ctx).expect("opened");
+            for step in group.steps {
+                let done = as_the_engine_sees(&access, step.done_on, &first_valid(step.done_on));
+                out.extend(dossier.apply(group, step.done_on, &done, &ctx).1);
+            }
+            for command in group.steps.iter().filter_map(|s| s.command.as_ref()) {
+                let sent: Vec<&Value> = out
+                    .iter()
+                    .filter(|o| o.event_type == command.event_type)
+                    .map(|o| &o.payload)
+                    .collect();
+                assert_eq!(sent.len(), 1, "{} sent once", command.event_type);
+                let def = catalogue
+                    .events
+                    .iter()
+                    .find(|e| e.event_type == command.event_type)
+                    .expect("in the catalogue");
+                let schema = EventSchema::compile(def, reference.clone(), "").expect("compiles");
+                let violations = schema.validate(sent[0], on);
+                assert!(
+                    violations.is_empty(),
+                    "{}: {violations:?}\n{}",
+                    command.event_type,
+                    sent[0]
+                );
+                checked.push(command.event_type);
+            }
+        }
+        assert_eq!(
+            checked,
+            [
+                "birth.health-insurance-card-requested",
+                "death.population-status-update-requested",
+                "death.residence-deletion-requested"
+            ]
+        );
+    }
 
     #[test]
     fn every_step_follows_earlier_steps_and_names_what_the_catalogue_has() {
-        let catalogue = Catalogue::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas"))
-            .expect("the catalogue loads");
+        let catalogue = Catalogue::load(&schemas()).expect("the catalogue loads");
         let known = |t: &str| catalogue.events.iter().any(|e| e.event_type == t);
         for group in GROUPS {
             for event_type in group.event_types().into_iter().chain(group.publishes()) {

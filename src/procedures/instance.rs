@@ -6,7 +6,7 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::definition::{Definition, STATUS_CHANGED, STEP_OVERDUE, StepDef};
+use super::definition::{Definition, Inputs, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, StepDef};
 use crate::domain::{WorkingCalendar, vietnam};
 
 /// Who the portal shows as having handled the hub's own transitions.
@@ -105,6 +105,10 @@ pub struct Instance {
     pub completed_at: Option<DateTime<Utc>>,
     /// In the definition's order.
     pub steps: Vec<Step>,
+    /// What the steps' commands are built from: the submission and each finished step's event,
+    /// by step name (see [`Inputs`]); emptied when the dossier completes, so the hub keeps
+    /// personal data no longer than the procedure needs it.
+    pub inputs: Value,
 }
 
 /// An event the engine decided to publish.
@@ -206,6 +210,11 @@ pub fn open(
         accepted_at: ctx.now,
         completed_at: None,
         steps,
+        inputs: Value::Object(
+            [(SUBMISSION.to_owned(), submission.clone())]
+                .into_iter()
+                .collect(),
+        ),
     };
     let accepted = Outgoing {
         event_type: definition.accepted.to_owned(),
@@ -225,7 +234,7 @@ pub fn open(
     let mut out = vec![accepted];
     out.push(instance.status(portal::ACCEPTED, ctx, "Tiếp nhận hồ sơ liên thông"));
     out.push(instance.status(portal::PROCESSING, ctx, "Chuyển xử lý"));
-    instance.start_ready(definition, ctx);
+    out.extend(instance.start_ready(definition, ctx));
     Ok((instance, out))
 }
 
@@ -290,10 +299,11 @@ impl Instance {
         }
     }
 
-    /// Starts every waiting step whose predecessors are done (or not part of the dossier). A
-    /// step whose failure came before its predecessors were done (replies from different
-    /// systems overtake one another) stays failed, and gets its due time now.
-    fn start_ready(&mut self, definition: &Definition, ctx: &Context<'_>) {
+    /// Starts every waiting step whose predecessors are done (or not part of the dossier), and
+    /// returns the commands that ask for them. A step whose failure came before its
+    /// predecessors were done (replies from different systems overtake one another) stays
+    /// failed, and gets its due time (and its command) now.
+    fn start_ready(&mut self, definition: &Definition, ctx: &Context<'_>) -> Vec<Outgoing> {
         let ready: Vec<(usize, &StepDef)> = self
             .steps
             .iter()
@@ -309,6 +319,7 @@ impl Instance {
                 })
             })
             .collect();
+        let mut commands = Vec::new();
         for (index, def) in ready {
             let step = &mut self.steps[index];
             if step.state == StepState::Waiting {
@@ -316,7 +327,21 @@ impl Instance {
             }
             step.started_at = Some(ctx.now);
             step.due_at = ctx.due(ctx.local_now(), def.working_days);
+            let due_at = step.due_at;
+            if let Some(command) = &def.command {
+                let mut payload = (command.content)(&Inputs(&self.inputs));
+                if let Value::Object(fields) = &mut payload {
+                    fields.insert("dossier_code".to_owned(), json!(self.dossier_code));
+                    fields.insert("requested_at".to_owned(), json!(timestamp(ctx.now)));
+                    fields.insert("due_at".to_owned(), json!(due_at.map(timestamp)));
+                }
+                commands.push(Outgoing {
+                    event_type: command.event_type.to_owned(),
+                    payload,
+                });
+            }
         }
+        commands
     }
 
     /// Takes in one event of the dossier (never the submission: [`open`] takes that).
@@ -357,8 +382,10 @@ impl Instance {
             })
             .collect();
         let effect = Effect::StepDone(def.name.to_owned());
-        self.start_ready(definition, ctx);
-        let mut out = Vec::new();
+        if let Value::Object(inputs) = &mut self.inputs {
+            inputs.insert(def.name.to_owned(), payload.clone());
+        }
+        let mut out = self.start_ready(definition, ctx);
         if self.steps.iter().all(|s| s.state == StepState::Done) {
             out.extend(self.complete(definition, ctx));
         }
@@ -391,6 +418,7 @@ impl Instance {
     fn complete(&mut self, definition: &Definition, ctx: &Context<'_>) -> Vec<Outgoing> {
         self.state = State::Completed;
         self.completed_at = Some(ctx.now);
+        self.inputs = json!({});
         let results: Vec<Value> = self
             .steps
             .iter()
@@ -451,6 +479,7 @@ mod tests {
     use super::*;
     use crate::domain::ReferenceData;
     use crate::procedures::birth::BIRTH;
+    use crate::procedures::death::DEATH;
 
     fn reference() -> ReferenceData {
         ReferenceData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/reference"))
@@ -582,7 +611,15 @@ mod tests {
             &ctx,
         );
         assert_eq!(effect, Effect::StepDone("CIVIL_REGISTRATION".into()));
-        assert!(out.is_empty(), "{out:?}");
+        let asked: Vec<&str> = out.iter().map(|o| o.event_type.as_str()).collect();
+        assert_eq!(
+            asked,
+            ["birth.health-insurance-card-requested"],
+            "the card is asked for; residence has no command yet"
+        );
+        assert_eq!(out[0].payload["child"], registered()["child"]);
+        assert_eq!(out[0].payload["province_code"], "48");
+        assert_eq!(out[0].payload["due_at"], "2026-11-25T17:00:00+07:00");
         assert_eq!(
             states(&instance),
             [
@@ -605,6 +642,11 @@ mod tests {
         });
         let (_, out) = instance.apply(&BIRTH, "birth.residence-registered", &residence, &ctx);
         assert_eq!(instance.state, State::Completed);
+        assert_eq!(
+            instance.inputs,
+            json!({}),
+            "nothing personal kept once completed"
+        );
         assert_eq!(statuses(&out), [(4, 9), (9, 10)]);
         let result = out
             .iter()
@@ -630,6 +672,74 @@ mod tests {
                 ("HEALTH_INSURANCE_CARD", "TE1480123456789")
             ]
         );
+    }
+
+    #[test]
+    fn a_step_not_asked_for_is_never_asked_of_its_system() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T10:01:00+07:00"),
+            calendar: reference.calendar(),
+        };
+        let (mut birth, _) =
+            open(&BIRTH, &submission("2026-11-12", false, false), &ctx).expect("opened");
+        let (_, out) = birth.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        assert!(
+            out.iter().all(|o| !o.event_type.ends_with("-requested")),
+            "no card asked for: {out:?}"
+        );
+        assert_eq!(birth.state, State::Completed);
+
+        let death = json!({
+            "dossier_code": "G22.99.08-261117-0021",
+            "procedure_code": "2.002913",
+            "received_at": "2026-11-17T09:00:00+07:00",
+            "deceased": {"personal_id": "001048003517", "full_name": "Phạm Văn Hùng",
+                         "death_date": "2026-11-15"},
+            "sub_procedures": ["DEATH_REGISTRATION", "FUNERAL_ALLOWANCE"]
+        });
+        let (mut dossier, _) = open(&DEATH, &death, &ctx).expect("opened");
+        let registration = json!({
+            "dossier_code": "G22.99.08-261117-0021",
+            "registration_number": "188",
+            "registration_book": "01/2026",
+            "registered_at": "2026-11-17T14:00:00+07:00",
+            "registering_agency_code": "G22.99.08",
+            "e_extract_reference": "TLKT-48-2026-0018806"
+        });
+        let (_, out) = dossier.apply(
+            &DEATH,
+            "death.civil-registration-completed",
+            &registration,
+            &ctx,
+        );
+        let asked: Vec<&str> = out.iter().map(|o| o.event_type.as_str()).collect();
+        assert_eq!(
+            asked,
+            ["death.population-status-update-requested"],
+            "the residence deletion was not chosen"
+        );
+        assert_eq!(out[0].payload["deceased"], death["deceased"]);
+        assert_eq!(
+            out[0].payload["registration"]["registration_book"],
+            "01/2026"
+        );
+
+        // A death registered before the dossier: the steps start at once, with no
+        // registration to name.
+        let mut before = death.clone();
+        before["sub_procedures"] = json!(["RESIDENCE_DELETION", "FUNERAL_ALLOWANCE"]);
+        let (_, out) = open(&DEATH, &before, &ctx).expect("opened");
+        let deletion = out
+            .iter()
+            .find(|o| o.event_type == "death.residence-deletion-requested")
+            .expect("asked at once");
+        assert_eq!(deletion.payload["registration"], Value::Null);
     }
 
     #[test]

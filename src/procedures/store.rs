@@ -1,7 +1,7 @@
-//! The engine's tables (migration V15): instances and steps, the events taken in (the inbox and
-//! the timeline), and the outbox. A dossier's rows change only in a transaction that holds the
-//! dossier's advisory lock ([`lock`]), so two hub processes never advance one dossier at once,
-//! and an event that comes before its dossier cannot slip past the dossier's opening.
+//! The engine's tables (migrations V15 and V16): instances and steps, the events taken in (the
+//! inbox and the timeline), and the outbox. A dossier's rows change only in a transaction that
+//! holds the dossier's advisory lock ([`lock`]), so two hub processes never advance one dossier
+//! at once, and an event that comes before its dossier cannot slip past the dossier's opening.
 
 use std::collections::HashMap;
 
@@ -140,7 +140,7 @@ pub async fn load(
     let Some(row) = client
         .query_opt(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
-                    received_at, accepted_at, due_at, completed_at
+                    received_at, accepted_at, due_at, completed_at, inputs
              FROM procedure_instance WHERE dossier_code = $1",
             &[&dossier_code],
         )
@@ -168,6 +168,7 @@ fn instance_from(row: &Row, steps: Vec<Step>) -> Result<Instance, DbError> {
         due_at: row.get(7),
         completed_at: row.get(8),
         steps,
+        inputs: row.get(9),
     })
 }
 
@@ -181,10 +182,10 @@ pub async fn save(
     tx.execute(
         "INSERT INTO procedure_instance
              (dossier_code, procedure_group, procedure_code, state, portal_status, received_at,
-              accepted_at, due_at, completed_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+              accepted_at, due_at, completed_at, updated_at, inputs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (dossier_code) DO UPDATE SET state = $4, portal_status = $5,
-             completed_at = $9, updated_at = $10",
+             completed_at = $9, updated_at = $10, inputs = $11",
         &[
             &instance.dossier_code,
             &instance.group,
@@ -196,6 +197,7 @@ pub async fn save(
             &instance.due_at,
             &instance.completed_at,
             &now,
+            &instance.inputs,
         ],
     )
     .await?;
@@ -436,7 +438,7 @@ pub async fn list(
     let rows = client
         .query(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
-                    received_at, accepted_at, due_at, completed_at
+                    received_at, accepted_at, due_at, completed_at, inputs
              FROM procedure_instance i
              WHERE $1::timestamptz IS NULL
                 OR (state = 'running' AND (due_at < $1 OR EXISTS (
