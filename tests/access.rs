@@ -512,6 +512,7 @@ async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
             "mother.travel_document",
             "requested_services.id_card",
             "requested_services.permanent_residence",
+            "residence",
         ]
     );
 

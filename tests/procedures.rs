@@ -1,12 +1,14 @@
 //! The procedure engine against the real broker, PostgreSQL and the sandboxes, with the
 //! repository's connectors: a birth dossier submitted (twice) becomes one procedure that goes
 //! through civil registration and the health-insurance card to its result, mirrored on the
-//! national portal; and a hub stopped in the middle leaves the next one to finish it with no
-//! second personal ID and no second card. (A hub killed with SIGKILL cannot be tested here: the
-//! local broker never gives a dead member's partitions to the rest of its group.) A death dossier is registered, and the
-//! population and residence databases updated, before its result is returned. An answer that overtakes its dossier is joined
-//! to it, a step past its due time (on an injected clock) shows overdue, and officials read
-//! the dossier over gRPC.
+//! national portal; a dossier that did not ask for the card never reaches social insurance; a
+//! child joining a grandparent's household waits for the head's consent, and a refusal ends
+//! only the residence branch; and a hub stopped in the middle leaves the next one to finish it
+//! with no second personal ID and no second card. (A hub killed with SIGKILL cannot be tested
+//! here: the local broker never gives a dead member's partitions to the rest of its group.) A
+//! death dossier is registered, and the population and residence databases updated, before its
+//! result is returned. An answer that overtakes its dossier is joined to it, a step past its
+//! due time (on an injected clock) shows overdue, and officials read the dossier over gRPC.
 
 mod common;
 
@@ -54,6 +56,18 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
             "identity-management",
             &["death.population-status-update-requested"],
             &["death.population-status-updated", "death.step-failed"],
+        ),
+        "residence-death-reverts" => (
+            "residence-connector",
+            "residence-registration",
+            &["death.residence-deletion-revert-requested"],
+            &["death.residence-deletion-reverted", "death.step-failed"],
+        ),
+        "residence-births" => (
+            "residence-connector",
+            "residence-registration",
+            &["birth.residence-registration-requested"],
+            &["birth.residence-registered", "birth.step-failed"],
         ),
         "residence-deaths" => (
             "residence-connector",
@@ -146,13 +160,16 @@ fn step_states(instance: &Instance) -> Vec<(&str, StepState)> {
 /// The dossier's procedure once completed and everything it decided published.
 async fn completed(env: &TestEnv, code: &str) -> Instance {
     common::eventually("the procedure completes", async || {
+        // The instance first: its completion and the events announcing it are committed
+        // together, so once it reads completed, a count of zero means they were published.
+        let instance = procedure(env, code).await;
         let queued = count(
             env,
             "SELECT count(*) FROM procedure_outbox WHERE dossier_code = $1 AND published_at IS NULL",
             code,
         )
         .await;
-        match procedure(env, code).await {
+        match instance {
             Some(instance) if instance.state == State::Completed && queued == 0 => Ok(instance),
             other => Err(format!("{queued} event(s) queued; {other:?}")),
         }
@@ -204,6 +221,166 @@ async fn registered_child(env: &TestEnv, code: &str) -> String {
         .expect("births");
     assert_eq!(rows.len(), 1, "one registration for the dossier");
     rows[0].get(0)
+}
+
+/// A dossier whose child joins the household of a grandparent (not a parent): the head's
+/// consent is needed.
+fn grandparents_dossier() -> (String, Value) {
+    let (code, _) = dossier();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/examples/birth.dossier-submitted/valid-joins-grandparents-household.json");
+    let mut payload: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("example")).expect("json");
+    payload["dossier_code"] = Value::String(code.clone());
+    (code, payload)
+}
+
+fn consent(code: &str, decision: &str) -> lienthong::proto::PublishRequest {
+    let mut request = publish_request(
+        code,
+        &serde_json::json!({
+            "dossier_code": code,
+            "household_head": {"personal_id": "048060001234", "full_name": "Nguyễn Văn Tư"},
+            "decision": decision,
+            "decided_at": "2026-11-20T10:30:00+07:00",
+            "channel": "VNEID"
+        }),
+    );
+    request.event_type = "birth.household-head-consent-recorded".into();
+    request
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_joining_a_grandparents_household_waits_for_consent_and_a_refusal_ends_only_residence()
+ {
+    let mut env = TestEnv::new("procedures_consent").await;
+    env.config.procedures.enabled = true;
+    prepare(
+        &env,
+        &["civil-status", "social-insurance-cards", "residence-births"],
+    )
+    .await;
+    let onestop = env.member("one-stop-48").await;
+    // The one-stop system passes on the head's answer, from VNeID.
+    env.grant(
+        "one-stop-48",
+        Direction::Publish,
+        "birth.household-head-consent-recorded",
+        PURPOSE,
+    )
+    .await;
+    let hub = env.start_hub().await;
+    let mut publisher = client(&hub, Some(&onestop)).await;
+    let (consented, payload) = grandparents_dossier();
+    publisher
+        .publish(publish_request(&consented, &payload))
+        .await
+        .expect("published");
+    let (refused, payload) = grandparents_dossier();
+    publisher
+        .publish(publish_request(&refused, &payload))
+        .await
+        .expect("published");
+
+    // Registered and carded, the residence waits, visibly, for the head.
+    for code in [&consented, &refused] {
+        common::eventually(
+            "the card is issued while the consent is awaited",
+            async || {
+                let instance = procedure(&env, code).await.ok_or("not opened")?;
+                let states = step_states(&instance);
+                let expected = [
+                    ("CIVIL_REGISTRATION", StepState::Done),
+                    ("HOUSEHOLD_HEAD_CONSENT", StepState::Running),
+                    ("RESIDENCE_REGISTRATION", StepState::Waiting),
+                    ("HEALTH_INSURANCE_CARD", StepState::Done),
+                ];
+                if states == expected && instance.steps[1].due_at.is_some() {
+                    Ok(())
+                } else {
+                    Err(format!("{states:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    let residences = "SELECT count(*) FROM sandbox_residence.permanent WHERE personal_id = $1";
+    let child = registered_child(&env, &consented).await;
+    assert_eq!(
+        count(&env, residences, &child).await,
+        0,
+        "not before the consent"
+    );
+
+    publisher
+        .publish(consent(&consented, "CONSENTED"))
+        .await
+        .expect("published");
+    let instance = completed(&env, &consented).await;
+    assert_eq!(instance.steps[2].state, StepState::Done, "{instance:?}");
+    assert_eq!(count(&env, residences, &child).await, 1, "registered once");
+    let recorded: Value = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT consent FROM sandbox_residence.permanent WHERE personal_id = $1",
+            &[&child],
+        )
+        .await
+        .expect("consent")
+        .get(0);
+    assert_eq!(recorded["head_personal_id"], "048060001234");
+    let results = decided(&env, &consented, "birth.result-returned").await;
+    let documents: Vec<&str> = results[0].0["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["result_type"].as_str())
+        .collect();
+    assert_eq!(
+        documents,
+        [
+            "BIRTH_EXTRACT",
+            "PERSONAL_ID",
+            "PERMANENT_RESIDENCE",
+            "HEALTH_INSURANCE_CARD"
+        ]
+    );
+
+    publisher
+        .publish(consent(&refused, "REFUSED"))
+        .await
+        .expect("published");
+    let instance = completed(&env, &refused).await;
+    assert_eq!(
+        step_states(&instance),
+        [
+            ("CIVIL_REGISTRATION", StepState::Done),
+            ("HOUSEHOLD_HEAD_CONSENT", StepState::Refused),
+            ("RESIDENCE_REGISTRATION", StepState::Skipped),
+            ("HEALTH_INSURANCE_CARD", StepState::Done)
+        ],
+        "the refusal ends the residence branch; the card stands"
+    );
+    let child = registered_child(&env, &refused).await;
+    assert_eq!(count(&env, residences, &child).await, 0, "never asked");
+    assert!(
+        decided(&env, &refused, "birth.residence-registration-requested")
+            .await
+            .is_empty()
+    );
+    let timeline = store::timeline(&env.pool, &refused)
+        .await
+        .expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.what == "HOUSEHOLD_HEAD_CONSENT refused; not done: RESIDENCE_REGISTRATION"),
+        "{timeline:?}"
+    );
+    hub.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -610,7 +787,8 @@ async fn an_answer_before_its_dossier_is_joined_to_it_and_a_late_step_shows_over
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_death_dossier_is_registered_told_to_population_and_residence_and_returned() {
+async fn a_death_dossier_is_registered_told_to_population_and_residence_and_returned_then_annulled()
+{
     let mut env = TestEnv::new("procedures_death").await;
     env.config.procedures.enabled = true;
     prepare(
@@ -619,6 +797,7 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
             "civil-status-deaths",
             "population-deaths",
             "residence-deaths",
+            "residence-death-reverts",
         ],
     )
     .await;
@@ -703,6 +882,112 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].0["results"][0]["result_type"], "DEATH_EXTRACT");
     assert!(results[0].1, "published");
+
+    // The civil-status office annuls the registration (the wrong person): the residence
+    // deleted for it is restored, by the compensation the engine asks for.
+    let reference: String = db
+        .query_one(
+            "SELECT deletion_reference FROM sandbox_residence.permanent WHERE personal_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("deleted")
+        .get(0);
+    let (agency, number) = reference.split_once('/').expect("agency/number");
+    let registrar = env.token("civil-status-48").await;
+    env.grant(
+        "civil-status-48",
+        Direction::Publish,
+        "death.registration-annulled",
+        PURPOSE,
+    )
+    .await;
+    let mut annulment = publish_request(
+        &code,
+        &serde_json::json!({
+            "dossier_code": code,
+            "registration_number": number,
+            "registering_agency_code": agency,
+            "deceased": {"personal_id": id},
+            "annulled_at": "2026-11-22T10:00:00+07:00",
+            "decision_reference": "45/QĐ-UBND",
+            "reason_code": "WRONG_PERSON"
+        }),
+    );
+    annulment.event_type = "death.registration-annulled".into();
+    let mut registrar = client(&hub, Some(&registrar)).await;
+    registrar
+        .publish(annulment.clone())
+        .await
+        .expect("published");
+    let instance = common::eventually("the deletion is undone", async || {
+        let instance = procedure(&env, &code).await.ok_or("gone")?;
+        if instance.steps[2].state == StepState::Undone {
+            Ok(instance)
+        } else {
+            Err(format!("{:?}", step_states(&instance)))
+        }
+    })
+    .await;
+    assert_eq!(instance.state, State::Annulled);
+    assert_eq!(
+        instance.steps[1].state,
+        StepState::Done,
+        "the population database has no undo through the hub yet"
+    );
+    let restored = db
+        .query_one(
+            "SELECT deleted_at IS NULL, reverted_at IS NOT NULL
+             FROM sandbox_residence.permanent WHERE personal_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the residence");
+    assert_eq!(
+        (restored.get::<_, bool>(0), restored.get::<_, bool>(1)),
+        (true, true),
+        "restored"
+    );
+    let reverts = decided(&env, &code, "death.residence-deletion-revert-requested").await;
+    assert_eq!(reverts.len(), 1, "asked once");
+    let deletion: uuid::Uuid = db
+        .query_one(
+            "SELECT event_id FROM procedure_event
+             WHERE dossier_code = $1 AND event_type = 'death.residence-deleted'",
+            &[&code],
+        )
+        .await
+        .expect("the deletion taken in")
+        .get(0);
+    assert_eq!(
+        reverts[0].0["reverts_event_id"],
+        deletion.to_string(),
+        "the compensation names the event it undoes"
+    );
+    // The annulment delivered again changes nothing.
+    annulment.event_id = uuid::Uuid::now_v7().to_string();
+    registrar.publish(annulment).await.expect("published");
+    common::eventually("the repeat is recorded", async || {
+        let timeline = store::timeline(&env.pool, &code)
+            .await
+            .map_err(|e| e.to_string())?;
+        let annulments = timeline
+            .iter()
+            .filter(|e| e.event_type == "death.registration-annulled")
+            .count();
+        if annulments == 2 {
+            Ok(())
+        } else {
+            Err(format!("{annulments}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        decided(&env, &code, "death.residence-deletion-revert-requested")
+            .await
+            .len(),
+        1
+    );
     hub.shutdown().await.expect("clean shutdown");
 }
 

@@ -102,6 +102,11 @@ grant paygov-connector subscribe payment.initiated fee-payment
 grant paygov-connector publish payment.confirmed fee-payment
 "$bin" systems add residence-connector --name "Residence connector" >/dev/null 2>&1 || true
 grant residence-connector subscribe death.residence-deletion-requested residence-registration
+grant residence-connector subscribe birth.residence-registration-requested residence-registration
+grant residence-connector publish birth.residence-registered residence-registration
+grant residence-connector publish birth.step-failed residence-registration
+grant residence-connector subscribe death.residence-deletion-revert-requested residence-registration
+grant residence-connector publish death.residence-deletion-reverted residence-registration
 grant residence-connector publish death.residence-deleted residence-registration
 grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management
@@ -191,7 +196,7 @@ demo_out=$LIENTHONG_DATA_DIR/demo.out
 "$bin" demo --endpoint "https://$grpc" --ca-file "$tls/ca.pem" \
   --publisher-token "$publisher" --subscriber-token "$subscriber" \
   --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" \
-  --example schemas/examples/birth.dossier-submitted/valid-card-only.json \
+  --example schemas/examples/birth.dossier-submitted/valid-full.json \
   --fee --death-of "$deceased" --population-url "http://$sandbox/population/v1/citizens" \
   --population-token-file "$sandbox_token" | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
@@ -209,7 +214,7 @@ cat "$LIENTHONG_DATA_DIR/registration.json"
 echo
 child=$(sed -n 's/.*"personal_id":"\([0-9]*\)".*/\1/p' "$LIENTHONG_DATA_DIR/registration.json")
 echo
-echo "== 10. The social-insurance connector has the child's health-insurance card issued (group TE)"
+echo "== 10. The engine asks for the card and the residence; social insurance issues the card (TE)"
 for _ in $(seq 1 150); do
   curl -fs -H "Authorization: Bearer $LIENTHONG_SOCIAL_INSURANCE_TOKEN" "http://$sandbox/social-insurance/v1/child-cards/$child" >"$LIENTHONG_DATA_DIR/card.json" && break
   sleep 0.2
@@ -218,9 +223,19 @@ echo "-- social insurance's record (GET /social-insurance/v1/child-cards/$child 
 [[ -s $LIENTHONG_DATA_DIR/card.json ]] || { echo "no card; see $LIENTHONG_DATA_DIR/hub.log and sandbox.log" >&2; exit 1; }
 cat "$LIENTHONG_DATA_DIR/card.json"
 echo
+echo "-- and the residence database's (GET /residence/v1/permanent/$child): the child joined the"
+echo "   father's household (residence-births, asked by the engine with the registered child)"
+for _ in $(seq 1 150); do
+  curl -fs -H "Authorization: Bearer $LIENTHONG_RESIDENCE_TOKEN" "http://$sandbox/residence/v1/permanent/$child" \
+    >"$LIENTHONG_DATA_DIR/residence.json" && break
+  sleep 0.2
+done
+[[ -s $LIENTHONG_DATA_DIR/residence.json ]] || { echo "no residence; see $LIENTHONG_DATA_DIR/hub.log and sandbox.log" >&2; exit 1; }
+cat "$LIENTHONG_DATA_DIR/residence.json"
+echo
 echo
 echo "== 11. The procedure engine sees the dossier through: accepted with an appointment in working"
-echo "   days, registration, then the card, then the result returned to the citizen"
+echo "   days, registration, then the card and the residence, then the result returned to the citizen"
 show_completed "$code"
 echo
 echo "== 12. The citizen follows the dossier on the national portal (synced by portal-dossiers,"

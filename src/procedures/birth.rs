@@ -1,6 +1,7 @@
 //! The birth group (Decree 63/2024/ND-CP, amended by Decree 301/2026/ND-CP): one dossier, and
 //! the hub sees it through civil registration, then the child's permanent residence, health
-//! insurance card and ID card in parallel, as the citizen asked. Deadlines come from
+//! insurance card and ID card in parallel, as the citizen asked; the residence also waits for
+//! the household head's consent when the head is not a parent. Deadlines come from
 //! `../shared/domain/VIETNAM.md` (marked "verify" there): the whole group in 3 working days,
 //! residence and card in 2 each, civil registration the same working day. No separate limit is
 //! known for the child's ID card; it gets the group's.
@@ -15,6 +16,9 @@ pub static BIRTH: Definition = Definition {
     accepted: "birth.dossier-accepted",
     result: "birth.result-returned",
     step_failed: "birth.step-failed",
+    // Annulling a birth registration would withdraw a personal ID and a card: not through the
+    // hub yet.
+    annulled_on: None,
     working_days: 3,
     event_date: "/child/birth_date",
     // Law on Civil Status 60/2014/QH13, art. 15: within 60 days of the birth.
@@ -26,8 +30,10 @@ pub static BIRTH: Definition = Definition {
             requested: Requested::Always,
             // The civil-status connector takes the submission itself.
             command: None,
+            refused_if: None,
             done_on: "birth.civil-registration-completed",
             working_days: 0,
+            compensation: None,
             results: &[
                 ResultDef {
                     result_type: "BIRTH_EXTRACT",
@@ -41,14 +47,33 @@ pub static BIRTH: Definition = Definition {
                 },
             ],
         },
+        // A human step: the household head says, in VNeID or in person, whether the child may
+        // join the household. Asked by the one-stop system; answered through the hub by
+        // birth.household-head-consent-recorded. VIETNAM.md gives no limit of its own: the
+        // residence step's two working days.
+        StepDef {
+            name: "HOUSEHOLD_HEAD_CONSENT",
+            after: &[],
+            requested: Requested::When(head_must_consent),
+            command: None,
+            refused_if: Some(("/decision", "REFUSED")),
+            done_on: "birth.household-head-consent-recorded",
+            working_days: 2,
+            compensation: None,
+            results: &[],
+        },
         StepDef {
             name: "RESIDENCE_REGISTRATION",
-            after: &["CIVIL_REGISTRATION"],
+            after: &["CIVIL_REGISTRATION", "HOUSEHOLD_HEAD_CONSENT"],
             requested: Requested::Flag("/requested_services/permanent_residence"),
-            // Waits for the residence block of the submission (household, head's consent).
-            command: None,
+            command: Some(Command {
+                event_type: "birth.residence-registration-requested",
+                content: residence_request,
+            }),
+            refused_if: None,
             done_on: "birth.residence-registered",
             working_days: 2,
+            compensation: None,
             results: &[ResultDef {
                 result_type: "PERMANENT_RESIDENCE",
                 reference: "/household_number",
@@ -63,8 +88,10 @@ pub static BIRTH: Definition = Definition {
                 event_type: "birth.health-insurance-card-requested",
                 content: card_request,
             }),
+            refused_if: None,
             done_on: "birth.health-insurance-card-issued",
             working_days: 2,
+            compensation: None,
             results: &[ResultDef {
                 result_type: "HEALTH_INSURANCE_CARD",
                 reference: "/card_number",
@@ -77,8 +104,10 @@ pub static BIRTH: Definition = Definition {
             requested: Requested::Flag("/requested_services/id_card"),
             // No system takes it through the hub yet: the step waits, visibly, for an answer.
             command: None,
+            refused_if: None,
             done_on: "birth.id-card-issued",
             working_days: 3,
+            compensation: None,
             results: &[ResultDef {
                 result_type: "ID_CARD",
                 reference: "/card_number",
@@ -93,5 +122,45 @@ fn card_request(inputs: &Inputs) -> Value {
     json!({
         "province_code": inputs.submitted("/province_code"),
         "child": inputs.result("CIVIL_REGISTRATION", "/child"),
+    })
+}
+
+/// The Law on Residence (68/2020/QH14, art. 20) asks the consent of the household head the
+/// child joins, unless the head is one of the child's parents.
+fn head_must_consent(submission: &Value) -> bool {
+    let Some(head) = submission
+        .pointer("/residence/head_personal_id")
+        .and_then(Value::as_str)
+    else {
+        return false;
+    };
+    let parent = |who: &str| {
+        submission
+            .pointer(&format!("/{who}/personal_id"))
+            .and_then(Value::as_str)
+            == Some(head)
+    };
+    submission.pointer("/requested_services/permanent_residence") == Some(&Value::Bool(true))
+        && !parent("mother")
+        && !parent("father")
+}
+
+/// The registered child joins the household the dossier names, with the head's consent when
+/// one was needed (null otherwise).
+fn residence_request(inputs: &Inputs) -> Value {
+    let consent = match inputs.result("HOUSEHOLD_HEAD_CONSENT", "/decided_at") {
+        Value::Null => Value::Null,
+        decided_at => json!({
+            "head_personal_id": inputs.result("HOUSEHOLD_HEAD_CONSENT", "/household_head/personal_id"),
+            "decided_at": decided_at,
+            "channel": inputs.result("HOUSEHOLD_HEAD_CONSENT", "/channel"),
+        }),
+    };
+    json!({
+        "child": inputs.result("CIVIL_REGISTRATION", "/child"),
+        "mother_personal_id": inputs.submitted("/mother/personal_id"),
+        "father_personal_id": inputs.submitted("/father/personal_id"),
+        "residence": inputs.submitted("/residence"),
+        "head_consent": consent,
     })
 }

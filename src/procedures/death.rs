@@ -6,17 +6,21 @@
 //! one and two working days, the benefit decision in the group's five.
 //!
 //! The population and residence steps are asked for by commands that name the deceased and the
-//! registration; a death registered before the dossier (the relative did not choose it) leaves
-//! the registration null, and the systems look it up themselves.
+//! registration. A death registered before the dossier (the relative did not choose it) leaves
+//! the registration null: the hub does not know it, the national systems refuse a request
+//! without it, and the steps fail visibly for an officer to complete.
+//!
+//! When the civil-status system annuls the registration (`death.registration-annulled`), a
+//! residence deleted for it is restored; nothing more is started.
 //!
 //! Not yet here: the benefit command (it needs the beneficiary's account and the social
-//! insurance record), paying a decided benefit and the compensations of an annulled
-//! registration (residence deletion reverted, an unpaid decision cancelled); the documents of a
-//! residence deletion and of benefit decisions, which need their events to name them.
+//! insurance record), paying a decided benefit and cancelling an unpaid decision on annulment;
+//! restoring the population database's status (its sandbox has no way to, yet); the documents
+//! of a residence deletion and of benefit decisions, which need their events to name them.
 
 use serde_json::{Value, json};
 
-use super::definition::{Command, Definition, Inputs, Requested, ResultDef, StepDef};
+use super::definition::{Command, Compensation, Definition, Inputs, Requested, ResultDef, StepDef};
 
 const CHOSEN: &str = "/sub_procedures";
 
@@ -26,6 +30,7 @@ pub static DEATH: Definition = Definition {
     accepted: "death.dossier-accepted",
     result: "death.result-returned",
     step_failed: "death.step-failed",
+    annulled_on: Some("death.registration-annulled"),
     working_days: 5,
     event_date: "/deceased/death_date",
     // Law on Civil Status 60/2014/QH13, art. 33: within 15 days of the death.
@@ -37,8 +42,10 @@ pub static DEATH: Definition = Definition {
             requested: Requested::AnyOf(CHOSEN, &["DEATH_REGISTRATION"]),
             // The civil-status connector takes the submission itself.
             command: None,
+            refused_if: None,
             done_on: "death.civil-registration-completed",
             working_days: 1,
+            compensation: None,
             results: &[ResultDef {
                 result_type: "DEATH_EXTRACT",
                 reference: "/e_extract_reference",
@@ -53,8 +60,10 @@ pub static DEATH: Definition = Definition {
                 event_type: "death.population-status-update-requested",
                 content: about_the_death,
             }),
+            refused_if: None,
             done_on: "death.population-status-updated",
             working_days: 1,
+            compensation: None,
             results: &[],
         },
         StepDef {
@@ -65,8 +74,18 @@ pub static DEATH: Definition = Definition {
                 event_type: "death.residence-deletion-requested",
                 content: about_the_death,
             }),
+            refused_if: None,
             done_on: "death.residence-deleted",
             working_days: 2,
+            // Law on Residence 68/2020/QH14: a residence deleted for a death registration since
+            // annulled is restored.
+            compensation: Some(Compensation {
+                command: Command {
+                    event_type: "death.residence-deletion-revert-requested",
+                    content: undo_for_the_annulment,
+                },
+                done_on: "death.residence-deletion-reverted",
+            }),
             results: &[],
         },
         StepDef {
@@ -78,8 +97,10 @@ pub static DEATH: Definition = Definition {
             ),
             // No benefit connector yet: the step waits, visibly, for a decision.
             command: None,
+            refused_if: None,
             done_on: "death.benefit-decided",
             working_days: 5,
+            compensation: None,
             results: &[],
         },
     ],
@@ -104,5 +125,21 @@ fn about_the_death(inputs: &Inputs) -> Value {
                 "e_extract_reference",
             ],
         ),
+    })
+}
+
+/// Who the annulled registration named, which registration, and the decision that annulled it.
+fn undo_for_the_annulment(inputs: &Inputs) -> Value {
+    json!({
+        "deceased": {"personal_id": inputs.annulment("/deceased/personal_id")},
+        "registration": {
+            "registration_number": inputs.annulment("/registration_number"),
+            "registering_agency_code": inputs.annulment("/registering_agency_code"),
+        },
+        "annulment": {
+            "decision_reference": inputs.annulment("/decision_reference"),
+            "annulled_at": inputs.annulment("/annulled_at"),
+            "reason_code": inputs.annulment("/reason_code"),
+        },
     })
 }

@@ -19,6 +19,9 @@ pub struct Definition {
     pub result: &'static str,
     /// What a connector publishes when it gives a step up (its `step` names the step).
     pub step_failed: &'static str,
+    /// The event that annuls the dossier's registration: every step done is then undone by its
+    /// `compensation`, and nothing more is started.
+    pub annulled_on: Option<&'static str>,
     /// Working days for the whole group: the appointment given to the citizen.
     pub working_days: u32,
     /// Where the submission holds the date of the life event, and after how many days its
@@ -42,10 +45,26 @@ pub struct StepDef {
     pub command: Option<Command>,
     /// The event that says the step is done.
     pub done_on: &'static str,
+    /// When `done_on` says no instead (a JSON pointer into it and the value meaning refusal):
+    /// a human step's answer. A refusal ends the step and every step that needs it, while the
+    /// dossier's other branches go on.
+    pub refused_if: Option<(&'static str, &'static str)>,
     /// Working days from the step's start (0: the same working day).
     pub working_days: u32,
     /// The documents the step yields, read from its `done_on` event.
     pub results: &'static [ResultDef],
+    /// How a step done is undone when the registration is annulled; `None`: it needs no undoing
+    /// or no system can undo it through the hub yet.
+    pub compensation: Option<Compensation>,
+}
+
+/// What undoes a step: the command that asks for it (built from the inputs, which then hold the
+/// annulment under [`ANNULMENT`]; the engine adds `reverts_event_id`, the event that did the
+/// step) and the event that says it is undone.
+#[derive(Debug)]
+pub struct Compensation {
+    pub command: Command,
+    pub done_on: &'static str,
 }
 
 /// Which dossiers include a step: what the citizen asked for, read from the submission.
@@ -57,6 +76,9 @@ pub enum Requested {
     Flag(&'static str),
     /// A list of choices (a JSON pointer) holds one of these.
     AnyOf(&'static str, &'static [&'static str]),
+    /// What the submission says decides it (a step the citizen does not choose, but the
+    /// dossier's facts call for, such as a household head's consent).
+    When(fn(&Value) -> bool),
 }
 
 impl Requested {
@@ -73,6 +95,7 @@ impl Requested {
                         .filter_map(Value::as_str)
                         .any(|c| choices.contains(&c))
                 }),
+            Self::When(needed) => needed(submission),
         }
     }
 }
@@ -96,11 +119,18 @@ pub struct Inputs<'a>(pub &'a Value);
 
 /// Where the submission is kept among the inputs (no step has this name: steps are upper case).
 pub const SUBMISSION: &str = "submission";
+/// Where the annulment is kept among the inputs, while the compensations run.
+pub const ANNULMENT: &str = "annulment";
 
 impl Inputs<'_> {
     /// The submission's value at `pointer`; null when it has none.
     pub fn submitted(&self, pointer: &str) -> Value {
         self.at(SUBMISSION, pointer)
+    }
+
+    /// The annulment's value at `pointer`; null when it has none.
+    pub fn annulment(&self, pointer: &str) -> Value {
+        self.at(ANNULMENT, pointer)
     }
 
     /// The value at `pointer` in the event that ended `step`; null when it has none or the step
@@ -156,10 +186,25 @@ impl Definition {
         self.steps.iter().find(|s| s.done_on == event_type)
     }
 
+    /// The step an event says is undone, if it says so of one.
+    pub fn step_undone_by(&self, event_type: &str) -> Option<&StepDef> {
+        self.steps.iter().find(|s| {
+            s.compensation
+                .as_ref()
+                .is_some_and(|c| c.done_on == event_type)
+        })
+    }
+
     /// Every event type the engine takes in for this group.
     pub fn event_types(&self) -> Vec<&'static str> {
         let mut types = vec![self.intake, self.step_failed];
         types.extend(self.steps.iter().map(|s| s.done_on));
+        types.extend(self.annulled_on);
+        types.extend(
+            self.steps
+                .iter()
+                .filter_map(|s| Some(s.compensation.as_ref()?.done_on)),
+        );
         types
     }
 
@@ -170,6 +215,11 @@ impl Definition {
             self.steps
                 .iter()
                 .filter_map(|s| Some(s.command.as_ref()?.event_type)),
+        );
+        types.extend(
+            self.steps
+                .iter()
+                .filter_map(|s| Some(s.compensation.as_ref()?.command.event_type)),
         );
         types
     }
@@ -236,10 +286,15 @@ mod tests {
         let ctx = Context {
             now,
             calendar: reference.calendar(),
+            event: None,
         };
         let on = NaiveDate::from_ymd_opt(2026, 11, 23).expect("a date");
         let cases = [
-            ("birth.dossier-submitted", "valid-full.json"),
+            // The head is a grandparent: the consent step comes in, and its answer goes on.
+            (
+                "birth.dossier-submitted",
+                "valid-joins-grandparents-household.json",
+            ),
             (
                 "death.dossier-submitted",
                 "valid-with-funeral-allowance.json",
@@ -255,9 +310,23 @@ mod tests {
             let (mut dossier, mut out) = instance::open(group, &submission, &ctx).expect("opened");
             for step in group.steps {
                 let done = as_the_engine_sees(&access, step.done_on, &first_valid(step.done_on));
+                let ctx = Context {
+                    event: Some(uuid::Uuid::now_v7()),
+                    ..ctx
+                };
                 out.extend(dossier.apply(group, step.done_on, &done, &ctx).1);
             }
-            for command in group.steps.iter().filter_map(|s| s.command.as_ref()) {
+            // Then the registration is annulled: the compensations are asked for.
+            if let Some(annulled) = group.annulled_on {
+                let annulment = as_the_engine_sees(&access, annulled, &first_valid(annulled));
+                out.extend(dossier.apply(group, annulled, &annulment, &ctx).1);
+            }
+            let commands = group.steps.iter().flat_map(|s| {
+                s.command
+                    .iter()
+                    .chain(s.compensation.as_ref().map(|c| &c.command))
+            });
+            for command in commands {
                 let sent: Vec<&Value> = out
                     .iter()
                     .filter(|o| o.event_type == command.event_type)
@@ -283,9 +352,11 @@ mod tests {
         assert_eq!(
             checked,
             [
+                "birth.residence-registration-requested",
                 "birth.health-insurance-card-requested",
                 "death.population-status-update-requested",
-                "death.residence-deletion-requested"
+                "death.residence-deletion-requested",
+                "death.residence-deletion-revert-requested"
             ]
         );
     }

@@ -324,6 +324,7 @@ impl Engine {
         let ctx = Context {
             now,
             calendar: self.reference.calendar(),
+            event: Some(envelope.event_id),
         };
         let existing = store::load(&tx, dossier).await?;
         let before = existing.clone();
@@ -369,6 +370,10 @@ impl Engine {
         };
         store::enqueue(&tx, dossier, Some(envelope.event_id), &outgoing, now).await?;
         for (event_id, early_type, early_payload) in early {
+            let ctx = Context {
+                event: Some(event_id),
+                ..ctx
+            };
             let (effect, outgoing) = instance.apply(definition, &early_type, &early_payload, &ctx);
             store::enqueue(&tx, dossier, Some(event_id), &outgoing, now).await?;
             store::joined(&tx, event_id, &effect.describe()).await?;

@@ -6,7 +6,9 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::definition::{Definition, Inputs, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, StepDef};
+use super::definition::{
+    ANNULMENT, Command, Definition, Inputs, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, StepDef,
+};
 use crate::domain::{WorkingCalendar, vietnam};
 
 /// Who the portal shows as having handled the hub's own transitions.
@@ -27,6 +29,8 @@ pub mod portal {
 pub enum State {
     Running,
     Completed,
+    /// The registration was annulled: the steps done are being (or have been) undone.
+    Annulled,
 }
 
 impl State {
@@ -34,6 +38,7 @@ impl State {
         match self {
             Self::Running => "running",
             Self::Completed => "completed",
+            Self::Annulled => "annulled",
         }
     }
 
@@ -41,6 +46,7 @@ impl State {
         match text {
             "running" => Some(Self::Running),
             "completed" => Some(Self::Completed),
+            "annulled" => Some(Self::Annulled),
             _ => None,
         }
     }
@@ -56,6 +62,14 @@ pub enum StepState {
     /// Given up by its connector after every retry: it waits for an operator's replay, whose
     /// success still completes it.
     Failed,
+    /// A human step answered no (a household head refusing consent): that branch ends here.
+    Refused,
+    /// Never started: a step it needs was refused, or the registration was annulled.
+    Skipped,
+    /// Done, then asked to be undone (the registration annulled): waiting for the answer.
+    Undoing,
+    /// Done, then undone.
+    Undone,
 }
 
 impl StepState {
@@ -65,6 +79,10 @@ impl StepState {
             Self::Running => "running",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Refused => "refused",
+            Self::Skipped => "skipped",
+            Self::Undoing => "undoing",
+            Self::Undone => "undone",
         }
     }
 
@@ -74,8 +92,21 @@ impl StepState {
             "running" => Some(Self::Running),
             "done" => Some(Self::Done),
             "failed" => Some(Self::Failed),
+            "refused" => Some(Self::Refused),
+            "skipped" => Some(Self::Skipped),
+            "undoing" => Some(Self::Undoing),
+            "undone" => Some(Self::Undone),
             _ => None,
         }
+    }
+
+    /// Nothing more will happen to the step (unless the registration is annulled): done, its
+    /// branch ended, or undone.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Self::Done | Self::Refused | Self::Skipped | Self::Undone
+        )
     }
 }
 
@@ -89,6 +120,8 @@ pub struct Step {
     pub overdue_at: Option<DateTime<Utc>>,
     /// `{result_type, document_reference, issued_at}` objects.
     pub results: Vec<Value>,
+    /// The event that did the step, which its compensation names as the one it undoes.
+    pub done_event: Option<uuid::Uuid>,
     pub error: Option<String>,
 }
 
@@ -127,10 +160,13 @@ pub struct OpenError {
     pub problem: String,
 }
 
-/// The time and the calendar a transition reads.
+/// The time, the calendar and the event a transition reads.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub now: DateTime<Utc>,
     pub calendar: &'a WorkingCalendar,
+    /// The id of the event being applied (`None` where none is: deadlines, tests).
+    pub event: Option<uuid::Uuid>,
 }
 
 impl Context<'_> {
@@ -196,6 +232,7 @@ pub fn open(
             finished_at: None,
             overdue_at: None,
             results: Vec::new(),
+            done_event: None,
             error: None,
         })
         .collect();
@@ -242,13 +279,29 @@ pub fn open(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     StepDone(String),
+    /// A human step answered no; the steps that needed it will not be done.
+    StepRefused(String, Vec<String>),
     StepFailed(String),
     /// The event ends a step the dossier does not have (a service not asked for).
     NotInDossier(String),
-    /// The step was already done: a second answer changes nothing.
+    /// The step was already done (or refused, or skipped): a second answer changes nothing.
     AlreadyDone(String),
-    /// A failure reported after the step was done (a late dead letter).
+    /// A failure reported after the step ended (done, refused, skipped or undone: a late dead
+    /// letter).
     FailureAfterDone(String),
+    /// The registration was annulled: these steps are being undone, those not done skipped.
+    Annulled {
+        undoing: Vec<String>,
+        skipped: Vec<String>,
+    },
+    /// A step done after the annulment: it is undone at once.
+    DoneAfterAnnulment(String),
+    /// A step undone.
+    StepUndone(String),
+    /// An undo nobody asked for (another event's, or a repeat).
+    UndoNotAsked(String),
+    /// The dossier is annulled already.
+    AlreadyAnnulled,
     /// The event is not one this group takes.
     Unrelated,
 }
@@ -257,14 +310,39 @@ impl Effect {
     pub fn describe(&self) -> String {
         match self {
             Self::StepDone(step) => format!("{step} done"),
+            Self::StepRefused(step, skipped) if skipped.is_empty() => format!("{step} refused"),
+            Self::StepRefused(step, skipped) => {
+                format!("{step} refused; not done: {}", skipped.join(", "))
+            }
             Self::StepFailed(step) => format!("{step} failed"),
             Self::NotInDossier(step) => format!("{step} is not part of this dossier; ignored"),
-            Self::AlreadyDone(step) => format!("{step} was already done; ignored"),
+            Self::AlreadyDone(step) => format!("{step} had already ended; ignored"),
+            Self::Annulled { undoing, skipped } => format!(
+                "registration annulled; undoing: {}; not done: {}",
+                list(undoing),
+                list(skipped)
+            ),
+            Self::DoneAfterAnnulment(step) => {
+                format!("{step} done after the annulment; undoing it")
+            }
+            Self::StepUndone(step) => format!("{step} undone"),
+            Self::UndoNotAsked(step) => {
+                format!("an undo of {step} that was not asked for (or came before); ignored")
+            }
+            Self::AlreadyAnnulled => "the registration was annulled already; ignored".to_owned(),
             Self::FailureAfterDone(step) => {
-                format!("a failure of {step} after it was done; ignored")
+                format!("a failure of {step} after it ended; ignored")
             }
             Self::Unrelated => "not an event of this procedure; ignored".to_owned(),
         }
+    }
+}
+
+fn list(steps: &[String]) -> String {
+    if steps.is_empty() {
+        "none".to_owned()
+    } else {
+        steps.join(", ")
     }
 }
 
@@ -329,19 +407,112 @@ impl Instance {
             step.due_at = ctx.due(ctx.local_now(), def.working_days);
             let due_at = step.due_at;
             if let Some(command) = &def.command {
-                let mut payload = (command.content)(&Inputs(&self.inputs));
-                if let Value::Object(fields) = &mut payload {
-                    fields.insert("dossier_code".to_owned(), json!(self.dossier_code));
-                    fields.insert("requested_at".to_owned(), json!(timestamp(ctx.now)));
-                    fields.insert("due_at".to_owned(), json!(due_at.map(timestamp)));
-                }
-                commands.push(Outgoing {
-                    event_type: command.event_type.to_owned(),
-                    payload,
-                });
+                commands.push(self.command(command, due_at, ctx));
             }
         }
         commands
+    }
+
+    /// `command` for this dossier, asked now, due at `due_at`.
+    fn command(
+        &self,
+        command: &Command,
+        due_at: Option<DateTime<Utc>>,
+        ctx: &Context<'_>,
+    ) -> Outgoing {
+        let mut payload = (command.content)(&Inputs(&self.inputs));
+        if let Value::Object(fields) = &mut payload {
+            fields.insert("dossier_code".to_owned(), json!(self.dossier_code));
+            fields.insert("requested_at".to_owned(), json!(timestamp(ctx.now)));
+            fields.insert("due_at".to_owned(), json!(due_at.map(timestamp)));
+        }
+        Outgoing {
+            event_type: command.event_type.to_owned(),
+            payload,
+        }
+    }
+
+    /// The registration is annulled: every step done that has a compensation is undone, every
+    /// step not done is skipped, and nothing more starts.
+    fn annul(
+        &mut self,
+        definition: &Definition,
+        payload: &Value,
+        ctx: &Context<'_>,
+    ) -> (Effect, Vec<Outgoing>) {
+        if self.state == State::Annulled {
+            return (Effect::AlreadyAnnulled, Vec::new());
+        }
+        self.state = State::Annulled;
+        self.keep(ANNULMENT, payload);
+        let (mut undoing, mut skipped, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        for index in 0..self.steps.len() {
+            let state = self.steps[index].state;
+            if state == StepState::Done {
+                if let Some(command) = self.undo(definition, index, ctx) {
+                    undoing.push(self.steps[index].name.clone());
+                    out.push(command);
+                }
+            } else if !state.is_settled() {
+                let step = &mut self.steps[index];
+                step.state = StepState::Skipped;
+                step.error = Some("not done: the registration was annulled".to_owned());
+                skipped.push(step.name.clone());
+            }
+        }
+        self.forget_if_undone();
+        (Effect::Annulled { undoing, skipped }, out)
+    }
+
+    /// Asks for step `index` (done) to be undone, if its definition says how.
+    fn undo(
+        &mut self,
+        definition: &Definition,
+        index: usize,
+        ctx: &Context<'_>,
+    ) -> Option<Outgoing> {
+        let def = definition.step(&self.steps[index].name)?;
+        let compensation = def.compensation.as_ref()?;
+        let due_at = ctx.due(ctx.local_now(), def.working_days);
+        let reverts = self.steps[index].done_event;
+        let step = &mut self.steps[index];
+        step.state = StepState::Undoing;
+        step.due_at = due_at;
+        step.overdue_at = None;
+        let mut undo = self.command(&compensation.command, due_at, ctx);
+        if let Value::Object(fields) = &mut undo.payload {
+            // Null when the step's event is not known (a step done before the engine kept it):
+            // the command is then refused by its schema and set aside, visibly, rather than
+            // undoing the wrong thing.
+            fields.insert(
+                "reverts_event_id".to_owned(),
+                json!(reverts.map(|id| id.to_string())),
+            );
+        }
+        Some(undo)
+    }
+
+    /// Keeps `value` among the inputs the commands are built from.
+    fn keep(&mut self, key: &str, value: &Value) {
+        if !self.inputs.is_object() {
+            self.inputs = json!({});
+        }
+        if let Value::Object(inputs) = &mut self.inputs {
+            inputs.insert(key.to_owned(), value.clone());
+        }
+    }
+
+    /// Once nothing is being undone, nor can still answer (a step asked for before the
+    /// annulment and skipped since may yet be done, and is then undone at once), what the
+    /// compensations are built from is forgotten.
+    fn forget_if_undone(&mut self) {
+        let may_answer = |s: &Step| {
+            s.state == StepState::Undoing
+                || (s.state == StepState::Skipped && s.started_at.is_some())
+        };
+        if !self.steps.iter().any(may_answer) {
+            self.inputs = json!({});
+        }
     }
 
     /// Takes in one event of the dossier (never the submission: [`open`] takes that).
@@ -355,18 +526,50 @@ impl Instance {
         if event_type == definition.step_failed {
             return (self.fail(payload, ctx), Vec::new());
         }
+        if definition.annulled_on == Some(event_type) {
+            return self.annul(definition, payload, ctx);
+        }
+        if let Some(def) = definition.step_undone_by(event_type) {
+            let reverts = text(payload, "/reverts_event_id");
+            return match self.step_mut(def.name) {
+                Some(step)
+                    if step.state == StepState::Undoing
+                        && step.done_event.map(|id| id.to_string()).as_deref() == reverts =>
+                {
+                    step.state = StepState::Undone;
+                    step.finished_at = Some(ctx.now);
+                    self.forget_if_undone();
+                    (Effect::StepUndone(def.name.to_owned()), Vec::new())
+                }
+                Some(_) => (Effect::UndoNotAsked(def.name.to_owned()), Vec::new()),
+                None => (Effect::NotInDossier(def.name.to_owned()), Vec::new()),
+            };
+        }
         let Some(def) = definition.step_done_by(event_type) else {
             return (Effect::Unrelated, Vec::new());
         };
+        if self.state == State::Annulled {
+            return self.done_after_annulment(definition, def, ctx);
+        }
         let Some(step) = self.step_mut(def.name) else {
             return (Effect::NotInDossier(def.name.to_owned()), Vec::new());
         };
-        if step.state == StepState::Done {
+        if step.state.is_settled() {
             return (Effect::AlreadyDone(def.name.to_owned()), Vec::new());
         }
-        step.state = StepState::Done;
         step.started_at.get_or_insert(ctx.now);
         step.finished_at = Some(ctx.now);
+        if let Some((pointer, refusal)) = def.refused_if
+            && text(payload, pointer) == Some(refusal)
+        {
+            step.state = StepState::Refused;
+            step.error = Some(format!("answered {refusal}"));
+            let skipped = self.skip_after(definition, def.name);
+            let effect = Effect::StepRefused(def.name.to_owned(), skipped);
+            return (effect, self.complete_if_settled(definition, ctx));
+        }
+        step.state = StepState::Done;
+        step.done_event = ctx.event;
         step.error = None;
         step.results = def
             .results
@@ -382,14 +585,67 @@ impl Instance {
             })
             .collect();
         let effect = Effect::StepDone(def.name.to_owned());
-        if let Value::Object(inputs) = &mut self.inputs {
-            inputs.insert(def.name.to_owned(), payload.clone());
-        }
+        self.keep(def.name, payload);
         let mut out = self.start_ready(definition, ctx);
-        if self.steps.iter().all(|s| s.state == StepState::Done) {
-            out.extend(self.complete(definition, ctx));
-        }
+        out.extend(self.complete_if_settled(definition, ctx));
         (effect, out)
+    }
+
+    /// A step's answer after the annulment (its system acted before it heard): undone at once
+    /// when it can be, otherwise recorded as done.
+    fn done_after_annulment(
+        &mut self,
+        definition: &Definition,
+        def: &StepDef,
+        ctx: &Context<'_>,
+    ) -> (Effect, Vec<Outgoing>) {
+        let Some(index) = self.steps.iter().position(|s| s.name == def.name) else {
+            return (Effect::NotInDossier(def.name.to_owned()), Vec::new());
+        };
+        if matches!(
+            self.steps[index].state,
+            StepState::Done | StepState::Undoing | StepState::Undone
+        ) {
+            return (Effect::AlreadyDone(def.name.to_owned()), Vec::new());
+        }
+        let step = &mut self.steps[index];
+        step.state = StepState::Done;
+        step.done_event = ctx.event;
+        step.finished_at = Some(ctx.now);
+        step.error = None;
+        let out: Vec<Outgoing> = self.undo(definition, index, ctx).into_iter().collect();
+        (Effect::DoneAfterAnnulment(def.name.to_owned()), out)
+    }
+
+    /// Skips every step that needs `refused` (directly or through another), as long as it has
+    /// not started; their names.
+    fn skip_after(&mut self, definition: &Definition, refused: &str) -> Vec<String> {
+        let mut ended = vec![refused.to_owned()];
+        let mut skipped = Vec::new();
+        // Definitions list a step after the steps it needs, so one pass in order suffices.
+        for step in &mut self.steps {
+            let needs_ended = definition
+                .step(&step.name)
+                .is_some_and(|def| def.after.iter().any(|a| ended.iter().any(|e| e == a)));
+            let not_started = step.state == StepState::Waiting
+                || (step.state == StepState::Failed && step.due_at.is_none());
+            if needs_ended && not_started {
+                step.state = StepState::Skipped;
+                step.error = Some(format!("not done: {refused} was refused"));
+                ended.push(step.name.clone());
+                skipped.push(step.name.clone());
+            }
+        }
+        skipped
+    }
+
+    /// Every step settled: the results go back to the citizen.
+    fn complete_if_settled(&mut self, definition: &Definition, ctx: &Context<'_>) -> Vec<Outgoing> {
+        if self.state == State::Running && self.steps.iter().all(|s| s.state.is_settled()) {
+            self.complete(definition, ctx)
+        } else {
+            Vec::new()
+        }
     }
 
     fn fail(&mut self, payload: &Value, ctx: &Context<'_>) -> Effect {
@@ -405,8 +661,13 @@ impl Instance {
         let Some(step) = self.step_mut(name) else {
             return Effect::NotInDossier(name.to_owned());
         };
-        if step.state == StepState::Done {
+        if step.state.is_settled() {
             return Effect::FailureAfterDone(name.to_owned());
+        }
+        if step.state == StepState::Undoing {
+            // Undoing it failed: it stays being undone, with the reason, until a replay works.
+            step.error = Some(error);
+            return Effect::StepFailed(name.to_owned());
         }
         step.state = StepState::Failed;
         step.started_at.get_or_insert(ctx.now);
@@ -443,7 +704,10 @@ impl Instance {
     pub fn mark_overdue(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
         let mut marked = Vec::new();
         for step in &mut self.steps {
-            let open = matches!(step.state, StepState::Running | StepState::Failed);
+            let open = matches!(
+                step.state,
+                StepState::Running | StepState::Failed | StepState::Undoing
+            );
             let Some(due) = step.due_at.filter(|due| *due < now) else {
                 continue;
             };
@@ -553,6 +817,7 @@ mod tests {
         let ctx = Context {
             now: at("2026-11-20T09:20:00+07:00"),
             calendar: reference.calendar(),
+            event: None,
         };
         let (instance, out) =
             open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
@@ -601,6 +866,7 @@ mod tests {
         let ctx = Context {
             now: at("2026-11-20T10:01:00+07:00"),
             calendar: reference.calendar(),
+            event: None,
         };
         let (mut instance, _) =
             open(&BIRTH, &submission("2026-11-12", true, true), &ctx).expect("opened");
@@ -614,12 +880,15 @@ mod tests {
         let asked: Vec<&str> = out.iter().map(|o| o.event_type.as_str()).collect();
         assert_eq!(
             asked,
-            ["birth.health-insurance-card-requested"],
-            "the card is asked for; residence has no command yet"
+            [
+                "birth.residence-registration-requested",
+                "birth.health-insurance-card-requested"
+            ],
+            "both asked for at once"
         );
-        assert_eq!(out[0].payload["child"], registered()["child"]);
-        assert_eq!(out[0].payload["province_code"], "48");
-        assert_eq!(out[0].payload["due_at"], "2026-11-25T17:00:00+07:00");
+        assert_eq!(out[1].payload["child"], registered()["child"]);
+        assert_eq!(out[1].payload["province_code"], "48");
+        assert_eq!(out[1].payload["due_at"], "2026-11-25T17:00:00+07:00");
         assert_eq!(
             states(&instance),
             [
@@ -674,12 +943,280 @@ mod tests {
         );
     }
 
+    /// A dossier whose child joins a grandparent's household.
+    fn with_grandparents(submission: &mut Value) {
+        submission["mother"] = json!({"personal_id": "048195001234"});
+        submission["residence"] = json!({
+            "household_number": "48201940012873",
+            "head_personal_id": "048060001234",
+            "relationship_to_head": "GRANDCHILD",
+            "province_code": "48",
+            "commune_code": "20194",
+            "address_line": "27 Lê Hồng Phong"
+        });
+    }
+
+    fn consent(decision: &str) -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "household_head": {"personal_id": "048060001234", "full_name": "Nguyễn Văn Tư"},
+            "decision": decision,
+            "decided_at": "2026-11-20T10:30:00+07:00",
+            "channel": "VNEID"
+        })
+    }
+
+    #[test]
+    fn the_residence_waits_for_the_heads_consent_and_a_refusal_ends_only_that_branch() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T10:01:00+07:00"),
+            calendar: reference.calendar(),
+            event: None,
+        };
+        let mut submitted = submission("2026-11-12", true, true);
+        with_grandparents(&mut submitted);
+        let (mut consented, _) = open(&BIRTH, &submitted, &ctx).expect("opened");
+        assert_eq!(
+            states(&consented),
+            [
+                ("CIVIL_REGISTRATION", StepState::Running),
+                ("HOUSEHOLD_HEAD_CONSENT", StepState::Running),
+                ("RESIDENCE_REGISTRATION", StepState::Waiting),
+                ("HEALTH_INSURANCE_CARD", StepState::Waiting)
+            ],
+            "the head is not a parent: the consent is waited for, visibly, with a due time"
+        );
+        assert!(consented.steps[1].due_at.is_some());
+        let mut refused = consented.clone();
+        let (_, out) = consented.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        let asked: Vec<&str> = out.iter().map(|o| o.event_type.as_str()).collect();
+        assert_eq!(
+            asked,
+            ["birth.health-insurance-card-requested"],
+            "residence waits for the consent"
+        );
+        let (effect, out) = consented.apply(
+            &BIRTH,
+            "birth.household-head-consent-recorded",
+            &consent("CONSENTED"),
+            &ctx,
+        );
+        assert_eq!(effect, Effect::StepDone("HOUSEHOLD_HEAD_CONSENT".into()));
+        assert_eq!(out[0].event_type, "birth.residence-registration-requested");
+        assert_eq!(
+            out[0].payload["head_consent"],
+            json!({"head_personal_id": "048060001234", "decided_at": "2026-11-20T10:30:00+07:00", "channel": "VNEID"})
+        );
+        assert_eq!(out[0].payload["mother_personal_id"], "048195001234");
+
+        // The head says no: residence is not done, the card still is, and the dossier ends.
+        let (effect, out) = refused.apply(
+            &BIRTH,
+            "birth.household-head-consent-recorded",
+            &consent("REFUSED"),
+            &ctx,
+        );
+        assert_eq!(
+            effect,
+            Effect::StepRefused(
+                "HOUSEHOLD_HEAD_CONSENT".into(),
+                vec!["RESIDENCE_REGISTRATION".into()]
+            )
+        );
+        assert!(out.is_empty());
+        refused.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        let (_, out) = refused.apply(&BIRTH, "birth.health-insurance-card-issued", &card(), &ctx);
+        assert_eq!(refused.state, State::Completed);
+        assert_eq!(
+            states(&refused),
+            [
+                ("CIVIL_REGISTRATION", StepState::Done),
+                ("HOUSEHOLD_HEAD_CONSENT", StepState::Refused),
+                ("RESIDENCE_REGISTRATION", StepState::Skipped),
+                ("HEALTH_INSURANCE_CARD", StepState::Done)
+            ]
+        );
+        assert!(out.iter().any(|o| o.event_type == "birth.result-returned"));
+        let (effect, _) = refused.apply(
+            &BIRTH,
+            "birth.household-head-consent-recorded",
+            &consent("CONSENTED"),
+            &ctx,
+        );
+        assert_eq!(
+            effect,
+            Effect::AlreadyDone("HOUSEHOLD_HEAD_CONSENT".into()),
+            "an answer is final"
+        );
+    }
+
+    fn death_submission() -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261117-0021",
+            "procedure_code": "2.002913",
+            "received_at": "2026-11-17T09:00:00+07:00",
+            "deceased": {"personal_id": "001048003517", "full_name": "Phạm Văn Hùng",
+                         "death_date": "2026-11-15"},
+            "sub_procedures": ["DEATH_REGISTRATION", "RESIDENCE_DELETION"]
+        })
+    }
+
+    fn death_registered() -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261117-0021",
+            "registration_number": "188",
+            "registration_book": "01/2026",
+            "registered_at": "2026-11-17T14:00:00+07:00",
+            "registering_agency_code": "G22.99.08",
+            "e_extract_reference": "TLKT-48-2026-0018806"
+        })
+    }
+
+    fn annulment() -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261117-0021",
+            "registration_number": "188",
+            "registering_agency_code": "G22.99.08",
+            "deceased": {"personal_id": "001048003517"},
+            "annulled_at": "2026-11-22T10:00:00+07:00",
+            "decision_reference": "45/QĐ-UBND",
+            "reason_code": "WRONG_PERSON"
+        })
+    }
+
+    #[test]
+    fn an_annulled_registration_undoes_the_residence_deletion_and_starts_nothing_more() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-17T14:01:00+07:00"),
+            calendar: reference.calendar(),
+            event: None,
+        };
+        let with = |id: uuid::Uuid| Context {
+            event: Some(id),
+            ..ctx
+        };
+        let (mut dossier, _) = open(&DEATH, &death_submission(), &ctx).expect("opened");
+        dossier.apply(
+            &DEATH,
+            "death.civil-registration-completed",
+            &death_registered(),
+            &ctx,
+        );
+        let deletion = uuid::Uuid::now_v7();
+        let deleted = json!({"dossier_code": "G22.99.08-261117-0021", "deleted_at": "2026-11-17T15:00:00+07:00"});
+        dossier.apply(&DEATH, "death.residence-deleted", &deleted, &with(deletion));
+        let updated = json!({"dossier_code": "G22.99.08-261117-0021", "status": "DECEASED", "updated_at": "2026-11-17T15:00:00+07:00"});
+        dossier.apply(&DEATH, "death.population-status-updated", &updated, &ctx);
+        assert_eq!(dossier.state, State::Completed);
+
+        let (effect, out) =
+            dossier.apply(&DEATH, "death.registration-annulled", &annulment(), &ctx);
+        assert_eq!(
+            effect,
+            Effect::Annulled {
+                undoing: vec!["RESIDENCE_DELETION".into()],
+                skipped: vec![]
+            }
+        );
+        assert_eq!(dossier.state, State::Annulled);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].event_type,
+            "death.residence-deletion-revert-requested"
+        );
+        assert_eq!(out[0].payload["reverts_event_id"], deletion.to_string());
+        assert_eq!(out[0].payload["registration"]["registration_number"], "188");
+        assert_eq!(out[0].payload["deceased"]["personal_id"], "001048003517");
+        assert_eq!(
+            states(&dossier),
+            [
+                ("CIVIL_REGISTRATION", StepState::Done),
+                ("POPULATION_STATUS", StepState::Done),
+                ("RESIDENCE_DELETION", StepState::Undoing)
+            ]
+        );
+        let (effect, out) =
+            dossier.apply(&DEATH, "death.registration-annulled", &annulment(), &ctx);
+        assert_eq!((effect, out.len()), (Effect::AlreadyAnnulled, 0));
+        let reverted = json!({"dossier_code": "G22.99.08-261117-0021", "reverts_event_id": deletion.to_string(), "reason": "DEATH_REGISTRATION_ANNULLED", "reverted_at": "2026-11-22T10:02:00+07:00"});
+        let mut other = reverted.clone();
+        other["reverts_event_id"] = json!(uuid::Uuid::now_v7().to_string());
+        let (effect, _) = dossier.apply(&DEATH, "death.residence-deletion-reverted", &other, &ctx);
+        assert_eq!(
+            effect,
+            Effect::UndoNotAsked("RESIDENCE_DELETION".into()),
+            "another deletion's undo is not this one"
+        );
+        let (effect, _) =
+            dossier.apply(&DEATH, "death.residence-deletion-reverted", &reverted, &ctx);
+        assert_eq!(effect, Effect::StepUndone("RESIDENCE_DELETION".into()));
+        assert_eq!(dossier.steps[2].state, StepState::Undone);
+        assert_eq!(dossier.inputs, json!({}), "nothing kept once undone");
+
+        // Annulled while the deletion runs: it is skipped, and when the residence database
+        // answers anyway, undone at once.
+        let (mut running, _) = open(&DEATH, &death_submission(), &ctx).expect("opened");
+        running.apply(
+            &DEATH,
+            "death.civil-registration-completed",
+            &death_registered(),
+            &ctx,
+        );
+        let (effect, out) =
+            running.apply(&DEATH, "death.registration-annulled", &annulment(), &ctx);
+        assert_eq!(
+            effect,
+            Effect::Annulled {
+                undoing: vec![],
+                skipped: vec!["POPULATION_STATUS".into(), "RESIDENCE_DELETION".into()]
+            }
+        );
+        assert!(out.is_empty());
+        let (effect, out) =
+            running.apply(&DEATH, "death.residence-deleted", &deleted, &with(deletion));
+        assert_eq!(
+            effect,
+            Effect::DoneAfterAnnulment("RESIDENCE_DELETION".into())
+        );
+        assert_eq!(
+            out[0].event_type,
+            "death.residence-deletion-revert-requested"
+        );
+        assert_eq!(
+            (
+                &out[0].payload["annulment"]["decision_reference"],
+                &out[0].payload["deceased"]["personal_id"],
+                &out[0].payload["reverts_event_id"]
+            ),
+            (
+                &json!("45/QĐ-UBND"),
+                &json!("001048003517"),
+                &json!(deletion.to_string())
+            ),
+            "the annulment was kept for the late answer"
+        );
+        assert_eq!(running.steps[2].state, StepState::Undoing);
+    }
+
     #[test]
     fn a_step_not_asked_for_is_never_asked_of_its_system() {
         let reference = reference();
         let ctx = Context {
             now: at("2026-11-20T10:01:00+07:00"),
             calendar: reference.calendar(),
+            event: None,
         };
         let (mut birth, _) =
             open(&BIRTH, &submission("2026-11-12", false, false), &ctx).expect("opened");
@@ -748,6 +1285,7 @@ mod tests {
         let ctx = Context {
             now: at("2026-11-20T10:01:00+07:00"),
             calendar: reference.calendar(),
+            event: None,
         };
         let (mut instance, _) =
             open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
@@ -786,6 +1324,7 @@ mod tests {
         let ctx = Context {
             now: at("2026-11-20T10:01:00+07:00"),
             calendar: reference.calendar(),
+            event: None,
         };
         let (mut instance, _) =
             open(&BIRTH, &submission("2026-11-12", false, false), &ctx).expect("opened");
@@ -822,6 +1361,7 @@ mod tests {
         let ctx = Context {
             now: at("2026-11-20T09:20:00+07:00"),
             calendar: reference.calendar(),
+            event: None,
         };
         let (mut instance, _) =
             open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
@@ -848,6 +1388,7 @@ mod tests {
         let ctx = Context {
             now: at("2026-11-20T09:20:00+07:00"),
             calendar: reference.calendar(),
+            event: None,
         };
         let mut broken = submission("2026-11-12", true, false);
         broken["received_at"] = json!("yesterday");

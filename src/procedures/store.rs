@@ -1,4 +1,4 @@
-//! The engine's tables (migrations V15 and V16): instances and steps, the events taken in (the
+//! The engine's tables (migrations V15 to V17): instances and steps, the events taken in (the
 //! inbox and the timeline), and the outbox. A dossier's rows change only in a transaction that
 //! holds the dossier's advisory lock ([`lock`]), so two hub processes never advance one dossier
 //! at once, and an event that comes before its dossier cannot slip past the dossier's opening.
@@ -100,7 +100,8 @@ pub async fn joined(tx: &Transaction<'_>, event_id: Uuid, effect: &str) -> Resul
 async fn steps(client: &impl GenericClient, dossier_code: &str) -> Result<Vec<Step>, DbError> {
     client
         .query(
-            "SELECT step, state, started_at, due_at, finished_at, overdue_at, results, error
+            "SELECT step, state, started_at, due_at, finished_at, overdue_at, results, error,
+                    done_event
              FROM procedure_step WHERE dossier_code = $1 ORDER BY position",
             &[&dossier_code],
         )
@@ -124,6 +125,7 @@ fn step_from(row: &Row) -> Result<Step, DbError> {
             _ => Vec::new(),
         },
         error: row.get(7),
+        done_event: row.get(8),
     })
 }
 
@@ -208,10 +210,11 @@ pub async fn save(
         tx.execute(
             "INSERT INTO procedure_step
                  (dossier_code, step, state, position, started_at, due_at, finished_at,
-                  overdue_at, results, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                  overdue_at, results, error, done_event)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (dossier_code, step) DO UPDATE SET state = $3, started_at = $5,
-                 due_at = $6, finished_at = $7, overdue_at = $8, results = $9, error = $10",
+                 due_at = $6, finished_at = $7, overdue_at = $8, results = $9, error = $10,
+                 done_event = $11",
             &[
                 &instance.dossier_code,
                 &step.name,
@@ -223,6 +226,7 @@ pub async fn save(
                 &step.overdue_at,
                 &results,
                 &step.error,
+                &step.done_event,
             ],
         )
         .await?;
@@ -357,7 +361,8 @@ pub async fn with_steps_due(
         .await?
         .query(
             "SELECT DISTINCT dossier_code FROM procedure_step
-             WHERE state IN ('running', 'failed') AND overdue_at IS NULL AND due_at < $1
+             WHERE state IN ('running', 'failed', 'undoing') AND overdue_at IS NULL
+               AND due_at < $1
              LIMIT $2",
             &[&now, &limit],
         )
@@ -438,13 +443,14 @@ pub async fn list(
     let rows = client
         .query(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
-                    received_at, accepted_at, due_at, completed_at, inputs
+                    received_at, accepted_at, due_at, completed_at, '{}'::jsonb
              FROM procedure_instance i
              WHERE $1::timestamptz IS NULL
-                OR (state = 'running' AND (due_at < $1 OR EXISTS (
+                OR (state = 'running' AND due_at < $1)
+                OR (state IN ('running', 'annulled') AND EXISTS (
                     SELECT 1 FROM procedure_step s
                     WHERE s.dossier_code = i.dossier_code AND s.overdue_at IS NOT NULL
-                      AND s.state <> 'done')))
+                      AND s.state IN ('running', 'failed', 'undoing')))
              ORDER BY received_at DESC LIMIT $2",
             &[&overdue_at, &limit],
         )
@@ -455,13 +461,13 @@ pub async fn list(
     for row in client
         .query(
             "SELECT step, state, started_at, due_at, finished_at, overdue_at, results, error,
-                    dossier_code
+                    done_event, dossier_code
              FROM procedure_step WHERE dossier_code = ANY($1) ORDER BY position",
             &[&codes],
         )
         .await?
     {
-        steps.entry(row.get(8)).or_default().push(step_from(&row)?);
+        steps.entry(row.get(9)).or_default().push(step_from(&row)?);
     }
     rows.iter()
         .map(|row| {

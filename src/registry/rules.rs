@@ -19,6 +19,7 @@
 //! | `vn.status.transition` | warning | a dossier status change is allowed by the portal's state machine |
 //! | `vn.deadline.appointment` | warning | a birth-group acceptance's appointment (`appointment_at` beside `accepted_at`, `verification_required` and a birth-group `procedure_code`) is not later than 3 working days, 5 with verification (`domain::calendar`, in the years its holiday list covers; deadlines transcribed from practice) |
 //! | `vn.text.nul` | error | no text holds a NUL character (no database downstream can store it) |
+//! | `vn.service.data` | error | a requested service comes with what it needs: `requested_services.permanent_residence` with the `residence` beside it |
 //!
 //! A `warning` accepts the event and reports the problem (to the caller, in metrics and to
 //! subscribers): for rules whose data the hub cannot be sure of (incomplete lists, a portal state
@@ -67,6 +68,7 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
         "nationality" | "issuing_country" => rules.push("vn.code.nationality"),
         "to_status" => rules.push("vn.status.transition"),
         "birth_weight_grams" => rules.push("vn.plausible.birth_weight"),
+        "residence" if has_sibling("requested_services") => rules.push("vn.service.data"),
         "appointment_at"
             if has_sibling("accepted_at")
                 && has_sibling("verification_required")
@@ -105,6 +107,7 @@ pub fn check(payload: &Value, context: &RuleContext<'_>) -> Vec<Violation> {
     walk(payload, context, &mut pointer, &mut out);
     if let Value::Object(root) = payload {
         check_birth_before_process_dates(root, &mut out);
+        check_requested_services_have_their_data(root, &mut out);
     }
     out
 }
@@ -454,6 +457,25 @@ fn check_health_card(
             "vn.bhyt.group",
             "trẻ em dưới 6 tuổi phải có mã nhóm TE",
             "a child under 6 must be in group TE",
+        );
+    }
+}
+
+/// A service asked for that needs data of its own: the permanent residence needs where (the
+/// household, its head, the address). Without it the registration could only fail later, in
+/// the residence database, after the citizen was told the dossier was accepted.
+fn check_requested_services_have_their_data(root: &Map<String, Value>, out: &mut Vec<Violation>) {
+    let asked = root
+        .get("requested_services")
+        .and_then(|s| s.get("permanent_residence"))
+        == Some(&Value::Bool(true));
+    if asked && root.get("residence").is_none_or(Value::is_null) {
+        violation(
+            out,
+            "/payload/residence".to_owned(),
+            "vn.service.data",
+            "đề nghị đăng ký thường trú phải ghi nơi thường trú (số hộ, chủ hộ, địa chỉ)",
+            "permanent residence is requested: give the residence (household, its head, the address)",
         );
     }
 }

@@ -46,7 +46,7 @@ fn internal(error: impl std::fmt::Display) -> Answer {
 }
 
 const COLUMNS: &str = "personal_id, household_id, head_personal_id, relationship, commune_code, \
-     address, registered_at, deleted_at, deletion_reference, province_code";
+     address, registered_at, deleted_at, deletion_reference, province_code, reverted_at";
 
 /// Who deletes and restores permanent residences in the answers (the commune police).
 const AUTHORITY: &str = "Công an cấp xã (residence sandbox)";
@@ -67,6 +67,7 @@ fn record(row: &Row) -> Value {
         "deleted_at": time(7),
         "deletion_reference": row.get::<_, Option<String>>(8),
         "province_code": row.get::<_, Option<String>>(9),
+        "reverted_at": time(10),
         "authority": AUTHORITY,
     })
 }
@@ -109,6 +110,13 @@ async fn register(
         "personal_id": child,
         "household_id": household,
         "registered": true,
+        "province_code": body.pointer("/province_code").and_then(Value::as_str),
+        "commune_code": commune,
+        "address": address,
+        "registered_at": chrono::Utc::now()
+            .with_timezone(&crate::domain::vietnam())
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        "authority": AUTHORITY,
     });
     let inserted = client
         .execute(
