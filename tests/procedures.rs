@@ -384,6 +384,111 @@ async fn a_child_joining_a_grandparents_household_waits_for_consent_and_a_refusa
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_supplement_holds_the_dossier_at_status_5_until_the_citizen_provides_it() {
+    let mut env = TestEnv::new("procedures_supplement").await;
+    env.config.procedures.enabled = true;
+    let base = prepare(
+        &env,
+        &[
+            "civil-status",
+            "social-insurance-cards",
+            "portal-dossiers",
+            "portal-progress",
+        ],
+    )
+    .await;
+    let onestop = env.member("one-stop-48").await;
+    for event_type in ["birth.supplement-requested", "birth.supplement-provided"] {
+        env.grant("one-stop-48", Direction::Publish, event_type, PURPOSE)
+            .await;
+    }
+    let hub = env.start_hub().await;
+    let mut publisher = client(&hub, Some(&onestop)).await;
+    let (code, payload) = birth_dossier();
+    publisher
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    // The officer asks for a witness statement at once.
+    let mut asked = publish_request(
+        &code,
+        &serde_json::json!({
+            "dossier_code": code,
+            "missing_items": [{"item_type": "WITNESS_STATEMENT",
+                               "note": "Nộp văn bản xác nhận của người làm chứng."}],
+            "requested_at": "2026-11-20T10:05:00+07:00",
+            "due_date": "2099-12-31",
+            "agency_code": "G22.99.08"
+        }),
+    );
+    asked.event_type = "birth.supplement-requested".into();
+    publisher.publish(asked).await.expect("published");
+
+    // Registered and carded, the dossier still waits for the citizen.
+    common::eventually(
+        "the steps are done and the supplement awaited",
+        async || {
+            let instance = procedure(&env, &code).await.ok_or("not opened")?;
+            let done = instance.steps.iter().all(|s| s.state == StepState::Done);
+            if done && instance.portal_status == 5 && instance.supplement.is_some() {
+                Ok(())
+            } else {
+                Err(format!("{instance:?}"))
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let waiting = procedure(&env, &code).await.expect("opened");
+    assert_eq!(waiting.state, State::Running, "not completed while waiting");
+    assert!(
+        decided(&env, &code, "birth.result-returned")
+            .await
+            .is_empty()
+    );
+
+    let mut provided = publish_request(
+        &code,
+        &serde_json::json!({
+            "dossier_code": code,
+            "provided_items": [{"item_type": "WITNESS_STATEMENT",
+                                "document_reference": "KHS-2026-0042-03"}],
+            "provided_at": "2026-11-21T09:40:00+07:00",
+            "channel": "NATIONAL_PORTAL"
+        }),
+    );
+    provided.event_type = "birth.supplement-provided".into();
+    publisher.publish(provided).await.expect("published");
+    let instance = completed(&env, &code).await;
+    assert_eq!(instance.portal_status, 10);
+    assert!(instance.supplement.is_none());
+
+    let http = reqwest::Client::new();
+    let statuses = common::eventually("the portal shows the result returned", async || {
+        let view: Value = http
+            .get(format!("{base}/portal/v1/dossiers/{code}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let statuses: Vec<i64> = view["timeline"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s["status"].as_i64()).collect())
+            .unwrap_or_default();
+        if statuses.last() == Some(&10) {
+            Ok(statuses)
+        } else {
+            Err(view.to_string())
+        }
+    })
+    .await;
+    assert_eq!(statuses, [1, 2, 4, 5, 4, 9, 10], "the portal saw the wait");
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_shows_it() {
     let mut env = TestEnv::new("procedures_birth").await;
     env.config.procedures.enabled = true;

@@ -169,6 +169,19 @@ fn show(d: &DossierView, reference: &ReferenceData) {
             local
         )
     );
+    if let Some(supplement) = &d.supplement {
+        println!(
+            "supplement   asked {} for {}; due {}{}",
+            local(supplement.requested_at),
+            supplement.items.join(", "),
+            local(supplement.due_at),
+            if supplement.overdue_at.is_some() {
+                " (overdue)"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(completed) = d.completed_at {
         println!("completed    {}", local(completed));
     }

@@ -16,6 +16,8 @@ pub static BIRTH: Definition = Definition {
     accepted: "birth.dossier-accepted",
     result: "birth.result-returned",
     step_failed: "birth.step-failed",
+    supplement_requested: "birth.supplement-requested",
+    supplement_provided: "birth.supplement-provided",
     // Annulling a birth registration would withdraw a personal ID and a card: not through the
     // hub yet.
     annulled_on: None,

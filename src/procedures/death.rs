@@ -30,6 +30,8 @@ pub static DEATH: Definition = Definition {
     accepted: "death.dossier-accepted",
     result: "death.result-returned",
     step_failed: "death.step-failed",
+    supplement_requested: "death.supplement-requested",
+    supplement_provided: "death.supplement-provided",
     annulled_on: Some("death.registration-annulled"),
     working_days: 5,
     event_date: "/deceased/death_date",

@@ -19,6 +19,11 @@ pub struct Definition {
     pub result: &'static str,
     /// What a connector publishes when it gives a step up (its `step` names the step).
     pub step_failed: &'static str,
+    /// An official asks for a supplement (portal status 5): the dossier waits, with the
+    /// citizen's due date, and its appointment waits with it.
+    pub supplement_requested: &'static str,
+    /// The supplement came: processing resumes (status 4).
+    pub supplement_provided: &'static str,
     /// The event that annuls the dossier's registration: every step done is then undone by its
     /// `compensation`, and nothing more is started.
     pub annulled_on: Option<&'static str>,
@@ -197,7 +202,12 @@ impl Definition {
 
     /// Every event type the engine takes in for this group.
     pub fn event_types(&self) -> Vec<&'static str> {
-        let mut types = vec![self.intake, self.step_failed];
+        let mut types = vec![
+            self.intake,
+            self.step_failed,
+            self.supplement_requested,
+            self.supplement_provided,
+        ];
         types.extend(self.steps.iter().map(|s| s.done_on));
         types.extend(self.annulled_on);
         types.extend(

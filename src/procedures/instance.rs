@@ -21,6 +21,7 @@ pub mod portal {
     pub const NEW: u8 = 1;
     pub const ACCEPTED: u8 = 2;
     pub const PROCESSING: u8 = 4;
+    pub const SUPPLEMENT_REQUESTED: u8 = 5;
     pub const PROCESSED: u8 = 9;
     pub const RESULT_RETURNED: u8 = 10;
 }
@@ -138,11 +139,29 @@ pub struct Instance {
     pub completed_at: Option<DateTime<Utc>>,
     /// In the definition's order.
     pub steps: Vec<Step>,
+    /// The supplement the dossier waits for, while it waits.
+    pub supplement: Option<Supplement>,
     /// What the steps' commands are built from: the submission and each finished step's event,
     /// by step name (see [`Inputs`]); emptied when the dossier completes, so the hub keeps
     /// personal data no longer than the procedure needs it.
     pub inputs: Value,
 }
+
+/// A supplement asked of the citizen: the dossier waits for it (portal status 5) until the
+/// citizen's due time, and its appointment and steps' due times wait with it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Supplement {
+    pub requested_at: DateTime<Utc>,
+    /// The end of the due date the official gave (17:00, Viet Nam time).
+    pub due_at: DateTime<Utc>,
+    /// The kinds of item asked for.
+    pub items: Vec<String>,
+    /// When the hub noticed it past its due time (once).
+    pub overdue_at: Option<DateTime<Utc>>,
+}
+
+/// What the overdue announcement names a supplement not provided in time as.
+pub const SUPPLEMENT: &str = "SUPPLEMENT";
 
 /// An event the engine decided to publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +266,7 @@ pub fn open(
         accepted_at: ctx.now,
         completed_at: None,
         steps,
+        supplement: None,
         inputs: Value::Object(
             [(SUBMISSION.to_owned(), submission.clone())]
                 .into_iter()
@@ -302,6 +322,13 @@ pub enum Effect {
     UndoNotAsked(String),
     /// The dossier is annulled already.
     AlreadyAnnulled,
+    /// A supplement asked for, due at the given time.
+    SupplementRequested(String),
+    /// The supplement came; processing resumes.
+    SupplementProvided,
+    /// A supplement event that changes nothing (one already asked for, none asked, or the
+    /// dossier no longer running): the reason.
+    SupplementIgnored(&'static str),
     /// The event is not one this group takes.
     Unrelated,
 }
@@ -330,6 +357,9 @@ impl Effect {
                 format!("an undo of {step} that was not asked for (or came before); ignored")
             }
             Self::AlreadyAnnulled => "the registration was annulled already; ignored".to_owned(),
+            Self::SupplementRequested(due) => format!("supplement requested, due {due}"),
+            Self::SupplementProvided => "supplement provided; processing resumes".to_owned(),
+            Self::SupplementIgnored(why) => format!("{why}; ignored"),
             Self::FailureAfterDone(step) => {
                 format!("a failure of {step} after it ended; ignored")
             }
@@ -529,6 +559,12 @@ impl Instance {
         if definition.annulled_on == Some(event_type) {
             return self.annul(definition, payload, ctx);
         }
+        if event_type == definition.supplement_requested {
+            return self.ask_supplement(payload, ctx);
+        }
+        if event_type == definition.supplement_provided {
+            return self.supplemented(definition, ctx);
+        }
         if let Some(def) = definition.step_undone_by(event_type) {
             let reverts = text(payload, "/reverts_event_id");
             return match self.step_mut(def.name) {
@@ -639,9 +675,87 @@ impl Instance {
         skipped
     }
 
+    /// An official asks for a supplement: the dossier shows status 5 and waits, visibly, until
+    /// the citizen's due date.
+    fn ask_supplement(&mut self, payload: &Value, ctx: &Context<'_>) -> (Effect, Vec<Outgoing>) {
+        if self.state != State::Running {
+            return (
+                Effect::SupplementIgnored("the dossier is no longer running"),
+                Vec::new(),
+            );
+        }
+        if self.supplement.is_some() {
+            return (
+                Effect::SupplementIgnored("a supplement is awaited already"),
+                Vec::new(),
+            );
+        }
+        let Some(due_on) = text(payload, "/due_date").and_then(|d| d.parse::<NaiveDate>().ok())
+        else {
+            return (Effect::SupplementIgnored("no due date"), Vec::new());
+        };
+        let due_at = due_on
+            .and_hms_opt(17, 0, 0)
+            .and_then(|t| t.and_local_timezone(vietnam()).single())
+            .map_or(ctx.now, |t| t.with_timezone(&Utc));
+        let items = payload
+            .pointer("/missing_items")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| text(i, "/item_type").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.supplement = Some(Supplement {
+            requested_at: ctx.now,
+            due_at,
+            items,
+            overdue_at: None,
+        });
+        let out = vec![self.status(portal::SUPPLEMENT_REQUESTED, ctx, "Yêu cầu bổ sung hồ sơ")];
+        (Effect::SupplementRequested(timestamp(due_at)), out)
+    }
+
+    /// The supplement came: the appointment and the running steps' due times move on by the
+    /// time the dossier waited (in calendar time: the citizen's wait is not the agency's), and
+    /// processing resumes at status 4.
+    fn supplemented(
+        &mut self,
+        definition: &Definition,
+        ctx: &Context<'_>,
+    ) -> (Effect, Vec<Outgoing>) {
+        let Some(supplement) = self.supplement.take() else {
+            return (
+                Effect::SupplementIgnored("no supplement was awaited"),
+                Vec::new(),
+            );
+        };
+        let waited = ctx.now - supplement.requested_at;
+        self.due_at = self.due_at.map(|due| due + waited);
+        for step in &mut self.steps {
+            let open = matches!(
+                step.state,
+                StepState::Running | StepState::Failed | StepState::Undoing
+            );
+            if open && step.overdue_at.is_none() {
+                step.due_at = step.due_at.map(|due| due + waited);
+            }
+        }
+        let mut out = vec![self.status(portal::PROCESSING, ctx, "Đã bổ sung, tiếp tục xử lý")];
+        out.extend(self.complete_if_settled(definition, ctx));
+        (Effect::SupplementProvided, out)
+    }
+
     /// Every step settled: the results go back to the citizen.
     fn complete_if_settled(&mut self, definition: &Definition, ctx: &Context<'_>) -> Vec<Outgoing> {
-        if self.state == State::Running && self.steps.iter().all(|s| s.state.is_settled()) {
+        // While a supplement is awaited the dossier stays at status 5; it completes when the
+        // supplement comes.
+        if self.state == State::Running
+            && self.supplement.is_none()
+            && self.steps.iter().all(|s| s.state.is_settled())
+        {
             self.complete(definition, ctx)
         } else {
             Vec::new()
@@ -703,6 +817,25 @@ impl Instance {
     /// Marks the steps now past their due time (each once); the events announcing them.
     pub fn mark_overdue(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
         let mut marked = Vec::new();
+        if let Some(supplement) = &mut self.supplement {
+            // The dossier waits for the citizen: only the citizen's due time runs.
+            if supplement.due_at < now && supplement.overdue_at.is_none() {
+                supplement.overdue_at = Some(now);
+                marked.push(Outgoing {
+                    event_type: STEP_OVERDUE.to_owned(),
+                    payload: json!({
+                        "dossier_code": self.dossier_code,
+                        "procedure_code": self.procedure_code,
+                        "procedure_group": self.group,
+                        "step": SUPPLEMENT,
+                        "step_state": "running",
+                        "due_at": timestamp(supplement.due_at),
+                        "noticed_at": timestamp(now),
+                    }),
+                });
+            }
+            return marked;
+        }
         for step in &mut self.steps {
             let open = matches!(
                 step.state,
@@ -730,9 +863,13 @@ impl Instance {
         marked
     }
 
-    /// Past the appointment and not completed.
+    /// Past the appointment and not completed (the appointment waits while a supplement is
+    /// awaited), or past the supplement's due time.
     pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
-        self.state == State::Running && self.due_at.is_some_and(|due| due < now)
+        match &self.supplement {
+            Some(supplement) => supplement.due_at < now,
+            None => self.state == State::Running && self.due_at.is_some_and(|due| due < now),
+        }
     }
 }
 
@@ -1208,6 +1345,121 @@ mod tests {
             "the annulment was kept for the late answer"
         );
         assert_eq!(running.steps[2].state, StepState::Undoing);
+    }
+
+    fn supplement_asked(due_date: &str) -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "missing_items": [{"item_type": "WITNESS_STATEMENT"}],
+            "requested_at": "2026-11-20T10:05:00+07:00",
+            "due_date": due_date,
+            "agency_code": "G22.99.08"
+        })
+    }
+
+    #[test]
+    fn a_supplement_holds_the_dossier_at_status_5_and_its_appointment_waits_with_it() {
+        let reference = reference();
+        let mut ctx = Context {
+            now: at("2026-11-20T10:05:00+07:00"),
+            calendar: reference.calendar(),
+            event: None,
+        };
+        let (mut dossier, _) =
+            open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
+        dossier.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        let appointment = dossier.due_at.expect("an appointment");
+        let (effect, out) = dossier.apply(
+            &BIRTH,
+            "birth.supplement-requested",
+            &supplement_asked("2026-11-27"),
+            &ctx,
+        );
+        assert_eq!(
+            effect,
+            Effect::SupplementRequested("2026-11-27T17:00:00+07:00".into())
+        );
+        assert_eq!(statuses(&out), [(4, 5)]);
+        let (effect, _) = dossier.apply(
+            &BIRTH,
+            "birth.supplement-requested",
+            &supplement_asked("2026-11-30"),
+            &ctx,
+        );
+        assert_eq!(
+            effect,
+            Effect::SupplementIgnored("a supplement is awaited already")
+        );
+
+        // The card comes while the citizen is asked: the dossier waits at 5.
+        let (_, out) = dossier.apply(&BIRTH, "birth.health-insurance-card-issued", &card(), &ctx);
+        assert!(
+            out.is_empty(),
+            "not completed while a supplement is awaited: {out:?}"
+        );
+        assert_eq!(dossier.state, State::Running);
+        // Past the appointment, the wait does not count against the agency.
+        assert!(
+            dossier
+                .mark_overdue(at("2026-11-27T09:00:00+07:00"))
+                .is_empty()
+        );
+        assert!(!dossier.is_overdue(at("2026-11-27T09:00:00+07:00")));
+
+        ctx.now = at("2026-11-23T10:05:00+07:00");
+        let (effect, out) = dossier.apply(&BIRTH, "birth.supplement-provided", &json!({}), &ctx);
+        assert_eq!(effect, Effect::SupplementProvided);
+        assert_eq!(statuses(&out), [(5, 4), (4, 9), (9, 10)]);
+        assert_eq!(dossier.state, State::Completed);
+        assert_eq!(
+            dossier.due_at,
+            Some(appointment + chrono::Duration::days(3)),
+            "the appointment moved on by the three days the dossier waited"
+        );
+        let (effect, _) = dossier.apply(&BIRTH, "birth.supplement-provided", &json!({}), &ctx);
+        assert_eq!(
+            effect,
+            Effect::SupplementIgnored("no supplement was awaited")
+        );
+    }
+
+    #[test]
+    fn a_supplement_not_provided_in_time_shows_overdue_once() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T10:05:00+07:00"),
+            calendar: reference.calendar(),
+            event: None,
+        };
+        let (mut dossier, _) =
+            open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
+        dossier.apply(
+            &BIRTH,
+            "birth.supplement-requested",
+            &supplement_asked("2026-11-27"),
+            &ctx,
+        );
+        assert!(
+            dossier
+                .mark_overdue(at("2026-11-27T16:00:00+07:00"))
+                .is_empty()
+        );
+        let marked = dossier.mark_overdue(at("2026-11-27T17:30:00+07:00"));
+        assert_eq!(marked.len(), 1);
+        assert_eq!(marked[0].payload["step"], SUPPLEMENT);
+        assert_eq!(marked[0].payload["due_at"], "2026-11-27T17:00:00+07:00");
+        assert!(dossier.is_overdue(at("2026-11-27T17:30:00+07:00")));
+        assert!(
+            dossier
+                .mark_overdue(at("2026-11-28T09:00:00+07:00"))
+                .is_empty(),
+            "once"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The engine's tables (migrations V15 to V17): instances and steps, the events taken in (the
+//! The engine's tables (migrations V15 to V18): instances and steps, the events taken in (the
 //! inbox and the timeline), and the outbox. A dossier's rows change only in a transaction that
 //! holds the dossier's advisory lock ([`lock`]), so two hub processes never advance one dossier
 //! at once, and an event that comes before its dossier cannot slip past the dossier's opening.
@@ -142,7 +142,7 @@ pub async fn load(
     let Some(row) = client
         .query_opt(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
-                    received_at, accepted_at, due_at, completed_at, inputs
+                    received_at, accepted_at, due_at, completed_at, inputs, supplement
              FROM procedure_instance WHERE dossier_code = $1",
             &[&dossier_code],
         )
@@ -171,6 +171,13 @@ fn instance_from(row: &Row, steps: Vec<Step>) -> Result<Instance, DbError> {
         completed_at: row.get(8),
         steps,
         inputs: row.get(9),
+        supplement: match row.get::<_, Option<Value>>(10) {
+            None => None,
+            Some(value) => Some(
+                serde_json::from_value(value.clone())
+                    .map_err(|_| corrupt("procedure_instance.supplement", &value.to_string()))?,
+            ),
+        },
     })
 }
 
@@ -181,13 +188,17 @@ pub async fn save(
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
     let status = i16::from(instance.portal_status);
+    let supplement = instance
+        .supplement
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok());
     tx.execute(
         "INSERT INTO procedure_instance
              (dossier_code, procedure_group, procedure_code, state, portal_status, received_at,
-              accepted_at, due_at, completed_at, updated_at, inputs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (dossier_code) DO UPDATE SET state = $4, portal_status = $5,
-             completed_at = $9, updated_at = $10, inputs = $11",
+              accepted_at, due_at, completed_at, updated_at, inputs, supplement)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (dossier_code) DO UPDATE SET state = $4, portal_status = $5, due_at = $8,
+             completed_at = $9, updated_at = $10, inputs = $11, supplement = $12",
         &[
             &instance.dossier_code,
             &instance.group,
@@ -200,6 +211,7 @@ pub async fn save(
             &instance.completed_at,
             &now,
             &instance.inputs,
+            &supplement,
         ],
     )
     .await?;
@@ -363,6 +375,10 @@ pub async fn with_steps_due(
             "SELECT DISTINCT dossier_code FROM procedure_step
              WHERE state IN ('running', 'failed', 'undoing') AND overdue_at IS NULL
                AND due_at < $1
+             UNION
+             SELECT dossier_code FROM procedure_instance
+             WHERE supplement IS NOT NULL AND supplement->>'overdue_at' IS NULL
+               AND (supplement->>'due_at')::timestamptz < $1
              LIMIT $2",
             &[&now, &limit],
         )
@@ -443,10 +459,11 @@ pub async fn list(
     let rows = client
         .query(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
-                    received_at, accepted_at, due_at, completed_at, '{}'::jsonb
+                    received_at, accepted_at, due_at, completed_at, '{}'::jsonb, supplement
              FROM procedure_instance i
              WHERE $1::timestamptz IS NULL
-                OR (state = 'running' AND due_at < $1)
+                OR (state = 'running' AND supplement IS NULL AND due_at < $1)
+                OR (supplement IS NOT NULL AND (supplement->>'due_at')::timestamptz < $1)
                 OR (state IN ('running', 'annulled') AND EXISTS (
                     SELECT 1 FROM procedure_step s
                     WHERE s.dossier_code = i.dossier_code AND s.overdue_at IS NOT NULL

@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::instance::{Instance, Step};
+use super::instance::{Instance, Step, Supplement};
 use super::store::{self, Entry};
 use crate::db::DbError;
 
@@ -25,8 +25,10 @@ pub struct DossierView {
     /// The appointment; `None` where the holiday calendar does not cover its year.
     pub due_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
-    /// Running past its appointment.
+    /// Running past its appointment, or past the due time of a supplement it waits for.
     pub overdue: bool,
+    /// The supplement it waits for (portal status 5), if it waits for one.
+    pub supplement: Option<Supplement>,
     pub steps: Vec<StepView>,
     /// Empty in lists.
     pub timeline: Vec<Entry>,
@@ -97,6 +99,7 @@ impl DossierView {
             due_at: instance.due_at,
             completed_at: instance.completed_at,
             overdue: instance.is_overdue(now),
+            supplement: instance.supplement.clone(),
             steps: instance.steps.iter().map(step_view).collect(),
             timeline,
         }
