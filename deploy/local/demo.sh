@@ -113,6 +113,8 @@ grant population-connector publish death.step-failed identity-management
 # The one-stop system asks for fees and follows the payments (the demo's fee scene).
 grant demo-onestop publish payment.requested fee-payment
 grant demo-onestop publish death.dossier-submitted civil-registration
+grant demo-onestop publish birth.supplement-requested civil-registration
+grant demo-onestop publish birth.supplement-provided civil-registration
 grant demo-onestop subscribe payment.initiated fee-payment
 grant demo-onestop subscribe payment.confirmed fee-payment
 "$bin" systems add portal-connector --name "National portal connector" >/dev/null 2>&1 || true
@@ -140,6 +142,7 @@ export LIENTHONG_SOCIAL_INSURANCE_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_POPULATION_URL=http://$sandbox/population/v1/citizens
 export LIENTHONG_POPULATION_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_RESIDENCE_URL=http://$sandbox/residence/v1/permanent
+export LIENTHONG_RESIDENCE_BIRTHS_URL=http://$sandbox/residence/v1/registrations
 export LIENTHONG_RESIDENCE_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_PORTAL_URL=http://$sandbox/portal/v1/dossiers
 export LIENTHONG_PORTAL_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
@@ -198,11 +201,13 @@ demo_out=$LIENTHONG_DATA_DIR/demo.out
   --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" \
   --example schemas/examples/birth.dossier-submitted/valid-full.json \
   --fee --death-of "$deceased" --population-url "http://$sandbox/population/v1/citizens" \
-  --population-token-file "$sandbox_token" | tee "$demo_out"
+  --population-token-file "$sandbox_token" --supplement "http://$sandbox/portal/v1/dossiers" \
+  | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
 death_code=$(sed -n 's/^   death.dossier-submitted .*: dossier //p' "$demo_out")
+supplement_code=$(sed -n 's/^   supplement dossier \([^:]*\):.*/\1/p' "$demo_out")
 echo
-echo "== 9. The civil-status connector delivers dossier $code to the civil-status system"
+echo "== 10. The civil-status connector delivers dossier $code to the civil-status system"
 rm -f "$LIENTHONG_DATA_DIR/registration.json" "$LIENTHONG_DATA_DIR/card.json"
 for _ in $(seq 1 150); do
   curl -fs -H "Authorization: Bearer $LIENTHONG_CIVIL_STATUS_TOKEN" "http://$sandbox/civil-status/v1/births/$code" >"$LIENTHONG_DATA_DIR/registration.json" && break
@@ -214,7 +219,7 @@ cat "$LIENTHONG_DATA_DIR/registration.json"
 echo
 child=$(sed -n 's/.*"personal_id":"\([0-9]*\)".*/\1/p' "$LIENTHONG_DATA_DIR/registration.json")
 echo
-echo "== 10. The engine asks for the card and the residence; social insurance issues the card (TE)"
+echo "== 11. The engine asks for the card and the residence; social insurance issues the card (TE)"
 for _ in $(seq 1 150); do
   curl -fs -H "Authorization: Bearer $LIENTHONG_SOCIAL_INSURANCE_TOKEN" "http://$sandbox/social-insurance/v1/child-cards/$child" >"$LIENTHONG_DATA_DIR/card.json" && break
   sleep 0.2
@@ -234,11 +239,11 @@ done
 cat "$LIENTHONG_DATA_DIR/residence.json"
 echo
 echo
-echo "== 11. The procedure engine sees the dossier through: accepted with an appointment in working"
+echo "== 12. The procedure engine sees the dossier through: accepted with an appointment in working"
 echo "   days, registration, then the card and the residence, then the result returned to the citizen"
 show_completed "$code"
 echo
-echo "== 12. The citizen follows the dossier on the national portal (synced by portal-dossiers,"
+echo "== 13. The citizen follows the dossier on the national portal (synced by portal-dossiers,"
 echo "   each status set by the engine): 1 new, 2 accepted, 4 processing, 9 processed, 10 returned"
 rm -f "$LIENTHONG_DATA_DIR/portal.json"
 for _ in $(seq 1 150); do
@@ -252,7 +257,7 @@ cat "$LIENTHONG_DATA_DIR/portal.json"
 echo
 # Status reports are written every second; give the first one a moment.
 sleep 2
-echo "== 13. The death dossier $death_code: registered, the population database and the residence"
+echo "== 14. The death dossier $death_code: registered, the population database and the residence"
 echo "   database told (each once), and the death extract returned"
 show_completed "$death_code"
 echo "-- the population and residence databases' records (GET on the sandboxes)"
@@ -264,12 +269,23 @@ curl -fs -H "Authorization: Bearer $LIENTHONG_RESIDENCE_TOKEN" "http://$sandbox/
   | sed 's/.*\("deleted_at":[^,}]*\).*/residence:  \1/'
 echo
 echo
+echo "== 15. The supplement dossier $supplement_code: it waited at status 5 for the witness"
+echo "   statement, then went on to its result"
+show_completed "$supplement_code"
+for _ in $(seq 1 150); do
+  curl -fs "http://$sandbox/portal/v1/dossiers/$supplement_code" >"$LIENTHONG_DATA_DIR/portal.json" \
+    && grep -q '"status":10' "$LIENTHONG_DATA_DIR/portal.json" && break
+  sleep 0.2
+done
+echo "-- the portal's timeline for it: $(sed 's/.*"timeline"//' "$LIENTHONG_DATA_DIR/portal.json" \
+  | grep -o '"status":[0-9]*' | cut -d: -f2 | paste -sd' ')"
+echo
 echo "-- lienthong connectors list"
 "$bin" connectors list
 echo "-- lienthong connectors status civil-status"
 "$bin" connectors status civil-status
 echo
-echo "== 14. What an operator sees"
+echo "== 16. What an operator sees"
 echo "-- GET https://$http/metrics (excerpt)"
 curl -fs --cacert "$tls/ca.pem" "https://$http/metrics" | grep -E '^lienthong_(events_published|events_rejected|events_delivered|access_denied|procedure_steps)_total' || true
 echo "-- lienthong dossiers list --limit 5 (and --overdue for those past a due time)"

@@ -2,8 +2,9 @@
 //! a province's one-stop system and the civil-status software would: the one-stop system
 //! publishes a valid birth dossier and a broken one; the civil-status side subscribes, receives
 //! the valid one with its envelope and acknowledges it; with `--fee`, a fee is paid through
-//! PayGov (`demo_fee`); with `--death-of`, a relative reports a death (`demo_death`). The
-//! hub's connectors and procedure engine take both dossiers to their results.
+//! PayGov (`demo_fee`); with `--death-of`, a relative reports a death (`demo_death`); with
+//! `--supplement`, a dossier waits for a supplement the citizen provides (`demo_supplement`).
+//! The hub's connectors and procedure engine take the dossiers to their results.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +68,11 @@ pub struct DemoArgs {
     /// A file holding the population database's bearer token.
     #[arg(long)]
     population_token_file: Option<PathBuf>,
+    /// Then play the supplement scene: a dossier waits for a supplement the citizen provides.
+    /// The portal's dossiers endpoint, e.g. http://127.0.0.1:8095/portal/v1/dossiers, whose
+    /// public timeline shows the wait (it needs the one-stop system's supplement rights).
+    #[arg(long, value_name = "PORTAL_URL")]
+    supplement: Option<String>,
 }
 
 /// A new dossier code of the demo's receiving agency, received `now`.
@@ -229,6 +235,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             token: token.trim().to_owned(),
         };
         super::demo_death::run(&mut one_stop, &population, deceased).await?;
+    }
+    if let Some(portal) = &args.supplement {
+        super::demo_supplement::run(&mut one_stop, portal).await?;
     }
     println!("\nDone: one dossier published and delivered, one refused and kept in quarantine");
     println!("(see it with `lienthong quarantine list`), one publish denied for lack of a right");

@@ -8,6 +8,7 @@ mod connectors;
 mod demo;
 mod demo_death;
 mod demo_fee;
+mod demo_supplement;
 mod dossiers;
 mod hub_client;
 mod quarantine;

@@ -556,6 +556,42 @@ pub fn load_dir(dir: &Path, known: &dyn KnownTypes) -> Result<Vec<Manifest>, Man
 mod tests {
     use super::*;
 
+    /// Two of the repository's manifests that read their URL from one environment variable
+    /// must mean the same endpoint: otherwise a deployment that sets the variable for one
+    /// points the other at the wrong API (residence registrations at the deletions' URL).
+    #[test]
+    fn the_repository_manifests_share_an_url_variable_only_for_one_url() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("connectors");
+        let mut by_variable: std::collections::HashMap<String, (String, String)> =
+            std::collections::HashMap::new();
+        for entry in std::fs::read_dir(&dir).expect("connectors/") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_none_or(|x| x != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let manifest: toml::Value = toml::from_str(&text).expect("TOML");
+            let http = manifest.get("http");
+            let field = |name: &str| {
+                http.and_then(|h| h.get(name))
+                    .and_then(toml::Value::as_str)
+                    .map(str::to_owned)
+            };
+            let (Some(variable), Some(url)) = (field("url_env"), field("url")) else {
+                continue;
+            };
+            let name = path.display().to_string();
+            if let Some((other, other_url)) = by_variable.get(&variable) {
+                assert_eq!(
+                    &url, other_url,
+                    "{name} and {other} both read {variable} for different URLs"
+                );
+            }
+            by_variable.insert(variable, (name, url));
+        }
+        assert!(!by_variable.is_empty());
+    }
+
     const GOOD: &str = r#"
 name = "civil-status"
 kind = "http-sink"
