@@ -446,6 +446,30 @@ async fn a_supplement_holds_the_dossier_at_status_5_until_the_citizen_provides_i
             .await
             .is_empty()
     );
+    let operator = env.operator_token("province-operator").await;
+    let shown = dossier_client(&hub, &operator)
+        .await
+        .get_dossier(GetDossierRequest {
+            dossier_code: code.clone(),
+        })
+        .await
+        .expect("shown")
+        .into_inner();
+    let supplement = shown
+        .supplement
+        .expect("the supplement awaited, for officials");
+    assert_eq!(
+        (
+            shown.portal_status,
+            supplement.items,
+            supplement.due_at.as_str()
+        ),
+        (
+            5,
+            vec!["WITNESS_STATEMENT".to_owned()],
+            "2099-12-31T10:00:00Z"
+        )
+    );
 
     let mut provided = publish_request(
         &code,

@@ -10,7 +10,7 @@ use crate::procedures::view::{self, DossierView};
 use crate::proto::dossier_service_server::DossierService;
 use crate::proto::{
     Document, Dossier, DossierStep, GetDossierRequest, ListDossiersRequest, ListDossiersResponse,
-    TimelineEntry,
+    Supplement, TimelineEntry,
 };
 
 /// Dossiers a list gives when the request does not say.
@@ -49,6 +49,12 @@ fn dossier(view: DossierView) -> Dossier {
         due_at: time(view.due_at),
         completed_at: time(view.completed_at),
         overdue: view.overdue,
+        supplement: view.supplement.map(|s| Supplement {
+            requested_at: time(Some(s.requested_at)),
+            due_at: time(Some(s.due_at)),
+            items: s.items,
+            overdue_at: time(s.overdue_at),
+        }),
         steps: view
             .steps
             .into_iter()
