@@ -27,7 +27,16 @@ use serde_json::Value;
 /// Starts the sandboxes and installs the repository's connectors named in `manifests`, with
 /// the rights their systems need; grants the engine its rights. The sandboxes' base URL.
 async fn prepare(env: &TestEnv, manifests: &[&str]) -> String {
-    let base = common::sandbox::start_shared(env, Default::default()).await;
+    prepare_with_faults(env, manifests, Default::default()).await
+}
+
+/// [`prepare`], with the sandboxes' faults.
+async fn prepare_with_faults(
+    env: &TestEnv,
+    manifests: &[&str],
+    faults: std::collections::HashMap<String, lienthong::sandbox::faults::Faults>,
+) -> String {
+    let base = common::sandbox::start_shared(env, faults).await;
     for manifest in manifests {
         install(env, manifest, &base).await;
     }
@@ -380,6 +389,98 @@ async fn a_child_joining_a_grandparents_household_waits_for_consent_and_a_refusa
             .any(|e| e.what == "HOUSEHOLD_HEAD_CONSENT refused; not done: RESIDENCE_REGISTRATION"),
         "{timeline:?}"
     );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_national_system_down_then_flaky_still_gives_one_registration_one_card_one_residence()
+{
+    use lienthong::sandbox::faults::{Faults, Outage};
+    let mut env = TestEnv::new("procedures_faults").await;
+    env.config.procedures.enabled = true;
+    // Each system refuses everything for a while (civil status for two seconds, the systems
+    // asked after it for eight, so they are still down when asked), then fails a fifth of
+    // its calls.
+    let now = chrono::Utc::now();
+    let faults = [
+        ("civil-status", 2),
+        ("social-insurance", 8),
+        ("residence", 8),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (system, down_for))| {
+        let faults = Faults {
+            error_rate: 0.2,
+            error_status: 503,
+            outages: vec![Outage {
+                from: now - chrono::Duration::seconds(1),
+                until: now + chrono::Duration::seconds(down_for),
+            }],
+            seed: 7 + i as u64,
+            ..Faults::default()
+        };
+        (system.to_owned(), faults)
+    })
+    .collect();
+    prepare_with_faults(
+        &env,
+        &["civil-status", "social-insurance-cards", "residence-births"],
+        faults,
+    )
+    .await;
+    let onestop = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let (code, payload) = dossier();
+    client(&hub, Some(&onestop))
+        .await
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+
+    let instance = completed(&env, &code).await;
+    assert_eq!(
+        step_states(&instance),
+        [
+            ("CIVIL_REGISTRATION", StepState::Done),
+            ("RESIDENCE_REGISTRATION", StepState::Done),
+            ("HEALTH_INSURANCE_CARD", StepState::Done)
+        ],
+        "the father's household: no consent needed"
+    );
+    let child = registered_child(&env, &code).await;
+    for (table, what) in [
+        ("sandbox_social_insurance.child_card", "one card"),
+        ("sandbox_residence.permanent", "one residence"),
+    ] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE personal_id = $1");
+        assert_eq!(count(&env, &sql, &child).await, 1, "{what}");
+    }
+    let dead_letters = count(
+        &env,
+        "SELECT count(*) FROM connector_dead_letter WHERE name <> $1",
+        "",
+    )
+    .await;
+    assert_eq!(dead_letters, 0, "every failure was ridden out by retries");
+    // And there were failures to ride out: each connector's calls failed during the outage.
+    for connector in ["civil-status", "social-insurance-cards", "residence-births"] {
+        common::eventually("the connector reports its failed calls", async || {
+            let failed = count(
+                &env,
+                "SELECT COALESCE(sum(failed_attempts), 0)::bigint FROM connector_worker
+                 WHERE name = $1",
+                connector,
+            )
+            .await;
+            if failed > 0 {
+                Ok(())
+            } else {
+                Err(format!("{connector}: none yet"))
+            }
+        })
+        .await;
+    }
     hub.shutdown().await.expect("clean shutdown");
 }
 
