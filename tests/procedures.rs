@@ -1093,6 +1093,13 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
         ],
         "no benefit was chosen"
     );
+    assert_eq!(
+        instance
+            .prefill
+            .map(|p| (p.from_national_data, p.fields_on_form)),
+        Some((5, 12)),
+        "the pre-fill the one-stop system reported"
+    );
     let db = env.pool.get().await.expect("connection");
     let recorded = db
         .query_one(

@@ -55,6 +55,8 @@ fn dossier(view: DossierView) -> Dossier {
             items: s.items,
             overdue_at: time(s.overdue_at),
         }),
+        prefilled_fields: view.prefill.map_or(0, |p| p.from_national_data),
+        fields_on_form: view.prefill.map_or(0, |p| p.fields_on_form),
         steps: view
             .steps
             .into_iter()

@@ -68,14 +68,24 @@ pub async fn run(
     deceased["sex"] = citizen["sex"].clone();
     // The population database keeps only the year (or month) of some older citizens' births.
     let born = citizen["birth_date"].as_str().unwrap_or_default();
-    if born.len() == 10 {
+    let birth_field = if born.len() == 10 {
         deceased["birth_date"] = Value::String(born.to_owned());
+        "deceased.birth_date"
     } else {
         deceased["birth_date"] = Value::Null;
         deceased["birth_date_partial"] = Value::String(born.to_owned());
-    }
+        "deceased.birth_date_partial"
+    };
+
     let yesterday = (now - Duration::days(1)).date_naive();
     deceased["death_date"] = Value::String(yesterday.to_string());
+    // What the relative did not have to type, for the pre-fill ratio.
+    dossier["prefill"] = serde_json::json!({
+        "fields_on_form": 12,
+        "from_national_data": [
+            "deceased.full_name", "deceased.sex", birth_field, "province_code", "commune_code"
+        ],
+    });
     let published = one_stop
         .publish(PublishRequest {
             event_type: "death.dossier-submitted".into(),

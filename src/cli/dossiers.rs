@@ -123,6 +123,19 @@ pub async fn run(command: DossiersCommand, config: Config) -> anyhow::Result<()>
             steps.join(" ")
         );
     }
+    // The pre-fill ratio on average over the listed dossiers that reported one.
+    let reported: Vec<f64> = dossiers
+        .iter()
+        .filter_map(|d| d.prefill.map(|p| p.ratio()))
+        .collect();
+    if !reported.is_empty() {
+        println!(
+            "\npre-filled from national data: {:.0} % of the form on average ({} of {} dossiers said)",
+            100.0 * reported.iter().sum::<f64>() / reported.len() as f64,
+            reported.len(),
+            dossiers.len()
+        );
+    }
     Ok(())
 }
 
@@ -169,6 +182,14 @@ fn show(d: &DossierView, reference: &ReferenceData) {
             local
         )
     );
+    if let Some(prefill) = d.prefill {
+        println!(
+            "pre-filled   {} of {} fields from national data ({:.0} %)",
+            prefill.from_national_data,
+            prefill.fields_on_form,
+            100.0 * prefill.ratio()
+        );
+    }
     if let Some(supplement) = &d.supplement {
         println!(
             "supplement   asked {} for {}; due {}{}",

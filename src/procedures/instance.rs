@@ -141,6 +141,8 @@ pub struct Instance {
     pub steps: Vec<Step>,
     /// The supplement the dossier waits for, while it waits.
     pub supplement: Option<Supplement>,
+    /// How much of the form the one-stop system filled in from national data, as it said.
+    pub prefill: Option<Prefill>,
     /// What the steps' commands are built from: the submission and each finished step's event,
     /// by step name (see [`Inputs`]); emptied when the dossier completes, so the hub keeps
     /// personal data no longer than the procedure needs it.
@@ -158,6 +160,32 @@ pub struct Supplement {
     pub items: Vec<String>,
     /// When the hub noticed it past its due time (once).
     pub overdue_at: Option<DateTime<Utc>>,
+}
+
+/// Fields of the form filled in from the national databases rather than typed by the citizen
+/// (the submission's `prefill`, checked by the rule `vn.prefill.fields`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Prefill {
+    pub from_national_data: u32,
+    pub fields_on_form: u32,
+}
+
+impl Prefill {
+    /// Read from a submission; `None` when it says nothing.
+    fn of(submission: &Value) -> Option<Self> {
+        let prefill = submission.get("prefill")?;
+        let fields_on_form = u32::try_from(prefill.get("fields_on_form")?.as_u64()?).ok()?;
+        let filled = prefill.get("from_national_data")?.as_array()?.len();
+        Some(Self {
+            from_national_data: u32::try_from(filled).ok()?,
+            fields_on_form,
+        })
+    }
+
+    /// The share of the form filled in, from 0 to 1.
+    pub fn ratio(self) -> f64 {
+        f64::from(self.from_national_data) / f64::from(self.fields_on_form.max(1))
+    }
 }
 
 /// What the overdue announcement names a supplement not provided in time as.
@@ -267,6 +295,7 @@ pub fn open(
         completed_at: None,
         steps,
         supplement: None,
+        prefill: Prefill::of(submission),
         inputs: Value::Object(
             [(SUBMISSION.to_owned(), submission.clone())]
                 .into_iter()
@@ -1460,6 +1489,31 @@ mod tests {
                 .is_empty(),
             "once"
         );
+    }
+
+    #[test]
+    fn the_pre_fill_ratio_is_kept_as_the_submission_said() {
+        let reference = reference();
+        let ctx = Context {
+            now: at("2026-11-20T10:05:00+07:00"),
+            calendar: reference.calendar(),
+            event: None,
+        };
+        let mut submitted = submission("2026-11-12", true, false);
+        let (plain, _) = open(&BIRTH, &submitted, &ctx).expect("opened");
+        assert_eq!(plain.prefill, None, "nothing said, nothing assumed");
+        submitted["prefill"] = json!({
+            "fields_on_form": 20,
+            "from_national_data": ["mother.full_name", "mother.birth_date", "father.full_name",
+                                   "father.birth_date", "province_code"]
+        });
+        let (dossier, _) = open(&BIRTH, &submitted, &ctx).expect("opened");
+        let prefill = dossier.prefill.expect("kept");
+        assert_eq!(
+            (prefill.from_national_data, prefill.fields_on_form),
+            (5, 20)
+        );
+        assert!((prefill.ratio() - 0.25).abs() < f64::EPSILON);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The engine's tables (migrations V15 to V18): instances and steps, the events taken in (the
+//! The engine's tables (migrations V15 to V19): instances and steps, the events taken in (the
 //! inbox and the timeline), and the outbox. A dossier's rows change only in a transaction that
 //! holds the dossier's advisory lock ([`lock`]), so two hub processes never advance one dossier
 //! at once, and an event that comes before its dossier cannot slip past the dossier's opening.
@@ -142,7 +142,7 @@ pub async fn load(
     let Some(row) = client
         .query_opt(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
-                    received_at, accepted_at, due_at, completed_at, inputs, supplement
+                    received_at, accepted_at, due_at, completed_at, inputs, supplement, prefill
              FROM procedure_instance WHERE dossier_code = $1",
             &[&dossier_code],
         )
@@ -178,6 +178,13 @@ fn instance_from(row: &Row, steps: Vec<Step>) -> Result<Instance, DbError> {
                     .map_err(|_| corrupt("procedure_instance.supplement", &value.to_string()))?,
             ),
         },
+        prefill: match row.get::<_, Option<Value>>(11) {
+            None => None,
+            Some(value) => Some(
+                serde_json::from_value(value.clone())
+                    .map_err(|_| corrupt("procedure_instance.prefill", &value.to_string()))?,
+            ),
+        },
     })
 }
 
@@ -192,11 +199,12 @@ pub async fn save(
         .supplement
         .as_ref()
         .and_then(|s| serde_json::to_value(s).ok());
+    let prefill = instance.prefill.and_then(|p| serde_json::to_value(p).ok());
     tx.execute(
         "INSERT INTO procedure_instance
              (dossier_code, procedure_group, procedure_code, state, portal_status, received_at,
-              accepted_at, due_at, completed_at, updated_at, inputs, supplement)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+              accepted_at, due_at, completed_at, updated_at, inputs, supplement, prefill)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (dossier_code) DO UPDATE SET state = $4, portal_status = $5, due_at = $8,
              completed_at = $9, updated_at = $10, inputs = $11, supplement = $12",
         &[
@@ -212,6 +220,7 @@ pub async fn save(
             &now,
             &instance.inputs,
             &supplement,
+            &prefill,
         ],
     )
     .await?;
@@ -459,7 +468,8 @@ pub async fn list(
     let rows = client
         .query(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
-                    received_at, accepted_at, due_at, completed_at, '{}'::jsonb, supplement
+                    received_at, accepted_at, due_at, completed_at, '{}'::jsonb, supplement,
+                    prefill
              FROM procedure_instance i
              WHERE $1::timestamptz IS NULL
                 OR (state = 'running' AND supplement IS NULL AND due_at < $1)

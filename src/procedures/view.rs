@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::instance::{Instance, Step, Supplement};
+use super::instance::{Instance, Prefill, Step, Supplement};
 use super::store::{self, Entry};
 use crate::db::DbError;
 
@@ -29,6 +29,8 @@ pub struct DossierView {
     pub overdue: bool,
     /// The supplement it waits for (portal status 5), if it waits for one.
     pub supplement: Option<Supplement>,
+    /// How much of the form was filled in from national data, if the submission said.
+    pub prefill: Option<Prefill>,
     pub steps: Vec<StepView>,
     /// Empty in lists.
     pub timeline: Vec<Entry>,
@@ -100,6 +102,7 @@ impl DossierView {
             completed_at: instance.completed_at,
             overdue: instance.is_overdue(now),
             supplement: instance.supplement.clone(),
+            prefill: instance.prefill,
             steps: instance.steps.iter().map(step_view).collect(),
             timeline,
         }

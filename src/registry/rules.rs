@@ -19,6 +19,7 @@
 //! | `vn.status.transition` | warning | a dossier status change is allowed by the portal's state machine |
 //! | `vn.deadline.appointment` | warning | a birth-group acceptance's appointment (`appointment_at` beside `accepted_at`, `verification_required` and a birth-group `procedure_code`) is not later than 3 working days, 5 with verification (`domain::calendar`, in the years its holiday list covers; deadlines transcribed from practice) |
 //! | `vn.text.nul` | error | no text holds a NUL character (no database downstream can store it) |
+//! | `vn.prefill.fields` | error | a submission's `prefill` names fields the submission holds, no more of them than `fields_on_form` |
 //! | `vn.service.data` | error | a requested service comes with what it needs: `requested_services.permanent_residence` with the `residence` beside it |
 //!
 //! A `warning` accepts the event and reports the problem (to the caller, in metrics and to
@@ -69,6 +70,7 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
         "to_status" => rules.push("vn.status.transition"),
         "birth_weight_grams" => rules.push("vn.plausible.birth_weight"),
         "residence" if has_sibling("requested_services") => rules.push("vn.service.data"),
+        "prefill" => rules.push("vn.prefill.fields"),
         "appointment_at"
             if has_sibling("accepted_at")
                 && has_sibling("verification_required")
@@ -108,6 +110,7 @@ pub fn check(payload: &Value, context: &RuleContext<'_>) -> Vec<Violation> {
     if let Value::Object(root) = payload {
         check_birth_before_process_dates(root, &mut out);
         check_requested_services_have_their_data(root, &mut out);
+        check_prefill_names_what_is_there(root, &mut out);
     }
     out
 }
@@ -477,6 +480,52 @@ fn check_requested_services_have_their_data(root: &Map<String, Value>, out: &mut
             "đề nghị đăng ký thường trú phải ghi nơi thường trú (số hộ, chủ hộ, địa chỉ)",
             "permanent residence is requested: give the residence (household, its head, the address)",
         );
+    }
+}
+
+/// The pre-fill ratio is only as good as its fields: each one the one-stop system says it
+/// filled from national data must be in the submission, and there cannot be more of them than
+/// fields on the form.
+fn check_prefill_names_what_is_there(root: &Map<String, Value>, out: &mut Vec<Violation>) {
+    let Some(Value::Object(prefill)) = root.get("prefill") else {
+        return;
+    };
+    let paths: Vec<&str> = prefill
+        .get("from_national_data")
+        .and_then(Value::as_array)
+        .map(|paths| paths.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let on_form = prefill
+        .get("fields_on_form")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if paths.len() as u64 > on_form {
+        violation(
+            out,
+            "/payload/prefill/from_national_data".to_owned(),
+            "vn.prefill.fields",
+            "số trường điền sẵn nhiều hơn số trường trên tờ khai",
+            "more fields filled in than the form has",
+        );
+    }
+    let present = |path: &str| {
+        let mut parts = path.split('.');
+        let first = parts.next().and_then(|part| root.get(part));
+        parts
+            .try_fold(first, |value, part| Some(value?.get(part)))
+            .flatten()
+            .is_some_and(|value| !value.is_null())
+    };
+    for (index, path) in paths.iter().enumerate() {
+        if !present(path) {
+            violation(
+                out,
+                format!("/payload/prefill/from_national_data/{index}"),
+                "vn.prefill.fields",
+                "trường điền sẵn không có trong hồ sơ",
+                "a field said to be filled in is not in the submission",
+            );
+        }
     }
 }
 
