@@ -153,6 +153,32 @@ fn registration_answer(code: &str) -> lienthong::proto::PublishRequest {
     answer
 }
 
+/// The statuses the national portal's sandbox shows for `code`, once the last is 10 (result
+/// returned).
+async fn portal_statuses_once_returned(base: &str, code: &str) -> Vec<i64> {
+    let http = reqwest::Client::new();
+    common::eventually("the portal shows the result returned", async || {
+        let view: Value = http
+            .get(format!("{base}/portal/v1/dossiers/{code}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let statuses: Vec<i64> = view["timeline"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|s| s["status"].as_i64()).collect())
+            .unwrap_or_default();
+        if statuses.last() == Some(&10) {
+            Ok(statuses)
+        } else {
+            Err(view.to_string())
+        }
+    })
+    .await
+}
+
 async fn procedure(env: &TestEnv, code: &str) -> Option<Instance> {
     let client = env.pool.get().await.expect("connection");
     store::load(&client, code).await.expect("readable")
@@ -588,27 +614,7 @@ async fn a_supplement_holds_the_dossier_at_status_5_until_the_citizen_provides_i
     assert_eq!(instance.portal_status, 10);
     assert!(instance.supplement.is_none());
 
-    let http = reqwest::Client::new();
-    let statuses = common::eventually("the portal shows the result returned", async || {
-        let view: Value = http
-            .get(format!("{base}/portal/v1/dossiers/{code}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let statuses: Vec<i64> = view["timeline"]
-            .as_array()
-            .map(|t| t.iter().filter_map(|s| s["status"].as_i64()).collect())
-            .unwrap_or_default();
-        if statuses.last() == Some(&10) {
-            Ok(statuses)
-        } else {
-            Err(view.to_string())
-        }
-    })
-    .await;
+    let statuses = portal_statuses_once_returned(&base, &code).await;
     assert_eq!(statuses, [1, 2, 4, 5, 4, 9, 10], "the portal saw the wait");
     hub.shutdown().await.expect("clean shutdown");
 }
@@ -712,27 +718,7 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
         "three records, two events: the repeated id changed nothing"
     );
 
-    let http = reqwest::Client::new();
-    let statuses = common::eventually("the portal shows the result returned", async || {
-        let view: Value = http
-            .get(format!("{base}/portal/v1/dossiers/{code}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let statuses: Vec<i64> = view["timeline"]
-            .as_array()
-            .map(|t| t.iter().filter_map(|s| s["status"].as_i64()).collect())
-            .unwrap_or_default();
-        if statuses.last() == Some(&10) {
-            Ok(statuses)
-        } else {
-            Err(view.to_string())
-        }
-    })
-    .await;
+    let statuses = portal_statuses_once_returned(&base, &code).await;
     assert_eq!(statuses, [1, 2, 4, 9, 10]);
 
     // Officials read the same through the gRPC DossierService; only operators may.
