@@ -510,6 +510,7 @@ async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
             "mother.nationality",
             "mother.stateless",
             "mother.travel_document",
+            "prefill",
             "requested_services.id_card",
             "requested_services.permanent_residence",
             "residence",

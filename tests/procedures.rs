@@ -424,32 +424,36 @@ async fn every_national_system_down_then_flaky_still_gives_one_registration_one_
     use lienthong::sandbox::faults::{Faults, Outage};
     let mut env = TestEnv::new("procedures_faults").await;
     env.config.procedures.enabled = true;
-    // Each system refuses everything for a while (civil status for two seconds, the systems
-    // asked after it for eight, so they are still down when asked), then fails a fifth of
-    // its calls.
+    // Each system is down until its connector has seen it fail, then fails a fifth of its
+    // calls: driven by what the connectors report, not by the clock, so a slow machine
+    // changes nothing.
+    let flaky = |seed: u64| Faults {
+        error_rate: 0.2,
+        error_status: 503,
+        seed,
+        ..Faults::default()
+    };
+    let systems = [
+        ("civil-status", "civil-status"),
+        ("social-insurance", "social-insurance-cards"),
+        ("residence", "residence-births"),
+    ];
     let now = chrono::Utc::now();
-    let faults = [
-        ("civil-status", 2),
-        ("social-insurance", 8),
-        ("residence", 8),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, (system, down_for))| {
-        let faults = Faults {
-            error_rate: 0.2,
-            error_status: 503,
-            outages: vec![Outage {
-                from: now - chrono::Duration::seconds(1),
-                until: now + chrono::Duration::seconds(down_for),
-            }],
-            seed: 7 + i as u64,
-            ..Faults::default()
-        };
-        (system.to_owned(), faults)
-    })
-    .collect();
-    prepare_with_faults(
+    let faults = systems
+        .iter()
+        .enumerate()
+        .map(|(i, (system, _))| {
+            let down = Faults {
+                outages: vec![Outage {
+                    from: now - chrono::Duration::seconds(1),
+                    until: now + chrono::Duration::hours(1),
+                }],
+                ..flaky(7 + i as u64)
+            };
+            ((*system).to_owned(), down)
+        })
+        .collect();
+    let base = prepare_with_faults(
         &env,
         &["civil-status", "social-insurance-cards", "residence-births"],
         faults,
@@ -463,6 +467,35 @@ async fn every_national_system_down_then_flaky_still_gives_one_registration_one_
         .publish(publish_request(&code, &payload))
         .await
         .expect("published");
+
+    // Civil status first, then the systems asked after it: each comes back once its
+    // connector has reported failing against it.
+    let http = reqwest::Client::new();
+    for (i, (system, connector)) in systems.iter().enumerate() {
+        common::eventually("the connector reports its failed calls", async || {
+            let failed = count(
+                &env,
+                "SELECT COALESCE(sum(failed_attempts), 0)::bigint FROM connector_worker
+                 WHERE name = $1",
+                connector,
+            )
+            .await;
+            if failed > 0 {
+                Ok(())
+            } else {
+                Err(format!("{connector}: none yet"))
+            }
+        })
+        .await;
+        let back = http
+            .put(format!("{base}/sandbox/v1/faults/{system}"))
+            .bearer_auth(common::sandbox::TOKEN)
+            .json(&flaky(7 + i as u64))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(back.status().as_u16(), 200, "{system} back up");
+    }
 
     let instance = completed(&env, &code).await;
     assert_eq!(
@@ -489,24 +522,6 @@ async fn every_national_system_down_then_flaky_still_gives_one_registration_one_
     )
     .await;
     assert_eq!(dead_letters, 0, "every failure was ridden out by retries");
-    // And there were failures to ride out: each connector's calls failed during the outage.
-    for connector in ["civil-status", "social-insurance-cards", "residence-births"] {
-        common::eventually("the connector reports its failed calls", async || {
-            let failed = count(
-                &env,
-                "SELECT COALESCE(sum(failed_attempts), 0)::bigint FROM connector_worker
-                 WHERE name = $1",
-                connector,
-            )
-            .await;
-            if failed > 0 {
-                Ok(())
-            } else {
-                Err(format!("{connector}: none yet"))
-            }
-        })
-        .await;
-    }
     hub.shutdown().await.expect("clean shutdown");
 }
 
