@@ -101,6 +101,11 @@ impl StepState {
         }
     }
 
+    /// Started and not yet answered: its due time runs (the deadline watch's states).
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Running | Self::Failed | Self::Undoing)
+    }
+
     /// Nothing more will happen to the step (unless the registration is annulled): done, its
     /// branch ended, or undone.
     pub fn is_settled(self) -> bool {
@@ -764,10 +769,7 @@ impl Instance {
         let waited = ctx.now - supplement.requested_at;
         self.due_at = self.due_at.map(|due| due + waited);
         for step in &mut self.steps {
-            let open = matches!(
-                step.state,
-                StepState::Running | StepState::Failed | StepState::Undoing
-            );
+            let open = step.state.is_open();
             if open && step.overdue_at.is_none() {
                 step.due_at = step.due_at.map(|due| due + waited);
             }
@@ -866,10 +868,7 @@ impl Instance {
             return marked;
         }
         for step in &mut self.steps {
-            let open = matches!(
-                step.state,
-                StepState::Running | StepState::Failed | StepState::Undoing
-            );
+            let open = step.state.is_open();
             let Some(due) = step.due_at.filter(|due| *due < now) else {
                 continue;
             };
@@ -914,6 +913,14 @@ mod tests {
     fn reference() -> ReferenceData {
         ReferenceData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/reference"))
             .expect("reference data")
+    }
+
+    fn context<'a>(reference: &'a ReferenceData, now: &str) -> Context<'a> {
+        Context {
+            now: at(now),
+            calendar: reference.calendar(),
+            event: None,
+        }
     }
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -980,11 +987,7 @@ mod tests {
     #[test]
     fn a_submission_opens_the_steps_asked_for_with_an_appointment_in_working_days() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T09:20:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T09:20:00+07:00");
         let (instance, out) =
             open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
         assert_eq!(
@@ -1029,11 +1032,7 @@ mod tests {
     #[test]
     fn parallel_steps_start_after_registration_and_the_result_lists_every_document() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T10:01:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
         let (mut instance, _) =
             open(&BIRTH, &submission("2026-11-12", true, true), &ctx).expect("opened");
         let (effect, out) = instance.apply(
@@ -1135,11 +1134,7 @@ mod tests {
     #[test]
     fn the_residence_waits_for_the_heads_consent_and_a_refusal_ends_only_that_branch() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T10:01:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
         let mut submitted = submission("2026-11-12", true, true);
         with_grandparents(&mut submitted);
         let (mut consented, _) = open(&BIRTH, &submitted, &ctx).expect("opened");
@@ -1264,11 +1259,7 @@ mod tests {
     #[test]
     fn an_annulled_registration_undoes_the_residence_deletion_and_starts_nothing_more() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-17T14:01:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-17T14:01:00+07:00");
         let with = |id: uuid::Uuid| Context {
             event: Some(id),
             ..ctx
@@ -1389,11 +1380,7 @@ mod tests {
     #[test]
     fn a_supplement_holds_the_dossier_at_status_5_and_its_appointment_waits_with_it() {
         let reference = reference();
-        let mut ctx = Context {
-            now: at("2026-11-20T10:05:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let mut ctx = context(&reference, "2026-11-20T10:05:00+07:00");
         let (mut dossier, _) =
             open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
         dossier.apply(
@@ -1460,11 +1447,7 @@ mod tests {
     #[test]
     fn a_supplement_not_provided_in_time_shows_overdue_once() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T10:05:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T10:05:00+07:00");
         let (mut dossier, _) =
             open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
         dossier.apply(
@@ -1494,11 +1477,7 @@ mod tests {
     #[test]
     fn the_pre_fill_ratio_is_kept_as_the_submission_said() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T10:05:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T10:05:00+07:00");
         let mut submitted = submission("2026-11-12", true, false);
         let (plain, _) = open(&BIRTH, &submitted, &ctx).expect("opened");
         assert_eq!(plain.prefill, None, "nothing said, nothing assumed");
@@ -1519,11 +1498,7 @@ mod tests {
     #[test]
     fn a_step_not_asked_for_is_never_asked_of_its_system() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T10:01:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
         let (mut birth, _) =
             open(&BIRTH, &submission("2026-11-12", false, false), &ctx).expect("opened");
         let (_, out) = birth.apply(
@@ -1588,11 +1563,7 @@ mod tests {
     #[test]
     fn repeats_and_answers_nobody_asked_for_change_nothing() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T10:01:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
         let (mut instance, _) =
             open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
         instance.apply(
@@ -1627,11 +1598,7 @@ mod tests {
     #[test]
     fn a_failed_step_waits_visibly_and_completes_when_its_replay_succeeds() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T10:01:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
         let (mut instance, _) =
             open(&BIRTH, &submission("2026-11-12", false, false), &ctx).expect("opened");
         let failure = json!({
@@ -1664,11 +1631,7 @@ mod tests {
     #[test]
     fn a_step_past_its_due_time_is_marked_overdue_once() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T09:20:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T09:20:00+07:00");
         let (mut instance, _) =
             open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
         assert!(
@@ -1691,11 +1654,7 @@ mod tests {
     #[test]
     fn a_submission_without_its_receipt_time_is_refused_naming_the_field() {
         let reference = reference();
-        let ctx = Context {
-            now: at("2026-11-20T09:20:00+07:00"),
-            calendar: reference.calendar(),
-            event: None,
-        };
+        let ctx = context(&reference, "2026-11-20T09:20:00+07:00");
         let mut broken = submission("2026-11-12", true, false);
         broken["received_at"] = json!("yesterday");
         let error = open(&BIRTH, &broken, &ctx).expect_err("refused");

@@ -171,21 +171,22 @@ fn instance_from(row: &Row, steps: Vec<Step>) -> Result<Instance, DbError> {
         completed_at: row.get(8),
         steps,
         inputs: row.get(9),
-        supplement: match row.get::<_, Option<Value>>(10) {
-            None => None,
-            Some(value) => Some(
-                serde_json::from_value(value.clone())
-                    .map_err(|_| corrupt("procedure_instance.supplement", &value.to_string()))?,
-            ),
-        },
-        prefill: match row.get::<_, Option<Value>>(11) {
-            None => None,
-            Some(value) => Some(
-                serde_json::from_value(value.clone())
-                    .map_err(|_| corrupt("procedure_instance.prefill", &value.to_string()))?,
-            ),
-        },
+        supplement: json_column(row, 10, "procedure_instance.supplement")?,
+        prefill: json_column(row, 11, "procedure_instance.prefill")?,
     })
+}
+
+/// A nullable JSONB column holding a value the engine wrote from `T`.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    index: usize,
+    column: &str,
+) -> Result<Option<T>, DbError> {
+    row.get::<_, Option<Value>>(index)
+        .map(|value| {
+            serde_json::from_value(value.clone()).map_err(|_| corrupt(column, &value.to_string()))
+        })
+        .transpose()
 }
 
 /// Writes `instance` and its steps as they are now.
