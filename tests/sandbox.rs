@@ -517,6 +517,35 @@ async fn the_seeded_population_is_consistent_and_a_second_seeding_adds_to_it() {
             );
         }
     }
+    // Social insurance holds a contribution history for most adults, never for a minor, and
+    // never more months than were worked since 22.
+    let contributions = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE age(p.birth_date::date) < INTERVAL '23 years'),
+                    count(*) FILTER (WHERE (c.months_before_2014 + c.months_from_2014) / 12
+                                           > extract(year FROM age(p.birth_date::date)) - 22),
+                    (SELECT count(*) FROM sandbox_population.citizen
+                     WHERE age(birth_date::date) >= INTERVAL '23 years')
+             FROM sandbox_social_insurance.contribution c
+             JOIN sandbox_population.citizen p USING (personal_id)",
+            &[],
+        )
+        .await
+        .expect("contributions");
+    let (held, minors, too_long, adults): (i64, i64, i64, i64) = (
+        contributions.get(0),
+        contributions.get(1),
+        contributions.get(2),
+        contributions.get(3),
+    );
+    assert_eq!((minors, too_long), (0, 0));
+    let share = held as f64 / adults as f64;
+    assert!((0.6..0.8).contains(&share), "{held} of {adults} adults");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -961,7 +990,8 @@ async fn a_residence_needs_the_heads_consent_outside_a_parents_household_and_a_d
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn social_insurance_issues_one_te_card_and_decides_pays_or_cancels_death_benefits_once() {
+async fn social_insurance_issues_one_te_card_and_decides_refuses_pays_or_cancels_each_death_benefit_once()
+ {
     let env = TestEnv::new("sandbox_bhxh").await;
     let base = start(&env)
         .await
@@ -1009,62 +1039,126 @@ async fn social_insurance_issues_one_te_card_and_decides_pays_or_cancels_death_b
         (422, Some("/personal_id must be a personal ID of 12 digits"))
     );
 
-    let decide = |key: &str, deceased: &str| {
+    // The agency decides from the contributions it holds, not from what the caller says.
+    let contributed = |person: &str, before: i64, from: i64| {
+        http.put(format!("{base}/contributions/{person}"))
+            .json(&json!({
+                "months_before_2014": before,
+                "months_from_2014": from,
+                "average_monthly_salary_vnd": 8_000_000
+            }))
+    };
+    assert_eq!(call(contributed("048055000001", 60, 120)).await.0, 200);
+    assert_eq!(call(contributed("048055000002", 0, 6)).await.0, 200);
+    let decide = |key: &str, deceased: &str, benefit: &str| {
         http.post(format!("{base}/death-benefits"))
             .header("Idempotency-Key", key)
             .json(&json!({
+                "benefit_type": benefit,
                 "deceased_personal_id": deceased,
                 "died_on": "2026-11-30",
-                "contribution_months_before_2014": 60,
-                "contribution_months_from_2014": 120,
-                "average_monthly_salary_vnd": 8_000_000,
-                "beneficiary": {"personal_id": "048190000002", "full_name": "Lê Thị Hoa", "bank_code": "VCB", "account_number": "0011000123456"}
+                "beneficiary": {"personal_id": "048190000002", "full_name": "Lê Thị Hoa", "relationship": "SPOUSE",
+                                "bank_code": "970436", "account_number": "0011000123456", "account_name": "LE THI HOA"}
             }))
     };
-    let (status, decision) = call(decide("d-1", "048055000001")).await;
-    assert_eq!(status, 201, "{decision}");
+    let (status, funeral) = call(decide("d-1", "048055000001", "FUNERAL_ALLOWANCE")).await;
+    assert_eq!(status, 201, "{funeral}");
+    let (status, survivor) = call(decide("d-2", "048055000001", "SURVIVOR_LUMP_SUM")).await;
+    assert_eq!(status, 201, "{survivor}");
     assert_eq!(
         (
-            decision["funeral_allowance_vnd"].as_i64(),
-            decision["survivor_lump_sum_vnd"].as_i64()
+            funeral["amount_vnd"].as_i64(),
+            survivor["amount_vnd"].as_i64(),
+            funeral["status"].as_str()
         ),
-        (Some(23_400_000), Some(220_000_000)),
-        "amounts from the rules file"
+        (Some(23_400_000), Some(220_000_000), Some("DECIDED")),
+        "amounts from the rules file and the history held"
     );
     assert_eq!(
-        call(decide("d-2", "048055000001")).await.0,
+        call(decide("d-1", "048055000001", "FUNERAL_ALLOWANCE")).await,
+        (200, funeral.clone()),
+        "a repeated request gets the first answer"
+    );
+    assert_eq!(
+        call(decide("d-3", "048055000001", "FUNERAL_ALLOWANCE"))
+            .await
+            .0,
         409,
-        "decided once per death"
+        "decided once per death and benefit"
     );
-    let id = decision["decision_id"].as_i64().expect("id");
-    let (status, paid) = call(http.post(format!("{base}/death-benefits/{id}/payment"))).await;
-    assert_eq!((status, paid["status"].as_str()), (200, Some("PAID")));
+    let (status, short) = call(decide("d-4", "048055000002", "FUNERAL_ALLOWANCE")).await;
     assert_eq!(
-        call(http.post(format!("{base}/death-benefits/{id}/payment"))).await,
+        (
+            status,
+            short["status"].as_str(),
+            short["reason_code"].as_str()
+        ),
+        (201, Some("REFUSED"), Some("CONTRIBUTION_TOO_SHORT")),
+        "a refusal is a decision with its reason: {short}"
+    );
+    let (_, uninsured) = call(decide("d-5", "048055000003", "SURVIVOR_LUMP_SUM")).await;
+    assert_eq!(uninsured["reason_code"], "NOT_INSURED");
+    let (status, missing) = call(
+        http.post(format!("{base}/death-benefits"))
+            .header("Idempotency-Key", "d-6")
+            .json(&json!({"benefit_type": "SURVIVOR_LUMP_SUM", "deceased_personal_id": "048055000001", "died_on": "2026-11-30",
+                          "beneficiary": {"personal_id": "048190000002", "full_name": "Lê Thị Hoa"}})),
+    )
+    .await;
+    assert_eq!(status, 422, "{missing}");
+    assert!(
+        missing["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("/beneficiary needs")),
+        "{missing}"
+    );
+
+    let number = funeral["decision_number"].as_str().expect("number");
+    let (status, paid) = call(http.post(format!("{base}/death-benefits/{number}/payment"))).await;
+    assert_eq!((status, paid["status"].as_str()), (200, Some("PAID")));
+    assert!(
+        paid["payment_reference"].is_string() && paid["paid_at"].is_string(),
+        "{paid}"
+    );
+    assert_eq!(
+        call(http.post(format!("{base}/death-benefits/{number}/payment"))).await,
         (200, paid.clone()),
         "paid once"
     );
     let (status, refused) =
-        call(http.post(format!("{base}/death-benefits/{id}/cancellation"))).await;
+        call(http.post(format!("{base}/death-benefits/{number}/cancellation"))).await;
     assert_eq!(
         (status, refused["error"].as_str()),
         (409, Some("already_paid"))
     );
+    let refused_number = short["decision_number"].as_str().expect("number");
+    assert_eq!(
+        call(http.post(format!("{base}/death-benefits/{refused_number}/payment")))
+            .await
+            .0,
+        409,
+        "a refused benefit is never paid"
+    );
 
-    let (_, other) = call(decide("d-3", "048055000009")).await;
-    let other_id = other["decision_id"].as_i64().expect("id");
+    let other = survivor["decision_number"].as_str().expect("number");
     let (status, cancelled) =
-        call(http.post(format!("{base}/death-benefits/{other_id}/cancellation"))).await;
+        call(http.post(format!("{base}/death-benefits/{other}/cancellation"))).await;
     assert_eq!(
         (status, cancelled["status"].as_str()),
         (200, Some("CANCELLED"))
     );
     assert_eq!(
-        call(http.post(format!("{base}/death-benefits/{other_id}/payment")))
+        call(http.post(format!("{base}/death-benefits/{other}/payment")))
             .await
             .0,
         409,
         "a cancelled decision is never paid"
+    );
+    assert_eq!(
+        call(http.post(format!("{base}/death-benefits/QD-BHXH-99999999/payment")))
+            .await
+            .0,
+        404
     );
 }
 

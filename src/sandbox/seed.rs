@@ -359,6 +359,28 @@ pub async fn seed(
             &[],
         )
         .await?;
+    // Seven adults in ten have contributed to social insurance since they were 22 (at most 35
+    // years), at a salary of 5 to 20 million dong: enough for the death benefits to be decided,
+    // or refused, as they would be.
+    tx.execute(
+        "INSERT INTO sandbox_social_insurance.contribution
+         SELECT personal_id,
+                LEAST(worked - LEAST(worked, since_2014), 600),
+                LEAST(worked, since_2014),
+                5000000 + (abs(hashtext(personal_id)) % 31) * 500000
+         FROM (SELECT personal_id,
+                      LEAST((extract(year FROM age(birth_date::date))::int - 22) * 12, 420) AS worked,
+                      (extract(year FROM age(DATE '2014-01-01'))::int * 12
+                       + extract(month FROM age(DATE '2014-01-01'))::int) AS since_2014
+               FROM seed_citizen
+               -- Seeded dates are full; a partial one (YYYY) would stand for no contribution.
+               WHERE length(birth_date) = 10
+                 AND birth_date::date < current_date - INTERVAL '23 years'
+                 AND abs(hashtext(personal_id || 'bhxh')) % 10 < 7) AS adult
+         ON CONFLICT (personal_id) DO NOTHING",
+        &[],
+    )
+    .await?;
     tx.commit().await?;
     Ok(Seeded {
         citizens: kept,

@@ -3,19 +3,22 @@
 //! - `POST /social-insurance/v1/child-cards`: a newborn's health-insurance card, group TE,
 //!   valid from birth until the day before the child is 72 months old; once per child, one per
 //!   `Idempotency-Key`; `GET …/child-cards/{personal_id}` looks it up;
-//! - `POST /social-insurance/v1/death-benefits`: the funeral allowance and survivor lump sum
-//!   decided for a deceased contributor, once, with amounts from the rules in
-//!   `schemas/reference/social-insurance-benefits.csv` (data, so a change of the law is a change
-//!   of a file); `POST …/{decision_id}/payment` pays it to the beneficiary's bank account, once;
-//!   `POST …/{decision_id}/cancellation` cancels a decision not yet paid (the compensation when
-//!   a death registration is annulled).
+//! - `POST /social-insurance/v1/death-benefits`: the funeral allowance or the survivor lump sum
+//!   of a deceased person, each decided once per death, from the contribution history the
+//!   agency holds and the rules in `schemas/reference/social-insurance-benefits.csv` (data, so a
+//!   change of the law is a change of a file); a benefit the history does not give is answered
+//!   as a decision `REFUSED` with its reason, not an error. `POST …/{decision_number}/payment`
+//!   pays a decided benefit to the beneficiary's bank account, once; `POST …/cancellation`
+//!   cancels one not yet paid (the compensation when a death registration is annulled);
+//! - `PUT /social-insurance/v1/contributions/{personal_id}`: the sandbox's control, setting a
+//!   contribution history (the seeded population has some already).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{Months, NaiveDate};
 use deadpool_postgres::Pool;
@@ -104,12 +107,16 @@ pub fn routes(pool: Pool, token: String) -> Result<Router, String> {
         )
         .route("/social-insurance/v1/death-benefits", post(decide))
         .route(
-            "/social-insurance/v1/death-benefits/{id}/payment",
+            "/social-insurance/v1/death-benefits/{decision_number}/payment",
             post(pay),
         )
         .route(
-            "/social-insurance/v1/death-benefits/{id}/cancellation",
+            "/social-insurance/v1/death-benefits/{decision_number}/cancellation",
             post(cancel),
+        )
+        .route(
+            "/social-insurance/v1/contributions/{personal_id}",
+            put(set_contribution),
         )
         .with_state(Sandbox { pool, token, rules }))
 }
@@ -211,21 +218,107 @@ async fn card_of(
     Ok((StatusCode::OK, Json(row.get::<_, Value>(0))))
 }
 
-const COLUMNS: &str = "decision_id, deceased_personal_id, beneficiary, funeral_allowance, \
-     survivor_lump_sum, status, payment_reference, request_key";
+const COLUMNS: &str = "decision_id, deceased_personal_id, benefit_type, beneficiary, amount_vnd, \
+     status, reason_code, payment_reference, decided_at, settled_at";
 
+const AUTHORITY: &str = "Bảo hiểm xã hội Việt Nam";
+
+/// A decision as the agency answers it: its number, the benefit, the amount, and for a paid one
+/// the transfer.
 fn decision(row: &Row) -> Value {
-    let (funeral, survivor): (i64, i64) = (row.get(3), row.get(4));
+    let at = |index: usize| {
+        row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(index)
+            .map(|t| t.with_timezone(&crate::domain::vietnam()).to_rfc3339())
+    };
+    let status: String = row.get(5);
+    let reason: Option<String> = row.get(6);
     json!({
-        "decision_id": row.get::<_, i64>(0),
+        "decision_number": decision_number(row.get(0)),
         "deceased_personal_id": row.get::<_, String>(1),
-        "beneficiary": row.get::<_, Value>(2),
-        "funeral_allowance_vnd": funeral,
-        "survivor_lump_sum_vnd": survivor,
-        "total_vnd": funeral + survivor,
-        "status": row.get::<_, String>(5),
-        "payment_reference": row.get::<_, Option<String>>(6),
+        "benefit_type": row.get::<_, String>(2),
+        "beneficiary": row.get::<_, Value>(3),
+        "amount_vnd": row.get::<_, i64>(4),
+        "reason_text": reason.as_deref().map(reason_text),
+        "reason_code": reason,
+        "decided_at": at(8),
+        "deciding_authority": AUTHORITY,
+        "payment_reference": row.get::<_, Option<String>>(7),
+        "paid_at": (status == "PAID").then(|| at(9)).flatten(),
+        "status": status,
     })
+}
+
+/// Decision numbers as the agency writes them; the serial is the sandbox's row.
+fn decision_number(id: i64) -> String {
+    format!("QD-BHXH-{id:08}")
+}
+
+fn decision_id(number: &str) -> Option<i64> {
+    number.strip_prefix("QD-BHXH-")?.parse().ok()
+}
+
+fn reason_text(code: &str) -> &'static str {
+    match code {
+        "NOT_INSURED" => "Người chết không có quá trình đóng bảo hiểm xã hội.",
+        "CONTRIBUTION_TOO_SHORT" => {
+            "Người chết đóng bảo hiểm xã hội chưa đủ 12 tháng: không đủ điều kiện hưởng trợ cấp mai táng."
+        }
+        _ => "Không đủ điều kiện hưởng chế độ.",
+    }
+}
+
+/// The benefit's amount from the contribution history the agency holds, or why it is refused.
+fn assess(
+    rules: &Rules,
+    benefit: &str,
+    history: Option<(i64, i64, i64)>,
+) -> Result<i64, &'static str> {
+    let (before, from, salary) = history
+        .filter(|(before, from, _)| before + from > 0)
+        .ok_or("NOT_INSURED")?;
+    let (funeral, survivor) = rules.death_benefits(before, from, salary);
+    match benefit {
+        "FUNERAL_ALLOWANCE" if funeral == 0 => Err("CONTRIBUTION_TOO_SHORT"),
+        "FUNERAL_ALLOWANCE" => Ok(funeral),
+        _ => Ok(survivor),
+    }
+}
+
+/// Sets what a citizen contributed (the sandbox's control: real contribution histories come
+/// from employers' declarations).
+async fn set_contribution(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(person): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let person = answer::personal_id(&json!({"personal_id": person}), "/personal_id")?.to_owned();
+    let before = months(&body, "/months_before_2014")?;
+    let from = months(&body, "/months_from_2014")?;
+    let salary = body
+        .pointer("/average_monthly_salary_vnd")
+        .and_then(Value::as_i64)
+        .filter(|s| (1..=MAX_SALARY_VND).contains(s))
+        .ok_or_else(|| {
+            invalid("/average_monthly_salary_vnd must be a number of dong from 1 to 10 billion")
+        })?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    client
+        .execute(
+            "INSERT INTO sandbox_social_insurance.contribution VALUES ($1, $2, $3, $4)
+             ON CONFLICT (personal_id) DO UPDATE SET months_before_2014 = $2,
+                 months_from_2014 = $3, average_monthly_salary_vnd = $4",
+            &[&person, &(before as i32), &(from as i32), &salary],
+        )
+        .await
+        .map_err(internal)?;
+    Ok((
+        StatusCode::OK,
+        Json(
+            json!({"personal_id": person, "months_before_2014": before, "months_from_2014": from, "average_monthly_salary_vnd": salary}),
+        ),
+    ))
 }
 
 fn months(body: &Value, path: &str) -> Result<i64, Answer> {
@@ -242,43 +335,73 @@ async fn decide(
 ) -> Result<Answer, Answer> {
     authorised(&sandbox.token, &headers)?;
     let key = answer::header(&headers, "Idempotency-Key")?;
+    let benefit = text(&body, "/benefit_type")?;
+    if !["FUNERAL_ALLOWANCE", "SURVIVOR_LUMP_SUM"].contains(&benefit) {
+        return Err(invalid(
+            "/benefit_type must be FUNERAL_ALLOWANCE or SURVIVOR_LUMP_SUM",
+        ));
+    }
     let deceased = answer::personal_id(&body, "/deceased_personal_id")?;
     NaiveDate::parse_from_str(text(&body, "/died_on")?, "%Y-%m-%d")
         .map_err(|_| invalid("/died_on must be a date, YYYY-MM-DD"))?;
-    let before = months(&body, "/contribution_months_before_2014")?;
-    let after = months(&body, "/contribution_months_from_2014")?;
-    let salary = body
-        .pointer("/average_monthly_salary_vnd")
-        .and_then(Value::as_i64)
-        .filter(|s| (1..=MAX_SALARY_VND).contains(s))
-        .ok_or_else(|| {
-            invalid("/average_monthly_salary_vnd must be a number of dong from 1 to 10 billion")
-        })?;
     let beneficiary = body
         .pointer("/beneficiary")
         .filter(|b| {
-            ["/personal_id", "/full_name", "/bank_code", "/account_number"]
-                .iter()
-                .all(|f| b.pointer(f).and_then(Value::as_str).is_some_and(|v| !v.is_empty()))
+            [
+                "/personal_id",
+                "/full_name",
+                "/relationship",
+                "/bank_code",
+                "/account_number",
+                "/account_name",
+            ]
+            .iter()
+            .all(|f| b.pointer(f).and_then(Value::as_str).is_some_and(|v| !v.is_empty()))
         })
         .ok_or_else(|| {
-            invalid("/beneficiary needs personal_id, full_name, bank_code and account_number: benefits are paid to a bank account")
+            invalid("/beneficiary needs personal_id, full_name, relationship, bank_code, account_number and account_name: benefits are paid to a bank account")
         })?;
-    let (funeral, survivor) = sandbox.rules.death_benefits(before, after, salary);
     let client = sandbox.pool.get().await.map_err(internal)?;
+    let history = client
+        .query_opt(
+            "SELECT months_before_2014, months_from_2014, average_monthly_salary_vnd
+             FROM sandbox_social_insurance.contribution WHERE personal_id = $1",
+            &[&deceased],
+        )
+        .await
+        .map_err(internal)?
+        .map(|r| {
+            (
+                i64::from(r.get::<_, i32>(0)),
+                i64::from(r.get::<_, i32>(1)),
+                r.get(2),
+            )
+        });
+    let (amount, status, reason) = match assess(&sandbox.rules, benefit, history) {
+        Ok(amount) => (amount, "DECIDED", None),
+        Err(reason) => (0, "REFUSED", Some(reason)),
+    };
     let inserted = client
         .execute(
-            "INSERT INTO sandbox_social_insurance.death_benefit (deceased_personal_id, request_key,
-                 beneficiary, funeral_allowance, survivor_lump_sum)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            &[&deceased, &key, beneficiary, &funeral, &survivor],
+            "INSERT INTO sandbox_social_insurance.benefit_decision (deceased_personal_id,
+                 benefit_type, request_key, beneficiary, amount_vnd, status, reason_code)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[
+                &deceased,
+                &benefit,
+                &key,
+                beneficiary,
+                &amount,
+                &status,
+                &reason,
+            ],
         )
         .await
         .map_err(internal)?;
     let by_key = client
         .query_opt(
             &format!(
-                "SELECT {COLUMNS} FROM sandbox_social_insurance.death_benefit
+                "SELECT {COLUMNS} FROM sandbox_social_insurance.benefit_decision
                  WHERE request_key = $1"
             ),
             &[&key],
@@ -286,13 +409,13 @@ async fn decide(
         .await
         .map_err(internal)?;
     let row = match by_key {
-        Some(row) if row.get::<_, &str>(1) == deceased => row,
+        Some(row) if row.get::<_, &str>(1) == deceased && row.get::<_, &str>(2) == benefit => row,
         Some(_) => return Err(answer::key_reused()),
         None => {
             return Err(problem(
                 StatusCode::CONFLICT,
                 "already_decided",
-                "the benefits for this death were decided under another request",
+                "this benefit was decided for this death under another request",
             ));
         }
     };
@@ -304,13 +427,15 @@ async fn decide(
     Ok((status, Json(decision(&row))))
 }
 
-async fn settle(sandbox: &Sandbox, id: i64, to: &str) -> Result<Answer, Answer> {
+async fn settle(sandbox: &Sandbox, number: &str, to: &str) -> Result<Answer, Answer> {
+    let not_found = || problem(StatusCode::NOT_FOUND, "not_found", "no such decision");
+    let id = decision_id(number).ok_or_else(not_found)?;
     let client = sandbox.pool.get().await.map_err(internal)?;
     let reference = (to == "PAID").then(|| format!("CK-BHXH-{id:010}"));
     let row = client
         .query_opt(
             &format!(
-                "UPDATE sandbox_social_insurance.death_benefit
+                "UPDATE sandbox_social_insurance.benefit_decision
                  SET status = $2, payment_reference = COALESCE($3, payment_reference), settled_at = now()
                  WHERE decision_id = $1 AND status = 'DECIDED' RETURNING {COLUMNS}"
             ),
@@ -323,24 +448,25 @@ async fn settle(sandbox: &Sandbox, id: i64, to: &str) -> Result<Answer, Answer> 
     }
     let row = client
         .query_opt(
-            &format!("SELECT {COLUMNS} FROM sandbox_social_insurance.death_benefit WHERE decision_id = $1"),
+            &format!("SELECT {COLUMNS} FROM sandbox_social_insurance.benefit_decision WHERE decision_id = $1"),
             &[&id],
         )
         .await
         .map_err(internal)?
-        .ok_or_else(|| problem(StatusCode::NOT_FOUND, "not_found", "no such decision"))?;
+        .ok_or_else(not_found)?;
     let now: String = row.get(5);
     if now == to {
         // Repeated: the same answer.
         return Ok((StatusCode::OK, Json(decision(&row))));
     }
+    let code = match now.as_str() {
+        "PAID" => "already_paid",
+        "REFUSED" => "refused",
+        _ => "cancelled",
+    };
     Err(problem(
         StatusCode::CONFLICT,
-        if now == "PAID" {
-            "already_paid"
-        } else {
-            "cancelled"
-        },
+        code,
         format!("the decision is {} already", now.to_lowercase()),
     ))
 }
@@ -348,24 +474,24 @@ async fn settle(sandbox: &Sandbox, id: i64, to: &str) -> Result<Answer, Answer> 
 async fn pay(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Path(number): Path<String>,
 ) -> Result<Answer, Answer> {
     authorised(&sandbox.token, &headers)?;
-    settle(&sandbox, id, "PAID").await
+    settle(&sandbox, &number, "PAID").await
 }
 
 async fn cancel(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Path(number): Path<String>,
 ) -> Result<Answer, Answer> {
     authorised(&sandbox.token, &headers)?;
-    settle(&sandbox, id, "CANCELLED").await
+    settle(&sandbox, &number, "CANCELLED").await
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Rules;
+    use super::{Rules, assess};
 
     #[test]
     fn death_benefits_follow_the_rules_file() {
@@ -377,5 +503,30 @@ mod tests {
         );
         // Under 12 months: no funeral allowance, and the survivor minimum of 3 months.
         assert_eq!(rules.death_benefits(0, 6, 5_000_000), (0, 15_000_000));
+    }
+
+    #[test]
+    fn a_benefit_the_history_does_not_give_is_refused_with_its_reason() {
+        let rules = Rules::load().unwrap();
+        assert_eq!(
+            assess(&rules, "FUNERAL_ALLOWANCE", None),
+            Err("NOT_INSURED")
+        );
+        assert_eq!(
+            assess(&rules, "SURVIVOR_LUMP_SUM", Some((0, 0, 5_000_000))),
+            Err("NOT_INSURED")
+        );
+        assert_eq!(
+            assess(&rules, "FUNERAL_ALLOWANCE", Some((0, 6, 5_000_000))),
+            Err("CONTRIBUTION_TOO_SHORT")
+        );
+        assert_eq!(
+            assess(&rules, "SURVIVOR_LUMP_SUM", Some((0, 6, 5_000_000))),
+            Ok(15_000_000)
+        );
+        assert_eq!(
+            assess(&rules, "FUNERAL_ALLOWANCE", Some((60, 120, 8_000_000))),
+            Ok(23_400_000)
+        );
     }
 }
