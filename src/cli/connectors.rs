@@ -382,6 +382,9 @@ fn print_status(v: &ConnectorView) {
     if let Some(reply) = &v.reply_event_type {
         println!("publishes    {reply} (reply)");
     }
+    if let Some(refusal) = &v.refusal_event_type {
+        println!("on refusal   {refusal}");
+    }
     if let Some(failure) = &v.failure_event_type {
         println!("on failure   {failure}");
     }

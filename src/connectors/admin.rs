@@ -102,6 +102,8 @@ pub struct ConnectorView {
     pub event_types: Vec<String>,
     pub endpoint: String,
     pub reply_event_type: Option<String>,
+    /// What an answer that says no is published as (a benefit refused).
+    pub refusal_event_type: Option<String>,
     pub failure_event_type: Option<String>,
     pub desired: Desired,
     /// RUNNING, STARTING, PAUSED, STOPPED, FAILED (any process's worker failed) or UNASSIGNED
@@ -217,6 +219,8 @@ impl Admin {
             event_types: manifest.event_types(),
             endpoint: manifest.endpoint(),
             reply_event_type: sink.and_then(|s| s.reply.as_ref().map(|o| o.event_type.clone())),
+            refusal_event_type: sink
+                .and_then(|s| s.refusal.as_ref().map(|r| r.output.event_type.clone())),
             failure_event_type: sink.and_then(|s| s.failure.as_ref().map(|o| o.event_type.clone())),
             desired,
             // A webhook source has no worker: every process's HTTP listener takes its callbacks.

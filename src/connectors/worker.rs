@@ -612,19 +612,20 @@ impl Worker {
                 connector: self.manifest.name.clone(),
             })
             .observe(answer.latency.as_secs_f64());
-        let Some(reply) = &self.spec.reply else {
-            return Ok(Handled::Delivered);
-        };
         input["response"] = response_json(&answer, self.clock.now());
-        let refused = match self.reply_payload(reply, &input) {
-            // The answer announces nothing (a payment cancelled: nothing to confirm).
-            Ok((Value::Null, _)) => return Ok(Handled::Delivered),
-            Ok((payload, key)) => match self
-                .publish_outcome(reply, payload, &envelope, "reply", key.as_deref())
-                .await?
-            {
-                Ok(()) => return Ok(Handled::Delivered),
-                Err(refused) => Failure::permanent(REPLY_REFUSED, refused, self.clock.now()),
+        let refused = match self.outcome_of(&input) {
+            Ok(None) => return Ok(Handled::Delivered),
+            Ok(Some((output, role))) => match self.reply_payload(output, &input) {
+                // The answer announces nothing (a payment cancelled: nothing to confirm).
+                Ok((Value::Null, _)) => return Ok(Handled::Delivered),
+                Ok((payload, key)) => match self
+                    .publish_outcome(output, payload, &envelope, role, key.as_deref())
+                    .await?
+                {
+                    Ok(()) => return Ok(Handled::Delivered),
+                    Err(refused) => Failure::permanent(REPLY_REFUSED, refused, self.clock.now()),
+                },
+                Err(message) => Failure::permanent("Mapping", message, self.clock.now()),
             },
             Err(message) => Failure::permanent("Mapping", message, self.clock.now()),
         };
@@ -655,6 +656,25 @@ impl Worker {
             )),
             Err(e) => Err(format!("source.when: {e}")),
         }
+    }
+
+    /// What an answer is published as: the refusal's event when its `when` says the answer is
+    /// a no, else the reply's (`None`: the connector announces nothing).
+    fn outcome_of(&self, input: &Value) -> Result<Option<(&Output, &'static str)>, String> {
+        if let Some(refusal) = &self.spec.refusal {
+            match refusal.when.apply(input) {
+                Ok(Value::Bool(true)) => return Ok(Some((&refusal.output, "refusal"))),
+                Ok(Value::Bool(false)) => {}
+                Ok(other) => {
+                    return Err(format!(
+                        "refusal.when must give true or false, not {}",
+                        json_kind(&other)
+                    ));
+                }
+                Err(e) => return Err(format!("refusal.when: {e}")),
+            }
+        }
+        Ok(self.spec.reply.as_ref().map(|reply| (reply, "reply")))
     }
 
     /// True when the reply's `pending` program says the answer is not final yet.

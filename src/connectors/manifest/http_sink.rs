@@ -36,6 +36,15 @@ pub struct Output {
     pub key: Option<Mapping>,
 }
 
+/// An answer that is a "no" rather than a result (a benefit refused, with its reason): the
+/// system did what it was asked and decided against, which is neither the reply nor a failure.
+/// When `when` gives true for an answer, the refusal's event is published instead of the reply.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub when: Mapping,
+    pub output: Output,
+}
+
 /// How hard a connector tries, and how fast.
 #[derive(Debug, Clone)]
 pub struct DeliveryPolicy {
@@ -96,6 +105,7 @@ pub struct SinkSpec {
     /// Deployment values the mappings read as `.vars.NAME` (the hub's own callback URL).
     pub vars: serde_json::Map<String, serde_json::Value>,
     pub reply: Option<Output>,
+    pub refusal: Option<Refusal>,
     pub failure: Option<Output>,
     pub delivery: DeliveryPolicy,
 }
@@ -117,9 +127,19 @@ struct File {
     #[serde(default)]
     vars: BTreeMap<String, Spanned<VarFile>>,
     reply: Option<ReplyFile>,
+    refusal: Option<RefusalFile>,
     failure: Option<ReplyFile>,
     #[serde(default)]
     delivery: DeliveryFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefusalFile {
+    /// jq over the answer: true when it says no.
+    when: Spanned<String>,
+    event_type: Spanned<String>,
+    mapping: Spanned<String>,
 }
 
 /// A deployment value: from the environment when `env` is set there, else `default`.
@@ -299,6 +319,26 @@ pub(super) fn check_output(
         mapping,
         pending,
         key,
+    })
+}
+
+/// A refusal, checked: its test, its event type and its mapping.
+fn check_refusal(
+    problems: &mut Problems<'_>,
+    known: &dyn KnownTypes,
+    file: &RefusalFile,
+) -> Option<Refusal> {
+    check_event_type(problems, known, &file.event_type, "refusal.event_type");
+    let when = problems.mapping(&file.when, "refusal.when");
+    let mapping = problems.mapping(&file.mapping, "refusal.mapping");
+    Some(Refusal {
+        when: when?,
+        output: Output {
+            event_type: file.event_type.get_ref().clone(),
+            mapping: mapping?,
+            pending: None,
+            key: None,
+        },
     })
 }
 
@@ -503,6 +543,10 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
     let request = problems.mapping(&raw.request, "request");
     let vars = check_vars(problems, &raw.vars);
     let reply = check_output(problems, known, raw.reply.as_ref(), "reply");
+    let refusal = raw
+        .refusal
+        .as_ref()
+        .and_then(|r| check_refusal(problems, known, r));
     let failure = check_output(problems, known, raw.failure.as_ref(), "failure");
     let delivery = check_delivery(problems, &raw.delivery);
     let (common, method, request) = (common?, method?, request?);
@@ -523,6 +567,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         request,
         vars,
         reply,
+        refusal,
         failure,
         delivery,
     }));

@@ -200,6 +200,8 @@ impl Manifest {
                 Target::Postgres(_) => None,
             },
             (Spec::Sink(sink), "failure") => sink.failure.as_ref().map(|o| &o.mapping),
+            (Spec::Sink(sink), "refusal.when") => sink.refusal.as_ref().map(|r| &r.when),
+            (Spec::Sink(sink), "refusal") => sink.refusal.as_ref().map(|r| &r.output.mapping),
             (Spec::WebhookSource(webhook), "payload") => Some(&webhook.payload),
             (Spec::WebhookSource(webhook), "dedupe_key") => Some(&webhook.dedupe_key),
             (Spec::WebhookSource(webhook), "correlation") => webhook.correlation.as_ref(),

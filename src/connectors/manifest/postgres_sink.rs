@@ -121,6 +121,7 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         request: row,
         vars: serde_json::Map::new(),
         reply: None,
+        refusal: None,
         failure,
         delivery,
     }));
