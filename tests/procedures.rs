@@ -7,7 +7,8 @@
 //! with no second personal ID and no second card. (A hub killed with SIGKILL cannot be tested
 //! here: the local broker never gives a dead member's partitions to the rest of its group.) A
 //! death dossier is registered, and the population and residence databases updated, before its
-//! result is returned. An answer that overtakes its dossier is joined to it, a step past its
+//! result is returned; its benefits are decided by social insurance from the contributions it
+//! holds, then paid once, or refused with the reason while the other branches go on. An answer that overtakes its dossier is joined to it, a step past its
 //! due time (on an injected clock) shows overdue, and officials read the dossier over gRPC.
 
 mod common;
@@ -83,6 +84,22 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
             "residence-registration",
             &["death.residence-deletion-requested"],
             &["death.residence-deleted", "death.step-failed"],
+        ),
+        "social-insurance-benefits" => (
+            "social-insurance-connector",
+            "social-insurance-benefit",
+            &["death.benefit-decision-requested"],
+            &[
+                "death.benefit-decided",
+                "death.benefit-refused",
+                "death.step-failed",
+            ],
+        ),
+        "social-insurance-benefit-payments" => (
+            "social-insurance-connector",
+            "social-insurance-benefit",
+            &["death.benefit-payment-requested"],
+            &["death.benefit-paid", "death.step-failed"],
         ),
         "social-insurance-cards" => (
             "social-insurance-connector",
@@ -1017,30 +1034,9 @@ async fn an_answer_before_its_dossier_is_joined_to_it_and_a_late_step_shows_over
     hub.shutdown().await.expect("clean shutdown");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_death_dossier_is_registered_told_to_population_and_residence_and_returned_then_annulled()
-{
-    let mut env = TestEnv::new("procedures_death").await;
-    env.config.procedures.enabled = true;
-    prepare(
-        &env,
-        &[
-            "civil-status-deaths",
-            "population-deaths",
-            "residence-deaths",
-            "residence-death-reverts",
-        ],
-    )
-    .await;
-    let onestop = env.token("one-stop-48").await;
-    env.grant(
-        "one-stop-48",
-        Direction::Publish,
-        "death.dossier-submitted",
-        PURPOSE,
-    )
-    .await;
-    // A citizen of the seeded population of Đà Nẵng, with a full birth date.
+/// A death dossier from the example `file` about a citizen of the seeded population of Đà
+/// Nẵng (with a full birth date): its code, the deceased's personal ID and the payload.
+async fn death_dossier(env: &TestEnv, file: &str) -> (String, String, Value) {
     let reference = env.config.schemas.dir.join("reference");
     lienthong::sandbox::seed::seed(&env.pool, &reference, "48", 50, 7, |_| {})
         .await
@@ -1061,9 +1057,10 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
         .expect("a seeded citizen");
     let id: String = citizen.get(0);
     let mut death: Value = serde_json::from_str(
-        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
-            "schemas/examples/death.dossier-submitted/valid-registration-and-residence-only.json",
-        ))
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("schemas/examples/death.dossier-submitted/{file}")),
+        )
         .expect("example"),
     )
     .expect("json");
@@ -1075,14 +1072,46 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
     death["deceased"]["full_name"] = Value::String(citizen.get(1));
     death["deceased"]["birth_date"] = Value::String(citizen.get(2));
     death["deceased"]["sex"] = Value::String(citizen.get(3));
-    let hub = env.start_hub().await;
-    let mut request = publish_request(&code, &death);
+    (code, id, death)
+}
+
+/// The one-stop system of Đà Nẵng submits `death`.
+async fn submit_death(env: &TestEnv, hub: &lienthong::app::Hub, code: &str, death: &Value) {
+    let onestop = env.token("one-stop-48").await;
+    env.grant(
+        "one-stop-48",
+        Direction::Publish,
+        "death.dossier-submitted",
+        PURPOSE,
+    )
+    .await;
+    let mut request = publish_request(code, death);
     request.event_type = "death.dossier-submitted".into();
-    client(&hub, Some(&onestop))
+    client(hub, Some(&onestop))
         .await
         .publish(request)
         .await
         .expect("published");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_death_dossier_is_registered_told_to_population_and_residence_and_returned_then_annulled()
+{
+    let mut env = TestEnv::new("procedures_death").await;
+    env.config.procedures.enabled = true;
+    prepare(
+        &env,
+        &[
+            "civil-status-deaths",
+            "population-deaths",
+            "residence-deaths",
+            "residence-death-reverts",
+        ],
+    )
+    .await;
+    let (code, id, death) = death_dossier(&env, "valid-registration-and-residence-only.json").await;
+    let hub = env.start_hub().await;
+    submit_death(&env, &hub, &code, &death).await;
 
     let instance = completed(&env, &code).await;
     assert_eq!(
@@ -1225,6 +1254,105 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
             .await
             .len(),
         1
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn death_benefits_are_decided_from_the_contributions_held_paid_once_or_refused_with_reason() {
+    let mut env = TestEnv::new("procedures_benefits").await;
+    env.config.procedures.enabled = true;
+    let base = prepare(
+        &env,
+        &[
+            "civil-status-deaths",
+            "population-deaths",
+            "social-insurance-benefits",
+            "social-insurance-benefit-payments",
+        ],
+    )
+    .await;
+    let (code, id, mut death) = death_dossier(&env, "valid-with-funeral-allowance.json").await;
+    death["sub_procedures"] = serde_json::json!([
+        "DEATH_REGISTRATION",
+        "FUNERAL_ALLOWANCE",
+        "SURVIVOR_BENEFIT"
+    ]);
+    // Six months of contributions: too short for the funeral allowance, and the survivor lump
+    // sum's minimum of three months' salary.
+    let http = reqwest::Client::new();
+    let set = http
+        .put(format!("{base}/social-insurance/v1/contributions/{id}"))
+        .bearer_auth(common::sandbox::TOKEN)
+        .json(
+            &serde_json::json!({"months_before_2014": 0, "months_from_2014": 6,
+                                  "average_monthly_salary_vnd": 5_000_000}),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(set.status().as_u16(), 200);
+    let hub = env.start_hub().await;
+    submit_death(&env, &hub, &code, &death).await;
+
+    let instance = completed(&env, &code).await;
+    assert_eq!(
+        step_states(&instance),
+        [
+            ("CIVIL_REGISTRATION", StepState::Done),
+            ("POPULATION_STATUS", StepState::Done),
+            ("FUNERAL_ALLOWANCE", StepState::Refused),
+            ("FUNERAL_ALLOWANCE_PAYMENT", StepState::Skipped),
+            ("SURVIVOR_BENEFIT", StepState::Done),
+            ("SURVIVOR_BENEFIT_PAYMENT", StepState::Done),
+        ],
+        "the refusal ends only its own branch"
+    );
+    assert_eq!(
+        instance.steps[2].error.as_deref(),
+        Some("refused: CONTRIBUTION_TOO_SHORT")
+    );
+    let db = env.pool.get().await.expect("connection");
+    let decisions: Vec<(String, String, i64, Value)> = db
+        .query(
+            "SELECT benefit_type, status, amount_vnd, beneficiary
+             FROM sandbox_social_insurance.benefit_decision
+             WHERE deceased_personal_id = $1 ORDER BY benefit_type",
+            &[&id],
+        )
+        .await
+        .expect("decisions")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        decisions
+            .iter()
+            .map(|(t, s, a, _)| (t.as_str(), s.as_str(), *a))
+            .collect::<Vec<_>>(),
+        [
+            ("FUNERAL_ALLOWANCE", "REFUSED", 0),
+            ("SURVIVOR_LUMP_SUM", "PAID", 15_000_000)
+        ],
+        "one decision per benefit, the decided one paid once"
+    );
+    assert_eq!(
+        decisions[1].3["account_number"], death["beneficiary_account"]["account_number"],
+        "paid into the account the dossier gave"
+    );
+    let results = decided(&env, &code, "death.result-returned").await;
+    let kinds: Vec<&str> = results[0].0["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["result_type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["DEATH_EXTRACT", "SURVIVOR_BENEFIT_DECISION"]);
+    let payments = decided(&env, &code, "death.benefit-payment-requested").await;
+    assert_eq!(
+        (payments.len(), &payments[0].0["amount_vnd"]),
+        (1, &serde_json::json!(15_000_000)),
+        "paid exactly as decided"
     );
     hub.shutdown().await.expect("clean shutdown");
 }

@@ -110,6 +110,14 @@ grant residence-connector publish death.residence-deletion-reverted residence-re
 grant residence-connector publish death.residence-deleted residence-registration
 grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management
+# Social insurance decides the funeral allowance and survivor lump sum the engine asks for, or
+# refuses them with the reason, and pays those decided (social-insurance-benefits and
+# social-insurance-benefit-payments).
+grant social-insurance-connector subscribe death.benefit-decision-requested social-insurance-benefit
+grant social-insurance-connector subscribe death.benefit-payment-requested social-insurance-benefit
+for type in death.benefit-decided death.benefit-refused death.benefit-paid death.step-failed; do
+  grant social-insurance-connector publish "$type" social-insurance-benefit
+done
 # The one-stop system asks for fees and follows the payments (the demo's fee scene).
 grant demo-onestop publish payment.requested fee-payment
 grant demo-onestop publish death.dossier-submitted civil-registration
@@ -138,6 +146,7 @@ export LIENTHONG_CIVIL_STATUS_DEATHS_URL=http://$sandbox/civil-status/v1/deaths
 LIENTHONG_CIVIL_STATUS_TOKEN=$(cat "$sandbox_token")
 export LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_SOCIAL_INSURANCE_URL=http://$sandbox/social-insurance/v1/child-cards
+export LIENTHONG_SOCIAL_INSURANCE_BENEFITS_URL=http://$sandbox/social-insurance/v1/death-benefits
 export LIENTHONG_SOCIAL_INSURANCE_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_POPULATION_URL=http://$sandbox/population/v1/citizens
 export LIENTHONG_POPULATION_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
@@ -184,15 +193,20 @@ for _ in $(seq 1 150); do
 done
 
 # The population database's stand-in holds a small synthetic population of Da Nang (seeded on
-# the first run); the death scene picks a living citizen with a household from it.
+# the first run); the death scene picks a living citizen with a household from it, one that
+# social insurance holds contributions for where there is one.
 db=$LIENTHONG_DATABASE__URL
 living="SELECT count(*) FROM sandbox_population.citizen WHERE deceased_at IS NULL"
 if (( $(psql "$db" -Atc "$living" 2>/dev/null || echo 0) < 20 )); then
   "$bin" sandbox seed --citizens 200 --province 48 --seed "$RANDOM"
 fi
-deceased=$(psql "$db" -Atc "SELECT personal_id FROM sandbox_population.citizen
+deceased=$(psql "$db" -Atc "SELECT personal_id FROM sandbox_population.citizen p
+    LEFT JOIN sandbox_social_insurance.contribution c USING (personal_id)
   WHERE deceased_at IS NULL AND relationship <> 'head' AND household_id IS NOT NULL
-    AND commune_code IS NOT NULL AND address IS NOT NULL ORDER BY random() LIMIT 1")
+    AND commune_code IS NOT NULL AND address IS NOT NULL
+    AND NOT EXISTS (SELECT 1 FROM sandbox_social_insurance.benefit_decision d
+                    WHERE d.deceased_personal_id = p.personal_id)
+  ORDER BY (coalesce(c.months_before_2014 + c.months_from_2014, 0) < 12), random() LIMIT 1")
 
 echo
 demo_out=$LIENTHONG_DATA_DIR/demo.out
@@ -258,7 +272,9 @@ echo
 # Status reports are written every second; give the first one a moment.
 sleep 2
 echo "== 14. The death dossier $death_code: registered, the population database and the residence"
-echo "   database told (each once), and the death extract returned"
+echo "   database told (each once), each benefit decided from the contributions social insurance"
+echo "   holds and paid into the relative's account (or refused, with the reason), and the death"
+echo "   extract and the decisions returned"
 show_completed "$death_code"
 echo "-- the population and residence databases' records (GET on the sandboxes)"
 curl -fs -H "Authorization: Bearer $LIENTHONG_POPULATION_TOKEN" -H "X-Caller: demo-operator" \
@@ -268,6 +284,11 @@ echo
 curl -fs -H "Authorization: Bearer $LIENTHONG_RESIDENCE_TOKEN" "http://$sandbox/residence/v1/permanent/$deceased" \
   | sed 's/.*\("deleted_at":[^,}]*\).*/residence:  \1/'
 echo
+echo "-- social insurance's decisions for the deceased (the sandbox's own table)"
+psql "$db" -c "SELECT 'QD-BHXH-' || lpad(decision_id::text, 8, '0') AS decision, benefit_type,
+    status, amount_vnd, reason_code, payment_reference
+  FROM sandbox_social_insurance.benefit_decision WHERE deceased_personal_id = '$deceased'
+  ORDER BY decision_id"
 echo
 echo "== 15. The supplement dossier $supplement_code: it waited at status 5 for the witness"
 echo "   statement, then went on to its result"

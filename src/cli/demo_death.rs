@@ -1,7 +1,8 @@
 //! The demo's death scene: a relative reports a death at the one-stop system, which fills the
 //! deceased's details in from the population database (the relative types only the personal ID
-//! number) and publishes the death dossier: registration and residence deletion. The hub's
-//! connectors and procedure engine do the rest; `deploy/local/demo.sh` shows the outcome.
+//! number) and publishes the death dossier: registration, residence deletion, the funeral
+//! allowance and the survivor benefit, paid into the relative's account. The hub's connectors
+//! and procedure engine do the rest; `deploy/local/demo.sh` shows the outcome.
 
 use anyhow::{Context as _, bail};
 use chrono::{Duration, SecondsFormat, Utc};
@@ -11,8 +12,7 @@ use super::hub_client::Client;
 use crate::api::convert::json_to_struct;
 use crate::proto::PublishRequest;
 
-const EXAMPLE: &str =
-    "schemas/examples/death.dossier-submitted/valid-registration-and-residence-only.json";
+const EXAMPLE: &str = "schemas/examples/death.dossier-submitted/valid-with-funeral-allowance.json";
 
 /// Where the one-stop system reads the population database.
 pub struct Population {
@@ -49,8 +49,8 @@ pub async fn run(
     println!(
         "\n== 8. Meanwhile a relative reports a death; the one-stop system fills the deceased"
     );
-    println!("   in from the population database and publishes the death dossier (registration");
-    println!("   and residence deletion)");
+    println!("   in from the population database and publishes the death dossier (registration,");
+    println!("   residence deletion, funeral allowance and survivor benefit)");
     let citizen = look_up(population, personal_id).await?;
     let mut dossier: Value = serde_json::from_str(
         &std::fs::read_to_string(EXAMPLE).with_context(|| format!("reading {EXAMPLE}"))?,
@@ -62,6 +62,12 @@ pub async fn run(
     dossier["received_at"] = Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, false));
     dossier["province_code"] = residence["province_code"].clone();
     dossier["commune_code"] = residence["commune_code"].clone();
+    dossier["sub_procedures"] = serde_json::json!([
+        "DEATH_REGISTRATION",
+        "RESIDENCE_DELETION",
+        "FUNERAL_ALLOWANCE",
+        "SURVIVOR_BENEFIT"
+    ]);
     let deceased = &mut dossier["deceased"];
     deceased["personal_id"] = Value::String(personal_id.to_owned());
     deceased["full_name"] = citizen["full_name"].clone();
@@ -79,9 +85,10 @@ pub async fn run(
 
     let yesterday = (now - Duration::days(1)).date_naive();
     deceased["death_date"] = Value::String(yesterday.to_string());
-    // What the relative did not have to type, for the pre-fill ratio.
+    // What the relative did not have to type, for the pre-fill ratio (the form: the deceased,
+    // the declarant, the choices and the account).
     dossier["prefill"] = serde_json::json!({
-        "fields_on_form": 12,
+        "fields_on_form": 15,
         "from_national_data": [
             "deceased.full_name", "deceased.sex", birth_field, "province_code", "commune_code"
         ],

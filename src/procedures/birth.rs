@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::definition::{Command, Definition, Inputs, Requested, ResultDef, StepDef};
+use super::definition::{Command, Definition, Inputs, Refusal, Requested, ResultDef, StepDef};
 
 pub static BIRTH: Definition = Definition {
     group: "birth",
@@ -32,7 +32,8 @@ pub static BIRTH: Definition = Definition {
             requested: Requested::Always,
             // The civil-status connector takes the submission itself.
             command: None,
-            refused_if: None,
+            concerns: None,
+            refused: None,
             done_on: "birth.civil-registration-completed",
             working_days: 0,
             compensation: None,
@@ -58,7 +59,8 @@ pub static BIRTH: Definition = Definition {
             after: &[],
             requested: Requested::When(head_must_consent),
             command: None,
-            refused_if: Some(("/decision", "REFUSED")),
+            concerns: None,
+            refused: Some(Refusal::Answer("/decision", "REFUSED")),
             done_on: "birth.household-head-consent-recorded",
             working_days: 2,
             compensation: None,
@@ -72,7 +74,8 @@ pub static BIRTH: Definition = Definition {
                 event_type: "birth.residence-registration-requested",
                 content: residence_request,
             }),
-            refused_if: None,
+            concerns: None,
+            refused: None,
             done_on: "birth.residence-registered",
             working_days: 2,
             compensation: None,
@@ -90,7 +93,8 @@ pub static BIRTH: Definition = Definition {
                 event_type: "birth.health-insurance-card-requested",
                 content: card_request,
             }),
-            refused_if: None,
+            concerns: None,
+            refused: None,
             done_on: "birth.health-insurance-card-issued",
             working_days: 2,
             compensation: None,
@@ -106,7 +110,8 @@ pub static BIRTH: Definition = Definition {
             requested: Requested::Flag("/requested_services/id_card"),
             // No system takes it through the hub yet: the step waits, visibly, for an answer.
             command: None,
-            refused_if: None,
+            concerns: None,
+            refused: None,
             done_on: "birth.id-card-issued",
             working_days: 3,
             compensation: None,

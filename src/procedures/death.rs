@@ -1,9 +1,10 @@
 //! The death group (Decree 63/2024/ND-CP): the relative chooses 2 to 5 of its procedures; the
 //! death is registered, then, in parallel, the population database marks the person deceased
 //! (always: every subscribed agency is told once), the permanent residence is deleted and the
-//! benefits chosen are decided. VIETNAM.md gives no deadline per branch ("verify"): the hub
-//! reads the registration as due the next working day, the updates of the national databases in
-//! one and two working days, the benefit decision in the group's five.
+//! benefits chosen are decided and paid. VIETNAM.md gives no deadline per branch ("verify"):
+//! the hub reads the registration as due the next working day, the updates of the national
+//! databases in one and two working days, a benefit's decision in three and its payment in one
+//! more, within the group's five.
 //!
 //! The population and residence steps are asked for by commands that name the deceased and the
 //! registration. A death registered before the dossier (the relative did not choose it) leaves
@@ -13,14 +14,19 @@
 //! When the civil-status system annuls the registration (`death.registration-annulled`), a
 //! residence deleted for it is restored; nothing more is started.
 //!
-//! Not yet here: the benefit command (it needs the beneficiary's account and the social
-//! insurance record), paying a decided benefit and cancelling an unpaid decision on annulment;
-//! restoring the population database's status (its sandbox has no way to, yet); the documents
-//! of a residence deletion and of benefit decisions, which need their events to name them.
+//! Each social-insurance benefit chosen is decided (or refused, with the reason: that branch
+//! ends, the others stand) and a decided one is then paid, exactly as decided, into the
+//! account the dossier gives; the declarant is the beneficiary.
+//!
+//! Not yet here: cancelling an unpaid decision on annulment; restoring the population
+//! database's status (its sandbox has no way to, yet); the document of a residence deletion,
+//! which needs its event to name it.
 
 use serde_json::{Value, json};
 
-use super::definition::{Command, Compensation, Definition, Inputs, Requested, ResultDef, StepDef};
+use super::definition::{
+    Command, Compensation, Definition, Inputs, Refusal, Requested, ResultDef, StepDef,
+};
 
 const CHOSEN: &str = "/sub_procedures";
 
@@ -44,7 +50,8 @@ pub static DEATH: Definition = Definition {
             requested: Requested::AnyOf(CHOSEN, &["DEATH_REGISTRATION"]),
             // The civil-status connector takes the submission itself.
             command: None,
-            refused_if: None,
+            concerns: None,
+            refused: None,
             done_on: "death.civil-registration-completed",
             working_days: 1,
             compensation: None,
@@ -62,7 +69,8 @@ pub static DEATH: Definition = Definition {
                 event_type: "death.population-status-update-requested",
                 content: about_the_death,
             }),
-            refused_if: None,
+            concerns: None,
+            refused: None,
             done_on: "death.population-status-updated",
             working_days: 1,
             compensation: None,
@@ -76,7 +84,8 @@ pub static DEATH: Definition = Definition {
                 event_type: "death.residence-deletion-requested",
                 content: about_the_death,
             }),
-            refused_if: None,
+            concerns: None,
+            refused: None,
             done_on: "death.residence-deleted",
             working_days: 2,
             // Law on Residence 68/2020/QH14: a residence deleted for a death registration since
@@ -90,20 +99,95 @@ pub static DEATH: Definition = Definition {
             }),
             results: &[],
         },
+        // Social insurance decides the funeral allowance and the survivor lump sum each on its
+        // own, from the contributions it holds, then pays each decided one into the
+        // beneficiary's account (VIETNAM.md gives no deadline: three working days to decide,
+        // one to pay, within the group's five).
         StepDef {
-            name: "BENEFIT_DECISION",
+            name: "FUNERAL_ALLOWANCE",
             after: &["CIVIL_REGISTRATION"],
-            requested: Requested::AnyOf(
-                CHOSEN,
-                &["FUNERAL_ALLOWANCE", "SURVIVOR_BENEFIT", "FUNERAL_SUPPORT"],
-            ),
-            // No benefit connector yet: the step waits, visibly, for a decision.
-            command: None,
-            refused_if: None,
+            requested: Requested::AnyOf(CHOSEN, &["FUNERAL_ALLOWANCE"]),
+            command: Some(Command {
+                event_type: "death.benefit-decision-requested",
+                content: funeral_allowance_decision,
+            }),
             done_on: "death.benefit-decided",
-            working_days: 5,
+            concerns: Some(("/benefit_type", "FUNERAL_ALLOWANCE")),
+            refused: Some(Refusal::Event("death.benefit-refused")),
+            working_days: 3,
+            compensation: None,
+            results: &[ResultDef {
+                result_type: "FUNERAL_ALLOWANCE_DECISION",
+                reference: "/decision_number",
+                issued_at: "/decided_at",
+            }],
+        },
+        StepDef {
+            name: "FUNERAL_ALLOWANCE_PAYMENT",
+            after: &["FUNERAL_ALLOWANCE"],
+            requested: Requested::AnyOf(CHOSEN, &["FUNERAL_ALLOWANCE"]),
+            command: Some(Command {
+                event_type: "death.benefit-payment-requested",
+                content: funeral_allowance_payment,
+            }),
+            done_on: "death.benefit-paid",
+            concerns: Some(("/benefit_type", "FUNERAL_ALLOWANCE")),
+            refused: None,
+            working_days: 1,
             compensation: None,
             results: &[],
+        },
+        StepDef {
+            name: "SURVIVOR_BENEFIT",
+            after: &["CIVIL_REGISTRATION"],
+            requested: Requested::AnyOf(CHOSEN, &["SURVIVOR_BENEFIT"]),
+            command: Some(Command {
+                event_type: "death.benefit-decision-requested",
+                content: survivor_lump_sum_decision,
+            }),
+            done_on: "death.benefit-decided",
+            concerns: Some(("/benefit_type", "SURVIVOR_LUMP_SUM")),
+            refused: Some(Refusal::Event("death.benefit-refused")),
+            working_days: 3,
+            compensation: None,
+            results: &[ResultDef {
+                result_type: "SURVIVOR_BENEFIT_DECISION",
+                reference: "/decision_number",
+                issued_at: "/decided_at",
+            }],
+        },
+        StepDef {
+            name: "SURVIVOR_BENEFIT_PAYMENT",
+            after: &["SURVIVOR_BENEFIT"],
+            requested: Requested::AnyOf(CHOSEN, &["SURVIVOR_BENEFIT"]),
+            command: Some(Command {
+                event_type: "death.benefit-payment-requested",
+                content: survivor_lump_sum_payment,
+            }),
+            done_on: "death.benefit-paid",
+            concerns: Some(("/benefit_type", "SURVIVOR_LUMP_SUM")),
+            refused: None,
+            working_days: 1,
+            compensation: None,
+            results: &[],
+        },
+        // The social-protection authority's funeral support: no connector asks it yet, so the
+        // step waits, visibly, for its decision.
+        StepDef {
+            name: "FUNERAL_SUPPORT",
+            after: &["CIVIL_REGISTRATION"],
+            requested: Requested::AnyOf(CHOSEN, &["FUNERAL_SUPPORT"]),
+            command: None,
+            done_on: "death.benefit-decided",
+            concerns: Some(("/benefit_type", "FUNERAL_SUPPORT")),
+            refused: Some(Refusal::Event("death.benefit-refused")),
+            working_days: 5,
+            compensation: None,
+            results: &[ResultDef {
+                result_type: "FUNERAL_SUPPORT_DECISION",
+                reference: "/decision_number",
+                issued_at: "/decided_at",
+            }],
         },
     ],
 };
@@ -127,6 +211,51 @@ fn about_the_death(inputs: &Inputs) -> Value {
                 "e_extract_reference",
             ],
         ),
+    })
+}
+
+fn funeral_allowance_decision(inputs: &Inputs) -> Value {
+    benefit_decision(inputs, "FUNERAL_ALLOWANCE")
+}
+
+fn survivor_lump_sum_decision(inputs: &Inputs) -> Value {
+    benefit_decision(inputs, "SURVIVOR_LUMP_SUM")
+}
+
+/// One benefit to decide: for whose death, on which registration, for whom and paid where
+/// (the relative who submitted the dossier, into the account it gives).
+fn benefit_decision(inputs: &Inputs, benefit: &str) -> Value {
+    let mut content = about_the_death(inputs);
+    content["benefit_type"] = json!(benefit);
+    content["beneficiary"] = beneficiary(inputs);
+    content["beneficiary_account"] = inputs.submitted("/beneficiary_account");
+    content
+}
+
+fn beneficiary(inputs: &Inputs) -> Value {
+    json!({
+        "personal_id": inputs.submitted("/declarant/personal_id"),
+        "full_name": inputs.submitted("/declarant/full_name"),
+        "relationship": inputs.submitted("/declarant/relationship"),
+    })
+}
+
+fn funeral_allowance_payment(inputs: &Inputs) -> Value {
+    payment(inputs, "FUNERAL_ALLOWANCE")
+}
+
+fn survivor_lump_sum_payment(inputs: &Inputs) -> Value {
+    payment(inputs, "SURVIVOR_BENEFIT")
+}
+
+/// Exactly what `decision` decided, paid to whom it names, into the dossier's account.
+fn payment(inputs: &Inputs, decision: &str) -> Value {
+    json!({
+        "benefit_type": inputs.result(decision, "/benefit_type"),
+        "decision_number": inputs.result(decision, "/decision_number"),
+        "amount_vnd": inputs.result(decision, "/amount_vnd"),
+        "beneficiary": beneficiary(inputs),
+        "beneficiary_account": inputs.submitted("/beneficiary_account"),
     })
 }
 

@@ -50,10 +50,12 @@ pub struct StepDef {
     pub command: Option<Command>,
     /// The event that says the step is done.
     pub done_on: &'static str,
-    /// When `done_on` says no instead (a JSON pointer into it and the value meaning refusal):
-    /// a human step's answer. A refusal ends the step and every step that needs it, while the
-    /// dossier's other branches go on.
-    pub refused_if: Option<(&'static str, &'static str)>,
+    /// When one kind of event ends several steps (a benefit decided, for each benefit), the
+    /// value at a JSON pointer of the event that makes it this step's.
+    pub concerns: Option<(&'static str, &'static str)>,
+    /// How the step's system says no. A refusal ends the step and every step that needs it,
+    /// while the dossier's other branches go on.
+    pub refused: Option<Refusal>,
     /// Working days from the step's start (0: the same working day).
     pub working_days: u32,
     /// The documents the step yields, read from its `done_on` event.
@@ -61,6 +63,15 @@ pub struct StepDef {
     /// How a step done is undone when the registration is annulled; `None`: it needs no undoing
     /// or no system can undo it through the hub yet.
     pub compensation: Option<Compensation>,
+}
+
+/// How a step's answer says no.
+#[derive(Debug)]
+pub enum Refusal {
+    /// `done_on` holds this value at this JSON pointer (a human step's `REFUSED`).
+    Answer(&'static str, &'static str),
+    /// An event of its own (a benefit refused, with the reason).
+    Event(&'static str),
 }
 
 /// What undoes a step: the command that asks for it (built from the inputs, which then hold the
@@ -186,9 +197,24 @@ impl Definition {
         self.steps.iter().find(|s| s.name == name)
     }
 
-    /// The step an event ends, if it ends one.
-    pub fn step_done_by(&self, event_type: &str) -> Option<&StepDef> {
-        self.steps.iter().find(|s| s.done_on == event_type)
+    /// The step an event ends, if it ends one, and whether it ends it with a refusal.
+    pub fn step_done_by(&self, event_type: &str, payload: &Value) -> Option<(&StepDef, bool)> {
+        self.steps.iter().find_map(|s| {
+            if let Some((pointer, value)) = s.concerns
+                && payload.pointer(pointer).and_then(Value::as_str) != Some(value)
+            {
+                return None;
+            }
+            match s.refused {
+                Some(Refusal::Event(refusal)) if refusal == event_type => Some((s, true)),
+                Some(Refusal::Answer(pointer, refusal)) if s.done_on == event_type => Some((
+                    s,
+                    payload.pointer(pointer).and_then(Value::as_str) == Some(refusal),
+                )),
+                _ if s.done_on == event_type => Some((s, false)),
+                _ => None,
+            }
+        })
     }
 
     /// The step an event says is undone, if it says so of one.
@@ -209,12 +235,19 @@ impl Definition {
             self.supplement_provided,
         ];
         types.extend(self.steps.iter().map(|s| s.done_on));
+        types.extend(self.steps.iter().filter_map(|s| match s.refused {
+            Some(Refusal::Event(refusal)) => Some(refusal),
+            _ => None,
+        }));
         types.extend(self.annulled_on);
         types.extend(
             self.steps
                 .iter()
                 .filter_map(|s| Some(s.compensation.as_ref()?.done_on)),
         );
+        // Several steps end on one kind of event (each benefit decided): subscribed to once.
+        let mut seen = std::collections::HashSet::new();
+        types.retain(|t| seen.insert(*t));
         types
     }
 
@@ -231,6 +264,8 @@ impl Definition {
                 .iter()
                 .filter_map(|s| Some(s.compensation.as_ref()?.command.event_type)),
         );
+        let mut seen = std::collections::HashSet::new();
+        types.retain(|t| seen.insert(*t));
         types
     }
 }
@@ -248,6 +283,7 @@ mod tests {
     use chrono::{DateTime, NaiveDate, Utc};
     use serde_json::Value;
 
+    use super::Command;
     use crate::domain::ReferenceData;
     use crate::procedures::instance::{self, Context};
     use crate::procedures::{GROUPS, PURPOSE};
@@ -317,9 +353,23 @@ mod tests {
             if let Some(Value::Object(services)) = submission.get_mut("requested_services") {
                 services.values_mut().for_each(|v| *v = Value::Bool(true));
             }
+            if submission.get("sub_procedures").is_some() {
+                submission["sub_procedures"] = serde_json::json!([
+                    "DEATH_REGISTRATION",
+                    "RESIDENCE_DELETION",
+                    "FUNERAL_ALLOWANCE",
+                    "SURVIVOR_BENEFIT",
+                    "FUNERAL_SUPPORT"
+                ]);
+            }
             let (mut dossier, mut out) = instance::open(group, &submission, &ctx).expect("opened");
             for step in group.steps {
-                let done = as_the_engine_sees(&access, step.done_on, &first_valid(step.done_on));
+                let mut done =
+                    as_the_engine_sees(&access, step.done_on, &first_valid(step.done_on));
+                // The example made this step's (a decision about its own benefit).
+                if let Some((pointer, value)) = step.concerns {
+                    *done.pointer_mut(pointer).expect("the example has it") = value.into();
+                }
                 let ctx = Context {
                     event: Some(uuid::Uuid::now_v7()),
                     ..ctx
@@ -331,41 +381,48 @@ mod tests {
                 let annulment = as_the_engine_sees(&access, annulled, &first_valid(annulled));
                 out.extend(dossier.apply(group, annulled, &annulment, &ctx).1);
             }
-            let commands = group.steps.iter().flat_map(|s| {
-                s.command
-                    .iter()
-                    .chain(s.compensation.as_ref().map(|c| &c.command))
-            });
-            for command in commands {
-                let sent: Vec<&Value> = out
-                    .iter()
-                    .filter(|o| o.event_type == command.event_type)
-                    .map(|o| &o.payload)
-                    .collect();
-                assert_eq!(sent.len(), 1, "{} sent once", command.event_type);
+            let commands: Vec<&Command> = group
+                .steps
+                .iter()
+                .flat_map(|s| {
+                    s.command
+                        .iter()
+                        .chain(s.compensation.as_ref().map(|c| &c.command))
+                })
+                .collect();
+            let sent: Vec<_> = out
+                .iter()
+                .filter(|o| commands.iter().any(|c| c.event_type == o.event_type))
+                .collect();
+            assert_eq!(sent.len(), commands.len(), "each command sent once");
+            for command in sent {
                 let def = catalogue
                     .events
                     .iter()
                     .find(|e| e.event_type == command.event_type)
                     .expect("in the catalogue");
                 let schema = EventSchema::compile(def, reference.clone(), "").expect("compiles");
-                let violations = schema.validate(sent[0], on);
+                let violations = schema.validate(&command.payload, on);
                 assert!(
                     violations.is_empty(),
                     "{}: {violations:?}\n{}",
                     command.event_type,
-                    sent[0]
+                    command.payload
                 );
-                checked.push(command.event_type);
+                checked.push(command.event_type.clone());
             }
         }
         assert_eq!(
             checked,
             [
-                "birth.residence-registration-requested",
                 "birth.health-insurance-card-requested",
+                "birth.residence-registration-requested",
                 "death.population-status-update-requested",
                 "death.residence-deletion-requested",
+                "death.benefit-decision-requested",
+                "death.benefit-decision-requested",
+                "death.benefit-payment-requested",
+                "death.benefit-payment-requested",
                 "death.residence-deletion-revert-requested"
             ]
         );

@@ -7,7 +7,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::definition::{
-    ANNULMENT, Command, Definition, Inputs, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, StepDef,
+    ANNULMENT, Command, Definition, Inputs, Refusal, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION,
+    StepDef,
 };
 use crate::domain::{WorkingCalendar, vietnam};
 
@@ -615,7 +616,7 @@ impl Instance {
                 None => (Effect::NotInDossier(def.name.to_owned()), Vec::new()),
             };
         }
-        let Some(def) = definition.step_done_by(event_type) else {
+        let Some((def, refused)) = definition.step_done_by(event_type, payload) else {
             return (Effect::Unrelated, Vec::new());
         };
         if self.state == State::Annulled {
@@ -629,11 +630,15 @@ impl Instance {
         }
         step.started_at.get_or_insert(ctx.now);
         step.finished_at = Some(ctx.now);
-        if let Some((pointer, refusal)) = def.refused_if
-            && text(payload, pointer) == Some(refusal)
-        {
+        if refused {
             step.state = StepState::Refused;
-            step.error = Some(format!("answered {refusal}"));
+            step.error = Some(match def.refused {
+                Some(Refusal::Answer(_, answer)) => format!("answered {answer}"),
+                _ => text(payload, "/reason_code").map_or_else(
+                    || format!("refused ({event_type})"),
+                    |reason| format!("refused: {reason}"),
+                ),
+            });
             let skipped = self.skip_after(definition, def.name);
             let effect = Effect::StepRefused(def.name.to_owned(), skipped);
             return (effect, self.complete_if_settled(definition, ctx));
@@ -1539,9 +1544,13 @@ mod tests {
         let asked: Vec<&str> = out.iter().map(|o| o.event_type.as_str()).collect();
         assert_eq!(
             asked,
-            ["death.population-status-update-requested"],
-            "the residence deletion was not chosen"
+            [
+                "death.population-status-update-requested",
+                "death.benefit-decision-requested"
+            ],
+            "the residence deletion and the survivor benefit were not chosen"
         );
+        assert_eq!(out[1].payload["benefit_type"], "FUNERAL_ALLOWANCE");
         assert_eq!(out[0].payload["deceased"], death["deceased"]);
         assert_eq!(
             out[0].payload["registration"]["registration_book"],
@@ -1558,6 +1567,110 @@ mod tests {
             .find(|o| o.event_type == "death.residence-deletion-requested")
             .expect("asked at once");
         assert_eq!(deletion.payload["registration"], Value::Null);
+    }
+
+    #[test]
+    fn each_benefit_is_decided_then_paid_as_decided_and_a_refusal_ends_only_its_branch() {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
+        let death = json!({
+            "dossier_code": "G22.99.08-261117-0021",
+            "procedure_code": "2.002913",
+            "received_at": "2026-11-17T09:00:00+07:00",
+            "deceased": {"personal_id": "001048003517", "full_name": "Phạm Văn Hùng",
+                         "death_date": "2026-11-15"},
+            "declarant": {"personal_id": "048078002468", "full_name": "Phạm Quốc Tuấn",
+                          "relationship": "CHILD"},
+            "beneficiary_account": {"bank_code": "970436", "account_number": "0041000372915",
+                                    "account_name": "PHAM QUOC TUAN"},
+            "sub_procedures": ["DEATH_REGISTRATION", "FUNERAL_ALLOWANCE", "SURVIVOR_BENEFIT"]
+        });
+        let (mut dossier, _) = open(&DEATH, &death, &ctx).expect("opened");
+        let registration = json!({"dossier_code": "G22.99.08-261117-0021",
+            "registration_number": "188", "registration_book": "01/2026",
+            "registered_at": "2026-11-17T14:00:00+07:00", "registering_agency_code": "G22.99.08",
+            "e_extract_reference": "TLKT-48-2026-0018806"});
+        let (_, out) = dossier.apply(
+            &DEATH,
+            "death.civil-registration-completed",
+            &registration,
+            &ctx,
+        );
+        let asked: Vec<&Value> = out
+            .iter()
+            .filter(|o| o.event_type == "death.benefit-decision-requested")
+            .map(|o| &o.payload["benefit_type"])
+            .collect();
+        assert_eq!(
+            asked,
+            [&json!("FUNERAL_ALLOWANCE"), &json!("SURVIVOR_LUMP_SUM")]
+        );
+        assert_eq!(out[1].payload["beneficiary"]["personal_id"], "048078002468");
+        assert_eq!(
+            out[1].payload["beneficiary_account"],
+            death["beneficiary_account"]
+        );
+
+        // The survivor lump sum is decided: only its own step ends, and its payment asks for
+        // exactly the amount decided.
+        let decided = json!({"dossier_code": "G22.99.08-261117-0021",
+            "benefit_type": "SURVIVOR_LUMP_SUM", "decision_number": "QD-BHXH-00000042",
+            "amount_vnd": 220_000_000, "decided_at": "2026-11-20T10:00:00+07:00"});
+        let (effect, out) = dossier.apply(&DEATH, "death.benefit-decided", &decided, &ctx);
+        assert_eq!(effect, Effect::StepDone("SURVIVOR_BENEFIT".to_owned()));
+        let payment = &out[0];
+        assert_eq!(payment.event_type, "death.benefit-payment-requested");
+        assert_eq!(
+            (
+                &payment.payload["decision_number"],
+                &payment.payload["amount_vnd"]
+            ),
+            (&json!("QD-BHXH-00000042"), &json!(220_000_000))
+        );
+        let state_of = |dossier: &Instance, name: &str| {
+            dossier
+                .steps
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| (s.state, s.error.clone()))
+        };
+        assert_eq!(
+            state_of(&dossier, "FUNERAL_ALLOWANCE"),
+            Some((StepState::Running, None))
+        );
+
+        // The funeral allowance is refused: its payment is skipped, the other branch stands.
+        let refused = json!({"dossier_code": "G22.99.08-261117-0021",
+            "benefit_type": "FUNERAL_ALLOWANCE", "reason_code": "CONTRIBUTION_TOO_SHORT",
+            "refused_at": "2026-11-20T10:00:00+07:00"});
+        let (effect, _) = dossier.apply(&DEATH, "death.benefit-refused", &refused, &ctx);
+        assert_eq!(
+            effect,
+            Effect::StepRefused(
+                "FUNERAL_ALLOWANCE".to_owned(),
+                vec!["FUNERAL_ALLOWANCE_PAYMENT".to_owned()]
+            )
+        );
+        assert_eq!(
+            state_of(&dossier, "FUNERAL_ALLOWANCE"),
+            Some((
+                StepState::Refused,
+                Some("refused: CONTRIBUTION_TOO_SHORT".to_owned())
+            ))
+        );
+        assert_eq!(dossier.state, State::Running, "the payment is still due");
+        let paid = json!({"dossier_code": "G22.99.08-261117-0021",
+            "benefit_type": "SURVIVOR_LUMP_SUM", "decision_number": "QD-BHXH-00000042",
+            "paid_at": "2026-11-21T09:00:00+07:00"});
+        let (effect, _) = dossier.apply(&DEATH, "death.benefit-paid", &paid, &ctx);
+        assert_eq!(
+            effect,
+            Effect::StepDone("SURVIVOR_BENEFIT_PAYMENT".to_owned())
+        );
+        let updated = json!({"dossier_code": "G22.99.08-261117-0021", "status": "DECEASED",
+            "updated_at": "2026-11-20T10:05:00+07:00"});
+        dossier.apply(&DEATH, "death.population-status-updated", &updated, &ctx);
+        assert_eq!(dossier.state, State::Completed);
     }
 
     #[test]

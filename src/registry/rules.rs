@@ -20,7 +20,7 @@
 //! | `vn.deadline.appointment` | warning | a birth-group acceptance's appointment (`appointment_at` beside `accepted_at`, `verification_required` and a birth-group `procedure_code`) is not later than 3 working days, 5 with verification (`domain::calendar`, in the years its holiday list covers; deadlines transcribed from practice) |
 //! | `vn.text.nul` | error | no text holds a NUL character (no database downstream can store it) |
 //! | `vn.prefill.fields` | error | a submission's `prefill` names fields the submission holds, no more of them than `fields_on_form` |
-//! | `vn.service.data` | error | a requested service comes with what it needs: `requested_services.permanent_residence` with the `residence` beside it |
+//! | `vn.service.data` | error | a requested service comes with what it needs: `requested_services.permanent_residence` with the `residence` beside it; a funeral allowance or survivor benefit among `sub_procedures` with the `beneficiary_account` it is paid into |
 //!
 //! A `warning` accepts the event and reports the problem (to the caller, in metrics and to
 //! subscribers): for rules whose data the hub cannot be sure of (incomplete lists, a portal state
@@ -70,6 +70,9 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
         "to_status" => rules.push("vn.status.transition"),
         "birth_weight_grams" => rules.push("vn.plausible.birth_weight"),
         "residence" if has_sibling("requested_services") => rules.push("vn.service.data"),
+        "beneficiary_account" if has_sibling("sub_procedures") => {
+            rules.push("vn.service.data");
+        }
         "prefill" => rules.push("vn.prefill.fields"),
         "appointment_at"
             if has_sibling("accepted_at")
@@ -465,8 +468,9 @@ fn check_health_card(
 }
 
 /// A service asked for that needs data of its own: the permanent residence needs where (the
-/// household, its head, the address). Without it the registration could only fail later, in
-/// the residence database, after the citizen was told the dossier was accepted.
+/// household, its head, the address), a benefit the account it is paid into. Without it the
+/// service could only fail later, in the national system, after the citizen was told the
+/// dossier was accepted.
 fn check_requested_services_have_their_data(root: &Map<String, Value>, out: &mut Vec<Violation>) {
     let asked = root
         .get("requested_services")
@@ -479,6 +483,26 @@ fn check_requested_services_have_their_data(root: &Map<String, Value>, out: &mut
             "vn.service.data",
             "đề nghị đăng ký thường trú phải ghi nơi thường trú (số hộ, chủ hộ, địa chỉ)",
             "permanent residence is requested: give the residence (household, its head, the address)",
+        );
+    }
+    // A social-insurance benefit is paid only into a bank account (Law on Social Insurance
+    // 41/2024/QH15): without it the decision could be made and never paid.
+    let benefit_chosen = root
+        .get("sub_procedures")
+        .and_then(Value::as_array)
+        .is_some_and(|chosen| {
+            chosen.iter().any(|c| {
+                c.as_str()
+                    .is_some_and(|c| c == "FUNERAL_ALLOWANCE" || c == "SURVIVOR_BENEFIT")
+            })
+        });
+    if benefit_chosen && root.get("beneficiary_account").is_none_or(Value::is_null) {
+        violation(
+            out,
+            "/payload/beneficiary_account".to_owned(),
+            "vn.service.data",
+            "đề nghị trợ cấp mai táng hoặc tử tuất phải ghi tài khoản nhận tiền",
+            "a funeral allowance or survivor benefit is requested: give the beneficiary_account it is paid into",
         );
     }
 }
