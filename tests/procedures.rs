@@ -95,6 +95,12 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
                 "death.step-failed",
             ],
         ),
+        "social-insurance-benefit-cancellations" => (
+            "social-insurance-connector",
+            "social-insurance-benefit",
+            &["death.benefit-decision-cancel-requested"],
+            &["death.benefit-decision-cancelled", "death.step-failed"],
+        ),
         "social-insurance-benefit-payments" => (
             "social-insurance-connector",
             "social-insurance-benefit",
@@ -1354,6 +1360,103 @@ async fn death_benefits_are_decided_from_the_contributions_held_paid_once_or_ref
         (1, &serde_json::json!(15_000_000)),
         "paid exactly as decided"
     );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_annulled_registration_cancels_the_benefit_decided_and_not_yet_paid() {
+    let mut env = TestEnv::new("procedures_benefit_cancel").await;
+    env.config.procedures.enabled = true;
+    // No payment connector: the decision is made and its payment waits, so the annulment
+    // finds it unpaid.
+    prepare(
+        &env,
+        &[
+            "civil-status-deaths",
+            "population-deaths",
+            "social-insurance-benefits",
+            "social-insurance-benefit-cancellations",
+        ],
+    )
+    .await;
+    let (code, id, mut death) = death_dossier(&env, "valid-with-funeral-allowance.json").await;
+    death["sub_procedures"] = serde_json::json!(["DEATH_REGISTRATION", "FUNERAL_ALLOWANCE"]);
+    let hub = env.start_hub().await;
+    submit_death(&env, &hub, &code, &death).await;
+    common::eventually("the allowance is decided", async || {
+        let instance = procedure(&env, &code).await.ok_or("no procedure yet")?;
+        match instance
+            .steps
+            .iter()
+            .find(|s| s.name == "FUNERAL_ALLOWANCE")
+        {
+            Some(step) if step.state == StepState::Done => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let db = env.pool.get().await.expect("connection");
+    let registration = db
+        .query_one(
+            "SELECT answer->>'registration_number', answer->>'agency_code'
+             FROM sandbox_civil_status.death WHERE dossier_code = $1",
+            &[&code],
+        )
+        .await
+        .expect("registered");
+    let registrar = env.token("civil-status-48").await;
+    env.grant(
+        "civil-status-48",
+        Direction::Publish,
+        "death.registration-annulled",
+        PURPOSE,
+    )
+    .await;
+    let mut annulment = publish_request(
+        &code,
+        &serde_json::json!({
+            "dossier_code": code,
+            "registration_number": registration.get::<_, String>(0),
+            "registering_agency_code": registration.get::<_, String>(1),
+            "deceased": {"personal_id": id},
+            "annulled_at": "2026-11-22T10:00:00+07:00",
+            "decision_reference": "45/QĐ-UBND",
+            "reason_code": "WRONG_PERSON"
+        }),
+    );
+    annulment.event_type = "death.registration-annulled".into();
+    client(&hub, Some(&registrar))
+        .await
+        .publish(annulment)
+        .await
+        .expect("published");
+    let instance = common::eventually("the decision is cancelled", async || {
+        let instance = procedure(&env, &code).await.ok_or("gone")?;
+        if instance.steps.iter().any(|s| s.state == StepState::Undone) {
+            Ok(instance)
+        } else {
+            Err(format!("{:?}", step_states(&instance)))
+        }
+    })
+    .await;
+    assert_eq!(instance.state, State::Annulled);
+    assert_eq!(
+        step_states(&instance)[2..],
+        [
+            ("FUNERAL_ALLOWANCE", StepState::Undone),
+            ("FUNERAL_ALLOWANCE_PAYMENT", StepState::Skipped)
+        ]
+    );
+    let status: String = db
+        .query_one(
+            "SELECT status FROM sandbox_social_insurance.benefit_decision
+             WHERE deceased_personal_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the decision")
+        .get(0);
+    assert_eq!(status, "CANCELLED", "never to be paid");
     hub.shutdown().await.expect("clean shutdown");
 }
 

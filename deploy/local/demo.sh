@@ -111,11 +111,13 @@ grant residence-connector publish death.residence-deleted residence-registration
 grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management
 # Social insurance decides the funeral allowance and survivor lump sum the engine asks for, or
-# refuses them with the reason, and pays those decided (social-insurance-benefits and
-# social-insurance-benefit-payments).
+# refuses them with the reason, pays those decided and cancels an unpaid one whose death
+# registration is annulled (social-insurance-benefits, -benefit-payments, -benefit-cancellations).
 grant social-insurance-connector subscribe death.benefit-decision-requested social-insurance-benefit
 grant social-insurance-connector subscribe death.benefit-payment-requested social-insurance-benefit
-for type in death.benefit-decided death.benefit-refused death.benefit-paid death.step-failed; do
+grant social-insurance-connector subscribe death.benefit-decision-cancel-requested social-insurance-benefit
+for type in death.benefit-decided death.benefit-refused death.benefit-paid \
+    death.benefit-decision-cancelled death.step-failed; do
   grant social-insurance-connector publish "$type" social-insurance-benefit
 done
 # The one-stop system asks for fees and follows the payments (the demo's fee scene).

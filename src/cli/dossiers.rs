@@ -208,7 +208,7 @@ fn show(d: &DossierView, reference: &ReferenceData) {
     }
     println!();
     println!(
-        "{:<24} {:<8} {:<17} {:<17} FINISHED",
+        "{:<26} {:<8} {:<17} {:<17} FINISHED",
         "STEP", "STATE", "STARTED", "DUE"
     );
     for step in &d.steps {
@@ -218,7 +218,7 @@ fn show(d: &DossierView, reference: &ReferenceData) {
             ""
         };
         println!(
-            "{:<24} {:<8} {:<17} {:<17} {}{late}",
+            "{:<26} {:<8} {:<17} {:<17} {}{late}",
             step.name,
             step.state,
             maybe(step.started_at),

@@ -18,7 +18,10 @@
 //! ends, the others stand) and a decided one is then paid, exactly as decided, into the
 //! account the dossier gives; the declarant is the beneficiary.
 //!
-//! Not yet here: cancelling an unpaid decision on annulment; restoring the population
+//! When the registration is annulled, a decision not yet paid is cancelled; a paid one stands
+//! (recovering a payment is a procedure of its own).
+//!
+//! Not yet here: restoring the population
 //! database's status (its sandbox has no way to, yet); the document of a residence deletion,
 //! which needs its event to name it.
 
@@ -115,7 +118,15 @@ pub static DEATH: Definition = Definition {
             concerns: Some(("/benefit_type", "FUNERAL_ALLOWANCE")),
             refused: Some(Refusal::Event("death.benefit-refused")),
             working_days: 3,
-            compensation: None,
+            // Law on Social Insurance 41/2024/QH15: a decision resting on an annulled death
+            // registration is cancelled while unpaid (a paid one stands; see the engine).
+            compensation: Some(Compensation {
+                command: Command {
+                    event_type: "death.benefit-decision-cancel-requested",
+                    content: cancel_funeral_allowance,
+                },
+                done_on: "death.benefit-decision-cancelled",
+            }),
             results: &[ResultDef {
                 result_type: "FUNERAL_ALLOWANCE_DECISION",
                 reference: "/decision_number",
@@ -149,7 +160,15 @@ pub static DEATH: Definition = Definition {
             concerns: Some(("/benefit_type", "SURVIVOR_LUMP_SUM")),
             refused: Some(Refusal::Event("death.benefit-refused")),
             working_days: 3,
-            compensation: None,
+            // Law on Social Insurance 41/2024/QH15: a decision resting on an annulled death
+            // registration is cancelled while unpaid (a paid one stands; see the engine).
+            compensation: Some(Compensation {
+                command: Command {
+                    event_type: "death.benefit-decision-cancel-requested",
+                    content: cancel_survivor_benefit,
+                },
+                done_on: "death.benefit-decision-cancelled",
+            }),
             results: &[ResultDef {
                 result_type: "SURVIVOR_BENEFIT_DECISION",
                 reference: "/decision_number",
@@ -257,6 +276,25 @@ fn payment(inputs: &Inputs, decision: &str) -> Value {
         "beneficiary": beneficiary(inputs),
         "beneficiary_account": inputs.submitted("/beneficiary_account"),
     })
+}
+
+fn cancel_funeral_allowance(inputs: &Inputs) -> Value {
+    cancellation(inputs, "FUNERAL_ALLOWANCE")
+}
+
+fn cancel_survivor_benefit(inputs: &Inputs) -> Value {
+    cancellation(inputs, "SURVIVOR_BENEFIT")
+}
+
+/// The decision `step` made, to cancel because the registration it rests on was annulled.
+fn cancellation(inputs: &Inputs, step: &str) -> Value {
+    let mut content = undo_for_the_annulment(inputs);
+    if let Value::Object(fields) = &mut content {
+        fields.remove("registration");
+    }
+    content["benefit_type"] = inputs.result(step, "/benefit_type");
+    content["decision_number"] = inputs.result(step, "/decision_number");
+    content
 }
 
 /// Who the annulled registration named, which registration, and the decision that annulled it.

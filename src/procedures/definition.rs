@@ -217,9 +217,9 @@ impl Definition {
         })
     }
 
-    /// The step an event says is undone, if it says so of one.
-    pub fn step_undone_by(&self, event_type: &str) -> Option<&StepDef> {
-        self.steps.iter().find(|s| {
+    /// The steps an event says one of is undone (its `reverts_event_id` tells which).
+    pub fn steps_undone_by<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = &'a StepDef> {
+        self.steps.iter().filter(move |s| {
             s.compensation
                 .as_ref()
                 .is_some_and(|c| c.done_on == event_type)
@@ -364,6 +364,10 @@ mod tests {
             }
             let (mut dossier, mut out) = instance::open(group, &submission, &ctx).expect("opened");
             for step in group.steps {
+                // Benefits decided and not paid yet, so the annulment cancels their decisions.
+                if step.name.ends_with("_PAYMENT") {
+                    continue;
+                }
                 let mut done =
                     as_the_engine_sees(&access, step.done_on, &first_valid(step.done_on));
                 // The example made this step's (a decision about its own benefit).
@@ -423,7 +427,9 @@ mod tests {
                 "death.benefit-decision-requested",
                 "death.benefit-payment-requested",
                 "death.benefit-payment-requested",
-                "death.residence-deletion-revert-requested"
+                "death.residence-deletion-revert-requested",
+                "death.benefit-decision-cancel-requested",
+                "death.benefit-decision-cancel-requested"
             ]
         );
     }

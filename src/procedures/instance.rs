@@ -514,6 +514,12 @@ impl Instance {
         for index in 0..self.steps.len() {
             let state = self.steps[index].state;
             if state == StepState::Done {
+                if let Some(later) = self.done_for_good_after(definition, index) {
+                    // A benefit paid: its decision stands, and getting the money back is a
+                    // procedure of its own, not an undo the hub can ask for.
+                    self.steps[index].error = Some(format!("kept: {later} was done for good"));
+                    continue;
+                }
                 if let Some(command) = self.undo(definition, index, ctx) {
                     undoing.push(self.steps[index].name.clone());
                     out.push(command);
@@ -527,6 +533,21 @@ impl Instance {
         }
         self.forget_if_undone();
         (Effect::Annulled { undoing, skipped }, out)
+    }
+
+    /// A step done that needs step `index` and that nothing undoes (a payment made): while
+    /// it stands, so does step `index`.
+    fn done_for_good_after(&self, definition: &Definition, index: usize) -> Option<String> {
+        let name = &self.steps[index].name;
+        self.steps
+            .iter()
+            .filter(|s| s.state == StepState::Done)
+            .find(|s| {
+                definition.step(&s.name).is_some_and(|def| {
+                    def.after.contains(&name.as_str()) && def.compensation.is_none()
+                })
+            })
+            .map(|s| s.name.clone())
     }
 
     /// Asks for step `index` (done) to be undone, if its definition says how.
@@ -600,20 +621,31 @@ impl Instance {
         if event_type == definition.supplement_provided {
             return self.supplemented(definition, ctx);
         }
-        if let Some(def) = definition.step_undone_by(event_type) {
+        let undoable: Vec<&str> = definition
+            .steps_undone_by(event_type)
+            .map(|def| def.name)
+            .collect();
+        if let Some(first) = undoable.first() {
             let reverts = text(payload, "/reverts_event_id");
-            return match self.step_mut(def.name) {
-                Some(step)
-                    if step.state == StepState::Undoing
-                        && step.done_event.map(|id| id.to_string()).as_deref() == reverts =>
-                {
-                    step.state = StepState::Undone;
-                    step.finished_at = Some(ctx.now);
-                    self.forget_if_undone();
-                    (Effect::StepUndone(def.name.to_owned()), Vec::new())
-                }
-                Some(_) => (Effect::UndoNotAsked(def.name.to_owned()), Vec::new()),
-                None => (Effect::NotInDossier(def.name.to_owned()), Vec::new()),
+            let asked = self.steps.iter_mut().find(|step| {
+                undoable.contains(&step.name.as_str())
+                    && step.state == StepState::Undoing
+                    && step.done_event.map(|id| id.to_string()).as_deref() == reverts
+            });
+            if let Some(step) = asked {
+                step.state = StepState::Undone;
+                step.finished_at = Some(ctx.now);
+                let name = step.name.clone();
+                self.forget_if_undone();
+                return (Effect::StepUndone(name), Vec::new());
+            }
+            let in_dossier = self
+                .steps
+                .iter()
+                .find(|step| undoable.contains(&step.name.as_str()));
+            return match in_dossier {
+                Some(step) => (Effect::UndoNotAsked(step.name.clone()), Vec::new()),
+                None => (Effect::NotInDossier((*first).to_owned()), Vec::new()),
             };
         }
         let Some((def, refused)) = definition.step_done_by(event_type, payload) else {
@@ -1671,6 +1703,96 @@ mod tests {
             "updated_at": "2026-11-20T10:05:00+07:00"});
         dossier.apply(&DEATH, "death.population-status-updated", &updated, &ctx);
         assert_eq!(dossier.state, State::Completed);
+    }
+
+    #[test]
+    fn an_annulment_cancels_an_unpaid_benefit_decision_and_leaves_a_paid_one_standing() {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
+        let with = |id: uuid::Uuid| Context {
+            event: Some(id),
+            ..ctx
+        };
+        let mut death = death_submission();
+        death["sub_procedures"] = json!([
+            "DEATH_REGISTRATION",
+            "FUNERAL_ALLOWANCE",
+            "SURVIVOR_BENEFIT"
+        ]);
+        death["declarant"] = json!({"personal_id": "048078002468", "full_name": "Phạm Quốc Tuấn",
+                                    "relationship": "CHILD"});
+        let (mut dossier, _) = open(&DEATH, &death, &ctx).expect("opened");
+        dossier.apply(
+            &DEATH,
+            "death.civil-registration-completed",
+            &death_registered(),
+            &ctx,
+        );
+        let decided = |benefit: &str, number: &str| {
+            json!({"dossier_code": "G22.99.08-261117-0021", "benefit_type": benefit,
+                   "decision_number": number, "amount_vnd": 1_000_000,
+                   "decided_at": "2026-11-20T10:00:00+07:00"})
+        };
+        let funeral_decision = uuid::Uuid::now_v7();
+        dossier.apply(
+            &DEATH,
+            "death.benefit-decided",
+            &decided("FUNERAL_ALLOWANCE", "QD-BHXH-00000001"),
+            &with(funeral_decision),
+        );
+        dossier.apply(
+            &DEATH,
+            "death.benefit-decided",
+            &decided("SURVIVOR_LUMP_SUM", "QD-BHXH-00000002"),
+            &with(uuid::Uuid::now_v7()),
+        );
+        let paid = json!({"dossier_code": "G22.99.08-261117-0021",
+            "benefit_type": "SURVIVOR_LUMP_SUM", "decision_number": "QD-BHXH-00000002",
+            "paid_at": "2026-11-21T09:00:00+07:00"});
+        dossier.apply(&DEATH, "death.benefit-paid", &paid, &ctx);
+
+        let (_, out) = dossier.apply(&DEATH, "death.registration-annulled", &annulment(), &ctx);
+        let cancels: Vec<&Value> = out
+            .iter()
+            .filter(|o| o.event_type == "death.benefit-decision-cancel-requested")
+            .map(|o| &o.payload)
+            .collect();
+        assert_eq!(cancels.len(), 1, "only the unpaid decision: {out:?}");
+        assert_eq!(
+            (
+                &cancels[0]["decision_number"],
+                &cancels[0]["reverts_event_id"]
+            ),
+            (
+                &json!("QD-BHXH-00000001"),
+                &json!(funeral_decision.to_string())
+            )
+        );
+        let state_of = |dossier: &Instance, name: &str| {
+            dossier
+                .steps
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| (s.state, s.error.clone()))
+        };
+        assert_eq!(
+            state_of(&dossier, "SURVIVOR_BENEFIT"),
+            Some((
+                StepState::Done,
+                Some("kept: SURVIVOR_BENEFIT_PAYMENT was done for good".to_owned())
+            ))
+        );
+        let cancelled = json!({"dossier_code": "G22.99.08-261117-0021",
+            "reverts_event_id": funeral_decision.to_string(), "benefit_type": "FUNERAL_ALLOWANCE",
+            "decision_number": "QD-BHXH-00000001", "reason": "DEATH_REGISTRATION_ANNULLED",
+            "cancelled_at": "2026-11-22T10:05:00+07:00"});
+        let (effect, _) =
+            dossier.apply(&DEATH, "death.benefit-decision-cancelled", &cancelled, &ctx);
+        assert_eq!(effect, Effect::StepUndone("FUNERAL_ALLOWANCE".to_owned()));
+        assert_eq!(
+            state_of(&dossier, "FUNERAL_ALLOWANCE").map(|s| s.0),
+            Some(StepState::Undone)
+        );
     }
 
     #[test]

@@ -244,6 +244,7 @@ fn decision(row: &Row) -> Value {
         "deciding_authority": AUTHORITY,
         "payment_reference": row.get::<_, Option<String>>(7),
         "paid_at": (status == "PAID").then(|| at(9)).flatten(),
+        "cancelled_at": (status == "CANCELLED").then(|| at(9)).flatten(),
         "status": status,
     })
 }
