@@ -107,6 +107,12 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
             &["death.benefit-payment-requested"],
             &["death.benefit-paid", "death.step-failed"],
         ),
+        "id-cards" => (
+            "population-connector",
+            "identity-management",
+            &["birth.id-card-requested"],
+            &["birth.id-card-issued", "birth.step-failed"],
+        ),
         "social-insurance-cards" => (
             "social-insurance-connector",
             "health-insurance",
@@ -666,6 +672,7 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
         &[
             "civil-status",
             "social-insurance-cards",
+            "id-cards",
             "portal-dossiers",
             "portal-progress",
         ],
@@ -673,7 +680,8 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
     .await;
     let onestop = env.member("one-stop-48").await;
     let hub = env.start_hub().await;
-    let (code, payload) = birth_dossier();
+    let (code, mut payload) = birth_dossier();
+    payload["requested_services"]["id_card"] = Value::Bool(true);
     let mut publisher = client(&hub, Some(&onestop)).await;
     // Submitted twice by the one-stop system, and its first event delivered twice (a producer
     // retrying with the same event id).
@@ -693,7 +701,8 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
         step_states(&instance),
         [
             ("CIVIL_REGISTRATION", StepState::Done),
-            ("HEALTH_INSURANCE_CARD", StepState::Done)
+            ("HEALTH_INSURANCE_CARD", StepState::Done),
+            ("ID_CARD", StepState::Done)
         ]
     );
     assert_eq!(instance.portal_status, 10);
@@ -707,6 +716,13 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
     )
     .await;
     assert_eq!(cards, 1, "one card for the child");
+    let id_cards = count(
+        &env,
+        "SELECT count(*) FROM sandbox_population.id_card WHERE personal_id = $1",
+        &child,
+    )
+    .await;
+    assert_eq!(id_cards, 1, "one ID card for the child");
     let results = decided(&env, &code, "birth.result-returned").await;
     assert_eq!(results.len(), 1, "one result: {results:?}");
     let (result, published) = &results[0];
@@ -722,9 +738,14 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
             )
         })
         .collect();
-    assert_eq!(documents.len(), 3, "{documents:?}");
+    assert_eq!(documents.len(), 4, "{documents:?}");
     assert_eq!(documents[1], ("PERSONAL_ID", child.as_str()));
     assert!(documents[2].1.starts_with("TE1"), "{documents:?}");
+    assert_eq!(
+        documents[3],
+        ("ID_CARD", child.as_str()),
+        "numbered by the ID"
+    );
     assert_eq!(
         decided(&env, &code, "birth.dossier-accepted").await.len(),
         1,

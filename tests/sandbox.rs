@@ -295,7 +295,8 @@ async fn the_connector_rides_out_a_one_minute_outage_and_thirty_percent_failures
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_population_database_assigns_each_number_once_logs_reads_and_records_a_death_once() {
+async fn the_population_database_assigns_each_number_once_logs_reads_issues_a_card_and_records_a_death_once()
+ {
     let env = TestEnv::new("sandbox_population").await;
     let base = start(&env)
         .await
@@ -409,6 +410,34 @@ async fn the_population_database_assigns_each_number_once_logs_reads_and_records
             ),
         ],
         "every read logged with who and why; the refused one not"
+    );
+
+    // The child's ID card: once per citizen, only for the name and birth date held.
+    let card = |key: &str, name: &str| {
+        http.post(format!("{base}/citizens/{id}/id-card"))
+            .header("Idempotency-Key", key)
+            .json(&json!({"full_name": name, "birth_date": "2026-11-12"}))
+    };
+    let (status, mismatch) = call(card("card-0", "Nguyễn Minh Anh")).await;
+    assert_eq!(
+        (status, mismatch["error"].as_str()),
+        (422, Some("mismatch"))
+    );
+    let (status, issued) = call(card("card-1", "Nguyễn Minh An")).await;
+    assert_eq!(status, 201, "{issued}");
+    assert_eq!(
+        (
+            issued["card_number"].as_str(),
+            issued["valid_until"].as_str()
+        ),
+        (Some(id.as_str()), Some("2040-11-11")),
+        "numbered by the personal ID, renewed at 14"
+    );
+    assert_eq!(call(card("card-1", "Nguyễn Minh An")).await, (200, issued));
+    assert_eq!(
+        call(card("card-2", "Nguyễn Minh An")).await.0,
+        409,
+        "one card per citizen"
     );
 
     let death = |reference: &str| {
@@ -557,6 +586,7 @@ async fn every_path_of_the_openapi_documents_is_served() {
         "civil-status.json",
         "population.json",
         "sandbox-faults.json",
+        "social-insurance.json",
     ] {
         let served: Value = http
             .get(format!("{base}/openapi/{document}"))
@@ -1114,14 +1144,24 @@ async fn social_insurance_issues_one_te_card_and_decides_refuses_pays_or_cancels
     );
 
     let number = funeral["decision_number"].as_str().expect("number");
-    let (status, paid) = call(http.post(format!("{base}/death-benefits/{number}/payment"))).await;
+    let payment = |number: &str, amount: i64| {
+        http.post(format!("{base}/death-benefits/{number}/payment"))
+            .json(&json!({"amount_vnd": amount, "account_number": "0011000123456"}))
+    };
+    let (status, wrong) = call(payment(number, 23_400_001)).await;
+    assert_eq!(
+        (status, wrong["error"].as_str()),
+        (422, Some("mismatch")),
+        "never another amount than decided"
+    );
+    let (status, paid) = call(payment(number, 23_400_000)).await;
     assert_eq!((status, paid["status"].as_str()), (200, Some("PAID")));
     assert!(
         paid["payment_reference"].is_string() && paid["paid_at"].is_string(),
         "{paid}"
     );
     assert_eq!(
-        call(http.post(format!("{base}/death-benefits/{number}/payment"))).await,
+        call(payment(number, 23_400_000)).await,
         (200, paid.clone()),
         "paid once"
     );
@@ -1133,9 +1173,7 @@ async fn social_insurance_issues_one_te_card_and_decides_refuses_pays_or_cancels
     );
     let refused_number = short["decision_number"].as_str().expect("number");
     assert_eq!(
-        call(http.post(format!("{base}/death-benefits/{refused_number}/payment")))
-            .await
-            .0,
+        call(payment(refused_number, 0)).await.0,
         409,
         "a refused benefit is never paid"
     );
@@ -1148,18 +1186,11 @@ async fn social_insurance_issues_one_te_card_and_decides_refuses_pays_or_cancels
         (200, Some("CANCELLED"))
     );
     assert_eq!(
-        call(http.post(format!("{base}/death-benefits/{other}/payment")))
-            .await
-            .0,
+        call(payment(other, 220_000_000)).await.0,
         409,
         "a cancelled decision is never paid"
     );
-    assert_eq!(
-        call(http.post(format!("{base}/death-benefits/QD-BHXH-99999999/payment")))
-            .await
-            .0,
-        404
-    );
+    assert_eq!(call(payment("QD-BHXH-99999999", 1)).await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -110,6 +110,10 @@ grant residence-connector publish death.residence-deletion-reverted residence-re
 grant residence-connector publish death.residence-deleted residence-registration
 grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management
+# The identity authority issues the child's ID card when the dossier asks for one (id-cards).
+grant population-connector subscribe birth.id-card-requested identity-management
+grant population-connector publish birth.id-card-issued identity-management
+grant population-connector publish birth.step-failed identity-management
 # Social insurance decides the funeral allowance and survivor lump sum the engine asks for, or
 # refuses them with the reason, pays those decided and cancels an unpaid one whose death
 # registration is annulled (social-insurance-benefits, -benefit-payments, -benefit-cancellations).

@@ -615,7 +615,7 @@ impl Worker {
         input["response"] = response_json(&answer, self.clock.now());
         let refused = match self.outcome_of(&input) {
             Ok(None) => return Ok(Handled::Delivered),
-            Ok(Some((output, role))) => match self.reply_payload(output, &input) {
+            Ok(Some((output, role))) => match self.reply_payload(output, role, &input) {
                 // The answer announces nothing (a payment cancelled: nothing to confirm).
                 Ok((Value::Null, _)) => return Ok(Handled::Delivered),
                 Ok((payload, key)) => match self
@@ -694,16 +694,18 @@ impl Worker {
         }
     }
 
-    /// The reply's payload and, when the reply has a `key` program, its key.
+    /// The payload of the reply (or refusal, as `role` says) and, when it has a `key`
+    /// program, its key.
     fn reply_payload(
         &self,
         reply: &Output,
+        role: &str,
         input: &Value,
     ) -> Result<(Value, Option<String>), String> {
         let payload = reply
             .mapping
             .apply(input)
-            .map_err(|e| format!("reply mapping: {e}"))?;
+            .map_err(|e| format!("{role} mapping: {e}"))?;
         let Some(program) = reply.key.as_ref().filter(|_| !payload.is_null()) else {
             return Ok((payload, None));
         };

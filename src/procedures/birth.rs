@@ -108,8 +108,12 @@ pub static BIRTH: Definition = Definition {
             name: "ID_CARD",
             after: &["CIVIL_REGISTRATION"],
             requested: Requested::Flag("/requested_services/id_card"),
-            // No system takes it through the hub yet: the step waits, visibly, for an answer.
-            command: None,
+            // The card carries what the card for social insurance does: who was registered,
+            // and where.
+            command: Some(Command {
+                event_type: "birth.id-card-requested",
+                content: card_request,
+            }),
             concerns: None,
             refused: None,
             done_on: "birth.id-card-issued",

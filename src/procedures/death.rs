@@ -116,7 +116,10 @@ pub static DEATH: Definition = Definition {
             }),
             done_on: "death.benefit-decided",
             concerns: Some(("/benefit_type", "FUNERAL_ALLOWANCE")),
-            refused: Some(Refusal::Event("death.benefit-refused")),
+            refused: Some(Refusal::Event {
+                event: "death.benefit-refused",
+                reason: "/reason_code",
+            }),
             working_days: 3,
             // Law on Social Insurance 41/2024/QH15: a decision resting on an annulled death
             // registration is cancelled while unpaid (a paid one stands; see the engine).
@@ -158,7 +161,10 @@ pub static DEATH: Definition = Definition {
             }),
             done_on: "death.benefit-decided",
             concerns: Some(("/benefit_type", "SURVIVOR_LUMP_SUM")),
-            refused: Some(Refusal::Event("death.benefit-refused")),
+            refused: Some(Refusal::Event {
+                event: "death.benefit-refused",
+                reason: "/reason_code",
+            }),
             working_days: 3,
             // Law on Social Insurance 41/2024/QH15: a decision resting on an annulled death
             // registration is cancelled while unpaid (a paid one stands; see the engine).
@@ -199,7 +205,10 @@ pub static DEATH: Definition = Definition {
             command: None,
             done_on: "death.benefit-decided",
             concerns: Some(("/benefit_type", "FUNERAL_SUPPORT")),
-            refused: Some(Refusal::Event("death.benefit-refused")),
+            refused: Some(Refusal::Event {
+                event: "death.benefit-refused",
+                reason: "/reason_code",
+            }),
             working_days: 5,
             compensation: None,
             results: &[ResultDef {

@@ -70,8 +70,11 @@ pub struct StepDef {
 pub enum Refusal {
     /// `done_on` holds this value at this JSON pointer (a human step's `REFUSED`).
     Answer(&'static str, &'static str),
-    /// An event of its own (a benefit refused, with the reason).
-    Event(&'static str),
+    /// An event of its own (a benefit refused), with where it gives the reason.
+    Event {
+        event: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// What undoes a step: the command that asks for it (built from the inputs, which then hold the
@@ -206,7 +209,7 @@ impl Definition {
                 return None;
             }
             match s.refused {
-                Some(Refusal::Event(refusal)) if refusal == event_type => Some((s, true)),
+                Some(Refusal::Event { event, .. }) if event == event_type => Some((s, true)),
                 Some(Refusal::Answer(pointer, refusal)) if s.done_on == event_type => Some((
                     s,
                     payload.pointer(pointer).and_then(Value::as_str) == Some(refusal),
@@ -236,7 +239,7 @@ impl Definition {
         ];
         types.extend(self.steps.iter().map(|s| s.done_on));
         types.extend(self.steps.iter().filter_map(|s| match s.refused {
-            Some(Refusal::Event(refusal)) => Some(refusal),
+            Some(Refusal::Event { event, .. }) => Some(event),
             _ => None,
         }));
         types.extend(self.annulled_on);
@@ -246,9 +249,7 @@ impl Definition {
                 .filter_map(|s| Some(s.compensation.as_ref()?.done_on)),
         );
         // Several steps end on one kind of event (each benefit decided): subscribed to once.
-        let mut seen = std::collections::HashSet::new();
-        types.retain(|t| seen.insert(*t));
-        types
+        once_each(types)
     }
 
     /// Every event type the engine publishes for this group.
@@ -264,10 +265,15 @@ impl Definition {
                 .iter()
                 .filter_map(|s| Some(s.compensation.as_ref()?.command.event_type)),
         );
-        let mut seen = std::collections::HashSet::new();
-        types.retain(|t| seen.insert(*t));
-        types
+        once_each(types)
     }
+}
+
+/// `types` in their order, each once.
+fn once_each(mut types: Vec<&'static str>) -> Vec<&'static str> {
+    let mut seen = std::collections::HashSet::new();
+    types.retain(|t| seen.insert(*t));
+    types
 }
 
 /// The event that mirrors a dossier's status to the national portal.
@@ -420,6 +426,7 @@ mod tests {
             checked,
             [
                 "birth.health-insurance-card-requested",
+                "birth.id-card-requested",
                 "birth.residence-registration-requested",
                 "death.population-status-update-requested",
                 "death.residence-deletion-requested",

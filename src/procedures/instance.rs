@@ -240,6 +240,19 @@ fn timestamp(at: DateTime<Utc>) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
+/// Why a step was refused, for `dossiers show`: the answer that said no, or the reason the
+/// refusing event gives.
+fn refusal_note(def: &StepDef, payload: &Value) -> String {
+    match def.refused {
+        Some(Refusal::Answer(_, answer)) => format!("answered {answer}"),
+        Some(Refusal::Event { reason, .. }) => text(payload, reason).map_or_else(
+            || "refused".to_owned(),
+            |reason| format!("refused: {reason}"),
+        ),
+        None => "refused".to_owned(),
+    }
+}
+
 fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
@@ -535,10 +548,11 @@ impl Instance {
         (Effect::Annulled { undoing, skipped }, out)
     }
 
-    /// A step done that needs step `index` and that nothing undoes (a payment made): while
-    /// it stands, so does step `index`.
+    /// A step done that needs step `index` (which can be undone) and that nothing undoes (a
+    /// payment made): while it stands, so does step `index`.
     fn done_for_good_after(&self, definition: &Definition, index: usize) -> Option<String> {
         let name = &self.steps[index].name;
+        definition.step(name)?.compensation.as_ref()?;
         self.steps
             .iter()
             .filter(|s| s.state == StepState::Done)
@@ -652,7 +666,7 @@ impl Instance {
             return (Effect::Unrelated, Vec::new());
         };
         if self.state == State::Annulled {
-            return self.done_after_annulment(definition, def, ctx);
+            return self.done_after_annulment(definition, def, refused, payload, ctx);
         }
         let Some(step) = self.step_mut(def.name) else {
             return (Effect::NotInDossier(def.name.to_owned()), Vec::new());
@@ -664,13 +678,7 @@ impl Instance {
         step.finished_at = Some(ctx.now);
         if refused {
             step.state = StepState::Refused;
-            step.error = Some(match def.refused {
-                Some(Refusal::Answer(_, answer)) => format!("answered {answer}"),
-                _ => text(payload, "/reason_code").map_or_else(
-                    || format!("refused ({event_type})"),
-                    |reason| format!("refused: {reason}"),
-                ),
-            });
+            step.error = Some(refusal_note(def, payload));
             let skipped = self.skip_after(definition, def.name);
             let effect = Effect::StepRefused(def.name.to_owned(), skipped);
             return (effect, self.complete_if_settled(definition, ctx));
@@ -698,12 +706,16 @@ impl Instance {
         (effect, out)
     }
 
-    /// A step's answer after the annulment (its system acted before it heard): undone at once
-    /// when it can be, otherwise recorded as done.
+    /// A step's answer after the annulment (its system acted before it heard): a refusal is
+    /// recorded, and leaves nothing to undo; a step done is undone at once when it can be,
+    /// otherwise recorded as done, and then what it rests on stands too (a payment made keeps
+    /// its decision, whose cancellation could only fail).
     fn done_after_annulment(
         &mut self,
         definition: &Definition,
         def: &StepDef,
+        refused: bool,
+        payload: &Value,
         ctx: &Context<'_>,
     ) -> (Effect, Vec<Outgoing>) {
         let Some(index) = self.steps.iter().position(|s| s.name == def.name) else {
@@ -711,17 +723,36 @@ impl Instance {
         };
         if matches!(
             self.steps[index].state,
-            StepState::Done | StepState::Undoing | StepState::Undone
+            StepState::Done | StepState::Undoing | StepState::Undone | StepState::Refused
         ) {
             return (Effect::AlreadyDone(def.name.to_owned()), Vec::new());
         }
+        let effect = Effect::DoneAfterAnnulment(def.name.to_owned());
         let step = &mut self.steps[index];
-        step.state = StepState::Done;
         step.done_event = ctx.event;
         step.finished_at = Some(ctx.now);
+        if refused {
+            step.state = StepState::Refused;
+            step.error = Some(refusal_note(def, payload));
+            self.forget_if_undone();
+            return (effect, Vec::new());
+        }
+        step.state = StepState::Done;
         step.error = None;
+        if def.compensation.is_none() {
+            for step in &mut self.steps {
+                if def.after.contains(&step.name.as_str()) && step.state == StepState::Undoing {
+                    step.state = StepState::Done;
+                    step.error = Some(format!("kept: {} was done for good", def.name));
+                }
+            }
+            self.forget_if_undone();
+            return (effect, Vec::new());
+        }
+        // What the undo is built from.
+        self.keep(def.name, payload);
         let out: Vec<Outgoing> = self.undo(definition, index, ctx).into_iter().collect();
-        (Effect::DoneAfterAnnulment(def.name.to_owned()), out)
+        (effect, out)
     }
 
     /// Skips every step that needs `refused` (directly or through another), as long as it has
@@ -1793,6 +1824,69 @@ mod tests {
             state_of(&dossier, "FUNERAL_ALLOWANCE").map(|s| s.0),
             Some(StepState::Undone)
         );
+    }
+
+    #[test]
+    fn a_benefit_answered_after_the_annulment_is_cancelled_with_its_decision_or_kept_refused() {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
+        let mut death = death_submission();
+        death["sub_procedures"] = json!([
+            "DEATH_REGISTRATION",
+            "FUNERAL_ALLOWANCE",
+            "SURVIVOR_BENEFIT"
+        ]);
+        let (mut dossier, _) = open(&DEATH, &death, &ctx).expect("opened");
+        dossier.apply(
+            &DEATH,
+            "death.civil-registration-completed",
+            &death_registered(),
+            &ctx,
+        );
+        // Annulled while social insurance was deciding both.
+        dossier.apply(&DEATH, "death.registration-annulled", &annulment(), &ctx);
+        let decided = json!({"dossier_code": "G22.99.08-261117-0021",
+            "benefit_type": "FUNERAL_ALLOWANCE", "decision_number": "QD-BHXH-00000001",
+            "amount_vnd": 1_000_000, "decided_at": "2026-11-20T10:00:00+07:00"});
+        let late = uuid::Uuid::now_v7();
+        let (effect, out) = dossier.apply(
+            &DEATH,
+            "death.benefit-decided",
+            &decided,
+            &Context {
+                event: Some(late),
+                ..ctx
+            },
+        );
+        assert_eq!(
+            effect,
+            Effect::DoneAfterAnnulment("FUNERAL_ALLOWANCE".to_owned())
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (
+                out[0].event_type.as_str(),
+                &out[0].payload["decision_number"],
+                &out[0].payload["reverts_event_id"]
+            ),
+            (
+                "death.benefit-decision-cancel-requested",
+                &json!("QD-BHXH-00000001"),
+                &json!(late.to_string())
+            ),
+            "the late decision is cancelled, named by what it decided"
+        );
+        let refused = json!({"dossier_code": "G22.99.08-261117-0021",
+            "benefit_type": "SURVIVOR_LUMP_SUM", "reason_code": "NOT_INSURED",
+            "refused_at": "2026-11-20T10:00:00+07:00"});
+        let (_, out) = dossier.apply(&DEATH, "death.benefit-refused", &refused, &ctx);
+        assert!(out.is_empty(), "nothing to undo of a refusal: {out:?}");
+        let survivor = dossier
+            .steps
+            .iter()
+            .find(|s| s.name == "SURVIVOR_BENEFIT")
+            .expect("the step");
+        assert_eq!(survivor.state, StepState::Refused);
     }
 
     #[test]

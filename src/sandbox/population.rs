@@ -5,7 +5,11 @@
 //! - `POST /population/v1/citizens/{personal_id}/verify`: do a name and birth date match;
 //! - `POST /population/v1/personal-ids`: a new personal ID for a newborn, for a civil-status
 //!   office: never one number twice, and one number per `Idempotency-Key`;
-//! - `POST /population/v1/citizens/{personal_id}/death`: mark a citizen deceased, once.
+//! - `POST /population/v1/citizens/{personal_id}/death`: mark a citizen deceased, once;
+//! - `POST /population/v1/citizens/{personal_id}/id-card`: the identity authority's ID card
+//!   (căn cước) for a living citizen whose name and birth date match, once per citizen, one
+//!   per `Idempotency-Key`; its number is the personal ID, and a child's is valid until the day
+//!   before 14 (Law on Identification 26/2023/QH15, when the card must be renewed).
 //!
 //! Like the real one, every read is logged with the caller (`X-Caller`, the agency) and the
 //! purpose (`X-Purpose`); a read without them is refused.
@@ -35,6 +39,10 @@ pub fn routes(pool: Pool, token: String) -> Router {
         .route("/population/v1/citizens/{personal_id}", get(look_up))
         .route("/population/v1/citizens/{personal_id}/verify", post(verify))
         .route("/population/v1/citizens/{personal_id}/death", post(death))
+        .route(
+            "/population/v1/citizens/{personal_id}/id-card",
+            post(id_card),
+        )
         .route("/population/v1/personal-ids", post(assign))
         .with_state(Sandbox { pool, token })
 }
@@ -305,4 +313,81 @@ async fn death(
             "this citizen is recorded as deceased under another registration",
         )),
     }
+}
+
+/// Until this age a card is a child's, renewed at it.
+const CHILD_CARD_UNTIL_YEARS: u32 = 14;
+
+async fn id_card(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(personal_id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let key = answer::header(&headers, "Idempotency-Key")?;
+    let name = text(&body, "/full_name")?;
+    let born = text(&body, "/birth_date")?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let citizen = client
+        .query_opt(
+            "SELECT full_name, birth_date, deceased_at IS NOT NULL
+             FROM sandbox_population.citizen WHERE personal_id = $1",
+            &[&personal_id],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    if citizen.get::<_, &str>(0) != name || citizen.get::<_, &str>(1) != born {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mismatch",
+            "/full_name and /birth_date must be the citizen's as the population database holds them",
+        ));
+    }
+    if citizen.get::<_, bool>(2) {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "deceased",
+            "no card for a citizen recorded as deceased",
+        ));
+    }
+    let valid_until = chrono::NaiveDate::parse_from_str(born, "%Y-%m-%d")
+        .ok()
+        .and_then(|b| b.checked_add_months(chrono::Months::new(CHILD_CARD_UNTIL_YEARS * 12)))
+        .and_then(|d| d.pred_opt())
+        .filter(|d| *d > chrono::Utc::now().date_naive())
+        .map(|d| d.to_string());
+    let answer = json!({
+        "personal_id": personal_id,
+        "card_number": personal_id,
+        "full_name": name,
+        "valid_until": valid_until,
+        "issued_at": chrono::Utc::now().with_timezone(&crate::domain::vietnam()).to_rfc3339(),
+        "issuing_authority": "Cục Cảnh sát quản lý hành chính về trật tự xã hội",
+    });
+    let inserted = client
+        .execute(
+            "INSERT INTO sandbox_population.id_card (personal_id, request_key, answer)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&personal_id, &key, &answer],
+        )
+        .await
+        .map_err(internal)?;
+    if inserted == 1 {
+        return Ok((StatusCode::CREATED, Json(answer)));
+    }
+    let by_key = client
+        .query_opt(
+            "SELECT answer, personal_id FROM sandbox_population.id_card WHERE request_key = $1",
+            &[&key],
+        )
+        .await
+        .map_err(internal)?;
+    let taken = problem(
+        StatusCode::CONFLICT,
+        "already_issued",
+        "this citizen holds a card already",
+    );
+    answer::replay(by_key, &personal_id, taken)
 }

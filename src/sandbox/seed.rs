@@ -367,7 +367,7 @@ pub async fn seed(
          SELECT personal_id,
                 LEAST(worked - LEAST(worked, since_2014), 600),
                 LEAST(worked, since_2014),
-                5000000 + (abs(hashtext(personal_id)) % 31) * 500000
+                5000000 + (abs(hashtext(personal_id)::bigint) % 31) * 500000
          FROM (SELECT personal_id,
                       LEAST((extract(year FROM age(birth_date::date))::int - 22) * 12, 420) AS worked,
                       (extract(year FROM age(DATE '2014-01-01'))::int * 12
@@ -376,7 +376,7 @@ pub async fn seed(
                -- Seeded dates are full; a partial one (YYYY) would stand for no contribution.
                WHERE length(birth_date) = 10
                  AND birth_date::date < current_date - INTERVAL '23 years'
-                 AND abs(hashtext(personal_id || 'bhxh')) % 10 < 7) AS adult
+                 AND abs(hashtext(personal_id || 'bhxh')::bigint) % 10 < 7) AS adult
          ON CONFLICT (personal_id) DO NOTHING",
         &[],
     )

@@ -294,7 +294,9 @@ async fn set_contribution(
     Json(body): Json<Value>,
 ) -> Result<Answer, Answer> {
     authorised(&sandbox.token, &headers)?;
-    let person = answer::personal_id(&json!({"personal_id": person}), "/personal_id")?.to_owned();
+    if crate::domain::PersonalId::parse(&person).is_err() {
+        return Err(invalid("the path must end with a personal ID of 12 digits"));
+    }
     let before = months(&body, "/months_before_2014")?;
     let from = months(&body, "/months_from_2014")?;
     let salary = body
@@ -310,7 +312,7 @@ async fn set_contribution(
             "INSERT INTO sandbox_social_insurance.contribution VALUES ($1, $2, $3, $4)
              ON CONFLICT (personal_id) DO UPDATE SET months_before_2014 = $2,
                  months_from_2014 = $3, average_monthly_salary_vnd = $4",
-            &[&person, &(before as i32), &(from as i32), &salary],
+            &[&person, &month_count(before), &month_count(from), &salary],
         )
         .await
         .map_err(internal)?;
@@ -320,6 +322,11 @@ async fn set_contribution(
             json!({"personal_id": person, "months_before_2014": before, "months_from_2014": from, "average_monthly_salary_vnd": salary}),
         ),
     ))
+}
+
+/// A number of months checked by [`months`] (0 to 600), as the table stores it.
+fn month_count(months: i64) -> i32 {
+    i32::try_from(months).unwrap_or(i32::MAX)
 }
 
 fn months(body: &Value, path: &str) -> Result<i64, Answer> {
@@ -429,7 +436,6 @@ async fn decide(
 }
 
 async fn settle(sandbox: &Sandbox, number: &str, to: &str) -> Result<Answer, Answer> {
-    let not_found = || problem(StatusCode::NOT_FOUND, "not_found", "no such decision");
     let id = decision_id(number).ok_or_else(not_found)?;
     let client = sandbox.pool.get().await.map_err(internal)?;
     let reference = (to == "PAID").then(|| format!("CK-BHXH-{id:010}"));
@@ -472,13 +478,43 @@ async fn settle(sandbox: &Sandbox, number: &str, to: &str) -> Result<Answer, Ans
     ))
 }
 
+/// Pays a decision, which the request must name exactly: its amount and the account it was
+/// decided for (a payment for another amount or into another account is refused, never made).
 async fn pay(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Path(number): Path<String>,
+    Json(body): Json<Value>,
 ) -> Result<Answer, Answer> {
     authorised(&sandbox.token, &headers)?;
+    let amount = body
+        .pointer("/amount_vnd")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| invalid("/amount_vnd must be the decided amount, in dong"))?;
+    let account = text(&body, "/account_number")?;
+    let id = decision_id(&number).ok_or_else(not_found)?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let decided = client
+        .query_opt(
+            "SELECT amount_vnd, beneficiary->>'account_number'
+             FROM sandbox_social_insurance.benefit_decision WHERE decision_id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    if decided.get::<_, i64>(0) != amount || decided.get::<_, Option<&str>>(1) != Some(account) {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mismatch",
+            "/amount_vnd and /account_number must be the decision's",
+        ));
+    }
     settle(&sandbox, &number, "PAID").await
+}
+
+fn not_found() -> Answer {
+    problem(StatusCode::NOT_FOUND, "not_found", "no such decision")
 }
 
 async fn cancel(
