@@ -2,8 +2,17 @@
 # The README's main command: installs and starts what is missing (broker, PostgreSQL role and
 # database), builds and starts the sandboxes and the hub, registers the member systems and their
 # rights, plays the scenario of `lienthong demo` (a birth dossier, a fee, a death dossier) and
-# shows each procedure's outcome. Safe to run again and again.
+# shows each procedure's outcome. Safe to run again and again. `--dossiers N` adds a last scene:
+# N more birth dossiers through the same hub, connectors and sandboxes, with the throughput and
+# the latency from submission to result.
 set -euo pipefail
+load=0
+while (( $# )); do
+  case $1 in
+    --dossiers) load=${2:?--dossiers needs a number}; shift 2 ;;
+    *) echo "usage: $0 [--dossiers N]" >&2; exit 2 ;;
+  esac
+done
 source "$(dirname "$0")/env.sh"
 cd "$LIENTHONG_ROOT"
 
@@ -327,3 +336,10 @@ echo "-- lienthong systems list"
 "$bin" systems list
 echo "-- lienthong systems denials --limit 1"
 "$bin" systems denials --limit 1
+if (( load > 0 )); then
+  echo
+  echo "== 17. Under load: $load more birth dossiers through the same hub, connectors and sandboxes"
+  echo "   (a debug build, every national system a sandbox on this machine)"
+  "$bin" dossiers load --count "$load" --endpoint "https://$grpc" --ca-file "$tls/ca.pem" \
+    --publisher-token "$publisher"
+fi

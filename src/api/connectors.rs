@@ -116,6 +116,7 @@ fn connector(v: ConnectorView) -> Connector {
         endpoint: v.endpoint,
         reply_event_type: v.reply_event_type.unwrap_or_default(),
         failure_event_type: v.failure_event_type.unwrap_or_default(),
+        refusal_event_type: v.refusal_event_type.unwrap_or_default(),
         desired: desired(v.desired).into(),
         state: v.state,
         workers: v.workers.into_iter().map(worker).collect(),

@@ -1,7 +1,8 @@
 //! `lienthong dossiers …`: the procedure engine's view for officials and operators. `show CODE`
 //! prints one dossier's steps with their due times and documents and its timeline (which system
 //! sent what, what the hub published); `list` the newest dossiers, `--overdue` only those past a
-//! due time; `rights` what the engine's member system must be granted. Tables by default,
+//! due time; `rights` what the engine's member system must be granted; `load` puts a running
+//! hub under N dossiers and reports its pace (`dossiers_load`). Tables by default,
 //! `--output json` for scripts. The work is done by `procedures::view`, which the gRPC
 //! `DossierService` shares.
 
@@ -37,6 +38,9 @@ pub enum DossiersCommand {
     /// The rights the engine's member system needs, one per line:
     /// `DIRECTION EVENT-TYPE PURPOSE`, for `lienthong systems grant`.
     Rights,
+    /// Submits N birth dossiers through a running hub and its connectors, and prints the
+    /// throughput and the latency from submission to result.
+    Load(super::dossiers_load::LoadArgs),
 }
 
 fn local(at: DateTime<Utc>) -> String {
@@ -56,6 +60,9 @@ pub async fn run(command: DossiersCommand, config: Config) -> anyhow::Result<()>
                 println!("{direction} {event_type} {PURPOSE}");
             }
             return Ok(());
+        }
+        DossiersCommand::Load(args) => {
+            return super::dossiers_load::run(args, pool(&config).await?).await;
         }
         DossiersCommand::Show { code, output } => {
             let pool = pool(&config).await?;

@@ -10,6 +10,7 @@ mod demo_death;
 mod demo_fee;
 mod demo_supplement;
 mod dossiers;
+mod dossiers_load;
 mod hub_client;
 mod quarantine;
 mod sandbox;

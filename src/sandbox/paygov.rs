@@ -216,8 +216,9 @@ async fn create(
     ))
 }
 
-async fn find(sandbox: &Sandbox, id: &str) -> Result<Row, Answer> {
-    let client = sandbox.pool.get().await.map_err(internal)?;
+/// The transaction, read on the caller's connection (a second one taken while holding the
+/// first could starve the pool under load).
+async fn find(client: &deadpool_postgres::Object, id: &str) -> Result<Row, Answer> {
     client
         .query_opt(
             &format!("SELECT {COLUMNS} FROM sandbox_paygov.transaction WHERE transaction_id = $1"),
@@ -236,7 +237,9 @@ async fn query(
     authorised(&sandbox.token, &headers)?;
     Ok((
         StatusCode::OK,
-        Json(transaction(&find(&sandbox, &id).await?)),
+        Json(transaction(
+            &find(&sandbox.pool.get().await.map_err(internal)?, &id).await?,
+        )),
     ))
 }
 
@@ -246,7 +249,7 @@ async fn receipt(
     Path(id): Path<String>,
 ) -> Result<Answer, Answer> {
     authorised(&sandbox.token, &headers)?;
-    let row = find(&sandbox, &id).await?;
+    let row = find(&sandbox.pool.get().await.map_err(internal)?, &id).await?;
     let Some(number) = row.get::<_, Option<i64>>(9) else {
         return Err(problem(
             StatusCode::CONFLICT,
@@ -301,7 +304,7 @@ async fn pay(
         .await
         .map_err(internal)?;
     let Some(row) = row else {
-        find(&sandbox, &id).await?;
+        find(&client, &id).await?;
         return Err(problem(
             StatusCode::CONFLICT,
             "already_settled",

@@ -145,7 +145,7 @@ async fn sync(
         .map_err(internal)?;
     }
     tx.commit().await.map_err(internal)?;
-    let answer = view(&sandbox, code).await?;
+    let answer = view(&sandbox, &client, code).await?;
     Ok((
         if created == 1 {
             StatusCode::CREATED
@@ -204,7 +204,7 @@ async fn progress(
         if earlier.get::<_, i32>(0) != to {
             return Err(answer::key_reused());
         }
-        return Ok((StatusCode::OK, Json(view(&sandbox, &code).await?)));
+        return Ok((StatusCode::OK, Json(view(&sandbox, &client, &code).await?)));
     }
     if !sandbox.rules.allowed.contains(&(from, to)) {
         let (from_vi, from_en) = sandbox.rules.name(from);
@@ -232,12 +232,17 @@ async fn progress(
     .await
     .map_err(internal)?;
     tx.commit().await.map_err(internal)?;
-    Ok((StatusCode::OK, Json(view(&sandbox, &code).await?)))
+    Ok((StatusCode::OK, Json(view(&sandbox, &client, &code).await?)))
 }
 
-/// A dossier with its status and timeline.
-async fn view(sandbox: &Sandbox, code: &str) -> Result<Value, Answer> {
-    let client = sandbox.pool.get().await.map_err(internal)?;
+/// A dossier with its status and timeline, read on the handler's own connection (taking a
+/// second one while holding the first starves the pool under load: every handler waits for
+/// a connection another holds).
+async fn view(
+    sandbox: &Sandbox,
+    client: &tokio_postgres::Client,
+    code: &str,
+) -> Result<Value, Answer> {
     let dossier = client
         .query_opt(
             "SELECT procedure_code, agency_code, status FROM sandbox_portal.dossier WHERE dossier_code = $1",
@@ -283,7 +288,11 @@ async fn view(sandbox: &Sandbox, code: &str) -> Result<Value, Answer> {
 }
 
 async fn timeline(State(sandbox): State<Sandbox>, Path(code): Path<String>) -> Answer {
-    match view(&sandbox, &code).await {
+    let client = match sandbox.pool.get().await {
+        Ok(client) => client,
+        Err(e) => return internal(e),
+    };
+    match view(&sandbox, &client, &code).await {
         Ok(view) => (StatusCode::OK, Json(view)),
         Err(refused) => refused,
     }

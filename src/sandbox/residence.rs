@@ -183,9 +183,10 @@ async fn adopt(client: &deadpool_postgres::Object, personal_id: &str) -> Result<
     Ok(())
 }
 
-async fn find(sandbox: &Sandbox, personal_id: &str) -> Result<Row, Answer> {
-    let client = sandbox.pool.get().await.map_err(internal)?;
-    adopt(&client, personal_id).await?;
+/// The citizen's record, read on the caller's connection (a second one taken while holding the
+/// first could starve the pool under load).
+async fn find(client: &deadpool_postgres::Object, personal_id: &str) -> Result<Row, Answer> {
+    adopt(client, personal_id).await?;
     client
         .query_opt(
             &format!("SELECT {COLUMNS} FROM sandbox_residence.permanent WHERE personal_id = $1"),
@@ -208,7 +209,8 @@ async fn look_up(
     Path(id): Path<String>,
 ) -> Result<Answer, Answer> {
     authorised(&sandbox.token, &headers)?;
-    Ok((StatusCode::OK, Json(record(&find(&sandbox, &id).await?))))
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    Ok((StatusCode::OK, Json(record(&find(&client, &id).await?))))
 }
 
 async fn delete(
@@ -236,7 +238,7 @@ async fn delete(
     if let Some(row) = row {
         return Ok((StatusCode::OK, Json(record(&row))));
     }
-    let row = find(&sandbox, &id).await?;
+    let row = find(&client, &id).await?;
     if row.get::<_, Option<String>>(8).as_deref() == Some(reference) {
         return Ok((StatusCode::OK, Json(record(&row))));
     }
@@ -283,7 +285,7 @@ async fn revert(
     match row {
         Some(row) => Ok((StatusCode::OK, Json(record(&row)))),
         None => {
-            let row = find(&sandbox, &id).await?;
+            let row = find(&client, &id).await?;
             if row
                 .get::<_, Option<chrono::DateTime<chrono::Utc>>>(7)
                 .is_none()

@@ -510,6 +510,8 @@ async fn pay(
             "/amount_vnd and /account_number must be the decision's",
         ));
     }
+    // One connection at a time: holding this one while settling takes another.
+    drop(client);
     settle(&sandbox, &number, "PAID").await
 }
 
