@@ -1285,7 +1285,7 @@ async fn a_registered_birth_gets_its_health_insurance_card_through_two_connector
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_death_is_registered_once_until_its_registration_is_annulled() {
+async fn a_death_of_a_living_citizen_is_registered_once_until_its_registration_is_annulled() {
     let env = TestEnv::new("sandbox_death").await;
     let base = start(&env).await.replace("/births", "");
     let http = reqwest::Client::new();
@@ -1294,15 +1294,37 @@ async fn a_death_is_registered_once_until_its_registration_is_annulled() {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     };
-    let death = |key: &str, dossier: &str| {
+    let death_of = |person: &str, key: &str, dossier: &str| {
         http.post(format!("{base}/deaths"))
             .header("Idempotency-Key", key)
             .json(&json!({
                 "dossier_code": dossier,
                 "province_code": "48",
-                "deceased": {"personal_id": "048055000001", "full_name": "Vũ Hữu Hải", "died_on": "2026-11-30"}
+                "deceased": {"personal_id": person, "full_name": "Vũ Hữu Hải", "died_on": "2026-11-30"}
             }))
     };
+    let death = |key: &str, dossier: &str| death_of("048055000001", key, dossier);
+    // The population database must know the person, alive.
+    let (status, unknown) = call(death("d-0", "G22.99.08-261201-0009")).await;
+    assert_eq!(
+        (status, unknown["error"].as_str()),
+        (422, Some("unknown_citizen"))
+    );
+    let db = env.pool.get().await.expect("connection");
+    db.execute(
+        "INSERT INTO sandbox_population.citizen (personal_id, full_name, birth_date, sex, province_code, deceased_at)
+         VALUES ('048055000001', 'Vũ Hữu Hải', '1955-03-02', 'MALE', '48', NULL),
+                ('048055000002', 'Vũ Thị Lan', '1955-04-02', 'FEMALE', '48', '2026-11-01')",
+        &[],
+    )
+    .await
+    .expect("citizens");
+    let (status, dead) = call(death_of("048055000002", "d-9", "G22.99.08-261201-0008")).await;
+    assert_eq!(
+        (status, dead["error"].as_str()),
+        (409, Some("already_deceased")),
+        "recorded as deceased already"
+    );
     let (status, first) = call(death("d-1", "G22.99.08-261201-0001")).await;
     assert_eq!(status, 201, "{first}");
     assert_eq!(first["registration_book"], "01/2026-KT");

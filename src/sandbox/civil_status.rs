@@ -5,9 +5,11 @@
 //! a citizen never gets two ID numbers.
 //!
 //! `POST /civil-status/v1/births` registers; `GET /civil-status/v1/births/{dossier_code}` looks a
-//! registration up. `POST /civil-status/v1/deaths` registers a death, once per person while no
-//! registration of it stands; `POST /civil-status/v1/{births|deaths}/{dossier_code}/annulment`
-//! annuls a registration (the same reason repeated gets the same answer).
+//! registration up. `POST /civil-status/v1/deaths` registers the death of a citizen the
+//! population database knows and does not record as deceased (422 `unknown_citizen`, 409
+//! `already_deceased`), once per person while no registration of it stands;
+//! `POST /civil-status/v1/{births|deaths}/{dossier_code}/annulment` annuls a registration (the
+//! same reason repeated gets the same answer).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -256,6 +258,33 @@ async fn register_death(
         } else {
             Err(answer::key_reused())
         };
+    }
+    // As the civil-status software does through the population database: the person must be
+    // known there, and not recorded as deceased already (a repeat of a registration made is
+    // answered above, though the population database has recorded the death since).
+    let known = client
+        .query_opt(
+            "SELECT deceased_at IS NOT NULL FROM sandbox_population.citizen WHERE personal_id = $1",
+            &[&deceased],
+        )
+        .await
+        .map_err(internal)?;
+    match known.map(|row| row.get::<_, bool>(0)) {
+        None => {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_citizen",
+                "/deceased/personal_id is not in the population database",
+            ));
+        }
+        Some(true) => {
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "already_deceased",
+                "the population database records this citizen as deceased already",
+            ));
+        }
+        Some(false) => {}
     }
     let number: i64 = client
         .query_one(
