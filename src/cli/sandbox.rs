@@ -71,6 +71,8 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
             paygov_secret_file,
             system_token,
         } => {
+            // Its own failures (a pool exhausted, a query refused) are logged as the hub's are.
+            let _telemetry = crate::telemetry::init(&config.log)?;
             let token = read_token(&token_file)?;
             let mut systems = std::collections::HashMap::new();
             for pair in system_token {
