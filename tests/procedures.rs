@@ -1478,6 +1478,12 @@ async fn an_annulled_registration_cancels_the_benefit_decided_and_not_yet_paid()
         .expect("the decision")
         .get(0);
     assert_eq!(status, "CANCELLED", "never to be paid");
+    let statuses = decided(&env, &code, "dossier.status-changed").await;
+    assert_eq!(
+        statuses.last().map(|(s, _)| &s["to_status"]),
+        Some(&serde_json::json!(8)),
+        "the portal shows processing stopped"
+    );
     hub.shutdown().await.expect("clean shutdown");
 }
 

@@ -23,6 +23,8 @@ pub mod portal {
     pub const ACCEPTED: u8 = 2;
     pub const PROCESSING: u8 = 4;
     pub const SUPPLEMENT_REQUESTED: u8 = 5;
+    pub const PAYMENT_REQUESTED: u8 = 6;
+    pub const STOPPED: u8 = 8;
     pub const PROCESSED: u8 = 9;
     pub const RESULT_RETURNED: u8 = 10;
 }
@@ -545,6 +547,15 @@ impl Instance {
             }
         }
         self.forget_if_undone();
+        // The citizen sees processing stop on the portal; a dossier processed already (9, 10)
+        // has no status to go to (the portal's state machine ends there), and its result
+        // stands there as returned.
+        if matches!(
+            self.portal_status,
+            portal::PROCESSING | portal::SUPPLEMENT_REQUESTED | portal::PAYMENT_REQUESTED
+        ) {
+            out.push(self.status(portal::STOPPED, ctx, "Dừng xử lý: đăng ký hộ tịch bị hủy"));
+        }
         (Effect::Annulled { undoing, skipped }, out)
     }
 
@@ -1408,7 +1419,15 @@ mod tests {
                 skipped: vec!["POPULATION_STATUS".into(), "RESIDENCE_DELETION".into()]
             }
         );
-        assert!(out.is_empty());
+        let told: Vec<(&str, &Value)> = out
+            .iter()
+            .map(|o| (o.event_type.as_str(), &o.payload["to_status"]))
+            .collect();
+        assert_eq!(
+            told,
+            [("dossier.status-changed", &json!(8))],
+            "nothing to undo; the portal shows processing stopped"
+        );
         let (effect, out) =
             running.apply(&DEATH, "death.residence-deleted", &deleted, &with(deletion));
         assert_eq!(
@@ -1843,8 +1862,20 @@ mod tests {
             &death_registered(),
             &ctx,
         );
-        // Annulled while social insurance was deciding both.
-        dossier.apply(&DEATH, "death.registration-annulled", &annulment(), &ctx);
+        // Annulled while social insurance was deciding both: the portal shows processing
+        // stopped.
+        let (_, out) = dossier.apply(&DEATH, "death.registration-annulled", &annulment(), &ctx);
+        let stopped = out
+            .iter()
+            .find(|o| o.event_type == "dossier.status-changed")
+            .expect("the portal told");
+        assert_eq!(
+            (
+                &stopped.payload["from_status"],
+                &stopped.payload["to_status"]
+            ),
+            (&json!(4), &json!(8))
+        );
         let decided = json!({"dossier_code": "G22.99.08-261117-0021",
             "benefit_type": "FUNERAL_ALLOWANCE", "decision_number": "QD-BHXH-00000001",
             "amount_vnd": 1_000_000, "decided_at": "2026-11-20T10:00:00+07:00"});
