@@ -1121,6 +1121,44 @@ async fn submit_death(env: &TestEnv, hub: &lienthong::app::Hub, code: &str, deat
         .expect("published");
 }
 
+/// The civil-status office of Đà Nẵng annuls the death registration (agency, number) of `id`,
+/// the wrong person; the request, to deliver again, and the office's token.
+async fn annul(
+    env: &TestEnv,
+    hub: &lienthong::app::Hub,
+    code: &str,
+    id: &str,
+    (agency, number): (&str, &str),
+) -> (lienthong::proto::PublishRequest, String) {
+    let registrar = env.token("civil-status-48").await;
+    env.grant(
+        "civil-status-48",
+        Direction::Publish,
+        "death.registration-annulled",
+        PURPOSE,
+    )
+    .await;
+    let mut annulment = publish_request(
+        code,
+        &serde_json::json!({
+            "dossier_code": code,
+            "registration_number": number,
+            "registering_agency_code": agency,
+            "deceased": {"personal_id": id},
+            "annulled_at": "2026-11-22T10:00:00+07:00",
+            "decision_reference": "45/QĐ-UBND",
+            "reason_code": "WRONG_PERSON"
+        }),
+    );
+    annulment.event_type = "death.registration-annulled".into();
+    client(hub, Some(&registrar))
+        .await
+        .publish(annulment.clone())
+        .await
+        .expect("published");
+    (annulment, registrar)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_death_dossier_is_registered_told_to_population_and_residence_and_returned_then_annulled()
 {
@@ -1188,32 +1226,7 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
         .expect("deleted")
         .get(0);
     let (agency, number) = reference.split_once('/').expect("agency/number");
-    let registrar = env.token("civil-status-48").await;
-    env.grant(
-        "civil-status-48",
-        Direction::Publish,
-        "death.registration-annulled",
-        PURPOSE,
-    )
-    .await;
-    let mut annulment = publish_request(
-        &code,
-        &serde_json::json!({
-            "dossier_code": code,
-            "registration_number": number,
-            "registering_agency_code": agency,
-            "deceased": {"personal_id": id},
-            "annulled_at": "2026-11-22T10:00:00+07:00",
-            "decision_reference": "45/QĐ-UBND",
-            "reason_code": "WRONG_PERSON"
-        }),
-    );
-    annulment.event_type = "death.registration-annulled".into();
-    let mut registrar = client(&hub, Some(&registrar)).await;
-    registrar
-        .publish(annulment.clone())
-        .await
-        .expect("published");
+    let (mut annulment, registrar) = annul(&env, &hub, &code, &id, (agency, number)).await;
     let instance = common::eventually("the deletion is undone", async || {
         let instance = procedure(&env, &code).await.ok_or("gone")?;
         if instance.steps[2].state == StepState::Undone {
@@ -1260,7 +1273,11 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
     );
     // The annulment delivered again changes nothing.
     annulment.event_id = uuid::Uuid::now_v7().to_string();
-    registrar.publish(annulment).await.expect("published");
+    client(&hub, Some(&registrar))
+        .await
+        .publish(annulment)
+        .await
+        .expect("published");
     common::eventually("the repeat is recorded", async || {
         let timeline = store::timeline(&env.pool, &code)
             .await
@@ -1425,32 +1442,8 @@ async fn an_annulled_registration_cancels_the_benefit_decided_and_not_yet_paid()
         )
         .await
         .expect("registered");
-    let registrar = env.token("civil-status-48").await;
-    env.grant(
-        "civil-status-48",
-        Direction::Publish,
-        "death.registration-annulled",
-        PURPOSE,
-    )
-    .await;
-    let mut annulment = publish_request(
-        &code,
-        &serde_json::json!({
-            "dossier_code": code,
-            "registration_number": registration.get::<_, String>(0),
-            "registering_agency_code": registration.get::<_, String>(1),
-            "deceased": {"personal_id": id},
-            "annulled_at": "2026-11-22T10:00:00+07:00",
-            "decision_reference": "45/QĐ-UBND",
-            "reason_code": "WRONG_PERSON"
-        }),
-    );
-    annulment.event_type = "death.registration-annulled".into();
-    client(&hub, Some(&registrar))
-        .await
-        .publish(annulment)
-        .await
-        .expect("published");
+    let (number, agency): (String, String) = (registration.get(0), registration.get(1));
+    annul(&env, &hub, &code, &id, (&agency, &number)).await;
     let instance = common::eventually("the decision is cancelled", async || {
         let instance = procedure(&env, &code).await.ok_or("gone")?;
         if instance.steps.iter().any(|s| s.state == StepState::Undone) {
