@@ -612,6 +612,9 @@ impl Worker {
                 connector: self.manifest.name.clone(),
             })
             .observe(answer.latency.as_secs_f64());
+        if self.spec.reply.is_none() && self.spec.refusal.is_none() {
+            return Ok(Handled::Delivered);
+        }
         input["response"] = response_json(&answer, self.clock.now());
         let refused = match self.outcome_of(&input) {
             Ok(None) => return Ok(Handled::Delivered),

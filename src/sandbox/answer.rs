@@ -81,14 +81,28 @@ pub fn personal_id<'a>(body: &'a Value, path: &str) -> Result<&'a str, Answer> {
     }
 }
 
-/// When a citizen's record could not be created because its key or its citizen is taken: the
-/// first answer if `earlier` (the answer and the citizen stored under the key) is this
-/// citizen's, a refusal of the reused key if it is another's, else `taken`.
-pub fn replay(
-    earlier: Option<tokio_postgres::Row>,
-    citizen: &str,
+/// The answer to a request that creates a citizen's record once, after its insert made
+/// `inserted` rows: 201 with `answer` when it made the record; otherwise the first answer
+/// stored under the key in `table` (which has `answer`, `personal_id` and `request_key`) if
+/// that request was this citizen's, a refusal of the key if it was another's, else `taken`
+/// (the citizen has the record under another key).
+pub async fn created_or_replayed(
+    client: &tokio_postgres::Client,
+    system: &str,
+    (inserted, answer): (u64, Value),
+    (table, key, citizen): (&str, &str, &str),
     taken: Answer,
 ) -> Result<Answer, Answer> {
+    if inserted == 1 {
+        return Ok((StatusCode::CREATED, Json(answer)));
+    }
+    let earlier = client
+        .query_opt(
+            &format!("SELECT answer, personal_id FROM {table} WHERE request_key = $1"),
+            &[&key],
+        )
+        .await
+        .map_err(|e| internal(system, e))?;
     match earlier {
         Some(row) if row.get::<_, &str>(1) == citizen => Ok((StatusCode::OK, Json(row.get(0)))),
         Some(_) => Err(key_reused()),

@@ -374,20 +374,17 @@ async fn id_card(
         )
         .await
         .map_err(internal)?;
-    if inserted == 1 {
-        return Ok((StatusCode::CREATED, Json(answer)));
-    }
-    let by_key = client
-        .query_opt(
-            "SELECT answer, personal_id FROM sandbox_population.id_card WHERE request_key = $1",
-            &[&key],
-        )
-        .await
-        .map_err(internal)?;
     let taken = problem(
         StatusCode::CONFLICT,
         "already_issued",
         "this citizen holds a card already",
     );
-    answer::replay(by_key, &personal_id, taken)
+    answer::created_or_replayed(
+        &client,
+        "population",
+        (inserted, answer),
+        ("sandbox_population.id_card", key, &personal_id),
+        taken,
+    )
+    .await
 }

@@ -141,22 +141,19 @@ async fn register(
         )
         .await
         .map_err(internal)?;
-    if inserted == 1 {
-        return Ok((StatusCode::CREATED, Json(answer)));
-    }
-    let by_key = client
-        .query_opt(
-            "SELECT answer, personal_id FROM sandbox_residence.permanent WHERE request_key = $1",
-            &[&key],
-        )
-        .await
-        .map_err(internal)?;
     let taken = problem(
         StatusCode::CONFLICT,
         "already_registered",
         "this citizen has a permanent residence already",
     );
-    answer::replay(by_key, child, taken)
+    answer::created_or_replayed(
+        &client,
+        "residence",
+        (inserted, answer),
+        ("sandbox_residence.permanent", key, child),
+        taken,
+    )
+    .await
 }
 
 /// Takes a citizen the residence sandbox has not registered itself from the population

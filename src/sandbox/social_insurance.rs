@@ -179,25 +179,21 @@ async fn child_card(
         )
         .await
         .map_err(internal)?;
-    if inserted == 1 {
-        return Ok((StatusCode::CREATED, Json(answer)));
-    }
     // The key first: a repeat gets its first answer, a key reused for another child is
     // refused; then the child: one card each.
-    let by_key = client
-        .query_opt(
-            "SELECT answer, personal_id FROM sandbox_social_insurance.child_card
-             WHERE request_key = $1",
-            &[&key],
-        )
-        .await
-        .map_err(internal)?;
     let taken = problem(
         StatusCode::CONFLICT,
         "already_issued",
         "this child holds a card already",
     );
-    answer::replay(by_key, child, taken)
+    answer::created_or_replayed(
+        &client,
+        "social-insurance",
+        (inserted, answer),
+        ("sandbox_social_insurance.child_card", key, child),
+        taken,
+    )
+    .await
 }
 
 async fn card_of(
