@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "schemas/proto/lienthong/v1/events.proto",
         "schemas/proto/lienthong/v1/connectors.proto",
         "schemas/proto/lienthong/v1/dossiers.proto",
+        "schemas/proto/lienthong/v1/audit.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

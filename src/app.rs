@@ -18,10 +18,12 @@ use crate::access::{
     Access, AccessCatalogue, AccessSettings, AuthLayer, EventTypeInfo, PolicyFileError,
     SystemLimits,
 };
+use crate::api::audit::AuditApi;
 use crate::api::connectors::ConnectorAdminApi;
 use crate::api::dossiers::DossierApi;
 use crate::api::grpc::EventApi;
 use crate::api::http::{self, HttpState};
+use crate::audit::{self, KeyError, Ledger, Signer, SubjectKeys};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
 use crate::connectors::admin::{Admin, event_topics};
@@ -33,6 +35,7 @@ use crate::db::{self, DbError};
 use crate::domain::{Clock, ReferenceData, ReferenceError, SystemId};
 use crate::events::{Events, EventsParts, Quarantine, QuarantineKeys, SealError};
 use crate::procedures::{self, EngineParts};
+use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::connector_admin_server::ConnectorAdminServer;
 use crate::proto::dossier_service_server::DossierServiceServer;
 use crate::proto::event_service_server::EventServiceServer;
@@ -78,6 +81,8 @@ pub enum StartError {
     Tls(#[from] crate::api::tls::TlsError),
     #[error(transparent)]
     QuarantineKey(#[from] SealError),
+    #[error(transparent)]
+    AuditKey(#[from] KeyError),
     #[error("the gRPC listener's TLS: {0}")]
     GrpcTls(tonic::transport::Error),
     #[error("connector manifests:\n{0}")]
@@ -110,6 +115,9 @@ pub struct Hub {
     workers: TaskTracker,
     /// Ends the hub's own subscriptions, once `workers` have stopped.
     internal_subscriptions: CancellationToken,
+    /// Ends the transfer ledger's writer, once nothing records any more.
+    ledger_stop: CancellationToken,
+    ledger_writer: JoinHandle<()>,
     producer: Producer,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     http: JoinHandle<std::io::Result<()>>,
@@ -193,6 +201,18 @@ impl Hub {
             QUARANTINE_PURGE_INTERVAL,
             shutdown.clone(),
         ));
+        let signer = Arc::new(Signer::load(&config.audit)?);
+        let ledger_stop = CancellationToken::new();
+        let stop_ledger_on_failure = ledger_stop.clone().drop_guard();
+        let subjects = Arc::new(SubjectKeys::load(&config.audit)?);
+        let (ledger, ledger_writer) =
+            Ledger::start(pool.clone(), subjects.clone(), ledger_stop.clone());
+        tracker.spawn(audit::keep_checkpointing(
+            pool.clone(),
+            signer,
+            config.audit.checkpoint_interval(),
+            shutdown.clone(),
+        ));
         let limits = Arc::new(SystemLimits::new(&config.limits));
         let events = Arc::new(Events::new(EventsParts {
             registry: registry.clone(),
@@ -201,6 +221,7 @@ impl Hub {
             subscription_buffer_bytes: config.limits.subscription_buffer_bytes,
             producer: producer.clone(),
             quarantine,
+            ledger,
             metrics: metrics.clone(),
             kafka: config.kafka.clone(),
             shutdown: shutdown.clone(),
@@ -300,6 +321,7 @@ impl Hub {
         health
             .set_serving::<DossierServiceServer<DossierApi>>()
             .await;
+        health.set_serving::<AuditServiceServer<AuditApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -328,6 +350,10 @@ impl Hub {
                 connector_admin,
             )))
             .add_service(DossierServiceServer::new(DossierApi::new(pool.clone())))
+            .add_service(AuditServiceServer::new(AuditApi::new(
+                pool.clone(),
+                subjects,
+            )))
             .add_service(
                 EventServiceServer::new(EventApi::new(events, config.limits.max_batch_events))
                     .max_decoding_message_size(config.limits.max_message_bytes)
@@ -361,6 +387,7 @@ impl Hub {
         tracing::info!(%grpc_addr, %http_addr, tls = config.tls.enabled(), "hub ready");
         stop_on_failure.disarm();
         stop_internal_on_failure.disarm();
+        stop_ledger_on_failure.disarm();
         Ok(Self {
             grpc_addr,
             http_addr,
@@ -369,6 +396,8 @@ impl Hub {
             tracker,
             workers,
             internal_subscriptions,
+            ledger_stop,
+            ledger_writer,
             producer,
             grpc: tokio::spawn(grpc),
             http: tokio::spawn(http),
@@ -404,6 +433,10 @@ impl Hub {
         self.internal_subscriptions.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        // Everything that records crossings has stopped: what is queued is written, then the
+        // writer ends.
+        self.ledger_stop.cancel();
+        self.ledger_writer.await?;
         if let Err(error) = self.producer.flush(FLUSH_TIMEOUT).await {
             tracing::error!(%error, "some events were not acknowledged before shutdown");
         }

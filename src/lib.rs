@@ -4,13 +4,15 @@
 //! The folders show the architecture (see `docs/decisions/` and the README):
 //! `api` (gRPC and HTTP, no business rules) → `events` (the publish and subscribe paths) and
 //! `access` (who is calling) → `registry` (schemas, validation, Avro wire format), `bus` (Kafka),
-//! `db` (PostgreSQL), `domain` (typed identifiers). `app` wires them into one running hub; `cli`
-//! holds one thin module per subcommand.
+//! `db` (PostgreSQL), `domain` (typed identifiers); `audit` records every crossing in the transfer
+//! ledger and its tamper-evident log. `app` wires them into one running hub; `cli` holds one thin
+//! module per subcommand.
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod bus;
 pub mod cli;
 pub mod config;

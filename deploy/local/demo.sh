@@ -46,6 +46,8 @@ tls=$LIENTHONG_DATA_DIR/tls
 export LIENTHONG_TLS__CERT_FILE=$tls/server.pem LIENTHONG_TLS__KEY_FILE=$tls/server.key
 export LIENTHONG_TLS__CLIENT_CA_FILE=$tls/ca.pem
 export LIENTHONG_QUARANTINE__KEY_FILE=$tls/quarantine.key
+export LIENTHONG_AUDIT__SIGNING_KEY_FILE=$tls/audit-signing.key
+export LIENTHONG_AUDIT__SUBJECT_KEY_FILE=$tls/audit-subject.key
 
 # A token per member system: created on the first run; on later runs the old tokens are revoked
 # and a fresh one issued (the token is shown only once).
@@ -336,9 +338,28 @@ echo "-- lienthong systems list"
 "$bin" systems list
 echo "-- lienthong systems denials --limit 1"
 "$bin" systems denials --limit 1
+echo
+echo "== 17. What an auditor sees: the birth dossier's transfers (who received which fields, why,"
+echo "   under which schema version), one of them proven and the proof checked offline with the"
+echo "   published key, and the whole log verified against its signed checkpoints"
+echo "-- lienthong audit trace $code"
+"$bin" audit trace "$code" --by demo-auditor
+echo "-- lienthong audit checkpoint (the hub signs one every 10 s; this signs one now)"
+"$bin" audit checkpoint
+# The first call a connector made for the dossier: its entry's position in the log.
+position=$("$bin" audit trace "$code" --by demo-auditor | awk '$4 == "connector-call" { print $1; exit }')
+"$bin" audit prove "$position" --out "$LIENTHONG_DATA_DIR/proof.json"
+key=$("$bin" audit key)
+echo "-- lienthong audit check-proof proof.json --key $key"
+echo "   (offline: only the proof and the published key, no database)"
+"$bin" audit check-proof "$LIENTHONG_DATA_DIR/proof.json" --key "$key"
+echo "-- lienthong audit verify"
+"$bin" audit verify
+echo "-- lienthong citizen report <the child's personal ID> (what the family can be shown)"
+"$bin" citizen report "$child" --by demo-portal | head -n 24
 if (( load > 0 )); then
   echo
-  echo "== 17. Under load: $load more birth dossiers through the same hub, connectors and sandboxes"
+  echo "== 18. Under load: $load more birth dossiers through the same hub, connectors and sandboxes"
   echo "   (a debug build, every national system a sandbox on this machine)"
   "$bin" dossiers load --count "$load" --endpoint "https://$grpc" --ca-file "$tls/ca.pem" \
     --publisher-token "$publisher"

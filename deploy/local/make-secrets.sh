@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates the local demo's throw-away secrets under $LIENTHONG_DATA_DIR/tls: a certificate
 # authority, the hub's server certificate (for 127.0.0.1 and localhost), one client certificate
-# per member system named on the command line, and the key that seals the quarantine. Never use
-# these outside a laptop: the CA key sits next to them. Idempotent: existing files are kept.
+# per member system named on the command line, the key that seals the quarantine and the audit
+# log's two keys. Never use these outside a laptop: the CA key sits next to them. Idempotent:
+# existing files are kept.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -22,9 +23,11 @@ if [[ ! -f ca.pem ]]; then
     -extfile server.ext -out server.pem 2>/dev/null
   rm -f server.csr server.ext
 fi
-if [[ ! -f quarantine.key ]]; then
-  openssl rand -hex 32 >quarantine.key
-fi
+# Each a 32-byte secret in hex: the quarantine's sealing key, the audit log's Ed25519 signing
+# seed and the key of its pseudonymous subject references.
+for key in quarantine audit-signing audit-subject; do
+  [[ -f $key.key ]] || openssl rand -hex 32 >"$key.key"
+done
 for system in "$@"; do
   [[ -f $system.pem ]] && continue
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \

@@ -46,7 +46,7 @@ pub(super) fn operator<T>(request: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// Who an action is recorded as: the operator system and the person it names.
-fn actor(caller: &Caller, by: &str) -> Result<String, Status> {
+pub(super) fn actor(caller: &Caller, by: &str) -> Result<String, Status> {
     let by = by.trim();
     if by.is_empty() || by.len() > 100 || by.chars().any(char::is_control) {
         return Err(Status::invalid_argument(

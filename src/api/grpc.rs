@@ -83,7 +83,7 @@ impl EventApi {
             id: id.clone(),
             ended: opened.ended.clone(),
         };
-        let fields = opened.fields;
+        let recipient = opened.recipient;
         let guard = opened.ended.clone().drop_guard();
         let withdrawn = opened.withdrawn;
         let last = futures::stream::once(async move {
@@ -96,12 +96,12 @@ impl EventApi {
             let events = events.clone();
             let id = id.clone();
             let event_type = event_type.clone();
-            let fields = fields.clone();
+            let recipient = recipient.clone();
             let span =
                 tracing::info_span!("deliver", otel.kind = "consumer", event_type = %event_type);
             let _ = span.set_parent(trace::extract(&received.headers));
             async move {
-                let decoded = events.decode(received, &event_type, &fields).await;
+                let decoded = events.decode(received, &event_type, &recipient).await;
                 Ok(delivery(&id, decoded))
             }
             .instrument(span)

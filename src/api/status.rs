@@ -102,6 +102,10 @@ pub(super) fn publish_status(error: PublishError) -> Status {
             tracing::error!(error = %e, "quarantine failed");
             Status::unavailable("the event is invalid but could not be quarantined; retry")
         }
+        PublishError::Unrecorded { event_id, source } => Status::unavailable(format!(
+            "the event reached the bus but its transfer was not recorded; retry with event_id \
+             {event_id} so consumers can deduplicate ({source})"
+        )),
         PublishError::Denied(denied) => denied_status(&denied),
         PublishError::Throttled(throttled) => throttled.into(),
     }
@@ -230,6 +234,10 @@ pub(super) fn batch_outcome(outcome: Result<Accepted, PublishError>) -> Outcome 
         Err(PublishError::Throttled(throttled)) => Outcome::Failed(proto::Failure {
             event_id: String::new(),
             message: throttled.to_string(),
+        }),
+        Err(PublishError::Unrecorded { event_id, source }) => Outcome::Failed(proto::Failure {
+            event_id: event_id.to_string(),
+            message: format!("on the bus, but its transfer was not recorded: {source}"),
         }),
         Err(PublishError::Denied(denied)) => Outcome::Denied(proto::Denial {
             reason: denied.code.to_owned(),

@@ -17,6 +17,7 @@ use tonic::transport::Channel;
 
 use crate::access::{Credentials, Direction, Grant, Resource, Rights};
 use crate::app::Hub;
+use crate::audit::{self, Crossing, Ledger, SubjectKeys};
 use crate::bus::{Envelope, Producer};
 use crate::config::Config;
 use crate::domain::{DossierCode, ReferenceData, SystemId};
@@ -65,6 +66,58 @@ async fn in_scratch_database<T>(
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await?;
     outcome
+}
+
+/// Ledger rows recorded per second, `n` of them from as many concurrent callers as a
+/// publishing stream has events in flight: what the ledger adds to the publish path.
+async fn ledger_rate(
+    config: &Config,
+    database: crate::config::DatabaseConfig,
+    schema: &EventSchema,
+    payload: &Value,
+    n: usize,
+) -> anyhow::Result<f64> {
+    use futures::StreamExt as _;
+    const IN_FLIGHT: usize = 4096;
+    let pool = crate::db::pool(&database)?;
+    crate::db::migrate(&pool).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let subjects = Arc::new(SubjectKeys::load(&config.audit)?);
+    let (ledger, writer) = Ledger::start(pool, subjects, stop.clone());
+    let record = |ledger: Ledger| async move {
+        ledger
+            .record(Crossing {
+                channel: audit::Channel::Publish,
+                source: "bench",
+                target: "hub",
+                event: None,
+                purpose: "civil-registration",
+                legal_basis: "Decree 63/2024/ND-CP",
+                dossier_code: payload["dossier_code"].as_str(),
+                payload,
+                classes: Some(&schema.classes),
+                trace_id: None,
+            })
+            .await
+    };
+    let started = Instant::now();
+    let mut waiting = futures::stream::FuturesUnordered::new();
+    for _ in 0..n {
+        if waiting.len() >= IN_FLIGHT
+            && let Some(outcome) = waiting.next().await
+        {
+            outcome?;
+        }
+        waiting.push(record(ledger.clone()));
+    }
+    while let Some(outcome) = waiting.next().await {
+        outcome?;
+    }
+    let per_second = rate(n, started.elapsed());
+    stop.cancel();
+    drop(ledger);
+    writer.await?;
+    Ok(per_second)
 }
 
 /// Seeds `citizens` into a database of its own; the time it took.
@@ -149,13 +202,18 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     // The bench's own hub listens on loopback in plain text: it measures the pipeline, and a
     // TLS handshake per connection would only blur the comparison with the raw producer.
     config.tls = crate::config::TlsConfig::default();
-    // Nothing it sends is refused, but the hub does not start without a quarantine key: the
-    // bench's hub gets a throw-away one.
-    let key_file = std::env::temp_dir().join(format!("lienthong-bench-{}.key", std::process::id()));
-    std::fs::write(&key_file, hex::encode(rand::random::<[u8; 32]>()))?;
-    // Gone when the bench ends, however it ends.
-    let _key = RemoveOnDrop(key_file.clone());
-    config.quarantine.key_file = Some(key_file.clone());
+    // The hub does not start without its keys (the quarantine's, the audit log's): the
+    // bench's hub gets throw-away ones, gone when the bench ends, however it ends.
+    let mut keys = Vec::new();
+    for name in ["quarantine", "audit-signing", "audit-subject"] {
+        let file =
+            std::env::temp_dir().join(format!("lienthong-bench-{}-{name}.key", std::process::id()));
+        std::fs::write(&file, hex::encode(rand::random::<[u8; 32]>()))?;
+        keys.push(RemoveOnDrop(file));
+    }
+    config.quarantine.key_file = Some(keys[0].0.clone());
+    config.audit.signing_key_file = Some(keys[1].0.clone());
+    config.audit.subject_key_file = Some(keys[2].0.clone());
     // Its own topic prefix, so the bench never mixes with real traffic.
     config.kafka.topic_prefix =
         format!("{}bench-{}.", config.kafka.topic_prefix, std::process::id());
@@ -203,6 +261,15 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
             })?,
         },
     ];
+
+    let recorded = in_scratch_database(&config, "ledger", async |database| {
+        ledger_rate(&config, database, &schema, &payload, n).await
+    })
+    .await?;
+    rows.push(Row {
+        name: "transfer ledger: rows recorded in PostgreSQL (group commit)",
+        per_second: recorded,
+    });
 
     config.grpc.listen = "127.0.0.1:0".parse()?;
     config.http.listen = "127.0.0.1:0".parse()?;

@@ -1,8 +1,10 @@
 //! The command line: one thin module per subcommand. Each parses, calls a part and prints a
 //! table or text; errors reach the user with their cause chain and exit code 1.
 
+mod audit;
 mod bench;
 mod bench_procedures;
+mod citizen;
 mod config_check;
 mod connectors;
 mod demo;
@@ -56,6 +58,12 @@ enum Command {
     /// Follow life-event dossiers through their procedures: steps, due times, results.
     #[command(subcommand)]
     Dossiers(dossiers::DossiersCommand),
+    /// Audit: verify the tamper-evident log, prove entries, trace dossiers and citizens.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// A citizen's report, in Vietnamese: who used their data, when, why, which fields.
+    #[command(subcommand)]
+    Citizen(citizen::CitizenCommand),
     /// Look at refused events.
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
@@ -90,6 +98,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Systems(command) => systems::run(command, Config::load(config)?).await,
             Command::Connectors(command) => connectors::run(command, Config::load(config)?).await,
             Command::Dossiers(command) => dossiers::run(command, Config::load(config)?).await,
+            Command::Audit(command) => audit::run(command, Config::load(config)?).await,
+            Command::Citizen(command) => citizen::run(command, Config::load(config)?).await,
             Command::Quarantine(command) => quarantine::run(command, Config::load(config)?).await,
             Command::Schemas(command) => schemas::run(command, Config::load(config)?).await,
             Command::Sandbox(command) => sandbox::run(command, Config::load(config)?).await,

@@ -21,8 +21,9 @@ pub enum ConfigError {
 }
 
 /// The environment prefixes of the sections below: `LIENTHONG_<SECTION>__<FIELD>`.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "access__",
+    "audit__",
     "connectors__",
     "procedures__",
     "tls__",
@@ -40,6 +41,7 @@ const SECTIONS: [&str; 12] = [
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub access: AccessConfig,
+    pub audit: AuditConfig,
     pub connectors: ConnectorsConfig,
     pub procedures: ProceduresConfig,
     pub grpc: GrpcConfig,
@@ -60,7 +62,7 @@ pub use sections::{
     ConnectorsConfig, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LogConfig, LogFormat,
     ProceduresConfig, ProceduresStart, SchemasConfig,
 };
-pub use security::{AccessConfig, LimitsConfig, QuarantineConfig, TlsConfig};
+pub use security::{AccessConfig, AuditConfig, LimitsConfig, QuarantineConfig, TlsConfig};
 
 impl Config {
     /// Defaults, then the file (when given and present), then the environment.
@@ -178,6 +180,22 @@ impl Config {
             return invalid(
                 "quarantine.retention_days",
                 "must be 1 to 3650: refused events hold personal data and cannot be kept forever",
+            );
+        }
+        if !(100..=3_600_000).contains(&self.audit.checkpoint_interval_ms) {
+            return invalid(
+                "audit.checkpoint_interval_ms",
+                "must be 100 to 3600000: entries after the last checkpoint are not yet signed",
+            );
+        }
+        let origin = &self.audit.origin;
+        if origin.is_empty()
+            || origin.len() > 200
+            || origin.chars().any(|c| c.is_whitespace() || c == '+')
+        {
+            return invalid(
+                "audit.origin",
+                "must be 1 to 200 characters without spaces or '+', e.g. lienthong.dongnai.gov.vn/audit",
             );
         }
         match self.database.url.parse::<tokio_postgres::Config>() {

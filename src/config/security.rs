@@ -150,6 +150,47 @@ impl QuarantineConfig {
     }
 }
 
+/// The audit log's keys and checkpoints (`src/audit`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The Ed25519 key that signs checkpoints: its 32-byte seed as 64 hexadecimal characters in
+    /// a file (`openssl rand -hex 32`). Required to serve; `lienthong audit key` prints the
+    /// public key auditors check proofs with.
+    pub signing_key_file: Option<PathBuf>,
+    /// The checkpoints' origin line and the signing key's name, unique per deployment, e.g.
+    /// `lienthong.dongnai.gov.vn/audit`.
+    pub origin: String,
+    /// The key of the pseudonymous subject references (HMAC-SHA256 of a personal ID): 32
+    /// bytes as 64 hexadecimal characters in a file. Required to serve.
+    pub subject_key_file: Option<PathBuf>,
+    /// The active subject key's name, stored in every reference it makes.
+    pub subject_key_id: String,
+    /// Subject keys rotated out, by name: lookups by personal ID still find what they made.
+    pub previous_subject_keys: BTreeMap<String, PathBuf>,
+    /// How often a checkpoint is signed over what was appended since the last one.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            origin: "lienthong.local/audit".to_owned(),
+            subject_key_file: None,
+            subject_key_id: "s1".to_owned(),
+            previous_subject_keys: BTreeMap::new(),
+            checkpoint_interval_ms: 10_000,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.checkpoint_interval_ms)
+    }
+}
+
 impl Config {
     /// The effective security settings, one line each, as `config check` shows them.
     pub fn security_summary(&self) -> Vec<String> {
@@ -190,6 +231,10 @@ impl Config {
             format!(
                 "quarantine: refused events kept {} days",
                 self.quarantine.retention_days
+            ),
+            format!(
+                "audit: checkpoints signed as {} every {} ms",
+                self.audit.origin, self.audit.checkpoint_interval_ms
             ),
         ]
     }

@@ -32,11 +32,13 @@ use super::mapping::json_kind;
 use super::resilience::backoff;
 use super::state::{self, DeadLetter};
 use super::stats::{Stats, WorkerState};
-use crate::access::{Caller, FieldSet};
+use crate::access::Caller;
+use crate::audit::{Channel, Crossing, EventRef, trace_id_of};
+use crate::bus::envelope::TRACEPARENT;
 use crate::bus::{Envelope, FetchError, Producer, Received, StartFrom, fetch};
 use crate::config::KafkaConfig;
 use crate::domain::Clock;
-use crate::events::{Events, NewEvent, PublishError, SubscribeError, SubscribeInput};
+use crate::events::{Events, NewEvent, PublishError, Recipient, SubscribeError, SubscribeInput};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ConnectorLabels;
 
@@ -74,6 +76,13 @@ pub enum WorkerError {
     },
     #[error("cannot decode an event for now: {0}")]
     Decode(String),
+    /// The call was made but not recorded in the transfer ledger: the event comes again and
+    /// the call is repeated with the same idempotency key, then recorded.
+    #[error("the call for event {event_id} was not recorded: {source}")]
+    Unrecorded {
+        event_id: Uuid,
+        source: crate::audit::LedgerError,
+    },
     #[error("cannot acknowledge a handled event: {0}")]
     Acknowledge(SubscribeError),
     /// The worker is stopping: the event was not finished and will be delivered again.
@@ -141,7 +150,7 @@ struct Source {
     event_type: String,
     assignment: Arc<crate::bus::Assignment>,
     subscription: String,
-    fields: Arc<FieldSet>,
+    recipient: Arc<Recipient>,
     withdrawn: tokio::sync::oneshot::Receiver<crate::access::Withdrawn>,
 }
 
@@ -326,19 +335,19 @@ impl Worker {
                 event_type: event_type.clone(),
                 assignment: opened.assignment.clone(),
                 subscription: opened.id.to_string(),
-                fields: opened.fields,
+                recipient: opened.recipient,
                 withdrawn: opened.withdrawn,
             });
         }
         let mut incoming = futures::stream::select_all(streams);
-        let fields = sources
+        let recipients = sources
             .iter()
-            .map(|s| (s.event_type.clone(), s.fields.clone()))
+            .map(|s| (s.event_type.clone(), s.recipient.clone()))
             .collect();
         // Ends with the worker: its stop is cancelled whichever way `run` returns.
         let replays = stop.child_token();
         let _replays_end = replays.clone().drop_guard();
-        let replaying = tokio::spawn(self.clone().replay_requested(fields, replays.clone()));
+        let replaying = tokio::spawn(self.clone().replay_requested(recipients, replays.clone()));
         self.stats.set_assignments(assignments);
         // Whichever way `run` ends, its partitions are no longer this worker's.
         let _held = ClearAssignments(&self.stats);
@@ -442,11 +451,11 @@ impl Worker {
         stop: &CancellationToken,
     ) -> BoxFuture<'static, Done> {
         let event_type = source.event_type.clone();
-        let fields = source.fields.clone();
+        let recipient = source.recipient.clone();
         let stop = stop.clone();
         async move {
             let position = (received.partition, received.offset);
-            let outcome = self.handle(&event_type, &fields, received, &stop).await;
+            let outcome = self.handle(&event_type, &recipient, received, &stop).await;
             (key, index, position, outcome)
         }
         .boxed()
@@ -456,7 +465,7 @@ impl Worker {
     async fn handle(
         &self,
         event_type: &str,
-        fields: &FieldSet,
+        recipient: &Recipient,
         received: Received,
         stop: &CancellationToken,
     ) -> Result<Handled, WorkerError> {
@@ -472,7 +481,7 @@ impl Worker {
         };
         let decoded = self
             .events
-            .decode(received.clone(), event_type, fields)
+            .decode(received.clone(), event_type, recipient)
             .await;
         let Some(payload) = decoded.payload else {
             let message = decoded.decode_error.unwrap_or_default();
@@ -604,6 +613,25 @@ impl Worker {
                 }
             }
         };
+        self.events
+            .ledger()
+            .record(Crossing {
+                channel: Channel::ConnectorCall,
+                source: self.manifest.system.as_str(),
+                target: &self.manifest.name,
+                event: Some(EventRef::of(&envelope)),
+                purpose: &self.manifest.purpose,
+                legal_basis: &self.manifest.legal_basis,
+                dossier_code: envelope.correlation_id.as_ref().map(|c| c.as_str()),
+                payload: &body,
+                classes: None,
+                trace_id: trace_id_of(received.headers.get(TRACEPARENT)),
+            })
+            .await
+            .map_err(|source| WorkerError::Unrecorded {
+                event_id: envelope.event_id,
+                source,
+            })?;
         self.stats.delivered(self.clock.now(), answer.latency);
         self.count("delivered");
         self.metrics
@@ -917,7 +945,7 @@ impl Worker {
     /// Replays the dead letters operators asked for, as they are claimed by this process.
     async fn replay_requested(
         self: Arc<Self>,
-        fields: HashMap<String, Arc<FieldSet>>,
+        recipients: HashMap<String, Arc<Recipient>>,
         stop: CancellationToken,
     ) {
         let mut ticks = tokio::time::interval(self.refresh);
@@ -945,7 +973,7 @@ impl Worker {
                     }
                 };
                 for claim in claimed {
-                    let outcome = match self.replay(&claim, &fields, &stop).await {
+                    let outcome = match self.replay(&claim, &recipients, &stop).await {
                         Ok(outcome) => outcome,
                         // Unfinished: the claim lapses and a process takes the replay up again.
                         Err(WorkerError::Stopping) => return,
@@ -969,10 +997,10 @@ impl Worker {
     async fn replay(
         &self,
         claim: &state::Claimed,
-        fields: &HashMap<String, Arc<FieldSet>>,
+        recipients: &HashMap<String, Arc<Recipient>>,
         stop: &CancellationToken,
     ) -> Result<String, WorkerError> {
-        let Some(fields) = fields.get(&claim.event_type) else {
+        let Some(recipient) = recipients.get(&claim.event_type) else {
             return Ok(format!(
                 "not replayed: the connector no longer consumes {}",
                 claim.event_type
@@ -997,7 +1025,10 @@ impl Worker {
         });
         (record.topic, record.partition, record.offset) = claim.source.clone();
         Ok(
-            match self.handle(&claim.event_type, fields, record, stop).await? {
+            match self
+                .handle(&claim.event_type, recipient, record, stop)
+                .await?
+            {
                 Handled::Delivered => "delivered".to_owned(),
                 Handled::DeadLettered(id) => format!("dead-lettered again as #{id}"),
             },

@@ -25,8 +25,11 @@ use crate::access::{
     Access, Caller, Denied, FieldSet, MAX_LEGAL_BASIS, SystemLimits, Withdrawn, is_legal_basis,
     is_purpose_code,
 };
+use crate::audit::{Channel, Crossing, EventRef, Ledger, LedgerError, trace_id_of};
+use crate::bus::envelope::TRACEPARENT;
 use crate::bus::{
-    Assignment, Producer, Received, StartFrom, Subscription, SubscriptionError, SubscriptionOptions,
+    Assignment, Envelope, Producer, Received, StartFrom, Subscription, SubscriptionError,
+    SubscriptionOptions,
 };
 use crate::config::KafkaConfig;
 use crate::domain::SystemId;
@@ -83,12 +86,20 @@ pub struct SubscribeInput {
     pub legal_basis: String,
 }
 
+/// Who receives a subscription's events, why, and what of them it may see: [`Events::decode`]
+/// applies the fields and records each delivery in the transfer ledger.
+pub struct Recipient {
+    pub system: SystemId,
+    pub purpose: String,
+    pub legal_basis: String,
+    pub fields: Arc<FieldSet>,
+}
+
 /// A started subscription.
 pub struct Opened {
     pub id: Uuid,
     pub deliveries: mpsc::Receiver<Received>,
-    /// The fields the subscriber's purpose may see; [`Events::decode`] applies it.
-    pub fields: Arc<FieldSet>,
+    pub recipient: Arc<Recipient>,
     /// Answers why, if the subscriber's credential or right is withdrawn while it runs: the
     /// hub has then already stopped its consumer. Closed without an answer when the
     /// subscription ends otherwise.
@@ -113,6 +124,18 @@ pub struct DecodedEvent {
     pub withheld: Vec<String>,
 }
 
+impl DecodedEvent {
+    fn failed(received: Received, error: String, transient: bool) -> Self {
+        Self {
+            received,
+            payload: None,
+            decode_error: Some(error),
+            decode_transient: transient,
+            withheld: Vec::new(),
+        }
+    }
+}
+
 pub struct Events {
     registry: Arc<Registry>,
     access: Arc<Access>,
@@ -120,6 +143,7 @@ pub struct Events {
     subscription_buffer_bytes: usize,
     producer: Producer,
     quarantine: Quarantine,
+    ledger: Ledger,
     metrics: Arc<Metrics>,
     kafka: KafkaConfig,
     subscriptions: Mutex<HashMap<Uuid, (SystemId, Subscription)>>,
@@ -136,6 +160,7 @@ pub struct EventsParts {
     pub subscription_buffer_bytes: usize,
     pub producer: Producer,
     pub quarantine: Quarantine,
+    pub ledger: Ledger,
     pub metrics: Arc<Metrics>,
     pub kafka: KafkaConfig,
     /// Ends remote callers' subscriptions.
@@ -169,6 +194,7 @@ impl Events {
             subscription_buffer_bytes: parts.subscription_buffer_bytes,
             producer: parts.producer,
             quarantine: parts.quarantine,
+            ledger: parts.ledger,
             metrics: parts.metrics,
             kafka: parts.kafka,
             subscriptions: Mutex::new(HashMap::new()),
@@ -176,6 +202,12 @@ impl Events {
             internal_shutdown: parts.internal_shutdown,
             tracker: parts.tracker,
         }
+    }
+
+    /// The transfer ledger, for the crossings the hub's parts make beyond the bus (a
+    /// connector's call to an external system).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Starts a subscription for `caller`, if one of its rights covers the event type and the
@@ -279,7 +311,12 @@ impl Events {
         Ok(Opened {
             id,
             deliveries,
-            fields,
+            recipient: Arc::new(Recipient {
+                system: caller.system.clone(),
+                purpose: input.purpose,
+                legal_basis: legal_basis.to_owned(),
+                fields,
+            }),
             withdrawn,
             ended,
             assignment,
@@ -314,13 +351,15 @@ impl Events {
             })
     }
 
-    /// Decodes a delivered record with its writer schema and keeps only the `fields` the
-    /// subscriber's purpose may see.
+    /// Decodes a delivered record with its writer schema, keeps only the fields the
+    /// recipient's purpose may see, and records the delivery in the transfer ledger before it
+    /// is handed over (a delivery the ledger could not record is not handed over: it fails as
+    /// a transient error, and comes again).
     pub async fn decode(
         &self,
         received: Received,
         event_type: &str,
-        fields: &FieldSet,
+        recipient: &Recipient,
     ) -> DecodedEvent {
         self.metrics
             .delivered
@@ -328,27 +367,61 @@ impl Events {
                 event_type: event_type.to_owned(),
             })
             .inc();
-        match self.registry.decode(&received.payload).await {
-            Ok(mut payload) => {
-                let withheld = fields.apply(&mut payload);
-                DecodedEvent {
-                    received,
-                    payload: Some(payload),
-                    decode_error: None,
-                    decode_transient: false,
-                    withheld,
-                }
-            }
+        let mut payload = match self.registry.decode(&received.payload).await {
+            Ok(payload) => payload,
             Err(error) => {
                 tracing::warn!(topic = %received.topic, partition = received.partition, offset = received.offset, %error, "record not decodable");
-                DecodedEvent {
-                    received,
-                    payload: None,
-                    decode_transient: matches!(error, crate::registry::DecodeError::Registry(_)),
-                    decode_error: Some(error.to_string()),
-                    withheld: Vec::new(),
-                }
+                let transient = matches!(error, crate::registry::DecodeError::Registry(_));
+                return DecodedEvent::failed(received, error.to_string(), transient);
             }
+        };
+        let withheld = recipient.fields.apply(&mut payload);
+        if let Err(error) = self
+            .record_delivery(&received, event_type, recipient, &payload)
+            .await
+        {
+            tracing::error!(topic = %received.topic, offset = received.offset, %error, "delivery not recorded; not handed over");
+            return DecodedEvent::failed(received, error.to_string(), true);
         }
+        DecodedEvent {
+            received,
+            payload: Some(payload),
+            decode_error: None,
+            decode_transient: false,
+            withheld,
+        }
+    }
+
+    async fn record_delivery(
+        &self,
+        received: &Received,
+        event_type: &str,
+        recipient: &Recipient,
+        payload: &Value,
+    ) -> Result<(), LedgerError> {
+        // The envelope was checked when the event was published; a record without one (not
+        // written by the hub) is still recorded, from what the record itself says.
+        let envelope = Envelope::from_headers(&received.headers).ok();
+        let schema = self.registry.event(event_type);
+        self.ledger
+            .record(Crossing {
+                channel: Channel::Delivery,
+                source: envelope
+                    .as_ref()
+                    .map_or("unknown", |e| e.producer_system.as_str()),
+                target: recipient.system.as_str(),
+                event: envelope.as_ref().map(EventRef::of),
+                purpose: &recipient.purpose,
+                legal_basis: &recipient.legal_basis,
+                dossier_code: envelope
+                    .as_ref()
+                    .and_then(|e| e.correlation_id.as_ref())
+                    .map(|c| c.as_str())
+                    .or(received.key.as_deref()),
+                payload,
+                classes: schema.map(|s| &s.classes),
+                trace_id: trace_id_of(received.headers.get(TRACEPARENT)),
+            })
+            .await
     }
 }

@@ -20,6 +20,8 @@ use super::envelope_check::{
 };
 use super::quarantine::{QuarantineEntry, QuarantineError};
 use crate::access::{Caller, Denied, Direction, Throttled};
+use crate::audit::{Channel, Crossing, EventRef, LedgerError, Transfer, trace_id_of};
+use crate::bus::envelope::TRACEPARENT;
 use crate::bus::{Envelope, InFlight, ProduceError, trace};
 use crate::registry::{EventSchema, Violation, normalised};
 use crate::telemetry::metrics::{EventLabels, RejectionLabels};
@@ -77,6 +79,10 @@ pub enum PublishError {
     /// The caller's system publishes faster than its limit: nothing was kept; retry later.
     #[error(transparent)]
     Throttled(Throttled),
+    /// The broker took the event but its transfer could not be recorded: retrying with
+    /// `event_id` records it (consumers deduplicate the second copy).
+    #[error("event {event_id}: {source}")]
+    Unrecorded { event_id: Uuid, source: LedgerError },
 }
 
 /// Why an event was refused, for metrics and the quarantine.
@@ -120,6 +126,10 @@ struct Prepared {
     key: String,
     bytes: Vec<u8>,
     warnings: Vec<Violation>,
+    /// Recorded in the ledger once the broker has the event.
+    transfer: Transfer,
+    /// The caller's trace, carried in the record's headers.
+    trace_context: HashMap<String, String>,
 }
 
 /// An event in the producer's queue.
@@ -128,7 +138,11 @@ struct Pending {
     event_id: Uuid,
     in_flight: InFlight,
     warnings: Vec<Violation>,
+    transfer: Transfer,
 }
+
+/// The target system of a publish: the hub itself.
+const HUB: &str = "hub";
 
 /// Events a publishing stream may have queued to the producer and not yet acknowledged.
 const BATCH_IN_FLIGHT: usize = 4096;
@@ -376,12 +390,27 @@ impl Events {
                 .then(|| serde_json::to_string(&violations).ok())
                 .flatten(),
         };
+        let trace_context: HashMap<String, String> = trace::current_context_headers();
+        let transfer = self.ledger.describe(Crossing {
+            channel: Channel::Publish,
+            source: caller.system.as_str(),
+            target: HUB,
+            event: Some(EventRef::of(&envelope)),
+            purpose: &envelope.purpose,
+            legal_basis: &envelope.legal_basis,
+            dossier_code: envelope.correlation_id.as_ref().map(|c| c.as_str()),
+            payload: &payload,
+            classes: Some(&schema.classes),
+            trace_id: trace_id_of(trace_context.get(TRACEPARENT)),
+        });
         Ok(Prepared {
             schema,
             envelope,
             key,
             bytes,
             warnings: violations,
+            transfer,
+            trace_context,
         })
     }
 
@@ -420,8 +449,9 @@ impl Events {
             key,
             bytes,
             warnings,
+            transfer,
+            trace_context,
         } = prepared;
-        let trace_context: HashMap<String, String> = trace::current_context_headers();
         let in_flight = self
             .producer
             .enqueue(
@@ -441,6 +471,7 @@ impl Events {
             event_id: envelope.event_id,
             in_flight,
             warnings,
+            transfer,
         })
     }
 
@@ -450,11 +481,16 @@ impl Events {
             event_id,
             in_flight,
             warnings,
+            transfer,
         } = pending;
         let produced = in_flight
             .acknowledged()
             .await
             .map_err(|source| PublishError::Produce { event_id, source })?;
+        self.ledger
+            .write(transfer)
+            .await
+            .map_err(|source| PublishError::Unrecorded { event_id, source })?;
         self.metrics
             .produce_latency
             .observe(produced.latency.as_secs_f64());

@@ -29,11 +29,11 @@ use super::definition::Definition;
 use super::instance::{self, Context, Instance, State, StepState};
 use super::store::{self, Taken};
 use super::{LEGAL_BASIS, PURPOSE};
-use crate::access::{Caller, FieldSet};
+use crate::access::Caller;
 use crate::bus::{Envelope, Received, StartFrom};
 use crate::db::DbError;
 use crate::domain::{Clock, ReferenceData};
-use crate::events::{Events, SubscribeError, SubscribeInput};
+use crate::events::{Events, Recipient, SubscribeError, SubscribeInput};
 use crate::telemetry::Metrics;
 
 /// The consumer groups' name (namespaced by the engine's system and each event type).
@@ -85,7 +85,7 @@ struct Source {
     definition: &'static Definition,
     event_type: &'static str,
     subscription: String,
-    fields: Arc<FieldSet>,
+    recipient: Arc<Recipient>,
 }
 
 /// A finished event: its source and position, and how it went.
@@ -134,7 +134,7 @@ impl Engine {
                     definition,
                     event_type,
                     subscription: opened.id.to_string(),
-                    fields: opened.fields,
+                    recipient: opened.recipient,
                 });
             }
         }
@@ -161,8 +161,8 @@ impl Engine {
                     Some((index, Some(received))) => {
                         let source = &sources[index];
                         let engine = self.clone();
-                        let (definition, event_type, fields) =
-                            (source.definition, source.event_type, source.fields.clone());
+                        let (definition, event_type, recipient) =
+                            (source.definition, source.event_type, source.recipient.clone());
                         let stop = stop.clone();
                         // Every log line of the event's handling (its retries included) says
                         // which event it is about.
@@ -174,7 +174,7 @@ impl Engine {
                         );
                         working.push(async move {
                             let position = (received.partition, received.offset);
-                            let outcome = engine.take(definition, event_type, &fields, received, &stop).await;
+                            let outcome = engine.take(definition, event_type, &recipient, received, &stop).await;
                             (index, position, outcome)
                         }.instrument(span).boxed());
                     }
@@ -205,7 +205,7 @@ impl Engine {
         &self,
         definition: &'static Definition,
         event_type: &str,
-        fields: &FieldSet,
+        recipient: &Recipient,
         received: Received,
         stop: &CancellationToken,
     ) -> Result<(), EngineError> {
@@ -217,7 +217,7 @@ impl Engine {
                 return Ok(());
             }
         };
-        let decoded = self.events.decode(received, event_type, fields).await;
+        let decoded = self.events.decode(received, event_type, recipient).await;
         let Some(payload) = decoded.payload else {
             let message = decoded.decode_error.unwrap_or_default();
             if decoded.decode_transient {

@@ -43,6 +43,17 @@ pub fn describe(catalogue: &Catalogue) -> Vec<EventDoc> {
         .collect()
 }
 
+/// The classification of each field of an event type, by dotted path (`child.birth_date`), as
+/// the transfer ledger names fields.
+pub fn classifications(json_schema: &Value) -> std::collections::HashMap<String, String> {
+    let mut fields = Vec::new();
+    collect(json_schema, json_schema, "", &mut fields);
+    fields
+        .into_iter()
+        .map(|f| (f.path[1..].replace('/', "."), f.classification))
+        .collect()
+}
+
 fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
     if let Some(target) = node.get("$ref").and_then(Value::as_str)
         && let Some(found) = target.strip_prefix('#').and_then(|p| root.pointer(p))

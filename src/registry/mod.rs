@@ -100,6 +100,8 @@ pub struct EventSchema {
     pub version: i32,
     /// The payload field that keys records; `None`: the dossier code.
     pub key: Option<String>,
+    /// Each field's classification, by dotted path, for the transfer ledger.
+    pub classes: HashMap<String, String>,
     validator: jsonschema::Validator,
     avro: Schema,
     names: avro::Names,
@@ -137,6 +139,7 @@ impl EventSchema {
             schema_id: 0,
             version: 0,
             key: def.key.clone(),
+            classes: dictionary::classifications(&def.json_schema),
             validator,
             avro,
             names,

@@ -101,6 +101,8 @@ impl TestEnv {
         config.tls.client_ca_file = Some(pki.dir.join("ca.pem"));
         config.tls.http = Some(false);
         config.quarantine.key_file = Some(pki.dir.join("quarantine.key"));
+        config.audit.signing_key_file = Some(pki.dir.join("audit-signing.key"));
+        config.audit.subject_key_file = Some(pki.dir.join("audit-subject.key"));
         config.check().expect("the test configuration is valid");
         let pool = lienthong::db::pool(&config.database).expect("pool");
         lienthong::db::migrate(&pool)
@@ -394,6 +396,22 @@ pub fn serve_command(env: &TestEnv, grpc: u16, http: u16) -> tokio::process::Com
         .env(
             "LIENTHONG_QUARANTINE__KEY_FILE",
             env.config.quarantine.key_file.as_ref().expect("test key"),
+        )
+        .env(
+            "LIENTHONG_AUDIT__SIGNING_KEY_FILE",
+            env.config
+                .audit
+                .signing_key_file
+                .as_ref()
+                .expect("test key"),
+        )
+        .env(
+            "LIENTHONG_AUDIT__SUBJECT_KEY_FILE",
+            env.config
+                .audit
+                .subject_key_file
+                .as_ref()
+                .expect("test key"),
         )
         .kill_on_drop(true);
     command

@@ -46,6 +46,11 @@ impl Pki {
             // The quarantine's sealing key: 32 random bytes, hex.
             let key: [u8; 32] = rand::random();
             std::fs::write(dir.join("quarantine.key"), hex::encode(key)).expect("written");
+            // The audit log's signing key and the subject references' key, likewise.
+            for name in ["audit-signing.key", "audit-subject.key"] {
+                let key: [u8; 32] = rand::random();
+                std::fs::write(dir.join(name), hex::encode(key)).expect("written");
+            }
             Pki {
                 dir,
                 ca_pem: issuer.pem(),

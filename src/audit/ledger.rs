@@ -1,0 +1,390 @@
+//! The transfer ledger: one row each time data crosses a boundary of the hub (an event
+//! published to it, an event delivered to a subscriber or a connector, a connector's call to
+//! an external system), naming source and target, the event and its schema version, the fields
+//! that actually crossed (after redaction), purpose and legal basis, the dossier, and a
+//! pseudonymous reference per citizen concerned. Each row is also an entry of the audit log.
+//!
+//! The publish path must not wait on PostgreSQL once per event: rows go to one writer task
+//! that appends whatever has queued in one transaction (group commit), and each caller waits
+//! only for the commit that holds its row. A publish is acknowledged after its row is durable;
+//! a delivery is recorded before it is handed over.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::keys::SubjectKeys;
+use crate::bus::Envelope;
+use crate::db::DbError;
+
+/// Rows one transaction appends at most.
+const BATCH: usize = 512;
+/// Rows waiting for the writer; callers wait when it is full.
+const QUEUE: usize = 8192;
+
+/// How data crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    /// A member system (or the hub's own part) published an event to the hub.
+    Publish,
+    /// The hub delivered an event to a subscriber or a connector.
+    Delivery,
+    /// A connector sent data to an external system.
+    ConnectorCall,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Delivery => "delivery",
+            Self::ConnectorCall => "connector-call",
+        }
+    }
+}
+
+/// The event a transfer carried.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRef {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_subject: String,
+    pub schema_version: i32,
+}
+
+impl EventRef {
+    pub fn of(envelope: &Envelope) -> Self {
+        Self {
+            event_id: envelope.event_id,
+            event_type: envelope.event_type.clone(),
+            schema_subject: envelope.schema_subject.clone(),
+            schema_version: envelope.schema_version,
+        }
+    }
+}
+
+/// A crossing, as the part that saw it describes it.
+pub struct Crossing<'a> {
+    pub channel: Channel,
+    pub source: &'a str,
+    pub target: &'a str,
+    pub event: Option<EventRef>,
+    pub purpose: &'a str,
+    pub legal_basis: &'a str,
+    pub dossier_code: Option<&'a str>,
+    /// What crossed, after any redaction.
+    pub payload: &'a Value,
+    /// The classification of each field of the event type (dotted path), where known.
+    pub classes: Option<&'a HashMap<String, String>>,
+    pub trace_id: Option<String>,
+}
+
+/// One ledger row, as the audit log stores it: a crossing described, ready to record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transfer {
+    channel: Channel,
+    source_system: String,
+    target_system: String,
+    event_id: Option<Uuid>,
+    event_type: Option<String>,
+    schema_subject: Option<String>,
+    schema_version: Option<i32>,
+    fields: Vec<String>,
+    classification: &'static str,
+    purpose: String,
+    legal_basis: String,
+    dossier_code: Option<String>,
+    subject_refs: Vec<String>,
+    trace_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("the transfer ledger: {0}")]
+    Db(#[from] DbError),
+    #[error("the transfer ledger is not running (the hub is stopping)")]
+    Stopped,
+}
+
+/// The dotted paths of every value in `payload` that is not null (an array counts as one
+/// field), in order.
+pub fn fields_of(payload: &Value) -> Vec<String> {
+    fn walk(value: &Value, at: &str, out: &mut BTreeSet<String>) {
+        match value {
+            Value::Null => {}
+            Value::Object(members) => {
+                for (key, member) in members {
+                    let path = if at.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{at}.{key}")
+                    };
+                    walk(member, &path, out);
+                }
+            }
+            _ if !at.is_empty() => {
+                out.insert(at.to_owned());
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(payload, "", &mut out);
+    out.into_iter().collect()
+}
+
+/// Every personal ID in `payload`: the text of each member named `personal_id` or ending in
+/// `_personal_id` (the catalogue's convention), at any depth.
+pub fn personal_ids_in(payload: &Value) -> BTreeSet<&str> {
+    fn walk<'a>(value: &'a Value, out: &mut BTreeSet<&'a str>) {
+        match value {
+            Value::Object(members) => {
+                for (key, member) in members {
+                    match member {
+                        Value::String(id)
+                            if key == "personal_id" || key.ends_with("_personal_id") =>
+                        {
+                            out.insert(id.as_str());
+                        }
+                        other => walk(other, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(payload, &mut out);
+    out
+}
+
+/// The highest classification among `fields`: those the schema classifies, and at least
+/// `basic` when a citizen is concerned.
+fn classification(
+    fields: &[String],
+    classes: Option<&HashMap<String, String>>,
+    concerns_someone: bool,
+) -> &'static str {
+    let rank = |class: &str| match class {
+        "sensitive" => 2,
+        "basic" => 1,
+        _ => 0,
+    };
+    let schema_rank = classes.map_or(0, |classes| {
+        fields
+            .iter()
+            .filter_map(|f| classes.get(f))
+            .map(|c| rank(c))
+            .max()
+            .unwrap_or(0)
+    });
+    match schema_rank.max(usize::from(concerns_someone)) {
+        2 => "sensitive",
+        1 => "basic",
+        _ => "public",
+    }
+}
+
+/// The trace id of a W3C `traceparent` header value.
+pub fn trace_id_of(traceparent: Option<&String>) -> Option<String> {
+    traceparent
+        .and_then(|t| t.split('-').nth(1))
+        .filter(|id| id.len() == 32 && *id != "0".repeat(32))
+        .map(str::to_owned)
+}
+
+struct Job {
+    transfer: Transfer,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The handle every part records transfers through; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    subjects: Arc<SubjectKeys>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Ledger {
+    /// Starts the writer. Cancel `stop` once nothing records any more (after the hub's other
+    /// tasks ended): the writer appends what is queued, then ends.
+    pub fn start(
+        pool: Pool,
+        subjects: Arc<SubjectKeys>,
+        stop: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let writer = tokio::spawn(write(pool, queue, stop));
+        (Self { subjects, jobs }, writer)
+    }
+
+    pub fn subjects(&self) -> &SubjectKeys {
+        &self.subjects
+    }
+
+    /// Describes `crossing` without recording it yet (what crossed is read now, and may be
+    /// gone when the crossing is confirmed).
+    pub fn describe(&self, crossing: Crossing<'_>) -> Transfer {
+        let fields = fields_of(crossing.payload);
+        let subject_refs: Vec<String> = personal_ids_in(crossing.payload)
+            .into_iter()
+            .map(|id| self.subjects.reference(id))
+            .collect();
+        let (event_id, event_type, schema_subject, schema_version) = match crossing.event {
+            Some(e) => (
+                Some(e.event_id),
+                Some(e.event_type),
+                Some(e.schema_subject),
+                Some(e.schema_version),
+            ),
+            None => (None, None, None, None),
+        };
+        Transfer {
+            channel: crossing.channel,
+            source_system: crossing.source.to_owned(),
+            target_system: crossing.target.to_owned(),
+            event_id,
+            event_type,
+            schema_subject,
+            schema_version,
+            classification: classification(&fields, crossing.classes, !subject_refs.is_empty()),
+            fields,
+            purpose: crossing.purpose.to_owned(),
+            legal_basis: crossing.legal_basis.to_owned(),
+            dossier_code: crossing.dossier_code.map(str::to_owned),
+            subject_refs,
+            trace_id: crossing.trace_id,
+        }
+    }
+
+    /// Records `crossing` and waits until its row is committed.
+    pub async fn record(&self, crossing: Crossing<'_>) -> Result<(), LedgerError> {
+        self.write(self.describe(crossing)).await
+    }
+
+    /// Records a described crossing and waits until its row is committed.
+    pub async fn write(&self, transfer: Transfer) -> Result<(), LedgerError> {
+        let (done, committed) = oneshot::channel();
+        let job = Job { transfer, done };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| LedgerError::Stopped)?;
+        match committed.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(LedgerError::Db(DbError::Corrupt(message))),
+            Err(_) => Err(LedgerError::Stopped),
+        }
+    }
+}
+
+/// The writer: one transaction per batch of what has queued.
+async fn write(pool: Pool, mut queue: mpsc::Receiver<Job>, stop: CancellationToken) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let received = tokio::select! {
+            n = queue.recv_many(&mut batch, BATCH) => n,
+            () = stop.cancelled() => {
+                // Handles may still send while the hub drains: take what is there, then end.
+                queue.close();
+                queue.recv_many(&mut batch, BATCH).await
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        let outcome = append(&pool, &batch).await.map_err(|e| {
+            tracing::error!(error = %e, rows = batch.len(), "transfer ledger rows not written");
+            e.to_string()
+        });
+        for job in batch.drain(..) {
+            // A caller that went away no longer waits for its answer.
+            let _ = job.done.send(outcome.clone());
+        }
+    }
+}
+
+async fn append(pool: &Pool, batch: &[Job]) -> Result<(), DbError> {
+    let entries: Vec<Value> = batch
+        .iter()
+        .map(|job| serde_json::to_value(&job.transfer))
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let client = pool.get().await?;
+    client
+        .execute("SELECT audit_record_transfers($1::JSONB[])", &[&entries])
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn fields_and_personal_ids_are_found_at_any_depth() {
+        let payload = json!({
+            "child": {"full_name": "An", "birth_date": "2026-01-02", "nickname": null},
+            "mother": {"personal_id": "048195001234", "full_name": "Bích"},
+            "head_personal_id": "079090001111",
+            "witnesses": [{"personal_id": "001080000001"}]
+        });
+        assert_eq!(
+            fields_of(&payload),
+            [
+                "child.birth_date",
+                "child.full_name",
+                "head_personal_id",
+                "mother.full_name",
+                "mother.personal_id",
+                "witnesses"
+            ]
+        );
+        let ids: Vec<&str> = personal_ids_in(&payload).into_iter().collect();
+        assert_eq!(ids, ["001080000001", "048195001234", "079090001111"]);
+    }
+
+    #[test]
+    fn classification_is_the_highest_crossing() {
+        let classes = HashMap::from([
+            ("a".to_owned(), "public".to_owned()),
+            ("b".to_owned(), "sensitive".to_owned()),
+        ]);
+        let fields = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            classification(&fields(&["a"]), Some(&classes), false),
+            "public"
+        );
+        assert_eq!(
+            classification(&fields(&["a"]), Some(&classes), true),
+            "basic"
+        );
+        assert_eq!(
+            classification(&fields(&["a", "b"]), Some(&classes), false),
+            "sensitive"
+        );
+        assert_eq!(classification(&fields(&["z"]), None, false), "public");
+    }
+
+    #[test]
+    fn trace_ids_come_from_traceparent() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned();
+        assert_eq!(
+            trace_id_of(Some(&header)).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        let unset = format!("00-{}-00f067aa0ba902b7-00", "0".repeat(32));
+        assert_eq!(trace_id_of(Some(&unset)), None);
+        assert_eq!(trace_id_of(None), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! Reading the audit log and signing checkpoints over it. Entries are appended by PostgreSQL
+//! (`audit_append` in V20): transfers by the ledger's writer, administrators' changes by
+//! triggers. Positions commit in order (the append holds a lock until its transaction ends),
+//! so a reader that sees entry n has seen every entry before it.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use deadpool_postgres::{GenericClient, Pool};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint;
+use super::keys::Signer;
+use super::merkle::{Frontier, Hash, digest};
+use crate::db::DbError;
+
+/// Entries read per query when walking the log.
+const PAGE: i64 = 10_000;
+
+/// One stored entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub position: i64,
+    pub body: String,
+    pub stored_digest: Vec<u8>,
+}
+
+/// What an entry's body says about its place in the log.
+#[derive(Deserialize)]
+struct Place {
+    position: i64,
+    previous: String,
+}
+
+/// Why an entry does not stand where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flaw {
+    /// Entries before it are missing.
+    Gap { expected: i64 },
+    /// Its body does not hash to its stored digest.
+    Altered,
+    /// Its body is not an entry the hub writes.
+    Unreadable,
+    /// Its body names another position.
+    Moved { says: i64 },
+    /// Its body does not name the digest of the entry before it.
+    Unchained,
+}
+
+impl Flaw {
+    pub fn describe(&self, position: i64) -> String {
+        match self {
+            Self::Gap { expected } if position - expected == 1 => {
+                format!("entry {expected} is missing (deleted)")
+            }
+            Self::Gap { expected } => {
+                format!(
+                    "entries {expected} to {} are missing (deleted)",
+                    position - 1
+                )
+            }
+            Self::Altered => {
+                format!("entry {position} was altered: its body does not match its digest")
+            }
+            Self::Unreadable => format!("entry {position} is not an audit entry the hub writes"),
+            Self::Moved { says } => {
+                format!("entry {position} was moved or inserted: its body says it is entry {says}")
+            }
+            Self::Unchained => format!(
+                "entry {position} does not follow entry {}: an entry between them was inserted, \
+                 deleted or reordered",
+                position - 1
+            ),
+        }
+    }
+}
+
+/// Checks entries one after the other, as they are read in order.
+#[derive(Default)]
+pub struct Walk {
+    next: i64,
+    previous: Option<Vec<u8>>,
+}
+
+impl Walk {
+    pub fn starting_at(next: i64, previous: Option<Vec<u8>>) -> Self {
+        Self { next, previous }
+    }
+
+    /// The flaws of `entry`, the next one read, and its true digest (of its body as stored).
+    pub fn check(&mut self, entry: &Entry) -> (Vec<Flaw>, Hash) {
+        let mut flaws = Vec::new();
+        if entry.position != self.next {
+            flaws.push(Flaw::Gap {
+                expected: self.next,
+            });
+        }
+        let real = digest(entry.body.as_bytes());
+        if entry.stored_digest != real {
+            flaws.push(Flaw::Altered);
+        }
+        match serde_json::from_str::<Place>(&entry.body) {
+            Err(_) => flaws.push(Flaw::Unreadable),
+            Ok(place) => {
+                if place.position != entry.position {
+                    flaws.push(Flaw::Moved {
+                        says: place.position,
+                    });
+                }
+                let expected = self.previous.as_ref().map(hex::encode).unwrap_or_default();
+                let gap_reported = matches!(flaws.first(), Some(Flaw::Gap { .. }));
+                if place.previous != expected && !gap_reported {
+                    flaws.push(Flaw::Unchained);
+                }
+            }
+        }
+        self.next = entry.position + 1;
+        self.previous = Some(entry.stored_digest.clone());
+        (flaws, real)
+    }
+}
+
+/// Entries from `from` on, at most one page.
+pub async fn page(client: &impl GenericClient, from: i64) -> Result<Vec<Entry>, DbError> {
+    let rows = client
+        .query(
+            "SELECT position, body, digest FROM audit_log
+             WHERE position >= $1 ORDER BY position LIMIT $2",
+            &[&from, &PAGE],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Entry {
+            position: row.get(0),
+            body: row.get(1),
+            stored_digest: row.get(2),
+        })
+        .collect())
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub tree_size: i64,
+    pub frontier: Vec<u8>,
+    pub note: String,
+}
+
+pub async fn checkpoints(client: &impl GenericClient) -> Result<Vec<StoredCheckpoint>, DbError> {
+    let rows = client
+        .query(
+            "SELECT tree_size, frontier, note FROM audit_checkpoint ORDER BY tree_size",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| StoredCheckpoint {
+            tree_size: row.get(0),
+            frontier: row.get(1),
+            note: row.get(2),
+        })
+        .collect())
+}
+
+pub async fn latest_checkpoint(
+    client: &impl GenericClient,
+) -> Result<Option<StoredCheckpoint>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT tree_size, frontier, note FROM audit_checkpoint
+             ORDER BY tree_size DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|row| StoredCheckpoint {
+        tree_size: row.get(0),
+        frontier: row.get(1),
+        note: row.get(2),
+    }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("not signed: {0}; run `lienthong audit verify`")]
+    Flawed(String),
+}
+
+/// Signs a checkpoint over every entry committed so far, when there are entries the latest
+/// one does not cover; returns the tree size covered. Entries since the latest checkpoint are
+/// checked first (digest, position, chain): the hub never signs over a damaged log.
+pub async fn make_checkpoint(pool: &Pool, signer: &Signer) -> Result<i64, CheckpointError> {
+    let client = pool.get().await.map_err(DbError::from)?;
+    let latest = latest_checkpoint(&client).await?;
+    let (mut frontier, mut walk) = match &latest {
+        None => (Frontier::default(), Walk::default()),
+        Some(stored) => {
+            let size = u64::try_from(stored.tree_size).unwrap_or_default();
+            let frontier = Frontier::from_bytes(size, &stored.frontier).ok_or_else(|| {
+                CheckpointError::Flawed(format!(
+                    "the checkpoint at tree size {} has a damaged frontier",
+                    stored.tree_size
+                ))
+            })?;
+            let previous = client
+                .query_opt(
+                    "SELECT digest FROM audit_log WHERE position = $1",
+                    &[&(stored.tree_size - 1)],
+                )
+                .await
+                .map_err(DbError::from)?
+                .map(|row| row.get::<_, Vec<u8>>(0));
+            (frontier, Walk::starting_at(stored.tree_size, previous))
+        }
+    };
+    let start = i64::try_from(frontier.size()).unwrap_or(i64::MAX);
+    let mut from = start;
+    loop {
+        let entries = page(&client, from).await?;
+        let Some(last) = entries.last() else { break };
+        from = last.position + 1;
+        for entry in &entries {
+            let (flaws, real) = walk.check(entry);
+            if let Some(flaw) = flaws.first() {
+                return Err(CheckpointError::Flawed(flaw.describe(entry.position)));
+            }
+            frontier.push(&real);
+        }
+    }
+    let size = i64::try_from(frontier.size()).unwrap_or(i64::MAX);
+    let Some(root) = frontier.root().filter(|_| size > start) else {
+        return Ok(size);
+    };
+    let at = Utc::now();
+    let note = checkpoint::sign(signer, frontier.size(), &root, at);
+    client
+        .execute(
+            "INSERT INTO audit_checkpoint (tree_size, root, frontier, signed_at, note)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING",
+            &[&size, &root.as_slice(), &frontier.to_bytes(), &at, &note],
+        )
+        .await
+        .map_err(DbError::from)?;
+    Ok(size)
+}
+
+/// Signs a checkpoint every `interval` until `stop`.
+pub async fn keep_checkpointing(
+    pool: Pool,
+    signer: std::sync::Arc<Signer>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(error) = make_checkpoint(&pool, &signer).await {
+            tracing::error!(%error, "audit checkpoint not signed");
+        }
+    }
+}

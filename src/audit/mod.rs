@@ -1,0 +1,27 @@
+//! Lineage and evidence: the transfer ledger (who received which fields of whose data, when,
+//! why, under which schema version), the tamper-evident audit log over it and over every
+//! administrator's change (a Merkle tree in the style of RFC 6962 with Ed25519-signed
+//! checkpoints), the proofs an outside party checks without our database, and the auditors'
+//! questions.
+//!
+//! `ledger` is what the publish, delivery and connector paths call; `log` reads the log and
+//! signs checkpoints; `verify` and `proof` are the auditor's tools; `queries` answers per
+//! dossier and per citizen. The log itself is appended by PostgreSQL (migration V20), the one
+//! place every writer passes through, administrators at a psql prompt included.
+
+mod checkpoint;
+mod keys;
+mod ledger;
+mod log;
+mod merkle;
+mod proof;
+mod queries;
+mod verify;
+
+pub use checkpoint::{Checkpoint, NoteError, Verifier, verifier_key};
+pub use keys::{KeyError, Signer, SubjectKeys};
+pub use ledger::{Channel, Crossing, EventRef, Ledger, LedgerError, Transfer, trace_id_of};
+pub use log::{CheckpointError, keep_checkpointing, make_checkpoint};
+pub use proof::{CheckError, Proof, ProveError, check, prove};
+pub use queries::{TransferRow, dossier_trace, subject_history};
+pub use verify::{Problem, Report, verify};

@@ -1,0 +1,402 @@
+//! The transfer ledger and the tamper-evident audit log, against the real broker and
+//! PostgreSQL: a publish and a delivery leave ledger rows naming systems, fields and citizens
+//! (pseudonymously); administrators' changes are entries; a proof checks offline; and every
+//! kind of tampering with the table (update, delete, insert, swap, a consistent rewrite) is
+//! caught by `verify` and named.
+
+mod common;
+
+use common::*;
+use lienthong::audit::{self, CheckError, Signer, Verifier};
+use lienthong::proto::audit_service_client::AuditServiceClient;
+use lienthong::proto::{ProveEntryRequest, SubjectHistoryRequest, TraceDossierRequest};
+
+fn verifier(env: &TestEnv) -> Verifier {
+    Verifier::of(&Signer::load(&env.config.audit).expect("signing key"))
+}
+
+fn signer(env: &TestEnv) -> Signer {
+    Signer::load(&env.config.audit).expect("signing key")
+}
+
+/// Every problem `verify` reports.
+async fn problems(env: &TestEnv) -> Vec<String> {
+    let report = audit::verify(&env.pool, &verifier(env))
+        .await
+        .expect("verify runs");
+    report.problems.into_iter().map(|p| p.what).collect()
+}
+
+#[tokio::test]
+async fn a_publish_and_a_delivery_are_recorded_with_fields_and_no_personal_id() {
+    let env = TestEnv::new("ledger").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let mut civil_status = client(&hub, Some(&env.member("civil-status").await)).await;
+    let (code, payload) = dossier();
+    let accepted = one_stop
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("accepted")
+        .into_inner();
+    let mut stream = civil_status
+        .subscribe(subscribe_request("audit"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    assert_eq!(
+        delivery.envelope.expect("envelope").event_id,
+        accepted.event_id
+    );
+
+    let rows = audit::dossier_trace(&env.pool, &code, "test-auditor")
+        .await
+        .expect("trace");
+    let channels: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.channel.as_str(),
+                r.source_system.as_str(),
+                r.target_system.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        channels,
+        [
+            ("publish", "danang-onestop", "hub"),
+            ("delivery", "danang-onestop", "civil-status")
+        ]
+    );
+    let publish = &rows[0];
+    assert_eq!(
+        publish.event_id.map(|id| id.to_string()),
+        Some(accepted.event_id.clone())
+    );
+    assert_eq!(publish.schema_version, Some(1));
+    assert_eq!(publish.purpose, PURPOSE);
+    assert!(
+        publish.fields.contains(&"mother.personal_id".to_owned()),
+        "{:?}",
+        publish.fields
+    );
+    assert!(publish.fields.contains(&"child.full_name".to_owned()));
+    assert_eq!(publish.classification, "sensitive");
+
+    // The mother is found by her personal ID; the ledger holds only references to it.
+    let mother = payload["mother"]["personal_id"]
+        .as_str()
+        .expect("mother's id");
+    let keys = lienthong::audit::SubjectKeys::load(&env.config.audit).expect("subject key");
+    let history = audit::subject_history(
+        &env.pool,
+        &keys.all_references(mother),
+        "subject-history",
+        "test-auditor",
+    )
+    .await
+    .expect("history");
+    assert_eq!(history.len(), 2);
+    let client = env.pool.get().await.expect("connection");
+    let leaks: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE body LIKE '%' || $1 || '%'",
+            &[&mother],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(leaks, 0, "no plain personal ID in the audit log");
+    // The questions asked are entries too.
+    let questions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE body::jsonb->>'action' = 'audit-query'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(questions, 2);
+
+    // A proof of the publish's entry checks offline with the published key, and fails once
+    // the entry is altered.
+    audit::make_checkpoint(&env.pool, &signer(&env))
+        .await
+        .expect("checkpoint");
+    let proof = audit::prove(&env.pool, publish.position)
+        .await
+        .expect("proof");
+    let key = audit::verifier_key(signer(&env).origin(), &signer(&env).public());
+    let checked = audit::check(&proof, &Verifier::parse(&key).expect("key")).expect("verifies");
+    assert!(checked.tree_size > u64::try_from(publish.position).expect("position"));
+    let mut forged = proof.clone();
+    forged.entry = forged.entry.replace("danang-onestop", "another-system");
+    assert_eq!(
+        audit::check(&forged, &verifier(&env)).err(),
+        Some(CheckError::NotIncluded)
+    );
+    assert!(problems(&env).await.is_empty());
+
+    // The same questions over gRPC, for operators only; the proof served checks offline.
+    let auditor = env.operator_token("audit-office").await;
+    let mut service = AuditServiceClient::with_interceptor(channel(&hub).await, bearer(&auditor));
+    hub.access_caught_up().await.expect("access policy read");
+    let traced = service
+        .trace_dossier(TraceDossierRequest {
+            dossier_code: code.clone(),
+            by: "Nguyễn Thị Kiểm".into(),
+        })
+        .await
+        .expect("traced")
+        .into_inner();
+    assert_eq!(traced.transfers.len(), 2);
+    assert_eq!(traced.transfers[1].target_system, "civil-status");
+    let history = service
+        .subject_history(SubjectHistoryRequest {
+            personal_id: mother.into(),
+            by: "portal request 42".into(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    assert_eq!(history.transfers.len(), 2);
+    let refused = service
+        .subject_history(SubjectHistoryRequest {
+            personal_id: "12345".into(),
+            by: "portal request 43".into(),
+        })
+        .await
+        .expect_err("not a personal ID");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("personal_id:"),
+        "{}",
+        refused.message()
+    );
+    let served = service
+        .prove_entry(ProveEntryRequest {
+            position: publish.position,
+        })
+        .await
+        .expect("proof served")
+        .into_inner();
+    let served = audit::Proof {
+        format: served.format,
+        position: served.position,
+        entry: served.entry,
+        tree_size: served.tree_size,
+        path: served.path,
+        checkpoint: served.checkpoint,
+    };
+    audit::check(&served, &verifier(&env)).expect("the served proof verifies");
+    let member = env.token("a-member").await;
+    let mut not_operator =
+        AuditServiceClient::with_interceptor(channel(&hub).await, bearer(&member));
+    let denied = not_operator
+        .trace_dossier(TraceDossierRequest {
+            dossier_code: code.clone(),
+            by: "someone".into(),
+        })
+        .await
+        .expect_err("only operators");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let asked: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE body::jsonb->>'by' = 'audit-office/Nguyễn Thị Kiểm'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(asked, 1, "the gRPC question is recorded with who asked");
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+/// A log of `n` administrators' entries, signed.
+async fn signed_log(env: &TestEnv, n: usize) {
+    let client = env.pool.get().await.expect("connection");
+    for i in 0..n {
+        client
+            .execute(
+                "INSERT INTO member_system (id, name) VALUES ($1, 'test')",
+                &[&format!("system-{i}")],
+            )
+            .await
+            .expect("system added");
+    }
+    audit::make_checkpoint(&env.pool, &signer(env))
+        .await
+        .expect("checkpoint");
+    client
+        .batch_execute("CREATE TABLE audit_log_copy AS SELECT * FROM audit_log")
+        .await
+        .expect("copy kept");
+}
+
+async fn tamper(env: &TestEnv, sql: &str) -> Vec<String> {
+    let client = env.pool.get().await.expect("connection");
+    client
+        .batch_execute(&format!(
+            "DELETE FROM audit_log; INSERT INTO audit_log SELECT * FROM audit_log_copy; {sql}"
+        ))
+        .await
+        .expect("tampered");
+    problems(env).await
+}
+
+#[tokio::test]
+async fn verify_names_each_kind_of_tampering() {
+    let env = TestEnv::new("tamper").await;
+    signed_log(&env, 8).await;
+    assert_eq!(tamper(&env, "").await, Vec::<String>::new());
+
+    let updated = tamper(
+        &env,
+        "UPDATE audit_log SET body = replace(body, 'system-3', 'system-X') WHERE position = 3",
+    )
+    .await;
+    assert!(
+        updated.iter().any(|p| p.starts_with("entry 3 was altered")),
+        "{updated:?}"
+    );
+
+    let deleted = tamper(&env, "DELETE FROM audit_log WHERE position = 4").await;
+    assert!(
+        deleted.contains(&"entry 4 is missing (deleted)".to_owned()),
+        "{deleted:?}"
+    );
+
+    let deleted_last = tamper(&env, "DELETE FROM audit_log WHERE position = 7").await;
+    assert!(
+        deleted_last
+            .iter()
+            .any(|p| p.contains("entries were deleted from its end")),
+        "{deleted_last:?}"
+    );
+
+    let swapped = tamper(
+        &env,
+        "UPDATE audit_log SET position = -5 WHERE position = 2;
+         UPDATE audit_log SET position = 2 WHERE position = 5;
+         UPDATE audit_log SET position = 5 WHERE position = -5",
+    )
+    .await;
+    assert!(
+        swapped
+            .iter()
+            .any(|p| p.starts_with("entry 2 was moved or inserted"))
+            && swapped
+                .iter()
+                .any(|p| p.starts_with("entry 5 was moved or inserted")),
+        "{swapped:?}"
+    );
+
+    // An entry inserted in the middle, with a correct digest and chain: the entries after it
+    // no longer follow.
+    let inserted = tamper(
+        &env,
+        "UPDATE audit_log SET position = position + 100 WHERE position >= 4;
+         UPDATE audit_log SET position = position - 99 WHERE position >= 100;
+         INSERT INTO audit_log (position, kind, body, digest)
+         SELECT 4, 'admin', b, sha256(convert_to(b, 'UTF8')) FROM (
+             SELECT json_build_object('position', 4, 'previous', encode(digest, 'hex'),
+                 'forged', true)::TEXT AS b FROM audit_log WHERE position = 3) AS forged",
+    )
+    .await;
+    assert!(
+        inserted
+            .iter()
+            .any(|p| p.starts_with("entry 5 was moved or inserted")),
+        "{inserted:?}"
+    );
+
+    // Rewritten with its digest and every later chain link recomputed: only the signed
+    // checkpoint tells, and verify says which entries it covers.
+    let rewritten = tamper(
+        &env,
+        "CREATE FUNCTION pg_temp.rechain() RETURNS VOID LANGUAGE plpgsql AS $$
+         DECLARE r RECORD; prev BYTEA; b TEXT;
+         BEGIN
+           SELECT digest INTO prev FROM audit_log WHERE position = 2;
+           FOR r IN SELECT position, body FROM audit_log WHERE position >= 3 ORDER BY position LOOP
+             b := jsonb_set(r.body::jsonb, '{previous}', to_jsonb(encode(prev, 'hex')))::TEXT;
+             IF r.position = 3 THEN b := replace(b, 'system-3', 'system-X'); END IF;
+             UPDATE audit_log SET body = b, digest = sha256(convert_to(b, 'UTF8'))
+               WHERE position = r.position;
+             prev := sha256(convert_to(b, 'UTF8'));
+           END LOOP;
+         END $$;
+         SELECT pg_temp.rechain();",
+    )
+    .await;
+    assert_eq!(
+        rewritten,
+        [
+            "entries 0 to 7 do not match the checkpoint signed for 8 entries: one of them was \
+          rewritten together with its digest"
+        ],
+    );
+}
+
+#[tokio::test]
+async fn administrators_changes_are_entries_and_checkpoints_extend_each_other() {
+    let env = TestEnv::new("admin_audit").await;
+    let client = env.pool.get().await.expect("connection");
+    client
+        .batch_execute(
+            "INSERT INTO member_system (id, name) VALUES ('one-stop-79', 'Một cửa');
+             INSERT INTO system_credential (system_id, token_hash) VALUES ('one-stop-79', 'secret-hash');
+             UPDATE member_system SET operator = true WHERE id = 'one-stop-79';",
+        )
+        .await
+        .expect("changes made");
+    let first = audit::make_checkpoint(&env.pool, &signer(&env))
+        .await
+        .expect("checkpoint");
+    client
+        .batch_execute("DELETE FROM system_credential WHERE system_id = 'one-stop-79'")
+        .await
+        .expect("deleted");
+    let second = audit::make_checkpoint(&env.pool, &signer(&env))
+        .await
+        .expect("checkpoint");
+    assert!(second > first, "{first} then {second}");
+    let rows = client
+        .query(
+            "SELECT body::jsonb->>'table', body::jsonb->>'operation' FROM audit_log
+             WHERE kind = 'admin' ORDER BY position",
+            &[],
+        )
+        .await
+        .expect("entries");
+    let changes: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected = [
+        ("member_system", "insert"),
+        ("system_credential", "insert"),
+        ("member_system", "update"),
+        ("system_credential", "delete"),
+    ];
+    for (table, operation) in expected {
+        assert!(
+            changes.contains(&(table.to_owned(), operation.to_owned())),
+            "{table} {operation} in {changes:?}"
+        );
+    }
+    let hashes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE body LIKE '%secret-hash%'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(hashes, 0, "token hashes stay out of the log");
+    let report = audit::verify(&env.pool, &verifier(&env))
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints, 2);
+    assert_eq!(report.unsigned, 0);
+}
