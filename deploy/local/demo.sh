@@ -346,8 +346,10 @@ echo "-- lienthong audit trace $code"
 "$bin" audit trace "$code" --by demo-auditor
 echo "-- lienthong audit checkpoint (the hub signs one every 10 s; this signs one now)"
 "$bin" audit checkpoint
-# The first call a connector made for the dossier: its entry's position in the log.
-position=$("$bin" audit trace "$code" --by demo-auditor | awk '$4 == "connector-call" { print $1; exit }')
+# The civil-status connector's call with the dossier: its entry's position in the log. (awk
+# reads to the end, so the trace is not cut short.)
+position=$("$bin" audit trace "$code" --by demo-auditor \
+  | awk '$4 == "connector-call" && $6 == "civil-status" && !found { print $1; found = 1 }')
 "$bin" audit prove "$position" --out "$LIENTHONG_DATA_DIR/proof.json"
 key=$("$bin" audit key)
 echo "-- lienthong audit check-proof proof.json --key $key"

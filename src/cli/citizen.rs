@@ -26,13 +26,15 @@ pub enum CitizenCommand {
     },
 }
 
-/// How the report names a channel.
-fn channel_vi(channel: &str) -> &'static str {
-    match channel {
-        "publish" => "gửi vào hệ thống liên thông",
-        "delivery" => "nhận từ hệ thống liên thông",
-        "connector-call" => "chuyển sang hệ thống bên ngoài",
-        _ => "trao đổi",
+/// One transfer in a sentence: who gave the data to whom.
+fn who_vi(row: &audit::TransferRow) -> String {
+    let source = printable(&row.source_system);
+    let target = printable(&row.target_system);
+    match row.channel.as_str() {
+        "publish" => format!("{source} gửi dữ liệu vào hệ thống liên thông"),
+        "delivery" => format!("{target} nhận dữ liệu qua hệ thống liên thông (do {source} gửi)"),
+        "connector-call" => format!("{source} chuyển dữ liệu sang hệ thống {target}"),
+        _ => format!("{source} trao đổi dữ liệu với {target}"),
     }
 }
 
@@ -67,12 +69,7 @@ pub async fn run(command: CitizenCommand, config: Config) -> anyhow::Result<()> 
             .with_timezone(&crate::domain::vietnam())
             .format("%d/%m/%Y %H:%M:%S");
         println!();
-        println!(
-            "{at} — {} {} (từ {})",
-            printable(&row.target_system),
-            channel_vi(&row.channel),
-            printable(&row.source_system)
-        );
+        println!("{at} (giờ Việt Nam) — {}", who_vi(row));
         if let Some(event_type) = &row.event_type {
             println!("    loại dữ liệu: {}", printable(event_type));
         }
