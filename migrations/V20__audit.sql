@@ -38,6 +38,9 @@ CREATE TABLE audit_transfer (
     source_system  TEXT NOT NULL,
     target_system  TEXT NOT NULL,
     event_id       UUID,
+    -- The event this one answers or follows from (its envelope's causation id): field
+    -- provenance walks these links upstream.
+    causation_id   TEXT,
     event_type     TEXT,
     schema_subject TEXT,
     schema_version INT,
@@ -52,6 +55,7 @@ CREATE TABLE audit_transfer (
 CREATE INDEX audit_transfer_dossier ON audit_transfer (dossier_code, position);
 CREATE INDEX audit_transfer_subjects ON audit_transfer USING GIN (subject_refs);
 CREATE INDEX audit_transfer_event ON audit_transfer (event_id);
+CREATE INDEX audit_transfer_time ON audit_transfer (recorded_at);
 
 -- Appends one entry; returns its position. `entry` gains kind, position, previous (the prior
 -- entry's digest in hex, '' for the first) and recorded_at, and is stored as jsonb's text
@@ -90,12 +94,13 @@ BEGIN
     FOREACH entry IN ARRAY entries LOOP
         at := audit_append('transfer', entry);
         INSERT INTO audit_transfer (
-            position, recorded_at, channel, source_system, target_system, event_id, event_type,
-            schema_subject, schema_version, fields, classification, purpose, legal_basis,
+            position, recorded_at, channel, source_system, target_system, event_id, causation_id,
+            event_type, schema_subject, schema_version, fields, classification, purpose, legal_basis,
             dossier_code, subject_refs, trace_id)
         VALUES (
             at, now(), entry->>'channel', entry->>'source_system', entry->>'target_system',
-            (entry->>'event_id')::UUID, entry->>'event_type', entry->>'schema_subject',
+            (entry->>'event_id')::UUID, entry->>'causation_id', entry->>'event_type',
+            entry->>'schema_subject',
             (entry->>'schema_version')::INT,
             ARRAY(SELECT jsonb_array_elements_text(entry->'fields')),
             entry->>'classification', entry->>'purpose', entry->>'legal_basis',

@@ -400,3 +400,133 @@ async fn administrators_changes_are_entries_and_checkpoints_extend_each_other() 
     assert_eq!(report.checkpoints, 2);
     assert_eq!(report.unsigned, 0);
 }
+
+#[tokio::test]
+async fn auditors_follow_a_field_upstream_and_find_transfers_without_a_right() {
+    let env = TestEnv::new("lineage").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let mut civil_status = client(&hub, Some(&env.member("civil-status").await)).await;
+    let (code, payload) = dossier();
+    let first = one_stop
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("accepted")
+        .into_inner();
+    // A correction that follows from the first submission.
+    let mut follow_up = publish_request(&code, &payload);
+    follow_up.causation_id = first.event_id.clone();
+    let second = one_stop
+        .publish(follow_up)
+        .await
+        .expect("accepted")
+        .into_inner();
+    let mut stream = civil_status
+        .subscribe(subscribe_request("lineage"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    next(&mut stream).await;
+
+    let second_id = uuid::Uuid::parse_str(&second.event_id).expect("uuid");
+    let chain = audit::field_provenance(&env.pool, second_id, "mother.personal_id", "auditor")
+        .await
+        .expect("provenance");
+    let links: Vec<(i32, String, Vec<String>)> = chain
+        .iter()
+        .map(|l| (l.depth, l.event_id.to_string(), l.carries.clone()))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            (
+                0,
+                second.event_id.clone(),
+                vec!["mother.personal_id".to_owned()]
+            ),
+            (
+                1,
+                first.event_id.clone(),
+                vec!["mother.personal_id".to_owned()]
+            ),
+        ]
+    );
+    assert!(chain.iter().all(|l| l.producer == "danang-onestop"));
+    let none = audit::field_provenance(&env.pool, second_id, "child.nickname", "auditor")
+        .await
+        .expect("provenance");
+    assert!(none.iter().all(|l| l.carries.is_empty()));
+
+    // Every transfer so far had its right; one recorded for a system without any has not.
+    let rights = lienthong::access::Rights::new(env.pool.clone())
+        .history()
+        .await
+        .expect("rights");
+    let catalogue = lienthong::app::access_catalogue(
+        &env.config.schemas.dir,
+        &lienthong::registry::Catalogue::load(&env.config.schemas.dir).expect("catalogue"),
+    )
+    .expect("access catalogue");
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let clean = audit::purpose_check(&env.pool, &rights, &catalogue, since, "auditor")
+        .await
+        .expect("check");
+    assert!(clean.is_empty(), "{clean:?}");
+    let pg = env.pool.get().await.expect("connection");
+    let rogue = serde_json::json!({
+        "channel": "delivery", "source_system": "danang-onestop", "target_system": "rogue-system",
+        "event_id": second.event_id, "event_type": EVENT_TYPE, "fields": ["mother.personal_id"],
+        "classification": "basic", "purpose": PURPOSE, "legal_basis": "none",
+        "dossier_code": code, "subject_refs": []
+    });
+    pg.execute("SELECT audit_record_transfers(ARRAY[$1::JSONB])", &[&rogue])
+        .await
+        .expect("recorded");
+    let found = audit::purpose_check(&env.pool, &rights, &catalogue, since, "auditor")
+        .await
+        .expect("check");
+    let named: Vec<(&str, &str)> = found
+        .iter()
+        .map(|u| (u.system.as_str(), u.direction.as_str()))
+        .collect();
+    assert_eq!(named, [("rogue-system", "subscribe")]);
+
+    let connectors = vec![(
+        "civil-status".to_owned(),
+        "civil-status-connector".to_owned(),
+        vec![EVENT_TYPE.to_owned()],
+        vec!["birth.civil-registration-completed".to_owned()],
+    )];
+    let radius = audit::blast_radius(
+        &env.pool,
+        EVENT_TYPE,
+        &rights,
+        &catalogue,
+        &connectors,
+        "auditor",
+    )
+    .await
+    .expect("radius");
+    let holders: Vec<(&str, &str)> = radius
+        .rights
+        .iter()
+        .map(|h| (h.system.as_str(), h.direction.as_str()))
+        .collect();
+    assert!(
+        holders.contains(&("danang-onestop", "publish")),
+        "{holders:?}"
+    );
+    assert!(
+        holders.contains(&("civil-status", "subscribe")),
+        "{holders:?}"
+    );
+    assert_eq!(radius.connectors.len(), 1);
+    assert_eq!(radius.connectors[0].uses, "consumes");
+    let recipients: Vec<&str> = radius
+        .recipients
+        .iter()
+        .map(|r| r.system.as_str())
+        .collect();
+    assert_eq!(recipients, ["civil-status", "rogue-system"]);
+    hub.shutdown().await.expect("clean shutdown");
+}

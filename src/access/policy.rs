@@ -71,7 +71,7 @@ impl Resource {
     }
 
     /// Does this right's resource cover `event_type`, which lives on `topic`?
-    fn covers(&self, event_type: &str, topic: &str) -> bool {
+    pub fn covers(&self, event_type: &str, topic: &str) -> bool {
         match self {
             Self::EventType(name) => name == event_type,
             Self::Topic(name) => name == topic,

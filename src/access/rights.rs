@@ -54,6 +54,35 @@ pub struct RightRecord {
     pub revoked_by: Option<String>,
 }
 
+impl RightRecord {
+    /// A right from a row of [`RIGHT_COLUMNS`] then `note, revoked_at, revoked_by`.
+    fn from_row(row: &tokio_postgres::Row) -> Option<Self> {
+        Some(Self {
+            right: Right::from_row(row)?,
+            note: row.get(9),
+            revoked_at: row.get(10),
+            revoked_by: row.get(11),
+        })
+    }
+
+    /// True when this right let its system `direction` `event_type` (on `topic`) for
+    /// `purpose` at `at`: granted before, not yet revoked.
+    pub fn covered(
+        &self,
+        direction: Direction,
+        event_type: &str,
+        topic: &str,
+        purpose: &str,
+        at: DateTime<Utc>,
+    ) -> bool {
+        self.right.direction == direction
+            && self.right.resource.covers(event_type, topic)
+            && self.right.purposes.iter().any(|p| p == purpose)
+            && self.right.granted_at <= at
+            && self.revoked_at.is_none_or(|revoked| revoked > at)
+    }
+}
+
 /// A refused attempt, as recorded.
 #[derive(Debug, Clone)]
 pub struct DenialRecord {
@@ -170,17 +199,18 @@ impl Rights {
         let rows = client
             .query(&query, &[&system.as_str(), &include_revoked])
             .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| {
-                Some(RightRecord {
-                    right: Right::from_row(row)?,
-                    note: row.get(9),
-                    revoked_at: row.get(10),
-                    revoked_by: row.get(11),
-                })
-            })
-            .collect())
+        Ok(rows.iter().filter_map(RightRecord::from_row).collect())
+    }
+
+    /// Every right ever granted, in force or revoked, oldest first: what an auditor replays to
+    /// judge past transfers.
+    pub async fn history(&self) -> Result<Vec<RightRecord>, AccessError> {
+        let client = self.pool.get().await?;
+        let query = format!(
+            "SELECT {RIGHT_COLUMNS}, note, revoked_at, revoked_by FROM access_right ORDER BY id"
+        );
+        let rows = client.query(&query, &[]).await?;
+        Ok(rows.iter().filter_map(RightRecord::from_row).collect())
     }
 
     /// The most recent refused attempts, of one system or of all.

@@ -54,6 +54,7 @@ impl Channel {
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRef {
     pub event_id: Uuid,
+    pub causation_id: Option<String>,
     pub event_type: String,
     pub schema_subject: String,
     pub schema_version: i32,
@@ -63,6 +64,7 @@ impl EventRef {
     pub fn of(envelope: &Envelope) -> Self {
         Self {
             event_id: envelope.event_id,
+            causation_id: envelope.causation_id.clone(),
             event_type: envelope.event_type.clone(),
             schema_subject: envelope.schema_subject.clone(),
             schema_version: envelope.schema_version,
@@ -93,6 +95,7 @@ pub struct Transfer {
     source_system: String,
     target_system: String,
     event_id: Option<Uuid>,
+    causation_id: Option<String>,
     event_type: Option<String>,
     schema_subject: Option<String>,
     schema_version: Option<i32>,
@@ -238,20 +241,23 @@ impl Ledger {
             .into_iter()
             .map(|id| self.subjects.reference(id))
             .collect();
-        let (event_id, event_type, schema_subject, schema_version) = match crossing.event {
-            Some(e) => (
-                Some(e.event_id),
-                Some(e.event_type),
-                Some(e.schema_subject),
-                Some(e.schema_version),
-            ),
-            None => (None, None, None, None),
-        };
+        let (event_id, causation_id, event_type, schema_subject, schema_version) =
+            match crossing.event {
+                Some(e) => (
+                    Some(e.event_id),
+                    e.causation_id,
+                    Some(e.event_type),
+                    Some(e.schema_subject),
+                    Some(e.schema_version),
+                ),
+                None => (None, None, None, None, None),
+            };
         Transfer {
             channel: crossing.channel,
             source_system: crossing.source.to_owned(),
             target_system: crossing.target.to_owned(),
             event_id,
+            causation_id,
             event_type,
             schema_subject,
             schema_version,

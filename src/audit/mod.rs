@@ -6,7 +6,7 @@
 //!
 //! `ledger` is what the publish, delivery and connector paths call; `log` reads the log and
 //! signs checkpoints; `verify` and `proof` are the auditor's tools; `queries` answers per
-//! dossier and per citizen. The log itself is appended by PostgreSQL (migration V20), the one
+//! dossier, per citizen and per field; `rights_check` judges transfers against the rights. The log itself is appended by PostgreSQL (migration V20), the one
 //! place every writer passes through, administrators at a psql prompt included.
 
 mod checkpoint;
@@ -16,6 +16,7 @@ mod log;
 mod merkle;
 mod proof;
 mod queries;
+mod rights_check;
 mod verify;
 
 pub use checkpoint::{Checkpoint, NoteError, Verifier, verifier_key};
@@ -23,5 +24,6 @@ pub use keys::{KeyError, Signer, SubjectKeys};
 pub use ledger::{Channel, Crossing, EventRef, Ledger, LedgerError, Transfer, trace_id_of};
 pub use log::{CheckpointError, keep_checkpointing, make_checkpoint};
 pub use proof::{CheckError, Proof, ProveError, check, prove};
-pub use queries::{TransferRow, dossier_trace, subject_history};
+pub use queries::{TransferRow, Upstream, dossier_trace, field_provenance, subject_history};
+pub use rights_check::{BlastRadius, Uncovered, blast_radius, purpose_check};
 pub use verify::{Problem, Report, verify};

@@ -30,11 +30,11 @@ pub struct TransferRow {
     pub trace_id: Option<String>,
 }
 
-const COLUMNS: &str = "position, recorded_at, channel, source_system, target_system, event_id, \
+pub(super) const COLUMNS: &str = "position, recorded_at, channel, source_system, target_system, event_id, \
      event_type, schema_subject, schema_version, fields, classification, purpose, legal_basis, \
      dossier_code, trace_id";
 
-fn row(row: &tokio_postgres::Row) -> TransferRow {
+pub(super) fn row(row: &tokio_postgres::Row) -> TransferRow {
     TransferRow {
         position: row.get(0),
         recorded_at: row.get(1),
@@ -55,7 +55,7 @@ fn row(row: &tokio_postgres::Row) -> TransferRow {
 }
 
 /// Records that `by` asked `question` about `about` (a dossier code or subject references).
-async fn record_question(
+pub(super) async fn record_question(
     client: &impl GenericClient,
     by: &str,
     question: &str,
@@ -102,4 +102,117 @@ pub async fn subject_history(
         )
         .await?;
     Ok(rows.iter().map(row).collect())
+}
+
+/// One event on the way a field came: from the event asked about, upstream by causation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Upstream {
+    /// 0 for the event asked about, 1 for the event it follows from, and so on.
+    pub depth: i32,
+    pub position: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: Option<i32>,
+    /// The system that published it.
+    pub producer: String,
+    /// When a connector published it with an external system's answer: that system.
+    pub answered_by: Option<String>,
+    /// Its fields that carry the field asked about.
+    pub carries: Vec<String>,
+}
+
+/// True when `field` (a dotted path of an upstream event) carries `asked`: the same path, or
+/// the same name where neither names a different owner (`personal_id` carries
+/// `child.personal_id`; `mother.personal_id` does not).
+fn carries(field: &str, asked: &str) -> bool {
+    if field == asked {
+        return true;
+    }
+    let split = |path: &'_ str| -> (Option<String>, String) {
+        match path.rsplit_once('.') {
+            Some((parent, name)) => (
+                parent.rsplit('.').next().map(str::to_owned),
+                name.to_owned(),
+            ),
+            None => (None, path.to_owned()),
+        }
+    };
+    let (field_owner, field_name) = split(field);
+    let (asked_owner, asked_name) = split(asked);
+    field_name == asked_name
+        && (field_owner.is_none() || asked_owner.is_none() || field_owner == asked_owner)
+}
+
+/// Where `field` of event `event_id` came from: the events it follows from (by causation,
+/// as published), each with its producer, the external system that answered where a connector
+/// published it, and which of its fields carry the one asked about. The field entered the hub
+/// with the deepest event that carries it.
+pub async fn field_provenance(
+    pool: &Pool,
+    event_id: Uuid,
+    field: &str,
+    by: &str,
+) -> Result<Vec<Upstream>, DbError> {
+    let client = pool.get().await?;
+    record_question(
+        &client,
+        by,
+        "field-provenance",
+        json!({"event_id": event_id, "field": field}),
+    )
+    .await?;
+    let rows = client
+        .query(
+            "WITH RECURSIVE chain AS (
+                 SELECT t.*, 0 AS depth FROM audit_transfer t
+                 WHERE t.channel = 'publish' AND t.event_id = $1
+               UNION ALL
+                 SELECT t.*, chain.depth + 1 FROM chain
+                 JOIN audit_transfer t
+                   ON t.channel = 'publish' AND t.event_id::TEXT = chain.causation_id
+                 WHERE chain.depth < 64
+             )
+             SELECT DISTINCT ON (depth) depth, position, recorded_at, event_id, event_type,
+                 schema_version, source_system, fields,
+                 (SELECT c.target_system FROM audit_transfer c
+                  WHERE c.channel = 'connector-call' AND c.source_system = chain.source_system
+                    AND c.event_id::TEXT = chain.causation_id
+                  ORDER BY c.position LIMIT 1)
+             FROM chain ORDER BY depth, position",
+            &[&event_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let fields: Vec<String> = row.get(7);
+            Upstream {
+                depth: row.get(0),
+                position: row.get(1),
+                recorded_at: row.get(2),
+                event_id: row.get(3),
+                event_type: row.get::<_, Option<String>>(4).unwrap_or_default(),
+                schema_version: row.get(5),
+                producer: row.get(6),
+                answered_by: row.get(8),
+                carries: fields.into_iter().filter(|f| carries(f, field)).collect(),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries;
+
+    #[test]
+    fn a_field_is_carried_by_its_name_unless_another_owner_holds_it() {
+        assert!(carries("child.personal_id", "child.personal_id"));
+        assert!(carries("personal_id", "child.personal_id"));
+        assert!(carries("child.personal_id", "personal_id"));
+        assert!(!carries("mother.personal_id", "child.personal_id"));
+        assert!(!carries("child.full_name", "child.personal_id"));
+        assert!(carries("residence.child.personal_id", "child.personal_id"));
+    }
 }

@@ -11,6 +11,7 @@ use clap::Subcommand;
 
 use super::connectors::Output;
 use super::text::printable;
+use crate::access::Rights;
 use crate::audit::{self, Signer, SubjectKeys, TransferRow, Verifier};
 use crate::config::Config;
 use crate::domain::PersonalId;
@@ -47,6 +48,37 @@ pub enum AuditCommand {
     Trace {
         dossier_code: String,
         /// Who asks (recorded), e.g. an auditor's name or staff id.
+        #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        by: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Where one field of an event came from: the events it follows from, their producers,
+    /// and the external system that answered.
+    Provenance {
+        /// The event's id.
+        event_id: uuid::Uuid,
+        /// The field, as a dotted path, e.g. child.personal_id.
+        field: String,
+        #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        by: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Transfers whose purpose the system had no right to when they happened; exit 1 if any.
+    Purposes {
+        /// How far back to look.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        by: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Who a change to an event type's schema reaches: rights, connectors, actual recipients.
+    BlastRadius {
+        /// The event type, or its schema subject.
+        event_type: String,
         #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
         by: String,
         #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -128,6 +160,81 @@ pub async fn run(command: AuditCommand, config: Config) -> anyhow::Result<()> {
             let rows = audit::subject_history(&pool, &references, "subject-history", &by).await?;
             print_rows(&rows, output)?;
         }
+        AuditCommand::Provenance {
+            event_id,
+            field,
+            by,
+            output,
+        } => {
+            let chain = audit::field_provenance(&pool, event_id, field.trim(), &by).await?;
+            print_provenance(&chain, &field, output)?;
+        }
+        AuditCommand::Purposes { days, by, output } => {
+            let since = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+            let rights = Rights::new(pool.clone()).history().await?;
+            let catalogue = super::systems::access_catalogue(&config)?;
+            let uncovered = audit::purpose_check(&pool, &rights, &catalogue, since, &by).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&uncovered)?);
+            } else {
+                for found in &uncovered {
+                    println!(
+                        "entry {}: {} had no right to {} {} for {} at {}",
+                        found.transfer.position,
+                        printable(&found.system),
+                        found.direction,
+                        printable(found.transfer.event_type.as_deref().unwrap_or_default()),
+                        printable(&found.transfer.purpose),
+                        found.transfer.recorded_at.format("%Y-%m-%d %H:%M:%S")
+                    );
+                }
+                println!(
+                    "{} transfer(s) of the last {days} days without a right for their purpose",
+                    uncovered.len()
+                );
+            }
+            if !uncovered.is_empty() {
+                bail!("{} transfer(s) without a right", uncovered.len());
+            }
+        }
+        AuditCommand::BlastRadius {
+            event_type,
+            by,
+            output,
+        } => {
+            let catalogue = super::connectors::catalogue(&config)?;
+            let known = catalogue
+                .events
+                .iter()
+                .find(|e| {
+                    let topic = config.kafka.topic(&e.topic);
+                    e.event_type == event_type
+                        || e.subject_on(&topic).as_deref() == Some(event_type.as_str())
+                })
+                .with_context(|| {
+                    format!(
+                        "event_type: {event_type:?} is no event type or subject of the catalogue"
+                    )
+                })?;
+            let connectors: Vec<(String, String, Vec<String>, Vec<String>)> =
+                super::connectors::manifests(&config, &catalogue)?
+                    .iter()
+                    .map(|m| {
+                        let (consumes, publishes) = m.consumes_and_publishes();
+                        (m.name.clone(), m.system.to_string(), consumes, publishes)
+                    })
+                    .collect();
+            let radius = audit::blast_radius(
+                &pool,
+                &known.event_type,
+                &Rights::new(pool.clone()).history().await?,
+                &super::systems::access_catalogue(&config)?,
+                &connectors,
+                &by,
+            )
+            .await?;
+            print_radius(&radius, output)?;
+        }
         AuditCommand::CheckProof { .. } | AuditCommand::Key => unreachable!("answered above"),
     }
     Ok(())
@@ -158,6 +265,86 @@ fn check_proof(file: &PathBuf, key: &str) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     println!("{}", proof.entry);
+    Ok(())
+}
+
+fn print_provenance(chain: &[audit::Upstream], field: &str, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(chain)?);
+        return Ok(());
+    }
+    if chain.is_empty() {
+        bail!("no published event with that id in the ledger");
+    }
+    for link in chain {
+        println!(
+            "{:>2}  entry {:<7} {} (v{}) published by {}{}: {}",
+            link.depth,
+            link.position,
+            printable(&link.event_type),
+            link.schema_version.unwrap_or_default(),
+            printable(&link.producer),
+            link.answered_by
+                .as_ref()
+                .map(|s| format!(" with the answer of {}", printable(s)))
+                .unwrap_or_default(),
+            if link.carries.is_empty() {
+                "does not carry it".to_owned()
+            } else {
+                link.carries.join(", ")
+            }
+        );
+    }
+    // The field entered with the deepest event of the unbroken run that carries it.
+    let origin = chain
+        .iter()
+        .take_while(|link| !link.carries.is_empty())
+        .last();
+    match origin {
+        Some(link) => println!(
+            "{field} came into the hub with {} (entry {}), from {}",
+            printable(&link.event_type),
+            link.position,
+            printable(link.answered_by.as_deref().unwrap_or(&link.producer))
+        ),
+        None => println!("the event does not carry {field}"),
+    }
+    Ok(())
+}
+
+fn print_radius(radius: &audit::BlastRadius, output: Output) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(radius)?);
+        return Ok(());
+    }
+    println!("a change to {} reaches:", radius.event_type);
+    println!("rights in force ({}):", radius.rights.len());
+    for holder in &radius.rights {
+        println!(
+            "    {:<32} {:<10} for {}",
+            printable(&holder.system),
+            holder.direction,
+            holder.purposes.join(", ")
+        );
+    }
+    println!("connectors ({}):", radius.connectors.len());
+    for used in &radius.connectors {
+        println!(
+            "    {:<32} {:<10} as {}",
+            printable(&used.connector),
+            used.uses,
+            printable(&used.system)
+        );
+    }
+    println!("systems that received it ({}):", radius.recipients.len());
+    for recipient in &radius.recipients {
+        println!(
+            "    {:<32} {} deliveries, the last at {}",
+            printable(&recipient.system),
+            recipient.deliveries,
+            recipient.last_at.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
     Ok(())
 }
 

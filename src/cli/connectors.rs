@@ -171,12 +171,12 @@ pub struct Action {
     reason: Option<String>,
 }
 
-fn catalogue(config: &Config) -> anyhow::Result<Catalogue> {
+pub(super) fn catalogue(config: &Config) -> anyhow::Result<Catalogue> {
     Catalogue::load(&config.schemas.dir)
         .with_context(|| format!("reading the catalogue in {}", config.schemas.dir.display()))
 }
 
-fn manifests(config: &Config, catalogue: &Catalogue) -> anyhow::Result<Vec<Manifest>> {
+pub(super) fn manifests(config: &Config, catalogue: &Catalogue) -> anyhow::Result<Vec<Manifest>> {
     let known = |event_type: &str| catalogue.events.iter().any(|e| e.event_type == event_type);
     Ok(manifest::load_dir(&config.connectors.dir, &known)?)
 }

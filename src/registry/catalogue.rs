@@ -77,6 +77,20 @@ pub struct EventDefinition {
     pub avro_text: String,
 }
 
+impl EventDefinition {
+    /// Its schema subject on `topic` (the full topic name): `<topic>-<record full name>`,
+    /// Confluent's TopicRecordNameStrategy, as several event types share a topic. `None` when
+    /// the Avro schema is not a record.
+    pub fn subject_on(&self, topic: &str) -> Option<String> {
+        match apache_avro::Schema::parse_str(&self.avro_text).ok()? {
+            apache_avro::Schema::Record(record) => {
+                Some(format!("{topic}-{}", record.name.fullname(None)))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Catalogue {
     pub topics: Vec<TopicDefinition>,

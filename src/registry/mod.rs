@@ -120,10 +120,9 @@ impl EventSchema {
         let invalid =
             |e: String| RegistryError::InvalidSchema(format!("{}.avsc: {e}", def.event_type));
         let avro = Schema::parse_str(&def.avro_text).map_err(|e| invalid(e.to_string()))?;
-        let Schema::Record(record) = &avro else {
-            return Err(invalid("an event schema must be a record".into()));
-        };
-        let subject = format!("{topic}-{}", record.name.fullname(None));
+        let subject = def
+            .subject_on(&topic)
+            .ok_or_else(|| invalid("an event schema must be a record".into()))?;
         let names = avro::Names::of(&avro).map_err(|e| invalid(e.to_string()))?;
         let validator = jsonschema::options()
             .should_validate_formats(true)

@@ -164,6 +164,27 @@ impl Manifest {
         }
     }
 
+    /// What the connector consumes and what it publishes (a sink's reply, refusal and failure
+    /// events; a source's records): who a change to an event type reaches.
+    pub fn consumes_and_publishes(&self) -> (Vec<String>, Vec<String>) {
+        match &self.spec {
+            Spec::Sink(sink) => {
+                let outputs = [
+                    sink.reply.as_ref(),
+                    sink.refusal.as_ref().map(|r| &r.output),
+                    sink.failure.as_ref(),
+                ];
+                let published = outputs
+                    .into_iter()
+                    .flatten()
+                    .map(|o| o.event_type.clone())
+                    .collect();
+                (sink.event_types.clone(), published)
+            }
+            Spec::WebhookSource(_) | Spec::Source(_) => (Vec::new(), self.event_types()),
+        }
+    }
+
     /// Where it sends or receives, for status.
     pub fn endpoint(&self) -> String {
         match &self.spec {
