@@ -7,15 +7,31 @@
 -- names its own position and the previous entry's digest, so a changed, deleted, inserted or
 -- reordered row is named by `lienthong audit verify` even before the next checkpoint.
 --
--- Appends go through audit_append() only: it takes a transaction-scoped advisory lock, so
--- entries from every hub process and every administrator's transaction get positions in the
--- order they commit, with no gap a later commit could fill.
+-- Every append takes the same transaction-scoped advisory lock (7361029482213) before it reads
+-- the last entry, so entries from every hub process and every administrator's transaction get
+-- positions in the order they commit, with no gap a later commit could fill. Two writers follow
+-- that protocol: audit_append() below (triggers, auditors' questions), and the hub's ledger
+-- writer, which appends a whole batch of transfers in one statement (src/audit/ledger.rs).
 CREATE TABLE audit_log (
     position BIGINT PRIMARY KEY,
     kind     TEXT NOT NULL CHECK (kind IN ('transfer', 'admin')),
     body     TEXT NOT NULL,
     digest   BYTEA NOT NULL
 );
+
+-- Append-only, as far as PostgreSQL can say it: an update, delete or truncate is refused. The
+-- tables' owner can still disable this (tests/audit.rs does, as an attacker would), which is
+-- why the log is also chained and signed.
+CREATE FUNCTION audit_refuse_change() RETURNS TRIGGER
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
+END
+$$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE TRIGGER audit_append_only_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
 
 -- Signed tree heads: the tree of the first tree_size entries has this root. note is the
 -- checkpoint as published (C2SP signed-note format, Ed25519); frontier holds the roots of the
@@ -27,9 +43,12 @@ CREATE TABLE audit_checkpoint (
     signed_at TIMESTAMPTZ NOT NULL,
     note      TEXT NOT NULL
 );
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_checkpoint
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
 
 -- The transfer ledger: the queryable side of each transfer entry (auditor queries and the
--- citizen's report read it; the evidence is the audit_log row at the same position). Subjects
+-- citizen's report read it; the evidence is the audit_log row at the same position, which the
+-- ledger writer inserts in the same transaction). Subjects
 -- are pseudonymous references (keyed hashes of personal IDs, `key_id:hex`), never the IDs.
 CREATE TABLE audit_transfer (
     position       BIGINT PRIMARY KEY,
@@ -40,7 +59,7 @@ CREATE TABLE audit_transfer (
     event_id       UUID,
     -- The event this one answers or follows from (its envelope's causation id): field
     -- provenance walks these links upstream.
-    causation_id   TEXT,
+    causation_id   UUID,
     event_type     TEXT,
     schema_subject TEXT,
     schema_version INT,
@@ -57,7 +76,8 @@ CREATE INDEX audit_transfer_subjects ON audit_transfer USING GIN (subject_refs);
 CREATE INDEX audit_transfer_event ON audit_transfer (event_id);
 CREATE INDEX audit_transfer_time ON audit_transfer (recorded_at);
 
--- Appends one entry; returns its position. `entry` gains kind, position, previous (the prior
+-- Appends one entry; returns its position. Callers run in READ COMMITTED (PostgreSQL's
+-- default), so the read after the lock sees the entry committed last. `entry` gains kind, position, previous (the prior
 -- entry's digest in hex, '' for the first) and recorded_at, and is stored as jsonb's text
 -- (keys in a fixed order), which is what its digest covers.
 CREATE FUNCTION audit_append(entry_kind TEXT, entry JSONB) RETURNS BIGINT
@@ -76,38 +96,11 @@ BEGIN
         'kind', entry_kind,
         'position', next_position,
         'previous', coalesce(encode(last_digest, 'hex'), ''),
-        'recorded_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        'recorded_at', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
     ))::TEXT;
     INSERT INTO audit_log (position, kind, body, digest)
     VALUES (next_position, entry_kind, next_body, sha256(convert_to(next_body, 'UTF8')));
     RETURN next_position;
-END
-$$;
-
--- Appends transfers, in the array's order, and their ledger rows.
-CREATE FUNCTION audit_record_transfers(entries JSONB[]) RETURNS VOID
-LANGUAGE plpgsql AS $$
-DECLARE
-    entry JSONB;
-    at    BIGINT;
-BEGIN
-    FOREACH entry IN ARRAY entries LOOP
-        at := audit_append('transfer', entry);
-        INSERT INTO audit_transfer (
-            position, recorded_at, channel, source_system, target_system, event_id, causation_id,
-            event_type, schema_subject, schema_version, fields, classification, purpose, legal_basis,
-            dossier_code, subject_refs, trace_id)
-        VALUES (
-            at, now(), entry->>'channel', entry->>'source_system', entry->>'target_system',
-            (entry->>'event_id')::UUID, entry->>'causation_id', entry->>'event_type',
-            entry->>'schema_subject',
-            (entry->>'schema_version')::INT,
-            ARRAY(SELECT jsonb_array_elements_text(entry->'fields')),
-            entry->>'classification', entry->>'purpose', entry->>'legal_basis',
-            entry->>'dossier_code',
-            ARRAY(SELECT jsonb_array_elements_text(entry->'subject_refs')),
-            entry->>'trace_id');
-    END LOOP;
 END
 $$;
 

@@ -7,9 +7,27 @@
 mod common;
 
 use common::*;
-use lienthong::audit::{self, CheckError, Signer, Verifier};
+use lienthong::audit::{self, CheckError, Checkpointed, Signer, Verifier};
 use lienthong::proto::audit_service_client::AuditServiceClient;
 use lienthong::proto::{ProveEntryRequest, SubjectHistoryRequest, TraceDossierRequest};
+
+/// Every personal ID in `value` (members named `personal_id` or `*_personal_id`).
+fn personal_ids(value: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    match value {
+        serde_json::Value::Object(members) => {
+            for (key, member) in members {
+                match member.as_str() {
+                    Some(id) if key.ends_with("personal_id") => out.push(id.to_owned()),
+                    _ => out.extend(personal_ids(member)),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| out.extend(personal_ids(i))),
+        _ => {}
+    }
+    out
+}
 
 fn verifier(env: &TestEnv) -> Verifier {
     Verifier::of(&Signer::load(&env.config.audit).expect("signing key"))
@@ -100,15 +118,23 @@ async fn a_publish_and_a_delivery_are_recorded_with_fields_and_no_personal_id() 
     .expect("history");
     assert_eq!(history.len(), 2);
     let client = env.pool.get().await.expect("connection");
+    // No personal ID of the dossier (parents, declarant, household head) in clear, anywhere.
+    let ids = personal_ids(&payload);
+    assert!(ids.len() >= 3, "{ids:?}");
     let leaks: i64 = client
         .query_one(
-            "SELECT count(*) FROM audit_log WHERE body LIKE '%' || $1 || '%'",
-            &[&mother],
+            "SELECT (SELECT count(*) FROM audit_log WHERE body LIKE ANY ($1))
+                  + (SELECT count(*) FROM audit_transfer t
+                     WHERE t::TEXT LIKE ANY ($1))",
+            &[&ids.iter().map(|id| format!("%{id}%")).collect::<Vec<_>>()],
         )
         .await
         .expect("count")
         .get(0);
-    assert_eq!(leaks, 0, "no plain personal ID in the audit log");
+    assert_eq!(
+        leaks, 0,
+        "no plain personal ID in the audit log or the ledger"
+    );
     // The questions asked are entries too.
     let questions: i64 = client
         .query_one(
@@ -122,15 +148,20 @@ async fn a_publish_and_a_delivery_are_recorded_with_fields_and_no_personal_id() 
 
     // A proof of the publish's entry checks offline with the published key, and fails once
     // the entry is altered.
-    audit::make_checkpoint(&env.pool, &signer(&env))
-        .await
-        .expect("checkpoint");
+    let Ok(Checkpointed::Signed(size)) = audit::make_checkpoint(&env.pool, &signer(&env)).await
+    else {
+        panic!("a checkpoint is signed");
+    };
     let proof = audit::prove(&env.pool, publish.position)
         .await
         .expect("proof");
     let key = audit::verifier_key(signer(&env).origin(), &signer(&env).public());
     let checked = audit::check(&proof, &Verifier::parse(&key).expect("key")).expect("verifies");
-    assert!(checked.tree_size > u64::try_from(publish.position).expect("position"));
+    assert_eq!(
+        i64::try_from(checked.tree_size).ok(),
+        Some(size),
+        "the proof rests on the checkpoint just signed"
+    );
     let mut forged = proof.clone();
     forged.entry = forged.entry.replace("danang-onestop", "another-system");
     assert_eq!(
@@ -229,8 +260,23 @@ async fn signed_log(env: &TestEnv, n: usize) {
     audit::make_checkpoint(&env.pool, &signer(env))
         .await
         .expect("checkpoint");
+    let refused = client
+        .batch_execute("DELETE FROM audit_log WHERE position = 0")
+        .await
+        .expect_err("the log is append-only");
+    assert!(
+        refused
+            .as_db_error()
+            .is_some_and(|e| e.message().contains("append-only")),
+        "{refused}"
+    );
+    // The tables' owner can still turn that off, as an attacker with the database would.
     client
-        .batch_execute("CREATE TABLE audit_log_copy AS SELECT * FROM audit_log")
+        .batch_execute(
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_append_only;
+             ALTER TABLE audit_log DISABLE TRIGGER audit_append_only_truncate;
+             CREATE TABLE audit_log_copy AS SELECT * FROM audit_log",
+        )
         .await
         .expect("copy kept");
 }
@@ -272,7 +318,7 @@ async fn verify_names_each_kind_of_tampering() {
     assert!(
         deleted_last
             .iter()
-            .any(|p| p.contains("entries were deleted from its end")),
+            .any(|p| p.contains("entries were deleted")),
         "{deleted_last:?}"
     );
 
@@ -352,16 +398,25 @@ async fn administrators_changes_are_entries_and_checkpoints_extend_each_other() 
         )
         .await
         .expect("changes made");
-    let first = audit::make_checkpoint(&env.pool, &signer(&env))
-        .await
-        .expect("checkpoint");
+    let Ok(Checkpointed::Signed(first)) = audit::make_checkpoint(&env.pool, &signer(&env)).await
+    else {
+        panic!("a first checkpoint is signed");
+    };
+    assert_eq!(
+        audit::make_checkpoint(&env.pool, &signer(&env))
+            .await
+            .expect("checkpoint"),
+        Checkpointed::Current(first),
+        "nothing new, nothing signed"
+    );
     client
         .batch_execute("DELETE FROM system_credential WHERE system_id = 'one-stop-79'")
         .await
         .expect("deleted");
-    let second = audit::make_checkpoint(&env.pool, &signer(&env))
-        .await
-        .expect("checkpoint");
+    let Ok(Checkpointed::Signed(second)) = audit::make_checkpoint(&env.pool, &signer(&env)).await
+    else {
+        panic!("a second checkpoint is signed");
+    };
     assert!(second > first, "{first} then {second}");
     let rows = client
         .query(
@@ -472,16 +527,36 @@ async fn auditors_follow_a_field_upstream_and_find_transfers_without_a_right() {
         .await
         .expect("check");
     assert!(clean.is_empty(), "{clean:?}");
-    let pg = env.pool.get().await.expect("connection");
-    let rogue = serde_json::json!({
-        "channel": "delivery", "source_system": "danang-onestop", "target_system": "rogue-system",
-        "event_id": second.event_id, "event_type": EVENT_TYPE, "fields": ["mother.personal_id"],
-        "classification": "basic", "purpose": PURPOSE, "legal_basis": "none",
-        "dossier_code": code, "subject_refs": []
-    });
-    pg.execute("SELECT audit_record_transfers(ARRAY[$1::JSONB])", &[&rogue])
+    // A delivery recorded for a system that holds no right at all.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let subjects =
+        std::sync::Arc::new(audit::SubjectKeys::load(&env.config.audit).expect("subject key"));
+    let (ledger, writer) = audit::Ledger::start(env.pool.clone(), subjects, stop.clone());
+    ledger
+        .record(audit::Crossing {
+            channel: audit::Channel::Delivery,
+            source: "danang-onestop",
+            target: "rogue-system",
+            event: Some(audit::EventRef {
+                event_id: second_id,
+                causation_id: None,
+                event_type: EVENT_TYPE.into(),
+                schema_subject: second.schema_subject.clone(),
+                schema_version: second.schema_version,
+            }),
+            purpose: PURPOSE,
+            legal_basis: "none",
+            dossier_code: Some(&code),
+            payload: &payload,
+            concerning: None,
+            classes: None,
+            trace_id: None,
+        })
         .await
         .expect("recorded");
+    stop.cancel();
+    drop(ledger);
+    writer.await.expect("writer ends");
     let found = audit::purpose_check(&env.pool, &rights, &catalogue, since, "auditor")
         .await
         .expect("check");
@@ -491,12 +566,12 @@ async fn auditors_follow_a_field_upstream_and_find_transfers_without_a_right() {
         .collect();
     assert_eq!(named, [("rogue-system", "subscribe")]);
 
-    let connectors = vec![(
-        "civil-status".to_owned(),
-        "civil-status-connector".to_owned(),
-        vec![EVENT_TYPE.to_owned()],
-        vec!["birth.civil-registration-completed".to_owned()],
-    )];
+    let connectors = vec![audit::ConnectorTypes {
+        name: "civil-status".to_owned(),
+        system: "civil-status-connector".to_owned(),
+        consumes: vec![EVENT_TYPE.to_owned()],
+        publishes: vec!["birth.civil-registration-completed".to_owned()],
+    }];
     let radius = audit::blast_radius(
         &env.pool,
         EVENT_TYPE,

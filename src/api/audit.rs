@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::connectors::{actor, operator};
 use crate::audit::{self, ProveError, SubjectKeys, TransferRow};
-use crate::domain::PersonalId;
+use crate::domain::{DossierCode, PersonalId};
 use crate::proto::audit_service_server::AuditService;
 use crate::proto::{
     InclusionProof, ProveEntryRequest, SubjectHistoryRequest, TraceDossierRequest, Transfer,
@@ -67,7 +67,9 @@ impl AuditService for AuditApi {
         let caller = operator(&request)?;
         let request = request.into_inner();
         let by = actor(&caller, &request.by)?;
-        let rows = audit::dossier_trace(&self.pool, &request.dossier_code, &by)
+        let code = DossierCode::parse(request.dossier_code.trim())
+            .map_err(|e| Status::invalid_argument(format!("dossier_code: {e}")))?;
+        let rows = audit::dossier_trace(&self.pool, code.as_str(), &by)
             .await
             .map_err(unavailable)?;
         Ok(Response::new(transfers(rows)))

@@ -33,6 +33,8 @@ pub struct EventApi {
 }
 
 /// What the first message of a `StreamingSubscribe` must be.
+/// Deliveries of one subscription decoded and recorded at once, handed over in order.
+const DELIVERIES_IN_FLIGHT: usize = 64;
 const OPEN_FIRST: &str = "the first message must open the subscription (`open`)";
 
 /// The subscription a stream belongs to.
@@ -92,20 +94,30 @@ impl EventApi {
         })
         .filter_map(std::future::ready);
         let ended = opened.ended.cancelled_owned();
-        let stream = ReceiverStream::new(opened.deliveries).then(move |received| {
-            let events = events.clone();
-            let id = id.clone();
-            let event_type = event_type.clone();
-            let recipient = recipient.clone();
-            let span =
-                tracing::info_span!("deliver", otel.kind = "consumer", event_type = %event_type);
-            let _ = span.set_parent(trace::extract(&received.headers));
-            async move {
-                let decoded = events.decode(received, &event_type, &recipient).await;
-                Ok(delivery(&id, decoded))
-            }
-            .instrument(span)
-        });
+        // Several deliveries are decoded and recorded at once (each waits for the ledger's
+        // commit), and handed over in the order they came.
+        let stream = ReceiverStream::new(opened.deliveries)
+            .map(move |received| {
+                let events = events.clone();
+                let id = id.clone();
+                let event_type = event_type.clone();
+                let recipient = recipient.clone();
+                let span = tracing::info_span!("deliver", otel.kind = "consumer", event_type = %event_type);
+                let _ = span.set_parent(trace::extract(&received.headers));
+                async move {
+                    let decoded = events.decode(received, &event_type, &recipient).await;
+                    if decoded.decode_transient {
+                        // Not the event's fault: it stays unacknowledged and comes again.
+                        return Err(Status::unavailable(
+                            "the hub cannot decode or record this delivery for now; subscribe \
+                             again to receive it",
+                        ));
+                    }
+                    Ok(delivery(&id, decoded))
+                }
+                .instrument(span)
+            })
+            .buffered(DELIVERIES_IN_FLIGHT);
         Ok((handle, Box::pin(stream.take_until(ended).chain(last))))
     }
 }

@@ -100,8 +100,8 @@ impl SubjectKeys {
     }
 
     fn reference_with(key_id: &str, key: &[u8; 32], personal_id: &str) -> String {
-        // A 32-byte key always fits HMAC-SHA256.
-        let mut mac = <Hmac<Sha256>>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <Hmac<Sha256>>::new_from_slice(key).expect("HMAC-SHA256 takes a key of any length");
         mac.update(personal_id.as_bytes());
         format!("{key_id}:{}", hex::encode(mac.finalize().into_bytes()))
     }

@@ -12,6 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use chrono::Utc;
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use serde_json::Value;
@@ -40,21 +41,11 @@ pub enum Channel {
     ConnectorCall,
 }
 
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Publish => "publish",
-            Self::Delivery => "delivery",
-            Self::ConnectorCall => "connector-call",
-        }
-    }
-}
-
 /// The event a transfer carried.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRef {
     pub event_id: Uuid,
-    pub causation_id: Option<String>,
+    pub causation_id: Option<Uuid>,
     pub event_type: String,
     pub schema_subject: String,
     pub schema_version: i32,
@@ -64,7 +55,11 @@ impl EventRef {
     pub fn of(envelope: &Envelope) -> Self {
         Self {
             event_id: envelope.event_id,
-            causation_id: envelope.causation_id.clone(),
+            // The envelope's check made it a UUID.
+            causation_id: envelope
+                .causation_id
+                .as_deref()
+                .and_then(|c| Uuid::parse_str(c).ok()),
             event_type: envelope.event_type.clone(),
             schema_subject: envelope.schema_subject.clone(),
             schema_version: envelope.schema_version,
@@ -83,6 +78,10 @@ pub struct Crossing<'a> {
     pub dossier_code: Option<&'a str>,
     /// What crossed, after any redaction.
     pub payload: &'a Value,
+    /// Where else the citizens concerned are named, when not all of them are in what crossed
+    /// (a connector's call may carry a personal ID in its URL path: the event it was made for
+    /// names them all).
+    pub concerning: Option<&'a Value>,
     /// The classification of each field of the event type (dotted path), where known.
     pub classes: Option<&'a HashMap<String, String>>,
     pub trace_id: Option<String>,
@@ -95,7 +94,7 @@ pub struct Transfer {
     source_system: String,
     target_system: String,
     event_id: Option<Uuid>,
-    causation_id: Option<String>,
+    causation_id: Option<Uuid>,
     event_type: Option<String>,
     schema_subject: Option<String>,
     schema_version: Option<i32>,
@@ -110,8 +109,9 @@ pub struct Transfer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("the transfer ledger: {0}")]
-    Db(#[from] DbError),
+    /// The batch holding the row was not committed (the writer logged why).
+    #[error("the transfer ledger could not write to PostgreSQL")]
+    Unwritten,
     #[error("the transfer ledger is not running (the hub is stopping)")]
     Stopped,
 }
@@ -196,17 +196,18 @@ fn classification(
     }
 }
 
-/// The trace id of a W3C `traceparent` header value.
-pub fn trace_id_of(traceparent: Option<&String>) -> Option<String> {
+/// The trace id of a W3C `traceparent` header value (none when unset: all zeros).
+pub fn trace_id_of(traceparent: Option<&str>) -> Option<String> {
     traceparent
         .and_then(|t| t.split('-').nth(1))
-        .filter(|id| id.len() == 32 && *id != "0".repeat(32))
+        .filter(|id| id.len() == 32 && id.bytes().any(|b| b != b'0'))
         .map(str::to_owned)
 }
 
 struct Job {
     transfer: Transfer,
-    done: oneshot::Sender<Result<(), String>>,
+    /// True once the row is committed.
+    done: oneshot::Sender<bool>,
 }
 
 /// The handle every part records transfers through; cheap to clone.
@@ -229,15 +230,13 @@ impl Ledger {
         (Self { subjects, jobs }, writer)
     }
 
-    pub fn subjects(&self) -> &SubjectKeys {
-        &self.subjects
-    }
-
     /// Describes `crossing` without recording it yet (what crossed is read now, and may be
     /// gone when the crossing is confirmed).
     pub fn describe(&self, crossing: Crossing<'_>) -> Transfer {
         let fields = fields_of(crossing.payload);
-        let subject_refs: Vec<String> = personal_ids_in(crossing.payload)
+        let mut ids = personal_ids_in(crossing.payload);
+        ids.extend(crossing.concerning.map(personal_ids_in).unwrap_or_default());
+        let subject_refs: Vec<String> = ids
             .into_iter()
             .map(|id| self.subjects.reference(id))
             .collect();
@@ -285,8 +284,8 @@ impl Ledger {
             .await
             .map_err(|_| LedgerError::Stopped)?;
         match committed.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(LedgerError::Db(DbError::Corrupt(message))),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(LedgerError::Unwritten),
             Err(_) => Err(LedgerError::Stopped),
         }
     }
@@ -307,27 +306,98 @@ async fn write(pool: Pool, mut queue: mpsc::Receiver<Job>, stop: CancellationTok
         if received == 0 {
             return;
         }
-        let outcome = append(&pool, &batch).await.map_err(|e| {
-            tracing::error!(error = %e, rows = batch.len(), "transfer ledger rows not written");
-            e.to_string()
-        });
+        let written = match append(&pool, &batch).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, rows = batch.len(), "transfer ledger rows not written");
+                false
+            }
+        };
         for job in batch.drain(..) {
             // A caller that went away no longer waits for its answer.
-            let _ = job.done.send(outcome.clone());
+            let _ = job.done.send(written);
         }
     }
 }
 
+/// The advisory lock every append to the audit log takes (see V20): positions follow commits.
+const APPEND_LOCK: i64 = 7_361_029_482_213;
+
+/// An entry of the audit log as the ledger writes it: the transfer, and its place.
+#[derive(Serialize)]
+struct Entry<'a> {
+    kind: &'static str,
+    position: i64,
+    previous: &'a str,
+    recorded_at: &'a str,
+    #[serde(flatten)]
+    transfer: &'a Transfer,
+}
+
+/// Appends `batch` to the audit log and the ledger in one transaction and one statement each:
+/// under the log's lock, the bodies are numbered and chained here (hashing in Rust, not row
+/// by row in PL/pgSQL), which keeps the ledger well ahead of the broker.
 async fn append(pool: &Pool, batch: &[Job]) -> Result<(), DbError> {
-    let entries: Vec<Value> = batch
-        .iter()
-        .map(|job| serde_json::to_value(&job.transfer))
-        .collect::<Result<_, _>>()
-        .map_err(|e| DbError::Corrupt(e.to_string()))?;
-    let client = pool.get().await?;
-    client
-        .execute("SELECT audit_record_transfers($1::JSONB[])", &[&entries])
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
         .await?;
+    let last = tx
+        .query_opt(
+            "SELECT position, digest FROM audit_log ORDER BY position DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    let (mut position, mut previous) = match last {
+        Some(row) => (
+            row.get::<_, i64>(0) + 1,
+            hex::encode(row.get::<_, Vec<u8>>(1)),
+        ),
+        None => (0, String::new()),
+    };
+    let recorded_at = Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    let mut positions = Vec::with_capacity(batch.len());
+    let mut bodies = Vec::with_capacity(batch.len());
+    let mut digests = Vec::with_capacity(batch.len());
+    for job in batch {
+        let body = serde_json::to_string(&Entry {
+            kind: "transfer",
+            position,
+            previous: &previous,
+            recorded_at: &recorded_at,
+            transfer: &job.transfer,
+        })
+        .map_err(|e| DbError::Corrupt(format!("a transfer does not serialise: {e}")))?;
+        let digest = super::merkle::digest(body.as_bytes());
+        previous = hex::encode(digest);
+        positions.push(position);
+        bodies.push(body);
+        digests.push(digest.to_vec());
+        position += 1;
+    }
+    tx.execute(
+        "INSERT INTO audit_log (position, kind, body, digest)
+         SELECT p, 'transfer', b, d FROM unnest($1::BIGINT[], $2::TEXT[], $3::BYTEA[]) AS t(p, b, d)",
+        &[&positions, &bodies, &digests],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO audit_transfer (
+             position, recorded_at, channel, source_system, target_system, event_id,
+             causation_id, event_type, schema_subject, schema_version, fields, classification,
+             purpose, legal_basis, dossier_code, subject_refs, trace_id)
+         SELECT (e->>'position')::BIGINT, (e->>'recorded_at')::TIMESTAMPTZ, e->>'channel',
+             e->>'source_system', e->>'target_system', (e->>'event_id')::UUID,
+             (e->>'causation_id')::UUID, e->>'event_type', e->>'schema_subject',
+             (e->>'schema_version')::INT,
+             ARRAY(SELECT jsonb_array_elements_text(e->'fields')), e->>'classification',
+             e->>'purpose', e->>'legal_basis', e->>'dossier_code',
+             ARRAY(SELECT jsonb_array_elements_text(e->'subject_refs')), e->>'trace_id'
+         FROM unnest($1::TEXT[]) AS t(b), LATERAL (SELECT b::JSONB AS e) AS parsed",
+        &[&bodies],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -386,11 +456,11 @@ mod tests {
     fn trace_ids_come_from_traceparent() {
         let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned();
         assert_eq!(
-            trace_id_of(Some(&header)).as_deref(),
+            trace_id_of(Some(header.as_str())).as_deref(),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
         let unset = format!("00-{}-00f067aa0ba902b7-00", "0".repeat(32));
-        assert_eq!(trace_id_of(Some(&unset)), None);
+        assert_eq!(trace_id_of(Some(unset.as_str())), None);
         assert_eq!(trace_id_of(None), None);
     }
 }

@@ -10,7 +10,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint;
+use super::checkpoint::{self, Verifier};
 use super::keys::Signer;
 use super::merkle::{Frontier, Hash, digest};
 use crate::db::DbError;
@@ -121,23 +121,38 @@ impl Walk {
     }
 }
 
-/// Entries from `from` on, at most one page.
-pub async fn page(client: &impl GenericClient, from: i64) -> Result<Vec<Entry>, DbError> {
-    let rows = client
-        .query(
-            "SELECT position, body, digest FROM audit_log
-             WHERE position >= $1 ORDER BY position LIMIT $2",
-            &[&from, &PAGE],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|row| Entry {
-            position: row.get(0),
-            body: row.get(1),
-            stored_digest: row.get(2),
-        })
-        .collect())
+/// Hands the entries from position `from` on to `each`, in order, a page at a time, until
+/// the log ends or `each` answers false.
+pub async fn for_each_entry<E: From<DbError>>(
+    client: &impl GenericClient,
+    from: i64,
+    mut each: impl FnMut(Entry) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut from = from;
+    loop {
+        let rows = client
+            .query(
+                "SELECT position, body, digest FROM audit_log
+                 WHERE position >= $1 ORDER BY position LIMIT $2",
+                &[&from, &PAGE],
+            )
+            .await
+            .map_err(DbError::from)?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        from = last.get::<_, i64>(0) + 1;
+        for row in &rows {
+            let entry = Entry {
+                position: row.get(0),
+                body: row.get(1),
+                stored_digest: row.get(2),
+            };
+            if !each(entry)? {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// A stored checkpoint.
@@ -148,21 +163,24 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
+const CHECKPOINT_COLUMNS: &str = "tree_size, frontier, note";
+
+fn stored_checkpoint(row: &tokio_postgres::Row) -> StoredCheckpoint {
+    StoredCheckpoint {
+        tree_size: row.get(0),
+        frontier: row.get(1),
+        note: row.get(2),
+    }
+}
+
 pub async fn checkpoints(client: &impl GenericClient) -> Result<Vec<StoredCheckpoint>, DbError> {
     let rows = client
         .query(
-            "SELECT tree_size, frontier, note FROM audit_checkpoint ORDER BY tree_size",
+            &format!("SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoint ORDER BY tree_size"),
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| StoredCheckpoint {
-            tree_size: row.get(0),
-            frontier: row.get(1),
-            note: row.get(2),
-        })
-        .collect())
+    Ok(rows.iter().map(stored_checkpoint).collect())
 }
 
 pub async fn latest_checkpoint(
@@ -170,16 +188,13 @@ pub async fn latest_checkpoint(
 ) -> Result<Option<StoredCheckpoint>, DbError> {
     let row = client
         .query_opt(
-            "SELECT tree_size, frontier, note FROM audit_checkpoint
-             ORDER BY tree_size DESC LIMIT 1",
+            &format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoint ORDER BY tree_size DESC LIMIT 1"
+            ),
             &[],
         )
         .await?;
-    Ok(row.map(|row| StoredCheckpoint {
-        tree_size: row.get(0),
-        frontier: row.get(1),
-        note: row.get(2),
-    }))
+    Ok(row.as_ref().map(stored_checkpoint))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,22 +205,42 @@ pub enum CheckpointError {
     Flawed(String),
 }
 
+/// What [`make_checkpoint`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpointed {
+    /// A checkpoint was signed for this many entries.
+    Signed(i64),
+    /// The latest checkpoint already covers every entry (this many; 0 for an empty log).
+    Current(i64),
+}
+
 /// Signs a checkpoint over every entry committed so far, when there are entries the latest
-/// one does not cover; returns the tree size covered. Entries since the latest checkpoint are
+/// one does not cover. Entries since the latest checkpoint are
 /// checked first (digest, position, chain): the hub never signs over a damaged log.
-pub async fn make_checkpoint(pool: &Pool, signer: &Signer) -> Result<i64, CheckpointError> {
+pub async fn make_checkpoint(
+    pool: &Pool,
+    signer: &Signer,
+) -> Result<Checkpointed, CheckpointError> {
     let client = pool.get().await.map_err(DbError::from)?;
     let latest = latest_checkpoint(&client).await?;
     let (mut frontier, mut walk) = match &latest {
         None => (Frontier::default(), Walk::default()),
         Some(stored) => {
             let size = u64::try_from(stored.tree_size).unwrap_or_default();
-            let frontier = Frontier::from_bytes(size, &stored.frontier).ok_or_else(|| {
-                CheckpointError::Flawed(format!(
-                    "the checkpoint at tree size {} has a damaged frontier",
-                    stored.tree_size
-                ))
-            })?;
+            // The frontier is only trusted when it gives the root the hub itself signed:
+            // whoever can write the table cannot make the hub sign over a history of theirs.
+            let signed = Verifier::of(signer)
+                .open(&stored.note)
+                .ok()
+                .filter(|c| c.tree_size == size);
+            let frontier = Frontier::from_bytes(size, &stored.frontier)
+                .filter(|f| signed.is_some_and(|c| f.root() == Some(c.root)))
+                .ok_or_else(|| {
+                    CheckpointError::Flawed(format!(
+                        "the checkpoint at tree size {} does not match its signed root",
+                        stored.tree_size
+                    ))
+                })?;
             let previous = client
                 .query_opt(
                     "SELECT digest FROM audit_log WHERE position = $1",
@@ -218,22 +253,18 @@ pub async fn make_checkpoint(pool: &Pool, signer: &Signer) -> Result<i64, Checkp
         }
     };
     let start = i64::try_from(frontier.size()).unwrap_or(i64::MAX);
-    let mut from = start;
-    loop {
-        let entries = page(&client, from).await?;
-        let Some(last) = entries.last() else { break };
-        from = last.position + 1;
-        for entry in &entries {
-            let (flaws, real) = walk.check(entry);
-            if let Some(flaw) = flaws.first() {
-                return Err(CheckpointError::Flawed(flaw.describe(entry.position)));
-            }
-            frontier.push(&real);
+    for_each_entry(&client, start, |entry| {
+        let (flaws, real) = walk.check(&entry);
+        if let Some(flaw) = flaws.first() {
+            return Err(CheckpointError::Flawed(flaw.describe(entry.position)));
         }
-    }
+        frontier.push(&real);
+        Ok(true)
+    })
+    .await?;
     let size = i64::try_from(frontier.size()).unwrap_or(i64::MAX);
     let Some(root) = frontier.root().filter(|_| size > start) else {
-        return Ok(size);
+        return Ok(Checkpointed::Current(size));
     };
     let at = Utc::now();
     let note = checkpoint::sign(signer, frontier.size(), &root, at);
@@ -245,7 +276,7 @@ pub async fn make_checkpoint(pool: &Pool, signer: &Signer) -> Result<i64, Checkp
         )
         .await
         .map_err(DbError::from)?;
-    Ok(size)
+    Ok(Checkpointed::Signed(size))
 }
 
 /// Signs a checkpoint every `interval` until `stop`.

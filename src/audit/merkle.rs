@@ -56,7 +56,7 @@ impl Frontier {
         }
         let peaks = bytes
             .chunks_exact(32)
-            .map(|chunk| chunk.try_into().unwrap_or_else(|_| unreachable!()))
+            .map(|chunk| chunk.try_into().expect("chunks_exact gives 32 bytes"))
             .collect();
         Some(Self { size, peaks })
     }
@@ -76,7 +76,10 @@ impl Frontier {
         // they merge, as a binary counter carries.
         let mut size = self.size;
         while size & 1 == 1 {
-            let left = self.peaks.pop().unwrap_or_else(|| unreachable!());
+            let left = self
+                .peaks
+                .pop()
+                .expect("a frontier has a peak per bit set in its size");
             node = parent_hash(&left, &node);
             size >>= 1;
         }

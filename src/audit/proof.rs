@@ -7,7 +7,7 @@ use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, NoteError, Verifier};
-use super::log::{latest_checkpoint, page};
+use super::log::{for_each_entry, latest_checkpoint};
 use super::merkle::{Tree, digest, root_of};
 use crate::db::DbError;
 
@@ -63,21 +63,17 @@ pub async fn prove(pool: &Pool, position: i64) -> Result<Proof, ProveError> {
     }
     let mut tree = Tree::new();
     let mut entry = None;
-    let mut from = 0;
-    while from < latest.tree_size {
-        let entries = page(&client, from).await?;
-        let Some(last) = entries.last() else { break };
-        from = last.position + 1;
-        for stored in entries
-            .into_iter()
-            .take_while(|e| e.position < latest.tree_size)
-        {
-            tree.push(digest(stored.body.as_bytes()));
-            if stored.position == position {
-                entry = Some(stored.body);
-            }
+    for_each_entry(&client, 0, |stored| {
+        if stored.position >= latest.tree_size {
+            return Ok::<_, DbError>(false);
         }
-    }
+        tree.push(digest(stored.body.as_bytes()));
+        if stored.position == position {
+            entry = Some(stored.body);
+        }
+        Ok(true)
+    })
+    .await?;
     let entry = entry.ok_or(ProveError::Mismatch)?;
     let size = u64::try_from(latest.tree_size).unwrap_or_default();
     if tree.len() != size {

@@ -170,14 +170,14 @@ pub async fn field_provenance(
                UNION ALL
                  SELECT t.*, chain.depth + 1 FROM chain
                  JOIN audit_transfer t
-                   ON t.channel = 'publish' AND t.event_id::TEXT = chain.causation_id
+                   ON t.channel = 'publish' AND t.event_id = chain.causation_id
                  WHERE chain.depth < 64
              )
              SELECT DISTINCT ON (depth) depth, position, recorded_at, event_id, event_type,
                  schema_version, source_system, fields,
                  (SELECT c.target_system FROM audit_transfer c
                   WHERE c.channel = 'connector-call' AND c.source_system = chain.source_system
-                    AND c.event_id::TEXT = chain.causation_id
+                    AND c.event_id = chain.causation_id
                   ORDER BY c.position LIMIT 1)
              FROM chain ORDER BY depth, position",
             &[&event_id],

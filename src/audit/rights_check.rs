@@ -91,9 +91,18 @@ pub struct ConnectorUse {
     pub uses: String,
 }
 
+/// What one connector consumes and publishes, from its manifest.
+#[derive(Debug, Clone)]
+pub struct ConnectorTypes {
+    pub name: String,
+    pub system: String,
+    pub consumes: Vec<String>,
+    pub publishes: Vec<String>,
+}
+
 /// A system that received the event type, as the ledger recorded it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Recipient {
+pub struct Receiver {
     pub system: String,
     pub deliveries: i64,
     pub last_at: DateTime<Utc>,
@@ -104,18 +113,17 @@ pub struct BlastRadius {
     pub event_type: String,
     pub rights: Vec<Holder>,
     pub connectors: Vec<ConnectorUse>,
-    pub recipients: Vec<Recipient>,
+    pub recipients: Vec<Receiver>,
 }
 
 /// Who a change to `event_type`'s schema reaches: systems holding rights on it now,
-/// connectors (given as name, system, consumed and published types) using it, and the systems
-/// that actually received it.
+/// connectors using it, and the systems that actually received it.
 pub async fn blast_radius(
     pool: &Pool,
     event_type: &str,
     rights: &[RightRecord],
     catalogue: &AccessCatalogue,
-    connectors: &[(String, String, Vec<String>, Vec<String>)],
+    connectors: &[ConnectorTypes],
     by: &str,
 ) -> Result<BlastRadius, DbError> {
     let client = pool.get().await?;
@@ -142,21 +150,16 @@ pub async fn blast_radius(
         .collect();
     let uses = connectors
         .iter()
-        .flat_map(|(name, system, consumes, publishes)| {
-            let consumed = consumes
-                .iter()
-                .any(|t| t == event_type)
-                .then_some("consumes");
-            let published = publishes
-                .iter()
-                .any(|t| t == event_type)
-                .then_some("publishes");
+        .flat_map(|connector| {
+            let has = |types: &[String]| types.iter().any(|t| t == event_type);
+            let consumed = has(&connector.consumes).then_some("consumes");
+            let published = has(&connector.publishes).then_some("publishes");
             [consumed, published]
                 .into_iter()
                 .flatten()
                 .map(|uses| ConnectorUse {
-                    connector: name.clone(),
-                    system: system.clone(),
+                    connector: connector.name.clone(),
+                    system: connector.system.clone(),
                     uses: uses.to_owned(),
                 })
         })
@@ -175,7 +178,7 @@ pub async fn blast_radius(
         connectors: uses,
         recipients: rows
             .iter()
-            .map(|r| Recipient {
+            .map(|r| Receiver {
                 system: r.get(0),
                 deliveries: r.get(1),
                 last_at: r.get(2),

@@ -4,7 +4,7 @@
 //! `checkpoint` signs one now; `trace` and `subject` answer per dossier and per citizen.
 //! Every question is itself recorded in the log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
@@ -14,7 +14,7 @@ use super::text::printable;
 use crate::access::Rights;
 use crate::audit::{self, Signer, SubjectKeys, TransferRow, Verifier};
 use crate::config::Config;
-use crate::domain::PersonalId;
+use crate::domain::{DossierCode, PersonalId};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -96,14 +96,19 @@ pub enum AuditCommand {
 }
 
 pub async fn run(command: AuditCommand, config: Config) -> anyhow::Result<()> {
-    if let AuditCommand::CheckProof { file, key } = &command {
-        return check_proof(file, key);
+    // Neither of these needs the database: a proof is checked offline.
+    match command {
+        AuditCommand::CheckProof { file, key } => check_proof(&file, &key),
+        AuditCommand::Key => {
+            let signer = Signer::load(&config.audit)?;
+            println!("{}", audit::verifier_key(signer.origin(), &signer.public()));
+            Ok(())
+        }
+        command => run_on_database(command, config).await,
     }
-    if let AuditCommand::Key = command {
-        let signer = Signer::load(&config.audit)?;
-        println!("{}", audit::verifier_key(signer.origin(), &signer.public()));
-        return Ok(());
-    }
+}
+
+async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Result<()> {
     let pool = crate::db::pool(&config.database)?;
     crate::db::migrate(&pool)
         .await
@@ -124,8 +129,12 @@ pub async fn run(command: AuditCommand, config: Config) -> anyhow::Result<()> {
             }
         }
         AuditCommand::Checkpoint => {
-            let size = audit::make_checkpoint(&pool, &Signer::load(&config.audit)?).await?;
-            println!("signed: the first {size} entries");
+            match audit::make_checkpoint(&pool, &Signer::load(&config.audit)?).await? {
+                audit::Checkpointed::Signed(size) => println!("signed: the first {size} entries"),
+                audit::Checkpointed::Current(size) => {
+                    println!("nothing to sign: the latest checkpoint covers all {size} entries");
+                }
+            }
         }
         AuditCommand::Prove { position, out } => {
             let proof = audit::prove(&pool, position).await?;
@@ -148,7 +157,9 @@ pub async fn run(command: AuditCommand, config: Config) -> anyhow::Result<()> {
             by,
             output,
         } => {
-            let rows = audit::dossier_trace(&pool, &dossier_code, &by).await?;
+            let code = DossierCode::parse(dossier_code.trim())
+                .map_err(|e| anyhow::anyhow!("dossier_code: {e}"))?;
+            let rows = audit::dossier_trace(&pool, code.as_str(), &by).await?;
             print_rows(&rows, output)?;
         }
         AuditCommand::Subject {
@@ -216,12 +227,17 @@ pub async fn run(command: AuditCommand, config: Config) -> anyhow::Result<()> {
                         "event_type: {event_type:?} is no event type or subject of the catalogue"
                     )
                 })?;
-            let connectors: Vec<(String, String, Vec<String>, Vec<String>)> =
+            let connectors: Vec<audit::ConnectorTypes> =
                 super::connectors::manifests(&config, &catalogue)?
                     .iter()
                     .map(|m| {
                         let (consumes, publishes) = m.consumes_and_publishes();
-                        (m.name.clone(), m.system.to_string(), consumes, publishes)
+                        audit::ConnectorTypes {
+                            name: m.name.clone(),
+                            system: m.system.to_string(),
+                            consumes,
+                            publishes,
+                        }
                     })
                     .collect();
             let radius = audit::blast_radius(
@@ -235,7 +251,8 @@ pub async fn run(command: AuditCommand, config: Config) -> anyhow::Result<()> {
             .await?;
             print_radius(&radius, output)?;
         }
-        AuditCommand::CheckProof { .. } | AuditCommand::Key => unreachable!("answered above"),
+        // Answered in `run`, without the database.
+        AuditCommand::CheckProof { .. } | AuditCommand::Key => {}
     }
     Ok(())
 }
@@ -247,7 +264,7 @@ pub(super) fn references(config: &Config, personal_id: &str) -> anyhow::Result<V
     Ok(SubjectKeys::load(&config.audit)?.all_references(id.expose()))
 }
 
-fn check_proof(file: &PathBuf, key: &str) -> anyhow::Result<()> {
+fn check_proof(file: &Path, key: &str) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let proof: audit::Proof = serde_json::from_str(&text)
@@ -361,8 +378,9 @@ fn print_report(report: &audit::Report) {
     );
     if report.unsigned > 0 {
         println!(
-            "{} entries after the latest checkpoint: checked one by one, signed at the next",
-            report.unsigned
+            "after the latest checkpoint: {} more entr{}, checked one by one, signed at the next",
+            report.unsigned,
+            if report.unsigned == 1 { "y" } else { "ies" }
         );
     }
     for problem in &report.problems {

@@ -95,6 +95,7 @@ async fn ledger_rate(
                 legal_basis: "Decree 63/2024/ND-CP",
                 dossier_code: payload["dossier_code"].as_str(),
                 payload,
+                concerning: None,
                 classes: Some(&schema.classes),
                 trace_id: None,
             })

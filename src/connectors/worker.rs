@@ -624,8 +624,9 @@ impl Worker {
                 legal_basis: &self.manifest.legal_basis,
                 dossier_code: envelope.correlation_id.as_ref().map(|c| c.as_str()),
                 payload: &body,
+                concerning: Some(&input["event"]),
                 classes: None,
-                trace_id: trace_id_of(received.headers.get(TRACEPARENT)),
+                trace_id: trace_id_of(received.headers.get(TRACEPARENT).map(String::as_str)),
             })
             .await
             .map_err(|source| WorkerError::Unrecorded {

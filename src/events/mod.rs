@@ -416,11 +416,11 @@ impl Events {
                 dossier_code: envelope
                     .as_ref()
                     .and_then(|e| e.correlation_id.as_ref())
-                    .map(|c| c.as_str())
-                    .or(received.key.as_deref()),
+                    .map(|c| c.as_str()),
                 payload,
+                concerning: None,
                 classes: schema.map(|s| &s.classes),
-                trace_id: trace_id_of(received.headers.get(TRACEPARENT)),
+                trace_id: trace_id_of(received.headers.get(TRACEPARENT).map(String::as_str)),
             })
             .await
     }

@@ -400,8 +400,9 @@ impl Events {
             legal_basis: &envelope.legal_basis,
             dossier_code: envelope.correlation_id.as_ref().map(|c| c.as_str()),
             payload: &payload,
+            concerning: None,
             classes: Some(&schema.classes),
-            trace_id: trace_id_of(trace_context.get(TRACEPARENT)),
+            trace_id: trace_id_of(trace_context.get(TRACEPARENT).map(String::as_str)),
         });
         Ok(Prepared {
             schema,
@@ -483,14 +484,28 @@ impl Events {
             warnings,
             transfer,
         } = pending;
-        let produced = in_flight
-            .acknowledged()
+        // The event reaches the broker whether or not its caller still waits (a client that
+        // hung up, a call cut off at shutdown), so its row must be written either way: a task
+        // of the hub's does both, and the caller waits for it.
+        let ledger = self.ledger.clone();
+        let produced = self
+            .tracker
+            .spawn(async move {
+                let produced = in_flight
+                    .acknowledged()
+                    .await
+                    .map_err(|source| PublishError::Produce { event_id, source })?;
+                ledger
+                    .write(transfer)
+                    .await
+                    .map_err(|source| PublishError::Unrecorded { event_id, source })?;
+                Ok(produced)
+            })
             .await
-            .map_err(|source| PublishError::Produce { event_id, source })?;
-        self.ledger
-            .write(transfer)
-            .await
-            .map_err(|source| PublishError::Unrecorded { event_id, source })?;
+            .map_err(|_| PublishError::Unrecorded {
+                event_id,
+                source: LedgerError::Stopped,
+            })??;
         self.metrics
             .produce_latency
             .observe(produced.latency.as_secs_f64());
