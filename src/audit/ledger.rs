@@ -382,7 +382,10 @@ async fn append(pool: &Pool, batch: &[Job]) -> Result<(), DbError> {
     )
     .await?;
     tx.execute(
-        "INSERT INTO audit_transfer (
+        // Each body is parsed once (MATERIALIZED): inlined, `b::JSONB` would be parsed again
+        // for every field read from it, five times the cost of the whole insert.
+        "WITH parsed AS MATERIALIZED (SELECT b::JSONB AS e FROM unnest($1::TEXT[]) AS t(b))
+         INSERT INTO audit_transfer (
              position, recorded_at, channel, source_system, target_system, event_id,
              causation_id, event_type, schema_subject, schema_version, fields, classification,
              purpose, legal_basis, dossier_code, subject_refs, trace_id)
@@ -393,7 +396,7 @@ async fn append(pool: &Pool, batch: &[Job]) -> Result<(), DbError> {
              ARRAY(SELECT jsonb_array_elements_text(e->'fields')), e->>'classification',
              e->>'purpose', e->>'legal_basis', e->>'dossier_code',
              ARRAY(SELECT jsonb_array_elements_text(e->'subject_refs')), e->>'trace_id'
-         FROM unnest($1::TEXT[]) AS t(b), LATERAL (SELECT b::JSONB AS e) AS parsed",
+         FROM parsed",
         &[&bodies],
     )
     .await?;
