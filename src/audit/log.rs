@@ -232,9 +232,16 @@ pub async fn make_checkpoint(
             let signed = Verifier::of(signer)
                 .open(&stored.note)
                 .ok()
-                .filter(|c| c.tree_size == size);
+                .filter(|c| c.tree_size == size)
+                .ok_or_else(|| {
+                    CheckpointError::Flawed(format!(
+                        "the checkpoint at tree size {} is not signed with this hub's key \
+                         (audit.signing_key_file): altered, or signed with another key",
+                        stored.tree_size
+                    ))
+                })?;
             let frontier = Frontier::from_bytes(size, &stored.frontier)
-                .filter(|f| signed.is_some_and(|c| f.root() == Some(c.root)))
+                .filter(|f| f.root() == Some(signed.root))
                 .ok_or_else(|| {
                     CheckpointError::Flawed(format!(
                         "the checkpoint at tree size {} does not match its signed root",

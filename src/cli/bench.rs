@@ -68,6 +68,95 @@ async fn in_scratch_database<T>(
     outcome
 }
 
+/// On a hub of the bench's own (topics made, a member system granted): the raw producer bare
+/// and with the envelope headers, then validated `PublishBatch`; records per second each.
+async fn through_a_hub(
+    mut config: Config,
+    schema: &EventSchema,
+    payload: &Value,
+    n: usize,
+) -> anyhow::Result<[f64; 3]> {
+    config.grpc.listen = "127.0.0.1:0".parse()?;
+    config.http.listen = "127.0.0.1:0".parse()?;
+    // The bench's hub measures publishing only: no connector may deliver its records to a
+    // system, and no engine take them in as dossiers.
+    config.connectors.enabled = false;
+    config.procedures.enabled = false;
+    let hub = Hub::start(config.clone())
+        .await
+        .context("starting a hub for the bench")?;
+    let bytes = encode(schema, payload)?;
+    let producer = Producer::new(&config.kafka)?;
+    let key = payload["dossier_code"].as_str().unwrap_or("bench");
+    // The same envelope headers the hub writes: the broker pays for them too.
+    let envelope = Envelope {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: EVENT_TYPE.into(),
+        schema_subject: schema.subject.clone(),
+        schema_version: 1,
+        occurred_at: chrono::Utc::now().fixed_offset(),
+        recorded_at: chrono::Utc::now(),
+        producer_system: SystemId::parse("bench")?,
+        correlation_id: Some(DossierCode::parse(key)?),
+        causation_id: None,
+        purpose: "civil-registration".into(),
+        legal_basis: "Decree 63/2024/ND-CP".into(),
+        warnings: None,
+    };
+    let headers = envelope.to_headers(&HashMap::new());
+    let raw_bare = raw_produce(
+        &producer,
+        &schema.topic,
+        key,
+        &bytes,
+        OwnedHeaders::new(),
+        n,
+    )
+    .await?;
+    let raw = raw_produce(&producer, &schema.topic, key, &bytes, headers, n).await?;
+
+    let pool = crate::db::pool(&config.database)?;
+    let system = SystemId::parse(&format!("bench-{}", std::process::id()))?;
+    let token = Credentials::new(pool.clone())
+        .add_system(&system, "bench", false, None)
+        .await?
+        .token;
+    let grant = Grant {
+        system: system.clone(),
+        direction: Direction::Publish,
+        resource: Resource::EventType(EVENT_TYPE.to_owned()),
+        purposes: vec!["civil-registration".to_owned()],
+        owner: system.clone(),
+        granted_by: "lienthong bench".to_owned(),
+        note: "benchmark".to_owned(),
+    };
+    Rights::new(pool)
+        .grant(&grant, &super::systems::access_catalogue(&config)?)
+        .await?;
+    // Running hubs see new rights within their refresh interval.
+    tokio::time::sleep(config.access.refresh_interval() * 2).await;
+    let channel = Channel::from_shared(format!("http://{}", hub.grpc_addr))?
+        .connect()
+        .await?;
+    let mut client = super::hub_client::client(channel, &token)?;
+    let request = super::hub_client::birth_submission(key, payload);
+    let started = Instant::now();
+    let mut accepted = 0;
+    // One call takes at most max_batch_events events: send the rest in further calls.
+    let max_batch = config.limits.max_batch_events;
+    for size in (0..n)
+        .step_by(max_batch)
+        .map(|start| max_batch.min(n - start))
+    {
+        let batch = futures::stream::iter(std::iter::repeat_n(request.clone(), size));
+        accepted += client.publish_batch(batch).await?.into_inner().accepted as usize;
+    }
+    let published = rate(n, started.elapsed());
+    anyhow::ensure!(accepted == n, "only {accepted} of {n} accepted");
+    hub.shutdown().await?;
+    Ok([raw_bare, raw, published])
+}
+
 /// Ledger rows recorded per second, `n` of them from as many concurrent callers as a
 /// publishing stream has events in flight: what the ledger adds to the publish path.
 async fn ledger_rate(
@@ -272,96 +361,30 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         per_second: recorded,
     });
 
-    config.grpc.listen = "127.0.0.1:0".parse()?;
-    config.http.listen = "127.0.0.1:0".parse()?;
-    // The bench's hub measures publishing only: no connector may deliver its records to a
-    // system, and no engine take them in as dossiers.
-    config.connectors.enabled = false;
-    config.procedures.enabled = false;
-    let hub = Hub::start(config.clone())
-        .await
-        .context("starting a hub for the bench")?;
-    let bytes = encode(&schema, &payload)?;
-    let producer = Producer::new(&config.kafka)?;
-    let key = payload["dossier_code"].as_str().unwrap_or("bench");
-    // The same envelope headers the hub writes: the broker pays for them too.
-    let envelope = Envelope {
-        event_id: uuid::Uuid::now_v7(),
-        event_type: EVENT_TYPE.into(),
-        schema_subject: schema.subject.clone(),
-        schema_version: 1,
-        occurred_at: chrono::Utc::now().fixed_offset(),
-        recorded_at: chrono::Utc::now(),
-        producer_system: SystemId::parse("bench")?,
-        correlation_id: Some(DossierCode::parse(key)?),
-        causation_id: None,
-        purpose: "civil-registration".into(),
-        legal_basis: "Decree 63/2024/ND-CP".into(),
-        warnings: None,
-    };
-    let headers = envelope.to_headers(&HashMap::new());
-    let raw_bare = raw_produce(
-        &producer,
-        &schema.topic,
-        key,
-        &bytes,
-        OwnedHeaders::new(),
-        n,
-    )
+    // The hub part runs on a database of its own: its bench system, rights and ledger rows
+    // (and checkpoints signed with the bench's throw-away key) never reach a real one.
+    let [raw_bare, raw, published] = in_scratch_database(&config, "publish", async |database| {
+        let config = Config {
+            database,
+            ..config.clone()
+        };
+        through_a_hub(config, &schema, &payload, n).await
+    })
     .await?;
-    rows.push(Row {
-        name: "raw idempotent produce (acks=all), same bytes, no headers",
-        per_second: raw_bare,
-    });
-    let raw = raw_produce(&producer, &schema.topic, key, &bytes, headers, n).await?;
-    rows.push(Row {
-        name: "raw idempotent produce (acks=all), same bytes and envelope headers",
-        per_second: raw,
-    });
-
-    let pool = crate::db::pool(&config.database)?;
-    let system = SystemId::parse(&format!("bench-{}", std::process::id()))?;
-    let token = Credentials::new(pool.clone())
-        .add_system(&system, "bench", false, None)
-        .await?
-        .token;
-    let grant = Grant {
-        system: system.clone(),
-        direction: Direction::Publish,
-        resource: Resource::EventType(EVENT_TYPE.to_owned()),
-        purposes: vec!["civil-registration".to_owned()],
-        owner: system.clone(),
-        granted_by: "lienthong bench".to_owned(),
-        note: "benchmark".to_owned(),
-    };
-    Rights::new(pool)
-        .grant(&grant, &super::systems::access_catalogue(&config)?)
-        .await?;
-    // Running hubs see new rights within their refresh interval.
-    tokio::time::sleep(config.access.refresh_interval() * 2).await;
-    let channel = Channel::from_shared(format!("http://{}", hub.grpc_addr))?
-        .connect()
-        .await?;
-    let mut client = super::hub_client::client(channel, &token)?;
-    let request = super::hub_client::birth_submission(key, &payload);
-    let started = Instant::now();
-    let mut accepted = 0;
-    // One call takes at most max_batch_events events: send the rest in further calls.
-    let max_batch = config.limits.max_batch_events;
-    for size in (0..n)
-        .step_by(max_batch)
-        .map(|start| max_batch.min(n - start))
-    {
-        let batch = futures::stream::iter(std::iter::repeat_n(request.clone(), size));
-        accepted += client.publish_batch(batch).await?.into_inner().accepted as usize;
-    }
-    let published = rate(n, started.elapsed());
-    anyhow::ensure!(accepted == n, "only {accepted} of {n} accepted");
-    rows.push(Row {
-        name: "validated publish through gRPC PublishBatch",
-        per_second: published,
-    });
-    hub.shutdown().await?;
+    rows.extend([
+        Row {
+            name: "raw idempotent produce (acks=all), same bytes, no headers",
+            per_second: raw_bare,
+        },
+        Row {
+            name: "raw idempotent produce (acks=all), same bytes and envelope headers",
+            per_second: raw,
+        },
+        Row {
+            name: "validated publish through gRPC PublishBatch",
+            per_second: published,
+        },
+    ]);
 
     println!("| pipeline | records/s | ratio to raw produce |");
     println!("|---|---:|---:|");
