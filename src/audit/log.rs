@@ -1,7 +1,7 @@
-//! Reading the audit log and signing checkpoints over it. Entries are appended by PostgreSQL
-//! (`audit_append` in V20): transfers by the ledger's writer, administrators' changes by
-//! triggers. Positions commit in order (the append holds a lock until its transaction ends),
-//! so a reader that sees entry n has seen every entry before it.
+//! Reading the audit log and signing checkpoints over it. Entries are appended under one lock
+//! (V20): transfers by the ledger's writer, administrators' changes by triggers through
+//! `audit_append`. Positions commit in order (every append holds the lock until its
+//! transaction ends), so a reader that sees entry n has seen every entry before it.
 
 use std::time::Duration;
 

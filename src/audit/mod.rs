@@ -6,8 +6,9 @@
 //!
 //! `ledger` is what the publish, delivery and connector paths call; `log` reads the log and
 //! signs checkpoints; `verify` and `proof` are the auditor's tools; `queries` answers per
-//! dossier, per citizen and per field; `rights_check` judges transfers against the rights. The log itself is appended by PostgreSQL (migration V20), the one
-//! place every writer passes through, administrators at a psql prompt included.
+//! dossier, per citizen and per field; `rights_check` judges transfers against the rights.
+//! Administrators' changes reach the log by PostgreSQL triggers (migration V20), so one made at
+//! a psql prompt is logged as surely as one made through the hub.
 
 mod checkpoint;
 mod keys;
