@@ -358,7 +358,7 @@ echo "   (offline: only the proof and the published key, no database)"
 echo "-- lienthong audit verify"
 "$bin" audit verify
 echo "-- lienthong citizen report <the child's personal ID> (what the family can be shown)"
-"$bin" citizen report "$child" --by demo-portal | head -n 24
+"$bin" citizen report "$child" --by demo-portal | sed -n '1,24p'
 if (( load > 0 )); then
   echo
   echo "== 18. Under load: $load more birth dossiers through the same hub, connectors and sandboxes"
