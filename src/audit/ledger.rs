@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::keys::SubjectKeys;
 use crate::bus::Envelope;
 use crate::db::DbError;
+use crate::domain::PersonalId;
 
 /// Rows one transaction appends at most.
 const BATCH: usize = 512;
@@ -143,17 +144,15 @@ pub fn fields_of(payload: &Value) -> Vec<String> {
     out.into_iter().collect()
 }
 
-/// Every personal ID in `payload`: the text of each member named `personal_id` or ending in
-/// `_personal_id` (the catalogue's convention), at any depth.
+/// Every personal ID in `payload`: the text of each member the catalogue's convention names as
+/// one ([`PersonalId::is_field_name`]), at any depth.
 pub fn personal_ids_in(payload: &Value) -> BTreeSet<&str> {
     fn walk<'a>(value: &'a Value, out: &mut BTreeSet<&'a str>) {
         match value {
             Value::Object(members) => {
                 for (key, member) in members {
                     match member {
-                        Value::String(id)
-                            if key == "personal_id" || key.ends_with("_personal_id") =>
-                        {
+                        Value::String(id) if PersonalId::is_field_name(key) => {
                             out.insert(id.as_str());
                         }
                         other => walk(other, out),

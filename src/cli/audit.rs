@@ -367,7 +367,7 @@ fn print_radius(radius: &audit::BlastRadius, output: Output) -> anyhow::Result<(
 
 fn print_report(report: &audit::Report) {
     println!(
-        "{} entries, {} checkpoint(s) verified{}",
+        "{} entries, {} checkpoint(s) with a valid signature{}",
         report.entries,
         report.checkpoints,
         report

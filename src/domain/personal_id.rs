@@ -16,6 +16,12 @@ pub struct PersonalId(String);
 pub struct PersonalIdError;
 
 impl PersonalId {
+    /// True for a payload member that holds a personal ID by the catalogue's convention:
+    /// `personal_id`, or a name ending in `_personal_id` (`head_personal_id`).
+    pub fn is_field_name(name: &str) -> bool {
+        name == "personal_id" || name.ends_with("_personal_id")
+    }
+
     pub fn parse(raw: &str) -> Result<Self, PersonalIdError> {
         if raw.len() == 12 && raw.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(raw.to_owned()))
