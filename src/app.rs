@@ -23,7 +23,7 @@ use crate::api::connectors::ConnectorAdminApi;
 use crate::api::dossiers::DossierApi;
 use crate::api::grpc::EventApi;
 use crate::api::http::{self, HttpState};
-use crate::audit::{self, KeyError, Ledger, Signer, SubjectKeys};
+use crate::audit::{self, KeyError, Ledger, Signer, SubjectKeys, Verifiers};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
 use crate::connectors::admin::{Admin, event_topics};
@@ -207,9 +207,17 @@ impl Hub {
         let subjects = Arc::new(SubjectKeys::load(&config.audit)?);
         let (ledger, ledger_writer) =
             Ledger::start(pool.clone(), subjects.clone(), ledger_stop.clone());
+        let verifiers =
+            Verifiers::of(&signer, &config.audit.previous_verifier_keys).map_err(|e| {
+                crate::config::ConfigError::Invalid {
+                    field: "audit.previous_verifier_keys",
+                    problem: e.to_string(),
+                }
+            })?;
         tracker.spawn(audit::keep_checkpointing(
             pool.clone(),
             signer,
+            verifiers,
             config.audit.checkpoint_interval(),
             shutdown.clone(),
         ));

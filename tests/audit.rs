@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use lienthong::audit::{self, CheckError, Checkpointed, Signer, Verifier};
+use lienthong::audit::{self, CheckError, Checkpointed, Signer, Verifier, Verifiers};
 use lienthong::proto::audit_service_client::AuditServiceClient;
 use lienthong::proto::{ProveEntryRequest, SubjectHistoryRequest, TraceDossierRequest};
 
@@ -37,9 +37,19 @@ fn signer(env: &TestEnv) -> Signer {
     Signer::load(&env.config.audit).expect("signing key")
 }
 
+/// The keys the test hub's checkpoints carry (no rotated one).
+fn verifiers(env: &TestEnv) -> Verifiers {
+    Verifiers::of(&signer(env), &[]).expect("verifier keys")
+}
+
+/// Signs a checkpoint as the test hub would.
+async fn checkpoint(env: &TestEnv) -> Result<Checkpointed, audit::CheckpointError> {
+    audit::make_checkpoint(&env.pool, &signer(env), &verifiers(env)).await
+}
+
 /// Every problem `verify` reports.
 async fn problems(env: &TestEnv) -> Vec<String> {
-    let report = audit::verify(&env.pool, &verifier(env))
+    let report = audit::verify(&env.pool, &verifiers(env))
         .await
         .expect("verify runs");
     report.problems.into_iter().map(|p| p.what).collect()
@@ -148,8 +158,7 @@ async fn a_publish_and_a_delivery_are_recorded_with_fields_and_no_personal_id() 
 
     // A proof of the publish's entry checks offline with the published key, and fails once
     // the entry is altered.
-    let Ok(Checkpointed::Signed(size)) = audit::make_checkpoint(&env.pool, &signer(&env)).await
-    else {
+    let Ok(Checkpointed::Signed(size)) = checkpoint(&env).await else {
         panic!("a checkpoint is signed");
     };
     let proof = audit::prove(&env.pool, publish.position)
@@ -257,9 +266,7 @@ async fn signed_log(env: &TestEnv, n: usize) {
             .await
             .expect("system added");
     }
-    audit::make_checkpoint(&env.pool, &signer(env))
-        .await
-        .expect("checkpoint");
+    checkpoint(env).await.expect("checkpoint");
     let refused = client
         .batch_execute("DELETE FROM audit_log WHERE position = 0")
         .await
@@ -398,14 +405,11 @@ async fn administrators_changes_are_entries_and_checkpoints_extend_each_other() 
         )
         .await
         .expect("changes made");
-    let Ok(Checkpointed::Signed(first)) = audit::make_checkpoint(&env.pool, &signer(&env)).await
-    else {
+    let Ok(Checkpointed::Signed(first)) = checkpoint(&env).await else {
         panic!("a first checkpoint is signed");
     };
     assert_eq!(
-        audit::make_checkpoint(&env.pool, &signer(&env))
-            .await
-            .expect("checkpoint"),
+        checkpoint(&env).await.expect("checkpoint"),
         Checkpointed::Current(first),
         "nothing new, nothing signed"
     );
@@ -413,8 +417,7 @@ async fn administrators_changes_are_entries_and_checkpoints_extend_each_other() 
         .batch_execute("DELETE FROM system_credential WHERE system_id = 'one-stop-79'")
         .await
         .expect("deleted");
-    let Ok(Checkpointed::Signed(second)) = audit::make_checkpoint(&env.pool, &signer(&env)).await
-    else {
+    let Ok(Checkpointed::Signed(second)) = checkpoint(&env).await else {
         panic!("a second checkpoint is signed");
     };
     assert!(second > first, "{first} then {second}");
@@ -448,7 +451,7 @@ async fn administrators_changes_are_entries_and_checkpoints_extend_each_other() 
         .expect("count")
         .get(0);
     assert_eq!(hashes, 0, "token hashes stay out of the log");
-    let report = audit::verify(&env.pool, &verifier(&env))
+    let report = audit::verify(&env.pool, &verifiers(&env))
         .await
         .expect("verify");
     assert!(report.is_intact(), "{:?}", report.problems);
@@ -604,4 +607,59 @@ async fn auditors_follow_a_field_upstream_and_find_transfers_without_a_right() {
         .collect();
     assert_eq!(recipients, ["civil-status", "rogue-system"]);
     hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_still_vouches_for_what_it_signed() {
+    let env = TestEnv::new("rotation").await;
+    let client = env.pool.get().await.expect("connection");
+    let add = async |id: &str| {
+        client
+            .execute(
+                "INSERT INTO member_system (id, name) VALUES ($1, 'x')",
+                &[&id],
+            )
+            .await
+            .expect("system added");
+    };
+    add("before-rotation").await;
+    let Ok(Checkpointed::Signed(first)) = checkpoint(&env).await else {
+        panic!("signed with the first key");
+    };
+    let old = signer(&env);
+    let new_key =
+        std::env::temp_dir().join(format!("lienthong-rotated-{}.key", std::process::id()));
+    std::fs::write(&new_key, hex::encode([7u8; 32])).expect("written");
+    let new = Signer::load(&lienthong::config::AuditConfig {
+        signing_key_file: Some(new_key.clone()),
+        ..env.config.audit.clone()
+    })
+    .expect("new key");
+    std::fs::remove_file(&new_key).ok();
+    let old_key = audit::verifier_key(old.origin(), &old.public());
+    add("after-rotation").await;
+
+    let forgetful = Verifiers::of(&new, &[]).expect("keys");
+    let refused = audit::make_checkpoint(&env.pool, &new, &forgetful).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("not signed with this hub's key")),
+        "{refused:?}"
+    );
+    let both = Verifiers::of(&new, std::slice::from_ref(&old_key)).expect("keys");
+    let Ok(Checkpointed::Signed(second)) = audit::make_checkpoint(&env.pool, &new, &both).await
+    else {
+        panic!("signed with the new key, extending the old key's checkpoint");
+    };
+    assert!(second > first);
+    let report = audit::verify(&env.pool, &both).await.expect("verify");
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints, 2);
+    let report = audit::verify(&env.pool, &forgetful).await.expect("verify");
+    assert_eq!(
+        report.checkpoints, 1,
+        "the old checkpoint needs the old key"
+    );
+    assert!(!report.is_intact());
 }

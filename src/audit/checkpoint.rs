@@ -160,6 +160,40 @@ impl Verifier {
     }
 }
 
+/// The keys a deployment's checkpoints may be signed with: the signing key's, and those of
+/// keys rotated out (`audit.previous_verifier_keys`).
+pub struct Verifiers(Vec<Verifier>);
+
+impl Verifiers {
+    /// The current key first.
+    pub fn new(verifiers: Vec<Verifier>) -> Self {
+        Self(verifiers)
+    }
+
+    /// The hub's own: `signer`'s key and the rotated ones `previous` names.
+    pub fn of(signer: &Signer, previous: &[String]) -> Result<Self, NoteError> {
+        let mut all = vec![Verifier::of(signer)];
+        for key in previous {
+            all.push(Verifier::parse(key)?);
+        }
+        Ok(Self(all))
+    }
+
+    /// Opens `note` with whichever key signed it; otherwise the current key's refusal.
+    pub fn open(&self, note: &str) -> Result<Checkpoint, NoteError> {
+        let mut first_refusal = None;
+        for verifier in &self.0 {
+            match verifier.open(note) {
+                Ok(checkpoint) => return Ok(checkpoint),
+                Err(refusal) => {
+                    first_refusal.get_or_insert(refusal);
+                }
+            }
+        }
+        Err(first_refusal.unwrap_or(NoteError::Malformed("no verifier key is configured")))
+    }
+}
+
 fn parse_body(text: &str) -> Result<Checkpoint, NoteError> {
     let mut lines = text.lines();
     let origin = lines
@@ -258,5 +292,12 @@ mod tests {
             Err(NoteError::NotSigned("example.gov.vn/audit".into()))
         );
         assert!(Verifier::parse("example+00000000+AQ==").is_err());
+
+        // After a rotation, the old key still opens what it signed.
+        let rotated = Verifiers::of(&other, &[verifier_key(signer.origin(), &signer.public())])
+            .expect("previous key parses");
+        assert_eq!(rotated.open(&note).map(|c| c.tree_size), Ok(42));
+        let only_new = Verifiers::of(&other, &[]).expect("no previous key");
+        assert!(only_new.open(&note).is_err());
     }
 }

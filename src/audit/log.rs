@@ -10,7 +10,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{self, Verifier};
+use super::checkpoint::{self, Verifiers};
 use super::keys::Signer;
 use super::merkle::{Frontier, Hash, digest};
 use crate::db::DbError;
@@ -220,6 +220,7 @@ pub enum Checkpointed {
 pub async fn make_checkpoint(
     pool: &Pool,
     signer: &Signer,
+    verifiers: &Verifiers,
 ) -> Result<Checkpointed, CheckpointError> {
     let client = pool.get().await.map_err(DbError::from)?;
     let latest = latest_checkpoint(&client).await?;
@@ -229,14 +230,15 @@ pub async fn make_checkpoint(
             let size = u64::try_from(stored.tree_size).unwrap_or_default();
             // The frontier is only trusted when it gives the root the hub itself signed:
             // whoever can write the table cannot make the hub sign over a history of theirs.
-            let signed = Verifier::of(signer)
+            let signed = verifiers
                 .open(&stored.note)
                 .ok()
                 .filter(|c| c.tree_size == size)
                 .ok_or_else(|| {
                     CheckpointError::Flawed(format!(
                         "the checkpoint at tree size {} is not signed with this hub's key \
-                         (audit.signing_key_file): altered, or signed with another key",
+                         (audit.signing_key_file) nor a rotated one \
+                         (audit.previous_verifier_keys): altered, or signed with another key",
                         stored.tree_size
                     ))
                 })?;
@@ -290,6 +292,7 @@ pub async fn make_checkpoint(
 pub async fn keep_checkpointing(
     pool: Pool,
     signer: std::sync::Arc<Signer>,
+    verifiers: Verifiers,
     interval: Duration,
     stop: CancellationToken,
 ) {
@@ -300,7 +303,7 @@ pub async fn keep_checkpointing(
             _ = ticks.tick() => {}
             () = stop.cancelled() => return,
         }
-        if let Err(error) = make_checkpoint(&pool, &signer).await {
+        if let Err(error) = make_checkpoint(&pool, &signer, &verifiers).await {
             tracing::error!(%error, "audit checkpoint not signed");
         }
     }

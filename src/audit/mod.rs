@@ -20,7 +20,7 @@ mod queries;
 mod rights_check;
 mod verify;
 
-pub use checkpoint::{Checkpoint, NoteError, Verifier, verifier_key};
+pub use checkpoint::{Checkpoint, NoteError, Verifier, Verifiers, verifier_key};
 pub use keys::{KeyError, Signer, SubjectKeys};
 pub use ledger::{Channel, Crossing, EventRef, Ledger, LedgerError, Transfer, trace_id_of};
 pub use log::{CheckpointError, Checkpointed, keep_checkpointing, make_checkpoint};

@@ -8,7 +8,7 @@
 
 use deadpool_postgres::Pool;
 
-use super::checkpoint::{Checkpoint, Verifier};
+use super::checkpoint::{Checkpoint, Verifiers};
 use super::log::{Walk, checkpoints, for_each_entry};
 use super::merkle::{Tree, root_of};
 use crate::db::DbError;
@@ -38,12 +38,12 @@ impl Report {
     }
 }
 
-pub async fn verify(pool: &Pool, verifier: &Verifier) -> Result<Report, DbError> {
+pub async fn verify(pool: &Pool, verifiers: &Verifiers) -> Result<Report, DbError> {
     let client = pool.get().await?;
     let mut report = Report::default();
     let mut signed = Vec::new();
     for stored in checkpoints(&client).await? {
-        match verifier.open(&stored.note) {
+        match verifiers.open(&stored.note) {
             Ok(checkpoint) if i64::try_from(checkpoint.tree_size) == Ok(stored.tree_size) => {
                 signed.push(checkpoint);
             }

@@ -12,7 +12,7 @@ use clap::Subcommand;
 use super::connectors::Output;
 use super::text::printable;
 use crate::access::Rights;
-use crate::audit::{self, Signer, SubjectKeys, TransferRow, Verifier};
+use crate::audit::{self, Signer, SubjectKeys, TransferRow, Verifier, Verifiers};
 use crate::config::Config;
 use crate::domain::{DossierCode, PersonalId};
 
@@ -20,9 +20,10 @@ use crate::domain::{DossierCode, PersonalId};
 pub enum AuditCommand {
     /// Check every entry and every checkpoint; exit 1 and name each problem found.
     Verify {
-        /// The verifier key to check checkpoints with (default: the configured signing key's).
+        /// A verifier key checkpoints may be signed with, repeated for rotated keys (default:
+        /// the configured signing key's and audit.previous_verifier_keys).
         #[arg(long)]
-        key: Option<String>,
+        key: Vec<String>,
     },
     /// Sign a checkpoint over every entry so far (the hub also signs one at an interval).
     Checkpoint,
@@ -115,11 +116,16 @@ async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Resul
         .context("preparing the database")?;
     match command {
         AuditCommand::Verify { key } => {
-            let verifier = match key {
-                Some(key) => Verifier::parse(&key)?,
-                None => Verifier::of(&Signer::load(&config.audit)?),
+            let verifiers = if key.is_empty() {
+                hub_verifiers(&config)?
+            } else {
+                Verifiers::new(
+                    key.iter()
+                        .map(|k| Verifier::parse(k))
+                        .collect::<Result<_, _>>()?,
+                )
             };
-            let report = audit::verify(&pool, &verifier).await?;
+            let report = audit::verify(&pool, &verifiers).await?;
             print_report(&report);
             if !report.is_intact() {
                 bail!(
@@ -129,7 +135,9 @@ async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Resul
             }
         }
         AuditCommand::Checkpoint => {
-            match audit::make_checkpoint(&pool, &Signer::load(&config.audit)?).await? {
+            let signer = Signer::load(&config.audit)?;
+            let verifiers = hub_verifiers(&config)?;
+            match audit::make_checkpoint(&pool, &signer, &verifiers).await? {
                 audit::Checkpointed::Signed(size) => println!("signed: the first {size} entries"),
                 audit::Checkpointed::Current(size) => {
                     println!("nothing to sign: the latest checkpoint covers all {size} entries");
@@ -255,6 +263,13 @@ async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Resul
         AuditCommand::CheckProof { .. } | AuditCommand::Key => {}
     }
     Ok(())
+}
+
+/// The keys the hub's checkpoints may carry: its signing key's and the rotated ones.
+fn hub_verifiers(config: &Config) -> anyhow::Result<Verifiers> {
+    let signer = Signer::load(&config.audit)?;
+    Verifiers::of(&signer, &config.audit.previous_verifier_keys)
+        .context("audit.previous_verifier_keys")
 }
 
 /// The pseudonymous references of a personal ID under every subject key held.

@@ -158,6 +158,9 @@ pub struct AuditConfig {
     /// a file (`openssl rand -hex 32`). Required to serve; `lienthong audit key` prints the
     /// public key auditors check proofs with.
     pub signing_key_file: Option<PathBuf>,
+    /// The verifier keys (`lienthong audit key`) of signing keys rotated out: checkpoints they
+    /// signed still verify, and the hub extends the latest of them.
+    pub previous_verifier_keys: Vec<String>,
     /// The checkpoints' origin line and the signing key's name, unique per deployment, e.g.
     /// `lienthong.dongnai.gov.vn/audit`.
     pub origin: String,
@@ -176,6 +179,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             signing_key_file: None,
+            previous_verifier_keys: Vec::new(),
             origin: "lienthong.local/audit".to_owned(),
             subject_key_file: None,
             subject_key_id: "s1".to_owned(),
