@@ -6,6 +6,8 @@ export LIENTHONG_ROOT
 export LIENTHONG_DATA_DIR=${LIENTHONG_DATA_DIR:-$LIENTHONG_ROOT/.data}
 export KAFKA_HOST=${KAFKA_HOST:-127.0.0.1}
 export KAFKA_PORT=${KAFKA_PORT:-9092}
+# Where start-broker.sh keeps the broker's store (the test suite uses a throw-away one).
+export LIENTHONG_BROKER_DIR=${LIENTHONG_BROKER_DIR:-$LIENTHONG_DATA_DIR/broker}
 export PGHOST=${PGHOST:-127.0.0.1}
 export PGPORT=${PGPORT:-5432}
 export LIENTHONG_DB_USER=${LIENTHONG_DB_USER:-lienthong}
@@ -26,4 +28,17 @@ wait_for_port() {
     sleep 0.2
   done
   return 1
+}
+
+# Stops the broker whose store is in directory $1 (started by start-broker.sh), if it runs.
+stop_broker() {
+  local pidfile=$1/broker.pid pid
+  [[ -f $pidfile ]] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping the broker (pid $pid)"
+    kill -TERM "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+  rm -f "$pidfile"
 }

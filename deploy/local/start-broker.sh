@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the local broker on $KAFKA_HOST:$KAFKA_PORT with durable SQLite storage under
-# $LIENTHONG_DATA_DIR/broker, unless one already listens there. Idempotent.
+# $LIENTHONG_BROKER_DIR (.data/broker), unless one already listens there. Idempotent.
 #
 # Tansu 0.6.0's SQLite store lacks an index on its record-header table, and consumers stall
 # once the store grows (see shared BROKER.md). The index can only be added once the broker has
@@ -13,7 +13,7 @@ if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
   exit 0
 fi
 "$(dirname "$0")/install-broker.sh"
-dir=$LIENTHONG_DATA_DIR/broker
+dir=$LIENTHONG_BROKER_DIR
 mkdir -p "$dir"
 
 start() {
@@ -52,7 +52,7 @@ for _ in $(seq 1 50); do
 done
 if [[ $(index_state) == missing ]]; then
   log "adding the header index Tansu's SQLite store lacks (once)"
-  "$(dirname "$0")/stop.sh"
+  stop_broker "$dir"
   python3 - "$dir/tansu.db" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], timeout=30)
