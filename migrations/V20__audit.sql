@@ -77,9 +77,9 @@ CREATE INDEX audit_transfer_event ON audit_transfer (event_id);
 CREATE INDEX audit_transfer_time ON audit_transfer (recorded_at);
 
 -- Appends one entry; returns its position. Callers run in READ COMMITTED (PostgreSQL's
--- default), so the read after the lock sees the entry committed last. `entry` gains kind, position, previous (the prior
--- entry's digest in hex, '' for the first) and recorded_at, and is stored as jsonb's text
--- (keys in a fixed order), which is what its digest covers.
+-- default), so the read after the lock sees the entry committed last. `entry` gains kind,
+-- position, previous (the prior entry's digest in hex, '' for the first) and recorded_at, and is
+-- stored as jsonb's text (keys in a fixed order), which is what its digest covers.
 CREATE FUNCTION audit_append(entry_kind TEXT, entry JSONB) RETURNS BIGINT
 LANGUAGE plpgsql AS $$
 DECLARE
