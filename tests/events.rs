@@ -927,3 +927,93 @@ async fn acknowledgements_on_the_stream_reach_the_right_process_behind_one_addre
     a.shutdown().await.expect("clean shutdown");
     b.shutdown().await.expect("clean shutdown");
 }
+
+/// Every counter-example in `schemas/examples` that breaks only rules of severity `warning`,
+/// published through the running hub: accepted, with exactly its declared warnings.
+#[tokio::test]
+async fn every_counter_example_that_only_warns_is_accepted_with_its_warnings() {
+    use lienthong::registry::{Catalogue, EventSchema, Severity};
+    use std::collections::BTreeSet;
+
+    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let catalogue = Catalogue::load(&schemas).expect("catalogue");
+    let reference = std::sync::Arc::new(
+        lienthong::domain::ReferenceData::load(&schemas.join("reference")).expect("reference"),
+    );
+    let today = chrono::Utc::now().date_naive();
+    let mut warning_only = Vec::new();
+    for def in catalogue.events.iter().filter(|d| !d.hub_only) {
+        let schema = EventSchema::compile(def, reference.clone(), "").expect("compiles");
+        let dir = schemas.join("examples").join(&def.event_type);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("examples")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("invalid-"))
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            let example: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+            let violations = schema.validate(&example["payload"], today);
+            if !violations.is_empty() && violations.iter().all(|v| v.severity == Severity::Warning)
+            {
+                warning_only.push((def.event_type.clone(), file, example));
+            }
+        }
+    }
+
+    let env = TestEnv::new("warnings").await;
+    let token = env.token("one-stop").await;
+    let types: BTreeSet<&str> = warning_only.iter().map(|(t, ..)| t.as_str()).collect();
+    for event_type in types {
+        env.grant_both("one-stop", event_type).await;
+    }
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&token)).await;
+    let mut exercised = BTreeSet::new();
+    for (event_type, file, example) in &warning_only {
+        let payload = &example["payload"];
+        let code = payload["dossier_code"].as_str().unwrap_or_default();
+        let label = file.display().to_string();
+        let accepted = one_stop
+            .publish(lienthong::proto::PublishRequest {
+                event_type: event_type.clone(),
+                ..publish_request(code, payload)
+            })
+            .await
+            .unwrap_or_else(|status| panic!("{label} only warns, yet: {status:?}"))
+            .into_inner();
+        let returned: BTreeSet<(String, String)> = accepted
+            .warnings
+            .iter()
+            .map(|w| (w.pointer.clone(), w.rule.clone()))
+            .collect();
+        let declared: BTreeSet<(String, String)> = example["expect"]
+            .as_array()
+            .expect("expect")
+            .iter()
+            .map(|e| {
+                (
+                    e["pointer"].as_str().unwrap_or_default().to_owned(),
+                    e["rule"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(returned, declared, "{label}");
+        exercised.extend(declared.into_iter().map(|(_, rule)| rule));
+    }
+    for rule in [
+        "vn.personal_id.province",
+        "vn.personal_id.country",
+        "vn.bhyt.group",
+        "vn.plausible.birth_weight",
+        "vn.status.transition",
+        "vn.deadline.appointment",
+    ] {
+        assert!(exercised.contains(rule), "{rule} among {exercised:?}");
+    }
+    hub.shutdown().await.expect("clean shutdown");
+}

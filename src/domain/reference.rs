@@ -59,6 +59,21 @@ struct CountryRow {
 }
 
 #[derive(Deserialize)]
+struct IdCountryRow {
+    code: String,
+    alpha2: String,
+    verified: Verified,
+}
+
+/// The `verified` column of the reference files.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Verified {
+    Yes,
+    No,
+}
+
+#[derive(Deserialize)]
 struct ProcedureRow {
     code: String,
     group: String,
@@ -85,6 +100,9 @@ pub struct ReferenceData {
     provinces: Dated,
     /// 3-digit province prefixes of personal ID numbers.
     id_provinces: Dated,
+    /// 3-digit country prefixes of the personal IDs of births registered abroad, and whether
+    /// each was checked against its source.
+    id_countries: HashMap<String, bool>,
     /// Commune codes per 2-digit province code.
     communes: HashMap<String, Dated>,
     ethnicities: HashSet<String>,
@@ -115,6 +133,45 @@ fn dated(rows: impl IntoIterator<Item = (String, Period)>) -> Dated {
         map.entry(code).or_default().push(period);
     }
     map
+}
+
+/// The country prefixes of personal IDs: three digits that are no province prefix (the two
+/// lists share the ID's first three digits), each naming a country of `countries.csv`.
+fn id_countries(
+    path: &Path,
+    countries: &HashSet<String>,
+) -> Result<HashMap<String, bool>, ReferenceError> {
+    let mut codes = HashMap::new();
+    for row in read::<IdCountryRow>(path)? {
+        let problem = if row.code.len() != 3 || !row.code.bytes().all(|b| b.is_ascii_digit()) {
+            Some(format!("code {:?} is not 3 digits", row.code))
+        } else if row.code.starts_with('0') {
+            Some(format!("code {} is a province prefix (0PP)", row.code))
+        } else if !countries.contains(&row.alpha2) {
+            Some(format!(
+                "code {}: {:?} is not a country of countries.csv",
+                row.code, row.alpha2
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ReferenceError::Invalid {
+                path: path.to_owned(),
+                problem,
+            });
+        }
+        if codes
+            .insert(row.code.clone(), row.verified == Verified::Yes)
+            .is_some()
+        {
+            return Err(ReferenceError::Invalid {
+                path: path.to_owned(),
+                problem: format!("code {} is listed twice", row.code),
+            });
+        }
+    }
+    Ok(codes)
 }
 
 impl ReferenceData {
@@ -160,10 +217,11 @@ impl ReferenceData {
             .into_iter()
             .map(|r| r.code)
             .collect();
-        let countries = read::<CountryRow>(&dir.join("countries.csv"))?
+        let countries: HashSet<String> = read::<CountryRow>(&dir.join("countries.csv"))?
             .into_iter()
             .map(|r| r.alpha2)
             .collect();
+        let id_countries = id_countries(&dir.join("personal-id-country-codes.csv"), &countries)?;
         let transitions = read::<TransitionRow>(&dir.join("dossier-status-transitions.csv"))?
             .into_iter()
             .map(|r| (r.from, r.to))
@@ -186,6 +244,7 @@ impl ReferenceData {
         Ok(Self {
             provinces,
             id_provinces,
+            id_countries,
             communes,
             ethnicities,
             countries,
@@ -214,6 +273,12 @@ impl ReferenceData {
     /// Could an ID with this prefix be issued on `date`?
     pub fn id_province_valid_on(&self, code: &str, date: NaiveDate) -> bool {
         Self::valid(&self.id_provinces, code, date)
+    }
+
+    /// Is the 3-digit prefix the country code of a birth registered abroad? `Some(verified)`
+    /// when listed, `verified` telling whether the row was checked against its source.
+    pub fn id_country_verified(&self, code: &str) -> Option<bool> {
+        self.id_countries.get(code).copied()
     }
 
     /// Is the commune valid on `date`? `None` when no commune list is shipped for the province
@@ -287,6 +352,7 @@ pub mod fixture {
                 ("049".into(), old),
                 ("079".into(), always),
             ]),
+            id_countries: [("286".to_owned(), false), ("250".to_owned(), true)].into(),
             communes: [("48".to_owned(), dated([("20194".into(), new)]))].into(),
             ethnicities: ["01".to_owned(), "02".to_owned()].into(),
             countries: ["VN".to_owned(), "LA".to_owned()].into(),
@@ -340,5 +406,38 @@ mod tests {
         // follows it when it is never answered.
         assert!(data.transition_allowed(4, 4) && data.transition_allowed(1, 5));
         assert!(data.transition_allowed(5, 3) && data.transition_allowed(5, 8));
+        assert_eq!(
+            data.id_country_verified("286"),
+            Some(false),
+            "Ukraine's prefix, not yet checked against Circular 59/2021's appendix"
+        );
+        assert_eq!(data.id_country_verified("048"), None);
+    }
+
+    #[test]
+    fn a_country_prefix_must_name_a_country_and_not_a_province() {
+        let dir =
+            std::env::temp_dir().join(format!("lienthong-id-countries-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let countries: HashSet<String> = ["UA".to_owned()].into();
+        let cases = [
+            ("286,UA,x,no\n", None),
+            ("286,ZZ,x,no\n", Some("\"ZZ\" is not a country")),
+            ("048,UA,x,no\n", Some("048 is a province prefix")),
+            ("28,UA,x,no\n", Some("\"28\" is not 3 digits")),
+            ("286,UA,x,no\n286,UA,y,yes\n", Some("286 is listed twice")),
+        ];
+        for (rows, expected) in cases {
+            let path = dir.join("codes.csv");
+            std::fs::write(&path, format!("code,alpha2,name_vi,verified\n{rows}")).expect("write");
+            match (id_countries(&path, &countries), expected) {
+                (Ok(codes), None) => assert_eq!(codes.get("286"), Some(&false)),
+                (Err(error), Some(problem)) => {
+                    assert!(error.to_string().contains(problem), "{error}");
+                }
+                (other, _) => panic!("{rows:?} gave {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).expect("remove temp dir");
     }
 }

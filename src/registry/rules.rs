@@ -4,7 +4,8 @@
 //!
 //! | code | severity | rule |
 //! |---|---|---|
-//! | `vn.personal_id.province` | warning | the ID's 3-digit prefix is a province code issued on the birth date (IDs of births registered abroad carry country codes, not listed yet) |
+//! | `vn.personal_id.province` | warning | the ID's 3-digit prefix is a province code issued on the birth date, or a listed country code |
+//! | `vn.personal_id.country` | warning | a country prefix (a birth registered abroad, Circular 59/2021/TT-BCA) is listed as checked against the circular: the hub's list (`personal-id-country-codes.csv`) is incomplete, so a listed but unchecked code warns |
 //! | `vn.personal_id.sex` | error | the century/sex digit agrees with `sex` beside it |
 //! | `vn.personal_id.birth_year` | error | century and year digits agree with `birth_date` (or `birth_date_partial`) beside it |
 //! | `vn.bhyt.group` | warning | a health-insurance card (`card_number` beside `bhxh_number`) of a child under 6 is group `TE` |
@@ -60,6 +61,7 @@ pub fn rules_for_field(name: &str, has_sibling: impl Fn(&str) -> bool) -> Vec<&'
     match name {
         "personal_id" => rules.extend([
             "vn.personal_id.province",
+            "vn.personal_id.country",
             "vn.personal_id.sex",
             "vn.personal_id.birth_year",
         ]),
@@ -119,8 +121,9 @@ pub fn check(payload: &Value, context: &RuleContext<'_>) -> Vec<Violation> {
 }
 
 /// Rules that warn instead of refusing (see the table above).
-const WARNINGS: [&str; 5] = [
+const WARNINGS: [&str; 6] = [
     "vn.personal_id.province",
+    "vn.personal_id.country",
     "vn.bhyt.group",
     "vn.plausible.birth_weight",
     "vn.status.transition",
@@ -372,17 +375,36 @@ fn check_personal_id(
     out: &mut Vec<Violation>,
 ) {
     let reference = context.reference;
-    let province = id.province_code();
-    if !reference.id_province_known(province)
-        || birth_date.is_some_and(|d| !reference.id_province_valid_on(province, d))
-    {
-        violation(
-            out,
-            pointer.to_owned(),
-            "vn.personal_id.province",
-            "mã tỉnh trong số định danh không hợp lệ",
-            "the province part of the personal ID is not valid",
-        );
+    let prefix = id.province_code();
+    if reference.id_province_known(prefix) {
+        if birth_date.is_some_and(|d| !reference.id_province_valid_on(prefix, d)) {
+            violation(
+                out,
+                pointer.to_owned(),
+                "vn.personal_id.province",
+                "mã tỉnh trong số định danh không được cấp vào ngày sinh",
+                "the ID's province prefix was not issued on the date of birth",
+            );
+        }
+    } else {
+        match reference.id_country_verified(prefix) {
+            Some(true) => {}
+            Some(false) => violation(
+                out,
+                pointer.to_owned(),
+                "vn.personal_id.country",
+                "mã quốc gia nơi đăng ký khai sinh (Thông tư 59/2021/TT-BCA) chưa được đối chiếu",
+                "the ID's prefix is the country code of a birth registered abroad \
+                 (Circular 59/2021/TT-BCA), from a list not yet checked against the circular",
+            ),
+            None => violation(
+                out,
+                pointer.to_owned(),
+                "vn.personal_id.province",
+                "ba số đầu của số định danh không phải mã tỉnh hay mã quốc gia đã biết",
+                "the ID's first three digits are neither a province code nor a known country code",
+            ),
+        }
     }
     if let Some(sex) = fields
         .get("sex")
@@ -638,6 +660,20 @@ mod tests {
                 "/payload/declarant/personal_id",
                 "vn.personal_id.province"
             )]
+        );
+        let born_abroad = json!({"declarant": {"personal_id": "286195001234"}});
+        assert_eq!(
+            rules_of(born_abroad, "2026-11-20"),
+            [pair(
+                "/payload/declarant/personal_id",
+                "vn.personal_id.country"
+            )],
+            "Ukraine's code, listed but unverified"
+        );
+        let verified_country = json!({"declarant": {"personal_id": "250195001234"}});
+        assert_eq!(
+            rules_of(verified_country, "2026-11-20"),
+            Vec::<(String, String)>::new()
         );
         let merged_away =
             json!({"child": {"personal_id": "049326000001", "birth_date": "2026-01-02"}});
