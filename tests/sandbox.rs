@@ -465,6 +465,96 @@ async fn the_population_database_assigns_each_number_once_logs_reads_issues_a_ca
     assert_eq!(citizen["deceased_at"], "2026-12-01");
 }
 
+/// Draws forced to collide: a sandbox restarted under the same seed draws, in order, the
+/// numbers it gave before its restart; it must skip every one of them, whichever system (civil
+/// status or population) gave it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_number_already_given_is_drawn_again_and_skipped() {
+    use lienthong::sandbox::IdDraws;
+
+    const SEED: u64 = 7;
+    let env = TestEnv::new("sandbox_collide").await;
+    let credentials = || Credentials::shared(TOKEN, PAYGOV_SECRET);
+    let started = async || {
+        common::sandbox::start_drawing(
+            &env,
+            HashMap::new(),
+            credentials(),
+            IdDraws::new(Some(SEED)),
+        )
+        .await
+    };
+    let http = reqwest::Client::new();
+    let assign = async |base: &str, key: &str| -> String {
+        let response = http
+            .post(format!("{base}/population/v1/personal-ids"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&json!({
+                "full_name": format!("Trẻ {key}"),
+                "birth_date": "2026-11-12",
+                "sex": "FEMALE",
+                "province_code": "48",
+                "civil_status_reference": "1/2026-KS"
+            }))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status().as_u16(), 201, "{key}");
+        let answer: Value = response.json().await.expect("json");
+        answer["personal_id"].as_str().expect("a number").to_owned()
+    };
+    let first = started().await;
+    let before = [
+        assign(&first, "a-0").await,
+        assign(&first, "a-1").await,
+        register(
+            &format!("{first}/civil-status/v1/births"),
+            "a-2",
+            &birth("G22.99.08-261120-0077"),
+            TOKEN,
+        )
+        .await
+        .1["personal_id"]
+            .as_str()
+            .expect("registered")
+            .to_owned(),
+    ];
+    let restarted = started().await;
+    let after = [
+        assign(&restarted, "b-0").await,
+        assign(&restarted, "b-1").await,
+    ];
+
+    let sequence = IdDraws::new(Some(SEED));
+    let drawn: Vec<String> = (0..5)
+        .map(|_| sequence.assign("48", "2026-11-12", true).expect("a number"))
+        .collect();
+    assert_eq!(before[..], drawn[..3], "the seed's first three numbers");
+    assert_eq!(
+        after[..],
+        drawn[3..],
+        "the restarted sandbox drew the three taken numbers again, skipped them, and took the next"
+    );
+    let holders: i64 = env
+        .pool
+        .get()
+        .await
+        .expect("db")
+        .query_one(
+            "SELECT count(DISTINCT full_name) FROM sandbox_population.citizen
+             WHERE personal_id = ANY($1)",
+            &[&drawn],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(
+        holders, 5,
+        "five numbers, five newborns: none was handed over twice"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seeded_population_is_consistent_and_a_second_seeding_adds_to_it() {
     let env = TestEnv::new("sandbox_seed").await;

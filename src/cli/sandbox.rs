@@ -32,6 +32,10 @@ pub enum SandboxCommand {
         /// signatures); the token's file when absent.
         #[arg(long, env = "LIENTHONG_PAYGOV_SECRET_FILE")]
         paygov_secret_file: Option<PathBuf>,
+        /// Draw new personal ID numbers in this seed's sequence (the same at every start, so
+        /// a restart meets the numbers it gave before and skips them) instead of at random.
+        #[arg(long)]
+        id_seed: Option<u64>,
     },
     /// Add a synthetic population to the population-database sandbox: households, addresses
     /// on the province's current communes, valid and unique personal IDs.
@@ -70,6 +74,7 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
             faults,
             paygov_secret_file,
             system_token,
+            id_seed,
         } => {
             // Its own failures (a pool exhausted, a query refused) are logged as the hub's are.
             let _telemetry = crate::telemetry::init(&config.log)?;
@@ -107,6 +112,7 @@ pub async fn run(command: SandboxCommand, config: Config) -> anyhow::Result<()> 
                 listen,
                 credentials,
                 faults,
+                crate::sandbox::IdDraws::new(id_seed),
                 crate::app::wait_for_signal(),
             )
             .await?;

@@ -20,7 +20,7 @@ use deadpool_postgres::Pool;
 use serde_json::{Value, json};
 
 use super::answer::{self, Answer, authorised, problem, text};
-use super::personal_id;
+use super::personal_id::IdDraws;
 
 /// Attempts at drawing an unused personal ID number before giving up.
 const ID_ATTEMPTS: usize = 20;
@@ -29,9 +29,10 @@ const ID_ATTEMPTS: usize = 20;
 struct Sandbox {
     pool: Pool,
     token: String,
+    ids: IdDraws,
 }
 
-pub fn routes(pool: Pool, token: String) -> Router {
+pub fn routes(pool: Pool, token: String, ids: IdDraws) -> Router {
     Router::new()
         .route("/civil-status/v1/births", post(register))
         .route("/civil-status/v1/births/{dossier_code}", get(look_up))
@@ -41,7 +42,7 @@ pub fn routes(pool: Pool, token: String) -> Router {
             "/civil-status/v1/{kind}/{dossier_code}/annulment",
             post(annul),
         )
-        .with_state(Sandbox { pool, token })
+        .with_state(Sandbox { pool, token, ids })
 }
 
 fn internal(error: impl std::fmt::Display) -> Answer {
@@ -106,7 +107,7 @@ async fn register(
             Ok(None) => {}
             Err(e) => return internal(e),
         }
-        let Some(id) = personal_id::assign(province, birth_date, sex == "FEMALE") else {
+        let Some(id) = sandbox.ids.assign(province, birth_date, sex == "FEMALE") else {
             return problem(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",

@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 
 use self::answer::{Answer, authorised};
 use self::faults::{Controls, Faults};
+pub use self::personal_id::IdDraws;
 use crate::db::DbError;
 
 /// The systems this process stands in for, by the name fault controls use.
@@ -87,12 +88,13 @@ impl Credentials {
 }
 
 /// Prepares every sandbox's schema and serves them on `listen` until `shutdown` resolves.
-/// `faults` names the systems that start with faults.
+/// `faults` names the systems that start with faults; new personal ID numbers come from `ids`.
 pub async fn serve(
     pool: Pool,
     listen: SocketAddr,
     credentials: Credentials,
     faults: HashMap<String, Faults>,
+    ids: IdDraws,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SandboxError> {
     let controls = Controls::new(&SYSTEMS, faults)
@@ -117,11 +119,11 @@ pub async fn serve(
     };
     let app = Router::new()
         .merge(faulty(
-            civil_status::routes(pool.clone(), token("civil-status")),
+            civil_status::routes(pool.clone(), token("civil-status"), ids.clone()),
             "civil-status",
         ))
         .merge(faulty(
-            population::routes(pool.clone(), token("population")),
+            population::routes(pool.clone(), token("population"), ids),
             "population",
         ))
         .merge(faulty(

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio_postgres::Row;
 
 use super::answer::{self, Answer, authorised, problem, text};
-use super::personal_id;
+use super::personal_id::IdDraws;
 
 /// Attempts at drawing an unused personal ID number before giving up.
 const ID_ATTEMPTS: usize = 20;
@@ -32,9 +32,10 @@ const ID_ATTEMPTS: usize = 20;
 struct Sandbox {
     pool: Pool,
     token: String,
+    ids: IdDraws,
 }
 
-pub fn routes(pool: Pool, token: String) -> Router {
+pub fn routes(pool: Pool, token: String, ids: IdDraws) -> Router {
     Router::new()
         .route("/population/v1/citizens/{personal_id}", get(look_up))
         .route("/population/v1/citizens/{personal_id}/verify", post(verify))
@@ -44,7 +45,7 @@ pub fn routes(pool: Pool, token: String) -> Router {
             post(id_card),
         )
         .route("/population/v1/personal-ids", post(assign))
-        .with_state(Sandbox { pool, token })
+        .with_state(Sandbox { pool, token, ids })
 }
 
 fn internal(error: impl std::fmt::Display) -> Answer {
@@ -209,13 +210,16 @@ async fn assign(
             }
             return Ok((StatusCode::OK, Json(row.get::<_, Value>(0))));
         }
-        let id = personal_id::assign(province, birth_date, sex == "FEMALE").ok_or_else(|| {
-            problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                "/province_code or /birth_date cannot make a personal ID",
-            )
-        })?;
+        let id = sandbox
+            .ids
+            .assign(province, birth_date, sex == "FEMALE")
+            .ok_or_else(|| {
+                problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    "/province_code or /birth_date cannot make a personal ID",
+                )
+            })?;
         let answer = json!({"personal_id": id, "civil_status_reference": reference});
         let tx = client.transaction().await.map_err(internal)?;
         let created = tx

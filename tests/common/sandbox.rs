@@ -17,6 +17,22 @@ pub async fn start(
     faults: HashMap<String, Faults>,
     credentials: Credentials,
 ) -> String {
+    start_drawing(
+        env,
+        faults,
+        credentials,
+        lienthong::sandbox::IdDraws::new(None),
+    )
+    .await
+}
+
+/// The sandboxes drawing new personal ID numbers from `ids`.
+pub async fn start_drawing(
+    env: &TestEnv,
+    faults: HashMap<String, Faults>,
+    credentials: Credentials,
+    ids: lienthong::sandbox::IdDraws,
+) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let addr = listener.local_addr().expect("address");
     drop(listener);
@@ -25,6 +41,7 @@ pub async fn start(
         addr,
         credentials,
         faults,
+        ids,
         std::future::pending(),
     ));
     let base = format!("http://{addr}");
