@@ -105,7 +105,7 @@ async fn setup(env: &TestEnv, faults: Faults) -> Payments {
         env.grant(connector, Direction::Subscribe, event_type, FEES)
             .await;
     }
-    for event_type in ["payment.initiated", "payment.confirmed"] {
+    for event_type in ["payment.initiated", "payment.confirmed", "payment.failed"] {
         env.grant(connector, Direction::Publish, event_type, FEES)
             .await;
     }
@@ -115,6 +115,7 @@ async fn setup(env: &TestEnv, faults: Faults) -> Payments {
     for event_type in [
         "payment.initiated",
         "payment.confirmed",
+        "payment.failed",
         "payment.callback-received",
     ] {
         env.grant("treasury-48", Direction::Subscribe, event_type, FEES)
@@ -156,6 +157,7 @@ async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_o
     let mut initiated = stream("payment.initiated").await;
     let mut confirmed = stream("payment.confirmed").await;
     let mut callbacks = stream("payment.callback-received").await;
+    let mut failed = stream("payment.failed").await;
     let mut publisher = client(&hub, Some(&treasury)).await;
     let http = reqwest::Client::new();
     let pay = async |url: &str, outcome: &str| {
@@ -235,7 +237,7 @@ async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_o
         .publish(payment_request(&quiet, 1))
         .await
         .expect("payment requested");
-    // And a payment the payer cancels: nothing to confirm.
+    // And a payment the payer cancels: nothing to confirm, one payment.failed to tell.
     let (cancelled, _) = common::dossier();
     publisher
         .publish(payment_request(&cancelled, 1))
@@ -272,8 +274,16 @@ async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_o
         .expect("count")
         .get(0);
     assert_eq!(sent, 0, "confirmed with no callback at all");
-    // The cancelled payment's query ends the connector's work on it without an event: once
-    // every initiated event is finished, nothing more is confirmed.
+    let cancellation = payload(&common::next(&mut failed).await);
+    assert_eq!(cancellation["dossier_code"], cancelled.as_str());
+    assert_eq!(
+        cancellation["platform_transaction_id"],
+        pages[&cancelled].1.as_str()
+    );
+    assert_eq!(cancellation["reason_code"], "CANCELLED_BY_PAYER");
+    assert_eq!(cancellation["amount_vnd"], 16000);
+    // Once every initiated event is finished, nothing more is confirmed and nothing else
+    // failed.
     common::eventually("every payment.initiated handled", async || {
         let reports =
             lienthong::connectors::state::workers(&env.pool, Some("paygov-confirmations"))
@@ -289,6 +299,9 @@ async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_o
     .await;
     if let Ok(more) = tokio::time::timeout(Duration::from_secs(2), confirmed.message()).await {
         panic!("a cancelled payment was confirmed: {more:?}");
+    }
+    if let Ok(more) = tokio::time::timeout(Duration::from_secs(1), failed.message()).await {
+        panic!("a payment failed twice, or a paid one failed: {more:?}");
     }
 
     // A callback not signed with the merchant secret is refused and recorded.

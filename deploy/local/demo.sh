@@ -111,6 +111,7 @@ grant paygov-connector subscribe payment.requested fee-payment
 grant paygov-connector publish payment.initiated fee-payment
 grant paygov-connector subscribe payment.initiated fee-payment
 grant paygov-connector publish payment.confirmed fee-payment
+grant paygov-connector publish payment.failed fee-payment
 "$bin" systems add residence-connector --name "Residence connector" >/dev/null 2>&1 || true
 grant residence-connector subscribe death.residence-deletion-requested residence-registration
 grant residence-connector subscribe birth.residence-registration-requested residence-registration

@@ -741,15 +741,23 @@ impl Worker {
         let Some(program) = reply.key.as_ref().filter(|_| !payload.is_null()) else {
             return Ok((payload, None));
         };
-        match program.apply(input) {
-            Ok(Value::String(key)) if !key.is_empty() => Ok((payload, Some(key))),
-            Ok(Value::Number(key)) => Ok((payload, Some(key.to_string()))),
-            Ok(other) => Err(format!(
-                "reply.key must give a non-empty string, not {}",
-                json_kind(&other)
-            )),
-            Err(e) => Err(format!("reply.key: {e}")),
-        }
+        let key = match program.apply(input) {
+            Ok(Value::String(key)) if !key.is_empty() => key,
+            Ok(Value::Number(key)) => key.to_string(),
+            Ok(other) => {
+                return Err(format!(
+                    "{role}.key must give a non-empty string, not {}",
+                    json_kind(&other)
+                ));
+            }
+            Err(e) => return Err(format!("{role}.key: {e}")),
+        };
+        // A refusal's keys apart from the reply's, which were stored bare before refusals had
+        // keys: one key (a transaction) must not give a refusal the id of a reply.
+        Ok(match role {
+            "reply" => (payload, Some(key)),
+            _ => (payload, Some(format!("{role}:{key}"))),
+        })
     }
 
     /// Publishes an event about `cause`; `Ok(Err(why))` when the hub refuses it (a mapping

@@ -140,6 +140,8 @@ struct RefusalFile {
     when: Spanned<String>,
     event_type: Spanned<String>,
     mapping: Spanned<String>,
+    /// jq: what the refusal is about, as a reply's `key`.
+    key: Option<Spanned<String>>,
 }
 
 /// A deployment value: from the environment when `env` is set there, else `default`.
@@ -331,13 +333,17 @@ fn check_refusal(
     check_event_type(problems, known, &file.event_type, "refusal.event_type");
     let when = problems.mapping(&file.when, "refusal.when");
     let mapping = problems.mapping(&file.mapping, "refusal.mapping");
+    let key = match &file.key {
+        Some(program) => Some(problems.mapping(program, "refusal.key")?),
+        None => None,
+    };
     Some(Refusal {
         when: when?,
         output: Output {
             event_type: file.event_type.get_ref().clone(),
             mapping: mapping?,
             pending: None,
-            key: None,
+            key,
         },
     })
 }

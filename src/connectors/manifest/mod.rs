@@ -223,6 +223,9 @@ impl Manifest {
             (Spec::Sink(sink), "failure") => sink.failure.as_ref().map(|o| &o.mapping),
             (Spec::Sink(sink), "refusal.when") => sink.refusal.as_ref().map(|r| &r.when),
             (Spec::Sink(sink), "refusal") => sink.refusal.as_ref().map(|r| &r.output.mapping),
+            (Spec::Sink(sink), "refusal.key") => {
+                sink.refusal.as_ref().and_then(|r| r.output.key.as_ref())
+            }
             (Spec::WebhookSource(webhook), "payload") => Some(&webhook.payload),
             (Spec::WebhookSource(webhook), "dedupe_key") => Some(&webhook.dedupe_key),
             (Spec::WebhookSource(webhook), "correlation") => webhook.correlation.as_ref(),
