@@ -1,8 +1,9 @@
 //! Fees through PayGov end to end, against the PayGov sandbox and the repository's three
 //! PayGov connectors: a payment request becomes one transaction however often it is sent; the
 //! payment is confirmed by querying PayGov, once, whether PayGov's callback comes twice or
-//! never, and across a hub restart between the steps; a cancelled payment confirms nothing; a
-//! callback with a bad signature is refused.
+//! never, and across a hub restart between the steps; a cancelled payment confirms nothing and
+//! fails once; a callback with a bad signature is refused; and each confirmed payment is
+//! reconciled against the statement of its day once that day is closed, parked until then.
 
 mod common;
 
@@ -409,4 +410,268 @@ async fn a_hub_restarted_between_the_steps_of_a_payment_charges_once_and_confirm
         .collect();
     assert_eq!(transactions, ["PAID"], "charged once");
     second.shutdown().await.expect("clean shutdown");
+}
+
+/// The payloads of the next `count` deliveries, by dossier.
+async fn by_dossier(
+    stream: &mut tonic::Streaming<Delivery>,
+    count: usize,
+) -> HashMap<String, Value> {
+    let mut found = HashMap::new();
+    for _ in 0..count {
+        let p = payload(&common::next(stream).await);
+        found.insert(p["dossier_code"].as_str().expect("code").to_owned(), p);
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmed_payment_waits_parked_for_its_days_statement_and_is_reconciled_once() {
+    let env = TestEnv::new("payments_reconcile").await;
+    let Payments {
+        base,
+        config,
+        treasury,
+        ..
+    } = setup(&env, Faults::default()).await;
+    common::sandbox::install_manifest(&env, "paygov-reconciliation", &base, &[]);
+    env.grant(
+        "paygov-connector",
+        Direction::Subscribe,
+        "payment.confirmed",
+        FEES,
+    )
+    .await;
+    env.grant(
+        "paygov-connector",
+        Direction::Publish,
+        "payment.reconciled",
+        FEES,
+    )
+    .await;
+    env.grant(
+        "treasury-48",
+        Direction::Subscribe,
+        "payment.reconciled",
+        FEES,
+    )
+    .await;
+    let hub = lienthong::app::Hub::start(config)
+        .await
+        .expect("the hub starts");
+    let mut treasury_client = client(&hub, Some(&treasury)).await;
+    let mut initiated = treasury_client
+        .subscribe(subscription("payment.initiated"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let mut confirmed = treasury_client
+        .subscribe(subscription("payment.confirmed"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let mut reconciled = treasury_client
+        .subscribe(subscription("payment.reconciled"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let http = reqwest::Client::new();
+    let pay = async |page: &Value| {
+        let response = http
+            .post(page["payment_url"].as_str().expect("url"))
+            .json(&json!({"outcome": "success"}))
+            .send()
+            .await
+            .expect("the payment page answers");
+        assert_eq!(response.status(), 200);
+    };
+    let codes: Vec<String> = (0..3).map(|_| common::dossier().0).collect();
+    let mut pages = HashMap::new();
+    for code in &codes {
+        treasury_client
+            .publish(payment_request(code, 1))
+            .await
+            .expect("payment requested");
+        let page = payload(&next_about(&mut initiated, code).await);
+        pages.insert(code.clone(), page);
+    }
+    let (matched, mismatched, late) = (&codes[0], &codes[1], &codes[2]);
+
+    // Paid today: today's statement is not final, so both wait, parked, not failed.
+    pay(&pages[matched]).await;
+    pay(&pages[mismatched]).await;
+    let confirmations = by_dossier(&mut confirmed, 2).await;
+    let paid_at = confirmations[matched]["paid_at"]
+        .as_str()
+        .expect("paid at")
+        .to_owned();
+    common::eventually("both confirmations parked", async || {
+        match lienthong::connectors::state::dead_letters_waiting(&env.pool, "paygov-reconciliation")
+            .await
+        {
+            Ok((0, 2)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let parked =
+        lienthong::connectors::state::dead_letters(&env.pool, "paygov-reconciliation", false)
+            .await
+            .expect("listed");
+    let soon = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert!(
+        parked
+            .iter()
+            .all(|p| p.error_class == "Pending" && p.parked_until.is_some_and(|t| t > soon)),
+        "parked until after the day, not failed: {parked:?}"
+    );
+    if let Ok(early) = tokio::time::timeout(Duration::from_secs(1), reconciled.message()).await {
+        panic!("reconciled before the statement was final: {early:?}");
+    }
+
+    // PayGov's books disagree on one amount; the day is closed; a payment made after the
+    // close is on no statement.
+    let db = env.pool.get().await.expect("connection");
+    db.execute(
+        "UPDATE sandbox_paygov.transaction SET amount = amount + 1000 WHERE transaction_id = $1",
+        &[&pages[mismatched]["platform_transaction_id"].as_str()],
+    )
+    .await
+    .expect("tampered");
+    let day = &paid_at[..10];
+    let closed = http
+        .post(format!("{base}/paygov/v1/reconciliation/{day}/close"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("closed");
+    assert_eq!(closed.status(), 200);
+    pay(&pages[late]).await;
+    let missing = payload(&next_about(&mut reconciled, late).await);
+    assert_eq!(missing["outcome"], "MISSING_IN_STATEMENT");
+    assert_eq!(missing["statement_amount_vnd"], Value::Null);
+
+    // The night comes (an operator asks now rather than wait for it): the parked two are
+    // reconciled against the final statement.
+    lienthong::connectors::state::request_replay(&env.pool, "paygov-reconciliation", None, "night")
+        .await
+        .expect("replay requested");
+    let outcomes = by_dossier(&mut reconciled, 2).await;
+    assert_eq!(outcomes[matched]["outcome"], "MATCHED");
+    assert_eq!(outcomes[matched]["statement_date"], day);
+    assert_eq!(outcomes[mismatched]["outcome"], "AMOUNT_MISMATCH");
+    assert_eq!(outcomes[mismatched]["amount_vnd"], 16000);
+    assert_eq!(outcomes[mismatched]["statement_amount_vnd"], 17000);
+    common::eventually("the parked events replayed", async || {
+        match lienthong::connectors::state::dead_letters_waiting(&env.pool, "paygov-reconciliation")
+            .await
+        {
+            Ok((0, 0)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    if let Ok(more) = tokio::time::timeout(Duration::from_secs(1), reconciled.message()).await {
+        panic!("a payment reconciled twice: {more:?}");
+    }
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operator() {
+    let env = TestEnv::new("payments_unpaid").await;
+    let Payments {
+        config, treasury, ..
+    } = setup(&env, Faults::default()).await;
+    let hub = lienthong::app::Hub::start(config)
+        .await
+        .expect("the hub starts");
+    let mut treasury_client = client(&hub, Some(&treasury)).await;
+    let mut initiated = treasury_client
+        .subscribe(subscription("payment.initiated"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let mut confirmed = treasury_client
+        .subscribe(subscription("payment.confirmed"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let (code, _) = common::dossier();
+    treasury_client
+        .publish(payment_request(&code, 1))
+        .await
+        .expect("payment requested");
+    let page = payload(&next_about(&mut initiated, &code).await);
+    let transaction = page["platform_transaction_id"].as_str().expect("id");
+    let db = env.pool.get().await.expect("connection");
+    let opened_ago = async |minutes: i32| {
+        db.execute(
+            "UPDATE sandbox_paygov.transaction
+             SET created_at = now() - make_interval(mins => $2) WHERE transaction_id = $1",
+            &[&transaction, &minutes],
+        )
+        .await
+        .expect("moved back");
+    };
+    let waiting = async || {
+        lienthong::connectors::state::dead_letters_waiting(&env.pool, "paygov-confirmations")
+            .await
+            .expect("counted")
+    };
+
+    // Unpaid for twenty minutes: out of its lane, parked for five.
+    opened_ago(20).await;
+    common::eventually("the payment parked", async || match waiting().await {
+        (0, 1) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    let letters =
+        lienthong::connectors::state::dead_letters(&env.pool, "paygov-confirmations", false)
+            .await
+            .expect("listed");
+    let until = letters[0].parked_until.expect("parked");
+    let in_five = chrono::Utc::now() + chrono::Duration::minutes(5);
+    assert!(
+        (until - in_five).num_seconds().abs() < 30,
+        "asks again in five minutes: {until}"
+    );
+
+    // Seven hours on, its turn (asked for now) gives it up to an operator, not parked again.
+    opened_ago(7 * 60).await;
+    lienthong::connectors::state::request_replay(&env.pool, "paygov-confirmations", None, "night")
+        .await
+        .expect("turn requested");
+    common::eventually("the payment given up", async || match waiting().await {
+        (1, 0) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    let letters =
+        lienthong::connectors::state::dead_letters(&env.pool, "paygov-confirmations", false)
+            .await
+            .expect("listed");
+    assert_eq!(letters[0].error_class, "Pending");
+    assert_eq!(letters[0].parked_until, None);
+
+    // The citizen pays after all; the operator's replay confirms it.
+    let paid = reqwest::Client::new()
+        .post(page["payment_url"].as_str().expect("url"))
+        .json(&json!({"outcome": "success"}))
+        .send()
+        .await
+        .expect("the payment page answers");
+    assert_eq!(paid.status(), 200);
+    lienthong::connectors::state::request_replay(
+        &env.pool,
+        "paygov-confirmations",
+        None,
+        "an.nguyen",
+    )
+    .await
+    .expect("replay requested");
+    let confirmation = payload(&next_about(&mut confirmed, &code).await);
+    assert_eq!(confirmation["platform_transaction_id"], transaction);
+    hub.shutdown().await.expect("clean shutdown");
 }

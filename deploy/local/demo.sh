@@ -112,6 +112,8 @@ grant paygov-connector publish payment.initiated fee-payment
 grant paygov-connector subscribe payment.initiated fee-payment
 grant paygov-connector publish payment.confirmed fee-payment
 grant paygov-connector publish payment.failed fee-payment
+grant paygov-connector subscribe payment.confirmed fee-payment
+grant paygov-connector publish payment.reconciled fee-payment
 "$bin" systems add residence-connector --name "Residence connector" >/dev/null 2>&1 || true
 grant residence-connector subscribe death.residence-deletion-requested residence-registration
 grant residence-connector subscribe birth.residence-registration-requested residence-registration
@@ -174,6 +176,7 @@ export LIENTHONG_RESIDENCE_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_PORTAL_URL=http://$sandbox/portal/v1/dossiers
 export LIENTHONG_PORTAL_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_PAYGOV_URL=http://$sandbox/paygov/v1/transactions
+export LIENTHONG_PAYGOV_RECONCILIATION_URL=http://$sandbox/paygov/v1/reconciliation
 export LIENTHONG_PAYGOV_TOKEN=$LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_PAYGOV_CALLBACK_URL=https://$http/connectors/paygov-callbacks/webhook
 # PayGov checks the hub's transactions and signs its payment notifications with a merchant

@@ -121,6 +121,7 @@ fn connector(v: ConnectorView) -> Connector {
         state: v.state,
         workers: v.workers.into_iter().map(worker).collect(),
         dead_letters: u32::try_from(v.dead_letters).unwrap_or(u32::MAX),
+        parked: u32::try_from(v.parked).unwrap_or(u32::MAX),
         dead_letter_topic: v.dead_letter_topic,
         position: v.position.map(source_position),
     }
@@ -195,6 +196,7 @@ fn dead_letter(d: DeadLetter) -> proto::DeadLetter {
         last_failure_at: time(Some(d.last_failure_at)),
         replay_requested_at: time(d.replay_requested_at),
         replay_outcome: d.replay_outcome.unwrap_or_default(),
+        parked_until: time(d.parked_until),
     }
 }
 

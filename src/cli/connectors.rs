@@ -393,6 +393,12 @@ fn print_status(v: &ConnectorView) {
             "dead letters {} waiting (topic {}; `lienthong connectors dlq list {}`)",
             v.dead_letters, v.dead_letter_topic, v.name
         );
+        if v.parked > 0 {
+            println!(
+                "parked       {} event(s) waiting to ask again (listed with the dead letters)",
+                v.parked
+            );
+        }
     }
     println!();
     if v.workers.is_empty() {
@@ -508,10 +514,16 @@ fn print_offsets(o: &Offsets) {
 }
 
 fn print_dead_letter(d: &DeadLetter, whole: bool) {
-    let replay = match (&d.replay_outcome, d.replay_requested_at) {
-        (Some(outcome), _) => format!(" [replayed: {outcome}]"),
-        (None, Some(_)) => " [replay requested]".to_owned(),
-        (None, None) => String::new(),
+    let replay = match (&d.replay_outcome, d.replay_requested_at, d.parked_until) {
+        (Some(outcome), ..) => format!(" [replayed: {outcome}]"),
+        (None, _, Some(until)) => format!(
+            " [parked: asks again at {}]",
+            until
+                .with_timezone(&crate::domain::vietnam())
+                .format("%Y-%m-%d %H:%M:%S")
+        ),
+        (None, Some(_), None) => " [replay requested]".to_owned(),
+        (None, None, None) => String::new(),
     };
     let message: String = if whole {
         d.error_message.clone()

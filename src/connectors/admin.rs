@@ -113,6 +113,9 @@ pub struct ConnectorView {
     pub workers: Vec<WorkerReport>,
     /// Dead letters not yet replayed.
     pub dead_letters: usize,
+    /// Events parked until their answer can be final (`reply.ask_again_at`): waiting, not
+    /// failed.
+    pub parked: usize,
     /// A polling source's stored position.
     pub position: Option<Stored>,
     pub dead_letter_topic: String,
@@ -210,7 +213,8 @@ impl Admin {
             Spec::Source(_) => position::stored(&self.pool, &manifest.name).await?,
             Spec::Sink(_) | Spec::WebhookSource(_) => None,
         };
-        let dead_letters = state::dead_letters_waiting(&self.pool, &manifest.name).await?;
+        let (dead_letters, parked) =
+            state::dead_letters_waiting(&self.pool, &manifest.name).await?;
         Ok(ConnectorView {
             name: manifest.name.clone(),
             kind: manifest.kind.to_string(),
@@ -230,6 +234,7 @@ impl Admin {
             },
             workers,
             dead_letters,
+            parked,
             position,
             dead_letter_topic: dead_letter_topic(&self.kafka, &manifest.name),
         })

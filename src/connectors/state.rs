@@ -317,6 +317,8 @@ pub struct DeadLetter {
     pub replay_requested_at: Option<DateTime<Utc>>,
     /// What the replay did: `delivered`, or `dead-lettered again as #N`.
     pub replay_outcome: Option<String>,
+    /// Set for an event that waits rather than failed: replayed by itself at this time.
+    pub parked_until: Option<DateTime<Utc>>,
 }
 
 pub async fn add_dead_letter(pool: &Pool, d: &DeadLetter) -> Result<i64, DbError> {
@@ -326,8 +328,11 @@ pub async fn add_dead_letter(pool: &Pool, d: &DeadLetter) -> Result<i64, DbError
         .query_one(
             "INSERT INTO connector_dead_letter (name, event_id, event_type, source_topic,
                  source_partition, source_offset, dlq_topic, dlq_partition, dlq_offset,
-                 error_class, error_message, attempts, first_failure_at, last_failure_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+                 error_class, error_message, attempts, first_failure_at, last_failure_at,
+                 parked_until, replay_requested_at, replayed_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                     $15, $15, CASE WHEN $15::timestamptz IS NOT NULL THEN 'schedule' END)
+             RETURNING id",
             &[
                 &d.name,
                 &d.event_id,
@@ -343,23 +348,28 @@ pub async fn add_dead_letter(pool: &Pool, d: &DeadLetter) -> Result<i64, DbError
                 &d.attempts,
                 &d.first_failure_at,
                 &d.last_failure_at,
+                &d.parked_until,
             ],
         )
         .await?;
     Ok(row.get(0))
 }
 
-/// How many dead letters of `name` are not replayed yet.
-pub async fn dead_letters_waiting(pool: &Pool, name: &str) -> Result<usize, DbError> {
+/// How many dead letters of `name` are not replayed yet, and how many of those are parked
+/// events (waiting, not failed).
+pub async fn dead_letters_waiting(pool: &Pool, name: &str) -> Result<(usize, usize), DbError> {
     let row = pool
         .get()
         .await?
         .query_one(
-            "SELECT count(*) FROM connector_dead_letter WHERE name = $1 AND replayed_at IS NULL",
+            "SELECT count(*) FILTER (WHERE parked_until IS NULL),
+                    count(*) FILTER (WHERE parked_until IS NOT NULL)
+             FROM connector_dead_letter WHERE name = $1 AND replayed_at IS NULL",
             &[&name],
         )
         .await?;
-    Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(usize::MAX))
+    let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(usize::MAX);
+    Ok((count(0), count(1)))
 }
 
 /// Dead letters of `name`, newest first; replayed ones only when `all`.
@@ -371,7 +381,7 @@ pub async fn dead_letters(pool: &Pool, name: &str, all: bool) -> Result<Vec<Dead
             "SELECT id, name, event_id, event_type, source_topic, source_partition, source_offset,
                     dlq_topic, dlq_partition, dlq_offset, error_class, error_message, attempts,
                     first_failure_at, last_failure_at, replayed_at, replay_requested_at,
-                    replay_outcome
+                    replay_outcome, parked_until
              FROM connector_dead_letter WHERE name = $1 AND ($2 OR replayed_at IS NULL)
              ORDER BY id DESC LIMIT 1000",
             &[&name, &all],
@@ -394,6 +404,7 @@ pub async fn dead_letters(pool: &Pool, name: &str, all: bool) -> Result<Vec<Dead
             replayed_at: row.get(15),
             replay_requested_at: row.get(16),
             replay_outcome: row.get(17),
+            parked_until: row.get(18),
         })
         .collect())
 }
@@ -439,6 +450,8 @@ pub struct Claimed {
     pub event_type: String,
     pub source: (String, i32, i64),
     pub dlq: (String, i32, i64),
+    /// A parked event's turn, not a failed event's replay.
+    pub parked: bool,
 }
 
 /// How long a claim holds before another process may take the replay over.
@@ -459,12 +472,12 @@ pub async fn claim_replays(
             "UPDATE connector_dead_letter SET replay_claimed_by = $2, replay_claimed_at = now()
              WHERE id IN (
                  SELECT id FROM connector_dead_letter
-                 WHERE name = $1 AND replay_requested_at IS NOT NULL AND replayed_at IS NULL
+                 WHERE name = $1 AND replay_requested_at <= now() AND replayed_at IS NULL
                    AND (replay_claimed_at IS NULL
                         OR replay_claimed_at < now() - make_interval(secs => $4))
                  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING id, event_type, source_topic, source_partition, source_offset,
-                       dlq_topic, dlq_partition, dlq_offset",
+                       dlq_topic, dlq_partition, dlq_offset, parked_until IS NOT NULL",
             &[&name, &process, &limit, &CLAIM_TIMEOUT_SECONDS],
         )
         .await?;
@@ -475,6 +488,7 @@ pub async fn claim_replays(
             event_type: row.get(1),
             source: (row.get(2), row.get(3), row.get(4)),
             dlq: (row.get(5), row.get(6), row.get(7)),
+            parked: row.get(8),
         })
         .collect();
     claimed.sort_by_key(|c| c.id);

@@ -138,12 +138,23 @@ pub struct Worker {
     pub refresh: Duration,
 }
 
+/// Whose turn an event is handling: a delivery (or an operator's replay of a dead letter),
+/// or a parked event's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Delivery,
+    Parked,
+}
+
 /// How an event was finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handled {
     Delivered,
     /// Given up on: the dead letter's number.
     DeadLettered(i64),
+    /// Not finished, and waiting outside its lane: the parked event's number and when it
+    /// asks again.
+    Parked(i64, DateTime<Utc>),
 }
 
 struct Source {
@@ -455,18 +466,21 @@ impl Worker {
         let stop = stop.clone();
         async move {
             let position = (received.partition, received.offset);
-            let outcome = self.handle(&event_type, &recipient, received, &stop).await;
+            let outcome = self
+                .handle(&event_type, &recipient, received, Turn::Delivery, &stop)
+                .await;
             (key, index, position, outcome)
         }
         .boxed()
     }
 
-    /// Maps, calls and publishes the reply for one event, or dead-letters it.
+    /// Maps, calls and publishes the reply for one event, or dead-letters it (or parks it).
     async fn handle(
         &self,
         event_type: &str,
         recipient: &Recipient,
         received: Received,
+        turn: Turn,
         stop: &CancellationToken,
     ) -> Result<Handled, WorkerError> {
         let now = self.clock.now();
@@ -539,15 +553,51 @@ impl Worker {
         let answer = loop {
             attempts += 1;
             let outcome = match self.sink.call(&body, &key, path.as_deref()).await {
-                Ok(answer) => match self.still_pending(&input, &answer) {
-                    Ok(false) => Ok(answer),
-                    Ok(true) => Err(CallError {
+                Ok(answer) => match self.still_pending(&input, &answer).and_then(|pending| {
+                    if pending {
+                        self.ask_again_at(&input, &answer)
+                            .map(|at| Some(at.ok_or(answer.status)))
+                    } else {
+                        Ok(None)
+                    }
+                }) {
+                    Ok(None) => Ok(answer),
+                    Ok(Some(Ok(until))) => {
+                        let first_at = *first_failure.get_or_insert(self.clock.now());
+                        let failure = Failure {
+                            class: PENDING.to_owned(),
+                            message: format!(
+                                "the answer (HTTP {}) says the work is not finished yet; \
+                                 parked until {}",
+                                answer.status,
+                                until.to_rfc3339_opts(SecondsFormat::Secs, true)
+                            ),
+                            attempts,
+                            retryable: true,
+                            status: Some(answer.status),
+                            first_at,
+                        };
+                        return self
+                            .park(&received, event_type, &envelope, failure, until)
+                            .await;
+                    }
+                    // A parked event's turn is one question: asking in a lane would hold up
+                    // every other replay of the connector while it waits.
+                    Ok(Some(Err(status))) if turn == Turn::Parked => Err(CallError {
                         class: PENDING.to_owned(),
                         message: format!(
-                            "the answer (HTTP {}) says the work is not finished yet",
-                            answer.status
+                            "the answer (HTTP {status}) still says the work is not finished, \
+                             and reply.ask_again_at gives no time to wait until"
                         ),
-                        status: Some(answer.status),
+                        status: Some(status),
+                        retryable: false,
+                    }),
+                    Ok(Some(Err(status))) => Err(CallError {
+                        class: PENDING.to_owned(),
+                        message: format!(
+                            "the answer (HTTP {status}) says the work is not finished yet"
+                        ),
+                        status: Some(status),
                         retryable: true,
                     }),
                     Err(message) => {
@@ -726,6 +776,36 @@ impl Worker {
         }
     }
 
+    /// When to ask again about a pending answer outside the lane (`reply.ask_again_at`):
+    /// `None` to ask again in the lane, on the delivery backoff.
+    fn ask_again_at(
+        &self,
+        input: &Value,
+        answer: &Answer,
+    ) -> Result<Option<DateTime<Utc>>, String> {
+        let Some(program) = self
+            .spec
+            .reply
+            .as_ref()
+            .and_then(|r| r.ask_again_at.as_ref())
+        else {
+            return Ok(None);
+        };
+        let mut input = input.clone();
+        input["response"] = response_json(answer, self.clock.now());
+        match program.apply(&input) {
+            Ok(Value::Null) => Ok(None),
+            Ok(Value::String(at)) => DateTime::parse_from_rfc3339(&at)
+                .map(|at| Some(at.with_timezone(&Utc)))
+                .map_err(|e| format!("reply.ask_again_at gave {at:?}, not an RFC 3339 time: {e}")),
+            Ok(other) => Err(format!(
+                "reply.ask_again_at must give a time or null, not {}",
+                json_kind(&other)
+            )),
+            Err(e) => Err(format!("reply.ask_again_at: {e}")),
+        }
+    }
+
     /// The payload of the reply (or refusal, as `role` says) and, when it has a `key`
     /// program, its key.
     fn reply_payload(
@@ -830,17 +910,35 @@ impl Worker {
         })
     }
 
-    /// Puts the event on the connector's dead-letter topic (the record as it was, with Kafka
-    /// Connect's error headers and ours), records it for operators and publishes the failure
-    /// event if the manifest has one.
-    async fn give_up(
+    /// Keeps a pending event aside until `until`, when its replay (requested for that time)
+    /// handles it again; its lane and its in-flight slot are free meanwhile.
+    async fn park(
+        &self,
+        received: &Received,
+        event_type: &str,
+        envelope: &Envelope,
+        failure: Failure,
+        until: DateTime<Utc>,
+    ) -> Result<Handled, WorkerError> {
+        let id = self
+            .dead_letter(received, event_type, Some(envelope), &failure, Some(until))
+            .await?;
+        self.count("parked");
+        tracing::info!(connector = %self.manifest.name, event_id = %envelope.event_id, parked = id, %until, "not finished yet; parked until it is asked again");
+        Ok(Handled::Parked(id, until))
+    }
+
+    /// Writes the event to the dead-letter topic (the record as it was, with Kafka Connect's
+    /// error headers and ours) and records it for operators, parked until a time or failed;
+    /// the record's number.
+    async fn dead_letter(
         &self,
         received: &Received,
         event_type: &str,
         envelope: Option<&Envelope>,
-        input: Option<&Value>,
-        failure: Failure,
-    ) -> Result<Handled, WorkerError> {
+        failure: &Failure,
+        parked_until: Option<DateTime<Utc>>,
+    ) -> Result<i64, WorkerError> {
         let last_at = self.clock.now();
         let dlq_error = |message: String| WorkerError::DeadLetter {
             topic: received.topic.clone(),
@@ -888,7 +986,7 @@ impl Worker {
             .send(&self.dlq_topic, &key, &received.payload, headers)
             .await
             .map_err(|e| dlq_error(e.to_string()))?;
-        let id = state::add_dead_letter(
+        state::add_dead_letter(
             &self.pool,
             &DeadLetter {
                 id: 0,
@@ -905,10 +1003,29 @@ impl Worker {
                 replayed_at: None,
                 replay_requested_at: None,
                 replay_outcome: None,
+                parked_until,
             },
         )
         .await
-        .map_err(|e| dlq_error(e.to_string()))?;
+        .map_err(|e| dlq_error(e.to_string()))
+    }
+
+    /// Puts the event on the connector's dead-letter topic (the record as it was, with Kafka
+    /// Connect's error headers and ours), records it for operators and publishes the failure
+    /// event if the manifest has one.
+    async fn give_up(
+        &self,
+        received: &Received,
+        event_type: &str,
+        envelope: Option<&Envelope>,
+        input: Option<&Value>,
+        failure: Failure,
+    ) -> Result<Handled, WorkerError> {
+        let id = self
+            .dead_letter(received, event_type, envelope, &failure, None)
+            .await?;
+        let last_at = self.clock.now();
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
         // An attempt that failed was counted when it failed; a refusal before any attempt
         // (mapping, decoding) is counted here.
         if failure.attempts == 0 {
@@ -1035,11 +1152,25 @@ impl Worker {
         (record.topic, record.partition, record.offset) = claim.source.clone();
         Ok(
             match self
-                .handle(&claim.event_type, recipient, record, stop)
+                .handle(
+                    &claim.event_type,
+                    recipient,
+                    record,
+                    if claim.parked {
+                        Turn::Parked
+                    } else {
+                        Turn::Delivery
+                    },
+                    stop,
+                )
                 .await?
             {
                 Handled::Delivered => "delivered".to_owned(),
                 Handled::DeadLettered(id) => format!("dead-lettered again as #{id}"),
+                Handled::Parked(id, until) => format!(
+                    "parked again as #{id} until {}",
+                    until.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
             },
         )
     }

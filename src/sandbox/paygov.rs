@@ -10,7 +10,11 @@
 //!   signed in `X-PayGov-Signature` (hex HMAC-SHA256); sometimes late, twice, or never, as the
 //!   fault controls say;
 //! - `GET /paygov/v1/transactions/{id}` (the query a merchant makes when no callback came),
-//!   `GET /paygov/v1/transactions/{id}/receipt` and `GET /paygov/v1/reconciliation?date=`.
+//!   `GET /paygov/v1/transactions/{id}/receipt`;
+//! - the day's statement, `GET /paygov/v1/reconciliation?date=` or `…/reconciliation/{date}`,
+//!   `final` once the day is closed: after it ends (Vietnam time), or at once through
+//!   `POST /paygov/v1/reconciliation/{date}/close` (the sandbox's control, so the demo and the
+//!   tests need not wait for midnight).
 
 use std::time::Duration;
 
@@ -53,6 +57,8 @@ pub fn routes(pool: Pool, token: String, secret: String, controls: Controls) -> 
         .route("/paygov/v1/transactions/{id}/receipt", get(receipt))
         .route("/paygov/v1/pay/{id}", post(pay))
         .route("/paygov/v1/reconciliation", get(reconciliation))
+        .route("/paygov/v1/reconciliation/{date}", get(statement))
+        .route("/paygov/v1/reconciliation/{date}/close", post(close_day))
         .with_state(Sandbox {
             pool,
             token,
@@ -392,20 +398,35 @@ struct Day {
     date: String,
 }
 
-/// The day's statement: every transaction paid that day (Vietnam time), with the total.
+/// The day's statement by query: `?date=YYYY-MM-DD`.
 async fn reconciliation(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
     Query(day): Query<Day>,
 ) -> Result<Answer, Answer> {
-    authorised(&sandbox.token, &headers)?;
-    let date = NaiveDate::parse_from_str(&day.date, "%Y-%m-%d").map_err(|_| {
+    statement(State(sandbox), headers, Path(day.date)).await
+}
+
+fn day_of(text: &str) -> Result<NaiveDate, Answer> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
         problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
             "date must be YYYY-MM-DD",
         )
-    })?;
+    })
+}
+
+/// The day's statement: every transaction paid that day (Vietnam time), with the total, and
+/// whether it is final (the day closed: nothing paid will be added to it, and a day closed
+/// early leaves out what was paid after).
+async fn statement(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(date): Path<String>,
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let day = day_of(&date)?;
     let client = sandbox.pool.get().await.map_err(internal)?;
     let rows = client
         .query(
@@ -413,20 +434,57 @@ async fn reconciliation(
                 "SELECT {COLUMNS} FROM sandbox_paygov.transaction
                  WHERE status = 'PAID'
                    AND (paid_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date = $1
+                   -- A day closed early keeps what was paid before: a later payment that
+                   -- day is on no statement, as when PayGov's books miss one.
+                   AND paid_at <= coalesce(
+                       (SELECT closed_at FROM sandbox_paygov.closed_day WHERE day = $1),
+                       'infinity')
                  ORDER BY paid_at"
             ),
-            &[&date],
+            &[&day],
         )
         .await
         .map_err(internal)?;
+    let closed = client
+        .query_one(
+            "SELECT $1 < (now() AT TIME ZONE 'Asia/Ho_Chi_Minh')::date
+                    OR EXISTS (SELECT 1 FROM sandbox_paygov.closed_day WHERE day = $1)",
+            &[&day],
+        )
+        .await
+        .map_err(internal)?
+        .get::<_, bool>(0);
     let total: i64 = rows.iter().map(|r| r.get::<_, i64>(3)).sum();
     Ok((
         StatusCode::OK,
         Json(json!({
-            "date": day.date,
+            "date": date,
+            "final": closed,
             "count": rows.len(),
             "total_amount": total,
             "transactions": rows.iter().map(transaction).collect::<Vec<_>>(),
         })),
     ))
+}
+
+/// Closes the day's statement now, as PayGov does after midnight (the sandbox's control).
+async fn close_day(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(date): Path<String>,
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let day = day_of(&date)?;
+    sandbox
+        .pool
+        .get()
+        .await
+        .map_err(internal)?
+        .execute(
+            "INSERT INTO sandbox_paygov.closed_day (day) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&day],
+        )
+        .await
+        .map_err(internal)?;
+    Ok((StatusCode::OK, Json(json!({"date": date, "final": true}))))
 }

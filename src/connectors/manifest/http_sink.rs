@@ -34,6 +34,10 @@ pub struct Output {
     /// Reply only. jq giving what the event is about (a transaction id): every reply with the
     /// same key carries one event id, whichever event caused it, so consumers drop the repeat.
     pub key: Option<Mapping>,
+    /// Reply only, with `pending`. jq over the pending answer: the time (RFC 3339) to ask again
+    /// at, the event parked until then outside its lane (a statement of a day not yet closed);
+    /// `null` to ask again in the lane on the delivery backoff.
+    pub ask_again_at: Option<Mapping>,
 }
 
 /// An answer that is a "no" rather than a result (a benefit refused, with its reason): the
@@ -228,6 +232,7 @@ pub(super) struct ReplyFile {
     mapping: Spanned<String>,
     pending: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
+    ask_again_at: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,12 +320,21 @@ pub(super) fn check_output(
     };
     let pending = optional(&output.pending, "pending");
     let key = optional(&output.key, "key");
+    let ask_again_at = optional(&output.ask_again_at, "ask_again_at");
+    if let (Some(program), None) = (&output.ask_again_at, &output.pending) {
+        problems.add(
+            &program.span(),
+            &format!("{field}.ask_again_at"),
+            "needs `pending`: it says when to ask again about an answer that is not final",
+        );
+    }
     let mapping = problems.mapping(&output.mapping, &format!("{field}.mapping"))?;
     Some(Output {
         event_type: output.event_type.get_ref().clone(),
         mapping,
         pending,
         key,
+        ask_again_at,
     })
 }
 
@@ -344,6 +358,7 @@ fn check_refusal(
             mapping: mapping?,
             pending: None,
             key,
+            ask_again_at: None,
         },
     })
 }

@@ -216,6 +216,9 @@ impl Manifest {
             (Spec::Sink(sink), "reply") => sink.reply.as_ref().map(|o| &o.mapping),
             (Spec::Sink(sink), "pending") => sink.reply.as_ref().and_then(|o| o.pending.as_ref()),
             (Spec::Sink(sink), "key") => sink.reply.as_ref().and_then(|o| o.key.as_ref()),
+            (Spec::Sink(sink), "ask_again_at") => {
+                sink.reply.as_ref().and_then(|o| o.ask_again_at.as_ref())
+            }
             (Spec::Sink(sink), "checksum") => match &sink.target {
                 Target::Http(http) => http.checksum.as_ref().map(|c| &c.over),
                 Target::Postgres(_) => None,
@@ -752,6 +755,20 @@ url = "http://127.0.0.1:9/births"
                 "delivery.retry_statuses"
             ]
         );
+    }
+
+    #[test]
+    fn ask_again_at_loads_beside_pending_and_is_named_without_it() {
+        let reply = "[reply]\nevent_type = \"birth.done\"\nmapping = \"null\"\n\
+                     ask_again_at = '.response.received_at'\n";
+        let text = format!("{GOOD}\n{reply}pending = '.response.body.final != true'\n");
+        let manifest = parse(Path::new("civil-status.toml"), &text, &known).unwrap();
+        assert!(manifest.mapping("ask_again_at").is_some());
+        let found: Vec<String> = problems(&format!("{GOOD}\n{reply}"))
+            .iter()
+            .map(|p| p.field.clone())
+            .collect();
+        assert_eq!(found, ["reply.ask_again_at"]);
     }
 
     #[test]
