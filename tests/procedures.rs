@@ -453,11 +453,11 @@ async fn every_national_system_down_then_flaky_still_gives_one_registration_one_
     use lienthong::sandbox::faults::{Faults, Outage};
     let mut env = TestEnv::new("procedures_faults").await;
     env.config.procedures.enabled = true;
-    // Each system is down until its connector has seen it fail, then fails a fifth of its
+    // Each system is down until its connector has seen it fail, then fails 30 % of its
     // calls: driven by what the connectors report, not by the clock, so a slow machine
     // changes nothing.
     let flaky = |seed: u64| Faults {
-        error_rate: 0.2,
+        error_rate: 0.3,
         error_status: 503,
         seed,
         ..Faults::default()
@@ -1398,6 +1398,140 @@ async fn death_benefits_are_decided_from_the_contributions_held_paid_once_or_ref
         (1, &serde_json::json!(15_000_000)),
         "paid exactly as decided"
     );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_death_group_system_down_then_failing_a_third_still_registers_updates_deletes_decides_and_pays_once()
+ {
+    use lienthong::sandbox::faults::{Faults, Outage};
+    let mut env = TestEnv::new("procedures_death_faults").await;
+    env.config.procedures.enabled = true;
+    let base = prepare(
+        &env,
+        &[
+            "civil-status-deaths",
+            "population-deaths",
+            "residence-deaths",
+            "social-insurance-benefits",
+            "social-insurance-benefit-payments",
+        ],
+    )
+    .await;
+    let (code, id, death) = death_dossier(&env, "valid-with-funeral-allowance.json").await;
+    let http = reqwest::Client::new();
+    let put = async |path: String, body: Value| {
+        let answer = http
+            .put(format!("{base}{path}"))
+            .bearer_auth(common::sandbox::TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(answer.status().as_u16(), 200, "{path}");
+    };
+    // Five years of contributions: the funeral allowance is due.
+    put(
+        format!("/social-insurance/v1/contributions/{id}"),
+        serde_json::json!({"months_before_2014": 0, "months_from_2014": 60,
+                           "average_monthly_salary_vnd": 5_000_000}),
+    )
+    .await;
+    // Each system is down until its connector has seen it fail, then fails 30 % of its calls
+    // (as long as a one-minute outage, driven by what the connectors report, not the clock).
+    let flaky = |seed: u64| Faults {
+        error_rate: 0.3,
+        error_status: 503,
+        seed,
+        ..Faults::default()
+    };
+    let systems = [
+        ("civil-status", "civil-status-deaths"),
+        ("population", "population-deaths"),
+        ("residence", "residence-deaths"),
+        ("social-insurance", "social-insurance-benefits"),
+    ];
+    let now = chrono::Utc::now();
+    for (i, (system, _)) in systems.iter().enumerate() {
+        let down = Faults {
+            outages: vec![Outage {
+                from: now - chrono::Duration::seconds(1),
+                until: now + chrono::Duration::hours(1),
+            }],
+            ..flaky(11 + i as u64)
+        };
+        put(
+            format!("/sandbox/v1/faults/{system}"),
+            serde_json::to_value(down).expect("faults"),
+        )
+        .await;
+    }
+    let hub = env.start_hub().await;
+    submit_death(&env, &hub, &code, &death).await;
+    for (i, (system, connector)) in systems.iter().enumerate() {
+        common::eventually("the connector reports its failed calls", async || {
+            let failed = count(
+                &env,
+                "SELECT COALESCE(sum(failed_attempts), 0)::bigint FROM connector_worker
+                 WHERE name = $1",
+                connector,
+            )
+            .await;
+            if failed > 0 {
+                Ok(())
+            } else {
+                Err(format!("{connector}: none yet"))
+            }
+        })
+        .await;
+        put(
+            format!("/sandbox/v1/faults/{system}"),
+            serde_json::to_value(flaky(11 + i as u64)).expect("faults"),
+        )
+        .await;
+    }
+
+    let instance = completed(&env, &code).await;
+    assert_eq!(
+        step_states(&instance),
+        [
+            ("CIVIL_REGISTRATION", StepState::Done),
+            ("POPULATION_STATUS", StepState::Done),
+            ("RESIDENCE_DELETION", StepState::Done),
+            ("FUNERAL_ALLOWANCE", StepState::Done),
+            ("FUNERAL_ALLOWANCE_PAYMENT", StepState::Done),
+        ]
+    );
+    for (sql, what) in [
+        (
+            "SELECT count(*) FROM sandbox_civil_status.death WHERE personal_id = $1",
+            "one registration",
+        ),
+        (
+            "SELECT count(*) FROM sandbox_population.citizen
+             WHERE personal_id = $1 AND deceased_at IS NOT NULL",
+            "one death recorded",
+        ),
+        (
+            "SELECT count(*) FROM sandbox_residence.permanent
+             WHERE personal_id = $1 AND deleted_at IS NOT NULL",
+            "one residence deleted",
+        ),
+        (
+            "SELECT count(*) FROM sandbox_social_insurance.benefit_decision
+             WHERE deceased_personal_id = $1 AND status = 'PAID'",
+            "one decision, paid once",
+        ),
+    ] {
+        assert_eq!(count(&env, sql, &id).await, 1, "{what}");
+    }
+    let dead_letters = count(
+        &env,
+        "SELECT count(*) FROM connector_dead_letter WHERE name <> $1",
+        "",
+    )
+    .await;
+    assert_eq!(dead_letters, 0, "every failure was ridden out by retries");
     hub.shutdown().await.expect("clean shutdown");
 }
 
