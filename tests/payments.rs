@@ -675,3 +675,121 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
     assert_eq!(confirmation["platform_transaction_id"], transaction);
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paygov_down_then_failing_a_third_still_opens_one_transaction_and_confirms_once_each() {
+    use lienthong::sandbox::faults::Outage;
+    let env = TestEnv::new("payments_faults").await;
+    let flaky = Faults {
+        error_rate: 0.3,
+        error_status: 503,
+        seed: 5,
+        ..Faults::default()
+    };
+    let now = chrono::Utc::now();
+    let down = Faults {
+        outages: vec![Outage {
+            from: now - chrono::Duration::seconds(1),
+            until: now + chrono::Duration::hours(1),
+        }],
+        ..flaky.clone()
+    };
+    let Payments {
+        base,
+        config,
+        treasury,
+        ..
+    } = setup(&env, down).await;
+    let hub = lienthong::app::Hub::start(config)
+        .await
+        .expect("the hub starts");
+    let mut treasury_client = client(&hub, Some(&treasury)).await;
+    let mut initiated = treasury_client
+        .subscribe(subscription("payment.initiated"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let mut confirmed = treasury_client
+        .subscribe(subscription("payment.confirmed"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let codes: Vec<String> = (0..3).map(|_| common::dossier().0).collect();
+    for code in &codes {
+        treasury_client
+            .publish(payment_request(code, 1))
+            .await
+            .expect("payment requested");
+    }
+    // Down until the payment connector has failed against it (however long that takes on
+    // this machine), then failing 30 % of calls.
+    common::eventually(
+        "the payment connector reports its failed calls",
+        async || {
+            let reports = lienthong::connectors::state::workers(&env.pool, Some("paygov-payments"))
+                .await
+                .expect("reports");
+            match reports.iter().map(|r| r.failed_attempts).sum::<i64>() {
+                0 => Err("none yet".to_owned()),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let back = http
+        .put(format!("{base}/sandbox/v1/faults/paygov"))
+        .bearer_auth(TOKEN)
+        .json(&flaky)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(back.status(), 200);
+
+    let pages = by_dossier(&mut initiated, 3).await;
+    for page in pages.values() {
+        // The citizen's browser tries again when the page fails.
+        common::eventually("the payment page takes the payment", async || {
+            let paid = http
+                .post(page["payment_url"].as_str().expect("url"))
+                .json(&json!({"outcome": "success"}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            match paid.status().as_u16() {
+                200 => Ok(()),
+                other => Err(format!("HTTP {other}")),
+            }
+        })
+        .await;
+    }
+    let confirmations = by_dossier(&mut confirmed, 3).await;
+    let db = env.pool.get().await.expect("connection");
+    for code in &codes {
+        assert_eq!(
+            confirmations[code]["platform_transaction_id"],
+            pages[code]["platform_transaction_id"]
+        );
+        let transactions: Vec<String> = db
+            .query(
+                "SELECT status FROM sandbox_paygov.transaction WHERE dossier_code = $1",
+                &[code],
+            )
+            .await
+            .expect("transactions")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(transactions, ["PAID"], "one transaction, paid once");
+    }
+    let dead_letters: i64 = db
+        .query_one("SELECT count(*) FROM connector_dead_letter", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(dead_letters, 0, "every failure ridden out by retries");
+    if let Ok(more) = tokio::time::timeout(Duration::from_secs(1), confirmed.message()).await {
+        panic!("a payment confirmed twice: {more:?}");
+    }
+    hub.shutdown().await.expect("clean shutdown");
+}
