@@ -551,11 +551,26 @@ async fn a_confirmed_payment_waits_parked_for_its_days_statement_and_is_reconcil
     assert_eq!(missing["outcome"], "MISSING_IN_STATEMENT");
     assert_eq!(missing["statement_amount_vnd"], Value::Null);
 
-    // The night comes (an operator asks now rather than wait for it): the parked two are
-    // reconciled against the final statement.
-    lienthong::connectors::state::request_replay(&env.pool, "paygov-reconciliation", None, "night")
-        .await
-        .expect("replay requested");
+    // An operator's "replay every dead letter" leaves the parked two alone: they are waiting,
+    // not failed.
+    let replayed = lienthong::connectors::state::request_replay(
+        &env.pool,
+        "paygov-reconciliation",
+        None,
+        "an.nguyen",
+    )
+    .await
+    .expect("replay requested");
+    assert_eq!(replayed, 0);
+    // The night comes: their turn is due, and they are reconciled against the final statement
+    // by themselves.
+    db.execute(
+        "UPDATE connector_dead_letter SET replay_requested_at = now() - interval '1 second'
+         WHERE name = 'paygov-reconciliation' AND parked_until IS NOT NULL",
+        &[],
+    )
+    .await
+    .expect("night");
     let outcomes = by_dossier(&mut reconciled, 2).await;
     assert_eq!(outcomes[matched]["outcome"], "MATCHED");
     assert_eq!(outcomes[matched]["statement_date"], day);
@@ -571,6 +586,16 @@ async fn a_confirmed_payment_waits_parked_for_its_days_statement_and_is_reconcil
         }
     })
     .await;
+    let rows = lienthong::connectors::state::dead_letters(&env.pool, "paygov-reconciliation", true)
+        .await
+        .expect("listed");
+    assert_eq!(
+        rows.iter()
+            .map(|r| r.replay_outcome.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("delivered"), Some("delivered")],
+        "one row per parked event, each asked once more"
+    );
     if let Ok(more) = tokio::time::timeout(Duration::from_secs(1), reconciled.message()).await {
         panic!("a payment reconciled twice: {more:?}");
     }
@@ -638,11 +663,31 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
         "asks again in five minutes: {until}"
     );
 
-    // Seven hours on, its turn (asked for now) gives it up to an operator, not parked again.
-    opened_ago(7 * 60).await;
-    lienthong::connectors::state::request_replay(&env.pool, "paygov-confirmations", None, "night")
+    // Five minutes on, still unpaid: asked once, parked again, the same row.
+    let due_now = async || {
+        db.execute(
+            "UPDATE connector_dead_letter SET replay_requested_at = now() - interval '1 second'
+             WHERE name = 'paygov-confirmations' AND replayed_at IS NULL",
+            &[],
+        )
         .await
-        .expect("turn requested");
+        .expect("due");
+    };
+    due_now().await;
+    common::eventually("asked again and parked again", async || {
+        let rows =
+            lienthong::connectors::state::dead_letters(&env.pool, "paygov-confirmations", true)
+                .await
+                .map_err(|e| e.to_string())?;
+        match rows.as_slice() {
+            [row] if row.attempts > letters[0].attempts && row.parked_until > Some(until) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // Seven hours on, its turn gives it up to an operator, not parked again, its wait kept.
+    opened_ago(7 * 60).await;
+    due_now().await;
     common::eventually("the payment given up", async || match waiting().await {
         (1, 0) => Ok(()),
         other => Err(format!("{other:?}")),
@@ -654,6 +699,10 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
             .expect("listed");
     assert_eq!(letters[0].error_class, "Pending");
     assert_eq!(letters[0].parked_until, None);
+    assert!(
+        letters[0].first_failure_at < until - chrono::Duration::minutes(4),
+        "the dead letter says since when the payment waited"
+    );
 
     // The citizen pays after all; the operator's replay confirms it.
     let paid = reqwest::Client::new()

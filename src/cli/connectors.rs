@@ -516,6 +516,12 @@ fn print_offsets(o: &Offsets) {
 fn print_dead_letter(d: &DeadLetter, whole: bool) {
     let replay = match (&d.replay_outcome, d.replay_requested_at, d.parked_until) {
         (Some(outcome), ..) => format!(" [replayed: {outcome}]"),
+        (None, Some(asked), Some(until)) if asked < until => format!(
+            " [parked: asked again now (due {})]",
+            until
+                .with_timezone(&crate::domain::vietnam())
+                .format("%Y-%m-%d %H:%M:%S")
+        ),
         (None, _, Some(until)) => format!(
             " [parked: asks again at {}]",
             until

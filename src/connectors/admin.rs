@@ -111,7 +111,7 @@ pub struct ConnectorView {
     pub state: String,
     /// The live processes' reports.
     pub workers: Vec<WorkerReport>,
-    /// Dead letters not yet replayed.
+    /// Dead letters not yet replayed (failed events; parked ones are counted apart).
     pub dead_letters: usize,
     /// Events parked until their answer can be final (`reply.ask_again_at`): waiting, not
     /// failed.

@@ -15,7 +15,8 @@ use super::manifest::Manifest;
 struct Case {
     name: String,
     /// `when`, `request`, `path`, `idempotency_key`, `checksum`, `reply`, `pending`, `key`,
-    /// `refusal.when`, `refusal`, `refusal.key` or `failure` for a sink; `payload`, `dedupe_key` or `correlation` for a webhook source.
+    /// `ask_again_at`, `refusal.when`, `refusal`, `refusal.key` or `failure` for a sink;
+    /// `payload`, `dedupe_key` or `correlation` for a webhook source.
     mapping: String,
     input: Value,
     /// `null` is an expected value (a reply that announces nothing), not a missing one.

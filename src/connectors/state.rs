@@ -424,7 +424,10 @@ pub async fn request_replay(
         .execute(
             "UPDATE connector_dead_letter SET replay_requested_at = now(), replayed_by = $3,
                  replay_claimed_by = NULL, replay_claimed_at = NULL
-             WHERE name = $1 AND replayed_at IS NULL AND ($2::bigint[] IS NULL OR id = ANY($2))
+             WHERE name = $1 AND replayed_at IS NULL
+               -- Every dead letter means the failed ones: parked events ask again when due,
+               -- or when named.
+               AND ($2::bigint[] IS NULL AND parked_until IS NULL OR id = ANY($2))
                AND (replay_claimed_at IS NULL
                     OR replay_claimed_at < now() - make_interval(secs => $4))",
             &[&name, &ids, &actor, &CLAIM_TIMEOUT_SECONDS],
@@ -450,8 +453,9 @@ pub struct Claimed {
     pub event_type: String,
     pub source: (String, i32, i64),
     pub dlq: (String, i32, i64),
-    /// A parked event's turn, not a failed event's replay.
-    pub parked: bool,
+    /// A parked event's turn (not a failed event's replay): since when it has waited, and
+    /// how often it was asked.
+    pub parked: Option<(DateTime<Utc>, i32)>,
 }
 
 /// How long a claim holds before another process may take the replay over.
@@ -477,7 +481,8 @@ pub async fn claim_replays(
                         OR replay_claimed_at < now() - make_interval(secs => $4))
                  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING id, event_type, source_topic, source_partition, source_offset,
-                       dlq_topic, dlq_partition, dlq_offset, parked_until IS NOT NULL",
+                       dlq_topic, dlq_partition, dlq_offset, parked_until IS NOT NULL,
+                       first_failure_at, attempts",
             &[&name, &process, &limit, &CLAIM_TIMEOUT_SECONDS],
         )
         .await?;
@@ -488,11 +493,36 @@ pub async fn claim_replays(
             event_type: row.get(1),
             source: (row.get(2), row.get(3), row.get(4)),
             dlq: (row.get(5), row.get(6), row.get(7)),
-            parked: row.get(8),
+            parked: row.get::<_, bool>(8).then(|| (row.get(9), row.get(10))),
         })
         .collect();
     claimed.sort_by_key(|c| c.id);
     Ok(claimed)
+}
+
+/// Parks event `id` again until `until`, after its turn (by `process`) found it still waiting
+/// or its system failing: one row per parked event, its history kept.
+pub async fn park_again(
+    pool: &Pool,
+    id: i64,
+    process: &str,
+    until: DateTime<Utc>,
+    (class, message): (&str, &str),
+    attempts: i32,
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE connector_dead_letter
+             SET parked_until = $3, replay_requested_at = $3, replay_claimed_by = NULL,
+                 replay_claimed_at = NULL, error_class = $4, error_message = $5, attempts = $6,
+                 last_failure_at = $7
+             WHERE id = $1 AND replay_claimed_by = $2",
+            &[&id, &process, &until, &class, &message, &attempts, &at],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Records what the replay of dead letter `id` by `process` did (unless another process has

@@ -115,6 +115,8 @@ impl Failure {
 
 /// The class of an attempt whose answer says the work is not finished (`reply.pending`).
 const PENDING: &str = "Pending";
+/// The soonest a parked event is asked again, whatever its manifest says.
+const MIN_PARKING: Duration = Duration::from_secs(1);
 /// The class of an event whose call succeeded but whose reply the hub refused.
 const REPLY_REFUSED: &str = "ReplyRefused";
 
@@ -139,11 +141,15 @@ pub struct Worker {
 }
 
 /// Whose turn an event is handling: a delivery (or an operator's replay of a dead letter),
-/// or a parked event's.
+/// or a parked event's, which carries its record's number and how long it has waited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Turn {
     Delivery,
-    Parked,
+    Parked {
+        id: i64,
+        since: DateTime<Utc>,
+        attempts: u32,
+    },
 }
 
 /// How an event was finished.
@@ -548,8 +554,13 @@ impl Worker {
             }
         };
         let mut delays = backoff(&self.spec.delivery);
-        let mut attempts = 0;
-        let mut first_failure = None;
+        // A parked event's record keeps counting from its first question.
+        let (mut attempts, mut first_failure) = match turn {
+            Turn::Delivery => (0, None),
+            Turn::Parked {
+                since, attempts, ..
+            } => (attempts, Some(since)),
+        };
         let answer = loop {
             attempts += 1;
             let outcome = match self.sink.call(&body, &key, path.as_deref()).await {
@@ -578,12 +589,12 @@ impl Worker {
                             first_at,
                         };
                         return self
-                            .park(&received, event_type, &envelope, failure, until)
+                            .park(&received, event_type, &envelope, failure, turn, until)
                             .await;
                     }
                     // A parked event's turn is one question: asking in a lane would hold up
                     // every other replay of the connector while it waits.
-                    Ok(Some(Err(status))) if turn == Turn::Parked => Err(CallError {
+                    Ok(Some(Err(status))) if turn != Turn::Delivery => Err(CallError {
                         class: PENDING.to_owned(),
                         message: format!(
                             "the answer (HTTP {status}) still says the work is not finished, \
@@ -635,6 +646,19 @@ impl Worker {
                 Err(error) => {
                     let at = self.clock.now();
                     let first_at = *first_failure.get_or_insert(at);
+                    // A parked event's turn does not wait in the replay task for a system that
+                    // fails: it is parked again, to ask after the longest backoff.
+                    if turn != Turn::Delivery && error.retryable {
+                        self.stats.failed_attempt(at, &error.message);
+                        self.count("failed_attempt");
+                        let until = at
+                            + chrono::Duration::from_std(self.spec.delivery.max_backoff)
+                                .unwrap_or_else(|_| chrono::Duration::minutes(1));
+                        let failure = Failure::from_call(error, attempts, first_at);
+                        return self
+                            .park(&received, event_type, &envelope, failure, turn, until)
+                            .await;
+                    }
                     if error.class == PENDING {
                         // Asked too early, not failed: the operator's error counters stay put.
                         tracing::info!(connector = %self.manifest.name, event_id = %envelope.event_id, attempts, "not finished yet; asking again later");
@@ -698,7 +722,7 @@ impl Worker {
         let refused = match self.outcome_of(&input) {
             Ok(None) => return Ok(Handled::Delivered),
             Ok(Some((output, role))) => match self.reply_payload(output, role, &input) {
-                // The answer announces nothing (a payment cancelled: nothing to confirm).
+                // The answer announces nothing (a reply mapping that gives null).
                 Ok((Value::Null, _)) => return Ok(Handled::Delivered),
                 Ok((payload, key)) => match self
                     .publish_outcome(output, payload, &envelope, role, key.as_deref())
@@ -910,34 +934,86 @@ impl Worker {
         })
     }
 
-    /// Keeps a pending event aside until `until`, when its replay (requested for that time)
-    /// handles it again; its lane and its in-flight slot are free meanwhile.
+    /// Keeps a pending event aside until `until` (never sooner than the longest backoff, so
+    /// a time already past cannot make a loop), when its replay, requested for that time,
+    /// handles it again; its lane and its in-flight slot are free meanwhile. The record is
+    /// the event on its own topic, not a copy on the dead-letter topic (which holds failures
+    /// only); a parked event asked again and still waiting keeps its one row.
     async fn park(
         &self,
         received: &Received,
         event_type: &str,
         envelope: &Envelope,
         failure: Failure,
+        turn: Turn,
         until: DateTime<Utc>,
     ) -> Result<Handled, WorkerError> {
-        let id = self
-            .dead_letter(received, event_type, Some(envelope), &failure, Some(until))
-            .await?;
+        let now = self.clock.now();
+        let soonest = now
+            + chrono::Duration::from_std(self.spec.delivery.max_backoff.max(MIN_PARKING))
+                .unwrap_or_else(|_| chrono::Duration::minutes(1));
+        let until = until.max(soonest);
+        let error = |e: crate::db::DbError| WorkerError::DeadLetter {
+            topic: received.topic.clone(),
+            partition: received.partition,
+            offset: received.offset,
+            message: e.to_string(),
+        };
+        let attempts = i32::try_from(failure.attempts).unwrap_or(i32::MAX);
+        let id = match turn {
+            Turn::Parked { id, .. } => {
+                state::park_again(
+                    &self.pool,
+                    id,
+                    &self.process,
+                    until,
+                    (&failure.class, &failure.message),
+                    attempts,
+                    now,
+                )
+                .await
+                .map_err(error)?;
+                id
+            }
+            Turn::Delivery => {
+                let source = (received.topic.clone(), received.partition, received.offset);
+                state::add_dead_letter(
+                    &self.pool,
+                    &DeadLetter {
+                        id: 0,
+                        name: self.manifest.name.clone(),
+                        event_id: Some(envelope.event_id),
+                        event_type: event_type.to_owned(),
+                        dlq: source.clone(),
+                        source,
+                        error_class: failure.class.clone(),
+                        error_message: failure.message.clone(),
+                        attempts,
+                        first_failure_at: failure.first_at,
+                        last_failure_at: now,
+                        replayed_at: None,
+                        replay_requested_at: None,
+                        replay_outcome: None,
+                        parked_until: Some(until),
+                    },
+                )
+                .await
+                .map_err(error)?
+            }
+        };
         self.count("parked");
         tracing::info!(connector = %self.manifest.name, event_id = %envelope.event_id, parked = id, %until, "not finished yet; parked until it is asked again");
         Ok(Handled::Parked(id, until))
     }
 
     /// Writes the event to the dead-letter topic (the record as it was, with Kafka Connect's
-    /// error headers and ours) and records it for operators, parked until a time or failed;
-    /// the record's number.
+    /// error headers and ours) and records it for operators; the record's number.
     async fn dead_letter(
         &self,
         received: &Received,
         event_type: &str,
         envelope: Option<&Envelope>,
         failure: &Failure,
-        parked_until: Option<DateTime<Utc>>,
     ) -> Result<i64, WorkerError> {
         let last_at = self.clock.now();
         let dlq_error = |message: String| WorkerError::DeadLetter {
@@ -1003,7 +1079,7 @@ impl Worker {
                 replayed_at: None,
                 replay_requested_at: None,
                 replay_outcome: None,
-                parked_until,
+                parked_until: None,
             },
         )
         .await
@@ -1022,7 +1098,7 @@ impl Worker {
         failure: Failure,
     ) -> Result<Handled, WorkerError> {
         let id = self
-            .dead_letter(received, event_type, envelope, &failure, None)
+            .dead_letter(received, event_type, envelope, &failure)
             .await?;
         let last_at = self.clock.now();
         let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -1100,7 +1176,9 @@ impl Worker {
                 };
                 for claim in claimed {
                     let outcome = match self.replay(&claim, &recipients, &stop).await {
-                        Ok(outcome) => outcome,
+                        // Parked again: the record stays open, its next turn requested.
+                        Ok(None) => continue,
+                        Ok(Some(outcome)) => outcome,
                         // Unfinished: the claim lapses and a process takes the replay up again.
                         Err(WorkerError::Stopping) => return,
                         Err(error) => {
@@ -1119,23 +1197,26 @@ impl Worker {
         }
     }
 
-    /// Reads the dead letter back from its topic and handles it again, as first delivered.
+    /// Reads the dead letter (or parked event) back from its topic and handles it again, as
+    /// first delivered; what came of it, or `None` for a parked event parked again.
     async fn replay(
         &self,
         claim: &state::Claimed,
         recipients: &HashMap<String, Arc<Recipient>>,
         stop: &CancellationToken,
-    ) -> Result<String, WorkerError> {
+    ) -> Result<Option<String>, WorkerError> {
         let Some(recipient) = recipients.get(&claim.event_type) else {
-            return Ok(format!(
+            return Ok(Some(format!(
                 "not replayed: the connector no longer consumes {}",
                 claim.event_type
-            ));
+            )));
         };
         let (topic, partition, offset) = &claim.dlq;
         let mut record = match fetch(&self.kafka, topic, *partition, *offset, FETCH_TIMEOUT).await {
             Ok(record) => record,
-            Err(error @ FetchError::Missing { .. }) => return Ok(format!("not replayed: {error}")),
+            Err(error @ FetchError::Missing { .. }) => {
+                return Ok(Some(format!("not replayed: {error}")));
+            }
             Err(error) => {
                 return Err(WorkerError::DeadLetter {
                     topic: topic.clone(),
@@ -1150,27 +1231,26 @@ impl Worker {
             !key.starts_with("__connect.errors.") && !key.starts_with("lienthong.errors.")
         });
         (record.topic, record.partition, record.offset) = claim.source.clone();
+        let turn = match claim.parked {
+            Some((since, attempts)) => Turn::Parked {
+                id: claim.id,
+                since,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+            },
+            None => Turn::Delivery,
+        };
         Ok(
             match self
-                .handle(
-                    &claim.event_type,
-                    recipient,
-                    record,
-                    if claim.parked {
-                        Turn::Parked
-                    } else {
-                        Turn::Delivery
-                    },
-                    stop,
-                )
+                .handle(&claim.event_type, recipient, record, turn, stop)
                 .await?
             {
-                Handled::Delivered => "delivered".to_owned(),
-                Handled::DeadLettered(id) => format!("dead-lettered again as #{id}"),
-                Handled::Parked(id, until) => format!(
-                    "parked again as #{id} until {}",
+                Handled::Delivered => Some("delivered".to_owned()),
+                Handled::DeadLettered(id) => Some(format!("dead-lettered again as #{id}")),
+                Handled::Parked(..) if turn != Turn::Delivery => None,
+                Handled::Parked(id, until) => Some(format!(
+                    "parked as #{id} until {}",
                     until.to_rfc3339_opts(SecondsFormat::Secs, true)
-                ),
+                )),
             },
         )
     }

@@ -428,6 +428,17 @@ async fn statement(
     authorised(&sandbox.token, &headers)?;
     let day = day_of(&date)?;
     let client = sandbox.pool.get().await.map_err(internal)?;
+    // Whether the day is closed first: a close between the two reads then gives a statement
+    // that says it may still grow, never a final one that holds a payment made after the close.
+    let closed = client
+        .query_one(
+            "SELECT $1 < (now() AT TIME ZONE 'Asia/Ho_Chi_Minh')::date
+                    OR EXISTS (SELECT 1 FROM sandbox_paygov.closed_day WHERE day = $1)",
+            &[&day],
+        )
+        .await
+        .map_err(internal)?
+        .get::<_, bool>(0);
     let rows = client
         .query(
             &format!(
@@ -445,15 +456,6 @@ async fn statement(
         )
         .await
         .map_err(internal)?;
-    let closed = client
-        .query_one(
-            "SELECT $1 < (now() AT TIME ZONE 'Asia/Ho_Chi_Minh')::date
-                    OR EXISTS (SELECT 1 FROM sandbox_paygov.closed_day WHERE day = $1)",
-            &[&day],
-        )
-        .await
-        .map_err(internal)?
-        .get::<_, bool>(0);
     let total: i64 = rows.iter().map(|r| r.get::<_, i64>(3)).sum();
     Ok((
         StatusCode::OK,

@@ -45,7 +45,7 @@ pub struct ConnectorLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectorOutcomeLabels {
     pub connector: String,
-    /// `delivered`, `retried`, `dead_lettered`.
+    /// `delivered`, `skipped`, `failed_attempt`, `dead_lettered`, `parked`.
     pub outcome: String,
 }
 
@@ -157,7 +157,8 @@ impl Default for Metrics {
         let connector_events = Family::<ConnectorOutcomeLabels, Counter>::default();
         registry.register(
             "connector_events",
-            "Events a connector handled, by outcome (delivered, retried attempt, dead_lettered)",
+            "Events a connector handled, by outcome (delivered, skipped, failed_attempt, \
+             dead_lettered, parked)",
             connector_events.clone(),
         );
         let connector_call_latency: HistogramFamily<ConnectorLabels> =
