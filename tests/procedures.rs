@@ -1766,3 +1766,143 @@ async fn an_event_for_a_dossier_whose_rows_were_changed_by_hand_is_set_aside_not
     );
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_issued_before_or_after_their_dossier_are_joined_to_it_and_compared() {
+    let mut env = TestEnv::new("procedures_documents").await;
+    env.config.procedures.enabled = true;
+    prepare(&env, &[]).await;
+    let hospital = env.token("hospital-48017").await;
+    env.grant(
+        "hospital-48017",
+        Direction::Publish,
+        "birth.e-birth-certificate-issued",
+        PURPOSE,
+    )
+    .await;
+    let police = env.token("police-48").await;
+    env.grant(
+        "police-48",
+        Direction::Publish,
+        "death.notice-issued",
+        PURPOSE,
+    )
+    .await;
+    let (code, birth) = dossier();
+    let (death_code, id, death) = death_dossier(&env, "valid-with-funeral-allowance.json").await;
+    let hub = env.start_hub().await;
+    let example = |path: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("schemas/examples")
+                    .join(path),
+            )
+            .expect("example"),
+        )
+        .expect("json")
+    };
+    let publish = async |token: &str, event_type: &str, payload: &Value| {
+        let mut request = publish_request("", payload);
+        request.event_type = event_type.into();
+        client(&hub, Some(token))
+            .await
+            .publish(request)
+            .await
+            .expect("published before any dossier names it");
+    };
+
+    // The hospital's certificate comes first, and another facility's with the same number
+    // for another mother.
+    let certificate = example("birth.e-birth-certificate-issued/valid-before-dossier.json");
+    let number = certificate["certificate_number"]
+        .as_str()
+        .expect("number")
+        .to_owned();
+    assert_eq!(birth["birth_certificate_no"], number.as_str());
+    let mut another = certificate.clone();
+    another["mother"]["personal_id"] = "048195009999".into();
+    publish(&hospital, "birth.e-birth-certificate-issued", &certificate).await;
+    publish(&hospital, "birth.e-birth-certificate-issued", &another).await;
+    let waiting_key = format!("birth.e-birth-certificate-issued#{number}");
+    common::eventually(
+        "both certificates wait for a dossier",
+        async || match count(
+            &env,
+            "SELECT count(*) FROM procedure_event WHERE dossier_code = $1 AND payload IS NOT NULL",
+            &waiting_key,
+        )
+        .await
+        {
+            2 => Ok(()),
+            n => Err(format!("{n} waiting")),
+        },
+    )
+    .await;
+
+    // The dossier naming it comes: its own certificate is joined, the other one still waits.
+    client(&hub, Some(&env.member("one-stop-births-48").await))
+        .await
+        .publish(publish_request(&code, &birth))
+        .await
+        .expect("submitted");
+    common::eventually("the certificate joined", async || {
+        let timeline = store::timeline(&env.pool, &code)
+            .await
+            .map_err(|e| e.to_string())?;
+        let joined: Vec<&str> = timeline
+            .iter()
+            .filter(|e| e.event_type == "birth.e-birth-certificate-issued")
+            .map(|e| e.what.as_str())
+            .collect();
+        match joined.as_slice() {
+            ["BIRTH_CERTIFICATE joined; it tells what the submission tells"] => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM procedure_event WHERE dossier_code = $1",
+            &waiting_key
+        )
+        .await,
+        1,
+        "another mother's certificate is not this dossier's"
+    );
+
+    // A death notice that comes after its dossier, telling another date of death.
+    submit_death(&env, &hub, &death_code, &death).await;
+    common::eventually("the death dossier opened", async || {
+        match procedure(&env, &death_code).await {
+            Some(_) => Ok(()),
+            None => Err("not yet".to_owned()),
+        }
+    })
+    .await;
+    let mut notice = example("death.notice-issued/valid-before-dossier.json");
+    assert_eq!(death["death_notice_number"], notice["notice_number"]);
+    notice["personal_id"] = Value::String(id);
+    notice["death_date"] = "2026-11-14".into();
+    publish(&police, "death.notice-issued", &notice).await;
+    let joined = common::eventually("the notice joined", async || {
+        let timeline = store::timeline(&env.pool, &death_code)
+            .await
+            .map_err(|e| e.to_string())?;
+        match timeline
+            .iter()
+            .find(|e| e.event_type == "death.notice-issued")
+        {
+            Some(e) => Ok(e.what.clone()),
+            None => Err("not yet".to_owned()),
+        }
+    })
+    .await;
+    assert_eq!(
+        joined,
+        "DEATH_NOTICE joined; it differs from the submission on the date of death: for the \
+         official to check"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}

@@ -8,7 +8,9 @@
 
 use serde_json::{Value, json};
 
-use super::definition::{Command, Definition, Inputs, Refusal, Requested, ResultDef, StepDef};
+use super::definition::{
+    Command, Definition, DocumentDef, Fact, Inputs, Refusal, Requested, ResultDef, StepDef,
+};
 
 pub static BIRTH: Definition = Definition {
     group: "birth",
@@ -25,6 +27,30 @@ pub static BIRTH: Definition = Definition {
     event_date: "/child/birth_date",
     // Law on Civil Status 60/2014/QH13, art. 15: within 60 days of the birth.
     late_after_days: 60,
+    // Certificate numbers are per health facility: the mother tells whose it is.
+    documents: &[DocumentDef {
+        event_type: "birth.e-birth-certificate-issued",
+        name: "BIRTH_CERTIFICATE",
+        number: "/certificate_number",
+        named_by: "birth_certificate_no",
+        identity: Some(Fact {
+            document: "/mother/personal_id",
+            submission: "/mother/personal_id",
+            what: "the mother's personal ID",
+        }),
+        facts: &[
+            Fact {
+                document: "/child/birth_date",
+                submission: "/child/birth_date",
+                what: "the child's date of birth",
+            },
+            Fact {
+                document: "/child/sex",
+                submission: "/child/sex",
+                what: "the child's sex",
+            },
+        ],
+    }],
     steps: &[
         StepDef {
             name: "CIVIL_REGISTRATION",

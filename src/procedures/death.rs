@@ -28,7 +28,8 @@
 use serde_json::{Value, json};
 
 use super::definition::{
-    Command, Compensation, Definition, Inputs, Refusal, Requested, ResultDef, StepDef,
+    Command, Compensation, Definition, DocumentDef, Fact, Inputs, Refusal, Requested, ResultDef,
+    StepDef,
 };
 
 const CHOSEN: &str = "/sub_procedures";
@@ -46,6 +47,24 @@ pub static DEATH: Definition = Definition {
     event_date: "/deceased/death_date",
     // Law on Civil Status 60/2014/QH13, art. 33: within 15 days of the death.
     late_after_days: 15,
+    // Notice numbers are per issuer (a commune police, a hospital): the deceased tells whose it
+    // is.
+    documents: &[DocumentDef {
+        event_type: "death.notice-issued",
+        name: "DEATH_NOTICE",
+        number: "/notice_number",
+        named_by: "death_notice_number",
+        identity: Some(Fact {
+            document: "/personal_id",
+            submission: "/deceased/personal_id",
+            what: "the deceased's personal ID",
+        }),
+        facts: &[Fact {
+            document: "/death_date",
+            submission: "/deceased/death_date",
+            what: "the date of death",
+        }],
+    }],
     steps: &[
         StepDef {
             name: "CIVIL_REGISTRATION",

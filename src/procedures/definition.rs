@@ -34,6 +34,37 @@ pub struct Definition {
     pub event_date: &'static str,
     pub late_after_days: i64,
     pub steps: &'static [StepDef],
+    /// Documents issued before their dossier exists, which a submission names.
+    pub documents: &'static [DocumentDef],
+}
+
+/// A document issued before its dossier (the health facility's birth certificate, the death
+/// notice), published keyed by its own number. The engine keeps it until a submission names that
+/// number, then joins it to the dossier's timeline, saying whether both tell the same facts;
+/// one that comes after the submission is joined at once.
+#[derive(Debug)]
+pub struct DocumentDef {
+    pub event_type: &'static str,
+    /// What the timeline calls it.
+    pub name: &'static str,
+    /// JSON pointer to the document's number in its event.
+    pub number: &'static str,
+    /// The submission's top-level field naming that number.
+    pub named_by: &'static str,
+    /// A fact that tells whose document it is: one that differs is another person's document
+    /// with the same number (numbers are per issuer), and is not joined.
+    pub identity: Option<Fact>,
+    /// Facts both should tell: a difference is noted in the timeline, for the official.
+    pub facts: &'static [Fact],
+}
+
+/// A fact a document and the submission both hold: where each holds it, and what it is (the
+/// timeline names it, never its value: the values are personal data).
+#[derive(Debug)]
+pub struct Fact {
+    pub document: &'static str,
+    pub submission: &'static str,
+    pub what: &'static str,
 }
 
 /// One step of a group.
@@ -220,6 +251,11 @@ impl Definition {
         })
     }
 
+    /// The document an event type brings, if it brings one.
+    pub fn document(&self, event_type: &str) -> Option<&DocumentDef> {
+        self.documents.iter().find(|d| d.event_type == event_type)
+    }
+
     /// The steps an event says one of is undone (its `reverts_event_id` tells which).
     pub fn steps_undone_by<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = &'a StepDef> {
         self.steps.iter().filter(move |s| {
@@ -248,6 +284,7 @@ impl Definition {
                 .iter()
                 .filter_map(|s| Some(s.compensation.as_ref()?.done_on)),
         );
+        types.extend(self.documents.iter().map(|d| d.event_type));
         // Several steps end on one kind of event (each benefit decided): subscribed to once.
         once_each(types)
     }

@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::definition::Definition;
+use super::definition::{Definition, DocumentDef, SUBMISSION};
 use super::instance::{self, Context, Instance, State, StepState};
 use super::store::{self, Taken};
 use super::{LEGAL_BASIS, PURPOSE};
@@ -236,9 +236,21 @@ impl Engine {
                     .as_ref()
                     .map(|c| c.as_str().to_owned())
             });
-        let Some(dossier) = dossier else {
-            tracing::warn!(event_id = %envelope.event_id, %event_type, "an event with no dossier; skipped");
-            return Ok(());
+        // A document issued before its dossier comes by its own number.
+        let document = definition.document(event_type).and_then(|document| {
+            let number = payload.pointer(document.number).and_then(Value::as_str)?;
+            Some((document, number.to_owned()))
+        });
+        let (dossier, document) = match (dossier, document) {
+            (Some(dossier), _) => (dossier, None),
+            (None, Some((document, number))) => (
+                store::document_key(document.event_type, &number),
+                Some((document, number)),
+            ),
+            (None, None) => {
+                tracing::warn!(event_id = %envelope.event_id, %event_type, "an event with no dossier; skipped");
+                return Ok(());
+            }
         };
         let mut delay = FIRST_RETRY;
         loop {
@@ -246,8 +258,16 @@ impl Engine {
                 let Ok(_permit) = self.transactions.acquire().await else {
                     return Err(EngineError::Stopping);
                 };
-                self.transact(definition, event_type, &envelope, &dossier, &payload)
-                    .await
+                match &document {
+                    Some((document, number)) => {
+                        self.transact_document(definition, document, &envelope, number, &payload)
+                            .await
+                    }
+                    None => {
+                        self.transact(definition, event_type, &envelope, &dossier, &payload)
+                            .await
+                    }
+                }
             };
             match outcome {
                 Ok(finished) => {
@@ -339,6 +359,7 @@ impl Engine {
                 match instance::open(definition, payload, &ctx) {
                     Ok((instance, outgoing)) => {
                         early = store::early(&tx, dossier).await?;
+                        early.extend(named_documents(&tx, definition, &instance, dossier).await?);
                         ("opened".to_owned(), Some(instance), outgoing)
                     }
                     Err(error) => (format!("not opened: {error}"), None, Vec::new()),
@@ -376,11 +397,64 @@ impl Engine {
             };
             let (effect, outgoing) = instance.apply(definition, &early_type, &early_payload, &ctx);
             store::enqueue(&tx, dossier, Some(event_id), &outgoing, now).await?;
-            store::joined(&tx, event_id, &effect.describe()).await?;
+            store::joined(&tx, event_id, dossier, &effect.describe()).await?;
         }
         store::save(&tx, &instance, now).await?;
         tx.commit().await?;
         Ok(Finished::between(before.as_ref(), &instance))
+    }
+
+    /// A document that came by its own number: joined to the dossier that named it (and is
+    /// its owner), else kept until a submission names it.
+    async fn transact_document(
+        &self,
+        definition: &Definition,
+        document: &DocumentDef,
+        envelope: &Envelope,
+        number: &str,
+        payload: &Value,
+    ) -> Result<Finished, DbError> {
+        let key = store::document_key(document.event_type, number);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Taken before any dossier's lock: an intake naming the number takes its dossier's
+        // lock, then this one, so the two never miss each other.
+        store::lock(&tx, &key).await?;
+        let now = self.clock.now();
+        let ctx = Context {
+            now,
+            calendar: self.reference.calendar(),
+            event: Some(envelope.event_id),
+        };
+        let mut joined = None;
+        for dossier in store::naming(&tx, document.event_type, number).await? {
+            store::lock(&tx, &dossier).await?;
+            if let Some(mut instance) = store::load(&tx, &dossier).await?
+                && instance.owns(document, payload)
+            {
+                let (effect, _) = instance.apply(definition, document.event_type, payload, &ctx);
+                joined = Some((dossier, effect.describe()));
+                break;
+            }
+        }
+        let (dossier_code, effect, kept) = match &joined {
+            Some((dossier, effect)) => (dossier.as_str(), effect.clone(), None),
+            None => (key.as_str(), store::EARLY.to_owned(), Some(payload)),
+        };
+        let taken = Taken {
+            event_id: envelope.event_id,
+            dossier_code,
+            event_type: document.event_type,
+            producer: envelope.producer_system.as_str(),
+            occurred_at: envelope.occurred_at,
+            taken_at: now,
+            effect: &effect,
+            payload: kept,
+        };
+        if store::record(&tx, &taken).await? {
+            tx.commit().await?;
+        }
+        Ok(Finished::default())
     }
 
     fn count(&self, definition: &Definition, finished: &Finished) {
@@ -437,6 +511,36 @@ impl Engine {
         }
         Ok(marked)
     }
+}
+
+/// The documents a just-opened dossier's submission names: each recorded as named, and those
+/// that came before it and are its own, to be joined now.
+async fn named_documents(
+    tx: &deadpool_postgres::Transaction<'_>,
+    definition: &Definition,
+    instance: &Instance,
+    dossier: &str,
+) -> Result<Vec<(uuid::Uuid, String, Value)>, DbError> {
+    let mut documents = Vec::new();
+    for document in definition.documents {
+        let Some(number) = instance
+            .inputs
+            .pointer(&format!("/{SUBMISSION}/{}", document.named_by))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        store::name_document(tx, document.event_type, number, dossier).await?;
+        let key = store::document_key(document.event_type, number);
+        store::lock(tx, &key).await?;
+        documents.extend(
+            store::early(tx, &key)
+                .await?
+                .into_iter()
+                .filter(|(_, _, payload)| instance.owns(document, payload)),
+        );
+    }
+    Ok(documents)
 }
 
 /// What one transaction finished: steps (on time or not) and the dossier itself.

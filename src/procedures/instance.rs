@@ -7,8 +7,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::definition::{
-    ANNULMENT, Command, Definition, Inputs, Refusal, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION,
-    StepDef,
+    ANNULMENT, Command, Definition, DocumentDef, Fact, Inputs, Refusal, STATUS_CHANGED,
+    STEP_OVERDUE, SUBMISSION, StepDef,
 };
 use crate::domain::{WorkingCalendar, vietnam};
 
@@ -379,6 +379,10 @@ pub enum Effect {
     /// A supplement event that changes nothing (one already asked for, none asked, or the
     /// dossier no longer running): the reason.
     SupplementIgnored(&'static str),
+    /// A document issued before the dossier joined it: its name, and the facts on which it
+    /// differs from the submission (`None`: nothing to compare with, the dossier's submission
+    /// forgotten once it completed).
+    DocumentJoined(&'static str, Option<Vec<&'static str>>),
     /// The event is not one this group takes.
     Unrelated,
 }
@@ -413,6 +417,16 @@ impl Effect {
             Self::FailureAfterDone(step) => {
                 format!("a failure of {step} after it ended; ignored")
             }
+            Self::DocumentJoined(name, None) => {
+                format!("{name} joined; the dossier is completed, nothing compared")
+            }
+            Self::DocumentJoined(name, Some(differing)) if differing.is_empty() => {
+                format!("{name} joined; it tells what the submission tells")
+            }
+            Self::DocumentJoined(name, Some(differing)) => format!(
+                "{name} joined; it differs from the submission on {}: for the official to check",
+                differing.join(", ")
+            ),
             Self::Unrelated => "not an event of this procedure; ignored".to_owned(),
         }
     }
@@ -603,6 +617,38 @@ impl Instance {
         Some(undo)
     }
 
+    /// Whether `document` is this dossier's, by its identity fact: `false` when the submission
+    /// holds that fact and the document holds another (another person's document with the same
+    /// number); `true` otherwise, including when there is nothing to tell by.
+    pub fn owns(&self, document: &DocumentDef, payload: &Value) -> bool {
+        document
+            .identity
+            .as_ref()
+            .is_none_or(|fact| self.differs(fact, payload) != Some(true))
+    }
+
+    /// Does the document tell another value of `fact` than the submission? `None` when either
+    /// does not tell it (or the submission is forgotten).
+    fn differs(&self, fact: &Fact, payload: &Value) -> Option<bool> {
+        let submitted = Inputs(&self.inputs).submitted(fact.submission);
+        let told = payload.pointer(fact.document)?;
+        (!submitted.is_null() && !told.is_null()).then(|| submitted != *told)
+    }
+
+    /// Joins a document to the dossier: what it is, and on which facts it differs.
+    fn join(&self, document: &DocumentDef, payload: &Value) -> Effect {
+        if Inputs(&self.inputs).submitted("").is_null() {
+            return Effect::DocumentJoined(document.name, None);
+        }
+        let differing = document
+            .facts
+            .iter()
+            .filter(|fact| self.differs(fact, payload) == Some(true))
+            .map(|fact| fact.what)
+            .collect();
+        Effect::DocumentJoined(document.name, Some(differing))
+    }
+
     /// Keeps `value` among the inputs the commands are built from.
     fn keep(&mut self, key: &str, value: &Value) {
         if !self.inputs.is_object() {
@@ -645,6 +691,9 @@ impl Instance {
         }
         if event_type == definition.supplement_provided {
             return self.supplemented(definition, ctx);
+        }
+        if let Some(document) = definition.document(event_type) {
+            return (self.join(document, payload), Vec::new());
         }
         let undoable: Vec<&str> = definition
             .steps_undone_by(event_type)
@@ -1061,6 +1110,42 @@ mod tests {
             .iter()
             .map(|s| (s.name.as_str(), s.state))
             .collect()
+    }
+
+    #[test]
+    fn a_document_is_owned_by_its_identity_and_compared_on_its_facts() {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T09:20:00+07:00");
+        let mut told = submission("2026-11-12", true, false);
+        told["child"]["sex"] = json!("FEMALE");
+        told["mother"] = json!({"personal_id": "048195001234"});
+        let (mut instance, _) = open(&BIRTH, &told, &ctx).expect("opened");
+        let certificate = |mother: &str, sex: &str| {
+            json!({"certificate_number": "GCS-1", "mother": {"personal_id": mother},
+                   "child": {"birth_date": "2026-11-12", "sex": sex}})
+        };
+        let document = &BIRTH.documents[0];
+        assert!(instance.owns(document, &certificate("048195001234", "MALE")));
+        assert!(
+            !instance.owns(document, &certificate("048195009999", "FEMALE")),
+            "another mother's certificate with the same number"
+        );
+        let event = document.event_type;
+        let (effect, out) =
+            instance.apply(&BIRTH, event, &certificate("048195001234", "MALE"), &ctx);
+        assert!(out.is_empty());
+        assert_eq!(
+            effect.describe(),
+            "BIRTH_CERTIFICATE joined; it differs from the submission on the child's sex: for \
+             the official to check"
+        );
+        instance.inputs = json!({});
+        let (effect, _) = instance.apply(&BIRTH, event, &certificate("048195001234", "MALE"), &ctx);
+        assert_eq!(
+            effect.describe(),
+            "BIRTH_CERTIFICATE joined; the dossier is completed, nothing compared",
+            "the submission is forgotten once the dossier completes"
+        );
     }
 
     #[test]

@@ -87,14 +87,62 @@ pub async fn early(
         .collect())
 }
 
-/// Records what an early event did once its dossier came, and forgets its payload.
-pub async fn joined(tx: &Transaction<'_>, event_id: Uuid, effect: &str) -> Result<(), DbError> {
+/// Records what an early event did once its dossier came, and forgets its payload. A document
+/// kept under its own number moves to the dossier's timeline.
+pub async fn joined(
+    tx: &Transaction<'_>,
+    event_id: Uuid,
+    dossier_code: &str,
+    effect: &str,
+) -> Result<(), DbError> {
     tx.execute(
-        "UPDATE procedure_event SET effect = $2, payload = NULL WHERE event_id = $1",
-        &[&event_id, &effect],
+        "UPDATE procedure_event SET effect = $3, payload = NULL, dossier_code = $2
+         WHERE event_id = $1",
+        &[&event_id, &dossier_code, &effect],
     )
     .await?;
     Ok(())
+}
+
+/// Where a document waits for the dossier that names it: under its type and number, never a
+/// dossier code (a document's number is its own), so it is found when the submission comes.
+pub fn document_key(event_type: &str, number: &str) -> String {
+    format!("{event_type}#{number}")
+}
+
+/// Records that `dossier_code`'s submission names document `number` of `event_type`, so a
+/// document that comes later finds the dossier even after its submission is forgotten.
+pub async fn name_document(
+    tx: &Transaction<'_>,
+    event_type: &str,
+    number: &str,
+    dossier_code: &str,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO procedure_document (event_type, number, dossier_code) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+        &[&event_type, &number, &dossier_code],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The dossiers whose submission named document `number` of `event_type`.
+pub async fn naming(
+    tx: &Transaction<'_>,
+    event_type: &str,
+    number: &str,
+) -> Result<Vec<String>, DbError> {
+    Ok(tx
+        .query(
+            "SELECT dossier_code FROM procedure_document WHERE event_type = $1 AND number = $2
+             ORDER BY dossier_code",
+            &[&event_type, &number],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 async fn steps(client: &impl GenericClient, dossier_code: &str) -> Result<Vec<Step>, DbError> {
