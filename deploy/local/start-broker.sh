@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local broker on $KAFKA_HOST:$KAFKA_PORT with durable SQLite storage under
 # $LIENTHONG_BROKER_DIR (.data/broker), unless one already listens there. Idempotent.
+# $LIENTHONG_BROKER_STORAGE chooses another Tansu storage engine (the bench's memory://tansu/,
+# for produce figures only: it drops records when a consumer group resumes mid-partition).
 #
 # Tansu 0.6.0's SQLite store lacks an index on its record-header table, and consumers stall
 # once the store grows (see shared BROKER.md). The index can only be added once the broker has
@@ -14,6 +16,7 @@ if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
 fi
 "$(dirname "$0")/install-broker.sh"
 dir=$LIENTHONG_BROKER_DIR
+storage=${LIENTHONG_BROKER_STORAGE:-sqlite://tansu.db}
 mkdir -p "$dir"
 
 start() {
@@ -24,7 +27,7 @@ start() {
     nohup "$TANSU_BIN" broker \
       --listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
       --advertised-listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
-      --storage-engine sqlite://tansu.db >>broker.log 2>&1 &
+      --storage-engine "$storage" >>broker.log 2>&1 &
     echo $! >broker.pid
   )
   if ! wait_for_port "$KAFKA_HOST" "$KAFKA_PORT" 30; then
@@ -46,6 +49,7 @@ PY
 }
 
 start
+[[ $storage == sqlite://* ]] || exit 0
 for _ in $(seq 1 50); do
   [[ $(index_state) != no-schema ]] && break
   sleep 0.2

@@ -58,3 +58,6 @@ cargo clippy --locked --all-targets --quiet -- -D warnings
 # No schema may change incompatibly: compared with the previous commit (no registry runs here).
 cargo run --locked --quiet -- schemas check --against git
 cargo test --locked --all-targets "$@"
+# The bench still runs (a smoke run of seconds on a broker of its own; no figure is judged).
+LIENTHONG_BENCH_PROFILE=debug "$LIENTHONG_ROOT/deploy/local/bench.sh" \
+  --records 300 --dossiers 10 --seed-citizens 1000
