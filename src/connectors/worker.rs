@@ -661,7 +661,9 @@ impl Worker {
                     }
                     if error.class == PENDING {
                         // Asked too early, not failed: the operator's error counters stay put.
-                        tracing::info!(connector = %self.manifest.name, event_id = %envelope.event_id, attempts, "not finished yet; asking again later");
+                        if error.retryable {
+                            tracing::info!(connector = %self.manifest.name, event_id = %envelope.event_id, attempts, "not finished yet; asking again later");
+                        }
                     } else {
                         self.stats.failed_attempt(at, &error.message);
                         self.count("failed_attempt");
