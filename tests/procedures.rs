@@ -67,6 +67,12 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
             &["death.population-status-update-requested"],
             &["death.population-status-updated", "death.step-failed"],
         ),
+        "population-death-reverts" => (
+            "population-connector",
+            "identity-management",
+            &["death.population-status-revert-requested"],
+            &["death.population-status-reverted", "death.step-failed"],
+        ),
         "residence-death-reverts" => (
             "residence-connector",
             "residence-registration",
@@ -1226,6 +1232,7 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
             "population-deaths",
             "residence-deaths",
             "residence-death-reverts",
+            "population-death-reverts",
         ],
     )
     .await;
@@ -1271,7 +1278,8 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
     assert!(results[0].1, "published");
 
     // The civil-status office annuls the registration (the wrong person): the residence
-    // deleted for it is restored, by the compensation the engine asks for.
+    // deleted for it is restored and the person is living again in the population database,
+    // by the compensations the engine asks for.
     let reference: String = db
         .query_one(
             "SELECT deletion_reference FROM sandbox_residence.permanent WHERE personal_id = $1",
@@ -1282,9 +1290,11 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
         .get(0);
     let (agency, number) = reference.split_once('/').expect("agency/number");
     let (mut annulment, registrar) = annul(&env, &hub, &code, &id, (agency, number)).await;
-    let instance = common::eventually("the deletion is undone", async || {
+    let instance = common::eventually("the deletion and the status are undone", async || {
         let instance = procedure(&env, &code).await.ok_or("gone")?;
-        if instance.steps[2].state == StepState::Undone {
+        if instance.steps[1].state == StepState::Undone
+            && instance.steps[2].state == StepState::Undone
+        {
             Ok(instance)
         } else {
             Err(format!("{:?}", step_states(&instance)))
@@ -1292,10 +1302,18 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
     })
     .await;
     assert_eq!(instance.state, State::Annulled);
+    let living = db
+        .query_one(
+            "SELECT deceased_at IS NULL AND death_reference IS NULL, death_reverted_at IS NOT NULL
+             FROM sandbox_population.citizen WHERE personal_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the citizen");
     assert_eq!(
-        instance.steps[1].state,
-        StepState::Done,
-        "the population database has no undo through the hub yet"
+        (living.get::<_, bool>(0), living.get::<_, bool>(1)),
+        (true, true),
+        "living again in the population database"
     );
     let restored = db
         .query_one(

@@ -1655,10 +1655,10 @@ async fn a_death_asked_of_the_population_and_residence_databases_is_recorded_in_
         recorded,
         (
             Some("2026-11-15".to_owned()),
-            Some("188/01/2026".to_owned()),
+            Some("G22.99.08/188".to_owned()),
             Some("G22.99.08/188".to_owned())
         ),
-        "recorded at the deceased's own paths, with the registration"
+        "recorded at the deceased's own paths, with the registration (agency and number)"
     );
 
     // A personal ID neither database knows: both steps fail, and say so.

@@ -124,6 +124,8 @@ grant residence-connector publish death.residence-deletion-reverted residence-re
 grant residence-connector publish death.residence-deleted residence-registration
 grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management
+grant population-connector subscribe death.population-status-revert-requested identity-management
+grant population-connector publish death.population-status-reverted identity-management
 # The identity authority issues the child's ID card when the dossier asks for one (id-cards).
 grant population-connector subscribe birth.id-card-requested identity-management
 grant population-connector publish birth.id-card-issued identity-management

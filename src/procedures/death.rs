@@ -95,7 +95,15 @@ pub static DEATH: Definition = Definition {
             refused: None,
             done_on: "death.population-status-updated",
             working_days: 1,
-            compensation: None,
+            // A person marked deceased under a death registration since annulled is living
+            // again in the population database.
+            compensation: Some(Compensation {
+                command: Command {
+                    event_type: "death.population-status-revert-requested",
+                    content: undo_for_the_annulment,
+                },
+                done_on: "death.population-status-reverted",
+            }),
             results: &[],
         },
         StepDef {

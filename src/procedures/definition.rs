@@ -471,6 +471,7 @@ mod tests {
                 "death.benefit-decision-requested",
                 "death.benefit-payment-requested",
                 "death.benefit-payment-requested",
+                "death.population-status-revert-requested",
                 "death.residence-deletion-revert-requested",
                 "death.benefit-decision-cancel-requested",
                 "death.benefit-decision-cancel-requested"

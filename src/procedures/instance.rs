@@ -1421,7 +1421,8 @@ mod tests {
     }
 
     #[test]
-    fn an_annulled_registration_undoes_the_residence_deletion_and_starts_nothing_more() {
+    fn an_annulled_registration_undoes_the_residence_deletion_and_the_deceased_status_and_starts_nothing_more()
+     {
         let reference = reference();
         let ctx = context(&reference, "2026-11-17T14:01:00+07:00");
         let with = |id: uuid::Uuid| Context {
@@ -1438,8 +1439,14 @@ mod tests {
         let deletion = uuid::Uuid::now_v7();
         let deleted = json!({"dossier_code": "G22.99.08-261117-0021", "deleted_at": "2026-11-17T15:00:00+07:00"});
         dossier.apply(&DEATH, "death.residence-deleted", &deleted, &with(deletion));
+        let update = uuid::Uuid::now_v7();
         let updated = json!({"dossier_code": "G22.99.08-261117-0021", "status": "DECEASED", "updated_at": "2026-11-17T15:00:00+07:00"});
-        dossier.apply(&DEATH, "death.population-status-updated", &updated, &ctx);
+        dossier.apply(
+            &DEATH,
+            "death.population-status-updated",
+            &updated,
+            &with(update),
+        );
         assert_eq!(dossier.state, State::Completed);
 
         let (effect, out) =
@@ -1447,24 +1454,36 @@ mod tests {
         assert_eq!(
             effect,
             Effect::Annulled {
-                undoing: vec!["RESIDENCE_DELETION".into()],
+                undoing: vec!["POPULATION_STATUS".into(), "RESIDENCE_DELETION".into()],
                 skipped: vec![]
             }
         );
         assert_eq!(dossier.state, State::Annulled);
-        assert_eq!(out.len(), 1);
+        let commands: Vec<(&str, &Value)> = out
+            .iter()
+            .map(|o| (o.event_type.as_str(), &o.payload["reverts_event_id"]))
+            .collect();
         assert_eq!(
-            out[0].event_type,
-            "death.residence-deletion-revert-requested"
+            commands,
+            [
+                (
+                    "death.population-status-revert-requested",
+                    &json!(update.to_string())
+                ),
+                (
+                    "death.residence-deletion-revert-requested",
+                    &json!(deletion.to_string())
+                )
+            ],
+            "a living person is not left marked deceased"
         );
-        assert_eq!(out[0].payload["reverts_event_id"], deletion.to_string());
-        assert_eq!(out[0].payload["registration"]["registration_number"], "188");
-        assert_eq!(out[0].payload["deceased"]["personal_id"], "001048003517");
+        assert_eq!(out[1].payload["registration"]["registration_number"], "188");
+        assert_eq!(out[1].payload["deceased"]["personal_id"], "001048003517");
         assert_eq!(
             states(&dossier),
             [
                 ("CIVIL_REGISTRATION", StepState::Done),
-                ("POPULATION_STATUS", StepState::Done),
+                ("POPULATION_STATUS", StepState::Undoing),
                 ("RESIDENCE_DELETION", StepState::Undoing)
             ]
         );
@@ -1484,6 +1503,11 @@ mod tests {
             dossier.apply(&DEATH, "death.residence-deletion-reverted", &reverted, &ctx);
         assert_eq!(effect, Effect::StepUndone("RESIDENCE_DELETION".into()));
         assert_eq!(dossier.steps[2].state, StepState::Undone);
+        assert_ne!(dossier.inputs, json!({}), "kept while the status is undone");
+        let mut living = reverted.clone();
+        living["reverts_event_id"] = json!(update.to_string());
+        let (effect, _) = dossier.apply(&DEATH, "death.population-status-reverted", &living, &ctx);
+        assert_eq!(effect, Effect::StepUndone("POPULATION_STATUS".into()));
         assert_eq!(dossier.inputs, json!({}), "nothing kept once undone");
 
         // Annulled while the deletion runs: it is skipped, and when the residence database

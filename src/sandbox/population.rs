@@ -41,6 +41,10 @@ pub fn routes(pool: Pool, token: String, ids: IdDraws) -> Router {
         .route("/population/v1/citizens/{personal_id}/verify", post(verify))
         .route("/population/v1/citizens/{personal_id}/death", post(death))
         .route(
+            "/population/v1/citizens/{personal_id}/death/revert",
+            post(revert_death),
+        )
+        .route(
             "/population/v1/citizens/{personal_id}/id-card",
             post(id_card),
         )
@@ -315,6 +319,70 @@ async fn death(
             StatusCode::CONFLICT,
             "already_deceased",
             "this citizen is recorded as deceased under another registration",
+        )),
+    }
+}
+
+/// Reverts the death recorded under the registration the body names (annulled since): the
+/// citizen is living again. Only that registration's death is reverted; a repeat gets the same
+/// answer.
+async fn revert_death(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(personal_id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let reference = text(&body, "/civil_status_reference")?;
+    let client = sandbox.pool.get().await.map_err(internal)?;
+    let answer = |reverted: chrono::DateTime<chrono::Utc>| {
+        json!({
+            "personal_id": personal_id,
+            "status": "LIVING",
+            "reverted_at": reverted.with_timezone(&crate::domain::vietnam()).to_rfc3339(),
+            "civil_status_reference": reference,
+        })
+    };
+    let reverted = client
+        .query_opt(
+            "UPDATE sandbox_population.citizen
+             SET deceased_at = NULL, death_reference = NULL, death_recorded_at = NULL,
+                 death_reverted_at = now(), death_reverted_reference = $2
+             WHERE personal_id = $1 AND death_reference = $2
+             RETURNING death_reverted_at",
+            &[&personal_id, &reference],
+        )
+        .await
+        .map_err(internal)?;
+    if let Some(row) = reverted {
+        return Ok((StatusCode::OK, Json(answer(row.get(0)))));
+    }
+    let existing = client
+        .query_opt(
+            "SELECT death_reference, death_reverted_at, death_reverted_reference
+             FROM sandbox_population.citizen WHERE personal_id = $1",
+            &[&personal_id],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    match (
+        existing.get::<_, Option<String>>(0),
+        existing.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1),
+        existing.get::<_, Option<String>>(2),
+    ) {
+        (None, Some(at), Some(before)) if before == reference => {
+            Ok((StatusCode::OK, Json(answer(at))))
+        }
+        (Some(_), ..) => Err(problem(
+            StatusCode::CONFLICT,
+            "other_registration",
+            "this citizen's death is recorded under another registration",
+        )),
+        _ => Err(problem(
+            StatusCode::CONFLICT,
+            "not_deceased",
+            "no death of this citizen is recorded under this registration",
         )),
     }
 }
