@@ -27,7 +27,7 @@ pub enum DbError {
     Build(#[from] deadpool_postgres::BuildError),
     #[error("no PostgreSQL connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", server_says(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("applying migrations: {0}")]
     Migration(#[from] refinery::Error),
@@ -36,6 +36,32 @@ pub enum DbError {
     /// A row holds what the hub never writes: someone changed the table by hand.
     #[error("unexpected data in PostgreSQL: {0}")]
     Corrupt(String),
+}
+
+/// What the server answered: its SQLSTATE and the constraint, table and column concerned
+/// ("db error" alone hid a foreign-key violation in the engine's retry log). Its message only
+/// when our own migrations raised it (class P0: "audit_log is append-only"); other messages
+/// and every DETAIL may quote a row's values: personal data, and this goes to logs.
+fn server_says(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return error.to_string();
+    };
+    let code = db.code().code();
+    let mut said = if code.starts_with("P0") {
+        format!("{} (SQLSTATE {code})", db.message())
+    } else {
+        format!("SQLSTATE {code}")
+    };
+    for (what, name) in [
+        ("constraint", db.constraint()),
+        ("table", db.table()),
+        ("column", db.column()),
+    ] {
+        if let Some(name) = name {
+            said.push_str(&format!(", {what} {name}"));
+        }
+    }
+    said
 }
 
 /// Builds the pool. Connections are opened lazily; call [`migrate`] to check the database.
