@@ -463,6 +463,34 @@ async fn the_population_database_assigns_each_number_once_logs_reads_issues_a_ca
     );
     let (_, citizen) = call(read()).await;
     assert_eq!(citizen["deceased_at"], "2026-12-01");
+
+    // The registration is annulled: only its own death is reverted, once, and its late repeat
+    // never marks the citizen deceased again.
+    let revert = |reference: &str| {
+        http.post(format!("{base}/citizens/{id}/death/revert"))
+            .json(&json!({"civil_status_reference": reference}))
+    };
+    let (status, refused) = call(revert("9/2026-KT")).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("other_registration"))
+    );
+    let (status, living) = call(revert("7/2026-KT")).await;
+    assert_eq!((status, living["status"].as_str()), (200, Some("LIVING")));
+    let (status, repeated) = call(revert("7/2026-KT")).await;
+    assert_eq!(
+        (status, &repeated),
+        (200, &living),
+        "a repeat, the same answer"
+    );
+    let (status, refused) = call(death("7/2026-KT")).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("registration_annulled")),
+        "a late repeat of the annulled registration's request"
+    );
+    let (_, citizen) = call(read()).await;
+    assert_eq!(citizen["deceased_at"], serde_json::Value::Null);
 }
 
 /// Draws forced to collide: a sandbox restarted under the same seed draws, in order, the

@@ -58,6 +58,7 @@ cargo clippy --locked --all-targets --quiet -- -D warnings
 # No schema may change incompatibly: compared with the previous commit (no registry runs here).
 cargo run --locked --quiet -- schemas check --against git
 cargo test --locked --all-targets "$@"
-# The bench still runs (a smoke run of seconds on a broker of its own; no figure is judged).
-LIENTHONG_BENCH_PROFILE=debug "$LIENTHONG_ROOT/deploy/local/bench.sh" \
-  --records 300 --dossiers 10 --seed-citizens 1000
+# The bench still runs (a smoke run of seconds on a broker of its own; no figure is judged). On
+# SQLite: its dossiers are consumed, and the memory engine drops records when a group resumes.
+LIENTHONG_BENCH_PROFILE=debug LIENTHONG_BENCH_STORAGE=sqlite://tansu.db \
+  "$LIENTHONG_ROOT/deploy/local/bench.sh" --records 300 --dossiers 10 --seed-citizens 1000

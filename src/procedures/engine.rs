@@ -417,8 +417,10 @@ impl Engine {
         let key = store::document_key(document.event_type, number);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // Taken before any dossier's lock: an intake naming the number takes its dossier's
-        // lock, then this one, so the two never miss each other.
+        // An intake naming the number takes this lock too, after its dossier's, and records
+        // the name in the same transaction: whichever takes the number's lock first, the other
+        // sees what it did (a document kept, or a dossier named). The reversed order cannot
+        // deadlock: only dossiers whose intake has committed (and let its locks go) are named.
         store::lock(&tx, &key).await?;
         let now = self.clock.now();
         let ctx = Context {
@@ -426,17 +428,32 @@ impl Engine {
             calendar: self.reference.calendar(),
             event: Some(envelope.event_id),
         };
-        let mut joined = None;
+        // The dossier whose submission says it is theirs; else the one dossier naming the number
+        // that cannot tell (its submission forgotten since it ended); else none: with several
+        // that cannot tell, the document waits rather than join the wrong one.
+        let mut owner = None;
+        let mut cannot_tell = Vec::new();
         for dossier in store::naming(&tx, document.event_type, number).await? {
             store::lock(&tx, &dossier).await?;
-            if let Some(mut instance) = store::load(&tx, &dossier).await?
-                && instance.owns(document, payload)
-            {
-                let (effect, _) = instance.apply(definition, document.event_type, payload, &ctx);
-                joined = Some((dossier, effect.describe()));
-                break;
+            let Some(instance) = store::load(&tx, &dossier).await? else {
+                continue;
+            };
+            match instance.owns(document, payload) {
+                Some(true) => {
+                    owner = Some((dossier, instance));
+                    break;
+                }
+                Some(false) => {}
+                None => cannot_tell.push((dossier, instance)),
             }
         }
+        if owner.is_none() && cannot_tell.len() == 1 {
+            owner = cannot_tell.pop();
+        }
+        let joined = owner.map(|(dossier, mut instance)| {
+            let (effect, _) = instance.apply(definition, document.event_type, payload, &ctx);
+            (dossier, effect.describe())
+        });
         let (dossier_code, effect, kept) = match &joined {
             Some((dossier, effect)) => (dossier.as_str(), effect.clone(), None),
             None => (key.as_str(), store::EARLY.to_owned(), Some(payload)),
@@ -537,7 +554,7 @@ async fn named_documents(
             store::early(tx, &key)
                 .await?
                 .into_iter()
-                .filter(|(_, _, payload)| instance.owns(document, payload)),
+                .filter(|(_, _, payload)| instance.owns(document, payload) != Some(false)),
         );
     }
     Ok(documents)

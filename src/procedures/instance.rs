@@ -418,7 +418,7 @@ impl Effect {
                 format!("a failure of {step} after it ended; ignored")
             }
             Self::DocumentJoined(name, None) => {
-                format!("{name} joined; the dossier is completed, nothing compared")
+                format!("{name} joined; the dossier has ended, nothing compared")
             }
             Self::DocumentJoined(name, Some(differing)) if differing.is_empty() => {
                 format!("{name} joined; it tells what the submission tells")
@@ -617,14 +617,15 @@ impl Instance {
         Some(undo)
     }
 
-    /// Whether `document` is this dossier's, by its identity fact: `false` when the submission
-    /// holds that fact and the document holds another (another person's document with the same
-    /// number); `true` otherwise, including when there is nothing to tell by.
-    pub fn owns(&self, document: &DocumentDef, payload: &Value) -> bool {
-        document
-            .identity
-            .as_ref()
-            .is_none_or(|fact| self.differs(fact, payload) != Some(true))
+    /// Whether `document` is this dossier's, by its identity fact: `Some(false)` when the
+    /// submission holds that fact and the document another (another person's document with the
+    /// same number), `Some(true)` when both hold the same, `None` when nothing tells (a
+    /// submission forgotten once its dossier ended, a fact one of them lacks).
+    pub fn owns(&self, document: &DocumentDef, payload: &Value) -> Option<bool> {
+        match &document.identity {
+            Some(fact) => self.differs(fact, payload).map(|differs| !differs),
+            None => Some(true),
+        }
     }
 
     /// Does the document tell another value of `fact` than the submission? `None` when either
@@ -640,9 +641,12 @@ impl Instance {
         if Inputs(&self.inputs).submitted("").is_null() {
             return Effect::DocumentJoined(document.name, None);
         }
+        // The identity too: a document sent with a dossier code is joined without the owner's
+        // check, and another person's must then say so.
         let differing = document
-            .facts
+            .identity
             .iter()
+            .chain(document.facts)
             .filter(|fact| self.differs(fact, payload) == Some(true))
             .map(|fact| fact.what)
             .collect();
@@ -1125,9 +1129,13 @@ mod tests {
                    "child": {"birth_date": "2026-11-12", "sex": sex}})
         };
         let document = &BIRTH.documents[0];
-        assert!(instance.owns(document, &certificate("048195001234", "MALE")));
-        assert!(
-            !instance.owns(document, &certificate("048195009999", "FEMALE")),
+        assert_eq!(
+            instance.owns(document, &certificate("048195001234", "MALE")),
+            Some(true)
+        );
+        assert_eq!(
+            instance.owns(document, &certificate("048195009999", "FEMALE")),
+            Some(false),
             "another mother's certificate with the same number"
         );
         let event = document.event_type;
@@ -1139,12 +1147,25 @@ mod tests {
             "BIRTH_CERTIFICATE joined; it differs from the submission on the child's sex: for \
              the official to check"
         );
+        let (effect, _) =
+            instance.apply(&BIRTH, event, &certificate("048195009999", "FEMALE"), &ctx);
+        assert_eq!(
+            effect.describe(),
+            "BIRTH_CERTIFICATE joined; it differs from the submission on the mother's personal \
+             ID: for the official to check",
+            "sent with the dossier's code, another mother's certificate is joined, and says so"
+        );
         instance.inputs = json!({});
+        assert_eq!(
+            instance.owns(document, &certificate("048195009999", "FEMALE")),
+            None,
+            "nothing tells once the submission is forgotten"
+        );
         let (effect, _) = instance.apply(&BIRTH, event, &certificate("048195001234", "MALE"), &ctx);
         assert_eq!(
             effect.describe(),
-            "BIRTH_CERTIFICATE joined; the dossier is completed, nothing compared",
-            "the submission is forgotten once the dossier completes"
+            "BIRTH_CERTIFICATE joined; the dossier has ended, nothing compared",
+            "the submission is forgotten once the dossier ends"
         );
     }
 

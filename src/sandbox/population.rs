@@ -280,6 +280,9 @@ async fn death(
             "UPDATE sandbox_population.citizen
              SET deceased_at = $2, death_reference = $3, death_recorded_at = now()
              WHERE personal_id = $1 AND deceased_at IS NULL
+               -- A registration annulled and reverted never marks anyone deceased again (a
+               -- late repeat of its request).
+               AND death_reverted_reference IS DISTINCT FROM $3
              RETURNING deceased_at::text, death_recorded_at",
             &[&personal_id, &date, &reference],
         )
@@ -300,7 +303,8 @@ async fn death(
     // refused, as a citizen dies once.
     let existing = client
         .query_opt(
-            "SELECT deceased_at::text, death_reference, death_recorded_at
+            "SELECT deceased_at::text, death_reference, death_recorded_at,
+                    death_reverted_reference
              FROM sandbox_population.citizen WHERE personal_id = $1",
             &[&personal_id],
         )
@@ -311,10 +315,16 @@ async fn death(
         existing.get::<_, Option<String>>(0),
         existing.get::<_, Option<String>>(1),
         existing.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2),
+        existing.get::<_, Option<String>>(3),
     ) {
-        (Some(deceased), Some(before), Some(recorded)) if before == reference => {
+        (Some(deceased), Some(before), Some(recorded), _) if before == reference => {
             Ok((StatusCode::OK, Json(answer(deceased, recorded))))
         }
+        (None, .., Some(reverted)) if reverted == reference => Err(problem(
+            StatusCode::CONFLICT,
+            "registration_annulled",
+            "this registration was annulled and the death it recorded reverted",
+        )),
         _ => Err(problem(
             StatusCode::CONFLICT,
             "already_deceased",
