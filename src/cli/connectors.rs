@@ -226,18 +226,19 @@ pub async fn run(command: ConnectorsCommand, config: Config) -> anyhow::Result<(
                 return json(&views);
             }
             println!(
-                "{:<24} {:<22} {:<10} {:<9} {:>9} {:>12}  EVENT TYPES",
-                "NAME", "KIND", "STATE", "DESIRED", "PROCESSES", "DEAD LETTERS"
+                "{:<24} {:<22} {:<10} {:<9} {:>9} {:>12} {:>6}  EVENT TYPES",
+                "NAME", "KIND", "STATE", "DESIRED", "PROCESSES", "DEAD LETTERS", "PARKED"
             );
             for v in views {
                 println!(
-                    "{:<24} {:<22} {:<10} {:<9} {:>9} {:>12}  {}",
+                    "{:<24} {:<22} {:<10} {:<9} {:>9} {:>12} {:>6}  {}",
                     v.name,
                     v.kind,
                     v.state,
                     v.desired.as_str(),
                     v.workers.len(),
                     v.dead_letters,
+                    v.parked,
                     v.event_types.join(", ")
                 );
             }
