@@ -148,17 +148,10 @@ async fn a_fee_is_charged_once_and_confirmed_once_whether_the_callback_repeats_o
         .await
         .expect("the hub starts");
     let mut treasury_client = client(&hub, Some(&treasury)).await;
-    let mut stream = async |event_type: &str| {
-        treasury_client
-            .subscribe(subscription(event_type))
-            .await
-            .expect("subscribed")
-            .into_inner()
-    };
-    let mut initiated = stream("payment.initiated").await;
-    let mut confirmed = stream("payment.confirmed").await;
-    let mut callbacks = stream("payment.callback-received").await;
-    let mut failed = stream("payment.failed").await;
+    let mut initiated = stream(&mut treasury_client, "payment.initiated").await;
+    let mut confirmed = stream(&mut treasury_client, "payment.confirmed").await;
+    let mut callbacks = stream(&mut treasury_client, "payment.callback-received").await;
+    let mut failed = stream(&mut treasury_client, "payment.failed").await;
     let mut publisher = client(&hub, Some(&treasury)).await;
     let http = reqwest::Client::new();
     let pay = async |url: &str, outcome: &str| {
@@ -412,6 +405,15 @@ async fn a_hub_restarted_between_the_steps_of_a_payment_charges_once_and_confirm
     second.shutdown().await.expect("clean shutdown");
 }
 
+/// The treasury's stream of `event_type`, from its first event.
+async fn stream(client: &mut common::Client, event_type: &str) -> tonic::Streaming<Delivery> {
+    client
+        .subscribe(subscription(event_type))
+        .await
+        .expect("subscribed")
+        .into_inner()
+}
+
 /// The payloads of the next `count` deliveries, by dossier.
 async fn by_dossier(
     stream: &mut tonic::Streaming<Delivery>,
@@ -460,21 +462,9 @@ async fn a_confirmed_payment_waits_parked_for_its_days_statement_and_is_reconcil
         .await
         .expect("the hub starts");
     let mut treasury_client = client(&hub, Some(&treasury)).await;
-    let mut initiated = treasury_client
-        .subscribe(subscription("payment.initiated"))
-        .await
-        .expect("subscribed")
-        .into_inner();
-    let mut confirmed = treasury_client
-        .subscribe(subscription("payment.confirmed"))
-        .await
-        .expect("subscribed")
-        .into_inner();
-    let mut reconciled = treasury_client
-        .subscribe(subscription("payment.reconciled"))
-        .await
-        .expect("subscribed")
-        .into_inner();
+    let mut initiated = stream(&mut treasury_client, "payment.initiated").await;
+    let mut confirmed = stream(&mut treasury_client, "payment.confirmed").await;
+    let mut reconciled = stream(&mut treasury_client, "payment.reconciled").await;
     let http = reqwest::Client::new();
     let pay = async |page: &Value| {
         let response = http
@@ -612,16 +602,8 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
         .await
         .expect("the hub starts");
     let mut treasury_client = client(&hub, Some(&treasury)).await;
-    let mut initiated = treasury_client
-        .subscribe(subscription("payment.initiated"))
-        .await
-        .expect("subscribed")
-        .into_inner();
-    let mut confirmed = treasury_client
-        .subscribe(subscription("payment.confirmed"))
-        .await
-        .expect("subscribed")
-        .into_inner();
+    let mut initiated = stream(&mut treasury_client, "payment.initiated").await;
+    let mut confirmed = stream(&mut treasury_client, "payment.confirmed").await;
     let (code, _) = common::dossier();
     treasury_client
         .publish(payment_request(&code, 1))
@@ -756,16 +738,8 @@ async fn paygov_down_then_failing_a_third_still_opens_one_transaction_and_confir
         .await
         .expect("the hub starts");
     let mut treasury_client = client(&hub, Some(&treasury)).await;
-    let mut initiated = treasury_client
-        .subscribe(subscription("payment.initiated"))
-        .await
-        .expect("subscribed")
-        .into_inner();
-    let mut confirmed = treasury_client
-        .subscribe(subscription("payment.confirmed"))
-        .await
-        .expect("subscribed")
-        .into_inner();
+    let mut initiated = stream(&mut treasury_client, "payment.initiated").await;
+    let mut confirmed = stream(&mut treasury_client, "payment.confirmed").await;
     let codes: Vec<String> = (0..3).map(|_| common::dossier().0).collect();
     for code in &codes {
         treasury_client

@@ -23,6 +23,7 @@ use lienthong::procedures::instance::{Instance, State, StepState};
 use lienthong::procedures::{store, view};
 use lienthong::proto::dossier_service_client::DossierServiceClient;
 use lienthong::proto::{GetDossierRequest, ListDossiersRequest};
+use lienthong::sandbox::faults::{Faults, Outage};
 use serde_json::Value;
 
 /// Starts the sandboxes and installs the repository's connectors named in `manifests`, with
@@ -35,7 +36,7 @@ async fn prepare(env: &TestEnv, manifests: &[&str]) -> String {
 async fn prepare_with_faults(
     env: &TestEnv,
     manifests: &[&str],
-    faults: std::collections::HashMap<String, lienthong::sandbox::faults::Faults>,
+    faults: std::collections::HashMap<String, Faults>,
 ) -> String {
     let base = common::sandbox::start_shared(env, faults).await;
     for manifest in manifests {
@@ -453,14 +454,32 @@ async fn a_child_joining_a_grandparents_household_waits_for_consent_and_a_refusa
     hub.shutdown().await.expect("clean shutdown");
 }
 
+/// A system failing 30 % of its calls with 503, the same calls every run under `seed`.
+fn failing_a_third(seed: u64) -> Faults {
+    Faults {
+        error_rate: 0.3,
+        error_status: 503,
+        seed,
+        ..Faults::default()
+    }
+}
+
+/// `faults`, and down for the next hour: until the test brings the system back.
+fn down(faults: Faults) -> Faults {
+    let now = chrono::Utc::now();
+    Faults {
+        outages: vec![Outage {
+            from: now - chrono::Duration::seconds(1),
+            until: now + chrono::Duration::hours(1),
+        }],
+        ..faults
+    }
+}
+
 /// Brings each `(system, connector, faults)` back with `faults` (a failure rate, no outage) as
 /// soon as its connector has reported a failed call against it, each on its own: a system
 /// restored late would leave its connector backing off past the tests' wait.
-async fn back_once_failed(
-    env: &TestEnv,
-    base: &str,
-    systems: &[(&str, &str, lienthong::sandbox::faults::Faults)],
-) {
+async fn back_once_failed(env: &TestEnv, base: &str, systems: &[(&str, &str, Faults)]) {
     let http = reqwest::Client::new();
     let mut down: Vec<_> = systems.iter().collect();
     common::eventually("every connector fails against its system", async || {
@@ -501,18 +520,11 @@ async fn back_once_failed(
 #[tokio::test(flavor = "multi_thread")]
 async fn every_national_system_down_then_flaky_still_gives_one_registration_one_card_one_residence_one_id_card()
  {
-    use lienthong::sandbox::faults::{Faults, Outage};
     let mut env = TestEnv::new("procedures_faults").await;
     env.config.procedures.enabled = true;
     // Each system is down until its connector has seen it fail, then fails 30 % of its
     // calls: driven by what the connectors report, not by the clock, so a slow machine
     // changes nothing.
-    let flaky = |seed: u64| Faults {
-        error_rate: 0.3,
-        error_status: 503,
-        seed,
-        ..Faults::default()
-    };
     let systems = [
         ("civil-status", "civil-status"),
         ("social-insurance", "social-insurance-cards"),
@@ -523,20 +535,10 @@ async fn every_national_system_down_then_flaky_still_gives_one_registration_one_
     // Each system's seed: the same failures every run. Seeds whose first calls are a run of
     // failures (10's first five) would make a connector back off past the test's wait.
     let seeds = [7, 8, 9, 16, 19];
-    let now = chrono::Utc::now();
     let faults = systems
         .iter()
         .enumerate()
-        .map(|(i, (system, _))| {
-            let down = Faults {
-                outages: vec![Outage {
-                    from: now - chrono::Duration::seconds(1),
-                    until: now + chrono::Duration::hours(1),
-                }],
-                ..flaky(seeds[i])
-            };
-            ((*system).to_owned(), down)
-        })
+        .map(|(i, (system, _))| ((*system).to_owned(), down(failing_a_third(seeds[i]))))
         .collect();
     let base = prepare_with_faults(
         &env,
@@ -566,7 +568,7 @@ async fn every_national_system_down_then_flaky_still_gives_one_registration_one_
     let flaky_again: Vec<(&str, &str, Faults)> = systems
         .iter()
         .enumerate()
-        .map(|(i, (system, connector))| (*system, *connector, flaky(seeds[i])))
+        .map(|(i, (system, connector))| (*system, *connector, failing_a_third(seeds[i])))
         .collect();
     back_once_failed(&env, &base, &flaky_again).await;
 
@@ -1477,7 +1479,6 @@ async fn death_benefits_are_decided_from_the_contributions_held_paid_once_or_ref
 #[tokio::test(flavor = "multi_thread")]
 async fn every_death_group_system_down_then_failing_a_third_still_registers_updates_deletes_decides_and_pays_once()
  {
-    use lienthong::sandbox::faults::{Faults, Outage};
     let mut env = TestEnv::new("procedures_death_faults").await;
     env.config.procedures.enabled = true;
     let base = prepare(
@@ -1512,30 +1513,16 @@ async fn every_death_group_system_down_then_failing_a_third_still_registers_upda
     .await;
     // Each system is down until its connector has seen it fail, then fails 30 % of its calls
     // (as long as a one-minute outage, driven by what the connectors report, not the clock).
-    let flaky = |seed: u64| Faults {
-        error_rate: 0.3,
-        error_status: 503,
-        seed,
-        ..Faults::default()
-    };
     let systems = [
         ("civil-status", "civil-status-deaths"),
         ("population", "population-deaths"),
         ("residence", "residence-deaths"),
         ("social-insurance", "social-insurance-benefits"),
     ];
-    let now = chrono::Utc::now();
     for (i, (system, _)) in systems.iter().enumerate() {
-        let down = Faults {
-            outages: vec![Outage {
-                from: now - chrono::Duration::seconds(1),
-                until: now + chrono::Duration::hours(1),
-            }],
-            ..flaky(11 + i as u64)
-        };
         put(
             format!("/sandbox/v1/faults/{system}"),
-            serde_json::to_value(down).expect("faults"),
+            serde_json::to_value(down(failing_a_third(11 + i as u64))).expect("faults"),
         )
         .await;
     }
@@ -1544,7 +1531,7 @@ async fn every_death_group_system_down_then_failing_a_third_still_registers_upda
     let flaky_again: Vec<(&str, &str, Faults)> = systems
         .iter()
         .enumerate()
-        .map(|(i, (system, connector))| (*system, *connector, flaky(11 + i as u64)))
+        .map(|(i, (system, connector))| (*system, *connector, failing_a_third(11 + i as u64)))
         .collect();
     back_once_failed(&env, &base, &flaky_again).await;
 
