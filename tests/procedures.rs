@@ -1950,3 +1950,75 @@ async fn documents_issued_before_or_after_their_dossier_are_joined_to_it_and_com
     );
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_no_dossier_names_is_forgotten_after_the_retention() {
+    let mut env = TestEnv::new("procedures_forget").await;
+    env.config.procedures.enabled = true;
+    env.config.procedures.deadline_interval_ms = 100;
+    prepare(&env, &[]).await;
+    let hospital = env.token("hospital-48017").await;
+    env.grant(
+        "hospital-48017",
+        Direction::Publish,
+        "birth.e-birth-certificate-issued",
+        PURPOSE,
+    )
+    .await;
+    let clock = ManualClock::new(chrono::Utc::now());
+    let hub = lienthong::app::Hub::start_with_clock(env.config.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("the hub starts");
+    let certificate: Value =
+        serde_json::from_str(
+            &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+                "schemas/examples/birth.e-birth-certificate-issued/valid-before-dossier.json",
+            ))
+            .expect("example"),
+        )
+        .expect("json");
+    let mut request = publish_request("", &certificate);
+    request.event_type = "birth.e-birth-certificate-issued".into();
+    client(&hub, Some(&hospital))
+        .await
+        .publish(request)
+        .await
+        .expect("published");
+    let key = format!(
+        "birth.e-birth-certificate-issued#{}",
+        certificate["certificate_number"].as_str().expect("number")
+    );
+    let kept =
+        "SELECT count(*) FROM procedure_event WHERE dossier_code = $1 AND payload IS NOT NULL";
+    common::eventually("the certificate waits", async || {
+        match count(&env, kept, &key).await {
+            1 => Ok(()),
+            n => Err(format!("{n} kept")),
+        }
+    })
+    .await;
+
+    // A day short of the retention it is still kept; past it, its personal data is gone and
+    // the timeline says why.
+    clock.advance(std::time::Duration::from_secs(29 * 24 * 3600));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        count(&env, kept, &key).await,
+        1,
+        "kept within the retention"
+    );
+    clock.advance(std::time::Duration::from_secs(2 * 24 * 3600));
+    common::eventually("the certificate forgotten", async || {
+        match count(&env, kept, &key).await {
+            0 => Ok(()),
+            n => Err(format!("{n} kept")),
+        }
+    })
+    .await;
+    let timeline = store::timeline(&env.pool, &key).await.expect("timeline");
+    assert_eq!(
+        timeline.iter().map(|e| e.what.as_str()).collect::<Vec<_>>(),
+        [store::FORGOTTEN]
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}

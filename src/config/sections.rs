@@ -183,8 +183,12 @@ pub struct ProceduresConfig {
     pub start_at: ProceduresStart,
     /// How often the outbox relay looks for events when nothing woke it.
     pub relay_interval_ms: u64,
-    /// How often the engine looks for steps past their due time.
+    /// How often the engine looks for steps past their due time (and for what waited too
+    /// long, below).
     pub deadline_interval_ms: u64,
+    /// Days an event or document waits for a dossier to name it before its payload (personal
+    /// data) is forgotten; its line in the timeline stays. The topics keep records 30 days.
+    pub waiting_retention_days: u32,
 }
 
 impl Default for ProceduresConfig {
@@ -197,6 +201,7 @@ impl Default for ProceduresConfig {
             start_at: ProceduresStart::Earliest,
             relay_interval_ms: 500,
             deadline_interval_ms: 60_000,
+            waiting_retention_days: 30,
         }
     }
 }
@@ -215,6 +220,10 @@ impl ProceduresConfig {
 
     pub fn deadline_interval(&self) -> Duration {
         Duration::from_millis(self.deadline_interval_ms.max(100))
+    }
+
+    pub fn waiting_retention(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.waiting_retention_days.max(1)))
     }
 }
 

@@ -474,6 +474,12 @@ impl Engine {
         Ok(Finished::default())
     }
 
+    /// Forgets what waited longer than `retention` for a dossier to name it.
+    pub async fn forget_waiting(&self, retention: chrono::Duration) -> Result<u64, DbError> {
+        let client = self.pool.get().await?;
+        store::forget_waiting(&client, self.clock.now() - retention).await
+    }
+
     fn count(&self, definition: &Definition, finished: &Finished) {
         for (step, on_time) in &finished.steps {
             let outcome = if *on_time { "on_time" } else { "late" };

@@ -109,7 +109,10 @@ pub fn start(parts: EngineParts, shutdown: &CancellationToken, tracker: &TaskTra
     tracker.spawn(watch_deadlines(
         engine.clone(),
         parts.clock,
-        parts.config.deadline_interval(),
+        (
+            parts.config.deadline_interval(),
+            parts.config.waiting_retention(),
+        ),
         shutdown.clone(),
     ));
     tracker.spawn(supervise(engine, shutdown.clone()));
@@ -138,16 +141,24 @@ async fn supervise(engine: Arc<engine::Engine>, shutdown: CancellationToken) {
     }
 }
 
-/// Looks for steps past their due time every `every` (on the engine's clock).
+/// Looks for steps past their due time every `every` (on the engine's clock), and forgets
+/// what waited longer than `retention` for a dossier.
 async fn watch_deadlines(
     engine: Arc<engine::Engine>,
     clock: Arc<dyn Clock>,
-    every: Duration,
+    (every, retention): (Duration, chrono::Duration),
     shutdown: CancellationToken,
 ) {
     loop {
         if let Err(error) = engine.mark_overdue().await {
             tracing::warn!(%error, "cannot look for overdue procedure steps");
+        }
+        match engine.forget_waiting(retention).await {
+            Ok(0) => {}
+            Ok(forgotten) => {
+                tracing::info!(forgotten, "forgot events no dossier named in time");
+            }
+            Err(error) => tracing::warn!(%error, "cannot forget what waited too long"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

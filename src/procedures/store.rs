@@ -69,6 +69,24 @@ pub async fn record(tx: &Transaction<'_>, taken: &Taken<'_>) -> Result<bool, DbE
 /// What waiting for its dossier is shown as; the payload kept marks it.
 pub const EARLY: &str = "waiting for its dossier";
 
+/// What a waiting event shows once its payload is forgotten.
+pub const FORGOTTEN: &str = "forgotten: no dossier named it in time";
+
+/// Forgets the payloads of the events (and documents) waiting for a dossier since before
+/// `before`: personal data kept for a dossier that never came. How many.
+pub async fn forget_waiting(
+    client: &impl GenericClient,
+    before: DateTime<Utc>,
+) -> Result<u64, DbError> {
+    Ok(client
+        .execute(
+            "UPDATE procedure_event SET payload = NULL, effect = $2
+             WHERE payload IS NOT NULL AND taken_at < $1",
+            &[&before, &FORGOTTEN],
+        )
+        .await?)
+}
+
 /// The events of `dossier_code` that came before it, in the order they came.
 pub async fn early(
     tx: &Transaction<'_>,
