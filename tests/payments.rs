@@ -712,28 +712,14 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
 
 #[tokio::test(flavor = "multi_thread")]
 async fn paygov_down_then_failing_a_third_still_opens_one_transaction_and_confirms_once_each() {
-    use lienthong::sandbox::faults::Outage;
     let env = TestEnv::new("payments_faults").await;
-    let flaky = Faults {
-        error_rate: 0.3,
-        error_status: 503,
-        seed: 5,
-        ..Faults::default()
-    };
-    let now = chrono::Utc::now();
-    let down = Faults {
-        outages: vec![Outage {
-            from: now - chrono::Duration::seconds(1),
-            until: now + chrono::Duration::hours(1),
-        }],
-        ..flaky.clone()
-    };
+    let flaky = common::sandbox::failing_a_third(5);
     let Payments {
         base,
         config,
         treasury,
         ..
-    } = setup(&env, down).await;
+    } = setup(&env, common::sandbox::down(flaky.clone())).await;
     let hub = lienthong::app::Hub::start(config)
         .await
         .expect("the hub starts");

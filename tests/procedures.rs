@@ -15,6 +15,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::sandbox::{down, failing_a_third};
 use common::{PURPOSE, TestEnv, client, dossier, publish_request};
 use lienthong::access::Direction;
 use lienthong::domain::Clock as _;
@@ -23,7 +24,7 @@ use lienthong::procedures::instance::{Instance, State, StepState};
 use lienthong::procedures::{store, view};
 use lienthong::proto::dossier_service_client::DossierServiceClient;
 use lienthong::proto::{GetDossierRequest, ListDossiersRequest};
-use lienthong::sandbox::faults::{Faults, Outage};
+use lienthong::sandbox::faults::Faults;
 use serde_json::Value;
 
 /// Starts the sandboxes and installs the repository's connectors named in `manifests`, with
@@ -452,28 +453,6 @@ async fn a_child_joining_a_grandparents_household_waits_for_consent_and_a_refusa
         "{timeline:?}"
     );
     hub.shutdown().await.expect("clean shutdown");
-}
-
-/// A system failing 30 % of its calls with 503, the same calls every run under `seed`.
-fn failing_a_third(seed: u64) -> Faults {
-    Faults {
-        error_rate: 0.3,
-        error_status: 503,
-        seed,
-        ..Faults::default()
-    }
-}
-
-/// `faults`, and down for the next hour: until the test brings the system back.
-fn down(faults: Faults) -> Faults {
-    let now = chrono::Utc::now();
-    Faults {
-        outages: vec![Outage {
-            from: now - chrono::Duration::seconds(1),
-            until: now + chrono::Duration::hours(1),
-        }],
-        ..faults
-    }
 }
 
 /// Brings each `(system, connector, faults)` back with `faults` (a failure rate, no outage) as

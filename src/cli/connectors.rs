@@ -515,20 +515,16 @@ fn print_offsets(o: &Offsets) {
 }
 
 fn print_dead_letter(d: &DeadLetter, whole: bool) {
+    let vietnam = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&crate::domain::vietnam())
+            .format("%Y-%m-%d %H:%M:%S")
+    };
     let replay = match (&d.replay_outcome, d.replay_requested_at, d.parked_until) {
         (Some(outcome), ..) => format!(" [replayed: {outcome}]"),
-        (None, Some(asked), Some(until)) if asked < until => format!(
-            " [parked: asked again now (due {})]",
-            until
-                .with_timezone(&crate::domain::vietnam())
-                .format("%Y-%m-%d %H:%M:%S")
-        ),
-        (None, _, Some(until)) => format!(
-            " [parked: asks again at {}]",
-            until
-                .with_timezone(&crate::domain::vietnam())
-                .format("%Y-%m-%d %H:%M:%S")
-        ),
+        (None, Some(asked), Some(until)) if asked < until => {
+            format!(" [parked: asked again now (due {})]", vietnam(until))
+        }
+        (None, _, Some(until)) => format!(" [parked: asks again at {}]", vietnam(until)),
         (None, Some(_), None) => " [replay requested]".to_owned(),
         (None, None, None) => String::new(),
     };

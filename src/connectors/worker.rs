@@ -152,6 +152,17 @@ enum Turn {
     },
 }
 
+/// What an answer the reply's `pending` program looks at means for its event.
+enum Pending {
+    /// Final: the reply is published.
+    No,
+    /// Not final: asked again in the lane, on the delivery backoff (or, at a parked event's
+    /// turn, given up).
+    InLane,
+    /// Not final: parked until then.
+    Until(DateTime<Utc>),
+}
+
 /// How an event was finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handled {
@@ -564,16 +575,9 @@ impl Worker {
         let answer = loop {
             attempts += 1;
             let outcome = match self.sink.call(&body, &key, path.as_deref()).await {
-                Ok(answer) => match self.still_pending(&input, &answer).and_then(|pending| {
-                    if pending {
-                        self.ask_again_at(&input, &answer)
-                            .map(|at| Some(at.ok_or(answer.status)))
-                    } else {
-                        Ok(None)
-                    }
-                }) {
-                    Ok(None) => Ok(answer),
-                    Ok(Some(Ok(until))) => {
+                Ok(answer) => match self.pending(&input, &answer) {
+                    Ok(Pending::No) => Ok(answer),
+                    Ok(Pending::Until(until)) => {
                         let first_at = *first_failure.get_or_insert(self.clock.now());
                         let failure = Failure {
                             class: PENDING.to_owned(),
@@ -594,21 +598,23 @@ impl Worker {
                     }
                     // A parked event's turn is one question: asking in a lane would hold up
                     // every other replay of the connector while it waits.
-                    Ok(Some(Err(status))) if turn != Turn::Delivery => Err(CallError {
+                    Ok(Pending::InLane) if turn != Turn::Delivery => Err(CallError {
                         class: PENDING.to_owned(),
                         message: format!(
-                            "the answer (HTTP {status}) still says the work is not finished, \
-                             and reply.ask_again_at gives no time to wait until"
+                            "the answer (HTTP {}) still says the work is not finished, and \
+                             reply.ask_again_at gives no time to wait until",
+                            answer.status
                         ),
-                        status: Some(status),
+                        status: Some(answer.status),
                         retryable: false,
                     }),
-                    Ok(Some(Err(status))) => Err(CallError {
+                    Ok(Pending::InLane) => Err(CallError {
                         class: PENDING.to_owned(),
                         message: format!(
-                            "the answer (HTTP {status}) says the work is not finished yet"
+                            "the answer (HTTP {}) says the work is not finished yet",
+                            answer.status
                         ),
-                        status: Some(status),
+                        status: Some(answer.status),
                         retryable: true,
                     }),
                     Err(message) => {
@@ -647,16 +653,14 @@ impl Worker {
                     let at = self.clock.now();
                     let first_at = *first_failure.get_or_insert(at);
                     // A parked event's turn does not wait in the replay task for a system that
-                    // fails: it is parked again, to ask after the longest backoff.
+                    // fails: it is parked again, and park's floor (the longest backoff) says
+                    // when it asks again.
                     if turn != Turn::Delivery && error.retryable {
                         self.stats.failed_attempt(at, &error.message);
                         self.count("failed_attempt");
-                        let until = at
-                            + chrono::Duration::from_std(self.spec.delivery.max_backoff)
-                                .unwrap_or_else(|_| chrono::Duration::minutes(1));
                         let failure = Failure::from_call(error, attempts, first_at);
                         return self
-                            .park(&received, event_type, &envelope, failure, turn, until)
+                            .park(&received, event_type, &envelope, failure, turn, at)
                             .await;
                     }
                     if error.class == PENDING {
@@ -785,44 +789,35 @@ impl Worker {
         Ok(self.spec.reply.as_ref().map(|reply| (reply, "reply")))
     }
 
-    /// True when the reply's `pending` program says the answer is not final yet.
-    fn still_pending(&self, input: &Value, answer: &Answer) -> Result<bool, String> {
-        let Some(pending) = self.spec.reply.as_ref().and_then(|r| r.pending.as_ref()) else {
-            return Ok(false);
+    /// What the reply's `pending` program says of an answer, and, when it is not final, what
+    /// its `ask_again_at` program says of when to ask again.
+    fn pending(&self, input: &Value, answer: &Answer) -> Result<Pending, String> {
+        let Some(reply) = self.spec.reply.as_ref() else {
+            return Ok(Pending::No);
+        };
+        let Some(pending) = reply.pending.as_ref() else {
+            return Ok(Pending::No);
         };
         let mut input = input.clone();
         input["response"] = response_json(answer, self.clock.now());
         match pending.apply(&input) {
-            Ok(Value::Bool(pending)) => Ok(pending),
-            Ok(other) => Err(format!(
-                "reply.pending must give true or false, not {}",
-                json_kind(&other)
-            )),
-            Err(e) => Err(format!("reply.pending: {e}")),
+            Ok(Value::Bool(false)) => return Ok(Pending::No),
+            Ok(Value::Bool(true)) => {}
+            Ok(other) => {
+                return Err(format!(
+                    "reply.pending must give true or false, not {}",
+                    json_kind(&other)
+                ));
+            }
+            Err(e) => return Err(format!("reply.pending: {e}")),
         }
-    }
-
-    /// When to ask again about a pending answer outside the lane (`reply.ask_again_at`):
-    /// `None` to ask again in the lane, on the delivery backoff.
-    fn ask_again_at(
-        &self,
-        input: &Value,
-        answer: &Answer,
-    ) -> Result<Option<DateTime<Utc>>, String> {
-        let Some(program) = self
-            .spec
-            .reply
-            .as_ref()
-            .and_then(|r| r.ask_again_at.as_ref())
-        else {
-            return Ok(None);
+        let Some(program) = reply.ask_again_at.as_ref() else {
+            return Ok(Pending::InLane);
         };
-        let mut input = input.clone();
-        input["response"] = response_json(answer, self.clock.now());
         match program.apply(&input) {
-            Ok(Value::Null) => Ok(None),
+            Ok(Value::Null) => Ok(Pending::InLane),
             Ok(Value::String(at)) => DateTime::parse_from_rfc3339(&at)
-                .map(|at| Some(at.with_timezone(&Utc)))
+                .map(|at| Pending::Until(at.with_timezone(&Utc)))
                 .map_err(|e| format!("reply.ask_again_at gave {at:?}, not an RFC 3339 time: {e}")),
             Ok(other) => Err(format!(
                 "reply.ask_again_at must give a time or null, not {}",
@@ -1008,15 +1003,17 @@ impl Worker {
         Ok(Handled::Parked(id, until))
     }
 
-    /// Writes the event to the dead-letter topic (the record as it was, with Kafka Connect's
-    /// error headers and ours) and records it for operators; the record's number.
-    async fn dead_letter(
+    /// Puts the event on the connector's dead-letter topic (the record as it was, with Kafka
+    /// Connect's error headers and ours), records it for operators and publishes the failure
+    /// event if the manifest has one.
+    async fn give_up(
         &self,
         received: &Received,
         event_type: &str,
         envelope: Option<&Envelope>,
-        failure: &Failure,
-    ) -> Result<i64, WorkerError> {
+        input: Option<&Value>,
+        failure: Failure,
+    ) -> Result<Handled, WorkerError> {
         let last_at = self.clock.now();
         let dlq_error = |message: String| WorkerError::DeadLetter {
             topic: received.topic.clone(),
@@ -1064,7 +1061,7 @@ impl Worker {
             .send(&self.dlq_topic, &key, &received.payload, headers)
             .await
             .map_err(|e| dlq_error(e.to_string()))?;
-        state::add_dead_letter(
+        let id = state::add_dead_letter(
             &self.pool,
             &DeadLetter {
                 id: 0,
@@ -1085,25 +1082,7 @@ impl Worker {
             },
         )
         .await
-        .map_err(|e| dlq_error(e.to_string()))
-    }
-
-    /// Puts the event on the connector's dead-letter topic (the record as it was, with Kafka
-    /// Connect's error headers and ours), records it for operators and publishes the failure
-    /// event if the manifest has one.
-    async fn give_up(
-        &self,
-        received: &Received,
-        event_type: &str,
-        envelope: Option<&Envelope>,
-        input: Option<&Value>,
-        failure: Failure,
-    ) -> Result<Handled, WorkerError> {
-        let id = self
-            .dead_letter(received, event_type, envelope, &failure)
-            .await?;
-        let last_at = self.clock.now();
-        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        .map_err(|e| dlq_error(e.to_string()))?;
         // An attempt that failed was counted when it failed; a refusal before any attempt
         // (mapping, decoding) is counted here.
         if failure.attempts == 0 {

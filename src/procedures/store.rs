@@ -1,8 +1,8 @@
-//! The engine's tables (migrations V15 to V19, V22): instances and steps, the events taken in
-//! (the inbox and the timeline, documents waiting for the dossier that names them), and the
-//! outbox. A dossier's rows change only in a transaction that
-//! holds the dossier's advisory lock ([`lock`]), so two hub processes never advance one dossier
-//! at once, and an event that comes before its dossier cannot slip past the dossier's opening.
+//! The engine's tables (migrations V15 to V19, V22, V23): instances and steps, the events taken
+//! in (the inbox and the timeline, documents waiting for the dossier that names them), and the
+//! outbox. A dossier's rows change only in a transaction that holds the dossier's advisory lock
+//! ([`lock`]), so two hub processes never advance one dossier at once, and an event that comes
+//! before its dossier cannot slip past the dossier's opening.
 
 use std::collections::HashMap;
 

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 pub use catalogue::{Catalogue, CatalogueError, EventDefinition};
 pub use normalise::normalised;
+pub use rules::WARNINGS as WARNING_RULES;
 pub use violation::{Severity, Violation};
 
 use crate::db::DbError;

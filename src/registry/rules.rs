@@ -121,7 +121,7 @@ pub fn check(payload: &Value, context: &RuleContext<'_>) -> Vec<Violation> {
 }
 
 /// Rules that warn instead of refusing (see the table above).
-const WARNINGS: [&str; 6] = [
+pub const WARNINGS: [&str; 6] = [
     "vn.personal_id.province",
     "vn.personal_id.country",
     "vn.bhyt.group",

@@ -301,26 +301,19 @@ async fn death(
     }
     // Marked already: the same registration repeated gets the same answer; another is
     // refused, as a citizen dies once.
-    let existing = client
-        .query_opt(
-            "SELECT deceased_at::text, death_reference, death_recorded_at,
-                    death_reverted_reference
-             FROM sandbox_population.citizen WHERE personal_id = $1",
-            &[&personal_id],
-        )
-        .await
-        .map_err(internal)?
-        .ok_or_else(not_found)?;
-    match (
-        existing.get::<_, Option<String>>(0),
-        existing.get::<_, Option<String>>(1),
-        existing.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2),
-        existing.get::<_, Option<String>>(3),
-    ) {
-        (Some(deceased), Some(before), Some(recorded), _) if before == reference => {
-            Ok((StatusCode::OK, Json(answer(deceased, recorded))))
-        }
-        (None, .., Some(reverted)) if reverted == reference => Err(problem(
+    let record = death_record(&client, &personal_id).await?;
+    match record {
+        DeathRecord {
+            deceased_at: Some(deceased),
+            reference: Some(before),
+            recorded_at: Some(recorded),
+            ..
+        } if before == reference => Ok((StatusCode::OK, Json(answer(deceased, recorded)))),
+        DeathRecord {
+            deceased_at: None,
+            reverted_reference: Some(reverted),
+            ..
+        } if reverted == reference => Err(problem(
             StatusCode::CONFLICT,
             "registration_annulled",
             "this registration was annulled and the death it recorded reverted",
@@ -331,6 +324,38 @@ async fn death(
             "this citizen is recorded as deceased under another registration",
         )),
     }
+}
+
+/// What the population database holds of a citizen's death, and of its revert.
+struct DeathRecord {
+    deceased_at: Option<String>,
+    reference: Option<String>,
+    recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+    reverted_at: Option<chrono::DateTime<chrono::Utc>>,
+    reverted_reference: Option<String>,
+}
+
+async fn death_record(
+    client: &deadpool_postgres::Object,
+    personal_id: &str,
+) -> Result<DeathRecord, Answer> {
+    let row = client
+        .query_opt(
+            "SELECT deceased_at::text, death_reference, death_recorded_at, death_reverted_at,
+                    death_reverted_reference
+             FROM sandbox_population.citizen WHERE personal_id = $1",
+            &[&personal_id],
+        )
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    Ok(DeathRecord {
+        deceased_at: row.get(0),
+        reference: row.get(1),
+        recorded_at: row.get(2),
+        reverted_at: row.get(3),
+        reverted_reference: row.get(4),
+    })
 }
 
 /// Reverts the death recorded under the registration the body names (annulled since): the
@@ -367,24 +392,16 @@ async fn revert_death(
     if let Some(row) = reverted {
         return Ok((StatusCode::OK, Json(answer(row.get(0)))));
     }
-    let existing = client
-        .query_opt(
-            "SELECT death_reference, death_reverted_at, death_reverted_reference
-             FROM sandbox_population.citizen WHERE personal_id = $1",
-            &[&personal_id],
-        )
-        .await
-        .map_err(internal)?
-        .ok_or_else(not_found)?;
-    match (
-        existing.get::<_, Option<String>>(0),
-        existing.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1),
-        existing.get::<_, Option<String>>(2),
-    ) {
-        (None, Some(at), Some(before)) if before == reference => {
-            Ok((StatusCode::OK, Json(answer(at))))
-        }
-        (Some(_), ..) => Err(problem(
+    match death_record(&client, &personal_id).await? {
+        DeathRecord {
+            reference: None,
+            reverted_at: Some(at),
+            reverted_reference: Some(before),
+            ..
+        } if before == reference => Ok((StatusCode::OK, Json(answer(at)))),
+        DeathRecord {
+            reference: Some(_), ..
+        } => Err(problem(
             StatusCode::CONFLICT,
             "other_registration",
             "this citizen's death is recorded under another registration",

@@ -4,12 +4,34 @@
 use std::collections::HashMap;
 
 use lienthong::sandbox::Credentials;
-use lienthong::sandbox::faults::Faults;
+use lienthong::sandbox::faults::{Faults, Outage};
 
 use super::TestEnv;
 
 pub const TOKEN: &str = "sandbox-test-token-0123456789";
 pub const PAYGOV_SECRET: &str = "paygov-merchant-secret-0123456789";
+
+/// A system failing 30 % of its calls with 503, the same calls every run under `seed`.
+pub fn failing_a_third(seed: u64) -> Faults {
+    Faults {
+        error_rate: 0.3,
+        error_status: 503,
+        seed,
+        ..Faults::default()
+    }
+}
+
+/// `faults`, and down for the next hour: until the test brings the system back.
+pub fn down(faults: Faults) -> Faults {
+    let now = chrono::Utc::now();
+    Faults {
+        outages: vec![Outage {
+            from: now - chrono::Duration::seconds(1),
+            until: now + chrono::Duration::hours(1),
+        }],
+        ..faults
+    }
+}
 
 /// Starts the sandboxes with `faults` and `credentials`; their base URL (`http://host:port`).
 pub async fn start(
