@@ -6,6 +6,7 @@
 pub mod calendar;
 pub mod clock;
 mod dossier_code;
+pub mod fees;
 mod personal_id;
 pub mod reference;
 mod sex;
@@ -14,6 +15,7 @@ mod system_id;
 pub use calendar::WorkingCalendar;
 pub use clock::{Clock, ManualClock, SystemClock, system_clock};
 pub use dossier_code::{DossierCode, DossierCodeError};
+pub use fees::FeeSchedule;
 pub use personal_id::{PersonalId, PersonalIdError};
 pub use reference::{ReferenceData, ReferenceError};
 pub use sex::Sex;

@@ -11,6 +11,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::calendar::WorkingCalendar;
+use super::fees::FeeSchedule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
@@ -113,9 +114,10 @@ pub struct ReferenceData {
     /// Procedure codes and their group (`birth`, `death`, …).
     procedure_groups: HashMap<String, String>,
     calendar: WorkingCalendar,
+    fees: FeeSchedule,
 }
 
-fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, ReferenceError> {
+pub(super) fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, ReferenceError> {
     let error = |source| ReferenceError::Read {
         path: path.to_owned(),
         source,
@@ -230,16 +232,21 @@ impl ReferenceData {
             .into_iter()
             .map(|r| (r.code, r.name_en))
             .collect();
-        let procedure_groups = read::<ProcedureRow>(&dir.join("procedures.csv"))?
-            .into_iter()
-            .map(|r| (r.code, r.group))
-            .collect();
+        let procedure_groups: HashMap<String, String> =
+            read::<ProcedureRow>(&dir.join("procedures.csv"))?
+                .into_iter()
+                .map(|r| (r.code, r.group))
+                .collect();
         let holidays = dir.join("holidays.csv");
         let calendar = WorkingCalendar::from_rows(read(&holidays)?).map_err(|problem| {
             ReferenceError::Invalid {
                 path: holidays,
                 problem,
             }
+        })?;
+        let groups: HashSet<&str> = procedure_groups.values().map(String::as_str).collect();
+        let fees = FeeSchedule::load(dir, &groups.into_iter().collect::<Vec<_>>(), |code| {
+            provinces.contains_key(code)
         })?;
         Ok(Self {
             provinces,
@@ -252,6 +259,7 @@ impl ReferenceData {
             status_names,
             procedure_groups,
             calendar,
+            fees,
         })
     }
 
@@ -315,6 +323,10 @@ impl ReferenceData {
     pub fn calendar(&self) -> &WorkingCalendar {
         &self.calendar
     }
+
+    pub fn fees(&self) -> &FeeSchedule {
+        &self.fees
+    }
 }
 
 #[cfg(test)]
@@ -365,6 +377,7 @@ pub mod fixture {
                 kind: "holiday".to_owned(),
             }])
             .expect("fixture calendar"),
+            fees: FeeSchedule::default(),
         }
     }
 }
