@@ -503,6 +503,7 @@ async fn a_subscriber_receives_only_the_fields_its_purpose_allows() {
             "child.birth_place",
             "child.ethnicity_code",
             "declarant",
+            "extract_copies",
             "father",
             "mother.birth_date",
             "mother.birth_date_partial",

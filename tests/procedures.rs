@@ -4,7 +4,8 @@
 //! national portal; a dossier that did not ask for the card never reaches social insurance; a
 //! child joining a grandparent's household waits for the head's consent, and a refusal ends
 //! only the residence branch; and a hub stopped in the middle leaves the next one to finish it
-//! with no second personal ID and no second card. (A hub killed with SIGKILL cannot be tested
+//! with no second personal ID and no second card. A late registration with copies pays its fee on
+//! PayGov within the group, at portal status 6, charged once. (A hub killed with SIGKILL cannot be tested
 //! here: the local broker never gives a dead member's partitions to the rest of its group.) A
 //! death dossier is registered, and the population and residence databases updated, before its
 //! result is returned; its benefits are decided by social insurance from the contributions it
@@ -26,6 +27,9 @@ use lienthong::proto::dossier_service_client::DossierServiceClient;
 use lienthong::proto::{GetDossierRequest, ListDossiersRequest};
 use lienthong::sandbox::faults::Faults;
 use serde_json::Value;
+
+/// The purpose PayGov's connectors act for.
+const FEES: &str = "fee-payment";
 
 /// Starts the sandboxes and installs the repository's connectors named in `manifests`, with
 /// the rights their systems need; grants the engine its rights. The sandboxes' base URL.
@@ -136,6 +140,18 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
                 "dossier.status-changed",
             ],
             &[],
+        ),
+        "paygov-payments" => (
+            "paygov-connector",
+            FEES,
+            &["payment.requested"],
+            &["payment.initiated"],
+        ),
+        "paygov-confirmations" => (
+            "paygov-connector",
+            FEES,
+            &["payment.initiated"],
+            &["payment.confirmed", "payment.failed"],
         ),
         // Runs as portal-dossiers' system, granted with it.
         "portal-progress" => return,
@@ -1998,6 +2014,118 @@ async fn a_document_no_dossier_names_is_forgotten_after_the_retention() {
     assert_eq!(
         timeline.iter().map(|e| e.what.as_str()).collect::<Vec<_>>(),
         [store::FORGOTTEN]
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_birth_with_copies_pays_its_fee_on_paygov_within_the_group_once() {
+    let mut env = TestEnv::new("procedures_fee").await;
+    env.config.procedures.enabled = true;
+    let base = prepare(
+        &env,
+        &[
+            "civil-status",
+            "social-insurance-cards",
+            "paygov-payments",
+            "paygov-confirmations",
+            "portal-dossiers",
+            "portal-progress",
+        ],
+    )
+    .await;
+    let onestop = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let (code, mut payload) = birth_dossier();
+    // Born 80 days before the dossier came (60 are allowed), and two copies asked for.
+    payload["child"]["birth_date"] = Value::String("2026-09-01".into());
+    payload["extract_copies"] = Value::from(2);
+    let mut publisher = client(&hub, Some(&onestop)).await;
+    publisher
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+
+    // Once the birth is registered the engine asks PayGov, under the step's own key.
+    let key = format!("{code}:PAYMENT");
+    let (transaction, amount): (String, i64) =
+        common::eventually("PayGov opened the fee's transaction", async || {
+            let rows = env
+                .pool
+                .get()
+                .await
+                .map_err(|e| e.to_string())?
+                .query(
+                    "SELECT transaction_id, amount FROM sandbox_paygov.transaction
+                     WHERE order_id = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            rows.first()
+                .map(|row| (row.get(0), row.get(1)))
+                .ok_or_else(|| "no transaction yet".to_owned())
+        })
+        .await;
+    assert_eq!(
+        amount,
+        5_000 + 2 * 8_000,
+        "Da Nang's late fee and two copies"
+    );
+    let waiting = procedure(&env, &code).await.expect("the dossier is open");
+    assert_eq!(
+        waiting.portal_status, 6,
+        "the portal shows payment requested"
+    );
+    assert_ne!(
+        waiting.state,
+        State::Completed,
+        "not returned before it is paid"
+    );
+
+    // The citizen pays on PayGov's page; the hub confirms it by asking PayGov.
+    let paid = reqwest::Client::new()
+        .post(format!("{base}/paygov/v1/pay/{transaction}"))
+        .json(&serde_json::json!({"outcome": "success"}))
+        .send()
+        .await
+        .expect("the payment page answers");
+    assert!(paid.status().is_success(), "{}", paid.status());
+    let instance = completed(&env, &code).await;
+    assert_eq!(
+        step_states(&instance),
+        [
+            ("CIVIL_REGISTRATION", StepState::Done),
+            ("HEALTH_INSURANCE_CARD", StepState::Done),
+            ("PAYMENT", StepState::Done)
+        ]
+    );
+    let results = decided(&env, &code, "birth.result-returned").await;
+    assert_eq!(results.len(), 1);
+    assert!(
+        results[0].0["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .any(|r| r["result_type"] == "FEE_PAYMENT"
+                && r["document_reference"] == transaction.as_str()),
+        "{results:?}"
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM sandbox_paygov.transaction WHERE dossier_code = $1",
+            &code
+        )
+        .await,
+        1,
+        "charged once"
+    );
+    let statuses = portal_statuses_once_returned(&base, &code).await;
+    assert_eq!(
+        statuses,
+        [1, 2, 4, 6, 4, 9, 10],
+        "the portal saw the payment asked and made"
     );
     hub.shutdown().await.expect("clean shutdown");
 }

@@ -140,8 +140,8 @@ for type in death.benefit-decided death.benefit-refused death.benefit-paid \
     death.benefit-decision-cancelled death.step-failed; do
   grant social-insurance-connector publish "$type" social-insurance-benefit
 done
-# The one-stop system asks for fees and follows the payments (the demo's fee scene).
-grant demo-onestop publish payment.requested fee-payment
+# The one-stop system follows the fee its dossier's procedure asks for (the demo's fee scene)
+# and submits the death and supplement scenes' dossiers.
 grant demo-onestop publish death.dossier-submitted civil-registration
 grant demo-onestop publish birth.supplement-requested civil-registration
 grant demo-onestop publish birth.supplement-provided civil-registration

@@ -169,10 +169,11 @@ pub(super) async fn run(
         .map(|i| format!("G22.99.08-{today}-{:03}{i:06}", pid % 1000))
         .collect();
     let mut submission = example(&config, "birth.dossier-submitted/valid-card-only.json")?;
-    submission["received_at"] = Value::String(
-        chrono::Utc::now()
-            .with_timezone(&crate::domain::vietnam())
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+    let now = chrono::Utc::now().with_timezone(&crate::domain::vietnam());
+    super::hub_client::received_on_time(
+        &mut submission,
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        now.date_naive(),
     );
     let registration = example(
         &config,

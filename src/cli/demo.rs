@@ -1,8 +1,9 @@
 //! `lienthong demo`: the end-to-end scenario, played against a running hub over gRPC exactly as
 //! a province's one-stop system and the civil-status software would: the one-stop system
 //! publishes a valid birth dossier and a broken one; the civil-status side subscribes, receives
-//! the valid one with its envelope and acknowledges it; with `--fee`, a fee is paid through
-//! PayGov (`demo_fee`); with `--death-of`, a relative reports a death (`demo_death`); with
+//! the valid one with its envelope and acknowledges it; with `--fee`, the dossier asks for
+//! copies of its extract, whose fee its procedure asks of PayGov and the citizen pays
+//! (`demo_fee`); with `--death-of`, a relative reports a death (`demo_death`); with
 //! `--supplement`, a dossier waits for a supplement the citizen provides (`demo_supplement`).
 //! The hub's connectors and procedure engine take the dossiers to their results.
 
@@ -18,7 +19,7 @@ use crate::api::convert::struct_to_json;
 use crate::proto::{StartFrom, SubscribeRequest};
 
 use super::hub_client::{
-    BIRTH_SUBMITTED as EVENT_TYPE, acknowledge, birth_submission, client, connect,
+    BIRTH_SUBMITTED as EVENT_TYPE, acknowledge, birth_submission, client, connect, received_on_time,
 };
 const WAIT_FOR_DELIVERY: Duration = Duration::from_secs(60);
 
@@ -52,8 +53,9 @@ pub struct DemoArgs {
     /// Its private key (PEM).
     #[arg(long, requires = "subscriber_cert")]
     subscriber_key: Option<PathBuf>,
-    /// Then play the fee scene: a fee paid through PayGov. It needs the PayGov connectors, the
-    /// sandbox and the one-stop system's payment rights (`deploy/local/demo.sh` sets them up).
+    /// The dossier asks for copies of the extract, and the fee scene follows: the procedure asks
+    /// the fee of PayGov and the citizen pays it. It needs the PayGov connectors, the sandbox
+    /// and the one-stop system's right to follow payments (`deploy/local/demo.sh` sets them up).
     #[arg(long)]
     fee: bool,
     /// Then play the death scene: a relative reports the death of this citizen of the
@@ -112,7 +114,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
     let code = dossier_code(now);
     dossier["dossier_code"] = Value::String(code.clone());
-    dossier["received_at"] = Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, false));
+    received_on_time(
+        &mut dossier,
+        now.to_rfc3339_opts(SecondsFormat::Secs, false),
+        now.date_naive(),
+    );
+    if args.fee {
+        dossier["extract_copies"] = super::demo_fee::COPIES.into();
+    }
 
     // The civil-status side subscribes first, so the rebalance overlaps the publishing.
     println!("== 1. The civil-status software subscribes to {EVENT_TYPE}");
@@ -221,7 +230,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         break;
     }
     if args.fee {
-        super::demo_fee::run(&mut one_stop, &code, &dossier).await?;
+        super::demo_fee::run(&mut one_stop, &code).await?;
     }
     if let (Some(deceased), Some(url), Some(token_file)) = (
         &args.death_of,
@@ -243,7 +252,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("(see it with `lienthong quarantine list`), one publish denied for lack of a right");
     println!("(see it with `lienthong systems denials`).");
     if args.fee {
-        println!("A fee was paid through PayGov and confirmed once, by querying PayGov.");
+        println!(
+            "The dossier's fee was asked of PayGov by its procedure, paid, and confirmed once."
+        );
     }
     Ok(())
 }

@@ -1,63 +1,27 @@
-//! The demo's fee scene: the one-stop system asks for a fee (two copies of the birth extract),
-//! the hub's PayGov connectors open a transaction and confirm the payment by querying PayGov,
-//! and the citizen pays on the sandbox's payment page in between.
+//! The demo's fee scene: the birth dossier asked for two copies of its extract, which are
+//! charged, so once the birth is registered the procedure engine asks PayGov for the fee, the
+//! hub's PayGov connectors open a transaction and confirm the payment by querying PayGov, and the
+//! citizen pays on the sandbox's payment page in between. The one-stop system only follows the
+//! payment, to show the citizen the page.
 
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tonic::Streaming;
 
 use super::hub_client::{Client, acknowledge};
-use crate::api::convert::{json_to_struct, struct_to_json};
-use crate::proto::{Delivery, PublishRequest, StartFrom, SubscribeRequest};
+use crate::api::convert::struct_to_json;
+use crate::procedures::definition::step_key;
+use crate::proto::{Delivery, StartFrom, SubscribeRequest};
 
 const PURPOSE: &str = "fee-payment";
 const LEGAL_BASIS: &str = "Circular 85/2019/TT-BTC (civil-status fees)";
-/// A payment is confirmed by a query, retried on the connector's backoff (up to 30 s apart).
+/// The copies of the extract the demo's dossier asks for.
+pub const COPIES: u64 = 2;
+/// The registration comes first, then the payment is confirmed by a query, retried on the
+/// connector's backoff (up to 30 s apart).
 const WAIT_FOR_PAYMENT: Duration = Duration::from_secs(90);
-/// The fee for one copy of a birth extract (trích lục), in dong.
-const COPY_FEE_VND: i64 = 8_000;
-
-/// The payment request for `copies` extracts of dossier `code`, paid by its declarant.
-fn request(code: &str, key: &str, dossier: &Value, copies: i64) -> PublishRequest {
-    let declarant = &dossier["declarant"];
-    let payload = json!({
-        "dossier_code": code,
-        "idempotency_key": key,
-        "platform": "PAYGOV",
-        "fee_lines": [{
-            "fee_code": "HT.BSTL",
-            "fee_name": "Phí cấp bản sao trích lục khai sinh",
-            "quantity": copies,
-            "unit_price_vnd": COPY_FEE_VND,
-            "amount_vnd": copies * COPY_FEE_VND
-        }],
-        "total_amount_vnd": copies * COPY_FEE_VND,
-        "beneficiary_account": {
-            "bank_code": "970436",
-            "account_number": "0011000123456",
-            "account_name": "Kho bạc Nhà nước Đà Nẵng"
-        },
-        "payer": {
-            "full_name": declarant["full_name"],
-            "personal_id": declarant["personal_id"],
-            "phone": null
-        },
-        "requested_at": Utc::now()
-            .with_timezone(&crate::domain::vietnam())
-            .to_rfc3339_opts(SecondsFormat::Secs, false)
-    });
-    PublishRequest {
-        event_type: "payment.requested".into(),
-        correlation_id: code.into(),
-        purpose: PURPOSE.into(),
-        legal_basis: LEGAL_BASIS.into(),
-        payload: Some(json_to_struct(payload)),
-        ..PublishRequest::default()
-    }
-}
 
 async fn subscribe(client: &mut Client, event_type: &str) -> anyhow::Result<Streaming<Delivery>> {
     Ok(client
@@ -96,30 +60,25 @@ async fn payment_event(
     }
 }
 
-/// Plays the scene for dossier `code` (`dossier` is its submission).
-pub async fn run(one_stop: &mut Client, code: &str, dossier: &Value) -> anyhow::Result<()> {
-    let key = format!("{code}:copies:1");
+/// Plays the scene for dossier `code`, submitted with [`COPIES`] copies.
+pub async fn run(one_stop: &mut Client, code: &str) -> anyhow::Result<()> {
+    let key = step_key(code, "PAYMENT");
     let mut initiated = subscribe(one_stop, "payment.initiated").await?;
     let mut confirmed = subscribe(one_stop, "payment.confirmed").await?;
     println!(
-        "\n== 6. The one-stop system asks for the fee of two extra copies of the birth extract"
-    );
-    let requested = one_stop
-        .publish(request(code, &key, dossier, 2))
-        .await?
-        .into_inner();
-    println!(
-        "   payment.requested {} ({} dong, key {key})",
-        requested.event_id,
-        2 * COPY_FEE_VND
+        "\n== 6. The dossier asked for {COPIES} copies of the birth extract: once the birth is \
+         registered, the hub asks PayGov for the fee"
     );
     let page = payment_event(one_stop, &mut initiated, &key).await?;
     let url = page["payment_url"].as_str().unwrap_or_default();
     println!(
-        "   the PayGov connector opened transaction {} (one per payment key)",
-        page["platform_transaction_id"].as_str().unwrap_or("?")
+        "   the PayGov connector opened transaction {} for {} dong (key {key}: one per dossier)",
+        page["platform_transaction_id"].as_str().unwrap_or("?"),
+        page["amount_vnd"]
     );
-    println!("   payment page: {url}");
+    println!(
+        "   the portal shows the dossier at status 6 (payment requested); payment page: {url}"
+    );
 
     println!("\n== 7. The citizen pays on PayGov's page; the hub confirms it by asking PayGov");
     let paid = reqwest::Client::new()
@@ -133,7 +92,7 @@ pub async fn run(one_stop: &mut Client, code: &str, dossier: &Value) -> anyhow::
     }
     let payment = payment_event(one_stop, &mut confirmed, &key).await?;
     println!(
-        "   payment.confirmed: {} dong paid at {}, confirmed at {}",
+        "   payment.confirmed: {} dong paid at {}, confirmed at {}; the dossier goes on (status 4)",
         payment["amount_vnd"],
         payment["paid_at"].as_str().unwrap_or("?"),
         payment["confirmed_at"].as_str().unwrap_or("?")

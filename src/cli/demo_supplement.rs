@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::hub_client::Client;
+use super::hub_client::{Client, received_on_time};
 use crate::api::convert::json_to_struct;
 use crate::proto::PublishRequest;
 
@@ -49,7 +49,11 @@ pub async fn run(one_stop: &mut Client, portal: &str) -> anyhow::Result<String> 
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
     let code = super::demo::dossier_code(now);
     dossier["dossier_code"] = Value::String(code.clone());
-    dossier["received_at"] = Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, false));
+    received_on_time(
+        &mut dossier,
+        now.to_rfc3339_opts(SecondsFormat::Secs, false),
+        now.date_naive(),
+    );
     dossier["birth_certificate_no"] = Value::Null;
     one_stop
         .publish(request("birth.dossier-submitted", &code, dossier))

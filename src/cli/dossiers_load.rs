@@ -15,7 +15,7 @@ use futures::StreamExt as _;
 use rand::Rng as _;
 use serde_json::Value;
 
-use super::hub_client::{birth_submission, client, connect};
+use super::hub_client::{birth_submission, client, connect, received_on_time};
 
 /// How long the load waits for its dossiers to complete before giving up.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -91,10 +91,11 @@ pub async fn run(args: LoadArgs, pool: Pool) -> anyhow::Result<()> {
                     let mut dossier = example.clone();
                     dossier["dossier_code"] = Value::String(code.clone());
                     // Received when submitted: the latency runs from here to the result.
-                    dossier["received_at"] = Value::String(
-                        Utc::now()
-                            .with_timezone(&crate::domain::vietnam())
-                            .to_rfc3339_opts(SecondsFormat::Millis, false),
+                    let now = Utc::now().with_timezone(&crate::domain::vietnam());
+                    received_on_time(
+                        &mut dossier,
+                        now.to_rfc3339_opts(SecondsFormat::Millis, false),
+                        now.date_naive(),
                     );
                     hub.publish(birth_submission(&code, &dossier))
                         .await

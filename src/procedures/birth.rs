@@ -4,13 +4,17 @@
 //! the household head's consent when the head is not a parent. Deadlines come from
 //! `../shared/domain/VIETNAM.md` (marked "verify" there): the whole group in 3 working days,
 //! residence and card in 2 each, civil registration the same working day. No separate limit is
-//! known for the child's ID card; it gets the group's.
+//! known for the child's ID card; it gets the group's. Registering a birth on time is free; a
+//! late registration and copies of the extract are charged (`crate::domain::fees`), and paid on
+//! PayGov within the group.
 
 use serde_json::{Value, json};
 
 use super::definition::{
-    Command, Definition, DocumentDef, Fact, Inputs, Refusal, Requested, ResultDef, StepDef,
+    Command, Concerns, Definition, DocumentDef, Fact, Inputs, Refusal, Requested, ResultDef,
+    StepDef,
 };
+use super::instance::portal;
 
 pub static BIRTH: Definition = Definition {
     group: "birth",
@@ -27,6 +31,7 @@ pub static BIRTH: Definition = Definition {
     event_date: "/child/birth_date",
     // Law on Civil Status 60/2014/QH13, art. 15: within 60 days of the birth.
     late_after_days: 60,
+    copies: Some("/extract_copies"),
     // Certificate numbers are per health facility: the mother tells whose it is.
     documents: &[DocumentDef {
         event_type: "birth.e-birth-certificate-issued",
@@ -62,6 +67,7 @@ pub static BIRTH: Definition = Definition {
             refused: None,
             done_on: "birth.civil-registration-completed",
             working_days: 0,
+            portal_status: None,
             compensation: None,
             results: &[
                 ResultDef {
@@ -89,6 +95,7 @@ pub static BIRTH: Definition = Definition {
             refused: Some(Refusal::Answer("/decision", "REFUSED")),
             done_on: "birth.household-head-consent-recorded",
             working_days: 2,
+            portal_status: None,
             compensation: None,
             results: &[],
         },
@@ -98,12 +105,14 @@ pub static BIRTH: Definition = Definition {
             requested: Requested::Flag("/requested_services/permanent_residence"),
             command: Some(Command {
                 event_type: "birth.residence-registration-requested",
+                due_field: "due_at",
                 content: residence_request,
             }),
             concerns: None,
             refused: None,
             done_on: "birth.residence-registered",
             working_days: 2,
+            portal_status: None,
             compensation: None,
             results: &[ResultDef {
                 result_type: "PERMANENT_RESIDENCE",
@@ -117,12 +126,14 @@ pub static BIRTH: Definition = Definition {
             requested: Requested::Flag("/requested_services/health_insurance"),
             command: Some(Command {
                 event_type: "birth.health-insurance-card-requested",
+                due_field: "due_at",
                 content: card_request,
             }),
             concerns: None,
             refused: None,
             done_on: "birth.health-insurance-card-issued",
             working_days: 2,
+            portal_status: None,
             compensation: None,
             results: &[ResultDef {
                 result_type: "HEALTH_INSURANCE_CARD",
@@ -138,12 +149,14 @@ pub static BIRTH: Definition = Definition {
             // and where.
             command: Some(Command {
                 event_type: "birth.id-card-requested",
+                due_field: "due_at",
                 content: card_request,
             }),
             concerns: None,
             refused: None,
             done_on: "birth.id-card-issued",
             working_days: 3,
+            portal_status: None,
             compensation: None,
             results: &[ResultDef {
                 result_type: "ID_CARD",
@@ -151,8 +164,54 @@ pub static BIRTH: Definition = Definition {
                 issued_at: "/issued_at",
             }],
         },
+        // The fee, only where one applies (a late registration, copies of the extract): asked
+        // of PayGov once the birth is registered (nothing is charged for a registration that did
+        // not happen), under the step's own key, so the answer to a payment the one-stop system
+        // asked for itself is not taken for it. The portal shows "payment requested" (6) until
+        // it is paid. A payment cancelled ends this branch (no copies), the other results stand.
+        // VIETNAM.md gives no limit: the residence step's two working days, within the group's
+        // three; the request expires then.
+        StepDef {
+            name: "PAYMENT",
+            after: &["CIVIL_REGISTRATION"],
+            requested: Requested::Charged,
+            command: Some(Command {
+                event_type: "payment.requested",
+                due_field: "expires_at",
+                content: fee_request,
+            }),
+            concerns: Some(Concerns::CommandKey("idempotency_key")),
+            refused: Some(Refusal::Event {
+                event: "payment.failed",
+                reason: "/reason_code",
+            }),
+            done_on: "payment.confirmed",
+            working_days: 2,
+            portal_status: Some(portal::PAYMENT_REQUESTED),
+            compensation: None,
+            results: &[ResultDef {
+                result_type: "FEE_PAYMENT",
+                reference: "/platform_transaction_id",
+                issued_at: "/paid_at",
+            }],
+        },
     ],
 };
+
+/// The dossier's charge, paid by its declarant on PayGov.
+fn fee_request(inputs: &Inputs) -> Value {
+    json!({
+        "platform": "PAYGOV",
+        "fee_lines": inputs.charged("/fee_lines"),
+        "total_amount_vnd": inputs.charged("/total_amount_vnd"),
+        "beneficiary_account": inputs.charged("/beneficiary_account"),
+        "payer": {
+            "full_name": inputs.submitted("/declarant/full_name"),
+            "personal_id": inputs.submitted("/declarant/personal_id"),
+            "phone": null,
+        },
+    })
+}
 
 /// The card is issued to the registered child, in the province where the dossier was filed.
 fn card_request(inputs: &Inputs) -> Value {

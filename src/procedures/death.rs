@@ -28,8 +28,8 @@
 use serde_json::{Value, json};
 
 use super::definition::{
-    Command, Compensation, Definition, DocumentDef, Fact, Inputs, Refusal, Requested, ResultDef,
-    StepDef,
+    Command, Compensation, Concerns, Definition, DocumentDef, Fact, Inputs, Refusal, Requested,
+    ResultDef, StepDef,
 };
 
 const CHOSEN: &str = "/sub_procedures";
@@ -47,6 +47,9 @@ pub static DEATH: Definition = Definition {
     event_date: "/deceased/death_date",
     // Law on Civil Status 60/2014/QH13, art. 33: within 15 days of the death.
     late_after_days: 15,
+    // The death group's form asks for no copies; a late registration's fee is charged where
+    // `civil-status-fees.csv` lists one for the group (none is listed yet).
+    copies: None,
     // Notice numbers are per issuer (a commune police, a hospital): the deceased tells whose it
     // is.
     documents: &[DocumentDef {
@@ -76,6 +79,7 @@ pub static DEATH: Definition = Definition {
             refused: None,
             done_on: "death.civil-registration-completed",
             working_days: 1,
+            portal_status: None,
             compensation: None,
             results: &[ResultDef {
                 result_type: "DEATH_EXTRACT",
@@ -89,17 +93,20 @@ pub static DEATH: Definition = Definition {
             requested: Requested::Always,
             command: Some(Command {
                 event_type: "death.population-status-update-requested",
+                due_field: "due_at",
                 content: about_the_death,
             }),
             concerns: None,
             refused: None,
             done_on: "death.population-status-updated",
             working_days: 1,
+            portal_status: None,
             // A person marked deceased under a death registration since annulled is living
             // again in the population database.
             compensation: Some(Compensation {
                 command: Command {
                     event_type: "death.population-status-revert-requested",
+                    due_field: "due_at",
                     content: undo_for_the_annulment,
                 },
                 done_on: "death.population-status-reverted",
@@ -112,17 +119,20 @@ pub static DEATH: Definition = Definition {
             requested: Requested::AnyOf(CHOSEN, &["RESIDENCE_DELETION"]),
             command: Some(Command {
                 event_type: "death.residence-deletion-requested",
+                due_field: "due_at",
                 content: about_the_death,
             }),
             concerns: None,
             refused: None,
             done_on: "death.residence-deleted",
             working_days: 2,
+            portal_status: None,
             // Law on Residence 68/2020/QH14: a residence deleted for a death registration since
             // annulled is restored.
             compensation: Some(Compensation {
                 command: Command {
                     event_type: "death.residence-deletion-revert-requested",
+                    due_field: "due_at",
                     content: undo_for_the_annulment,
                 },
                 done_on: "death.residence-deletion-reverted",
@@ -139,20 +149,23 @@ pub static DEATH: Definition = Definition {
             requested: Requested::AnyOf(CHOSEN, &["FUNERAL_ALLOWANCE"]),
             command: Some(Command {
                 event_type: "death.benefit-decision-requested",
+                due_field: "due_at",
                 content: funeral_allowance_decision,
             }),
             done_on: "death.benefit-decided",
-            concerns: Some(("/benefit_type", "FUNERAL_ALLOWANCE")),
+            concerns: Some(Concerns::Value("/benefit_type", "FUNERAL_ALLOWANCE")),
             refused: Some(Refusal::Event {
                 event: "death.benefit-refused",
                 reason: "/reason_code",
             }),
             working_days: 3,
+            portal_status: None,
             // Law on Social Insurance 41/2024/QH15: a decision resting on an annulled death
             // registration is cancelled while unpaid (a paid one stands; see the engine).
             compensation: Some(Compensation {
                 command: Command {
                     event_type: "death.benefit-decision-cancel-requested",
+                    due_field: "due_at",
                     content: cancel_funeral_allowance,
                 },
                 done_on: "death.benefit-decision-cancelled",
@@ -169,12 +182,14 @@ pub static DEATH: Definition = Definition {
             requested: Requested::AnyOf(CHOSEN, &["FUNERAL_ALLOWANCE"]),
             command: Some(Command {
                 event_type: "death.benefit-payment-requested",
+                due_field: "due_at",
                 content: funeral_allowance_payment,
             }),
             done_on: "death.benefit-paid",
-            concerns: Some(("/benefit_type", "FUNERAL_ALLOWANCE")),
+            concerns: Some(Concerns::Value("/benefit_type", "FUNERAL_ALLOWANCE")),
             refused: None,
             working_days: 1,
+            portal_status: None,
             compensation: None,
             results: &[],
         },
@@ -184,20 +199,23 @@ pub static DEATH: Definition = Definition {
             requested: Requested::AnyOf(CHOSEN, &["SURVIVOR_BENEFIT"]),
             command: Some(Command {
                 event_type: "death.benefit-decision-requested",
+                due_field: "due_at",
                 content: survivor_lump_sum_decision,
             }),
             done_on: "death.benefit-decided",
-            concerns: Some(("/benefit_type", "SURVIVOR_LUMP_SUM")),
+            concerns: Some(Concerns::Value("/benefit_type", "SURVIVOR_LUMP_SUM")),
             refused: Some(Refusal::Event {
                 event: "death.benefit-refused",
                 reason: "/reason_code",
             }),
             working_days: 3,
+            portal_status: None,
             // Law on Social Insurance 41/2024/QH15: a decision resting on an annulled death
             // registration is cancelled while unpaid (a paid one stands; see the engine).
             compensation: Some(Compensation {
                 command: Command {
                     event_type: "death.benefit-decision-cancel-requested",
+                    due_field: "due_at",
                     content: cancel_survivor_benefit,
                 },
                 done_on: "death.benefit-decision-cancelled",
@@ -214,12 +232,14 @@ pub static DEATH: Definition = Definition {
             requested: Requested::AnyOf(CHOSEN, &["SURVIVOR_BENEFIT"]),
             command: Some(Command {
                 event_type: "death.benefit-payment-requested",
+                due_field: "due_at",
                 content: survivor_lump_sum_payment,
             }),
             done_on: "death.benefit-paid",
-            concerns: Some(("/benefit_type", "SURVIVOR_LUMP_SUM")),
+            concerns: Some(Concerns::Value("/benefit_type", "SURVIVOR_LUMP_SUM")),
             refused: None,
             working_days: 1,
+            portal_status: None,
             compensation: None,
             results: &[],
         },
@@ -231,12 +251,13 @@ pub static DEATH: Definition = Definition {
             requested: Requested::AnyOf(CHOSEN, &["FUNERAL_SUPPORT"]),
             command: None,
             done_on: "death.benefit-decided",
-            concerns: Some(("/benefit_type", "FUNERAL_SUPPORT")),
+            concerns: Some(Concerns::Value("/benefit_type", "FUNERAL_SUPPORT")),
             refused: Some(Refusal::Event {
                 event: "death.benefit-refused",
                 reason: "/reason_code",
             }),
             working_days: 5,
+            portal_status: None,
             compensation: None,
             results: &[ResultDef {
                 result_type: "FUNERAL_SUPPORT_DECISION",

@@ -33,6 +33,9 @@ pub struct Definition {
     /// registration counts as late.
     pub event_date: &'static str,
     pub late_after_days: i64,
+    /// Where the submission asks for copies of the extract beyond the original (each one
+    /// charged, see `crate::domain::fees`); `None`: its form cannot ask for any.
+    pub copies: Option<&'static str>,
     pub steps: &'static [StepDef],
     /// Documents issued before their dossier exists, which a submission names.
     pub documents: &'static [DocumentDef],
@@ -81,19 +84,52 @@ pub struct StepDef {
     pub command: Option<Command>,
     /// The event that says the step is done.
     pub done_on: &'static str,
-    /// When one kind of event ends several steps (a benefit decided, for each benefit), the
-    /// value at a JSON pointer of the event that makes it this step's.
-    pub concerns: Option<(&'static str, &'static str)>,
+    /// When the event that ends the step may be another's (one kind of event ends several
+    /// steps, or systems outside the procedure publish it too), what makes it this step's.
+    pub concerns: Option<Concerns>,
     /// How the step's system says no. A refusal ends the step and every step that needs it,
     /// while the dossier's other branches go on.
     pub refused: Option<Refusal>,
     /// Working days from the step's start (0: the same working day).
     pub working_days: u32,
+    /// The portal status the dossier shows while the step runs, when it waits for the citizen
+    /// (6: payment requested); back to processing (4) when it ends.
+    pub portal_status: Option<u8>,
     /// The documents the step yields, read from its `done_on` event.
     pub results: &'static [ResultDef],
     /// How a step done is undone when the registration is annulled; `None`: it needs no undoing
     /// or no system can undo it through the hub yet.
     pub compensation: Option<Compensation>,
+}
+
+/// What makes an event this step's.
+#[derive(Debug)]
+pub enum Concerns {
+    /// It holds this value at this JSON pointer (each benefit decided names its benefit).
+    Value(&'static str, &'static str),
+    /// It holds, in this top-level field, the key the engine gave the step's command,
+    /// [`step_key`]: a payment's idempotency key, so the answer to a payment the one-stop
+    /// system asked for itself, for the same dossier, is not taken for the procedure's fee.
+    CommandKey(&'static str),
+}
+
+/// The key of a step's command, unique per dossier and step.
+pub fn step_key(dossier_code: &str, step: &str) -> String {
+    format!("{dossier_code}:{step}")
+}
+
+impl Concerns {
+    fn matches(&self, payload: &Value, dossier_code: &str, step: &str) -> bool {
+        match self {
+            Self::Value(pointer, value) => {
+                payload.pointer(pointer).and_then(Value::as_str) == Some(value)
+            }
+            Self::CommandKey(field) => {
+                payload.get(field).and_then(Value::as_str)
+                    == Some(step_key(dossier_code, step).as_str())
+            }
+        }
+    }
 }
 
 /// How a step's answer says no.
@@ -129,12 +165,17 @@ pub enum Requested {
     /// What the submission says decides it (a step the citizen does not choose, but the
     /// dossier's facts call for, such as a household head's consent).
     When(fn(&Value) -> bool),
+    /// The dossier is charged a fee (a late registration, copies of the extract): the fee
+    /// schedule in the reference data decides.
+    Charged,
 }
 
 impl Requested {
-    pub fn by(&self, submission: &Value) -> bool {
+    /// Whether a dossier with this submission, charged or not, includes the step.
+    pub fn by(&self, submission: &Value, charged: bool) -> bool {
         match self {
             Self::Always => true,
+            Self::Charged => charged,
             Self::Flag(pointer) => submission.pointer(pointer) == Some(&Value::Bool(true)),
             Self::AnyOf(pointer, choices) => submission
                 .pointer(pointer)
@@ -157,8 +198,12 @@ impl Requested {
 pub struct Command {
     pub event_type: &'static str,
     /// The command's own fields, from what the dossier holds; the engine adds `dossier_code`,
-    /// `requested_at` and `due_at`.
+    /// `requested_at`, the step's due time as `due_field`, and the step's key where the step
+    /// is [`Concerns::CommandKey`].
     pub content: fn(&Inputs) -> Value,
+    /// Where the step's due time goes: `due_at`, or a payment request's `expires_at` (the
+    /// citizen may pay until the step is due).
+    pub due_field: &'static str,
 }
 
 /// What a running dossier holds for its commands: the submission and the event that ended each
@@ -171,11 +216,19 @@ pub struct Inputs<'a>(pub &'a Value);
 pub const SUBMISSION: &str = "submission";
 /// Where the annulment is kept among the inputs, while the compensations run.
 pub const ANNULMENT: &str = "annulment";
+/// Where the dossier's charge is kept among the inputs, when it is charged: `fee_lines`,
+/// `total_amount_vnd` and `beneficiary_account`, as a payment request names them.
+pub const FEES: &str = "fees";
 
 impl Inputs<'_> {
     /// The submission's value at `pointer`; null when it has none.
     pub fn submitted(&self, pointer: &str) -> Value {
         self.at(SUBMISSION, pointer)
+    }
+
+    /// The dossier's charge at `pointer` (see [`FEES`]); null when it is not charged.
+    pub fn charged(&self, pointer: &str) -> Value {
+        self.at(FEES, pointer)
     }
 
     /// The annulment's value at `pointer`; null when it has none.
@@ -231,11 +284,17 @@ impl Definition {
         self.steps.iter().find(|s| s.name == name)
     }
 
-    /// The step an event ends, if it ends one, and whether it ends it with a refusal.
-    pub fn step_done_by(&self, event_type: &str, payload: &Value) -> Option<(&StepDef, bool)> {
+    /// The step an event of `dossier_code` ends, if it ends one, and whether it ends it with a
+    /// refusal.
+    pub fn step_done_by(
+        &self,
+        event_type: &str,
+        payload: &Value,
+        dossier_code: &str,
+    ) -> Option<(&StepDef, bool)> {
         self.steps.iter().find_map(|s| {
-            if let Some((pointer, value)) = s.concerns
-                && payload.pointer(pointer).and_then(Value::as_str) != Some(value)
+            if let Some(concerns) = &s.concerns
+                && !concerns.matches(payload, dossier_code, s.name)
             {
                 return None;
             }
@@ -326,7 +385,7 @@ mod tests {
     use chrono::{DateTime, NaiveDate, Utc};
     use serde_json::Value;
 
-    use super::Command;
+    use super::{Command, Concerns};
     use crate::domain::ReferenceData;
     use crate::procedures::instance::{self, Context};
     use crate::procedures::{GROUPS, PURPOSE};
@@ -375,14 +434,16 @@ mod tests {
         let ctx = Context {
             now,
             calendar: reference.calendar(),
+            fees: reference.fees(),
             event: None,
         };
         let on = NaiveDate::from_ymd_opt(2026, 11, 23).expect("a date");
         let cases = [
-            // The head is a grandparent: the consent step comes in, and its answer goes on.
+            // The head is a grandparent: the consent step comes in, and its answer goes on; late,
+            // and with copies: the fee is asked of the declarant.
             (
                 "birth.dossier-submitted",
-                "valid-joins-grandparents-household.json",
+                "valid-late-with-copies-joins-grandparents.json",
             ),
             (
                 "death.dossier-submitted",
@@ -414,7 +475,7 @@ mod tests {
                 let mut done =
                     as_the_engine_sees(&access, step.done_on, &first_valid(step.done_on));
                 // The example made this step's (a decision about its own benefit).
-                if let Some((pointer, value)) = step.concerns {
+                if let Some(Concerns::Value(pointer, value)) = step.concerns {
                     *done.pointer_mut(pointer).expect("the example has it") = value.into();
                 }
                 let ctx = Context {
@@ -464,6 +525,7 @@ mod tests {
             [
                 "birth.health-insurance-card-requested",
                 "birth.id-card-requested",
+                "payment.requested",
                 "birth.residence-registration-requested",
                 "death.population-status-update-requested",
                 "death.residence-deletion-requested",

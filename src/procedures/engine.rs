@@ -344,6 +344,7 @@ impl Engine {
         let ctx = Context {
             now,
             calendar: self.reference.calendar(),
+            fees: self.reference.fees(),
             event: Some(envelope.event_id),
         };
         let existing = store::load(&tx, dossier).await?;
@@ -426,6 +427,7 @@ impl Engine {
         let ctx = Context {
             now,
             calendar: self.reference.calendar(),
+            fees: self.reference.fees(),
             event: Some(envelope.event_id),
         };
         // The dossier whose submission says it is theirs; else the one dossier naming the number

@@ -7,9 +7,10 @@ use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::definition::{
-    ANNULMENT, Command, Definition, DocumentDef, Fact, Inputs, Refusal, STATUS_CHANGED,
-    STEP_OVERDUE, SUBMISSION, StepDef,
+    ANNULMENT, Command, Concerns, Definition, DocumentDef, FEES, Fact, Inputs, Refusal, Requested,
+    STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, StepDef, step_key,
 };
+use crate::domain::fees::{Chargeable, FeeSchedule};
 use crate::domain::{WorkingCalendar, vietnam};
 
 /// Who the portal shows as having handled the hub's own transitions.
@@ -27,6 +28,16 @@ pub mod portal {
     pub const STOPPED: u8 = 8;
     pub const PROCESSED: u8 = 9;
     pub const RESULT_RETURNED: u8 = 10;
+
+    /// What the portal's progress note says when a step sets status `code` while it waits
+    /// for the citizen.
+    pub fn waiting_note(code: u8) -> &'static str {
+        match code {
+            PAYMENT_REQUESTED => "Yêu cầu thanh toán phí, lệ phí",
+            SUPPLEMENT_REQUESTED => "Yêu cầu bổ sung hồ sơ",
+            _ => "Chờ công dân",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +145,37 @@ pub struct Step {
     pub error: Option<String>,
 }
 
+impl Step {
+    fn waiting(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            state: StepState::Waiting,
+            started_at: None,
+            due_at: None,
+            finished_at: None,
+            overdue_at: None,
+            results: Vec::new(),
+            done_event: None,
+            error: None,
+        }
+    }
+
+    /// A step that cannot be asked for, failed from the start with the reason; its due time
+    /// keeps it from being started when the steps before it are done.
+    fn failed_from_start(def: &StepDef, why: &str, ctx: &Context<'_>) -> Self {
+        Self {
+            state: StepState::Failed,
+            started_at: Some(ctx.now),
+            due_at: Some(
+                ctx.due(ctx.local_now(), def.working_days)
+                    .unwrap_or(ctx.now),
+            ),
+            error: Some(why.to_owned()),
+            ..Self::waiting(def.name)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
     pub dossier_code: String,
@@ -215,11 +257,12 @@ pub struct OpenError {
     pub problem: String,
 }
 
-/// The time, the calendar and the event a transition reads.
+/// The time, the calendar, the fees and the event a transition reads.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub now: DateTime<Utc>,
     pub calendar: &'a WorkingCalendar,
+    pub fees: &'a FeeSchedule,
     /// The id of the event being applied (`None` where none is: deadlines, tests).
     pub event: Option<uuid::Uuid>,
 }
@@ -264,6 +307,14 @@ fn agency(dossier_code: &str) -> &str {
     dossier_code.split('-').next().unwrap_or(dossier_code)
 }
 
+/// The copies of the extract the submission asks for (none where its form cannot ask).
+fn copies_asked(definition: &Definition, submission: &Value) -> u32 {
+    definition
+        .copies
+        .and_then(|pointer| submission.pointer(pointer)?.as_u64())
+        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Opens the procedure of a submitted dossier: its steps as the citizen asked, its appointment
 /// in working days, and the acceptance and first steps announced.
 pub fn open(
@@ -288,22 +339,46 @@ pub fn open(
     let late_registration = text(submission, definition.event_date)
         .and_then(|date| date.parse::<NaiveDate>().ok())
         .is_some_and(|date| (received_on - date).num_days() > definition.late_after_days);
+    let province = text(submission, "/province_code").unwrap_or_default();
+    let charge = ctx.fees.charge(Chargeable {
+        group: definition.group,
+        province,
+        on: received_on,
+        late: late_registration,
+        copies: copies_asked(definition, submission),
+    });
+    let charged = !charge.lines.is_empty();
+    // A fee with no account to collect it into cannot be asked for: its step shows why, from
+    // the start, rather than the payment platform refusing a request without one.
+    let uncollectable = (charged && charge.account.is_none()).then(|| {
+        format!(
+            "no account to collect the fee into: schemas/reference/fee-accounts.csv lists none \
+             for province {province:?} on {received_on}"
+        )
+    });
     let steps = definition
         .steps
         .iter()
-        .filter(|step| step.requested.by(submission))
-        .map(|step| Step {
-            name: step.name.to_owned(),
-            state: StepState::Waiting,
-            started_at: None,
-            due_at: None,
-            finished_at: None,
-            overdue_at: None,
-            results: Vec::new(),
-            done_event: None,
-            error: None,
+        .filter(|step| step.requested.by(submission, charged))
+        .map(|step| match &uncollectable {
+            Some(why) if matches!(step.requested, Requested::Charged) => {
+                Step::failed_from_start(step, why, ctx)
+            }
+            _ => Step::waiting(step.name),
         })
         .collect();
+    let mut inputs = serde_json::Map::new();
+    inputs.insert(SUBMISSION.to_owned(), submission.clone());
+    if charged {
+        inputs.insert(
+            FEES.to_owned(),
+            json!({
+                "fee_lines": charge.lines,
+                "total_amount_vnd": charge.total_vnd(),
+                "beneficiary_account": charge.account,
+            }),
+        );
+    }
     let mut instance = Instance {
         due_at: ctx.due(received_at, definition.working_days),
         dossier_code,
@@ -317,11 +392,7 @@ pub fn open(
         steps,
         supplement: None,
         prefill: Prefill::of(submission),
-        inputs: Value::Object(
-            [(SUBMISSION.to_owned(), submission.clone())]
-                .into_iter()
-                .collect(),
-        ),
+        inputs: Value::Object(inputs),
     };
     let accepted = Outgoing {
         event_type: definition.accepted.to_owned(),
@@ -501,15 +572,41 @@ impl Instance {
             step.due_at = ctx.due(ctx.local_now(), def.working_days);
             let due_at = step.due_at;
             if let Some(command) = &def.command {
-                commands.push(self.command(command, due_at, ctx));
+                commands.push(self.command(def, command, due_at, ctx));
+            }
+            if let Some(waiting) = def.portal_status
+                && self.portal_status == portal::PROCESSING
+            {
+                commands.push(self.status(waiting, ctx, portal::waiting_note(waiting)));
             }
         }
         commands
     }
 
-    /// `command` for this dossier, asked now, due at `due_at`.
+    /// Step `def` ended: when the portal showed the dossier waiting for the citizen on it, and
+    /// no other running step keeps it so, processing resumes (status 4).
+    fn resume_after(
+        &mut self,
+        definition: &Definition,
+        def: &StepDef,
+        ctx: &Context<'_>,
+    ) -> Option<Outgoing> {
+        let waiting = def.portal_status?;
+        let still_waiting = self.steps.iter().any(|step| {
+            step.state == StepState::Running
+                && step.name != def.name
+                && definition
+                    .step(&step.name)
+                    .is_some_and(|other| other.portal_status == Some(waiting))
+        });
+        (self.portal_status == waiting && !still_waiting)
+            .then(|| self.status(portal::PROCESSING, ctx, "Tiếp tục xử lý"))
+    }
+
+    /// `command` of step `def` for this dossier, asked now, due at `due_at`.
     fn command(
         &self,
+        def: &StepDef,
         command: &Command,
         due_at: Option<DateTime<Utc>>,
         ctx: &Context<'_>,
@@ -518,7 +615,13 @@ impl Instance {
         if let Value::Object(fields) = &mut payload {
             fields.insert("dossier_code".to_owned(), json!(self.dossier_code));
             fields.insert("requested_at".to_owned(), json!(timestamp(ctx.now)));
-            fields.insert("due_at".to_owned(), json!(due_at.map(timestamp)));
+            fields.insert(command.due_field.to_owned(), json!(due_at.map(timestamp)));
+            if let Some(Concerns::CommandKey(field)) = def.concerns {
+                fields.insert(
+                    field.to_owned(),
+                    json!(step_key(&self.dossier_code, def.name)),
+                );
+            }
         }
         Outgoing {
             event_type: command.event_type.to_owned(),
@@ -604,7 +707,7 @@ impl Instance {
         step.state = StepState::Undoing;
         step.due_at = due_at;
         step.overdue_at = None;
-        let mut undo = self.command(&compensation.command, due_at, ctx);
+        let mut undo = self.command(def, &compensation.command, due_at, ctx);
         if let Value::Object(fields) = &mut undo.payload {
             // Null when the step's event is not known (a step done before the engine kept it):
             // the command is then refused by its schema and set aside, visibly, rather than
@@ -726,7 +829,8 @@ impl Instance {
                 None => (Effect::NotInDossier((*first).to_owned()), Vec::new()),
             };
         }
-        let Some((def, refused)) = definition.step_done_by(event_type, payload) else {
+        let Some((def, refused)) = definition.step_done_by(event_type, payload, &self.dossier_code)
+        else {
             return (Effect::Unrelated, Vec::new());
         };
         if self.state == State::Annulled {
@@ -745,7 +849,12 @@ impl Instance {
             step.error = Some(refusal_note(def, payload));
             let skipped = self.skip_after(definition, def.name);
             let effect = Effect::StepRefused(def.name.to_owned(), skipped);
-            return (effect, self.complete_if_settled(definition, ctx));
+            let mut out: Vec<Outgoing> = self
+                .resume_after(definition, def, ctx)
+                .into_iter()
+                .collect();
+            out.extend(self.complete_if_settled(definition, ctx));
+            return (effect, out);
         }
         step.state = StepState::Done;
         step.done_event = ctx.event;
@@ -765,7 +874,11 @@ impl Instance {
             .collect();
         let effect = Effect::StepDone(def.name.to_owned());
         self.keep(def.name, payload);
-        let mut out = self.start_ready(definition, ctx);
+        let mut out: Vec<Outgoing> = self
+            .resume_after(definition, def, ctx)
+            .into_iter()
+            .collect();
+        out.extend(self.start_ready(definition, ctx));
         out.extend(self.complete_if_settled(definition, ctx));
         (effect, out)
     }
@@ -1051,6 +1164,7 @@ mod tests {
         Context {
             now: at(now),
             calendar: reference.calendar(),
+            fees: reference.fees(),
             event: None,
         }
     }
@@ -1290,6 +1404,156 @@ mod tests {
                 ("PERMANENT_RESIDENCE", "HK48000123"),
                 ("HEALTH_INSURANCE_CARD", "TE1480123456789")
             ]
+        );
+    }
+
+    fn payment(event_type: &str, key: &str) -> Value {
+        let mut payment = json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "idempotency_key": key,
+            "platform": "PAYGOV",
+            "platform_transaction_id": "PG-0001",
+            "amount_vnd": 21000,
+        });
+        if event_type == "payment.confirmed" {
+            payment["paid_at"] = json!("2026-11-20T11:00:00+07:00");
+        } else {
+            payment["reason_code"] = json!("CANCELLED");
+        }
+        payment
+    }
+
+    #[test]
+    fn a_late_registration_with_copies_pays_its_fee_after_registration_at_status_6() {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
+        // Born 80 days before the dossier came: late; two copies asked for.
+        let mut late = submission("2026-09-01", true, false);
+        late["extract_copies"] = json!(2);
+        late["declarant"] = json!({"full_name": "Trần Thị Bích", "personal_id": "048195001234"});
+        let (mut instance, out) = open(&BIRTH, &late, &ctx).expect("opened");
+        assert!(
+            out.iter().all(|o| o.event_type != "payment.requested"),
+            "nothing charged before the birth is registered"
+        );
+        let (_, out) = instance.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        let request = out
+            .iter()
+            .find(|o| o.event_type == "payment.requested")
+            .expect("the fee asked for once registered");
+        let key = "G22.99.08-261120-0042:PAYMENT";
+        assert_eq!(request.payload["idempotency_key"], key);
+        assert_eq!(request.payload["total_amount_vnd"], 21000);
+        let lines: Vec<(&str, u64)> = request.payload["fee_lines"]
+            .as_array()
+            .expect("fee lines")
+            .iter()
+            .map(|l| {
+                (
+                    l["fee_code"].as_str().unwrap_or_default(),
+                    l["amount_vnd"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(lines, [("HT.KSQH", 5000), ("HT.BSTL", 16000)]);
+        assert_eq!(
+            request.payload["beneficiary_account"]["bank_code"],
+            "970436"
+        );
+        assert_eq!(request.payload["payer"]["personal_id"], "048195001234");
+        assert_eq!(request.payload["expires_at"], "2026-11-25T17:00:00+07:00");
+        assert!(request.payload.get("due_at").is_none());
+        assert_eq!(
+            statuses(&out),
+            [(4, 6)],
+            "the portal shows payment requested"
+        );
+
+        // The one-stop system's own payment for the dossier is not the procedure's fee.
+        let (effect, _) = instance.apply(
+            &BIRTH,
+            "payment.confirmed",
+            &payment("payment.confirmed", "ONESTOP-PAY-1"),
+            &ctx,
+        );
+        assert_eq!(effect, Effect::Unrelated);
+        let (effect, out) = instance.apply(
+            &BIRTH,
+            "payment.confirmed",
+            &payment("payment.confirmed", key),
+            &ctx,
+        );
+        assert_eq!(effect, Effect::StepDone("PAYMENT".into()));
+        assert_eq!(
+            statuses(&out),
+            [(6, 4)],
+            "processing resumes; the card still runs"
+        );
+
+        let (_, out) = instance.apply(&BIRTH, "birth.health-insurance-card-issued", &card(), &ctx);
+        assert_eq!(instance.state, State::Completed);
+        let result = out
+            .iter()
+            .find(|o| o.event_type == "birth.result-returned")
+            .expect("the result");
+        assert!(
+            result.payload["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .any(|r| r["result_type"] == "FEE_PAYMENT" && r["document_reference"] == "PG-0001"),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_fee_ends_only_its_branch_and_a_fee_without_an_account_shows_why() {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
+        let mut copies = submission("2026-11-12", false, false);
+        copies["extract_copies"] = json!(1);
+        let (mut instance, _) = open(&BIRTH, &copies, &ctx).expect("opened");
+        instance.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        let key = "G22.99.08-261120-0042:PAYMENT";
+        let (effect, out) = instance.apply(
+            &BIRTH,
+            "payment.failed",
+            &payment("payment.failed", key),
+            &ctx,
+        );
+        assert_eq!(effect, Effect::StepRefused("PAYMENT".into(), Vec::new()));
+        assert_eq!(statuses(&out), [(6, 4), (4, 9), (9, 10)]);
+        assert_eq!(
+            instance.steps[1].error.as_deref(),
+            Some("refused: CANCELLED")
+        );
+
+        // On time, no copies: free, no fee step.
+        let (free, _) =
+            open(&BIRTH, &submission("2026-11-12", false, false), &ctx).expect("opened");
+        assert_eq!(states(&free), [("CIVIL_REGISTRATION", StepState::Running)]);
+
+        // Ho Chi Minh City lists no account: the step shows why from the start.
+        copies["province_code"] = json!("79");
+        let (instance, _) = open(&BIRTH, &copies, &ctx).expect("opened");
+        assert_eq!(instance.steps[1].state, StepState::Failed);
+        assert!(
+            instance.steps[1]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("fee-accounts.csv lists none for province \"79\"")),
+            "{:?}",
+            instance.steps[1].error
         );
     }
 
