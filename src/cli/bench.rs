@@ -362,6 +362,17 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
             })?,
         },
         Row {
+            name: "encode through apache-avro's Value tree (the reference), one core",
+            per_second: measure(n, || {
+                black_box(
+                    schema
+                        .encode_with_apache_avro(black_box(&payload))
+                        .map_err(|v| anyhow::anyhow!("{}: {}", v.pointer, v.message))?,
+                );
+                Ok(())
+            })?,
+        },
+        Row {
             name: "parse + validate + encode, one core",
             per_second: measure(n, || {
                 let value: Value = serde_json::from_str(black_box(&text))?;

@@ -14,10 +14,16 @@ pub enum WireError {
 
 /// Prefixes an Avro datum with the wire-format header.
 pub fn frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+    let mut out = header(schema_id, datum.len());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// A record's header alone, with room for a datum of `capacity` bytes to be written after it.
+pub fn header(schema_id: u32, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + capacity);
     out.push(MAGIC);
     out.extend_from_slice(&schema_id.to_be_bytes());
-    out.extend_from_slice(datum);
     out
 }
 
