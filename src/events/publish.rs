@@ -524,7 +524,9 @@ impl Events {
                 })
                 .inc();
         }
-        tracing::info!(
+        // Debug, not info: a line per event is the publish path's cost at thousands a second,
+        // and the ledger, the metrics and the trace already say it.
+        tracing::debug!(
             %event_id,
             event_type = %schema.event_type,
             partition = produced.partition,
