@@ -12,6 +12,8 @@ use apache_avro::types::Value as Avro;
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone as _, Utc};
 use serde_json::{Map, Value as Json};
 
+use super::violation::{push_index, push_key};
+
 /// A JSON value that the Avro schema cannot hold; `pointer` is a JSON pointer into the payload.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{pointer}: {problem}")]
@@ -111,7 +113,7 @@ fn to_avro(
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let len = pointer.len();
-                pointer.push_str(&format!("/{i}"));
+                push_index(pointer, i);
                 out.push(to_avro(item, &a.items, names, pointer)?);
                 pointer.truncate(len);
             }
@@ -174,11 +176,6 @@ fn record_to_avro(
         out.push((field.name.clone(), value));
     }
     Ok(Avro::Record(out))
-}
-
-fn push_key(pointer: &mut String, key: &str) {
-    pointer.push('/');
-    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
 }
 
 fn json_kind(json: &Json) -> &'static str {

@@ -37,6 +37,7 @@
 use chrono::{DateTime, NaiveDate};
 use serde_json::{Map, Value};
 
+use super::violation::{push_index, push_key};
 use super::{Severity, Violation};
 use crate::domain::{PersonalId, ReferenceData, Sex};
 
@@ -157,8 +158,7 @@ fn walk(value: &Value, context: &RuleContext<'_>, pointer: &mut String, out: &mu
             check_object(fields, context, pointer, out);
             for (key, child) in fields {
                 let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                push_key(pointer, key);
                 walk(child, context, pointer, out);
                 pointer.truncate(len);
             }
@@ -166,7 +166,7 @@ fn walk(value: &Value, context: &RuleContext<'_>, pointer: &mut String, out: &mu
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let len = pointer.len();
-                pointer.push_str(&format!("/{i}"));
+                push_index(pointer, i);
                 walk(item, context, pointer, out);
                 pointer.truncate(len);
             }

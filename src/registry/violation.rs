@@ -55,3 +55,41 @@ impl Violation {
         self.severity == Severity::Error
     }
 }
+
+/// Appends `/key` to a JSON pointer, escaped as RFC 6901 says (`~` as `~0`, `/` as `~1`),
+/// without allocating for the keys that need no escape (all of the catalogue's).
+pub(super) fn push_key(pointer: &mut String, key: &str) {
+    pointer.push('/');
+    if key.contains(['~', '/']) {
+        for c in key.chars() {
+            match c {
+                '~' => pointer.push_str("~0"),
+                '/' => pointer.push_str("~1"),
+                c => pointer.push(c),
+            }
+        }
+    } else {
+        pointer.push_str(key);
+    }
+}
+
+/// Appends `/index` to a JSON pointer.
+pub(super) fn push_index(pointer: &mut String, index: usize) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(pointer, "/{index}");
+}
+
+#[cfg(test)]
+mod pointer_tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_escaped_as_rfc_6901_says() {
+        let mut pointer = String::from("/payload");
+        push_key(&mut pointer, "a/b~c");
+        push_index(&mut pointer, 12);
+        push_key(&mut pointer, "child");
+        assert_eq!(pointer, "/payload/a~1b~0c/12/child");
+    }
+}
