@@ -77,7 +77,17 @@ impl Receiver {
 
     /// Waits until `done` holds for the calls, failing the test after the harness's wait.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&[Call]) -> bool) {
-        let deadline = Instant::now() + super::WAIT;
+        self.wait_within(super::WAIT, what, done).await;
+    }
+
+    /// [`Self::wait_for`], failing after `within`.
+    pub async fn wait_within(
+        &self,
+        within: std::time::Duration,
+        what: &str,
+        done: impl Fn(&[Call]) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
         while !done(&self.calls()) {
             assert!(
                 Instant::now() < deadline,
