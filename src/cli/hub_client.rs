@@ -86,8 +86,18 @@ pub(super) async fn acknowledge(client: &mut Client, delivery: &Delivery) -> any
 /// registered on time, so free. An example's own birth date would, months on, make every
 /// dossier a late registration, charged a fee nobody in a load run pays.
 pub(super) fn received_on_time(dossier: &mut Value, received_at: String, at: NaiveDate) {
-    dossier["received_at"] = Value::String(received_at);
-    dossier["child"]["birth_date"] = Value::String((at - Days::new(7)).to_string());
+    // An example that is no object, or whose child is none, is left as it is, for the hub to
+    // refuse with the field named.
+    let Some(fields) = dossier.as_object_mut() else {
+        return;
+    };
+    fields.insert("received_at".to_owned(), Value::String(received_at));
+    if let Some(child) = fields.get_mut("child").and_then(Value::as_object_mut) {
+        child.insert(
+            "birth_date".to_owned(),
+            Value::String((at - Days::new(7)).to_string()),
+        );
+    }
 }
 
 /// A one-stop system's publish of a birth dossier, as the demo and the bench send it.

@@ -170,7 +170,7 @@ pub static BIRTH: Definition = Definition {
         // asked for itself is not taken for it. The portal shows "payment requested" (6) until
         // it is paid. A payment cancelled ends this branch (no copies), the other results stand.
         // VIETNAM.md gives no limit: the residence step's two working days, within the group's
-        // three; the request expires then.
+        // three, named as the request's `expires_at` (PayGov's sandbox does not enforce it).
         StepDef {
             name: "PAYMENT",
             after: &["CIVIL_REGISTRATION"],

@@ -47,8 +47,8 @@ pub static DEATH: Definition = Definition {
     event_date: "/deceased/death_date",
     // Law on Civil Status 60/2014/QH13, art. 33: within 15 days of the death.
     late_after_days: 15,
-    // The death group's form asks for no copies; a late registration's fee is charged where
-    // `civil-status-fees.csv` lists one for the group (none is listed yet).
+    // The death group's form asks for no copies, and the group has no payment step yet: a late
+    // death registration's fee is not collected through the hub.
     copies: None,
     // Notice numbers are per issuer (a commune police, a hospital): the deceased tells whose it
     // is.

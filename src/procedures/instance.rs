@@ -160,16 +160,11 @@ impl Step {
         }
     }
 
-    /// A step that cannot be asked for, failed from the start with the reason; its due time
-    /// keeps it from being started when the steps before it are done.
-    fn failed_from_start(def: &StepDef, why: &str, ctx: &Context<'_>) -> Self {
+    /// A step that cannot be asked for: skipped from the start with the reason, so the
+    /// dossier's other branches complete it, and the timeline says what was not done.
+    fn not_asked(def: &StepDef, why: &str) -> Self {
         Self {
-            state: StepState::Failed,
-            started_at: Some(ctx.now),
-            due_at: Some(
-                ctx.due(ctx.local_now(), def.working_days)
-                    .unwrap_or(ctx.now),
-            ),
+            state: StepState::Skipped,
             error: Some(why.to_owned()),
             ..Self::waiting(def.name)
         }
@@ -348,8 +343,9 @@ pub fn open(
         copies: copies_asked(definition, submission),
     });
     let charged = !charge.lines.is_empty();
-    // A fee with no account to collect it into cannot be asked for: its step shows why, from
-    // the start, rather than the payment platform refusing a request without one.
+    // A fee with no account to collect it into cannot be asked for: its step is skipped from
+    // the start, saying why (for the operator to enter the account), rather than the payment
+    // platform refusing a request without one or the dossier waiting for ever.
     let uncollectable = (charged && charge.account.is_none()).then(|| {
         format!(
             "no account to collect the fee into: schemas/reference/fee-accounts.csv lists none \
@@ -361,9 +357,7 @@ pub fn open(
         .iter()
         .filter(|step| step.requested.by(submission, charged))
         .map(|step| match &uncollectable {
-            Some(why) if matches!(step.requested, Requested::Charged) => {
-                Step::failed_from_start(step, why, ctx)
-            }
+            Some(why) if matches!(step.requested, Requested::Charged) => Step::not_asked(step, why),
             _ => Step::waiting(step.name),
         })
         .collect();
@@ -592,15 +586,18 @@ impl Instance {
         ctx: &Context<'_>,
     ) -> Option<Outgoing> {
         let waiting = def.portal_status?;
-        let still_waiting = self.steps.iter().any(|step| {
-            step.state == StepState::Running
-                && step.name != def.name
-                && definition
-                    .step(&step.name)
-                    .is_some_and(|other| other.portal_status == Some(waiting))
-        });
+        let still_waiting = self.waiting_on_citizen(definition, Some(def.name)) == Some(waiting);
         (self.portal_status == waiting && !still_waiting)
             .then(|| self.status(portal::PROCESSING, ctx, "Tiếp tục xử lý"))
+    }
+
+    /// The portal status a running step other than `except` holds the dossier at, waiting for
+    /// the citizen (6 while a fee is unpaid), if one does.
+    fn waiting_on_citizen(&self, definition: &Definition, except: Option<&str>) -> Option<u8> {
+        self.steps
+            .iter()
+            .filter(|step| step.state == StepState::Running && Some(step.name.as_str()) != except)
+            .find_map(|step| definition.step(&step.name)?.portal_status)
     }
 
     /// `command` of step `def` for this dossier, asked now, due at `due_at`.
@@ -993,7 +990,13 @@ impl Instance {
             items,
             overdue_at: None,
         });
-        let out = vec![self.status(portal::SUPPLEMENT_REQUESTED, ctx, "Yêu cầu bổ sung hồ sơ")];
+        let mut out = Vec::new();
+        // The portal goes to 5 only from processing: a dossier awaiting a payment (6) passes
+        // through 4, and shows 6 again once the supplement comes (see `supplemented`).
+        if self.portal_status != portal::PROCESSING {
+            out.push(self.status(portal::PROCESSING, ctx, "Tiếp tục xử lý"));
+        }
+        out.push(self.status(portal::SUPPLEMENT_REQUESTED, ctx, "Yêu cầu bổ sung hồ sơ"));
         (Effect::SupplementRequested(timestamp(due_at)), out)
     }
 
@@ -1020,6 +1023,9 @@ impl Instance {
             }
         }
         let mut out = vec![self.status(portal::PROCESSING, ctx, "Đã bổ sung, tiếp tục xử lý")];
+        if let Some(waiting) = self.waiting_on_citizen(definition, None) {
+            out.push(self.status(waiting, ctx, portal::waiting_note(waiting)));
+        }
         out.extend(self.complete_if_settled(definition, ctx));
         (Effect::SupplementProvided, out)
     }
@@ -1512,6 +1518,44 @@ mod tests {
     }
 
     #[test]
+    fn a_supplement_asked_while_the_fee_is_unpaid_keeps_the_portal_on_allowed_moves() {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
+        let mut copies = submission("2026-11-12", false, false);
+        copies["extract_copies"] = json!(1);
+        let (mut instance, _) = open(&BIRTH, &copies, &ctx).expect("opened");
+        let (_, out) = instance.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        assert_eq!(statuses(&out), [(4, 6)]);
+        let (_, out) = instance.apply(
+            &BIRTH,
+            "birth.supplement-requested",
+            &supplement_asked("2026-11-27"),
+            &ctx,
+        );
+        assert_eq!(
+            statuses(&out),
+            [(6, 4), (4, 5)],
+            "6 to 5 is no move the portal allows"
+        );
+        let provided = json!({"dossier_code": "G22.99.08-261120-0042"});
+        let (_, out) = instance.apply(&BIRTH, "birth.supplement-provided", &provided, &ctx);
+        assert_eq!(statuses(&out), [(5, 4), (4, 6)], "the fee is still unpaid");
+        let key = "G22.99.08-261120-0042:PAYMENT";
+        let (_, out) = instance.apply(
+            &BIRTH,
+            "payment.confirmed",
+            &payment("payment.confirmed", key),
+            &ctx,
+        );
+        assert_eq!(statuses(&out), [(6, 4), (4, 9), (9, 10)]);
+    }
+
+    #[test]
     fn a_cancelled_fee_ends_only_its_branch_and_a_fee_without_an_account_shows_why() {
         let reference = reference();
         let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
@@ -1543,10 +1587,11 @@ mod tests {
             open(&BIRTH, &submission("2026-11-12", false, false), &ctx).expect("opened");
         assert_eq!(states(&free), [("CIVIL_REGISTRATION", StepState::Running)]);
 
-        // Ho Chi Minh City lists no account: the step shows why from the start.
+        // Ho Chi Minh City lists no account: the step is skipped from the start, saying why,
+        // and the dossier completes with the registration.
         copies["province_code"] = json!("79");
-        let (instance, _) = open(&BIRTH, &copies, &ctx).expect("opened");
-        assert_eq!(instance.steps[1].state, StepState::Failed);
+        let (mut instance, _) = open(&BIRTH, &copies, &ctx).expect("opened");
+        assert_eq!(instance.steps[1].state, StepState::Skipped);
         assert!(
             instance.steps[1]
                 .error
@@ -1555,6 +1600,14 @@ mod tests {
             "{:?}",
             instance.steps[1].error
         );
+        let (_, out) = instance.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        assert!(out.iter().all(|o| o.event_type != "payment.requested"));
+        assert_eq!(instance.state, State::Completed);
     }
 
     /// A dossier whose child joins a grandparent's household.
