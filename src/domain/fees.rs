@@ -102,7 +102,7 @@ impl FeeSchedule {
     /// refuse) stops the load, naming it.
     pub fn load(
         dir: &Path,
-        groups: &[&str],
+        group_known: impl Fn(&str) -> bool,
         province_known: impl Fn(&str) -> bool,
     ) -> Result<Self, ReferenceError> {
         let fees_path = dir.join("civil-status-fees.csv");
@@ -116,7 +116,7 @@ impl FeeSchedule {
                 from: row.valid_from,
                 to: row.valid_to,
             };
-            let problem = if !groups.contains(&row.group.as_str()) {
+            let problem = if !group_known(&row.group) {
                 Some(format!(
                     "{}: group {:?} is not in procedures.csv",
                     row.fee_code, row.group
@@ -281,7 +281,11 @@ mod tests {
             format!("province_code,bank_code,account_number,account_name,valid_from,valid_to,source,verified\n{accounts}"),
         )
         .expect("accounts written");
-        let loaded = FeeSchedule::load(&dir, &["birth", "death"], |p| ["48", "79"].contains(&p));
+        let loaded = FeeSchedule::load(
+            &dir,
+            |g| ["birth", "death"].contains(&g),
+            |p| ["48", "79"].contains(&p),
+        );
         std::fs::remove_dir_all(&dir).expect("the temporary directory removed");
         loaded
     }

@@ -244,10 +244,11 @@ impl ReferenceData {
                 problem,
             }
         })?;
-        let groups: HashSet<&str> = procedure_groups.values().map(String::as_str).collect();
-        let fees = FeeSchedule::load(dir, &groups.into_iter().collect::<Vec<_>>(), |code| {
-            provinces.contains_key(code)
-        })?;
+        let fees = FeeSchedule::load(
+            dir,
+            |group| procedure_groups.values().any(|g| g == group),
+            |code| provinces.contains_key(code),
+        )?;
         Ok(Self {
             provinces,
             id_provinces,
