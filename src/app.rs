@@ -23,7 +23,7 @@ use crate::api::connectors::ConnectorAdminApi;
 use crate::api::dossiers::DossierApi;
 use crate::api::grpc::EventApi;
 use crate::api::http::{self, HttpState};
-use crate::audit::{self, KeyError, Ledger, Signer, SubjectKeys, Verifiers};
+use crate::audit::{self, KeyError, Ledger, Receipts, Signer, SubjectKeys, Verifiers};
 use crate::bus::{ProduceError, Producer, TopicError, TopicSpec, ensure_topics};
 use crate::config::{Config, DatabaseConfig};
 use crate::connectors::admin::{Admin, event_topics};
@@ -230,6 +230,13 @@ impl Hub {
             producer: producer.clone(),
             quarantine,
             ledger,
+            // The procedures say which events every entitled agency is told once.
+            receipts: Receipts::new(
+                pool.clone(),
+                procedures::GROUPS
+                    .iter()
+                    .filter_map(|g| Some(g.told.as_ref()?.event_type)),
+            ),
             metrics: metrics.clone(),
             kafka: config.kafka.clone(),
             shutdown: shutdown.clone(),

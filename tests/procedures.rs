@@ -9,8 +9,10 @@
 //! here: the local broker never gives a dead member's partitions to the rest of its group.) A
 //! death dossier is registered, and the population and residence databases updated, before its
 //! result is returned; its benefits are decided by social insurance from the contributions it
-//! holds, then paid once, or refused with the reason while the other branches go on. An answer that overtakes its dossier is joined to it, a step past its
-//! due time (on an injected clock) shows overdue, and officials read the dossier over gRPC.
+//! holds, then paid once, or refused with the reason while the other branches go on; every
+//! agency entitled to the death's registration is told once, and the dossier shows who
+//! confirmed. An answer that overtakes its dossier is joined to it, a step past its due time
+//! (on an injected clock) shows overdue, and officials read the dossier over gRPC.
 
 mod common;
 
@@ -1369,6 +1371,161 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
             .len(),
         1
     );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+/// The death's registration, as every agency entitled to it is told of it.
+const TOLD: &str = "death.civil-registration-completed";
+
+/// `(recipient, entitled, handed over, deliveries, acknowledged)` of each agency the dossier
+/// lists as told.
+async fn told(env: &TestEnv, code: &str) -> Vec<(String, bool, bool, i32, bool)> {
+    view::show(&env.pool, code, chrono::Utc::now())
+        .await
+        .expect("read")
+        .expect("the dossier")
+        .told
+        .into_iter()
+        .map(|t| {
+            let handed = t.delivered_at.is_some();
+            let confirmed = t.acknowledged_at.is_some();
+            (t.recipient, t.entitled, handed, t.deliveries, confirmed)
+        })
+        .collect()
+}
+
+/// The tax office's deliveries of `code`'s registration, skipping other dossiers'.
+async fn registration_of(
+    stream: &mut tonic::Streaming<lienthong::proto::Delivery>,
+    code: &str,
+) -> lienthong::proto::Delivery {
+    loop {
+        let delivery = common::next(stream).await;
+        if delivery
+            .envelope
+            .as_ref()
+            .map(|e| e.correlation_id.as_str())
+            == Some(code)
+        {
+            return delivery;
+        }
+    }
+}
+
+/// Tell Us Once: the death's registration is handed to every agency entitled to it, and the
+/// dossier lists each one's receipt: handed over and not yet confirmed, confirmed, or entitled
+/// (here on the whole topic) and never handed it because it never came. An agency that went
+/// away without acknowledging is handed the event again (counted) and confirms it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_death_is_told_once_to_every_entitled_agency_and_the_dossier_shows_who_confirmed() {
+    let mut env = TestEnv::new("procedures_told").await;
+    env.config.procedures.enabled = true;
+    prepare(&env, &["civil-status-deaths"]).await;
+    let (code, _, death) = death_dossier(&env, "valid-registration-and-residence-only.json").await;
+    let tax = env.token("tax-office-48").await;
+    env.grant("tax-office-48", Direction::Subscribe, TOLD, PURPOSE)
+        .await;
+    env.token("voters-roll-48").await;
+    env.grant_on(
+        "voters-roll-48",
+        Direction::Subscribe,
+        lienthong::access::Resource::Topic("lienthong.death".into()),
+        PURPOSE,
+    )
+    .await;
+    let hub = env.start_hub().await;
+    let subscription = lienthong::proto::SubscribeRequest {
+        event_type: TOLD.into(),
+        ..common::subscribe_request("deaths")
+    };
+    let mut tax_office = client(&hub, Some(&tax)).await;
+    let mut stream = tax_office
+        .subscribe(subscription.clone())
+        .await
+        .expect("subscribed")
+        .into_inner();
+    submit_death(&env, &hub, &code, &death).await;
+
+    registration_of(&mut stream, &code).await;
+    let engine = env.config.procedures.system.clone();
+    let expected = |tax_office| {
+        vec![
+            (engine.clone(), true, true, 1, true),
+            tax_office,
+            ("voters-roll-48".to_owned(), true, false, 0, false),
+        ]
+    };
+    let handed = ("tax-office-48".to_owned(), true, true, 1, false);
+    common::eventually(
+        "the engine confirmed, the tax office handed it",
+        async || {
+            let seen = told(&env, &code).await;
+            if seen == expected(handed.clone()) {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await;
+
+    // The tax office goes away without acknowledging, comes back, is handed it again and
+    // confirms it.
+    drop(stream);
+    let mut stream = tax_office
+        .subscribe(subscription)
+        .await
+        .expect("subscribed again")
+        .into_inner();
+    let again = registration_of(&mut stream, &code).await;
+    let acked = tax_office
+        .acknowledge(lienthong::proto::AcknowledgeRequest {
+            subscription_id: again.subscription_id.clone(),
+            positions: vec![lienthong::proto::Position {
+                partition: again.partition,
+                offset: again.offset,
+            }],
+        })
+        .await
+        .expect("acknowledged")
+        .into_inner();
+    assert_eq!(acked.acknowledged, 1);
+    assert_eq!(
+        told(&env, &code).await,
+        expected(("tax-office-48".to_owned(), true, true, 2, true)),
+        "confirmed as soon as the acknowledgement is answered"
+    );
+
+    // Officials read the same list over gRPC.
+    let operator = env.operator_token("province-operator").await;
+    let shown = dossier_client(&hub, &operator)
+        .await
+        .get_dossier(GetDossierRequest {
+            dossier_code: code.clone(),
+        })
+        .await
+        .expect("the dossier")
+        .into_inner();
+    let listed: Vec<(&str, u32, bool)> = shown
+        .told
+        .iter()
+        .map(|t| {
+            (
+                t.recipient.as_str(),
+                t.deliveries,
+                !t.acknowledged_at.is_empty(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (engine.as_str(), 1, true),
+            ("tax-office-48", 2, true),
+            ("voters-roll-48", 0, false)
+        ]
+    );
+    drop(stream);
     hub.shutdown().await.expect("clean shutdown");
 }
 

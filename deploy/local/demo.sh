@@ -145,6 +145,12 @@ done
 grant demo-onestop publish death.dossier-submitted civil-registration
 grant demo-onestop publish birth.supplement-requested civil-registration
 grant demo-onestop publish birth.supplement-provided civil-registration
+# Tell Us Once: the commune's social-protection office is one of the agencies told of every
+# registered death (funeral support, Decree 20/2021); the death scene receives the registration
+# as it and acknowledges it, and the dossier lists who confirmed.
+told_token=$LIENTHONG_DATA_DIR/social-protection.token
+(umask 077; token_for demo-social-protection "Demo commune social-protection office" >"$told_token")
+grant demo-social-protection subscribe death.civil-registration-completed social-protection
 grant demo-onestop subscribe payment.initiated fee-payment
 grant demo-onestop subscribe payment.confirmed fee-payment
 "$bin" systems add portal-connector --name "National portal connector" >/dev/null 2>&1 || true
@@ -238,7 +244,7 @@ demo_out=$LIENTHONG_DATA_DIR/demo.out
   --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" \
   --example schemas/examples/birth.dossier-submitted/valid-full.json \
   --fee --death-of "$deceased" --population-url "http://$sandbox/population/v1/citizens" \
-  --population-token-file "$sandbox_token" --supplement "http://$sandbox/portal/v1/dossiers" \
+  --population-token-file "$sandbox_token" --told-token-file "$told_token" --supplement "http://$sandbox/portal/v1/dossiers" \
   | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
 death_code=$(sed -n 's/^   death.dossier-submitted .*: dossier //p' "$demo_out")
@@ -297,7 +303,8 @@ sleep 2
 echo "== 14. The death dossier $death_code: registered, the population database and the residence"
 echo "   database told (each once), each benefit decided from the contributions social insurance"
 echo "   holds and paid into the relative's account (or refused, with the reason), and the death"
-echo "   extract and the decisions returned"
+echo "   extract and the decisions returned; every agency entitled to the registration told once,"
+echo "   with its acknowledgement (TOLD ONCE)"
 show_completed "$death_code"
 echo "-- the population and residence databases' records (GET on the sandboxes)"
 curl -fs -H "Authorization: Bearer $LIENTHONG_POPULATION_TOKEN" -H "X-Caller: demo-operator" \

@@ -10,7 +10,7 @@ use crate::procedures::view::{self, DossierView};
 use crate::proto::dossier_service_server::DossierService;
 use crate::proto::{
     Document, Dossier, DossierStep, GetDossierRequest, ListDossiersRequest, ListDossiersResponse,
-    Supplement, TimelineEntry,
+    Supplement, TimelineEntry, Told,
 };
 
 /// Dossiers a list gives when the request does not say.
@@ -77,6 +77,17 @@ fn dossier(view: DossierView) -> Dossier {
                         issued_at: d.issued_at,
                     })
                     .collect(),
+            })
+            .collect(),
+        told: view
+            .told
+            .into_iter()
+            .map(|told| Told {
+                recipient: told.recipient,
+                entitled: told.entitled,
+                delivered_at: time(told.delivered_at),
+                deliveries: u32::try_from(told.deliveries).unwrap_or_default(),
+                acknowledged_at: time(told.acknowledged_at),
             })
             .collect(),
         timeline: view

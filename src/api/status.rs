@@ -145,6 +145,7 @@ pub(super) fn subscribe_status(error: SubscribeError) -> Status {
             tracing::error!(error = %e, "subscription failed");
             Status::unavailable(e.to_string())
         }
+        SubscribeError::Receipt(_) => Status::unavailable(error.to_string()),
     }
 }
 

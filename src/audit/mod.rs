@@ -4,7 +4,8 @@
 //! checkpoints), the proofs an outside party checks without our database, and the auditors'
 //! questions.
 //!
-//! `ledger` is what the publish, delivery and connector paths call; `log` reads the log and
+//! `ledger` is what the publish, delivery and connector paths call (and `receipts`, for the
+//! events every entitled agency is told once, who acknowledged them); `log` reads the log and
 //! signs checkpoints; `verify` and `proof` are the auditor's tools; `queries` answers per
 //! dossier, per citizen and per field; `rights_check` judges transfers against the rights.
 //! Administrators' changes reach the log by PostgreSQL triggers (migration V20), so one made at
@@ -17,6 +18,7 @@ mod log;
 mod merkle;
 mod proof;
 mod queries;
+mod receipts;
 mod rights_check;
 mod verify;
 
@@ -26,5 +28,6 @@ pub use ledger::{Channel, Crossing, EventRef, Ledger, LedgerError, Transfer, tra
 pub use log::{CheckpointError, Checkpointed, keep_checkpointing, make_checkpoint};
 pub use proof::{CheckError, Proof, ProveError, check, prove};
 pub use queries::{TransferRow, Upstream, dossier_trace, field_provenance, subject_history};
+pub use receipts::{Handed, Receipts, Told, told};
 pub use rights_check::{BlastRadius, ConnectorTypes, Uncovered, blast_radius, purpose_check};
 pub use verify::{Problem, Report, verify};

@@ -21,7 +21,7 @@ use crate::proto::{StartFrom, SubscribeRequest};
 use super::hub_client::{
     BIRTH_SUBMITTED as EVENT_TYPE, acknowledge, birth_submission, client, connect, received_on_time,
 };
-const WAIT_FOR_DELIVERY: Duration = Duration::from_secs(60);
+pub(super) const WAIT_FOR_DELIVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -70,6 +70,12 @@ pub struct DemoArgs {
     /// A file holding the population database's bearer token.
     #[arg(long)]
     population_token_file: Option<PathBuf>,
+    /// With `--death-of`: a file holding the token of an agency told of registered deaths (the
+    /// commune's social-protection office, granted to subscribe
+    /// `death.civil-registration-completed`). The death scene receives the registration as it
+    /// and acknowledges it, so the dossier lists the agency as confirmed.
+    #[arg(long, requires = "death_of")]
+    told_token_file: Option<PathBuf>,
     /// Then play the supplement scene: a dossier waits for a supplement the citizen provides.
     /// The portal's dossiers endpoint, e.g. http://127.0.0.1:8095/portal/v1/dossiers, whose
     /// public timeline shows the wait (it needs the one-stop system's supplement rights).
@@ -243,7 +249,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             url: url.clone(),
             token: token.trim().to_owned(),
         };
-        super::demo_death::run(&mut one_stop, &population, deceased).await?;
+        let mut agency = match &args.told_token_file {
+            Some(file) => {
+                let token = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                Some(client(
+                    connect(&args.endpoint, ca, None).await?,
+                    token.trim(),
+                )?)
+            }
+            None => None,
+        };
+        super::demo_death::run(&mut one_stop, &population, deceased, agency.as_mut()).await?;
     }
     if let Some(portal) = &args.supplement {
         super::demo_supplement::run(&mut one_stop, portal).await?;

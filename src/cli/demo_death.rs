@@ -2,17 +2,20 @@
 //! deceased's details in from the population database (the relative types only the personal ID
 //! number) and publishes the death dossier: registration, residence deletion, the funeral
 //! allowance and the survivor benefit, paid into the relative's account. The hub's connectors
-//! and procedure engine do the rest; `deploy/local/demo.sh` shows the outcome.
+//! and procedure engine do the rest; `deploy/local/demo.sh` shows the outcome. An agency told
+//! of registered deaths (Tell Us Once) receives the registration and acknowledges it.
 
 use anyhow::{Context as _, bail};
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::Value;
 
-use super::hub_client::Client;
+use super::hub_client::{Client, acknowledge};
 use crate::api::convert::json_to_struct;
-use crate::proto::PublishRequest;
+use crate::proto::{PublishRequest, StartFrom, SubscribeRequest};
 
 const EXAMPLE: &str = "schemas/examples/death.dossier-submitted/valid-with-funeral-allowance.json";
+/// What every agency entitled to it is told of a death.
+const TOLD: &str = "death.civil-registration-completed";
 
 /// Where the one-stop system reads the population database.
 pub struct Population {
@@ -40,11 +43,13 @@ async fn look_up(population: &Population, personal_id: &str) -> anyhow::Result<V
     Ok(response.json().await?)
 }
 
-/// Publishes the death of `personal_id`; the dossier's code.
+/// Publishes the death of `personal_id`; the dossier's code. `agency`, when given, is told of
+/// the registration and acknowledges it.
 pub async fn run(
     one_stop: &mut Client,
     population: &Population,
     personal_id: &str,
+    agency: Option<&mut Client>,
 ) -> anyhow::Result<String> {
     println!(
         "\n== 8. Meanwhile a relative reports a death; the one-stop system fills the deceased"
@@ -109,5 +114,41 @@ pub async fn run(
         published.event_id,
         citizen["full_name"].as_str().unwrap_or("?")
     );
+    if let Some(agency) = agency {
+        told(agency, &code).await?;
+    }
     Ok(code)
+}
+
+/// The agency receives the registration of dossier `code` (acknowledging any earlier death it
+/// had not) and acknowledges it: the hub keeps its receipt.
+async fn told(agency: &mut Client, code: &str) -> anyhow::Result<()> {
+    let mut deliveries = agency
+        .subscribe(SubscribeRequest {
+            event_type: TOLD.into(),
+            consumer_group: "deaths".into(),
+            start_from: StartFrom::Earliest.into(),
+            max_unacknowledged: 16,
+            purpose: "social-protection".into(),
+            legal_basis: "Decree 20/2021/ND-CP".into(),
+        })
+        .await?
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + super::demo::WAIT_FOR_DELIVERY;
+    loop {
+        let delivery = tokio::time::timeout_at(deadline, deliveries.message())
+            .await
+            .context("the death's registration was not told within 60 s")??
+            .context("the hub ended the agency's subscription")?;
+        acknowledge(agency, &delivery).await?;
+        let envelope = delivery.envelope.unwrap_or_default();
+        if envelope.correlation_id == code {
+            println!(
+                "   told once: the social-protection office received the registration ({} by {}) \
+                 and acknowledged it",
+                envelope.event_id, envelope.producer_system
+            );
+            return Ok(());
+        }
+    }
 }

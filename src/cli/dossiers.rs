@@ -243,6 +243,32 @@ fn show(d: &DossierView, reference: &ReferenceData) {
             println!("    error: {}", printable(error));
         }
     }
+    if !d.told.is_empty() {
+        println!();
+        println!(
+            "{:<32} {:<17} {:<17} NOTE",
+            "TOLD ONCE", "DELIVERED", "ACKNOWLEDGED"
+        );
+        for told in &d.told {
+            let mut notes = Vec::new();
+            if told.deliveries > 1 {
+                notes.push(format!("handed over {} times", told.deliveries));
+            }
+            if !told.entitled {
+                notes.push("right since revoked".to_owned());
+            }
+            if told.delivered_at.is_none() {
+                notes.push("entitled, not yet handed over".to_owned());
+            }
+            println!(
+                "{:<32} {:<17} {:<17} {}",
+                printable(&told.recipient),
+                maybe(told.delivered_at),
+                maybe(told.acknowledged_at),
+                notes.join("; ")
+            );
+        }
+    }
     println!();
     println!("timeline");
     for entry in &d.timeline {

@@ -25,7 +25,9 @@ use crate::access::{
     Access, Caller, Denied, FieldSet, MAX_LEGAL_BASIS, SystemLimits, Withdrawn, is_legal_basis,
     is_purpose_code,
 };
-use crate::audit::{Channel, Crossing, EventRef, Ledger, LedgerError, trace_id_of};
+use crate::audit::{
+    Channel, Crossing, EventRef, Handed, Ledger, LedgerError, Receipts, trace_id_of,
+};
 use crate::bus::envelope::TRACEPARENT;
 use crate::bus::{
     Assignment, Envelope, Producer, Received, StartFrom, Subscription, SubscriptionError,
@@ -67,6 +69,9 @@ pub enum SubscribeError {
     Denied(Denied),
     #[error(transparent)]
     Bus(#[from] SubscriptionError),
+    /// The receipt of a Tell Us Once event could not be written: acknowledge again later.
+    #[error("the acknowledgement could not be recorded ({0}); send it again")]
+    Receipt(String),
 }
 
 /// Caller input quoted back in an error, cut to a sane length.
@@ -136,6 +141,14 @@ impl DecodedEvent {
     }
 }
 
+/// A running subscription, with what its acknowledgements need to find their receipts.
+struct Running {
+    owner: SystemId,
+    event_type: String,
+    topic: String,
+    subscription: Subscription,
+}
+
 pub struct Events {
     registry: Arc<Registry>,
     access: Arc<Access>,
@@ -144,9 +157,10 @@ pub struct Events {
     producer: Producer,
     quarantine: Quarantine,
     ledger: Ledger,
+    receipts: Receipts,
     metrics: Arc<Metrics>,
     kafka: KafkaConfig,
-    subscriptions: Mutex<HashMap<Uuid, (SystemId, Subscription)>>,
+    subscriptions: Mutex<HashMap<Uuid, Running>>,
     shutdown: CancellationToken,
     internal_shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -161,6 +175,8 @@ pub struct EventsParts {
     pub producer: Producer,
     pub quarantine: Quarantine,
     pub ledger: Ledger,
+    /// For the event types every entitled agency is told once: who acknowledged them.
+    pub receipts: Receipts,
     pub metrics: Arc<Metrics>,
     pub kafka: KafkaConfig,
     /// Ends remote callers' subscriptions.
@@ -195,6 +211,7 @@ impl Events {
             producer: parts.producer,
             quarantine: parts.quarantine,
             ledger: parts.ledger,
+            receipts: parts.receipts,
             metrics: parts.metrics,
             kafka: parts.kafka,
             subscriptions: Mutex::new(HashMap::new()),
@@ -259,10 +276,10 @@ impl Events {
                 .subscriptions
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            subscriptions.retain(|_, (_, s)| !s.is_ended());
+            subscriptions.retain(|_, r| !r.subscription.is_ended());
             let running = subscriptions
                 .values()
-                .filter(|(owner, _)| *owner == caller.system)
+                .filter(|r| r.owner == caller.system)
                 .count();
             if running >= MAX_SUBSCRIPTIONS_PER_SYSTEM {
                 return Err(SubscribeError::TooMany);
@@ -282,7 +299,15 @@ impl Events {
                 &self.tracker,
             )?;
             let assignment = subscription.assignment.clone();
-            subscriptions.insert(id, (caller.system.clone(), subscription));
+            subscriptions.insert(
+                id,
+                Running {
+                    owner: caller.system.clone(),
+                    event_type: input.event_type.clone(),
+                    topic: schema.topic.clone(),
+                    subscription,
+                },
+            );
             (deliveries, assignment)
         };
         tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, purpose = %input.purpose, "subscription started");
@@ -332,16 +357,27 @@ impl Events {
     ) -> Result<u32, SubscribeError> {
         let unknown = || SubscribeError::UnknownSubscription(subscription_id.to_owned());
         let id = Uuid::parse_str(subscription_id).map_err(|_| unknown())?;
-        let subscription = {
+        let (subscription, told) = {
             let subscriptions = self
                 .subscriptions
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match subscriptions.get(&id) {
-                Some((owner, subscription)) if *owner == caller.system => subscription.clone(),
+                Some(r) if r.owner == caller.system => (
+                    r.subscription.clone(),
+                    self.receipts.keeps(&r.event_type).then(|| r.topic.clone()),
+                ),
                 _ => return Err(unknown()),
             }
         };
+        // The receipt first: an acknowledgement it could not record is refused before the
+        // offset moves, and the recipient sends it again.
+        if let Some(topic) = told {
+            self.receipts
+                .acknowledged(caller.system.as_str(), &topic, &positions)
+                .await
+                .map_err(|e| SubscribeError::Receipt(e.to_string()))?;
+        }
         subscription
             .acknowledge(positions)
             .await
@@ -376,11 +412,27 @@ impl Events {
             }
         };
         let withheld = recipient.fields.apply(&mut payload);
+        // The envelope was checked when the event was published; a record without one (not
+        // written by the hub) is still recorded, from what the record itself says.
+        let envelope = Envelope::from_headers(&received.headers).ok();
         if let Err(error) = self
-            .record_delivery(&received, event_type, recipient, &payload)
+            .record_delivery(
+                &received,
+                envelope.as_ref(),
+                event_type,
+                recipient,
+                &payload,
+            )
             .await
         {
             tracing::error!(topic = %received.topic, offset = received.offset, %error, "delivery not recorded; not handed over");
+            return DecodedEvent::failed(received, error.to_string(), true);
+        }
+        if let Err(error) = self
+            .record_receipt(&received, envelope.as_ref(), event_type, recipient)
+            .await
+        {
+            tracing::error!(topic = %received.topic, offset = received.offset, %error, "receipt not recorded; not handed over");
             return DecodedEvent::failed(received, error.to_string(), true);
         }
         DecodedEvent {
@@ -392,29 +444,51 @@ impl Events {
         }
     }
 
+    /// A Tell Us Once event's receipt, when the event names its dossier.
+    async fn record_receipt(
+        &self,
+        received: &Received,
+        envelope: Option<&Envelope>,
+        event_type: &str,
+        recipient: &Recipient,
+    ) -> Result<(), crate::db::DbError> {
+        let Some((envelope, dossier_code)) = envelope
+            .filter(|_| self.receipts.keeps(event_type))
+            .and_then(|e| Some((e, e.correlation_id.as_ref()?)))
+        else {
+            return Ok(());
+        };
+        self.receipts
+            .handed(Handed {
+                event_id: envelope.event_id,
+                recipient: recipient.system.as_str(),
+                event_type,
+                dossier_code: dossier_code.as_str(),
+                topic: &received.topic,
+                partition: received.partition,
+                offset: received.offset,
+            })
+            .await
+    }
+
     async fn record_delivery(
         &self,
         received: &Received,
+        envelope: Option<&Envelope>,
         event_type: &str,
         recipient: &Recipient,
         payload: &Value,
     ) -> Result<(), LedgerError> {
-        // The envelope was checked when the event was published; a record without one (not
-        // written by the hub) is still recorded, from what the record itself says.
-        let envelope = Envelope::from_headers(&received.headers).ok();
         let schema = self.registry.event(event_type);
         self.ledger
             .record(Crossing {
                 channel: Channel::Delivery,
-                source: envelope
-                    .as_ref()
-                    .map_or("unknown", |e| e.producer_system.as_str()),
+                source: envelope.map_or("unknown", |e| e.producer_system.as_str()),
                 target: recipient.system.as_str(),
-                event: envelope.as_ref().map(EventRef::of),
+                event: envelope.map(EventRef::of),
                 purpose: &recipient.purpose,
                 legal_basis: &recipient.legal_basis,
                 dossier_code: envelope
-                    .as_ref()
                     .and_then(|e| e.correlation_id.as_ref())
                     .map(|c| c.as_str()),
                 payload,

@@ -56,6 +56,8 @@ pub static BIRTH: Definition = Definition {
             },
         ],
     }],
+    // Those told of a birth are the steps' own systems.
+    told: None,
     steps: &[
         StepDef {
             name: "CIVIL_REGISTRATION",

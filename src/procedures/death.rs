@@ -1,10 +1,10 @@
 //! The death group (Decree 63/2024/ND-CP): the relative chooses 2 to 5 of its procedures; the
-//! death is registered, then, in parallel, the population database marks the person deceased
-//! (always: every subscribed agency is told once), the permanent residence is deleted and the
-//! benefits chosen are decided and paid. VIETNAM.md gives no deadline per branch ("verify"):
-//! the hub reads the registration as due the next working day, the updates of the national
-//! databases in one and two working days, a benefit's decision in three and its payment in one
-//! more, within the group's five.
+//! death is registered (and every agency entitled to know is told once, its acknowledgement
+//! kept), then, in parallel, the population database marks the person deceased (always), the
+//! permanent residence is deleted and the benefits chosen are decided and paid. VIETNAM.md
+//! gives no deadline per branch ("verify"): the hub reads the registration as due the next
+//! working day, the updates of the national databases in one and two working days, a
+//! benefit's decision in three and its payment in one more, within the group's five.
 //!
 //! The population and residence steps are asked for by commands that name the deceased and the
 //! registration. A death registered before the dossier (the relative did not choose it) leaves
@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::definition::{
     Command, Compensation, Concerns, Definition, DocumentDef, Fact, Inputs, Refusal, Requested,
-    ResultDef, StepDef,
+    ResultDef, StepDef, ToldDef,
 };
 
 const CHOSEN: &str = "/sub_procedures";
@@ -68,6 +68,12 @@ pub static DEATH: Definition = Definition {
             what: "the date of death",
         }],
     }],
+    // Tell Us Once: every agency granted the right to learn of registered deaths (a tax office,
+    // the voters' roll) is handed the registration, and the dossier shows who confirmed it.
+    told: Some(ToldDef {
+        event_type: "death.civil-registration-completed",
+        topic: "lienthong.death",
+    }),
     steps: &[
         StepDef {
             name: "CIVIL_REGISTRATION",

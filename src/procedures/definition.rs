@@ -39,6 +39,20 @@ pub struct Definition {
     pub steps: &'static [StepDef],
     /// Documents issued before their dossier exists, which a submission names.
     pub documents: &'static [DocumentDef],
+    /// The event every entitled agency is told once (Tell Us Once), if the group tells one.
+    pub told: Option<ToldDef>,
+}
+
+/// An event the group tells every agency holding a subscribe right for it: the hub keeps a
+/// receipt per agency (handed over, acknowledged), and the dossier lists who has confirmed
+/// and who is entitled but has not (`crate::audit::told`). Telling holds no step: an agency
+/// that is down learns of it when it comes back, and the dossier shows it waiting.
+#[derive(Debug)]
+pub struct ToldDef {
+    pub event_type: &'static str,
+    /// Its topic as the catalogue names it (without the deployment's prefix): a right may be
+    /// granted on the whole topic.
+    pub topic: &'static str,
 }
 
 /// A document issued before its dossier (the health facility's birth certificate, the death
@@ -551,6 +565,18 @@ mod tests {
                     known(event_type),
                     "{}: {event_type} is not in the catalogue",
                     group.group
+                );
+            }
+            if let Some(told) = &group.told {
+                assert!(
+                    catalogue
+                        .events
+                        .iter()
+                        .any(|e| e.event_type == told.event_type && e.topic == told.topic),
+                    "{}: {} is not an event of topic {} in the catalogue",
+                    group.group,
+                    told.event_type,
+                    told.topic
                 );
             }
             let failed = std::fs::read_to_string(

@@ -1,6 +1,6 @@
 //! What officials and operators see of a dossier (`lienthong dossiers`, the gRPC
-//! `DossierService`): its state, steps with due times, the documents each yielded and its
-//! timeline. Personal ID numbers among the documents are masked: the full number goes to the
+//! `DossierService`): its state, steps with due times, the documents each yielded, its
+//! timeline and, for a group that tells agencies once, who has confirmed. Personal ID numbers among the documents are masked: the full number goes to the
 //! systems entitled to it in `result-returned`, not to every screen.
 
 use chrono::{DateTime, Utc};
@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::instance::{Instance, Prefill, Step, Supplement};
 use super::store::{self, Entry};
+use crate::audit::{self, Told};
 use crate::db::DbError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +35,9 @@ pub struct DossierView {
     pub steps: Vec<StepView>,
     /// Empty in lists.
     pub timeline: Vec<Entry>,
+    /// Tell Us Once: every agency entitled to the group's told event, and whether it was
+    /// handed the dossier's and acknowledged it. Empty in lists, and for groups that tell none.
+    pub told: Vec<Told>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +109,7 @@ impl DossierView {
             prefill: instance.prefill,
             steps: instance.steps.iter().map(step_view).collect(),
             timeline,
+            told: Vec::new(),
         }
     }
 }
@@ -115,11 +120,20 @@ pub async fn show(
     dossier_code: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<DossierView>, DbError> {
-    let Some(instance) = store::load(&pool.get().await?, dossier_code).await? else {
+    let client = pool.get().await?;
+    let Some(instance) = store::load(&client, dossier_code).await? else {
         return Ok(None);
     };
     let timeline = store::timeline(pool, dossier_code).await?;
-    Ok(Some(DossierView::new(&instance, timeline, now)))
+    let mut view = DossierView::new(&instance, timeline, now);
+    let told = super::GROUPS
+        .iter()
+        .find(|g| g.group == instance.group)
+        .and_then(|g| g.told.as_ref());
+    if let Some(told) = told {
+        view.told = audit::told(&client, dossier_code, told.event_type, told.topic).await?;
+    }
+    Ok(Some(view))
 }
 
 /// The newest dossiers; with `overdue`, only those past their appointment or with a step

@@ -187,6 +187,19 @@ impl TestEnv {
         event_type: &str,
         purpose: &str,
     ) -> i64 {
+        let resource = Resource::EventType(event_type.to_owned());
+        self.grant_on(system, direction, resource, purpose).await
+    }
+
+    /// Grants `system` the right to act on `resource` (an event type or a whole topic) for
+    /// `purpose`; returns the right's id.
+    pub async fn grant_on(
+        &self,
+        system: &str,
+        direction: Direction,
+        resource: Resource,
+        purpose: &str,
+    ) -> i64 {
         let schemas = &self.config.schemas.dir;
         let catalogue = lienthong::registry::Catalogue::load(schemas).expect("catalogue");
         let access = lienthong::app::access_catalogue(schemas, &catalogue).expect("access policy");
@@ -194,7 +207,7 @@ impl TestEnv {
         let grant = Grant {
             system: system.clone(),
             direction,
-            resource: Resource::EventType(event_type.to_owned()),
+            resource,
             purposes: vec![purpose.to_owned()],
             owner: system,
             granted_by: "test".to_owned(),

@@ -1,0 +1,160 @@
+//! Tell Us Once receipts: for the event types a procedure tells every entitled agency (the
+//! death's registration, `Definition::told`), which recipient system was handed the event of
+//! which dossier, how many times, and when it acknowledged it. The transfer ledger proves each
+//! delivery; a receipt answers, per dossier, who has been told and who has confirmed, and who
+//! is entitled to be told but has not been yet (a subscriber that is down, or never came).
+//!
+//! A receipt is written before the event is handed over (like the ledger row), and marked
+//! acknowledged before the subscription's offset moves: a receipt says acknowledged only if
+//! the recipient said so, and an acknowledgement the hub could not record is refused, so the
+//! recipient sends it again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::DbError;
+
+/// Where the receipts go, and for which event types.
+#[derive(Clone)]
+pub struct Receipts {
+    pool: Pool,
+    kept: Arc<HashSet<String>>,
+}
+
+/// One handing-over of a kept event to a recipient.
+pub struct Handed<'a> {
+    pub event_id: Uuid,
+    pub recipient: &'a str,
+    pub event_type: &'a str,
+    pub dossier_code: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Receipts {
+    /// Receipts for the deliveries of `kept` event types.
+    pub fn new<'a>(pool: Pool, kept: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            pool,
+            kept: Arc::new(kept.into_iter().map(str::to_owned).collect()),
+        }
+    }
+
+    pub fn keeps(&self, event_type: &str) -> bool {
+        self.kept.contains(event_type)
+    }
+
+    /// Records a delivery; the same event handed to the same recipient again counts once more.
+    pub async fn handed(&self, handed: Handed<'_>) -> Result<(), DbError> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "INSERT INTO delivery_receipt
+                     (event_id, recipient, event_type, dossier_code, topic, partition, \"offset\")
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (event_id, recipient) DO UPDATE
+                 SET deliveries = delivery_receipt.deliveries + 1",
+                &[
+                    &handed.event_id,
+                    &handed.recipient,
+                    &handed.event_type,
+                    &handed.dossier_code,
+                    &handed.topic,
+                    &handed.partition,
+                    &handed.offset,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Marks what `recipient` acknowledged at `positions` (partition, offset) of `topic`;
+    /// returns how many receipts were waiting for it.
+    pub async fn acknowledged(
+        &self,
+        recipient: &str,
+        topic: &str,
+        positions: &[(i32, i64)],
+    ) -> Result<u64, DbError> {
+        let (partitions, offsets): (Vec<i32>, Vec<i64>) = positions.iter().copied().unzip();
+        Ok(self
+            .pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE delivery_receipt r SET acknowledged_at = now()
+                 FROM unnest($3::int[], $4::bigint[]) AS p(partition, \"offset\")
+                 WHERE r.recipient = $1 AND r.topic = $2 AND r.partition = p.partition
+                   AND r.\"offset\" = p.\"offset\" AND r.acknowledged_at IS NULL",
+                &[&recipient, &topic, &partitions, &offsets],
+            )
+            .await?)
+    }
+}
+
+/// One agency, as a dossier's Tell Us Once list shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Told {
+    pub recipient: String,
+    /// It holds a subscribe right for the event now (one since revoked still shows if it was
+    /// told).
+    pub entitled: bool,
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Times the hub handed the event over (more than one: the recipient did not acknowledge
+    /// in time, or restarted before it did).
+    pub deliveries: i32,
+    /// When it acknowledged every event of the kind for the dossier; `None` until then.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+}
+
+/// Every system entitled to `event_type` (by a subscribe right on it or on its `topic`, the
+/// catalogue's name), and every one it was handed to for `dossier_code`, by name.
+pub async fn told(
+    client: &impl GenericClient,
+    dossier_code: &str,
+    event_type: &str,
+    topic: &str,
+) -> Result<Vec<Told>, DbError> {
+    let rows = client
+        .query(
+            "WITH entitled AS (
+                 SELECT DISTINCT r.system_id AS recipient
+                 FROM access_right r JOIN member_system m ON m.id = r.system_id
+                 WHERE r.direction = 'subscribe' AND r.revoked_at IS NULL
+                   AND m.disabled_at IS NULL
+                   AND ((r.resource_kind = 'event_type' AND r.resource = $2)
+                        OR (r.resource_kind = 'topic' AND r.resource = $3))
+             ), handed AS (
+                 SELECT recipient, min(first_delivered_at) AS delivered_at,
+                        sum(deliveries)::int AS deliveries,
+                        CASE WHEN bool_and(acknowledged_at IS NOT NULL)
+                             THEN max(acknowledged_at) END AS acknowledged_at
+                 FROM delivery_receipt
+                 WHERE dossier_code = $1 AND event_type = $2
+                 GROUP BY recipient
+             )
+             SELECT coalesce(e.recipient, h.recipient), e.recipient IS NOT NULL,
+                    h.delivered_at, coalesce(h.deliveries, 0), h.acknowledged_at
+             FROM entitled e FULL JOIN handed h ON h.recipient = e.recipient
+             ORDER BY 1",
+            &[&dossier_code, &event_type, &topic],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Told {
+            recipient: row.get(0),
+            entitled: row.get(1),
+            delivered_at: row.get(2),
+            deliveries: row.get(3),
+            acknowledged_at: row.get(4),
+        })
+        .collect())
+}
