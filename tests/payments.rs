@@ -2,7 +2,8 @@
 //! PayGov connectors: a payment request becomes one transaction however often it is sent; the
 //! payment is confirmed by querying PayGov, once, whether PayGov's callback comes twice or
 //! never, and across a hub restart between the steps; a cancelled payment confirms nothing and
-//! fails once; a callback with a bad signature is refused; and each confirmed payment is
+//! fails once; one unpaid is asked about for as long as its request allows, and fails once
+//! when it expires; a callback with a bad signature is refused; and each confirmed payment is
 //! reconciled against the statement of its day once that day is closed, parked until then.
 
 mod common;
@@ -20,7 +21,12 @@ use serde_json::{Value, json};
 const FEES: &str = "fee-payment";
 
 fn payment_request(code: &str, n: u32) -> PublishRequest {
-    let payload = json!({
+    request_of(code, payment(code, n))
+}
+
+/// The payment request `n` of dossier `code`, for two copies of its extract.
+fn payment(code: &str, n: u32) -> Value {
+    json!({
         "dossier_code": code,
         "idempotency_key": format!("{code}:copies:{n}"),
         "platform": "PAYGOV",
@@ -39,7 +45,10 @@ fn payment_request(code: &str, n: u32) -> PublishRequest {
         },
         "payer": {"full_name": "Trần Thị Bình", "personal_id": "048190000123", "phone": null},
         "requested_at": "2026-11-20T15:20:00+07:00"
-    });
+    })
+}
+
+fn request_of(code: &str, payload: Value) -> PublishRequest {
     PublishRequest {
         event_type: "payment.requested".into(),
         correlation_id: code.into(),
@@ -707,6 +716,104 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
     .expect("replay requested");
     let confirmation = payload(&next_about(&mut confirmed, &code).await);
     assert_eq!(confirmation["platform_transaction_id"], transaction);
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+/// The procedure's payment step is due in working days, not hours: its request's `expires_at`
+/// goes to PayGov, the confirmation keeps asking (parked) past six hours until then, and the
+/// expired transaction becomes one `payment.failed` saying so; its page takes no payment.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpaid_payment_is_asked_about_until_its_request_expires_then_fails_once() {
+    let env = TestEnv::new("payments_expiry").await;
+    let Payments {
+        config, treasury, ..
+    } = setup(&env, Faults::default()).await;
+    let hub = lienthong::app::Hub::start(config)
+        .await
+        .expect("the hub starts");
+    let mut treasury_client = client(&hub, Some(&treasury)).await;
+    let mut initiated = stream(&mut treasury_client, "payment.initiated").await;
+    let mut failed = stream(&mut treasury_client, "payment.failed").await;
+    let (code, _) = common::dossier();
+    let mut request = payment(&code, 1);
+    let expires = chrono::Utc::now() + chrono::Duration::days(2);
+    request["expires_at"] = expires.to_rfc3339().into();
+    treasury_client
+        .publish(request_of(&code, request))
+        .await
+        .expect("payment requested");
+    let page = payload(&next_about(&mut initiated, &code).await);
+    let transaction = page["platform_transaction_id"].as_str().expect("id");
+    let db = env.pool.get().await.expect("connection");
+    let stored: Option<chrono::DateTime<chrono::Utc>> = db
+        .query_one(
+            "SELECT expires_at FROM sandbox_paygov.transaction WHERE transaction_id = $1",
+            &[&transaction],
+        )
+        .await
+        .expect("the transaction")
+        .get(0);
+    assert_eq!(
+        stored.map(|t| t.timestamp()),
+        Some(expires.timestamp()),
+        "PayGov was told when the request expires"
+    );
+    let waiting = async || {
+        lienthong::connectors::state::dead_letters_waiting(&env.pool, "paygov-confirmations")
+            .await
+            .expect("counted")
+    };
+
+    // Opened seven hours ago and still unpaid: parked, not given up, since it has not expired.
+    db.execute(
+        "UPDATE sandbox_paygov.transaction SET created_at = now() - interval '7 hours'
+         WHERE transaction_id = $1",
+        &[&transaction],
+    )
+    .await
+    .expect("moved back");
+    common::eventually("the payment parked", async || match waiting().await {
+        (0, 1) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+
+    // Its time runs out: asked on its turn, PayGov says EXPIRED, and the payment fails once.
+    db.execute(
+        "UPDATE sandbox_paygov.transaction SET expires_at = now() - interval '1 second'
+         WHERE transaction_id = $1",
+        &[&transaction],
+    )
+    .await
+    .expect("expired");
+    db.execute(
+        "UPDATE connector_dead_letter SET replay_requested_at = now() - interval '1 second'
+         WHERE name = 'paygov-confirmations' AND replayed_at IS NULL",
+        &[],
+    )
+    .await
+    .expect("due");
+    let failure = payload(&next_about(&mut failed, &code).await);
+    assert_eq!(failure["reason_code"], "EXPIRED");
+    assert_eq!(failure["platform_transaction_id"], transaction);
+    common::eventually("nothing left waiting", async || match waiting().await {
+        (0, 0) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    let late = reqwest::Client::new()
+        .post(page["payment_url"].as_str().expect("url"))
+        .json(&json!({"outcome": "success"}))
+        .send()
+        .await
+        .expect("the payment page answers");
+    assert_eq!(
+        late.status(),
+        409,
+        "an expired transaction takes no payment"
+    );
+    let body: Value = late.json().await.expect("json");
+    assert_eq!(body["error"], "expired");
     hub.shutdown().await.expect("clean shutdown");
 }
 

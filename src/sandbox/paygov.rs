@@ -3,7 +3,8 @@
 //! - `POST /paygov/v1/transactions`: a merchant (the hub's payment connector) creates a
 //!   transaction with its fee lines and beneficiary account, signed with an HMAC-SHA256
 //!   `checksum` of `order_id|amount|dossier_code`; one transaction per `order_id`, however often
-//!   it is sent; the answer holds the payment page's URL;
+//!   it is sent; the answer holds the payment page's URL. An optional `expires_at` (RFC 3339)
+//!   ends it: unpaid by then, it reads `EXPIRED` and its page takes no payment;
 //! - `POST /paygov/v1/pay/{transaction_id}`: the payment page, where the citizen pays or
 //!   cancels (no token: it is the citizen's browser);
 //! - the server-to-server callback to the merchant's `callback_url` after a payment, its body
@@ -80,8 +81,10 @@ pub fn sign(secret: &str, data: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The status is read, not stored, as EXPIRED: a pending transaction expires by the clock.
 const COLUMNS: &str = "transaction_id, order_id, dossier_code, amount, fee_lines, order_info, \
-     status, bank_code, paid_at, receipt_number, callback_url, created_at";
+     CASE WHEN status = 'PENDING' AND expires_at <= now() THEN 'EXPIRED' ELSE status END, \
+     bank_code, paid_at, receipt_number, callback_url, created_at, expires_at";
 
 fn transaction(row: &Row) -> Value {
     json!({
@@ -97,6 +100,8 @@ fn transaction(row: &Row) -> Value {
             .map(|t| t.with_timezone(&crate::domain::vietnam()).to_rfc3339()),
         "created_at": row.get::<_, chrono::DateTime<Utc>>(11)
             .with_timezone(&crate::domain::vietnam()).to_rfc3339(),
+        "expires_at": row.get::<_, Option<chrono::DateTime<Utc>>>(12)
+            .map(|t| t.with_timezone(&crate::domain::vietnam()).to_rfc3339()),
     })
 }
 
@@ -151,6 +156,15 @@ async fn create(
                 .is_some()
         })
         .ok_or_else(|| invalid("/beneficiary_account/account_number is required"))?;
+    let expires = match body.pointer("/expires_at") {
+        None | Some(Value::Null) => None,
+        Some(at) => Some(
+            at.as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .ok_or_else(|| invalid("/expires_at must be an RFC 3339 time, or null"))?
+                .with_timezone(&Utc),
+        ),
+    };
     let expected = sign(
         &sandbox.secret,
         format!("{order}|{amount}|{dossier}").as_bytes(),
@@ -172,8 +186,8 @@ async fn create(
     client
         .execute(
             "INSERT INTO sandbox_paygov.transaction (transaction_id, order_id, dossier_code,
-                 amount, fee_lines, beneficiary, order_info, callback_url)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING",
+                 amount, fee_lines, beneficiary, order_info, callback_url, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (order_id) DO NOTHING",
             &[
                 &id,
                 &order,
@@ -183,6 +197,7 @@ async fn create(
                 beneficiary,
                 &info,
                 &callback,
+                &expires,
             ],
         )
         .await
@@ -303,6 +318,7 @@ async fn pay(
                      receipt_number = CASE WHEN $2 = 'PAID'
                          THEN nextval('sandbox_paygov.receipt_number') END
                  WHERE transaction_id = $1 AND status = 'PENDING'
+                   AND (expires_at IS NULL OR expires_at > now())
                  RETURNING {COLUMNS}"
             ),
             &[&id, &status, &bank],
@@ -310,7 +326,13 @@ async fn pay(
         .await
         .map_err(internal)?;
     let Some(row) = row else {
-        find(&client, &id).await?;
+        if find(&client, &id).await?.get::<_, String>(6) == "EXPIRED" {
+            return Err(problem(
+                StatusCode::CONFLICT,
+                "expired",
+                "this transaction expired unpaid; the merchant must open a new one",
+            ));
+        }
         return Err(problem(
             StatusCode::CONFLICT,
             "already_settled",
