@@ -1374,6 +1374,151 @@ async fn a_death_dossier_is_registered_told_to_population_and_residence_and_retu
     hub.shutdown().await.expect("clean shutdown");
 }
 
+/// The civil-status officer's verification of dossier `code`.
+fn verification(code: &str, outcome: &str, reason: Value) -> lienthong::proto::PublishRequest {
+    let mut request = publish_request(
+        code,
+        &serde_json::json!({
+            "dossier_code": code,
+            "outcome": outcome,
+            "reason_code": reason,
+            "verified_at": "2026-11-20T16:10:00+07:00",
+            "verifying_agency_code": "G22.99.08"
+        }),
+    );
+    request.event_type = "birth.verification-recorded".into();
+    request
+}
+
+/// A late birth registration without the health facility's certificate waits for the
+/// civil-status officer's verification, published through the hub; confirmed, the dossier
+/// goes on to the registration (and its fee); not confirmed, it ends with nothing registered
+/// and the officer's reason, every later step skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_birth_without_its_certificate_is_verified_before_it_is_registered() {
+    let mut env = TestEnv::new("procedures_verification").await;
+    env.config.procedures.enabled = true;
+    env.grant_procedure_engine().await;
+    let onestop = env.member("one-stop-48").await;
+    let officer = env.token("civil-status-48").await;
+    for event_type in [
+        "birth.verification-recorded",
+        "birth.civil-registration-completed",
+    ] {
+        env.grant("civil-status-48", Direction::Publish, event_type, PURPOSE)
+            .await;
+    }
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&onestop)).await;
+    let mut civil_status = client(&hub, Some(&officer)).await;
+    let late = || {
+        let (code, mut payload) = birth_dossier();
+        payload["child"]["birth_date"] = "2026-08-01".into();
+        payload["birth_certificate_no"] = Value::Null;
+        (code, payload)
+    };
+    let (confirmed, confirmed_dossier) = late();
+    let (refused, refused_dossier) = late();
+    for (code, payload) in [
+        (&confirmed, &confirmed_dossier),
+        (&refused, &refused_dossier),
+    ] {
+        one_stop
+            .publish(publish_request(code, payload))
+            .await
+            .expect("published");
+    }
+    for code in [&confirmed, &refused] {
+        common::eventually(
+            "the dossier waits for its verification",
+            async || match procedure(&env, code).await {
+                Some(i)
+                    if i.steps
+                        .first()
+                        .is_some_and(|s| s.state == StepState::Running) =>
+                {
+                    Ok(i)
+                }
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await;
+    }
+    let waiting = procedure(&env, &confirmed).await.expect("opened");
+    assert_eq!(
+        step_states(&waiting)[..2],
+        [
+            ("VERIFICATION", StepState::Running),
+            ("CIVIL_REGISTRATION", StepState::Waiting)
+        ]
+    );
+
+    civil_status
+        .publish(verification(&confirmed, "CONFIRMED", Value::Null))
+        .await
+        .expect("published");
+    civil_status
+        .publish(registration_answer(&confirmed))
+        .await
+        .expect("published");
+    civil_status
+        .publish(verification(
+            &refused,
+            "NOT_CONFIRMED",
+            "BIRTH_FACTS_DIFFER".into(),
+        ))
+        .await
+        .expect("published");
+
+    let going_on = common::eventually("registered, the fee asked for", async || {
+        match procedure(&env, &confirmed).await {
+            Some(i)
+                if i.steps
+                    .iter()
+                    .any(|s| s.name == "PAYMENT" && s.state == StepState::Running) =>
+            {
+                Ok(i)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        step_states(&going_on)[..2],
+        [
+            ("VERIFICATION", StepState::Done),
+            ("CIVIL_REGISTRATION", StepState::Done)
+        ]
+    );
+    let ended = completed(&env, &refused).await;
+    assert_eq!(
+        step_states(&ended),
+        [
+            ("VERIFICATION", StepState::Refused),
+            ("CIVIL_REGISTRATION", StepState::Skipped),
+            ("HEALTH_INSURANCE_CARD", StepState::Skipped),
+            ("PAYMENT", StepState::Skipped)
+        ]
+    );
+    assert_eq!(
+        ended.steps[0].error.as_deref(),
+        Some("answered NOT_CONFIRMED: BIRTH_FACTS_DIFFER")
+    );
+    let results = decided(&env, &refused, "birth.result-returned").await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        results[0].0["results"],
+        serde_json::json!([]),
+        "nothing issued"
+    );
+    assert_eq!(
+        decided(&env, &refused, "payment.requested").await.len(),
+        0,
+        "no fee for a birth not registered"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
 /// The death's registration, as every agency entitled to it is told of it.
 const TOLD: &str = "death.civil-registration-completed";
 

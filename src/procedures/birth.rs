@@ -2,8 +2,9 @@
 //! the hub sees it through civil registration, then the child's permanent residence, health
 //! insurance card and ID card in parallel, as the citizen asked; the residence also waits for
 //! the household head's consent when the head is not a parent. Deadlines come from
-//! `../shared/domain/VIETNAM.md` (marked "verify" there): the whole group in 3 working days,
-//! residence and card in 2 each, civil registration the same working day. No separate limit is
+//! `../shared/domain/VIETNAM.md` (marked "verify" there): the whole group in 3 working days
+//! (5 when a late registration is verified first), residence and card in 2 each, civil
+//! registration the same working day. No separate limit is
 //! known for the child's ID card; it gets the group's. Registering a birth on time is free; a
 //! late registration and copies of the extract are charged (`crate::domain::fees`), and paid on
 //! PayGov within the group.
@@ -28,6 +29,9 @@ pub static BIRTH: Definition = Definition {
     // hub yet.
     annulled_on: None,
     working_days: 3,
+    // A late registration the officer must verify: 5 (Decree 123/2015/ND-CP, art. 26; "verify"
+    // in VIETNAM.md).
+    extended_by: Some(("VERIFICATION", 5)),
     event_date: "/child/birth_date",
     // Law on Civil Status 60/2014/QH13, art. 15: within 60 days of the birth.
     late_after_days: 60,
@@ -59,9 +63,31 @@ pub static BIRTH: Definition = Definition {
     // Those told of a birth are the steps' own systems.
     told: None,
     steps: &[
+        // A human step: a late registration without the health facility's birth certificate
+        // is verified by the civil-status officer (witnesses, the place of birth) before it is
+        // registered. The officer's software answers through the hub with
+        // birth.verification-recorded; NOT_CONFIRMED ends the dossier's registration and every
+        // step after it, with the reason. Its two working days are what the group gains.
+        StepDef {
+            name: "VERIFICATION",
+            after: &[],
+            requested: Requested::LateWithout("birth_certificate_no"),
+            command: None,
+            concerns: None,
+            refused: Some(Refusal::Answer {
+                at: "/outcome",
+                refusal: "NOT_CONFIRMED",
+                reason: Some("/reason_code"),
+            }),
+            done_on: "birth.verification-recorded",
+            working_days: 2,
+            portal_status: None,
+            compensation: None,
+            results: &[],
+        },
         StepDef {
             name: "CIVIL_REGISTRATION",
-            after: &[],
+            after: &["VERIFICATION"],
             requested: Requested::Always,
             // The civil-status connector takes the submission itself.
             command: None,
@@ -90,11 +116,16 @@ pub static BIRTH: Definition = Definition {
         // residence step's two working days.
         StepDef {
             name: "HOUSEHOLD_HEAD_CONSENT",
-            after: &[],
+            // The head is asked about a birth whose facts stand (verified, when it must be).
+            after: &["VERIFICATION"],
             requested: Requested::When(head_must_consent),
             command: None,
             concerns: None,
-            refused: Some(Refusal::Answer("/decision", "REFUSED")),
+            refused: Some(Refusal::Answer {
+                at: "/decision",
+                refusal: "REFUSED",
+                reason: None,
+            }),
             done_on: "birth.household-head-consent-recorded",
             working_days: 2,
             portal_status: None,

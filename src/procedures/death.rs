@@ -44,6 +44,7 @@ pub static DEATH: Definition = Definition {
     supplement_provided: "death.supplement-provided",
     annulled_on: Some("death.registration-annulled"),
     working_days: 5,
+    extended_by: None,
     event_date: "/deceased/death_date",
     // Law on Civil Status 60/2014/QH13, art. 33: within 15 days of the death.
     late_after_days: 15,

@@ -29,6 +29,9 @@ pub struct Definition {
     pub annulled_on: Option<&'static str>,
     /// Working days for the whole group: the appointment given to the citizen.
     pub working_days: u32,
+    /// A step that, when the dossier includes it, gives the whole group more working days (a
+    /// verification: 5 instead of 3), with that number.
+    pub extended_by: Option<(&'static str, u32)>,
     /// Where the submission holds the date of the life event, and after how many days its
     /// registration counts as late.
     pub event_date: &'static str,
@@ -149,8 +152,13 @@ impl Concerns {
 /// How a step's answer says no.
 #[derive(Debug)]
 pub enum Refusal {
-    /// `done_on` holds this value at this JSON pointer (a human step's `REFUSED`).
-    Answer(&'static str, &'static str),
+    /// `done_on` holds `refusal` at the JSON pointer `at` (a human step's `REFUSED`), giving
+    /// the reason at `reason` if it gives one.
+    Answer {
+        at: &'static str,
+        refusal: &'static str,
+        reason: Option<&'static str>,
+    },
     /// An event of its own (a benefit refused), with where it gives the reason.
     Event {
         event: &'static str,
@@ -182,14 +190,30 @@ pub enum Requested {
     /// The dossier is charged a fee (a late registration, copies of the extract): the fee
     /// schedule in the reference data decides.
     Charged,
+    /// A late registration (past the group's `late_after_days`) whose submission does not name
+    /// this top-level field (the health facility's birth certificate): the officer verifies
+    /// the facts before registering.
+    LateWithout(&'static str),
+}
+
+/// What the engine reads off a submission before it decides its steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// Charged a fee (see [`Requested::Charged`]).
+    pub charged: bool,
+    /// Registered past the group's `late_after_days`.
+    pub late: bool,
 }
 
 impl Requested {
-    /// Whether a dossier with this submission, charged or not, includes the step.
-    pub fn by(&self, submission: &Value, charged: bool) -> bool {
+    /// Whether a dossier with this submission and these facts includes the step.
+    pub fn by(&self, submission: &Value, facts: Facts) -> bool {
         match self {
             Self::Always => true,
-            Self::Charged => charged,
+            Self::Charged => facts.charged,
+            Self::LateWithout(field) => {
+                facts.late && submission.get(field).is_none_or(Value::is_null)
+            }
             Self::Flag(pointer) => submission.pointer(pointer) == Some(&Value::Bool(true)),
             Self::AnyOf(pointer, choices) => submission
                 .pointer(pointer)
@@ -314,9 +338,9 @@ impl Definition {
             }
             match s.refused {
                 Some(Refusal::Event { event, .. }) if event == event_type => Some((s, true)),
-                Some(Refusal::Answer(pointer, refusal)) if s.done_on == event_type => Some((
+                Some(Refusal::Answer { at, refusal, .. }) if s.done_on == event_type => Some((
                     s,
-                    payload.pointer(pointer).and_then(Value::as_str) == Some(refusal),
+                    payload.pointer(at).and_then(Value::as_str) == Some(refusal),
                 )),
                 _ if s.done_on == event_type => Some((s, false)),
                 _ => None,

@@ -7,8 +7,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::definition::{
-    ANNULMENT, Command, Concerns, Definition, DocumentDef, FEES, Fact, Inputs, Refusal, Requested,
-    STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, StepDef, step_key,
+    ANNULMENT, Command, Concerns, Definition, DocumentDef, FEES, Fact, Facts, Inputs, Refusal,
+    Requested, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, StepDef, step_key,
 };
 use crate::domain::fees::{Chargeable, FeeSchedule};
 use crate::domain::{WorkingCalendar, vietnam};
@@ -284,7 +284,12 @@ fn timestamp(at: DateTime<Utc>) -> String {
 /// refusing event gives.
 fn refusal_note(def: &StepDef, payload: &Value) -> String {
     match def.refused {
-        Some(Refusal::Answer(_, answer)) => format!("answered {answer}"),
+        Some(Refusal::Answer {
+            refusal, reason, ..
+        }) => match reason.and_then(|r| text(payload, r)) {
+            Some(reason) => format!("answered {refusal}: {reason}"),
+            None => format!("answered {refusal}"),
+        },
         Some(Refusal::Event { reason, .. }) => text(payload, reason).map_or_else(
             || "refused".to_owned(),
             |reason| format!("refused: {reason}"),
@@ -352,10 +357,16 @@ pub fn open(
              for province {province:?} on {received_on}"
         )
     });
-    let steps = definition
+    let steps: Vec<Step> = definition
         .steps
         .iter()
-        .filter(|step| step.requested.by(submission, charged))
+        .filter(|step| {
+            let facts = Facts {
+                charged,
+                late: late_registration,
+            };
+            step.requested.by(submission, facts)
+        })
         .map(|step| match &uncollectable {
             Some(why) if matches!(step.requested, Requested::Charged) => Step::not_asked(step, why),
             _ => Step::waiting(step.name),
@@ -373,8 +384,12 @@ pub fn open(
             }),
         );
     }
+    let working_days = match definition.extended_by {
+        Some((step, days)) if steps.iter().any(|s| s.name == step) => days,
+        _ => definition.working_days,
+    };
     let mut instance = Instance {
-        due_at: ctx.due(received_at, definition.working_days),
+        due_at: ctx.due(received_at, working_days),
         dossier_code,
         group: definition.group.to_owned(),
         procedure_code,
@@ -1433,8 +1448,10 @@ mod tests {
     fn a_late_registration_with_copies_pays_its_fee_after_registration_at_status_6() {
         let reference = reference();
         let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
-        // Born 80 days before the dossier came: late; two copies asked for.
+        // Born 80 days before the dossier came: late; two copies asked for. The health
+        // facility's birth certificate is named, so nothing needs verifying.
         let mut late = submission("2026-09-01", true, false);
+        late["birth_certificate_no"] = json!("GCS-2026-118734");
         late["extract_copies"] = json!(2);
         late["declarant"] = json!({"full_name": "Trần Thị Bích", "personal_id": "048195001234"});
         let (mut instance, out) = open(&BIRTH, &late, &ctx).expect("opened");
@@ -1721,6 +1738,107 @@ mod tests {
             effect,
             Effect::AlreadyDone("HOUSEHOLD_HEAD_CONSENT".into()),
             "an answer is final"
+        );
+    }
+
+    fn verification(outcome: &str, reason: Value) -> Value {
+        json!({
+            "dossier_code": "G22.99.08-261120-0042",
+            "outcome": outcome,
+            "reason_code": reason,
+            "verified_at": "2026-11-23T15:00:00+07:00",
+            "verifying_agency_code": "G22.99.08"
+        })
+    }
+
+    #[test]
+    fn a_late_registration_without_its_birth_certificate_is_verified_first_within_five_working_days()
+     {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T10:01:00+07:00");
+        // Born 80 days before the dossier came, and no birth certificate named.
+        let late = submission("2026-09-01", true, false);
+        let (mut confirmed, _) = open(&BIRTH, &late, &ctx).expect("opened");
+        assert_eq!(
+            states(&confirmed),
+            [
+                ("VERIFICATION", StepState::Running),
+                ("CIVIL_REGISTRATION", StepState::Waiting),
+                ("HEALTH_INSURANCE_CARD", StepState::Waiting),
+                ("PAYMENT", StepState::Waiting)
+            ],
+            "the officer verifies before anything else starts"
+        );
+        let received = DateTime::parse_from_rfc3339("2026-11-20T09:15:00+07:00").expect("time");
+        assert_eq!(confirmed.due_at, ctx.due(received, 5), "five working days");
+        assert_ne!(confirmed.due_at, ctx.due(received, 3));
+        let (on_time, _) =
+            open(&BIRTH, &submission("2026-11-12", true, false), &ctx).expect("opened");
+        assert_eq!(
+            on_time.due_at,
+            ctx.due(received, 3),
+            "three without verification"
+        );
+        assert!(on_time.steps.iter().all(|s| s.name != "VERIFICATION"));
+        let mut refused = confirmed.clone();
+
+        // Confirmed: the registration is waited for, and the rest follows it as usual.
+        let (effect, out) = confirmed.apply(
+            &BIRTH,
+            "birth.verification-recorded",
+            &verification("CONFIRMED", Value::Null),
+            &ctx,
+        );
+        assert_eq!(effect, Effect::StepDone("VERIFICATION".into()));
+        assert!(out.is_empty(), "civil registration has no command: {out:?}");
+        assert_eq!(confirmed.steps[1].state, StepState::Running);
+        assert!(confirmed.steps[1].due_at.is_some());
+        let (_, out) = confirmed.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        let asked: Vec<&str> = out.iter().map(|o| o.event_type.as_str()).collect();
+        assert!(
+            asked.contains(&"birth.health-insurance-card-requested"),
+            "{asked:?}"
+        );
+        assert!(asked.contains(&"payment.requested"), "{asked:?}");
+
+        // Not confirmed: nothing is registered, nothing after it is asked for, and the dossier
+        // ends with the officer's reason.
+        let (effect, out) = refused.apply(
+            &BIRTH,
+            "birth.verification-recorded",
+            &verification("NOT_CONFIRMED", json!("WITNESSES_NOT_CONFIRMED")),
+            &ctx,
+        );
+        assert_eq!(
+            effect,
+            Effect::StepRefused(
+                "VERIFICATION".into(),
+                vec![
+                    "CIVIL_REGISTRATION".into(),
+                    "HEALTH_INSURANCE_CARD".into(),
+                    "PAYMENT".into()
+                ]
+            )
+        );
+        assert_eq!(
+            refused.steps[0].error.as_deref(),
+            Some("answered NOT_CONFIRMED: WITNESSES_NOT_CONFIRMED")
+        );
+        assert_eq!(refused.state, State::Completed);
+        let result = out
+            .iter()
+            .find(|o| o.event_type == "birth.result-returned")
+            .expect("the result");
+        assert_eq!(result.payload["results"], json!([]), "nothing was issued");
+        assert!(
+            out.iter()
+                .all(|o| o.event_type != "birth.health-insurance-card-requested"),
+            "{out:?}"
         );
     }
 
