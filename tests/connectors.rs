@@ -555,6 +555,19 @@ async fn a_hub_killed_mid_burst_repeats_calls_but_skips_none() {
     let receiver = Receiver::default();
     receiver.slow(Duration::from_millis(40));
     install_connector(&env, &receiver.start().await).await;
+    // Four calls at a time, so the burst lasts (ten rounds of 40 ms) and the kill lands in it
+    // even when a busy machine delivers the whole burst at once.
+    let manifest = env.config.connectors.dir.join("civil-status.toml");
+    let text = std::fs::read_to_string(&manifest).expect("the installed manifest");
+    assert!(
+        text.contains("max_in_flight = 64"),
+        "the test could adapt the manifest"
+    );
+    std::fs::write(
+        &manifest,
+        text.replace("max_in_flight = 64", "max_in_flight = 4"),
+    )
+    .expect("manifest written");
     let publisher = env.member("one-stop-48").await;
     // This in-process hub only takes the publishes; the connector runs in the real binary.
     let mut publishing = env.config.clone();

@@ -244,7 +244,8 @@ demo_out=$LIENTHONG_DATA_DIR/demo.out
   --subscriber-cert "$tls/demo-civil-status.pem" --subscriber-key "$tls/demo-civil-status.key" \
   --example schemas/examples/birth.dossier-submitted/valid-full.json \
   --fee --death-of "$deceased" --population-url "http://$sandbox/population/v1/citizens" \
-  --population-token-file "$sandbox_token" --told-token-file "$told_token" --supplement "http://$sandbox/portal/v1/dossiers" \
+  --population-token-file "$sandbox_token" --told-token-file "$told_token" \
+  --supplement "http://$sandbox/portal/v1/dossiers" \
   | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
 death_code=$(sed -n 's/^   death.dossier-submitted .*: dossier //p' "$demo_out")

@@ -37,4 +37,4 @@ pub use limits::{SystemLimits, Throttled};
 pub use policy::{AuthFailure, Caller, Denied, Direction, Resource};
 pub use policy_file::PolicyFileError;
 pub use purposes::{MAX_LEGAL_BASIS, Purpose, Purposes, is_legal_basis, is_purpose_code};
-pub use rights::{DenialRecord, Grant, Granted, RightRecord, Rights};
+pub use rights::{DenialRecord, Grant, Granted, RightRecord, Rights, subscribers};

@@ -3,7 +3,7 @@
 //! a right always names something that exists. Rights are revoked, never deleted.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 
 use std::collections::BTreeSet;
 
@@ -11,6 +11,7 @@ use super::AccessError;
 use super::catalogue::AccessCatalogue;
 use super::credentials::require_system;
 use super::policy::{Direction, RIGHT_COLUMNS, Resource, Right};
+use crate::db::DbError;
 use crate::domain::SystemId;
 
 /// A right as an operator asks for it.
@@ -303,4 +304,25 @@ fn check(grant: &Grant, catalogue: &AccessCatalogue) -> Result<(), AccessError> 
         return refuse("say who grants the right (--by)".to_owned());
     }
     Ok(())
+}
+
+/// The member systems entitled now to receive `event_type`: enabled, holding a subscribe right
+/// in force on it or on its `topic` (the catalogue's name, without the deployment's prefix).
+pub async fn subscribers(
+    client: &impl GenericClient,
+    event_type: &str,
+    topic: &str,
+) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT r.system_id
+             FROM access_right r JOIN member_system m ON m.id = r.system_id
+             WHERE r.direction = 'subscribe' AND r.revoked_at IS NULL AND m.disabled_at IS NULL
+               AND ((r.resource_kind = 'event_type' AND r.resource = $1)
+                    OR (r.resource_kind = 'topic' AND r.resource = $2))
+             ORDER BY 1",
+            &[&event_type, &topic],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }

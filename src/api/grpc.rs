@@ -300,7 +300,11 @@ impl EventService for EventApi {
                         return;
                     }
                 };
-                if events.acknowledge(&caller, &id, positions).await.is_err() {
+                // An acknowledgement the hub could not take (the subscription ended, or its
+                // receipt could not be recorded) ends the stream with why: what was not
+                // acknowledged comes again when the client subscribes again.
+                if let Err(error) = events.acknowledge(&caller, &id, positions).await {
+                    let _ = refusal.send(Err(subscribe_status(error))).await;
                     return;
                 }
             }

@@ -145,7 +145,10 @@ pub(super) fn subscribe_status(error: SubscribeError) -> Status {
             tracing::error!(error = %e, "subscription failed");
             Status::unavailable(e.to_string())
         }
-        SubscribeError::Receipt(_) => Status::unavailable(error.to_string()),
+        SubscribeError::Receipt(ref e) => {
+            tracing::error!(error = %e, "an acknowledgement's receipt was not recorded");
+            Status::unavailable(error.to_string())
+        }
     }
 }
 

@@ -103,8 +103,8 @@ impl Receipts {
 #[derive(Debug, Clone, Serialize)]
 pub struct Told {
     pub recipient: String,
-    /// It holds a subscribe right for the event now (one since revoked still shows if it was
-    /// told).
+    /// It is entitled to the event now (one whose right was since revoked, or that was
+    /// disabled, still shows if it was told).
     pub entitled: bool,
     pub delivered_at: Option<DateTime<Utc>>,
     /// Times the hub handed the event over (more than one: the recipient did not acknowledge
@@ -114,23 +114,18 @@ pub struct Told {
     pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
-/// Every system entitled to `event_type` (by a subscribe right on it or on its `topic`, the
-/// catalogue's name), and every one it was handed to for `dossier_code`, by name.
+/// Every system `entitled` to `event_type` (`crate::access::subscribers`), and every one it was
+/// handed to for `dossier_code`, by name.
 pub async fn told(
     client: &impl GenericClient,
     dossier_code: &str,
     event_type: &str,
-    topic: &str,
+    entitled: &[String],
 ) -> Result<Vec<Told>, DbError> {
     let rows = client
         .query(
             "WITH entitled AS (
-                 SELECT DISTINCT r.system_id AS recipient
-                 FROM access_right r JOIN member_system m ON m.id = r.system_id
-                 WHERE r.direction = 'subscribe' AND r.revoked_at IS NULL
-                   AND m.disabled_at IS NULL
-                   AND ((r.resource_kind = 'event_type' AND r.resource = $2)
-                        OR (r.resource_kind = 'topic' AND r.resource = $3))
+                 SELECT DISTINCT unnest($3::text[]) AS recipient
              ), handed AS (
                  SELECT recipient, min(first_delivered_at) AS delivered_at,
                         sum(deliveries)::int AS deliveries,
@@ -144,7 +139,7 @@ pub async fn told(
                     h.delivered_at, coalesce(h.deliveries, 0), h.acknowledged_at
              FROM entitled e FULL JOIN handed h ON h.recipient = e.recipient
              ORDER BY 1",
-            &[&dossier_code, &event_type, &topic],
+            &[&dossier_code, &event_type, &entitled],
         )
         .await?;
     Ok(rows

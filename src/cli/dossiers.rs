@@ -255,7 +255,7 @@ fn show(d: &DossierView, reference: &ReferenceData) {
                 notes.push(format!("handed over {} times", told.deliveries));
             }
             if !told.entitled {
-                notes.push("right since revoked".to_owned());
+                notes.push("no longer entitled (right revoked or system disabled)".to_owned());
             }
             if told.delivered_at.is_none() {
                 notes.push("entitled, not yet handed over".to_owned());

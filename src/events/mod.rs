@@ -70,8 +70,8 @@ pub enum SubscribeError {
     #[error(transparent)]
     Bus(#[from] SubscriptionError),
     /// The receipt of a Tell Us Once event could not be written: acknowledge again later.
-    #[error("the acknowledgement could not be recorded ({0}); send it again")]
-    Receipt(String),
+    #[error("the acknowledgement could not be recorded; send it again")]
+    Receipt(#[source] crate::db::DbError),
 }
 
 /// Caller input quoted back in an error, cut to a sane length.
@@ -376,7 +376,7 @@ impl Events {
             self.receipts
                 .acknowledged(caller.system.as_str(), &topic, &positions)
                 .await
-                .map_err(|e| SubscribeError::Receipt(e.to_string()))?;
+                .map_err(SubscribeError::Receipt)?;
         }
         subscription
             .acknowledge(positions)
@@ -388,9 +388,9 @@ impl Events {
     }
 
     /// Decodes a delivered record with its writer schema, keeps only the fields the
-    /// recipient's purpose may see, and records the delivery in the transfer ledger before it
-    /// is handed over (a delivery the ledger could not record is not handed over: it fails as
-    /// a transient error, and comes again).
+    /// recipient's purpose may see, and records the delivery in the transfer ledger (and, for a
+    /// Tell Us Once event, its receipt) before it is handed over (a delivery either could not
+    /// record is not handed over: it fails as a transient error, and comes again).
     pub async fn decode(
         &self,
         received: Received,
@@ -415,6 +415,15 @@ impl Events {
         // The envelope was checked when the event was published; a record without one (not
         // written by the hub) is still recorded, from what the record itself says.
         let envelope = Envelope::from_headers(&received.headers).ok();
+        // The receipt before the ledger row: a receipt written for a delivery that then fails
+        // counts one handing-over too many, while the ledger is evidence and must not.
+        if let Err(error) = self
+            .record_receipt(&received, envelope.as_ref(), event_type, recipient)
+            .await
+        {
+            tracing::error!(topic = %received.topic, offset = received.offset, %error, "receipt not recorded; not handed over");
+            return DecodedEvent::failed(received, error.to_string(), true);
+        }
         if let Err(error) = self
             .record_delivery(
                 &received,
@@ -426,13 +435,6 @@ impl Events {
             .await
         {
             tracing::error!(topic = %received.topic, offset = received.offset, %error, "delivery not recorded; not handed over");
-            return DecodedEvent::failed(received, error.to_string(), true);
-        }
-        if let Err(error) = self
-            .record_receipt(&received, envelope.as_ref(), event_type, recipient)
-            .await
-        {
-            tracing::error!(topic = %received.topic, offset = received.offset, %error, "receipt not recorded; not handed over");
             return DecodedEvent::failed(received, error.to_string(), true);
         }
         DecodedEvent {

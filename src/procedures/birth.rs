@@ -1,19 +1,19 @@
 //! The birth group (Decree 63/2024/ND-CP, amended by Decree 301/2026/ND-CP): one dossier, and
-//! the hub sees it through civil registration, then the child's permanent residence, health
+//! the hub sees it through civil registration (after the officer's verification, for a late
+//! registration without a birth certificate), then the child's permanent residence, health
 //! insurance card and ID card in parallel, as the citizen asked; the residence also waits for
 //! the household head's consent when the head is not a parent. Deadlines come from
 //! `../shared/domain/VIETNAM.md` (marked "verify" there): the whole group in 3 working days
-//! (5 when a late registration is verified first), residence and card in 2 each, civil
-//! registration the same working day. No separate limit is
-//! known for the child's ID card; it gets the group's. Registering a birth on time is free; a
-//! late registration and copies of the extract are charged (`crate::domain::fees`), and paid on
-//! PayGov within the group.
+//! (5 when verified first), residence and card in 2 each, civil registration the same working
+//! day. No separate limit is known for the child's ID card; it gets the group's. Registering a
+//! birth on time is free; a late registration and copies of the extract are charged
+//! (`crate::domain::fees`), and paid on PayGov within the group.
 
 use serde_json::{Value, json};
 
 use super::definition::{
-    Command, Concerns, Definition, DocumentDef, Fact, Inputs, Refusal, Requested, ResultDef,
-    StepDef,
+    Command, Concerns, Definition, DocumentDef, Extension, Fact, Inputs, Refusal, Requested,
+    ResultDef, StepDef,
 };
 use super::instance::portal;
 
@@ -31,7 +31,10 @@ pub static BIRTH: Definition = Definition {
     working_days: 3,
     // A late registration the officer must verify: 5 (Decree 123/2015/ND-CP, art. 26; "verify"
     // in VIETNAM.md).
-    extended_by: Some(("VERIFICATION", 5)),
+    extended_by: Some(Extension {
+        step: "VERIFICATION",
+        working_days: 5,
+    }),
     event_date: "/child/birth_date",
     // Law on Civil Status 60/2014/QH13, art. 15: within 60 days of the birth.
     late_after_days: 60,
@@ -201,9 +204,10 @@ pub static BIRTH: Definition = Definition {
         // of PayGov once the birth is registered (nothing is charged for a registration that did
         // not happen), under the step's own key, so the answer to a payment the one-stop system
         // asked for itself is not taken for it. The portal shows "payment requested" (6) until
-        // it is paid. A payment cancelled ends this branch (no copies), the other results stand.
-        // VIETNAM.md gives no limit: the residence step's two working days, within the group's
-        // three, named as the request's `expires_at` (PayGov's sandbox does not enforce it).
+        // it is paid. A payment cancelled, or not made before it expires, ends this branch (no
+        // copies), the other results stand. VIETNAM.md gives no limit: the residence step's two
+        // working days, within the group's three, named as the request's `expires_at` (PayGov
+        // takes no payment after it).
         StepDef {
             name: "PAYMENT",
             after: &["CIVIL_REGISTRATION"],

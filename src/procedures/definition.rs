@@ -29,9 +29,8 @@ pub struct Definition {
     pub annulled_on: Option<&'static str>,
     /// Working days for the whole group: the appointment given to the citizen.
     pub working_days: u32,
-    /// A step that, when the dossier includes it, gives the whole group more working days (a
-    /// verification: 5 instead of 3), with that number.
-    pub extended_by: Option<(&'static str, u32)>,
+    /// A step that gives the whole group more working days when the dossier includes it.
+    pub extended_by: Option<Extension>,
     /// Where the submission holds the date of the life event, and after how many days its
     /// registration counts as late.
     pub event_date: &'static str,
@@ -56,6 +55,14 @@ pub struct ToldDef {
     /// Its topic as the catalogue names it (without the deployment's prefix): a right may be
     /// granted on the whole topic.
     pub topic: &'static str,
+}
+
+/// The whole group's working days when the dossier includes `step` (a verification: 5 instead
+/// of 3); the acceptance then says `verification_required`.
+#[derive(Debug)]
+pub struct Extension {
+    pub step: &'static str,
+    pub working_days: u32,
 }
 
 /// A document issued before its dossier (the health facility's birth certificate, the death
@@ -590,6 +597,15 @@ mod tests {
                     "{}: {event_type} is not in the catalogue",
                     group.group
                 );
+            }
+            if let Some(extension) = &group.extended_by {
+                assert!(
+                    group.step(extension.step).is_some(),
+                    "{}: the extension names no step {}",
+                    group.group,
+                    extension.step
+                );
+                assert!(extension.working_days > group.working_days);
             }
             if let Some(told) = &group.told {
                 assert!(

@@ -357,16 +357,14 @@ pub fn open(
              for province {province:?} on {received_on}"
         )
     });
+    let facts = Facts {
+        charged,
+        late: late_registration,
+    };
     let steps: Vec<Step> = definition
         .steps
         .iter()
-        .filter(|step| {
-            let facts = Facts {
-                charged,
-                late: late_registration,
-            };
-            step.requested.by(submission, facts)
-        })
+        .filter(|step| step.requested.by(submission, facts))
         .map(|step| match &uncollectable {
             Some(why) if matches!(step.requested, Requested::Charged) => Step::not_asked(step, why),
             _ => Step::waiting(step.name),
@@ -384,10 +382,11 @@ pub fn open(
             }),
         );
     }
-    let working_days = match definition.extended_by {
-        Some((step, days)) if steps.iter().any(|s| s.name == step) => days,
-        _ => definition.working_days,
-    };
+    let extension = definition
+        .extended_by
+        .as_ref()
+        .filter(|e| steps.iter().any(|s| s.name == e.step));
+    let working_days = extension.map_or(definition.working_days, |e| e.working_days);
     let mut instance = Instance {
         due_at: ctx.due(received_at, working_days),
         dossier_code,
@@ -413,8 +412,7 @@ pub fn open(
             // The appointment; a year the calendar does not cover gets the day itself, flagged
             // by the missing due time in the dossier's status.
             "appointment_at": timestamp(instance.due_at.unwrap_or(ctx.now)),
-            // No rule asks for verification yet; when one does it sets 5 working days.
-            "verification_required": false,
+            "verification_required": extension.is_some(),
             "late_registration": late_registration,
         }),
     };
@@ -525,10 +523,17 @@ impl Instance {
         self.steps.iter_mut().find(|s| s.name == name)
     }
 
-    fn is_done(&self, name: &str) -> bool {
-        self.steps
-            .iter()
-            .any(|s| s.name == name && s.state == StepState::Done)
+    /// Whether the steps after `name` may start: it is done (or not in the dossier), and so is
+    /// every step it comes after, however the answers arrived (a registration reported before
+    /// the verification it follows still waits for that verification's outcome).
+    fn stands(&self, definition: &Definition, name: &str) -> bool {
+        let Some(step) = self.steps.iter().find(|s| s.name == name) else {
+            return true;
+        };
+        step.state == StepState::Done
+            && definition
+                .step(name)
+                .is_none_or(|def| def.after.iter().all(|b| self.stands(definition, b)))
     }
 
     /// Moves the portal status to `to` and announces it.
@@ -566,9 +571,9 @@ impl Instance {
             })
             .filter_map(|(index, step)| definition.step(&step.name).map(|def| (index, def)))
             .filter(|(_, def)| {
-                def.after.iter().all(|before| {
-                    self.is_done(before) || !self.steps.iter().any(|s| s.name == *before)
-                })
+                def.after
+                    .iter()
+                    .all(|before| self.stands(definition, before))
             })
             .collect();
         let mut commands = Vec::new();
@@ -961,6 +966,11 @@ impl Instance {
                 step.error = Some(format!("not done: {refused} was refused"));
                 ended.push(step.name.clone());
                 skipped.push(step.name.clone());
+            } else if needs_ended && step.state == StepState::Done {
+                // Answered before what it follows (a registration reported before the
+                // verification it needed was refused): it stands, as its system did it, and
+                // nothing after it starts.
+                ended.push(step.name.clone());
             }
         }
         skipped
@@ -1781,6 +1791,7 @@ mod tests {
         );
         assert!(on_time.steps.iter().all(|s| s.name != "VERIFICATION"));
         let mut refused = confirmed.clone();
+        let mut early = confirmed.clone();
 
         // Confirmed: the registration is waited for, and the rest follows it as usual.
         let (effect, out) = confirmed.apply(
@@ -1840,6 +1851,47 @@ mod tests {
                 .all(|o| o.event_type != "birth.health-insurance-card-requested"),
             "{out:?}"
         );
+
+        // The registration reported before the verification (a civil-status system that does
+        // not wait): it is taken, and what follows it waits for the verification's outcome.
+        let (effect, out) = early.apply(
+            &BIRTH,
+            "birth.civil-registration-completed",
+            &registered(),
+            &ctx,
+        );
+        assert_eq!(effect, Effect::StepDone("CIVIL_REGISTRATION".into()));
+        assert!(
+            out.is_empty(),
+            "nothing asked before the verification: {out:?}"
+        );
+        let mut early_refused = early.clone();
+        let (_, out) = early.apply(
+            &BIRTH,
+            "birth.verification-recorded",
+            &verification("CONFIRMED", Value::Null),
+            &ctx,
+        );
+        let asked: Vec<&str> = out.iter().map(|o| o.event_type.as_str()).collect();
+        assert!(
+            asked.contains(&"birth.health-insurance-card-requested"),
+            "{asked:?}"
+        );
+        let (effect, _) = early_refused.apply(
+            &BIRTH,
+            "birth.verification-recorded",
+            &verification("NOT_CONFIRMED", json!("OTHER")),
+            &ctx,
+        );
+        assert_eq!(
+            effect,
+            Effect::StepRefused(
+                "VERIFICATION".into(),
+                vec!["HEALTH_INSURANCE_CARD".into(), "PAYMENT".into()]
+            ),
+            "the registration done stands; nothing after it starts"
+        );
+        assert_eq!(early_refused.state, State::Completed);
     }
 
     fn death_submission() -> Value {

@@ -1,7 +1,8 @@
 //! What officials and operators see of a dossier (`lienthong dossiers`, the gRPC
 //! `DossierService`): its state, steps with due times, the documents each yielded, its
-//! timeline and, for a group that tells agencies once, who has confirmed. Personal ID numbers among the documents are masked: the full number goes to the
-//! systems entitled to it in `result-returned`, not to every screen.
+//! timeline and, for a group that tells agencies once, who has confirmed. Personal ID numbers
+//! among the documents are masked: the full number goes to the systems entitled to it in
+//! `result-returned`, not to every screen.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -10,6 +11,7 @@ use serde_json::Value;
 
 use super::instance::{Instance, Prefill, Step, Supplement};
 use super::store::{self, Entry};
+use crate::access;
 use crate::audit::{self, Told};
 use crate::db::DbError;
 
@@ -120,8 +122,7 @@ pub async fn show(
     dossier_code: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<DossierView>, DbError> {
-    let client = pool.get().await?;
-    let Some(instance) = store::load(&client, dossier_code).await? else {
+    let Some(instance) = store::load(&pool.get().await?, dossier_code).await? else {
         return Ok(None);
     };
     let timeline = store::timeline(pool, dossier_code).await?;
@@ -131,7 +132,9 @@ pub async fn show(
         .find(|g| g.group == instance.group)
         .and_then(|g| g.told.as_ref());
     if let Some(told) = told {
-        view.told = audit::told(&client, dossier_code, told.event_type, told.topic).await?;
+        let client = pool.get().await?;
+        let entitled = access::subscribers(&client, told.event_type, told.topic).await?;
+        view.told = audit::told(&client, dossier_code, told.event_type, &entitled).await?;
     }
     Ok(Some(view))
 }
