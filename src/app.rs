@@ -236,6 +236,7 @@ impl Hub {
                 procedures::GROUPS
                     .iter()
                     .filter_map(|g| Some(g.told.as_ref()?.event_type)),
+                metrics.clone(),
             ),
             metrics: metrics.clone(),
             kafka: config.kafka.clone(),

@@ -1640,6 +1640,19 @@ async fn a_death_is_told_once_to_every_entitled_agency_and_the_dossier_shows_who
         expected(("tax-office-48".to_owned(), true, true, 2, true)),
         "confirmed as soon as the acknowledgement is answered"
     );
+    // Operators see it counted: handed over once (the second time is the same receipt), and
+    // acknowledged once.
+    let metrics = reqwest::get(format!("http://{}/metrics", hub.http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for outcome in ["handed", "acknowledged"] {
+        let line =
+            format!(r#"lienthong_told_total{{recipient="tax-office-48",outcome="{outcome}"}} 1"#);
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 
     // Officials read the same list over gRPC.
     let operator = env.operator_token("province-operator").await;

@@ -18,12 +18,15 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::DbError;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::ToldLabels;
 
 /// Where the receipts go, and for which event types.
 #[derive(Clone)]
 pub struct Receipts {
     pool: Pool,
     kept: Arc<HashSet<String>>,
+    metrics: Arc<Metrics>,
 }
 
 /// One handing-over of a kept event to a recipient.
@@ -38,12 +41,27 @@ pub struct Handed<'a> {
 }
 
 impl Receipts {
-    /// Receipts for the deliveries of `kept` event types.
-    pub fn new<'a>(pool: Pool, kept: impl IntoIterator<Item = &'a str>) -> Self {
+    /// Receipts for the deliveries of `kept` event types, counted in `lienthong_told_total`.
+    pub fn new<'a>(
+        pool: Pool,
+        kept: impl IntoIterator<Item = &'a str>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             pool,
             kept: Arc::new(kept.into_iter().map(str::to_owned).collect()),
+            metrics,
         }
+    }
+
+    fn count(&self, recipient: &str, outcome: &str, by: u64) {
+        self.metrics
+            .told
+            .get_or_create(&ToldLabels {
+                recipient: recipient.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc_by(by);
     }
 
     pub fn keeps(&self, event_type: &str) -> bool {
@@ -52,15 +70,18 @@ impl Receipts {
 
     /// Records a delivery; the same event handed to the same recipient again counts once more.
     pub async fn handed(&self, handed: Handed<'_>) -> Result<(), DbError> {
-        self.pool
+        // `xmax = 0` only on a row this statement inserted: the first handing-over.
+        let first: bool = self
+            .pool
             .get()
             .await?
-            .execute(
+            .query_one(
                 "INSERT INTO delivery_receipt
                      (event_id, recipient, event_type, dossier_code, topic, partition, \"offset\")
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (event_id, recipient) DO UPDATE
-                 SET deliveries = delivery_receipt.deliveries + 1",
+                 SET deliveries = delivery_receipt.deliveries + 1
+                 RETURNING xmax = 0",
                 &[
                     &handed.event_id,
                     &handed.recipient,
@@ -71,7 +92,11 @@ impl Receipts {
                     &handed.offset,
                 ],
             )
-            .await?;
+            .await?
+            .get(0);
+        if first {
+            self.count(handed.recipient, "handed", 1);
+        }
         Ok(())
     }
 
@@ -84,7 +109,7 @@ impl Receipts {
         positions: &[(i32, i64)],
     ) -> Result<u64, DbError> {
         let (partitions, offsets): (Vec<i32>, Vec<i64>) = positions.iter().copied().unzip();
-        Ok(self
+        let confirmed = self
             .pool
             .get()
             .await?
@@ -95,7 +120,11 @@ impl Receipts {
                    AND r.\"offset\" = p.\"offset\" AND r.acknowledged_at IS NULL",
                 &[&recipient, &topic, &partitions, &offsets],
             )
-            .await?)
+            .await?;
+        if confirmed > 0 {
+            self.count(recipient, "acknowledged", confirmed);
+        }
+        Ok(confirmed)
     }
 }
 

@@ -50,6 +50,14 @@ pub struct ConnectorOutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToldLabels {
+    /// The agency's member system.
+    pub recipient: String,
+    /// `handed` (first handed over) or `acknowledged`.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
     pub group: String,
     /// A step's name, or `DOSSIER` for the whole dossier against its appointment.
@@ -83,6 +91,7 @@ pub struct Metrics {
     pub connector_restarts: Family<ConnectorLabels, Counter>,
     pub connector_manifest_problems: Gauge,
     pub procedure_steps: Family<StepLabels, Counter>,
+    pub told: Family<ToldLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -187,6 +196,13 @@ impl Default for Metrics {
              noticed overdue: the on-time rate per procedure group and step",
             procedure_steps.clone(),
         );
+        let told = Family::<ToldLabels, Counter>::default();
+        registry.register(
+            "told",
+            "Tell Us Once events first handed over to an agency, and acknowledged by it: the \
+             difference per recipient is what an agency has not confirmed",
+            told.clone(),
+        );
         Self {
             registry,
             published,
@@ -205,6 +221,7 @@ impl Default for Metrics {
             connector_restarts,
             connector_manifest_problems,
             procedure_steps,
+            told,
         }
     }
 }
