@@ -2262,7 +2262,7 @@ async fn documents_issued_before_or_after_their_dossier_are_joined_to_it_and_com
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_document_no_dossier_names_is_forgotten_after_the_retention() {
+async fn a_waiting_document_and_what_the_engine_published_are_forgotten_after_the_retention() {
     let mut env = TestEnv::new("procedures_forget").await;
     env.config.procedures.enabled = true;
     env.config.procedures.deadline_interval_ms = 100;
@@ -2275,10 +2275,29 @@ async fn a_document_no_dossier_names_is_forgotten_after_the_retention() {
         PURPOSE,
     )
     .await;
+    let onestop = env.member("one-stop-48").await;
     let clock = ManualClock::new(chrono::Utc::now());
     let hub = lienthong::app::Hub::start_with_clock(env.config.clone(), Arc::new(clock.clone()))
         .await
         .expect("the hub starts");
+    // A dossier the engine takes in (naming another certificate than the one below): what it
+    // publishes for it is forgotten the same way.
+    let (code, mut dossier) = birth_dossier();
+    dossier["birth_certificate_no"] = "GCS-2026-000001".into();
+    client(&hub, Some(&onestop))
+        .await
+        .publish(publish_request(&code, &dossier))
+        .await
+        .expect("published");
+    let published_kept = "SELECT count(*) FROM procedure_outbox
+         WHERE dossier_code = $1 AND published_at IS NOT NULL AND payload <> '{}'::jsonb";
+    common::eventually("the acceptance published", async || {
+        match count(&env, published_kept, &code).await {
+            0 => Err("nothing published yet".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
     let certificate: Value =
         serde_json::from_str(
             &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
@@ -2317,6 +2336,7 @@ async fn a_document_no_dossier_names_is_forgotten_after_the_retention() {
         1,
         "kept within the retention"
     );
+    assert!(count(&env, published_kept, &code).await > 0);
     clock.advance(std::time::Duration::from_secs(2 * 24 * 3600));
     common::eventually("the certificate forgotten", async || {
         match count(&env, kept, &key).await {
@@ -2329,6 +2349,20 @@ async fn a_document_no_dossier_names_is_forgotten_after_the_retention() {
     assert_eq!(
         timeline.iter().map(|e| e.what.as_str()).collect::<Vec<_>>(),
         [store::FORGOTTEN]
+    );
+    common::eventually("what was published forgotten", async || {
+        match count(&env, published_kept, &code).await {
+            0 => Ok(()),
+            n => Err(format!("{n} kept")),
+        }
+    })
+    .await;
+    let timeline = store::timeline(&env.pool, &code).await.expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.direction == "out" && e.what == "published"),
+        "the timeline still says what was published: {timeline:?}"
     );
     hub.shutdown().await.expect("clean shutdown");
 }

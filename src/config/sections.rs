@@ -187,7 +187,8 @@ pub struct ProceduresConfig {
     /// long, below).
     pub deadline_interval_ms: u64,
     /// Days an event or document waits for a dossier to name it before its payload (personal
-    /// data) is forgotten; its line in the timeline stays. The topics keep records 30 days.
+    /// data) is forgotten, and days the engine keeps what it published; their lines in the
+    /// timeline stay. The topics keep records 30 days.
     pub waiting_retention_days: u32,
 }
 

@@ -482,6 +482,13 @@ impl Engine {
         store::forget_waiting(&client, self.clock.now() - retention).await
     }
 
+    /// Forgets what it published longer than `retention` ago (the broker's topics keep it no
+    /// longer either); how many events.
+    pub async fn forget_published(&self, retention: chrono::Duration) -> Result<u64, DbError> {
+        let client = self.pool.get().await?;
+        store::forget_published(&client, self.clock.now() - retention).await
+    }
+
     fn count(&self, definition: &Definition, finished: &Finished) {
         for (step, on_time) in &finished.steps {
             let outcome = if *on_time { "on_time" } else { "late" };

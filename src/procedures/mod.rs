@@ -142,7 +142,7 @@ async fn supervise(engine: Arc<engine::Engine>, shutdown: CancellationToken) {
 }
 
 /// Looks for steps past their due time every `every` (on the engine's clock), and forgets
-/// what waited longer than `retention` for a dossier.
+/// what waited longer than `retention` for a dossier and what it published longer ago.
 async fn watch_deadlines(
     engine: Arc<engine::Engine>,
     clock: Arc<dyn Clock>,
@@ -159,6 +159,16 @@ async fn watch_deadlines(
                 tracing::info!(forgotten, "forgot events no dossier named in time");
             }
             Err(error) => tracing::warn!(%error, "cannot forget what waited too long"),
+        }
+        match engine.forget_published(retention).await {
+            Ok(0) => {}
+            Ok(forgotten) => {
+                tracing::info!(
+                    forgotten,
+                    "forgot what the engine published past the retention"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "cannot forget what the engine published"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

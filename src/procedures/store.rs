@@ -87,6 +87,22 @@ pub async fn forget_waiting(
         .await?)
 }
 
+/// Forgets the payloads of the events the engine published before `before` (personal data the
+/// commands carried); the rows stay, so the timeline still says what was published, when.
+/// How many it forgot.
+pub async fn forget_published(
+    client: &impl GenericClient,
+    before: DateTime<Utc>,
+) -> Result<u64, DbError> {
+    Ok(client
+        .execute(
+            "UPDATE procedure_outbox SET payload = '{}'::jsonb
+             WHERE published_at IS NOT NULL AND payload <> '{}'::jsonb AND published_at < $1",
+            &[&before],
+        )
+        .await?)
+}
+
 /// The events of `dossier_code` that came before it, in the order they came.
 pub async fn early(
     tx: &Transaction<'_>,
