@@ -149,7 +149,8 @@ grant demo-onestop publish birth.supplement-provided civil-registration
 # registered death (funeral support, Decree 20/2021); the death scene receives the registration
 # as it and acknowledges it, and the dossier lists who confirmed.
 told_token=$LIENTHONG_DATA_DIR/social-protection.token
-(umask 077; token_for demo-social-protection "Demo commune social-protection office" >"$told_token")
+told=$(token_for demo-social-protection "Demo commune social-protection office")
+(umask 077; printf '%s\n' "$told" >"$told_token")
 grant demo-social-protection subscribe death.civil-registration-completed social-protection
 grant demo-onestop subscribe payment.initiated fee-payment
 grant demo-onestop subscribe payment.confirmed fee-payment

@@ -131,3 +131,16 @@ fn describe(error: &anyhow::Error) -> String {
     }
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when it is parsed, and only in debug builds:
+    /// every subcommand is checked here, so a clash (two arguments with one name) fails a test
+    /// rather than an operator's command.
+    #[test]
+    fn every_command_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

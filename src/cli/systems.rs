@@ -111,8 +111,9 @@ pub struct By {
 #[group(required = true, multiple = false)]
 pub struct WhichCredentials {
     /// The credential's id, a token or a client certificate (see `systems credentials`).
-    #[arg(long)]
-    id: Option<i64>,
+    /// (Named apart from the system's id, which the command also takes.)
+    #[arg(long = "id")]
+    credential: Option<i64>,
     /// Every token of the system (its certificates stay: revoke them by id).
     #[arg(long)]
     all_tokens: bool,
@@ -264,7 +265,11 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
         SystemsCommand::RevokeCredential { id, which, by } => {
             let id = system_id(&id)?;
             // The group guarantees one of the two: an id, or every token (None).
-            let credential = if which.all_tokens { None } else { which.id };
+            let credential = if which.all_tokens {
+                None
+            } else {
+                which.credential
+            };
             let revoked = credentials
                 .revoke_credentials(&id, credential, &by.by)
                 .await?;
