@@ -601,6 +601,28 @@ async fn a_confirmed_payment_waits_parked_for_its_days_statement_and_is_reconcil
     hub.shutdown().await.expect("clean shutdown");
 }
 
+/// `paygov-confirmations`' dead letters: (given up, parked).
+async fn confirmations_waiting(env: &TestEnv) -> (usize, usize) {
+    lienthong::connectors::state::dead_letters_waiting(&env.pool, "paygov-confirmations")
+        .await
+        .expect("counted")
+}
+
+/// Makes every parked confirmation's turn come now.
+async fn ask_parked_now(env: &TestEnv) {
+    env.pool
+        .get()
+        .await
+        .expect("connection")
+        .execute(
+            "UPDATE connector_dead_letter SET replay_requested_at = now() - interval '1 second'
+             WHERE name = 'paygov-confirmations' AND replayed_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("due");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operator() {
     let env = TestEnv::new("payments_unpaid").await;
@@ -630,18 +652,16 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
         .await
         .expect("moved back");
     };
-    let waiting = async || {
-        lienthong::connectors::state::dead_letters_waiting(&env.pool, "paygov-confirmations")
-            .await
-            .expect("counted")
-    };
 
     // Unpaid for twenty minutes: out of its lane, parked for five.
     opened_ago(20).await;
-    common::eventually("the payment parked", async || match waiting().await {
-        (0, 1) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
+    common::eventually(
+        "the payment parked",
+        async || match confirmations_waiting(&env).await {
+            (0, 1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
     .await;
     let letters =
         lienthong::connectors::state::dead_letters(&env.pool, "paygov-confirmations", false)
@@ -655,16 +675,7 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
     );
 
     // Five minutes on, still unpaid: asked once, parked again, the same row.
-    let due_now = async || {
-        db.execute(
-            "UPDATE connector_dead_letter SET replay_requested_at = now() - interval '1 second'
-             WHERE name = 'paygov-confirmations' AND replayed_at IS NULL",
-            &[],
-        )
-        .await
-        .expect("due");
-    };
-    due_now().await;
+    ask_parked_now(&env).await;
     common::eventually("asked again and parked again", async || {
         let rows =
             lienthong::connectors::state::dead_letters(&env.pool, "paygov-confirmations", true)
@@ -681,11 +692,14 @@ async fn an_unpaid_payment_waits_parked_and_after_six_hours_is_left_to_an_operat
     .await;
     // Seven hours on, its turn gives it up to an operator, not parked again, its wait kept.
     opened_ago(7 * 60).await;
-    due_now().await;
-    common::eventually("the payment given up", async || match waiting().await {
-        (1, 0) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
+    ask_parked_now(&env).await;
+    common::eventually(
+        "the payment given up",
+        async || match confirmations_waiting(&env).await {
+            (1, 0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
     .await;
     let letters =
         lienthong::connectors::state::dead_letters(&env.pool, "paygov-confirmations", false)
@@ -758,11 +772,6 @@ async fn an_unpaid_payment_is_asked_about_until_its_request_expires_then_fails_o
         Some(expires.timestamp()),
         "PayGov was told when the request expires"
     );
-    let waiting = async || {
-        lienthong::connectors::state::dead_letters_waiting(&env.pool, "paygov-confirmations")
-            .await
-            .expect("counted")
-    };
 
     // Opened seven hours ago and still unpaid: parked, not given up, since it has not expired.
     db.execute(
@@ -772,10 +781,13 @@ async fn an_unpaid_payment_is_asked_about_until_its_request_expires_then_fails_o
     )
     .await
     .expect("moved back");
-    common::eventually("the payment parked", async || match waiting().await {
-        (0, 1) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
+    common::eventually(
+        "the payment parked",
+        async || match confirmations_waiting(&env).await {
+            (0, 1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
     .await;
 
     // Its time runs out: asked on its turn, PayGov says EXPIRED, and the payment fails once.
@@ -786,20 +798,17 @@ async fn an_unpaid_payment_is_asked_about_until_its_request_expires_then_fails_o
     )
     .await
     .expect("expired");
-    db.execute(
-        "UPDATE connector_dead_letter SET replay_requested_at = now() - interval '1 second'
-         WHERE name = 'paygov-confirmations' AND replayed_at IS NULL",
-        &[],
-    )
-    .await
-    .expect("due");
+    ask_parked_now(&env).await;
     let failure = payload(&next_about(&mut failed, &code).await);
     assert_eq!(failure["reason_code"], "EXPIRED");
     assert_eq!(failure["platform_transaction_id"], transaction);
-    common::eventually("nothing left waiting", async || match waiting().await {
-        (0, 0) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
+    common::eventually(
+        "nothing left waiting",
+        async || match confirmations_waiting(&env).await {
+            (0, 0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
     .await;
     let late = reqwest::Client::new()
         .post(page["payment_url"].as_str().expect("url"))
