@@ -186,6 +186,7 @@ fn proto_envelope(envelope: Envelope, traceparent: String) -> proto::Envelope {
 pub(super) fn delivery(subscription_id: &str, decoded: DecodedEvent) -> Delivery {
     let DecodedEvent {
         received,
+        envelope,
         payload,
         decode_error,
         withheld,
@@ -198,9 +199,9 @@ pub(super) fn delivery(subscription_id: &str, decoded: DecodedEvent) -> Delivery
         .unwrap_or_default();
     // Every record the hub wrote has a whole envelope; one that does not is reported like an
     // undecodable payload, so the subscriber can acknowledge it and move on.
-    let (envelope, envelope_error) = match Envelope::from_headers(&received.headers) {
+    let (envelope, envelope_error) = match envelope {
         Ok(envelope) => (Some(proto_envelope(envelope, traceparent)), None),
-        Err(error) => (None, Some(error.to_string())),
+        Err(error) => (None, Some(error)),
     };
     let decode_error = decode_error.or(envelope_error);
     Delivery {

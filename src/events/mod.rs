@@ -119,6 +119,9 @@ pub struct Opened {
 /// A record decoded for a subscriber.
 pub struct DecodedEvent {
     pub received: Received,
+    /// The envelope read from the record's headers, read once for every use; why not, for a
+    /// record the hub did not write.
+    pub envelope: Result<Envelope, String>,
     /// `None` when the record could not be decoded; `decode_error` says why.
     pub payload: Option<Value>,
     pub decode_error: Option<String>,
@@ -130,9 +133,15 @@ pub struct DecodedEvent {
 }
 
 impl DecodedEvent {
-    fn failed(received: Received, error: String, transient: bool) -> Self {
+    fn failed(
+        received: Received,
+        envelope: Result<Envelope, String>,
+        error: String,
+        transient: bool,
+    ) -> Self {
         Self {
             received,
+            envelope,
             payload: None,
             decode_error: Some(error),
             decode_transient: transient,
@@ -403,31 +412,31 @@ impl Events {
                 event_type: event_type.to_owned(),
             })
             .inc();
+        // The envelope was checked when the event was published; a record without one (not
+        // written by the hub) is still recorded, from what the record itself says.
+        let envelope = Envelope::from_headers(&received.headers).map_err(|e| e.to_string());
         let mut payload = match self.registry.decode(&received.payload).await {
             Ok(payload) => payload,
             Err(error) => {
                 tracing::warn!(topic = %received.topic, partition = received.partition, offset = received.offset, %error, "record not decodable");
                 let transient = matches!(error, crate::registry::DecodeError::Registry(_));
-                return DecodedEvent::failed(received, error.to_string(), transient);
+                return DecodedEvent::failed(received, envelope, error.to_string(), transient);
             }
         };
         let withheld = recipient.fields.apply(&mut payload);
-        // The envelope was checked when the event was published; a record without one (not
-        // written by the hub) is still recorded, from what the record itself says.
-        let envelope = Envelope::from_headers(&received.headers).ok();
         // The receipt before the ledger row: a receipt written for a delivery that then fails
         // counts one handing-over too many, while the ledger is evidence and must not.
         if let Err(error) = self
-            .record_receipt(&received, envelope.as_ref(), event_type, recipient)
+            .record_receipt(&received, envelope.as_ref().ok(), event_type, recipient)
             .await
         {
             tracing::error!(topic = %received.topic, offset = received.offset, %error, "receipt not recorded; not handed over");
-            return DecodedEvent::failed(received, error.to_string(), true);
+            return DecodedEvent::failed(received, envelope, error.to_string(), true);
         }
         if let Err(error) = self
             .record_delivery(
                 &received,
-                envelope.as_ref(),
+                envelope.as_ref().ok(),
                 event_type,
                 recipient,
                 &payload,
@@ -435,10 +444,11 @@ impl Events {
             .await
         {
             tracing::error!(topic = %received.topic, offset = received.offset, %error, "delivery not recorded; not handed over");
-            return DecodedEvent::failed(received, error.to_string(), true);
+            return DecodedEvent::failed(received, envelope, error.to_string(), true);
         }
         DecodedEvent {
             received,
+            envelope,
             payload: Some(payload),
             decode_error: None,
             decode_transient: false,
