@@ -143,12 +143,7 @@ async fn without_a_right_nothing_is_published_or_delivered_and_the_attempt_is_re
         .collect();
     assert_eq!(recorded, expected);
 
-    let metrics = reqwest::get(format!("http://{}/metrics", hub.http_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::metrics(&hub).await;
     assert!(
         metrics.contains(r#"lienthong_access_denied_total{action="publish",reason="no_right"} 1"#),
         "{metrics}"

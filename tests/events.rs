@@ -713,12 +713,7 @@ async fn a_rule_that_only_warns_accepts_the_event_and_the_warning_travels_with_i
     let seen: Vec<&str> = envelope.warnings.iter().map(|w| w.rule.as_str()).collect();
     assert_eq!(seen, ["vn.status.transition"]);
 
-    let metrics = reqwest::get(format!("http://{}/metrics", hub.http_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::metrics(&hub).await;
     assert!(
         metrics.contains(
             r#"lienthong_events_warned_total{event_type="dossier.status-changed",reason="vn.status.transition"} 1"#

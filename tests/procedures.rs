@@ -1642,12 +1642,7 @@ async fn a_death_is_told_once_to_every_entitled_agency_and_the_dossier_shows_who
     );
     // Operators see it counted: handed over once (the second time is the same receipt), and
     // acknowledged once.
-    let metrics = reqwest::get(format!("http://{}/metrics", hub.http_addr))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = common::metrics(&hub).await;
     for outcome in ["handed", "acknowledged"] {
         let line =
             format!(r#"lienthong_told_total{{recipient="tax-office-48",outcome="{outcome}"}} 1"#);

@@ -19,7 +19,8 @@ use crate::api::convert::struct_to_json;
 use crate::proto::{StartFrom, SubscribeRequest};
 
 use super::hub_client::{
-    BIRTH_SUBMITTED as EVENT_TYPE, acknowledge, birth_submission, client, connect, received_on_time,
+    BIRTH_SUBMITTED as EVENT_TYPE, acknowledged_until, birth_submission, client, connect,
+    received_on_time,
 };
 pub(super) const WAIT_FOR_DELIVERY: Duration = Duration::from_secs(60);
 
@@ -188,53 +189,52 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!("\n== 5. The civil-status software receives the valid dossier and acknowledges it");
-    let deadline = tokio::time::Instant::now() + WAIT_FOR_DELIVERY;
-    loop {
-        let next = tokio::time::timeout_at(deadline, deliveries.message())
-            .await
-            .context("no delivery within 60 s")??;
-        let Some(delivery) = next else {
-            bail!("the hub ended the subscription");
-        };
-        let envelope = delivery.envelope.clone().unwrap_or_default();
-        acknowledge(&mut civil_status, &delivery).await?;
-        if envelope.event_id != accepted.event_id {
-            println!(
-                "   (acknowledged an earlier event {} of dossier {})",
-                envelope.event_id, envelope.correlation_id
-            );
-            continue;
-        }
-        let payload = delivery.payload.map(struct_to_json).unwrap_or_default();
-        println!(
-            "   event      {} ({})",
-            envelope.event_id, envelope.event_type
-        );
-        println!(
-            "   from       {} at {}",
-            envelope.producer_system, envelope.recorded_at
-        );
-        println!("   dossier    {}", envelope.correlation_id);
-        println!(
-            "   purpose    {} under {}",
-            envelope.purpose, envelope.legal_basis
-        );
-        println!(
-            "   schema     {} v{}",
-            envelope.schema_subject, envelope.schema_version
-        );
-        println!("   trace      {}", envelope.traceparent);
-        println!(
-            "   child      {} born {}",
-            payload["child"]["full_name"].as_str().unwrap_or("?"),
-            payload["child"]["birth_date"].as_str().unwrap_or("?")
-        );
-        println!(
-            "   acknowledged: offset {} committed for the group",
-            delivery.offset
-        );
-        break;
-    }
+    let delivery = acknowledged_until(
+        &mut civil_status,
+        &mut deliveries,
+        (WAIT_FOR_DELIVERY, "no delivery within 60 s"),
+        |delivery| {
+            let envelope = delivery.envelope.clone().unwrap_or_default();
+            let wanted = envelope.event_id == accepted.event_id;
+            if !wanted {
+                println!(
+                    "   (acknowledged an earlier event {} of dossier {})",
+                    envelope.event_id, envelope.correlation_id
+                );
+            }
+            wanted
+        },
+    )
+    .await?;
+    let envelope = delivery.envelope.clone().unwrap_or_default();
+    let payload = delivery.payload.map(struct_to_json).unwrap_or_default();
+    println!(
+        "   event      {} ({})",
+        envelope.event_id, envelope.event_type
+    );
+    println!(
+        "   from       {} at {}",
+        envelope.producer_system, envelope.recorded_at
+    );
+    println!("   dossier    {}", envelope.correlation_id);
+    println!(
+        "   purpose    {} under {}",
+        envelope.purpose, envelope.legal_basis
+    );
+    println!(
+        "   schema     {} v{}",
+        envelope.schema_subject, envelope.schema_version
+    );
+    println!("   trace      {}", envelope.traceparent);
+    println!(
+        "   child      {} born {}",
+        payload["child"]["full_name"].as_str().unwrap_or("?"),
+        payload["child"]["birth_date"].as_str().unwrap_or("?")
+    );
+    println!(
+        "   acknowledged: offset {} committed for the group",
+        delivery.offset
+    );
     if args.fee {
         super::demo_fee::run(&mut one_stop, &code).await?;
     }

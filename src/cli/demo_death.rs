@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::Value;
 
-use super::hub_client::{Client, acknowledge};
+use super::hub_client::{Client, acknowledged_until};
 use crate::api::convert::json_to_struct;
 use crate::proto::{PublishRequest, StartFrom, SubscribeRequest};
 
@@ -134,21 +134,25 @@ async fn told(agency: &mut Client, code: &str) -> anyhow::Result<()> {
         })
         .await?
         .into_inner();
-    let deadline = tokio::time::Instant::now() + super::demo::WAIT_FOR_DELIVERY;
-    loop {
-        let delivery = tokio::time::timeout_at(deadline, deliveries.message())
-            .await
-            .context("the death's registration was not told within 60 s")??
-            .context("the hub ended the agency's subscription")?;
-        acknowledge(agency, &delivery).await?;
-        let envelope = delivery.envelope.unwrap_or_default();
-        if envelope.correlation_id == code {
-            println!(
-                "   told once: the social-protection office received the registration ({} by {}) \
-                 and acknowledged it",
-                envelope.event_id, envelope.producer_system
-            );
-            return Ok(());
-        }
-    }
+    let late = "the death's registration was not told within 60 s";
+    let delivery = acknowledged_until(
+        agency,
+        &mut deliveries,
+        (super::demo::WAIT_FOR_DELIVERY, late),
+        |delivery| {
+            delivery
+                .envelope
+                .as_ref()
+                .map(|e| e.correlation_id.as_str())
+                == Some(code)
+        },
+    )
+    .await?;
+    let envelope = delivery.envelope.unwrap_or_default();
+    println!(
+        "   told once: the social-protection office received the registration ({} by {}) and \
+         acknowledged it",
+        envelope.event_id, envelope.producer_system
+    );
+    Ok(())
 }

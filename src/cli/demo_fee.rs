@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use tonic::Streaming;
 
-use super::hub_client::{Client, acknowledge};
+use super::hub_client::{Client, acknowledged_until};
 use crate::api::convert::struct_to_json;
 use crate::procedures::definition::step_key;
 use crate::proto::{Delivery, StartFrom, SubscribeRequest};
@@ -44,20 +44,19 @@ async fn payment_event(
     stream: &mut Streaming<Delivery>,
     key: &str,
 ) -> anyhow::Result<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT_FOR_PAYMENT;
-    loop {
-        let next = tokio::time::timeout_at(deadline, stream.message())
-            .await
-            .context("nothing within 90 s: see `lienthong connectors status paygov-payments`")??;
-        let Some(delivery) = next else {
-            bail!("the hub ended the subscription");
-        };
-        acknowledge(client, &delivery).await?;
-        let payload = delivery.payload.map(struct_to_json).unwrap_or_default();
-        if payload["idempotency_key"] == key {
-            return Ok(payload);
-        }
-    }
+    let late = "nothing within 90 s: see `lienthong connectors status paygov-payments`";
+    let about = |delivery: &Delivery| {
+        delivery
+            .payload
+            .clone()
+            .map(struct_to_json)
+            .unwrap_or_default()
+    };
+    let delivery = acknowledged_until(client, stream, (WAIT_FOR_PAYMENT, late), |delivery| {
+        about(delivery)["idempotency_key"] == key
+    })
+    .await?;
+    Ok(about(&delivery))
 }
 
 /// Plays the scene for dossier `code`, submitted with [`COPIES`] copies.

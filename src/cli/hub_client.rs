@@ -3,10 +3,12 @@
 //! token, acknowledging, and the one-stop system's birth submission.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{Days, NaiveDate};
 use serde_json::Value;
+use tonic::Streaming;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -80,6 +82,27 @@ pub(super) async fn acknowledge(client: &mut Client, delivery: &Delivery) -> any
         })
         .await?;
     Ok(())
+}
+
+/// Reads `stream`, acknowledging every delivery read (earlier runs' events included), until
+/// `wanted` picks one; that one. Gives up after `wait`, saying `late`.
+pub(super) async fn acknowledged_until(
+    client: &mut Client,
+    stream: &mut Streaming<Delivery>,
+    (wait, late): (Duration, &str),
+    mut wanted: impl FnMut(&Delivery) -> bool,
+) -> anyhow::Result<Delivery> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let delivery = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .with_context(|| late.to_owned())??
+            .context("the hub ended the subscription")?;
+        acknowledge(client, &delivery).await?;
+        if wanted(&delivery) {
+            return Ok(delivery);
+        }
+    }
 }
 
 /// Makes `dossier` one received at `at` (as `received_at` says) for a child born a week before:

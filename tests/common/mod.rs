@@ -361,6 +361,16 @@ pub fn subscribe_request(group: &str) -> SubscribeRequest {
     }
 }
 
+/// What the hub's Prometheus endpoint says now.
+pub async fn metrics(hub: &Hub) -> String {
+    reqwest::get(format!("http://{}/metrics", hub.http_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// The next delivery, failing the test after [`WAIT`].
 pub async fn next(stream: &mut tonic::Streaming<Delivery>) -> Delivery {
     tokio::time::timeout(WAIT, stream.message())
