@@ -11,7 +11,8 @@
 //! result is returned; its benefits are decided by social insurance from the contributions it
 //! holds, then paid once, or refused with the reason while the other branches go on; every
 //! agency entitled to the death's registration is told once, and the dossier shows who
-//! confirmed. An answer that overtakes its dossier is joined to it, a step past its due time
+//! confirmed. A birth form filled in from the population database through the hub has its
+//! pre-fill counted by the hub itself. An answer that overtakes its dossier is joined to it, a step past its due time
 //! (on an injected clock) shows overdue, and officials read the dossier over gRPC.
 
 mod common;
@@ -154,6 +155,12 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
             FEES,
             &["payment.initiated"],
             &["payment.confirmed", "payment.failed"],
+        ),
+        "population-lookups" => (
+            "population-connector",
+            "identity-management",
+            &["birth.citizen-lookup-requested"],
+            &["birth.citizen-found", "birth.citizen-lookup-failed"],
         ),
         // Runs as portal-dossiers' system, granted with it.
         "portal-progress" => return,
@@ -2470,6 +2477,270 @@ async fn a_late_birth_with_copies_pays_its_fee_on_paygov_within_the_group_once()
         statuses,
         [1, 2, 4, 6, 4, 9, 10],
         "the portal saw the payment asked and made"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+/// A couple of the seeded population: a woman and a man heading one household, both with a
+/// whole date of birth, as (mother, father).
+async fn seeded_couple(env: &TestEnv) -> (String, String) {
+    let reference = env.config.schemas.dir.join("reference");
+    lienthong::sandbox::seed::seed(&env.pool, &reference, "48", 200, 11, |_| {})
+        .await
+        .expect("seeded");
+    let row = env
+        .pool
+        .get()
+        .await
+        .expect("connection")
+        .query_one(
+            "SELECT m.personal_id, f.personal_id
+             FROM sandbox_population.citizen m
+             JOIN sandbox_population.citizen f
+               ON f.household_id = m.household_id AND f.sex = 'MALE'
+              AND f.relationship IN ('head', 'spouse') AND length(f.birth_date) = 10
+             WHERE m.sex = 'FEMALE' AND m.relationship IN ('head', 'spouse')
+               AND length(m.birth_date) = 10 AND m.commune_code IS NOT NULL
+             ORDER BY m.personal_id LIMIT 1",
+            &[],
+        )
+        .await
+        .expect("a seeded couple");
+    (row.get(0), row.get(1))
+}
+
+/// The pre-fill (issue 19): the one-stop system asks the population database about the people
+/// its form names through the hub (the repository's population-lookups connector), fills the
+/// form in with the answers and the health facility's certificate, and the engine counts which
+/// of the submitted form's fields hold what national data told: all but the father's number,
+/// who did not sign in, and what only the citizen knows. A number nobody has is answered
+/// NOT_FOUND, not dead-lettered. The database logged each read under the connector.
+#[tokio::test]
+async fn a_birth_form_filled_in_from_the_population_database_through_the_hub_has_its_prefill_counted()
+ {
+    let mut env = TestEnv::new("procedures_prefill").await;
+    env.config.procedures.enabled = true;
+    let (mother_id, father_id) = seeded_couple(&env).await;
+    prepare(&env, &["population-lookups"]).await;
+    let one_stop = env.member("one-stop-births-48").await;
+    for event_type in ["birth.citizen-found", "birth.citizen-lookup-failed"] {
+        env.grant(
+            "one-stop-births-48",
+            Direction::Subscribe,
+            event_type,
+            "dossier-processing",
+        )
+        .await;
+    }
+    env.grant(
+        "one-stop-births-48",
+        Direction::Publish,
+        "birth.citizen-lookup-requested",
+        "dossier-processing",
+    )
+    .await;
+    let hospital = env.token("hospital-48017").await;
+    env.grant(
+        "hospital-48017",
+        Direction::Publish,
+        "birth.e-birth-certificate-issued",
+        PURPOSE,
+    )
+    .await;
+    let hub = env.start_hub().await;
+    let (code, mut form) = dossier();
+    let subscribe = async |event_type: &str| {
+        client(&hub, Some(&one_stop))
+            .await
+            .subscribe(lienthong::proto::SubscribeRequest {
+                event_type: event_type.into(),
+                consumer_group: "one-stop-prefill".into(),
+                start_from: lienthong::proto::StartFrom::Earliest.into(),
+                max_unacknowledged: 0,
+                purpose: "dossier-processing".into(),
+                legal_basis: "Decree 63/2024/ND-CP".into(),
+            })
+            .await
+            .expect("subscribed")
+            .into_inner()
+    };
+    let mut found = subscribe("birth.citizen-found").await;
+    let mut failed = subscribe("birth.citizen-lookup-failed").await;
+    let ask = async |personal_id: &str, roles: &[&str]| {
+        let mut request = publish_request(
+            &code,
+            &serde_json::json!({
+                "dossier_code": code,
+                "personal_id": personal_id,
+                "roles": roles,
+                "requested_at": "2026-11-20T09:01:00+07:00",
+            }),
+        );
+        request.event_type = "birth.citizen-lookup-requested".into();
+        request.purpose = "dossier-processing".into();
+        client(&hub, Some(&one_stop))
+            .await
+            .publish(request)
+            .await
+            .expect("lookup asked");
+    };
+    // The mother signs in and declares; the father's number is typed, wrongly first.
+    ask(&mother_id, &["MOTHER", "DECLARANT"]).await;
+    ask("048093009999", &["FATHER"]).await;
+    ask(&father_id, &["FATHER"]).await;
+
+    let refusal = common::next(&mut failed).await;
+    let refusal = lienthong::api::convert::struct_to_json(refusal.payload.expect("payload"));
+    assert_eq!(
+        (
+            refusal["personal_id"].as_str(),
+            refusal["reason_code"].as_str()
+        ),
+        (Some("048093009999"), Some("NOT_FOUND")),
+        "a number nobody has is an answer: {refusal}"
+    );
+    let mut people = std::collections::HashMap::new();
+    while people.len() < 2 {
+        let delivery = common::next(&mut found).await;
+        let person = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+        people.insert(
+            person["roles"][0].as_str().expect("role").to_owned(),
+            person,
+        );
+    }
+    let (mother, father) = (&people["MOTHER"], &people["FATHER"]);
+    assert_eq!(mother["personal_id"], mother_id.as_str());
+    let household = &father["household"];
+    assert!(
+        [mother_id.as_str(), father_id.as_str()]
+            .contains(&household["head_personal_id"].as_str().unwrap_or("")),
+        "one of them heads the household: {household}"
+    );
+
+    // The one-stop system fills the form in; the citizen types the child's name as the
+    // certificate has it and says how the child relates to the head.
+    for (role, person) in [("mother", mother), ("father", father)] {
+        for field in [
+            "full_name",
+            "personal_id",
+            "birth_date",
+            "ethnicity_code",
+            "nationality",
+        ] {
+            form[role][field] = person[field].clone();
+        }
+    }
+    form["declarant"] = serde_json::json!({
+        "full_name": mother["full_name"],
+        "personal_id": mother["personal_id"],
+        "relationship": "MOTHER",
+    });
+    form["child"]["ethnicity_code"] = mother["ethnicity_code"].clone();
+    form["child"]["nationality"] = mother["nationality"].clone();
+    let home = &father["permanent_residence"];
+    form["commune_code"] = home["commune_code"].clone();
+    form["residence"] = serde_json::json!({
+        "household_number": household["number"],
+        "head_personal_id": household["head_personal_id"],
+        "relationship_to_head": "CHILD",
+        "province_code": home["province_code"],
+        "commune_code": home["commune_code"],
+        "address_line": home["address"],
+    });
+    form["prefill"] = Value::Null;
+    let mut certificate: Value =
+        serde_json::from_str(
+            &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+                "schemas/examples/birth.e-birth-certificate-issued/valid-before-dossier.json",
+            ))
+            .expect("example"),
+        )
+        .expect("json");
+    for field in ["full_name", "personal_id", "birth_date"] {
+        certificate["mother"][field] = mother[field].clone();
+    }
+    let mut issued = publish_request("", &certificate);
+    issued.event_type = "birth.e-birth-certificate-issued".into();
+    client(&hub, Some(&hospital))
+        .await
+        .publish(issued)
+        .await
+        .expect("certificate issued");
+    client(&hub, Some(&one_stop))
+        .await
+        .publish(publish_request(&code, &form))
+        .await
+        .expect("submitted");
+
+    let missing = [
+        "/father/personal_id",
+        "/declarant/relationship",
+        "/birth_certificate_no",
+        "/residence/relationship_to_head",
+    ];
+    let filled = common::eventually("the hub counts the pre-fill", async || {
+        let filled = procedure(&env, &code).await.and_then(|i| i.filled);
+        match filled {
+            Some(filled) if filled.fields.len() == 22 => Ok(filled),
+            other => {
+                let timeline = store::timeline(&env.pool, &code).await.unwrap_or_default();
+                let taken: Vec<String> = timeline
+                    .iter()
+                    .map(|e| format!("{} {}: {}", e.direction, e.event_type, e.what))
+                    .collect();
+                Err(format!("{other:?}; timeline: {taken:#?}"))
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        filled.on_form, 26,
+        "every field of a form with a father and a residence"
+    );
+    for field in missing {
+        assert!(
+            !filled.fields.iter().any(|f| f == field),
+            "{field} is typed"
+        );
+    }
+    assert!(filled.ratio() >= 0.8, "the aim: {}", filled.ratio());
+    let operator = env.operator_token("province-operator").await;
+    let shown = dossier_client(&hub, &operator)
+        .await
+        .get_dossier(GetDossierRequest {
+            dossier_code: code.clone(),
+        })
+        .await
+        .expect("shown")
+        .into_inner();
+    assert_eq!(
+        (
+            shown.filled_from_national_data.len(),
+            shown.fields_counted_on_form
+        ),
+        (22, 26)
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM sandbox_population.read_log
+             WHERE caller = 'population-connector' AND purpose = 'identity-management'
+               AND personal_id = $1",
+            &mother_id,
+        )
+        .await,
+        1,
+        "the database logged the read under the connector"
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM connector_dead_letter WHERE name = $1",
+            "population-lookups",
+        )
+        .await,
+        0,
+        "nothing dead-lettered"
     );
     hub.shutdown().await.expect("clean shutdown");
 }

@@ -133,6 +133,16 @@ grant residence-connector publish death.step-failed residence-registration
 grant population-connector publish death.step-failed identity-management
 grant population-connector subscribe death.population-status-revert-requested identity-management
 grant population-connector publish death.population-status-reverted identity-management
+# The pre-fill (population-lookups): the one-stop system asks the population database about the
+# people a birth form names, through the hub, and the connector answers; the demo's one-stop
+# system also plays the health facility's software, which publishes the birth certificate.
+grant population-connector subscribe birth.citizen-lookup-requested identity-management
+grant population-connector publish birth.citizen-found identity-management
+grant population-connector publish birth.citizen-lookup-failed identity-management
+grant demo-onestop publish birth.citizen-lookup-requested dossier-processing
+grant demo-onestop subscribe birth.citizen-found dossier-processing
+grant demo-onestop subscribe birth.citizen-lookup-failed dossier-processing
+grant demo-onestop publish birth.e-birth-certificate-issued civil-registration
 # The identity authority issues the child's ID card when the dossier asks for one (id-cards).
 grant population-connector subscribe birth.id-card-requested identity-management
 grant population-connector publish birth.id-card-issued identity-management
@@ -244,6 +254,16 @@ deceased=$(psql "$db" -Atc "SELECT personal_id FROM sandbox_population.citizen p
     AND NOT EXISTS (SELECT 1 FROM sandbox_social_insurance.benefit_decision d
                     WHERE d.deceased_personal_id = p.personal_id)
   ORDER BY (coalesce(c.months_before_2014 + c.months_from_2014, 0) < 12), random() LIMIT 1")
+# The pre-fill scene's parents: a living woman and man heading one household together, both
+# with a whole date of birth, not parents in an earlier run's pre-fill scene.
+couple=$(psql "$db" -Atc "SELECT m.personal_id || ' ' || f.personal_id
+  FROM sandbox_population.citizen m JOIN sandbox_population.citizen f
+    ON f.household_id = m.household_id AND f.sex = 'MALE' AND f.relationship IN ('head', 'spouse')
+   AND length(f.birth_date) = 10 AND f.deceased_at IS NULL
+  WHERE m.sex = 'FEMALE' AND m.relationship IN ('head', 'spouse') AND m.deceased_at IS NULL
+    AND length(m.birth_date) = 10 AND m.commune_code IS NOT NULL AND m.address IS NOT NULL
+    AND m.personal_id <> '$deceased' AND f.personal_id <> '$deceased'
+  ORDER BY random() LIMIT 1")
 
 echo
 demo_out=$LIENTHONG_DATA_DIR/demo.out
@@ -253,11 +273,12 @@ demo_out=$LIENTHONG_DATA_DIR/demo.out
   --example schemas/examples/birth.dossier-submitted/valid-full.json \
   --fee --death-of "$deceased" --population-url "http://$sandbox/population/v1/citizens" \
   --population-token-file "$sandbox_token" --told-token-file "$told_token" \
-  --supplement "http://$sandbox/portal/v1/dossiers" \
+  --supplement "http://$sandbox/portal/v1/dossiers" ${couple:+--prefill $couple} \
   | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
 death_code=$(sed -n 's/^   death.dossier-submitted .*: dossier //p' "$demo_out")
 supplement_code=$(sed -n 's/^   supplement dossier \([^:]*\):.*/\1/p' "$demo_out")
+prefill_code=$(sed -n 's/^   prefill dossier \([^:]*\):.*/\1/p' "$demo_out")
 echo
 echo "== 10. The civil-status connector delivers dossier $code to the civil-status system"
 rm -f "$LIENTHONG_DATA_DIR/registration.json" "$LIENTHONG_DATA_DIR/card.json"
@@ -340,6 +361,12 @@ done
 echo "-- the portal's timeline for it: $(sed 's/.*"timeline"//' "$LIENTHONG_DATA_DIR/portal.json" \
   | grep -o '"status":[0-9]*' | cut -d: -f2 | paste -sd' ')"
 echo
+if [[ -n $prefill_code ]]; then
+  echo "== 15b. The pre-filled dossier $prefill_code: the hub counted which of the form's fields"
+  echo "   hold what the population database and the health facility told through it (pre-filled)"
+  show_completed "$prefill_code"
+  echo
+fi
 echo "-- lienthong connectors list"
 "$bin" connectors list
 echo "-- lienthong connectors status civil-status"

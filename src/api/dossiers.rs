@@ -57,6 +57,8 @@ fn dossier(view: DossierView) -> Dossier {
         }),
         prefilled_fields: view.prefill.map_or(0, |p| p.from_national_data),
         fields_on_form: view.prefill.map_or(0, |p| p.fields_on_form),
+        fields_counted_on_form: view.filled.as_ref().map_or(0, |f| f.on_form),
+        filled_from_national_data: view.filled.map(|f| f.fields).unwrap_or_default(),
         steps: view
             .steps
             .into_iter()

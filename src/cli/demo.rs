@@ -4,7 +4,9 @@
 //! the valid one with its envelope and acknowledges it; with `--fee`, the dossier asks for
 //! copies of its extract, whose fee its procedure asks of PayGov and the citizen pays
 //! (`demo_fee`); with `--death-of`, a relative reports a death (`demo_death`); with
-//! `--supplement`, a dossier waits for a supplement the citizen provides (`demo_supplement`).
+//! `--supplement`, a dossier waits for a supplement the citizen provides (`demo_supplement`);
+//! with `--prefill`, a form is filled in from the population database through the hub
+//! (`demo_prefill`).
 //! The hub's connectors and procedure engine take the dossiers to their results.
 
 use std::path::PathBuf;
@@ -82,6 +84,12 @@ pub struct DemoArgs {
     /// public timeline shows the wait (it needs the one-stop system's supplement rights).
     #[arg(long, value_name = "PORTAL_URL")]
     supplement: Option<String>,
+    /// Then play the pre-fill scene: a mother, this citizen of the population sandbox, signs in
+    /// to register her baby with this father; the one-stop system fills the form in from the
+    /// population database through the hub (it needs the population-lookups connector and the
+    /// one-stop system's lookup rights).
+    #[arg(long, value_names = ["MOTHER_ID", "FATHER_ID"], num_args = 2)]
+    prefill: Option<Vec<String>>,
 }
 
 /// A new dossier code of the demo's receiving agency, received `now`.
@@ -264,6 +272,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     if let Some(portal) = &args.supplement {
         super::demo_supplement::run(&mut one_stop, portal).await?;
+    }
+    if let Some([mother, father]) = args.prefill.as_deref() {
+        super::demo_prefill::run(&mut one_stop, mother, father).await?;
     }
     println!("\nDone: one dossier published and delivered, one refused and kept in quarantine");
     println!("(see it with `lienthong quarantine list`), one publish denied for lack of a right");

@@ -14,6 +14,7 @@ use super::connectors::Output;
 use super::text::printable;
 use crate::config::Config;
 use crate::domain::ReferenceData;
+use crate::procedures::instance::Filled;
 use crate::procedures::view::{self, DossierView};
 use crate::procedures::{PURPOSE, rights};
 
@@ -130,15 +131,30 @@ pub async fn run(command: DossiersCommand, config: Config) -> anyhow::Result<()>
             steps.join(" ")
         );
     }
-    // The pre-fill ratio on average over the listed dossiers that reported one.
+    // The pre-fill ratio on average over the listed dossiers: as the hub counted it, and as
+    // the one-stop systems reported it.
+    let counted: Vec<f64> = dossiers
+        .iter()
+        .filter_map(|d| d.filled.as_ref().map(Filled::ratio))
+        .collect();
+    if !counted.is_empty() {
+        println!(
+            "\npre-filled from national data: {:.0} % of the form on average, as the hub \
+             counted it ({} of {} dossiers)",
+            average(&counted),
+            counted.len(),
+            dossiers.len()
+        );
+    }
     let reported: Vec<f64> = dossiers
         .iter()
         .filter_map(|d| d.prefill.map(|p| p.ratio()))
         .collect();
     if !reported.is_empty() {
         println!(
-            "\npre-filled from national data: {:.0} % of the form on average ({} of {} dossiers said)",
-            100.0 * reported.iter().sum::<f64>() / reported.len() as f64,
+            "pre-filled from national data: {:.0} % of the form on average, as the one-stop \
+             system said ({} of {} dossiers said)",
+            average(&reported),
             reported.len(),
             dossiers.len()
         );
@@ -189,9 +205,20 @@ fn show(d: &DossierView, reference: &ReferenceData) {
             local
         )
     );
+    if let Some(filled) = &d.filled {
+        println!(
+            "pre-filled   {} of {} fields hold what national data told through the hub ({:.0} %)",
+            filled.fields.len(),
+            filled.on_form,
+            100.0 * filled.ratio()
+        );
+        if !filled.fields.is_empty() {
+            println!("             {}", filled.fields.join(" "));
+        }
+    }
     if let Some(prefill) = d.prefill {
         println!(
-            "pre-filled   {} of {} fields from national data ({:.0} %)",
+            "reported     {} of {} fields from national data, as the one-stop system said ({:.0} %)",
             prefill.from_national_data,
             prefill.fields_on_form,
             100.0 * prefill.ratio()
@@ -281,4 +308,9 @@ fn show(d: &DossierView, reference: &ReferenceData) {
             printable(&entry.what)
         );
     }
+}
+
+/// The mean of ratios from 0 to 1, as a percentage.
+fn average(ratios: &[f64]) -> f64 {
+    100.0 * ratios.iter().sum::<f64>() / ratios.len().max(1) as f64
 }

@@ -10,6 +10,7 @@ mod connectors;
 mod demo;
 mod demo_death;
 mod demo_fee;
+mod demo_prefill;
 mod demo_supplement;
 mod dossiers;
 mod dossiers_load;

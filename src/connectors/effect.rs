@@ -44,7 +44,7 @@ impl Effect {
     /// where it was looked for.
     pub fn new(spec: &SinkSpec, clock: Arc<dyn Clock>) -> Result<Self, String> {
         match &spec.target {
-            Target::Http(target) => HttpSink::new(target, &spec.delivery, clock)
+            Target::Http(target) => HttpSink::new(target, spec, clock)
                 .map(|sink| Effect::Http(Box::new(sink)))
                 .map_err(|e| e.to_string()),
             Target::Postgres(target) => {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::effect::{Answer, CallError};
-use super::manifest::{DeliveryPolicy, HttpTarget};
+use super::manifest::{HttpTarget, SinkSpec};
 use super::resilience::Breaker;
 use crate::domain::Clock;
 
@@ -43,6 +43,8 @@ pub struct HttpSink {
     checksum_secret: Option<String>,
     limiter: Option<DefaultDirectRateLimiter>,
     pub breaker: Breaker,
+    /// 4xx statuses that are answers (the refusal's), not failures.
+    answers: Vec<u16>,
 }
 
 impl HttpSink {
@@ -50,9 +52,10 @@ impl HttpSink {
     /// was looked for.
     pub fn new(
         target: &HttpTarget,
-        delivery: &DeliveryPolicy,
+        spec: &SinkSpec,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SinkError> {
+        let delivery = &spec.delivery;
         let bearer = target
             .bearer
             .as_ref()
@@ -78,6 +81,11 @@ impl HttpSink {
             checksum_secret,
             limiter,
             breaker: Breaker::new(clock, delivery.breaker_failures, delivery.breaker_open),
+            answers: spec
+                .refusal
+                .as_ref()
+                .map(|r| r.statuses.clone())
+                .unwrap_or_default(),
         })
     }
 
@@ -160,7 +168,7 @@ impl HttpSink {
             request = request.bearer_auth(token);
         }
         let outcome = match request.send().await {
-            Ok(response) => read_answer(response, started).await,
+            Ok(response) => read_answer(response, started, &self.answers).await,
             Err(error) => Err(transport_error(error)),
         };
         match &outcome {
@@ -181,9 +189,12 @@ fn hmac_sha256_hex(secret: &str, data: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The endpoint's answer: a success, or a status of `answers` (a "no" the refusal reads), with
+/// its body; any other status as a failure.
 pub(super) async fn read_answer(
     mut response: reqwest::Response,
     started: Instant,
+    answers: &[u16],
 ) -> Result<Answer, CallError> {
     let status = response.status();
     // Read in chunks up to the cap: an endless answer must not fill the hub's memory.
@@ -198,7 +209,7 @@ pub(super) async fn read_answer(
     bytes.truncate(MAX_ANSWER_BYTES);
     let latency = started.elapsed();
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    if status.is_success() {
+    if status.is_success() || answers.contains(&status.as_u16()) {
         let body = if text.trim().is_empty() {
             Value::Null
         } else {

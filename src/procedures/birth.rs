@@ -12,8 +12,8 @@
 use serde_json::{Value, json};
 
 use super::definition::{
-    Command, Concerns, Definition, DocumentDef, Extension, Fact, Inputs, Refusal, Requested,
-    ResultDef, StepDef,
+    Command, Concerns, Definition, DocumentDef, Extension, Fact, FormField, Inputs, PrefillDef,
+    Refusal, Requested, ResultDef, Source, StepDef,
 };
 use super::instance::portal;
 
@@ -65,6 +65,11 @@ pub static BIRTH: Definition = Definition {
     }],
     // Those told of a birth are the steps' own systems.
     told: None,
+    prefill: Some(PrefillDef {
+        found: "birth.citizen-found",
+        roles: "/roles",
+        fields: FORM,
+    }),
     steps: &[
         // A human step: a late registration without the health facility's birth certificate
         // is verified by the civil-status officer (witnesses, the place of birth) before it is
@@ -234,6 +239,146 @@ pub static BIRTH: Definition = Definition {
         },
     ],
 };
+
+/// The birth form (tờ khai đăng ký khai sinh, Circular 04/2020/TT-BTP, with the interconnected
+/// procedures' fields): what the citizen would type, and where national data that passes
+/// through the hub holds it. The child's facts are the health facility's certificate's; the
+/// parents' and the household's, the population database's answers about the people the form
+/// names. A parent's ID number counts as filled in when that parent declares (the identity
+/// they signed in with, which the population database confirmed) or the certificate names the
+/// mother. The choices (services asked for, copies) are not typing, and are not counted.
+const CERTIFICATE: &str = "BIRTH_CERTIFICATE";
+const FORM: &[FormField] = &[
+    field(
+        "/child/full_name",
+        &[Source::Document(CERTIFICATE, "/child/intended_name")],
+    ),
+    field("/child/sex", &[Source::Document(CERTIFICATE, "/child/sex")]),
+    field(
+        "/child/birth_date",
+        &[Source::Document(CERTIFICATE, "/child/birth_date")],
+    ),
+    field(
+        "/child/birth_place",
+        &[Source::Document(CERTIFICATE, "/facility_name")],
+    ),
+    // A child takes a parent's ethnicity and nationality (Law on Civil Status, art. 15 and
+    // Law on Nationality, art. 15-16, where the parents agree).
+    field(
+        "/child/ethnicity_code",
+        &[
+            Source::Person("MOTHER", "/ethnicity_code"),
+            Source::Person("FATHER", "/ethnicity_code"),
+        ],
+    ),
+    field(
+        "/child/nationality",
+        &[
+            Source::Person("MOTHER", "/nationality"),
+            Source::Person("FATHER", "/nationality"),
+        ],
+    ),
+    field(
+        "/mother/full_name",
+        &[
+            Source::Person("MOTHER", "/full_name"),
+            Source::Document(CERTIFICATE, "/mother/full_name"),
+        ],
+    ),
+    field(
+        "/mother/personal_id",
+        &[
+            Source::Person("DECLARANT", "/personal_id"),
+            Source::Document(CERTIFICATE, "/mother/personal_id"),
+        ],
+    ),
+    field(
+        "/mother/birth_date",
+        &[
+            Source::Person("MOTHER", "/birth_date"),
+            Source::Document(CERTIFICATE, "/mother/birth_date"),
+        ],
+    ),
+    field(
+        "/mother/ethnicity_code",
+        &[Source::Person("MOTHER", "/ethnicity_code")],
+    ),
+    field(
+        "/mother/nationality",
+        &[Source::Person("MOTHER", "/nationality")],
+    ),
+    field(
+        "/father/full_name",
+        &[Source::Person("FATHER", "/full_name")],
+    ),
+    field(
+        "/father/personal_id",
+        &[Source::Person("DECLARANT", "/personal_id")],
+    ),
+    field(
+        "/father/birth_date",
+        &[Source::Person("FATHER", "/birth_date")],
+    ),
+    field(
+        "/father/ethnicity_code",
+        &[Source::Person("FATHER", "/ethnicity_code")],
+    ),
+    field(
+        "/father/nationality",
+        &[Source::Person("FATHER", "/nationality")],
+    ),
+    field(
+        "/declarant/full_name",
+        &[Source::Person("DECLARANT", "/full_name")],
+    ),
+    field(
+        "/declarant/personal_id",
+        &[Source::Person("DECLARANT", "/personal_id")],
+    ),
+    field("/declarant/relationship", &[]),
+    field("/birth_certificate_no", &[]),
+    // The child joins a parent's household, as the population database records it.
+    field(
+        "/residence/household_number",
+        &[
+            Source::Person("MOTHER", "/household/number"),
+            Source::Person("FATHER", "/household/number"),
+        ],
+    ),
+    field(
+        "/residence/head_personal_id",
+        &[
+            Source::Person("MOTHER", "/household/head_personal_id"),
+            Source::Person("FATHER", "/household/head_personal_id"),
+        ],
+    ),
+    field("/residence/relationship_to_head", &[]),
+    field(
+        "/residence/province_code",
+        &[
+            Source::Person("MOTHER", "/permanent_residence/province_code"),
+            Source::Person("FATHER", "/permanent_residence/province_code"),
+        ],
+    ),
+    field(
+        "/residence/commune_code",
+        &[
+            Source::Person("MOTHER", "/permanent_residence/commune_code"),
+            Source::Person("FATHER", "/permanent_residence/commune_code"),
+        ],
+    ),
+    field(
+        "/residence/address_line",
+        &[
+            Source::Person("MOTHER", "/permanent_residence/address"),
+            Source::Person("FATHER", "/permanent_residence/address"),
+        ],
+    ),
+];
+
+const fn field(at: &'static str, from: &'static [Source]) -> FormField {
+    FormField { at, from }
+}
 
 /// The dossier's charge, paid by its declarant on PayGov.
 fn fee_request(inputs: &Inputs) -> Value {

@@ -75,6 +75,8 @@ pub static DEATH: Definition = Definition {
         event_type: "death.civil-registration-completed",
         topic: "lienthong.death",
     }),
+    // The death form's fields are the deceased's and the declarant's: not yet counted.
+    prefill: None,
     steps: &[
         StepDef {
             name: "CIVIL_REGISTRATION",

@@ -43,6 +43,52 @@ pub struct Definition {
     pub documents: &'static [DocumentDef],
     /// The event every entitled agency is told once (Tell Us Once), if the group tells one.
     pub told: Option<ToldDef>,
+    /// The form's fields national data can fill in, for the hub to count the pre-fill itself.
+    pub prefill: Option<PrefillDef>,
+}
+
+/// The pre-fill as the hub counts it: the one-stop system asks national data for each person
+/// its form names through the hub (the population database's answers come back as `found`
+/// events of the dossier), and the engine counts the submitted form's fields that hold what
+/// those answers, or a document joined to the dossier, told. It cannot know what the citizen
+/// typed; it knows which fields national data that passed through the hub could have filled in
+/// and which the form holds as told, and that is what it counts.
+#[derive(Debug)]
+pub struct PrefillDef {
+    /// The population database's answer about one person on the form.
+    pub found: &'static str,
+    /// Where that answer lists the person's roles on the form (MOTHER, DECLARANT...).
+    pub roles: &'static str,
+    /// Every field of the form a citizen would otherwise type. A field whose object the
+    /// submission leaves out (no father) is not on that dossier's form.
+    pub fields: &'static [FormField],
+}
+
+/// A field of the form, and where national data holds it (the first source that tells the
+/// submitted value counts it).
+#[derive(Debug)]
+pub struct FormField {
+    /// Where the submission holds it.
+    pub at: &'static str,
+    pub from: &'static [Source],
+}
+
+/// Where national data holds a field of the form.
+#[derive(Debug)]
+pub enum Source {
+    /// The person in this role on the form, as the population database told: the role, where
+    /// its answer holds the field.
+    Person(&'static str, &'static str),
+    /// A document joined to the dossier (`DocumentDef::name`), where it holds the field.
+    Document(&'static str, &'static str),
+}
+
+impl FormField {
+    /// Whether the submission's form has this field: its object is there.
+    pub fn on_form(&self, submission: &Value) -> bool {
+        let parent = self.at.rsplit_once('/').map_or("", |(parent, _)| parent);
+        submission.pointer(parent).is_some_and(|v| !v.is_null())
+    }
 }
 
 /// An event the group tells every agency holding a subscribe right for it: the hub keeps a
@@ -389,6 +435,7 @@ impl Definition {
                 .filter_map(|s| Some(s.compensation.as_ref()?.done_on)),
         );
         types.extend(self.documents.iter().map(|d| d.event_type));
+        types.extend(self.prefill.as_ref().map(|p| p.found));
         // Several steps end on one kind of event (each benefit decided): subscribed to once.
         once_each(types)
     }

@@ -454,10 +454,10 @@ impl Engine {
         }
         let joined = owner.map(|(dossier, mut instance)| {
             let (effect, _) = instance.apply(definition, document.event_type, payload, &ctx);
-            (dossier, effect.describe())
+            (dossier, effect.describe(), instance)
         });
         let (dossier_code, effect, kept) = match &joined {
-            Some((dossier, effect)) => (dossier.as_str(), effect.clone(), None),
+            Some((dossier, effect, _)) => (dossier.as_str(), effect.clone(), None),
             None => (key.as_str(), store::EARLY.to_owned(), Some(payload)),
         };
         let taken = Taken {
@@ -471,6 +471,10 @@ impl Engine {
             payload: kept,
         };
         if store::record(&tx, &taken).await? {
+            // What the document told counts in the dossier's pre-fill.
+            if let Some((_, _, instance)) = &joined {
+                store::save(&tx, instance, now).await?;
+            }
             tx.commit().await?;
         }
         Ok(Finished::default())

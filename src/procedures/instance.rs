@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::definition::{
     ANNULMENT, Command, Concerns, Definition, DocumentDef, FEES, Fact, Facts, Inputs, Refusal,
-    Requested, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, StepDef, step_key,
+    Requested, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, Source, StepDef, step_key,
 };
 use crate::domain::fees::{Chargeable, FeeSchedule};
 use crate::domain::{WorkingCalendar, vietnam};
@@ -188,6 +188,9 @@ pub struct Instance {
     pub supplement: Option<Supplement>,
     /// How much of the form the one-stop system filled in from national data, as it said.
     pub prefill: Option<Prefill>,
+    /// How much of the form holds what national data told through the hub, as the hub counts
+    /// it (groups whose definition has a `prefill`).
+    pub filled: Option<Filled>,
     /// What the steps' commands are built from: the submission and each finished step's event,
     /// by step name (see [`Inputs`]); emptied when the dossier completes, so the hub keeps
     /// personal data no longer than the procedure needs it.
@@ -230,6 +233,22 @@ impl Prefill {
     /// The share of the form filled in, from 0 to 1.
     pub fn ratio(self) -> f64 {
         f64::from(self.from_national_data) / f64::from(self.fields_on_form.max(1))
+    }
+}
+
+/// The pre-fill as the hub counts it (the definition's `prefill`): the form's fields that hold what
+/// national data told through the hub, by path, and the fields on the dossier's form.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Filled {
+    pub fields: Vec<String>,
+    pub on_form: u32,
+}
+
+impl Filled {
+    /// The share of the form filled in, from 0 to 1.
+    pub fn ratio(&self) -> f64 {
+        let filled = u32::try_from(self.fields.len()).unwrap_or(u32::MAX);
+        f64::from(filled) / f64::from(self.on_form.max(1))
     }
 }
 
@@ -400,6 +419,11 @@ pub fn open(
         steps,
         supplement: None,
         prefill: Prefill::of(submission),
+        filled: definition.prefill.as_ref().map(|p| Filled {
+            fields: Vec::new(),
+            on_form: u32::try_from(p.fields.iter().filter(|f| f.on_form(submission)).count())
+                .unwrap_or(u32::MAX),
+        }),
         inputs: Value::Object(inputs),
     };
     let accepted = Outgoing {
@@ -461,6 +485,10 @@ pub enum Effect {
     /// differs from the submission (`None`: nothing to compare with, the dossier's submission
     /// forgotten once it completed).
     DocumentJoined(&'static str, Option<Vec<&'static str>>),
+    /// The population database's answer about a person on the form (their roles): how many
+    /// more of the form's fields hold what it told (`None`: the dossier's submission was
+    /// forgotten once it completed, nothing compared).
+    Prefilled(Vec<String>, Option<usize>),
     /// The event is not one this group takes.
     Unrelated,
 }
@@ -504,6 +532,16 @@ impl Effect {
             Self::DocumentJoined(name, Some(differing)) => format!(
                 "{name} joined; it differs from the submission on {}: for the official to check",
                 differing.join(", ")
+            ),
+            Self::Prefilled(roles, None) => format!(
+                "the population database's answer about the {}; the dossier has ended, nothing \
+                 compared",
+                roles.join(" and ")
+            ),
+            Self::Prefilled(roles, Some(fields)) => format!(
+                "the population database's answer about the {}: {fields} more field(s) of the \
+                 form hold what it told",
+                roles.join(" and ")
             ),
             Self::Unrelated => "not an event of this procedure; ignored".to_owned(),
         }
@@ -756,11 +794,62 @@ impl Instance {
         (!submitted.is_null() && !told.is_null()).then(|| submitted != *told)
     }
 
-    /// Joins a document to the dossier: what it is, and on which facts it differs.
-    fn join(&self, document: &DocumentDef, payload: &Value) -> Effect {
+    /// Counts the form's fields that hold what `tells` says national data holds for a source
+    /// (the definition's `prefill`); `None` when there is nothing to count in or compare with.
+    fn fill<'p>(
+        &mut self,
+        definition: &Definition,
+        tells: impl Fn(&Source) -> Option<&'p Value>,
+    ) -> Option<usize> {
+        let prefill = definition.prefill.as_ref()?;
+        let inputs = Inputs(&self.inputs);
+        if inputs.submitted("").is_null() {
+            return None;
+        }
+        let filled = self.filled.as_mut()?;
+        let before = filled.fields.len();
+        for field in prefill.fields {
+            if filled.fields.iter().any(|f| f == field.at) {
+                continue;
+            }
+            let submitted = inputs.submitted(field.at);
+            if !submitted.is_null() && field.from.iter().any(|s| tells(s) == Some(&submitted)) {
+                filled.fields.push(field.at.to_owned());
+            }
+        }
+        Some(filled.fields.len() - before)
+    }
+
+    /// The population database's answer about a person on the form, counted in the pre-fill.
+    fn prefilled(&mut self, definition: &Definition, payload: &Value) -> Effect {
+        let roles: Vec<String> = definition
+            .prefill
+            .as_ref()
+            .and_then(|p| payload.pointer(p.roles)?.as_array())
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let added = self.fill(definition, |source| match source {
+            Source::Person(role, at) if roles.iter().any(|r| r == role) => payload.pointer(at),
+            _ => None,
+        });
+        Effect::Prefilled(roles, added)
+    }
+
+    /// Joins a document to the dossier: what it is, and on which facts it differs. What it
+    /// tells counts in the pre-fill.
+    fn join(&mut self, definition: &Definition, document: &DocumentDef, payload: &Value) -> Effect {
         if Inputs(&self.inputs).submitted("").is_null() {
             return Effect::DocumentJoined(document.name, None);
         }
+        self.fill(definition, |source| match source {
+            Source::Document(name, at) if *name == document.name => payload.pointer(at),
+            _ => None,
+        });
         // The identity too: a document sent with a dossier code is joined without the owner's
         // check, and another person's must then say so.
         let differing = document
@@ -817,7 +906,14 @@ impl Instance {
             return self.supplemented(definition, ctx);
         }
         if let Some(document) = definition.document(event_type) {
-            return (self.join(document, payload), Vec::new());
+            return (self.join(definition, document, payload), Vec::new());
+        }
+        if definition
+            .prefill
+            .as_ref()
+            .is_some_and(|p| p.found == event_type)
+        {
+            return (self.prefilled(definition, payload), Vec::new());
         }
         let undoable: Vec<&str> = definition
             .steps_undone_by(event_type)

@@ -225,7 +225,8 @@ pub async fn load(
     let Some(row) = client
         .query_opt(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
-                    received_at, accepted_at, due_at, completed_at, inputs, supplement, prefill
+                    received_at, accepted_at, due_at, completed_at, inputs, supplement, prefill,
+                    filled
              FROM procedure_instance WHERE dossier_code = $1",
             &[&dossier_code],
         )
@@ -256,6 +257,7 @@ fn instance_from(row: &Row, steps: Vec<Step>) -> Result<Instance, DbError> {
         inputs: row.get(9),
         supplement: json_column(row, 10, "procedure_instance.supplement")?,
         prefill: json_column(row, 11, "procedure_instance.prefill")?,
+        filled: json_column(row, 12, "procedure_instance.filled")?,
     })
 }
 
@@ -284,13 +286,17 @@ pub async fn save(
         .as_ref()
         .and_then(|s| serde_json::to_value(s).ok());
     let prefill = instance.prefill.and_then(|p| serde_json::to_value(p).ok());
+    let filled = instance
+        .filled
+        .as_ref()
+        .and_then(|f| serde_json::to_value(f).ok());
     tx.execute(
         "INSERT INTO procedure_instance
              (dossier_code, procedure_group, procedure_code, state, portal_status, received_at,
-              accepted_at, due_at, completed_at, updated_at, inputs, supplement, prefill)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+              accepted_at, due_at, completed_at, updated_at, inputs, supplement, prefill, filled)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (dossier_code) DO UPDATE SET state = $4, portal_status = $5, due_at = $8,
-             completed_at = $9, updated_at = $10, inputs = $11, supplement = $12",
+             completed_at = $9, updated_at = $10, inputs = $11, supplement = $12, filled = $14",
         &[
             &instance.dossier_code,
             &instance.group,
@@ -305,6 +311,7 @@ pub async fn save(
             &instance.inputs,
             &supplement,
             &prefill,
+            &filled,
         ],
     )
     .await?;
@@ -553,7 +560,7 @@ pub async fn list(
         .query(
             "SELECT dossier_code, procedure_group, procedure_code, state, portal_status,
                     received_at, accepted_at, due_at, completed_at, '{}'::jsonb, supplement,
-                    prefill
+                    prefill, filled
              FROM procedure_instance i
              WHERE $1::timestamptz IS NULL
                 OR (state = 'running' AND supplement IS NULL AND due_at < $1)

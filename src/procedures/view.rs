@@ -9,7 +9,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::instance::{Instance, Prefill, Step, Supplement};
+use super::instance::{Filled, Instance, Prefill, Step, Supplement};
 use super::store::{self, Entry};
 use crate::access;
 use crate::audit::{self, Told};
@@ -34,6 +34,9 @@ pub struct DossierView {
     pub supplement: Option<Supplement>,
     /// How much of the form was filled in from national data, if the submission said.
     pub prefill: Option<Prefill>,
+    /// How much of the form holds what national data told through the hub, as the hub counts
+    /// it (groups that count it).
+    pub filled: Option<Filled>,
     pub steps: Vec<StepView>,
     /// Empty in lists.
     pub timeline: Vec<Entry>,
@@ -109,6 +112,7 @@ impl DossierView {
             overdue: instance.is_overdue(now),
             supplement: instance.supplement.clone(),
             prefill: instance.prefill,
+            filled: instance.filled.clone(),
             steps: instance.steps.iter().map(step_view).collect(),
             timeline,
             told: Vec::new(),

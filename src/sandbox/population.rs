@@ -56,9 +56,13 @@ fn internal(error: impl std::fmt::Display) -> Answer {
     answer::internal("population", error)
 }
 
+/// A citizen's columns, with the head of their household (a form joining it names the head).
 const CITIZEN_COLUMNS: &str = "personal_id, full_name, birth_date, sex, ethnicity_code, \
      nationality, province_code, commune_code, address, household_id, relationship, \
-     deceased_at::text";
+     deceased_at::text, \
+     (SELECT h.personal_id FROM sandbox_population.citizen h \
+       WHERE h.household_id = citizen.household_id AND h.relationship = 'head' \
+       ORDER BY h.personal_id LIMIT 1)";
 
 fn citizen(row: &Row) -> Value {
     json!({
@@ -76,6 +80,7 @@ fn citizen(row: &Row) -> Value {
         "household": {
             "id": row.get::<_, Option<String>>(9),
             "relationship": row.get::<_, Option<String>>(10),
+            "head_personal_id": row.get::<_, Option<String>>(12),
         },
         "deceased_at": row.get::<_, Option<String>>(11),
     })

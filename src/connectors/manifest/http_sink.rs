@@ -47,6 +47,9 @@ pub struct Output {
 pub struct Refusal {
     pub when: Mapping,
     pub output: Output,
+    /// 4xx statuses that are answers rather than failures (a population database's 404 for a
+    /// number nobody has): read like a success, for `when` to see as `.response.status`.
+    pub statuses: Vec<u16>,
 }
 
 /// How hard a connector tries, and how fast.
@@ -146,6 +149,8 @@ struct RefusalFile {
     mapping: Spanned<String>,
     /// jq: what the refusal is about, as a reply's `key`.
     key: Option<Spanned<String>>,
+    /// 4xx statuses read as answers for `when` (e.g. `[404]`), not failures.
+    statuses: Option<Spanned<Vec<u16>>>,
 }
 
 /// A deployment value: from the environment when `env` is set there, else `default`.
@@ -351,7 +356,25 @@ fn check_refusal(
         Some(program) => Some(problems.mapping(program, "refusal.key")?),
         None => None,
     };
+    let statuses = file.statuses.as_ref();
+    if let Some((bad, span)) = statuses.and_then(|statuses| {
+        let bad = statuses
+            .get_ref()
+            .iter()
+            .find(|s| !(400..500).contains(*s) || matches!(s, 408 | 425 | 429))?;
+        Some((bad, statuses.span()))
+    }) {
+        problems.add(
+            &span,
+            "refusal.statuses",
+            format!(
+                "{bad} is not a 4xx answer a system gives as a \"no\" (408, 425 and 429 are \
+                 retried)"
+            ),
+        );
+    }
     Some(Refusal {
+        statuses: statuses.map(|s| s.get_ref().clone()).unwrap_or_default(),
         when: when?,
         output: Output {
             event_type: file.event_type.get_ref().clone(),

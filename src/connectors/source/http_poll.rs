@@ -79,7 +79,7 @@ impl HttpPoll {
             request = request.bearer_auth(token);
         }
         let answer = match request.send().await {
-            Ok(response) => read_answer(response, Instant::now()).await?,
+            Ok(response) => read_answer(response, Instant::now(), &[]).await?,
             Err(error) => return Err(transport_error(error)),
         };
         let records = match self.target.records.apply(&answer.body) {
