@@ -254,14 +254,15 @@ deceased=$(psql "$db" -Atc "SELECT personal_id FROM sandbox_population.citizen p
     AND NOT EXISTS (SELECT 1 FROM sandbox_social_insurance.benefit_decision d
                     WHERE d.deceased_personal_id = p.personal_id)
   ORDER BY (coalesce(c.months_before_2014 + c.months_from_2014, 0) < 12), random() LIMIT 1")
-# The pre-fill scene's parents: a living woman and man heading one household together, both
-# with a whole date of birth, not parents in an earlier run's pre-fill scene.
+# The pre-fill scene's parents: a living woman of 18 to 45 and a man heading one household
+# together, both with a whole date of birth.
 couple=$(psql "$db" -Atc "SELECT m.personal_id || ' ' || f.personal_id
   FROM sandbox_population.citizen m JOIN sandbox_population.citizen f
     ON f.household_id = m.household_id AND f.sex = 'MALE' AND f.relationship IN ('head', 'spouse')
    AND length(f.birth_date) = 10 AND f.deceased_at IS NULL
   WHERE m.sex = 'FEMALE' AND m.relationship IN ('head', 'spouse') AND m.deceased_at IS NULL
     AND length(m.birth_date) = 10 AND m.commune_code IS NOT NULL AND m.address IS NOT NULL
+    AND m.birth_date::date BETWEEN current_date - interval '45 years' AND current_date - interval '18 years'
     AND m.personal_id <> '$deceased' AND f.personal_id <> '$deceased'
   ORDER BY random() LIMIT 1")
 

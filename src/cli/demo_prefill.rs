@@ -151,8 +151,10 @@ pub async fn run(
     for field in ["full_name", "personal_id", "birth_date"] {
         certificate["mother"][field] = mother[field].clone();
     }
-    certificate["child"]["birth_date"] =
-        (now.date_naive() - chrono::Days::new(7)).to_string().into();
+    // Born a week ago (on time, so free), the certificate issued the next day.
+    let born = now.date_naive() - chrono::Days::new(7);
+    certificate["child"]["birth_date"] = born.to_string().into();
+    certificate["issued_at"] = format!("{}T10:00:00+07:00", born + chrono::Days::new(1)).into();
     one_stop
         .publish(request(
             "birth.e-birth-certificate-issued",
