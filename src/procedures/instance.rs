@@ -482,9 +482,9 @@ pub enum Effect {
     /// dossier no longer running): the reason.
     SupplementIgnored(&'static str),
     /// A document issued before the dossier joined it: its name, and the facts on which it
-    /// differs from the submission (`None`: nothing to compare with, the dossier's submission
-    /// forgotten once it completed).
-    DocumentJoined(&'static str, Option<Vec<&'static str>>),
+    /// differs from the submission with the form's fields that hold what it told (`None`:
+    /// nothing to compare with, the dossier's submission forgotten once it completed).
+    DocumentJoined(&'static str, Option<(Vec<&'static str>, usize)>),
     /// The population database's answer about a person on the form (their roles): how many
     /// more of the form's fields hold what it told (`None`: the dossier's submission was
     /// forgotten once it completed, nothing compared).
@@ -526,13 +526,21 @@ impl Effect {
             Self::DocumentJoined(name, None) => {
                 format!("{name} joined; the dossier has ended, nothing compared")
             }
-            Self::DocumentJoined(name, Some(differing)) if differing.is_empty() => {
-                format!("{name} joined; it tells what the submission tells")
+            Self::DocumentJoined(name, Some((differing, filled))) => {
+                let compared = if differing.is_empty() {
+                    format!("{name} joined; it tells what the submission tells")
+                } else {
+                    format!(
+                        "{name} joined; it differs from the submission on {}: for the official \
+                         to check",
+                        differing.join(", ")
+                    )
+                };
+                match filled {
+                    0 => compared,
+                    n => format!("{compared}; {n} more field(s) of the form hold what it told"),
+                }
             }
-            Self::DocumentJoined(name, Some(differing)) => format!(
-                "{name} joined; it differs from the submission on {}: for the official to check",
-                differing.join(", ")
-            ),
             Self::Prefilled(roles, None) => format!(
                 "the population database's answer about the {}; the dossier has ended, nothing \
                  compared",
@@ -846,10 +854,21 @@ impl Instance {
         if Inputs(&self.inputs).submitted("").is_null() {
             return Effect::DocumentJoined(document.name, None);
         }
-        self.fill(definition, |source| match source {
-            Source::Document(name, at) if *name == document.name => payload.pointer(at),
-            _ => None,
-        });
+        // Another person's document (joined because it came with the dossier's code) fills
+        // nothing in.
+        let theirs = document
+            .identity
+            .as_ref()
+            .is_none_or(|fact| self.differs(fact, payload) != Some(true));
+        let filled = if theirs {
+            self.fill(definition, |source| match source {
+                Source::Document(name, at) if *name == document.name => payload.pointer(at),
+                _ => None,
+            })
+            .unwrap_or(0)
+        } else {
+            0
+        };
         // The identity too: a document sent with a dossier code is joined without the owner's
         // check, and another person's must then say so.
         let differing = document
@@ -859,7 +878,7 @@ impl Instance {
             .filter(|fact| self.differs(fact, payload) == Some(true))
             .map(|fact| fact.what)
             .collect();
-        Effect::DocumentJoined(document.name, Some(differing))
+        Effect::DocumentJoined(document.name, Some((differing, filled)))
     }
 
     /// Keeps `value` among the inputs the commands are built from.
@@ -1358,6 +1377,75 @@ mod tests {
     }
 
     #[test]
+    fn the_prefill_counts_the_fields_that_hold_what_national_data_told_once_each() {
+        let reference = reference();
+        let ctx = context(&reference, "2026-11-20T09:20:00+07:00");
+        let mut form = submission("2026-11-12", true, false);
+        form["child"] = json!({"full_name": "Nguyễn Minh An", "sex": "FEMALE",
+            "birth_date": "2026-11-12", "birth_place": "Bệnh viện A", "ethnicity_code": "01",
+            "nationality": "VN"});
+        form["mother"] = json!({"full_name": "Trần Thị Bích", "personal_id": "048195001234",
+            "birth_date": "1995-03-08", "ethnicity_code": "01", "nationality": "VN"});
+        form["declarant"] = json!({"full_name": "Trần Thị Bích",
+            "personal_id": "048195001234", "relationship": "MOTHER"});
+        form["birth_certificate_no"] = json!("GCS-1");
+        let (mut instance, _) = open(&BIRTH, &form, &ctx).expect("opened");
+        let filled = |instance: &Instance| instance.filled.clone().expect("counted");
+        assert_eq!(
+            (filled(&instance).fields.len(), filled(&instance).on_form),
+            (0, 6 + 5 + 3 + 1),
+            "no father and no residence: not on this form"
+        );
+        let mother = json!({"personal_id": "048195001234", "roles": ["MOTHER", "DECLARANT"],
+            "full_name": "Trần Thị Bích", "birth_date": "1995-03-08", "ethnicity_code": "01",
+            "nationality": "VN", "household": null});
+        let (effect, out) = instance.apply(&BIRTH, "birth.citizen-found", &mother, &ctx);
+        assert!(out.is_empty(), "a pre-fill moves no step");
+        assert_eq!(
+            effect.describe(),
+            "the population database's answer about the MOTHER and DECLARANT: 9 more field(s) \
+             of the form hold what it told",
+            "the mother's five, the declarant's name and number, the child's ethnicity and \
+             nationality"
+        );
+        let (effect, _) = instance.apply(&BIRTH, "birth.citizen-found", &mother, &ctx);
+        assert!(
+            effect.describe().contains(": 0 more field(s)"),
+            "counted once"
+        );
+        let mut not_her = mother.clone();
+        not_her["roles"] = json!(["FATHER"]);
+        not_her["full_name"] = json!("Nguyễn Văn Cường");
+        let certificate = json!({"certificate_number": "GCS-1",
+            "facility_name": "Bệnh viện B", "mother": {"personal_id": "048195001234"},
+            "child": {"birth_date": "2026-11-12", "sex": "FEMALE", "intended_name": "Nguyễn Minh An"}});
+        let (effect, _) = instance.apply(&BIRTH, BIRTH.documents[0].event_type, &certificate, &ctx);
+        assert!(
+            effect
+                .describe()
+                .ends_with("; 3 more field(s) of the form hold what it told"),
+            "the child's name, sex and date of birth; not a place of birth it words otherwise: {}",
+            effect.describe()
+        );
+        assert_eq!(filled(&instance).fields.len(), 12);
+        assert!(
+            !filled(&instance)
+                .fields
+                .iter()
+                .any(|f| f == "/declarant/relationship"),
+            "a choice the citizen makes"
+        );
+        instance.inputs = json!({});
+        let (effect, _) = instance.apply(&BIRTH, "birth.citizen-found", &not_her, &ctx);
+        assert!(effect.describe().ends_with("nothing compared"));
+        assert_eq!(
+            filled(&instance).fields.len(),
+            12,
+            "kept once the dossier has ended"
+        );
+    }
+
+    #[test]
     fn a_document_is_owned_by_its_identity_and_compared_on_its_facts() {
         let reference = reference();
         let ctx = context(&reference, "2026-11-20T09:20:00+07:00");
@@ -1386,7 +1474,8 @@ mod tests {
         assert_eq!(
             effect.describe(),
             "BIRTH_CERTIFICATE joined; it differs from the submission on the child's sex: for \
-             the official to check"
+             the official to check; 2 more field(s) of the form hold what it told",
+            "the mother's ID and the child's date of birth, as the certificate tells them"
         );
         let (effect, _) =
             instance.apply(&BIRTH, event, &certificate("048195009999", "FEMALE"), &ctx);

@@ -758,6 +758,32 @@ url = "http://127.0.0.1:9/births"
     }
 
     #[test]
+    fn refusal_statuses_load_as_answers_and_a_retried_status_is_named() {
+        let refusal = "[refusal]\nstatuses = [404]\nwhen = '.response.status == 404'\n\
+                       event_type = \"birth.done\"\nmapping = \"null\"\n";
+        let text = format!("{GOOD}\n{refusal}");
+        let manifest = parse(Path::new("civil-status.toml"), &text, &known).unwrap();
+        let Spec::Sink(sink) = &manifest.spec else {
+            panic!("not a sink")
+        };
+        assert_eq!(
+            sink.refusal.as_ref().map(|r| r.statuses.clone()),
+            Some(vec![404])
+        );
+        for retried in ["429", "503"] {
+            let found = problems(&text.replace("[404]", &format!("[{retried}]")));
+            assert_eq!(
+                found
+                    .iter()
+                    .map(|p| (p.field.as_str(), p.line))
+                    .collect::<Vec<_>>(),
+                [("refusal.statuses", text.lines().count() - 3)],
+                "{retried} is retried, never an answer: {found:?}"
+            );
+        }
+    }
+
+    #[test]
     fn ask_again_at_loads_beside_pending_and_is_named_without_it() {
         let reply = "[reply]\nevent_type = \"birth.done\"\nmapping = \"null\"\n\
                      ask_again_at = '.response.received_at'\n";
