@@ -91,6 +91,7 @@ pub(super) fn publish_status(error: PublishError) -> Status {
             );
             Status::with_error_details(Code::InvalidArgument, message, details)
         }
+        error @ PublishError::NotQueued(_) => Status::unavailable(error.to_string()),
         PublishError::Produce { event_id, source } => {
             tracing::error!(%event_id, error = %source, "produce failed");
             Status::unavailable(format!(
@@ -239,6 +240,10 @@ pub(super) fn batch_outcome(outcome: Result<Accepted, PublishError>) -> Outcome 
         Err(PublishError::Throttled(throttled)) => Outcome::Failed(proto::Failure {
             event_id: String::new(),
             message: throttled.to_string(),
+        }),
+        Err(error @ PublishError::NotQueued(_)) => Outcome::Failed(proto::Failure {
+            event_id: String::new(),
+            message: error.to_string(),
         }),
         Err(PublishError::Unrecorded { event_id, source }) => Outcome::Failed(proto::Failure {
             event_id: event_id.to_string(),

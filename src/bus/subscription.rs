@@ -204,6 +204,7 @@ impl Subscription {
             .set("auto.commit.interval.ms", "1000")
             .set("auto.offset.reset", start)
             .set("statistics.interval.ms", "5000")
+            .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
             .create_with_context(context)
             .map_err(SubscriptionError::Client)?;
         consumer

@@ -3,9 +3,10 @@
 //! tried again on the next round; one the schema or rules refuse is a fault of the engine's and
 //! is set aside with the reason (shown in the dossier's timeline), so it cannot hold the outbox
 //! up. One process relays at a time (a PostgreSQL advisory lock held by the round's
-//! transaction), a dossier's events in the order they were queued, different dossiers' events
-//! concurrently. A crash between publishing and recording it publishes the event again with the
-//! same id, which consumers drop.
+//! transaction), a dossier's events in the order they were queued (sent together, the producer
+//! keeping their order on their partition), different dossiers' events concurrently. A crash
+//! between publishing and recording it publishes the event again with the same id, which
+//! consumers drop.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,35 +96,42 @@ impl Relay {
         Ok(round.published.len())
     }
 
-    /// One dossier's events, each after the one before: stops at the first that is not taken
-    /// for now, and skips one refused for good.
+    /// One dossier's events, in the order queued, all sent before the first acknowledgement
+    /// comes back (`Events::publish_events_in_order`): those not taken for now are tried
+    /// again, one refused for good is set aside.
     async fn publish_in_order(&self, events: Vec<Queued>, stop: &CancellationToken) -> Round {
         let mut round = Round::default();
-        for event in events {
-            if stop.is_cancelled() {
-                break;
-            }
-            let id = event.id;
-            let new = NewEvent {
-                event_type: event.event_type,
-                event_id: event.event_id,
-                occurred_at: event.created_at.with_timezone(&crate::domain::vietnam()),
-                correlation_id: DossierCode::parse(&event.dossier_code).ok(),
-                causation_id: event.causation_id,
-                purpose: PURPOSE.to_owned(),
-                legal_basis: LEGAL_BASIS.to_owned(),
-                payload: event.payload,
-            };
-            match self.events.publish_event(&self.caller, new).await {
+        if stop.is_cancelled() {
+            return round;
+        }
+        let mut queued = Vec::with_capacity(events.len());
+        let new: Vec<NewEvent> = events
+            .into_iter()
+            .map(|event| {
+                queued.push((event.id, event.dossier_code.clone()));
+                NewEvent {
+                    event_type: event.event_type,
+                    event_id: event.event_id,
+                    occurred_at: event.created_at.with_timezone(&crate::domain::vietnam()),
+                    correlation_id: DossierCode::parse(&event.dossier_code).ok(),
+                    causation_id: event.causation_id,
+                    purpose: PURPOSE.to_owned(),
+                    legal_basis: LEGAL_BASIS.to_owned(),
+                    payload: event.payload,
+                }
+            })
+            .collect();
+        let outcomes = self.events.publish_events_in_order(&self.caller, new).await;
+        for ((id, dossier), outcome) in queued.into_iter().zip(outcomes) {
+            match outcome {
                 Ok(_) => round.published.push(id),
                 Err(PublishError::Rejected(rejected)) => {
-                    tracing::error!(dossier = %event.dossier_code, violations = %rejected.summary(), "the hub refused an event of the procedure engine's; set aside");
+                    tracing::error!(%dossier, violations = %rejected.summary(), "the hub refused an event of the procedure engine's; set aside");
                     round.refused.push((id, rejected.summary()));
                 }
                 Err(error) => {
-                    tracing::warn!(dossier = %event.dossier_code, %error, "a procedure's event was not published; trying again");
+                    tracing::warn!(%dossier, %error, "a procedure's event was not published; trying again");
                     round.failed.push((id, error.to_string()));
-                    break;
                 }
             }
         }
