@@ -394,7 +394,8 @@ async fn verify_names_each_kind_of_tampering() {
 }
 
 #[tokio::test]
-async fn administrators_changes_are_entries_and_checkpoints_extend_each_other() {
+async fn administrators_changes_are_entries_and_checkpoints_extend_each_other_one_signer_at_a_time()
+{
     let env = TestEnv::new("admin_audit").await;
     let client = env.pool.get().await.expect("connection");
     client
@@ -405,6 +406,20 @@ async fn administrators_changes_are_entries_and_checkpoints_extend_each_other() 
         )
         .await
         .expect("changes made");
+    // Another hub process signing now (its transaction holds the signer's lock): this one
+    // signs nothing.
+    let mut other = env.pool.get().await.expect("connection");
+    let signing = other.transaction().await.expect("transaction");
+    signing
+        .execute("SELECT pg_advisory_xact_lock($1, 0)", &[&0x6175_6469_i32])
+        .await
+        .expect("the signer's lock taken");
+    assert_eq!(
+        checkpoint(&env).await.expect("checkpoint"),
+        Checkpointed::Elsewhere,
+        "one signer at a time"
+    );
+    signing.rollback().await.expect("released");
     let Ok(Checkpointed::Signed(first)) = checkpoint(&env).await else {
         panic!("a first checkpoint is signed");
     };

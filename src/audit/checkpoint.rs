@@ -116,6 +116,20 @@ impl Verifier {
 
     /// Checks `note`'s signature by this key and reads the checkpoint it carries.
     pub fn open(&self, note: &str) -> Result<Checkpoint, NoteError> {
+        let text = self.verified(note)?;
+        let checkpoint = parse_body(&text)?;
+        if checkpoint.origin != self.name {
+            return Err(NoteError::OtherOrigin {
+                expected: self.name.clone(),
+                found: checkpoint.origin,
+            });
+        }
+        Ok(checkpoint)
+    }
+
+    /// The text of a signed note whose signature by this key verifies (any note, not only a
+    /// checkpoint).
+    fn verified(&self, note: &str) -> Result<String, NoteError> {
         let (text, signatures) = note
             .split_once("\n\n")
             .ok_or(NoteError::Malformed("no blank line before the signatures"))?;
@@ -149,14 +163,7 @@ impl Verifier {
         if !found {
             return Err(NoteError::NotSigned(self.name.clone()));
         }
-        let checkpoint = parse_body(&text)?;
-        if checkpoint.origin != self.name {
-            return Err(NoteError::OtherOrigin {
-                expected: self.name.clone(),
-                found: checkpoint.origin,
-            });
-        }
-        Ok(checkpoint)
+        Ok(text)
     }
 }
 
@@ -236,6 +243,12 @@ pub fn sign(signer: &Signer, tree_size: u64, root: &Hash, at: DateTime<Utc>) -> 
         BASE64.encode(root),
         at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
+    sign_note(signer, &text)
+}
+
+/// Signs `text` (lines, each ended by a newline) as a C2SP signed note under the signer's
+/// origin.
+fn sign_note(signer: &Signer, text: &str) -> String {
     let mut signature = key_hash(signer.origin(), &signer.public()).to_vec();
     signature.extend_from_slice(&signer.sign(text.as_bytes()));
     format!(
@@ -264,6 +277,40 @@ mod tests {
         .expect("signer");
         std::fs::remove_file(path).ok();
         signer
+    }
+
+    /// The reference implementation's example (golang.org/x/mod/sumdb/note, repeated in
+    /// C2SP implementations' test suites): the same key must give the same verifier key and,
+    /// Ed25519 being deterministic, the same signed note byte for byte, and its note must open
+    /// with our verifier. Any tool of that ecosystem then reads the hub's checkpoints.
+    #[test]
+    fn the_go_reference_note_is_signed_and_opened_byte_for_byte() {
+        const VERIFIER: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+        const PRIVATE: &str = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+        const TEXT: &str = "If you think cryptography is the answer to your problem,\n\
+                            then you don't know what your problem is.\n";
+        const NOTE: &str = "If you think cryptography is the answer to your problem,\n\
+            then you don't know what your problem is.\n\n\u{2014} PeterNeumann \
+            x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+        let private = BASE64.decode(PRIVATE).expect("base64");
+        assert_eq!(private[0], ED25519);
+        let path = std::env::temp_dir().join(format!("lienthong-peter-{}.key", std::process::id()));
+        std::fs::write(&path, hex::encode(&private[1..])).expect("written");
+        let signer = Signer::load(&AuditConfig {
+            signing_key_file: Some(path.clone()),
+            origin: "PeterNeumann".to_owned(),
+            ..AuditConfig::default()
+        })
+        .expect("signer");
+        std::fs::remove_file(path).ok();
+        assert_eq!(verifier_key(signer.origin(), &signer.public()), VERIFIER);
+        assert_eq!(sign_note(&signer, TEXT), NOTE);
+        let verifier = Verifier::parse(VERIFIER).expect("parses");
+        assert_eq!(verifier.verified(NOTE).as_deref(), Ok(TEXT));
+        assert_eq!(
+            verifier.verified(&NOTE.replace("answer", "Answer")),
+            Err(NoteError::BadSignature("PeterNeumann".into()))
+        );
     }
 
     #[test]

@@ -212,7 +212,12 @@ pub enum Checkpointed {
     Signed(i64),
     /// The latest checkpoint already covers every entry (this many; 0 for an empty log).
     Current(i64),
+    /// Another process of the hub is signing one now.
+    Elsewhere,
 }
+
+/// The advisory lock one checkpoint signer holds for its transaction ("audi", 0).
+const SIGNER_LOCK: (i32, i32) = (0x6175_6469, 0);
 
 /// Signs a checkpoint over every entry committed so far, when there are entries the latest
 /// one does not cover. Entries since the latest checkpoint are
@@ -222,8 +227,21 @@ pub async fn make_checkpoint(
     signer: &Signer,
     verifiers: &Verifiers,
 ) -> Result<Checkpointed, CheckpointError> {
-    let client = pool.get().await.map_err(DbError::from)?;
-    let latest = latest_checkpoint(&client).await?;
+    let mut client = pool.get().await.map_err(DbError::from)?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    // One signer at a time among the hub's processes: the others sign nothing this tick.
+    let held: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1, $2)",
+            &[&SIGNER_LOCK.0, &SIGNER_LOCK.1],
+        )
+        .await
+        .map_err(DbError::from)?
+        .get(0);
+    if !held {
+        return Ok(Checkpointed::Elsewhere);
+    }
+    let latest = latest_checkpoint(&tx).await?;
     let (mut frontier, mut walk) = match &latest {
         None => (Frontier::default(), Walk::default()),
         Some(stored) => {
@@ -250,7 +268,7 @@ pub async fn make_checkpoint(
                         stored.tree_size
                     ))
                 })?;
-            let previous = client
+            let previous = tx
                 .query_opt(
                     "SELECT digest FROM audit_log WHERE position = $1",
                     &[&(stored.tree_size - 1)],
@@ -262,7 +280,7 @@ pub async fn make_checkpoint(
         }
     };
     let start = i64::try_from(frontier.size()).unwrap_or(i64::MAX);
-    for_each_entry(&client, start, |entry| {
+    for_each_entry(&tx, start, |entry| {
         let (flaws, real) = walk.check(&entry);
         if let Some(flaw) = flaws.first() {
             return Err(CheckpointError::Flawed(flaw.describe(entry.position)));
@@ -277,14 +295,14 @@ pub async fn make_checkpoint(
     };
     let at = Utc::now();
     let note = checkpoint::sign(signer, frontier.size(), &root, at);
-    client
-        .execute(
-            "INSERT INTO audit_checkpoint (tree_size, root, frontier, signed_at, note)
+    tx.execute(
+        "INSERT INTO audit_checkpoint (tree_size, root, frontier, signed_at, note)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING",
-            &[&size, &root.as_slice(), &frontier.to_bytes(), &at, &note],
-        )
-        .await
-        .map_err(DbError::from)?;
+        &[&size, &root.as_slice(), &frontier.to_bytes(), &at, &note],
+    )
+    .await
+    .map_err(DbError::from)?;
+    tx.commit().await.map_err(DbError::from)?;
     Ok(Checkpointed::Signed(size))
 }
 

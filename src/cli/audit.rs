@@ -139,6 +139,9 @@ async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Resul
             let verifiers = hub_verifiers(&config)?;
             match audit::make_checkpoint(&pool, &signer, &verifiers).await? {
                 audit::Checkpointed::Signed(size) => println!("signed: the first {size} entries"),
+                audit::Checkpointed::Elsewhere => {
+                    println!("another hub process is signing one now; nothing to do here")
+                }
                 audit::Checkpointed::Current(size) => {
                     println!("nothing to sign: the latest checkpoint covers all {size} entries");
                 }
