@@ -156,6 +156,12 @@ async fn install(env: &TestEnv, manifest: &str, base: &str) {
             &["payment.initiated"],
             &["payment.confirmed", "payment.failed"],
         ),
+        "civil-status-verifications" => (
+            "civil-status-connector",
+            PURPOSE,
+            &[],
+            &["birth.verification-recorded"],
+        ),
         "population-lookups" => (
             "population-connector",
             "identity-management",
@@ -1395,6 +1401,77 @@ fn verification(code: &str, outcome: &str, reason: Value) -> lienthong::proto::P
     );
     request.event_type = "birth.verification-recorded".into();
     request
+}
+
+/// The civil-status sandbox plays the officer: a late birth without its certificate is
+/// answered VERIFYING, parked until the verification is due, read back by the
+/// civil-status-verifications connector as `birth.verification-recorded`, and only then
+/// registered: one verification and, after it, one registration in the sandbox; the
+/// procedure's VERIFICATION and CIVIL_REGISTRATION both done (the engine may take the two
+/// answers in either order).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_civil_status_officer_verifies_a_late_birth_through_the_hub_before_registering_it() {
+    let mut env = TestEnv::new("procedures_officer").await;
+    env.config.procedures.enabled = true;
+    let base = prepare(&env, &["civil-status", "civil-status-verifications"]).await;
+    // Parked no longer than the sandbox's officer takes.
+    common::sandbox::install_manifest(
+        &env,
+        "civil-status",
+        &base,
+        &[("max_backoff_ms = 60000", "max_backoff_ms = 1000")],
+    );
+    let onestop = env.member("one-stop-48").await;
+    let hub = env.start_hub().await;
+    let (code, mut payload) = birth_dossier();
+    payload["child"]["birth_date"] = "2026-08-01".into();
+    payload["birth_certificate_no"] = Value::Null;
+    client(&hub, Some(&onestop))
+        .await
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("published");
+    common::eventually("verified and registered", async || {
+        let instance = procedure(&env, &code).await;
+        let states = instance.as_ref().map(step_states).unwrap_or_default();
+        if states.contains(&("VERIFICATION", StepState::Done))
+            && states.contains(&("CIVIL_REGISTRATION", StepState::Done))
+        {
+            Ok(())
+        } else {
+            Err(format!("{states:?}"))
+        }
+    })
+    .await;
+    for (sql, what) in [
+        (
+            "SELECT count(*) FROM sandbox_civil_status.birth b
+             JOIN sandbox_civil_status.verification v USING (dossier_code)
+             WHERE dossier_code = $1 AND b.registered_at >= v.verified_at",
+            "registered once the officer had verified",
+        ),
+        (
+            "SELECT count(*) FROM sandbox_civil_status.verification
+             WHERE dossier_code = $1 AND outcome = 'CONFIRMED'",
+            "one verification, confirmed",
+        ),
+        (
+            "SELECT count(*) FROM sandbox_civil_status.birth WHERE dossier_code = $1",
+            "one registration",
+        ),
+    ] {
+        assert_eq!(count(&env, sql, &code).await, 1, "{what}");
+    }
+    let timeline = store::timeline(&env.pool, &code).await.expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.event_type == "birth.verification-recorded"
+                && e.by == "civil-status-connector"
+                && e.what == "VERIFICATION done"),
+        "the officer's answer came through the connector: {timeline:?}"
+    );
+    hub.shutdown().await.expect("clean shutdown");
 }
 
 /// A late birth registration without the health facility's certificate waits for the

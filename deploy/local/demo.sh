@@ -143,6 +143,9 @@ grant demo-onestop publish birth.citizen-lookup-requested dossier-processing
 grant demo-onestop subscribe birth.citizen-found dossier-processing
 grant demo-onestop subscribe birth.citizen-lookup-failed dossier-processing
 grant demo-onestop publish birth.e-birth-certificate-issued civil-registration
+# The civil-status officer's verification of a late birth without its certificate
+# (civil-status-verifications).
+grant civil-status-connector publish birth.verification-recorded civil-registration
 # The identity authority issues the child's ID card when the dossier asks for one (id-cards).
 grant population-connector subscribe birth.id-card-requested identity-management
 grant population-connector publish birth.id-card-issued identity-management
@@ -189,6 +192,7 @@ sandbox_token=$LIENTHONG_DATA_DIR/sandbox.token
 sandbox=${LIENTHONG_SANDBOX_LISTEN:-127.0.0.1:8095}
 export LIENTHONG_CIVIL_STATUS_URL=http://$sandbox/civil-status/v1/births
 export LIENTHONG_CIVIL_STATUS_DEATHS_URL=http://$sandbox/civil-status/v1/deaths
+export LIENTHONG_CIVIL_STATUS_VERIFICATIONS_URL=http://$sandbox/civil-status/v1/verifications
 LIENTHONG_CIVIL_STATUS_TOKEN=$(cat "$sandbox_token")
 export LIENTHONG_CIVIL_STATUS_TOKEN
 export LIENTHONG_SOCIAL_INSURANCE_URL=http://$sandbox/social-insurance/v1/child-cards

@@ -4,8 +4,9 @@
 //! `Idempotency-Key` (a repeat gets the first answer), and never registers one dossier twice:
 //! a citizen never gets two ID numbers.
 //!
-//! `POST /civil-status/v1/births` registers; `GET /civil-status/v1/births/{dossier_code}` looks a
-//! registration up. `POST /civil-status/v1/deaths` registers the death of a citizen the
+//! `POST /civil-status/v1/births` registers (a late registration without a certificate after
+//! the officer's verification: `civil_status_verification`); `GET
+//! /civil-status/v1/births/{dossier_code}` looks a registration up. `POST /civil-status/v1/deaths` registers the death of a citizen the
 //! population database knows and does not record as deceased (422 `unknown_citizen`, 409
 //! `already_deceased`), once per person while no registration of it stands;
 //! `POST /civil-status/v1/{births|deaths}/{dossier_code}/annulment` annuls a registration (the
@@ -94,6 +95,24 @@ async fn register(
     };
     let agency = dossier.split('-').next().unwrap_or(dossier);
     let year = birth_date.get(..4).unwrap_or_default();
+    // A birth registered already is answered below; one the officer must verify first waits.
+    let registered = client
+        .query_opt(
+            "SELECT 1 FROM sandbox_civil_status.birth WHERE idempotency_key = $1",
+            &[&key],
+        )
+        .await;
+    match registered {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            match super::civil_status_verification::awaited(&client, dossier, &body).await {
+                Ok(None) => {}
+                Ok(Some(waiting)) => return waiting,
+                Err(refused) => return refused,
+            }
+        }
+        Err(e) => return internal(e),
+    }
     for _ in 0..ID_ATTEMPTS {
         // A repeat of a request already answered gets the same answer.
         match client

@@ -12,6 +12,7 @@
 
 mod answer;
 pub mod civil_status;
+mod civil_status_verification;
 pub mod faults;
 pub mod paygov;
 mod personal_id;
@@ -120,6 +121,10 @@ pub async fn serve(
     let app = Router::new()
         .merge(faulty(
             civil_status::routes(pool.clone(), token("civil-status"), ids.clone()),
+            "civil-status",
+        ))
+        .merge(faulty(
+            civil_status_verification::routes(pool.clone(), token("civil-status")),
             "civil-status",
         ))
         .merge(faulty(
