@@ -39,5 +39,7 @@ else
   cargo build --locked --quiet --release
   bin=$LIENTHONG_ROOT/target/release/lienthong
 fi
+# The Python pipeline a province would write, measured in the same run.
+export LIENTHONG_BENCH_PYTHON=${LIENTHONG_BENCH_PYTHON:-$(python_venv)}
 log "bench against the broker on $KAFKA_HOST:$KAFKA_PORT ($LIENTHONG_BROKER_STORAGE)"
 "$bin" bench "$@"

@@ -72,12 +72,23 @@ async fn in_scratch_database<T>(
 
 /// On a hub of the bench's own (topics made, a member system granted): the raw producer bare
 /// and with the envelope headers, then validated `PublishBatch`; records per second each.
+/// What the bench measures on a broker: the raw producer bare and with the envelope headers,
+/// the Python pipeline (when a Python with its packages is given), and the hub's
+/// `PublishBatch` with the hub's peak resident memory meanwhile.
+struct OnTheBroker {
+    raw_bare: f64,
+    raw: f64,
+    python: Option<f64>,
+    published: f64,
+    peak_rss_mb: Option<f64>,
+}
+
 async fn through_a_hub(
     mut config: Config,
     schema: &EventSchema,
     payload: &Value,
     n: usize,
-) -> anyhow::Result<[f64; 3]> {
+) -> anyhow::Result<OnTheBroker> {
     config.grpc.listen = "127.0.0.1:0".parse()?;
     config.http.listen = "127.0.0.1:0".parse()?;
     // The bench's hub measures publishing only: no connector may deliver its records to a
@@ -126,7 +137,14 @@ async fn through_a_hub(
         n,
     )
     .await?;
-    let raw = raw_produce(&producer, &schema.topic, key, &bytes, headers, n).await?;
+    let raw = raw_produce(&producer, &schema.topic, key, &bytes, headers.clone(), n).await?;
+    let python = match std::env::var_os(PYTHON) {
+        Some(python) => Some(python_pipeline(&config, schema, key, &headers, n, &python).await?),
+        None => {
+            eprintln!("the Python pipeline is not measured: {PYTHON} names no Python");
+            None
+        }
+    };
 
     let pool = crate::db::pool(&config.database)?;
     let system = SystemId::parse(&format!("bench-{}", std::process::id()))?;
@@ -160,6 +178,7 @@ async fn through_a_hub(
             WARM_UP.min(n).min(config.limits.max_batch_events),
         )))
         .await?;
+    peak_rss::reset();
     let started = Instant::now();
     let mut accepted = 0;
     // One call takes at most max_batch_events events: send the rest in further calls.
@@ -172,9 +191,101 @@ async fn through_a_hub(
         accepted += client.publish_batch(batch).await?.into_inner().accepted as usize;
     }
     let published = rate(n, started.elapsed());
+    let peak_rss_mb = peak_rss::megabytes();
     anyhow::ensure!(accepted == n, "only {accepted} of {n} accepted");
     hub.shutdown().await?;
-    Ok([raw_bare, raw, published])
+    Ok(OnTheBroker {
+        raw_bare,
+        raw,
+        python,
+        published,
+        peak_rss_mb,
+    })
+}
+
+/// The environment variable naming the Python that runs the peer pipeline
+/// (`deploy/local/bench.sh` sets it to the test environment's).
+const PYTHON: &str = "LIENTHONG_BENCH_PYTHON";
+const PEER: &str = "tests/python/peer_pipeline.py";
+
+/// Runs the Python pipeline a province would write (`tests/python/peer_pipeline.py`) on the
+/// same record, key, headers, topic and broker; its records per second.
+async fn python_pipeline(
+    config: &Config,
+    schema: &EventSchema,
+    key: &str,
+    headers: &OwnedHeaders,
+    n: usize,
+    python: &std::ffi::OsStr,
+) -> anyhow::Result<f64> {
+    use rdkafka::message::Headers as _;
+    let named: Vec<(&str, String)> = headers
+        .iter()
+        .map(|h| {
+            (
+                h.key,
+                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect();
+    let file = RemoveOnDrop(std::env::temp_dir().join(format!(
+        "lienthong-bench-{}-headers.json",
+        std::process::id()
+    )));
+    std::fs::write(&file.0, serde_json::to_vec(&named)?)?;
+    let events = config.schemas.dir.join("events");
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(PEER)
+        .arg("--bootstrap")
+        .arg(&config.kafka.bootstrap_servers)
+        .args(["--topic", &schema.topic, "--key", key])
+        .arg("--payload")
+        .arg(config.schemas.dir.join(EXAMPLE))
+        .arg("--schema")
+        .arg(events.join(format!("{EVENT_TYPE}.schema.json")))
+        .arg("--avsc")
+        .arg(events.join(format!("{EVENT_TYPE}.avsc")))
+        .arg("--headers")
+        .arg(&file.0)
+        .args(["--records", &n.to_string()]);
+    // The peer runs for seconds, away from the bench's runtime.
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await?
+        .with_context(|| format!("running {PEER} with {}", python.to_string_lossy()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{PEER} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said: Value = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("{PEER} printed no figure"))?;
+    said["records_per_second"]
+        .as_f64()
+        .with_context(|| format!("{PEER} printed no records_per_second"))
+}
+
+/// The process's peak resident memory (Linux: `VmHWM`, reset through `clear_refs`): the hub
+/// runs inside the bench, so this is the hub's, plus the bench client's.
+mod peak_rss {
+    /// Starts a new peak from the memory held now (nothing where the kernel cannot).
+    pub fn reset() {
+        std::fs::write("/proc/self/clear_refs", "5").ok();
+    }
+
+    /// The peak since the last reset, in MB; `None` where the kernel does not say.
+    pub fn megabytes() -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kilobytes: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kilobytes / 1024.0)
+    }
 }
 
 /// Ledger rows recorded per second, `n` of them from as many concurrent callers as a
@@ -394,7 +505,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
 
     // The hub part runs on a database of its own: its bench system, rights and ledger rows
     // (and checkpoints signed with the bench's throw-away key) never reach a real one.
-    let [raw_bare, raw, published] = in_scratch_database(&config, "publish", async |database| {
+    let on_the_broker = in_scratch_database(&config, "publish", async |database| {
         let config = Config {
             database,
             ..config.clone()
@@ -402,6 +513,13 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         through_a_hub(config, &schema, &payload, n).await
     })
     .await?;
+    let OnTheBroker {
+        raw_bare,
+        raw,
+        python,
+        published,
+        peak_rss_mb,
+    } = on_the_broker;
     rows.extend([
         Row {
             name: "raw idempotent produce (acks=all), same bytes, no headers",
@@ -411,11 +529,18 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
             name: "raw idempotent produce (acks=all), same bytes and envelope headers",
             per_second: raw,
         },
-        Row {
-            name: "validated publish through gRPC PublishBatch",
-            per_second: published,
-        },
     ]);
+    if let Some(python) = python {
+        rows.push(Row {
+            name: "Python pipeline (jsonschema with formats + fastavro + confluent-kafka), same \
+                   record, key and headers",
+            per_second: python,
+        });
+    }
+    rows.push(Row {
+        name: "validated publish through gRPC PublishBatch",
+        per_second: published,
+    });
 
     println!("| pipeline | records/s | ratio to raw produce |");
     println!("|---|---:|---:|");
@@ -425,6 +550,19 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
             row.name,
             row.per_second,
             row.per_second / raw
+        );
+    }
+    println!();
+    if let Some(python) = python {
+        println!(
+            "PublishBatch / Python pipeline: {:.1}x (goal: at least 20x)",
+            published / python
+        );
+    }
+    if let Some(megabytes) = peak_rss_mb {
+        println!(
+            "hub peak RSS during PublishBatch: {megabytes:.0} MB (goal: under 200 MB; the bench's \
+             own client included)"
         );
     }
     if args.dossiers > 0 {
