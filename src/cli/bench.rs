@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Birth dossiers the procedure engine takes through, on a database of its own (0: skip).
     #[arg(long, default_value_t = 2_000)]
     dossiers: usize,
+    /// Tables (Markdown), or one JSON document for scripts and charts.
+    #[arg(long, value_enum, default_value_t = super::connectors::Output::Table)]
+    output: super::connectors::Output,
 }
 
 /// Runs `work` on a database of its own, made and dropped here, so a bench never adds to a
@@ -372,6 +375,102 @@ struct Row {
     per_second: f64,
 }
 
+/// Every figure of one run, printed as tables or as JSON.
+struct Report {
+    records: usize,
+    rows: Vec<Row>,
+    /// The raw producer with headers: the yardstick of the ratios.
+    raw: f64,
+    python_ratio: Option<f64>,
+    peak_rss_mb: Option<f64>,
+    dossiers: usize,
+    procedures: Vec<(&'static str, Duration)>,
+    citizens: u64,
+    seeded: Option<Duration>,
+}
+
+impl Report {
+    fn print_tables(&self) {
+        println!("| pipeline | records/s | ratio to raw produce |");
+        println!("|---|---:|---:|");
+        for row in &self.rows {
+            println!(
+                "| {} | {:.0} | {:.2} |",
+                row.name,
+                row.per_second,
+                row.per_second / self.raw
+            );
+        }
+        println!();
+        if let Some(ratio) = self.python_ratio {
+            println!("PublishBatch / Python pipeline: {ratio:.1}x (goal: at least 20x)");
+        }
+        if let Some(megabytes) = self.peak_rss_mb {
+            println!(
+                "hub peak RSS during PublishBatch: {megabytes:.0} MB (goal: under 200 MB; the \
+                 bench's own client included)"
+            );
+        }
+        if !self.procedures.is_empty() {
+            println!();
+            println!("| procedure engine, no connectors | dossiers | seconds | dossiers/s |");
+            println!("|---|---:|---:|---:|");
+            for (name, took) in &self.procedures {
+                println!(
+                    "| {name} | {} | {:.1} | {:.0} |",
+                    self.dossiers,
+                    took.as_secs_f64(),
+                    rate(self.dossiers, *took)
+                );
+            }
+        }
+        if let Some(took) = self.seeded {
+            println!();
+            println!("| sandbox seed | citizens | seconds | citizens/s |");
+            println!("|---|---:|---:|---:|");
+            println!(
+                "| `sandbox seed --province 48` (COPY) | {} | {:.1} | {:.0} |",
+                self.citizens,
+                took.as_secs_f64(),
+                self.seeded_rate(took)
+            );
+        }
+    }
+
+    fn seeded_rate(&self, took: Duration) -> f64 {
+        rate(usize::try_from(self.citizens).unwrap_or(usize::MAX), took)
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::json!({
+            "machine": {
+                "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+                "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+            },
+            "event_type": EVENT_TYPE,
+            "records": self.records,
+            "pipeline": self.rows.iter().map(|row| serde_json::json!({
+                "name": row.name,
+                "records_per_second": row.per_second,
+                "ratio_to_raw_produce": row.per_second / self.raw,
+            })).collect::<Vec<_>>(),
+            "publish_batch_over_python": self.python_ratio,
+            "hub_peak_rss_mb": self.peak_rss_mb,
+            "procedures": self.procedures.iter().map(|(name, took)| serde_json::json!({
+                "phase": name,
+                "dossiers": self.dossiers,
+                "seconds": took.as_secs_f64(),
+                "dossiers_per_second": rate(self.dossiers, *took),
+            })).collect::<Vec<_>>(),
+            "seed": self.seeded.map(|took| serde_json::json!({
+                "citizens": self.citizens,
+                "seconds": took.as_secs_f64(),
+                "citizens_per_second": self.seeded_rate(took),
+            })),
+        })
+    }
+}
+
 fn rate(records: usize, elapsed: Duration) -> f64 {
     records as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
 }
@@ -542,30 +641,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         per_second: published,
     });
 
-    println!("| pipeline | records/s | ratio to raw produce |");
-    println!("|---|---:|---:|");
-    for row in rows {
-        println!(
-            "| {} | {:.0} | {:.2} |",
-            row.name,
-            row.per_second,
-            row.per_second / raw
-        );
-    }
-    println!();
-    if let Some(python) = python {
-        println!(
-            "PublishBatch / Python pipeline: {:.1}x (goal: at least 20x)",
-            published / python
-        );
-    }
-    if let Some(megabytes) = peak_rss_mb {
-        println!(
-            "hub peak RSS during PublishBatch: {megabytes:.0} MB (goal: under 200 MB; the bench's \
-             own client included)"
-        );
-    }
-    if args.dossiers > 0 {
+    let procedures = if args.dossiers > 0 {
         eprintln!(
             "taking {} birth dossiers through the procedure engine",
             args.dossiers
@@ -575,10 +651,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         })
         .await?;
         let whole = phases.opened + phases.completed;
-        println!();
-        println!("| procedure engine, no connectors | dossiers | seconds | dossiers/s |");
-        println!("|---|---:|---:|---:|");
-        for (name, took) in [
+        vec![
             (
                 "opened: submission in; acceptance, 2 statuses out",
                 phases.opened,
@@ -588,33 +661,35 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
                 phases.completed,
             ),
             ("whole: 3 events in, 6 out per dossier", whole),
-        ] {
-            println!(
-                "| {name} | {} | {:.1} | {:.0} |",
-                args.dossiers,
-                took.as_secs_f64(),
-                rate(args.dossiers, took)
-            );
-        }
-    }
-    if args.seed_citizens > 0 {
+        ]
+    } else {
+        Vec::new()
+    };
+    let seeded = if args.seed_citizens > 0 {
         eprintln!(
             "seeding {} citizens into a sandbox database of its own",
             args.seed_citizens
         );
-        let took = seeding(&config, args.seed_citizens).await?;
-        println!();
-        println!("| sandbox seed | citizens | seconds | citizens/s |");
-        println!("|---|---:|---:|---:|");
-        println!(
-            "| `sandbox seed --province 48` (COPY) | {} | {:.1} | {:.0} |",
-            args.seed_citizens,
-            took.as_secs_f64(),
-            rate(
-                usize::try_from(args.seed_citizens).unwrap_or(usize::MAX),
-                took
-            )
-        );
+        Some(seeding(&config, args.seed_citizens).await?)
+    } else {
+        None
+    };
+    let report = Report {
+        records: n,
+        rows,
+        raw,
+        python_ratio: python.map(|python| published / python),
+        peak_rss_mb,
+        dossiers: args.dossiers,
+        procedures,
+        citizens: args.seed_citizens,
+        seeded,
+    };
+    match args.output {
+        super::connectors::Output::Table => report.print_tables(),
+        super::connectors::Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        }
     }
     Ok(())
 }
