@@ -104,6 +104,8 @@ async fn through_a_hub(
     let bytes = encode(schema, payload)?;
     let producer = Producer::new(&config.kafka)?;
     let key = payload["dossier_code"].as_str().unwrap_or("bench");
+    // Realistic traffic: many dossiers, their keys spread over every partition.
+    let keys = dossier_codes(key);
     // The same envelope headers the hub writes: the broker pays for them too.
     let envelope = Envelope {
         event_id: uuid::Uuid::now_v7(),
@@ -125,7 +127,7 @@ async fn through_a_hub(
     raw_produce(
         &producer,
         &schema.topic,
-        key,
+        &keys,
         &bytes,
         headers.clone(),
         WARM_UP.min(n),
@@ -134,13 +136,13 @@ async fn through_a_hub(
     let raw_bare = raw_produce(
         &producer,
         &schema.topic,
-        key,
+        &keys,
         &bytes,
         OwnedHeaders::new(),
         n,
     )
     .await?;
-    let raw = raw_produce(&producer, &schema.topic, key, &bytes, headers.clone(), n).await?;
+    let raw = raw_produce(&producer, &schema.topic, &keys, &bytes, headers.clone(), n).await?;
     let python = match std::env::var_os(PYTHON) {
         Some(python) => Some(python_pipeline(&config, schema, key, &headers, n, &python).await?),
         None => {
@@ -173,24 +175,36 @@ async fn through_a_hub(
         .connect()
         .await?;
     let mut client = super::hub_client::client(channel, &token)?;
-    let request = super::hub_client::birth_submission(key, payload);
+    let requests: Vec<_> = keys
+        .iter()
+        .map(|code| {
+            let mut payload = payload.clone();
+            payload["dossier_code"] = Value::String(code.clone());
+            super::hub_client::birth_submission(code, &payload)
+        })
+        .collect();
+    let requests = Arc::new(requests);
+    // A call's stream outlives this function's borrows: it holds its own handle.
+    let calls = |range: std::ops::Range<usize>| {
+        let requests = requests.clone();
+        futures::stream::iter(range.map(move |i| requests[i % requests.len()].clone()))
+    };
     // The hub's first call opens its producer and its ledger's connections: warmed up too.
     client
-        .publish_batch(futures::stream::iter(std::iter::repeat_n(
-            request.clone(),
-            WARM_UP.min(n).min(config.limits.max_batch_events),
-        )))
+        .publish_batch(calls(0..WARM_UP.min(n).min(config.limits.max_batch_events)))
         .await?;
     peak_rss::reset();
     let started = Instant::now();
     let mut accepted = 0;
+    let mut sent = 0;
     // One call takes at most max_batch_events events: send the rest in further calls.
     let max_batch = config.limits.max_batch_events;
     for size in (0..n)
         .step_by(max_batch)
         .map(|start| max_batch.min(n - start))
     {
-        let batch = futures::stream::iter(std::iter::repeat_n(request.clone(), size));
+        let batch = calls(sent..sent + size);
+        sent += size;
         accepted += client.publish_batch(batch).await?.into_inner().accepted as usize;
     }
     let published = rate(n, started.elapsed());
@@ -212,7 +226,7 @@ const PYTHON: &str = "LIENTHONG_BENCH_PYTHON";
 const PEER: &str = "tests/python/peer_pipeline.py";
 
 /// Runs the Python pipeline a province would write (`tests/python/peer_pipeline.py`) on the
-/// same record, key, headers, topic and broker; its records per second.
+/// same record, dossier keys, headers, topic and broker; its records per second.
 async fn python_pipeline(
     config: &Config,
     schema: &EventSchema,
@@ -243,6 +257,7 @@ async fn python_pipeline(
         .arg("--bootstrap")
         .arg(&config.kafka.bootstrap_servers)
         .args(["--topic", &schema.topic, "--key", key])
+        .args(["--keys", &DOSSIERS.to_string()])
         .arg("--payload")
         .arg(config.schemas.dir.join(EXAMPLE))
         .arg("--schema")
@@ -490,18 +505,28 @@ fn measure(records: usize, mut step: impl FnMut() -> anyhow::Result<()>) -> anyh
     Ok(rate(records, started.elapsed()))
 }
 
-/// Produces `n` copies of one record, all queued at once, and returns records per second.
+/// Dossiers the producing figures spread their records over.
+const DOSSIERS: usize = 1024;
+
+/// [`DOSSIERS`] dossier codes of the example's agency and day: `…-000000` to `…-001023`.
+fn dossier_codes(example: &str) -> Vec<String> {
+    let day = example.rsplit_once('-').map_or(example, |(day, _)| day);
+    (0..DOSSIERS).map(|i| format!("{day}-{i:06}")).collect()
+}
+
+/// Produces `n` copies of one record, keyed by `keys` in turn, all queued at once, and returns
+/// records per second.
 async fn raw_produce(
     producer: &Producer,
     topic: &str,
-    key: &str,
+    keys: &[String],
     bytes: &[u8],
     headers: OwnedHeaders,
     n: usize,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut in_flight = Vec::with_capacity(n);
-    for _ in 0..n {
+    for key in keys.iter().cycle().take(n) {
         in_flight.push(producer.enqueue(topic, key, bytes, headers.clone()).await?);
     }
     for record in in_flight {
@@ -632,7 +657,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     if let Some(python) = python {
         rows.push(Row {
             name: "Python pipeline (jsonschema with formats + fastavro + confluent-kafka), same \
-                   record, key and headers",
+                   record, keys and headers",
             per_second: python,
         });
     }

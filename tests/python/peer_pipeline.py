@@ -2,7 +2,8 @@
 run as the hub's figures so their ratio is measured: each record parsed from JSON, validated
 against the event's JSON Schema with formats (jsonschema), encoded in Avro with the Confluent
 framing (fastavro, dates and timestamps converted as its logical types want), and produced by
-an idempotent producer (confluent-kafka) with the same key, headers and broker as the hub's.
+an idempotent producer (confluent-kafka) with the same dossier keys, headers and broker as the
+hub's.
 Prints one JSON line: {"records_per_second": ...}.
 """
 
@@ -53,6 +54,7 @@ def main():
         parser.add_argument("--" + name, required=True)
     parser.add_argument("--records", type=int, required=True)
     parser.add_argument("--schema-id", type=int, default=1)
+    parser.add_argument("--keys", type=int, default=1)
     args = parser.parse_args()
 
     text = open(args.payload, encoding="utf-8").read()
@@ -64,6 +66,9 @@ def main():
     parsed = fastavro.parse_schema(avsc)
     headers = [(k, v.encode()) for k, v in json.load(open(args.headers))]
     framing = b"\0" + struct.pack(">I", args.schema_id)
+    # Many dossiers, as the hub's figures: the example's code with another sequence each.
+    day = args.key.rsplit("-", 1)[0]
+    keys = [f"{day}-{i:06}" for i in range(args.keys)]
     producer = Producer(
         {
             "bootstrap.servers": args.bootstrap,
@@ -75,8 +80,10 @@ def main():
     )
 
     def publish(count):
-        for _ in range(count):
+        for i in range(count):
             record = json.loads(text)
+            key = keys[i % len(keys)]
+            record["dossier_code"] = key
             if not validator.is_valid(record):
                 sys.exit("the example is invalid")
             out = io.BytesIO()
@@ -84,7 +91,7 @@ def main():
             fastavro.schemaless_writer(out, parsed, avro_value(avsc, record, {}))
             while True:
                 try:
-                    producer.produce(args.topic, out.getvalue(), args.key, headers=headers)
+                    producer.produce(args.topic, out.getvalue(), key, headers=headers)
                     break
                 except BufferError:
                     producer.poll(0.01)
