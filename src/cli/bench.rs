@@ -81,6 +81,8 @@ async fn in_scratch_database<T>(
 struct OnTheBroker {
     raw_bare: f64,
     raw: f64,
+    /// The raw producer with the envelope's first N headers: (N, records/s).
+    by_headers: Vec<(usize, f64)>,
     python: Option<f64>,
     published: f64,
     peak_rss_mb: Option<f64>,
@@ -133,16 +135,23 @@ async fn through_a_hub(
         WARM_UP.min(n),
     )
     .await?;
-    let raw_bare = raw_produce(
-        &producer,
-        &schema.topic,
-        &keys,
-        &bytes,
-        OwnedHeaders::new(),
-        n,
-    )
-    .await?;
-    let raw = raw_produce(&producer, &schema.topic, &keys, &bytes, headers.clone(), n).await?;
+    // What the envelope's headers cost the broker: the same records with none, some, all.
+    let all = rdkafka::message::Headers::count(&headers);
+    let mut by_headers = Vec::new();
+    for count in [0, all / 4, all / 2, 3 * all / 4, all] {
+        let per_second = raw_produce(
+            &producer,
+            &schema.topic,
+            &keys,
+            &bytes,
+            first_headers(&headers, count),
+            n,
+        )
+        .await?;
+        by_headers.push((count, per_second));
+    }
+    let raw_bare = by_headers.first().map_or(0.0, |(_, r)| *r);
+    let raw = by_headers.last().map_or(0.0, |(_, r)| *r);
     let python = match std::env::var_os(PYTHON) {
         Some(python) => Some(python_pipeline(&config, schema, key, &headers, n, &python).await?),
         None => {
@@ -214,6 +223,7 @@ async fn through_a_hub(
     Ok(OnTheBroker {
         raw_bare,
         raw,
+        by_headers,
         python,
         published,
         peak_rss_mb,
@@ -397,6 +407,7 @@ struct Report {
     /// The raw producer with headers: the yardstick of the ratios.
     raw: f64,
     python_ratio: Option<f64>,
+    by_headers: Vec<(usize, f64)>,
     peak_rss_mb: Option<f64>,
     dossiers: usize,
     procedures: Vec<(&'static str, Duration)>,
@@ -425,6 +436,16 @@ impl Report {
                 "hub peak RSS during PublishBatch: {megabytes:.0} MB (goal: under 200 MB; the \
                  bench's own client included)"
             );
+        }
+        if let Some((_, none)) = self.by_headers.first() {
+            println!();
+            println!(
+                "| raw produce with the envelope's first N headers | records/s | ratio to none |"
+            );
+            println!("|---:|---:|---:|");
+            for (count, per_second) in &self.by_headers {
+                println!("| {count} | {per_second:.0} | {:.2} |", per_second / none);
+            }
         }
         if !self.procedures.is_empty() {
             println!();
@@ -471,6 +492,10 @@ impl Report {
             })).collect::<Vec<_>>(),
             "publish_batch_over_python": self.python_ratio,
             "hub_peak_rss_mb": self.peak_rss_mb,
+            "raw_produce_by_headers": self.by_headers.iter().map(|(count, per_second)| serde_json::json!({
+                "headers": count,
+                "records_per_second": per_second,
+            })).collect::<Vec<_>>(),
             "procedures": self.procedures.iter().map(|(name, took)| serde_json::json!({
                 "phase": name,
                 "dossiers": self.dossiers,
@@ -503,6 +528,17 @@ fn measure(records: usize, mut step: impl FnMut() -> anyhow::Result<()>) -> anyh
         step()?;
     }
     Ok(rate(records, started.elapsed()))
+}
+
+/// The first `count` of `headers`.
+fn first_headers(headers: &OwnedHeaders, count: usize) -> OwnedHeaders {
+    use rdkafka::message::Headers as _;
+    headers
+        .iter()
+        .take(count)
+        .fold(OwnedHeaders::new_with_capacity(count), |kept, header| {
+            kept.insert(header)
+        })
 }
 
 /// Dossiers the producing figures spread their records over.
@@ -640,6 +676,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     let OnTheBroker {
         raw_bare,
         raw,
+        by_headers,
         python,
         published,
         peak_rss_mb,
@@ -704,6 +741,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         rows,
         raw,
         python_ratio: python.map(|python| published / python),
+        by_headers,
         peak_rss_mb,
         dossiers: args.dossiers,
         procedures,
