@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Birth dossiers the procedure engine takes through, on a database of its own (0: skip).
     #[arg(long, default_value_t = 2_000)]
     dossiers: usize,
+    /// Times each figure is measured: the median is printed, with the spread.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
     /// Tables (Markdown), or one JSON document for scripts and charts.
     #[arg(long, value_enum, default_value_t = super::connectors::Output::Table)]
     output: super::connectors::Output,
@@ -79,20 +82,60 @@ async fn in_scratch_database<T>(
 /// the Python pipeline (when a Python with its packages is given), and the hub's
 /// `PublishBatch` with the hub's peak resident memory meanwhile.
 struct OnTheBroker {
-    raw_bare: f64,
-    raw: f64,
+    raw_bare: Figure,
+    raw: Figure,
     /// The raw producer with the envelope's first N headers: (N, records/s).
     by_headers: Vec<(usize, f64)>,
-    python: Option<f64>,
-    published: f64,
+    python: Option<Figure>,
+    published: Figure,
     peak_rss_mb: Option<f64>,
+}
+
+/// One figure measured several times: records (or rows) per second.
+#[derive(Debug, Clone)]
+struct Figure {
+    runs: Vec<f64>,
+}
+
+impl Figure {
+    fn single(per_second: f64) -> Self {
+        Self {
+            runs: vec![per_second],
+        }
+    }
+
+    fn median(&self) -> f64 {
+        let mut sorted = self.runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+
+    fn min(&self) -> f64 {
+        self.runs.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+
+    fn max(&self) -> f64 {
+        self.runs.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+/// Measures `one` `runs` times.
+async fn repeated(
+    runs: u16,
+    mut one: impl AsyncFnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<Figure> {
+    let mut figure = Figure { runs: Vec::new() };
+    for _ in 0..runs {
+        figure.runs.push(one().await?);
+    }
+    Ok(figure)
 }
 
 async fn through_a_hub(
     mut config: Config,
     schema: &EventSchema,
     payload: &Value,
-    n: usize,
+    (n, runs): (usize, u16),
 ) -> anyhow::Result<OnTheBroker> {
     config.grpc.listen = "127.0.0.1:0".parse()?;
     config.http.listen = "127.0.0.1:0".parse()?;
@@ -138,22 +181,25 @@ async fn through_a_hub(
     // What the envelope's headers cost the broker: the same records with none, some, all.
     let all = rdkafka::message::Headers::count(&headers);
     let mut by_headers = Vec::new();
+    let mut figures = Vec::new();
     for count in [0, all / 4, all / 2, 3 * all / 4, all] {
-        let per_second = raw_produce(
-            &producer,
-            &schema.topic,
-            &keys,
-            &bytes,
-            first_headers(&headers, count),
-            n,
-        )
+        let kept = first_headers(&headers, count);
+        let figure = repeated(runs, async || {
+            raw_produce(&producer, &schema.topic, &keys, &bytes, kept.clone(), n).await
+        })
         .await?;
-        by_headers.push((count, per_second));
+        by_headers.push((count, figure.median()));
+        figures.push(figure);
     }
-    let raw_bare = by_headers.first().map_or(0.0, |(_, r)| *r);
-    let raw = by_headers.last().map_or(0.0, |(_, r)| *r);
+    let raw_bare = figures.first().cloned().unwrap_or(Figure::single(0.0));
+    let raw = figures.last().cloned().unwrap_or(Figure::single(0.0));
     let python = match std::env::var_os(PYTHON) {
-        Some(python) => Some(python_pipeline(&config, schema, key, &headers, n, &python).await?),
+        Some(python) => Some(
+            repeated(runs, async || {
+                python_pipeline(&config, schema, key, &headers, n, &python).await
+            })
+            .await?,
+        ),
         None => {
             eprintln!("the Python pipeline is not measured: {PYTHON} names no Python");
             None
@@ -203,22 +249,25 @@ async fn through_a_hub(
         .publish_batch(calls(0..WARM_UP.min(n).min(config.limits.max_batch_events)))
         .await?;
     peak_rss::reset();
-    let started = Instant::now();
-    let mut accepted = 0;
-    let mut sent = 0;
-    // One call takes at most max_batch_events events: send the rest in further calls.
-    let max_batch = config.limits.max_batch_events;
-    for size in (0..n)
-        .step_by(max_batch)
-        .map(|start| max_batch.min(n - start))
-    {
-        let batch = calls(sent..sent + size);
-        sent += size;
-        accepted += client.publish_batch(batch).await?.into_inner().accepted as usize;
-    }
-    let published = rate(n, started.elapsed());
+    let published = repeated(runs, async || {
+        let started = Instant::now();
+        let mut accepted = 0;
+        let mut sent = 0;
+        // One call takes at most max_batch_events events: send the rest in further calls.
+        let max_batch = config.limits.max_batch_events;
+        for size in (0..n)
+            .step_by(max_batch)
+            .map(|start| max_batch.min(n - start))
+        {
+            let batch = calls(sent..sent + size);
+            sent += size;
+            accepted += client.publish_batch(batch).await?.into_inner().accepted as usize;
+        }
+        anyhow::ensure!(accepted == n, "only {accepted} of {n} accepted");
+        Ok(rate(n, started.elapsed()))
+    })
+    .await?;
     let peak_rss_mb = peak_rss::megabytes();
-    anyhow::ensure!(accepted == n, "only {accepted} of {n} accepted");
     hub.shutdown().await?;
     Ok(OnTheBroker {
         raw_bare,
@@ -397,15 +446,16 @@ impl Drop for RemoveOnDrop {
 
 struct Row {
     name: &'static str,
-    per_second: f64,
+    per_second: Figure,
 }
 
 /// Every figure of one run, printed as tables or as JSON.
 struct Report {
     records: usize,
     rows: Vec<Row>,
-    /// The raw producer with headers: the yardstick of the ratios.
+    /// The raw producer with headers (median): the yardstick of the ratios.
     raw: f64,
+    runs: u16,
     python_ratio: Option<f64>,
     by_headers: Vec<(usize, f64)>,
     peak_rss_mb: Option<f64>,
@@ -417,14 +467,20 @@ struct Report {
 
 impl Report {
     fn print_tables(&self) {
-        println!("| pipeline | records/s | ratio to raw produce |");
-        println!("|---|---:|---:|");
+        println!(
+            "| pipeline | records/s (median of {}) | spread | ratio to raw produce |",
+            self.runs
+        );
+        println!("|---|---:|---:|---:|");
         for row in &self.rows {
+            let figure = &row.per_second;
             println!(
-                "| {} | {:.0} | {:.2} |",
+                "| {} | {:.0} | {:.0}–{:.0} | {:.2} |",
                 row.name,
-                row.per_second,
-                row.per_second / self.raw
+                figure.median(),
+                figure.min(),
+                figure.max(),
+                figure.median() / self.raw
             );
         }
         println!();
@@ -485,10 +541,12 @@ impl Report {
             },
             "event_type": EVENT_TYPE,
             "records": self.records,
+            "runs": self.runs,
             "pipeline": self.rows.iter().map(|row| serde_json::json!({
                 "name": row.name,
-                "records_per_second": row.per_second,
-                "ratio_to_raw_produce": row.per_second / self.raw,
+                "records_per_second": row.per_second.median(),
+                "each_run": row.per_second.runs,
+                "ratio_to_raw_produce": row.per_second.median() / self.raw,
             })).collect::<Vec<_>>(),
             "publish_batch_over_python": self.python_ratio,
             "hub_peak_rss_mb": self.peak_rss_mb,
@@ -521,13 +579,21 @@ fn encode(schema: &EventSchema, payload: &Value) -> anyhow::Result<Vec<u8>> {
         .map_err(|v| anyhow::anyhow!("{}: {}", v.pointer, v.message))
 }
 
-/// Runs `step` `records` times and returns records per second.
-fn measure(records: usize, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    for _ in 0..records {
-        step()?;
+/// Runs `step` `records` times, `runs` times over, and returns records per second.
+fn measure(
+    records: usize,
+    runs: u16,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Figure> {
+    let mut figure = Figure { runs: Vec::new() };
+    for _ in 0..runs {
+        let started = Instant::now();
+        for _ in 0..records {
+            step()?;
+        }
+        figure.runs.push(rate(records, started.elapsed()));
     }
-    Ok(rate(records, started.elapsed()))
+    Ok(figure)
 }
 
 /// The first `count` of `headers`.
@@ -573,6 +639,7 @@ async fn raw_produce(
 
 pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     let n = args.records.max(1);
+    let runs = args.runs;
     let catalogue = Catalogue::load(&config.schemas.dir)?;
     let reference = Arc::new(ReferenceData::load(&config.schemas.dir.join("reference"))?);
     let def = catalogue
@@ -612,14 +679,14 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     let mut rows = vec![
         Row {
             name: "JSON parse (serde_json), one core",
-            per_second: measure(n, || {
+            per_second: measure(n, runs, || {
                 black_box(serde_json::from_str::<Value>(black_box(&text))?);
                 Ok(())
             })?,
         },
         Row {
             name: "validate: JSON Schema + semantic rules, one core",
-            per_second: measure(n, || {
+            per_second: measure(n, runs, || {
                 let violations = schema.validate(black_box(&payload), today);
                 anyhow::ensure!(violations.is_empty(), "example invalid");
                 Ok(())
@@ -627,14 +694,14 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         },
         Row {
             name: "encode: Avro, Confluent framing, one core",
-            per_second: measure(n, || {
+            per_second: measure(n, runs, || {
                 black_box(encode(&schema, black_box(&payload))?);
                 Ok(())
             })?,
         },
         Row {
             name: "encode through apache-avro's Value tree (the reference), one core",
-            per_second: measure(n, || {
+            per_second: measure(n, runs, || {
                 black_box(
                     schema
                         .encode_with_apache_avro(black_box(&payload))
@@ -645,7 +712,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         },
         Row {
             name: "parse + validate + encode, one core",
-            per_second: measure(n, || {
+            per_second: measure(n, runs, || {
                 let value: Value = serde_json::from_str(black_box(&text))?;
                 anyhow::ensure!(schema.validate(&value, today).is_empty(), "example invalid");
                 black_box(encode(&schema, &value)?);
@@ -660,7 +727,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     .await?;
     rows.push(Row {
         name: "transfer ledger: rows recorded in PostgreSQL (group commit)",
-        per_second: recorded,
+        per_second: Figure::single(recorded),
     });
 
     // The hub part runs on a database of its own: its bench system, rights and ledger rows
@@ -670,7 +737,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
             database,
             ..config.clone()
         };
-        through_a_hub(config, &schema, &payload, n).await
+        through_a_hub(config, &schema, &payload, (n, runs)).await
     })
     .await?;
     let OnTheBroker {
@@ -681,6 +748,10 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         published,
         peak_rss_mb,
     } = on_the_broker;
+    let raw_median = raw.median();
+    let python_ratio = python
+        .as_ref()
+        .map(|python| published.median() / python.median());
     rows.extend([
         Row {
             name: "raw idempotent produce (acks=all), same bytes, no headers",
@@ -739,8 +810,9 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     let report = Report {
         records: n,
         rows,
-        raw,
-        python_ratio: python.map(|python| published / python),
+        raw: raw_median,
+        runs,
+        python_ratio,
         by_headers,
         peak_rss_mb,
         dossiers: args.dossiers,
