@@ -411,7 +411,7 @@ async fn administrators_changes_are_entries_and_checkpoints_extend_each_other_on
     let mut other = env.pool.get().await.expect("connection");
     let signing = other.transaction().await.expect("transaction");
     signing
-        .execute("SELECT pg_advisory_xact_lock($1, 0)", &[&0x6175_6469_i32])
+        .execute("SELECT pg_advisory_xact_lock($1, 1)", &[&4_242_i32])
         .await
         .expect("the signer's lock taken");
     assert_eq!(

@@ -76,8 +76,6 @@ async fn in_scratch_database<T>(
     outcome
 }
 
-/// On a hub of the bench's own (topics made, a member system granted): the raw producer bare
-/// and with the envelope headers, then validated `PublishBatch`; records per second each.
 /// What the bench measures on a broker: the raw producer bare and with the envelope headers,
 /// the Python pipeline (when a Python with its packages is given), and the hub's
 /// `PublishBatch` with the hub's peak resident memory meanwhile.
@@ -107,7 +105,12 @@ impl Figure {
     fn median(&self) -> f64 {
         let mut sorted = self.runs.clone();
         sorted.sort_by(f64::total_cmp);
-        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+        let middle = sorted.len() / 2;
+        match sorted.len() {
+            0 => 0.0,
+            len if len % 2 == 0 => (sorted[middle - 1] + sorted[middle]) / 2.0,
+            _ => sorted[middle],
+        }
     }
 
     fn min(&self) -> f64 {
@@ -131,6 +134,9 @@ async fn repeated(
     Ok(figure)
 }
 
+/// On a hub of the bench's own (topics made, a member system granted): the raw producer with
+/// none to all of the envelope headers, the Python pipeline, then validated `PublishBatch`;
+/// records per second each, every figure `runs` times.
 async fn through_a_hub(
     mut config: Config,
     schema: &EventSchema,
@@ -248,7 +254,7 @@ async fn through_a_hub(
     client
         .publish_batch(calls(0..WARM_UP.min(n).min(config.limits.max_batch_events)))
         .await?;
-    peak_rss::reset();
+    let peak_is_fresh = peak_rss::reset();
     let published = repeated(runs, async || {
         let started = Instant::now();
         let mut accepted = 0;
@@ -267,7 +273,7 @@ async fn through_a_hub(
         Ok(rate(n, started.elapsed()))
     })
     .await?;
-    let peak_rss_mb = peak_rss::megabytes();
+    let peak_rss_mb = peak_rss::megabytes().filter(|_| peak_is_fresh);
     hub.shutdown().await?;
     Ok(OnTheBroker {
         raw_bare,
@@ -294,6 +300,10 @@ async fn python_pipeline(
     n: usize,
     python: &std::ffi::OsStr,
 ) -> anyhow::Result<f64> {
+    anyhow::ensure!(
+        std::path::Path::new(PEER).is_file(),
+        "{PEER} is not here: run the bench from the repository's root (deploy/local/bench.sh does)"
+    );
     use rdkafka::message::Headers as _;
     let named: Vec<(&str, String)> = headers
         .iter()
@@ -345,9 +355,10 @@ async fn python_pipeline(
 /// The process's peak resident memory (Linux: `VmHWM`, reset through `clear_refs`): the hub
 /// runs inside the bench, so this is the hub's, plus the bench client's.
 mod peak_rss {
-    /// Starts a new peak from the memory held now (nothing where the kernel cannot).
-    pub fn reset() {
-        std::fs::write("/proc/self/clear_refs", "5").ok();
+    /// Starts a new peak from the memory held now; false where the kernel cannot (a peak read
+    /// then would include what came before).
+    pub fn reset() -> bool {
+        std::fs::write("/proc/self/clear_refs", "5").is_ok()
     }
 
     /// The peak since the last reset, in MB; `None` where the kernel does not say.
@@ -474,12 +485,15 @@ impl Report {
         println!("|---|---:|---:|---:|");
         for row in &self.rows {
             let figure = &row.per_second;
+            let spread = if figure.runs.len() > 1 {
+                format!("{:.0}–{:.0}", figure.min(), figure.max())
+            } else {
+                "one run".to_owned()
+            };
             println!(
-                "| {} | {:.0} | {:.0}–{:.0} | {:.2} |",
+                "| {} | {:.0} | {spread} | {:.2} |",
                 row.name,
                 figure.median(),
-                figure.min(),
-                figure.max(),
                 figure.median() / self.raw
             );
         }

@@ -776,7 +776,19 @@ impl Worker {
         if let Some(refusal) = &self.spec.refusal {
             match refusal.when.apply(input) {
                 Ok(Value::Bool(true)) => return Ok(Some((&refusal.output, "refusal"))),
-                Ok(Value::Bool(false)) => {}
+                // A status read as an answer only for the refusal (a 404) that the refusal does
+                // not take (another endpoint's 404: a wrong URL) is a failure, not a reply.
+                Ok(Value::Bool(false)) => {
+                    let status = input.pointer("/response/status").and_then(Value::as_u64);
+                    if let Some(status) =
+                        status.filter(|s| refusal.statuses.iter().any(|r| u64::from(*r) == *s))
+                    {
+                        return Err(format!(
+                            "the endpoint answered HTTP {status}, which refusal.when does not \
+                             take as its refusal"
+                        ));
+                    }
+                }
                 Ok(other) => {
                     return Err(format!(
                         "refusal.when must give true or false, not {}",
@@ -795,6 +807,15 @@ impl Worker {
         let Some(reply) = self.spec.reply.as_ref() else {
             return Ok(Pending::No);
         };
+        // A refusal's status (a 404) is a final answer, whatever the reply's program says.
+        if self
+            .spec
+            .refusal
+            .as_ref()
+            .is_some_and(|r| r.statuses.contains(&answer.status))
+        {
+            return Ok(Pending::No);
+        }
         let Some(pending) = reply.pending.as_ref() else {
             return Ok(Pending::No);
         };

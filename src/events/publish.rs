@@ -275,11 +275,14 @@ impl Events {
     }
 
     /// Publishes events of the hub's own parts in order, each queued to the producer without
-    /// waiting for the broker to acknowledge the one before (one dossier's events share a key,
-    /// so a partition, where the idempotent producer keeps their order): one round trip for
-    /// all of them rather than one each. The outcomes, in order. After the first event that
-    /// cannot be queued for now (a refusal by the checks is not one), none later is queued:
-    /// their outcome is that event's error again, so they are tried again after it.
+    /// waiting for the broker to acknowledge the one before: one round trip for all of them
+    /// rather than one each. The outcomes, in order. One dossier's events share a key, so on
+    /// each topic a partition, where the idempotent producer keeps the order they were queued
+    /// in; across topics (a status change and a command) nothing orders them, as before. An
+    /// event the broker fails (a timeout) after a later one on another topic was taken is sent
+    /// again after it. After the first event that cannot be queued for now (a refusal by the
+    /// checks is not one), none later is queued: their outcome says so, and they are tried
+    /// again after it.
     pub async fn publish_events_in_order(
         &self,
         caller: &Caller,

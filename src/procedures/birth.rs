@@ -68,6 +68,12 @@ pub static BIRTH: Definition = Definition {
     prefill: Some(PrefillDef {
         found: "birth.citizen-found",
         roles: "/roles",
+        person: "/personal_id",
+        identities: &[
+            ("MOTHER", "/mother/personal_id"),
+            ("FATHER", "/father/personal_id"),
+            ("DECLARANT", "/declarant/personal_id"),
+        ],
         fields: FORM,
     }),
     steps: &[

@@ -59,6 +59,11 @@ pub struct PrefillDef {
     pub found: &'static str,
     /// Where that answer lists the person's roles on the form (MOTHER, DECLARANT...).
     pub roles: &'static str,
+    /// Where that answer gives the person's ID number.
+    pub person: &'static str,
+    /// Each role, and where the form holds its person's ID number: an answer counts only in
+    /// the roles of the person the form names (not for a number mistyped, then corrected).
+    pub identities: &'static [(&'static str, &'static str)],
     /// Every field of the form a citizen would otherwise type. A field whose object the
     /// submission leaves out (no father) is not on that dossier's form.
     pub fields: &'static [FormField],

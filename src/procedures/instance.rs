@@ -489,6 +489,8 @@ pub enum Effect {
     /// more of the form's fields hold what it told (`None`: the dossier's submission was
     /// forgotten once it completed, nothing compared).
     Prefilled(Vec<String>, Option<usize>),
+    /// An answer for the pre-fill not counted, and why.
+    PrefillNotCounted(&'static str),
     /// The event is not one this group takes.
     Unrelated,
 }
@@ -551,6 +553,7 @@ impl Effect {
                  form hold what it told",
                 roles.join(" and ")
             ),
+            Self::PrefillNotCounted(why) => format!("a pre-fill answer not counted: {why}"),
             Self::Unrelated => "not an event of this procedure; ignored".to_owned(),
         }
     }
@@ -841,8 +844,30 @@ impl Instance {
                     .collect()
             })
             .unwrap_or_default();
+        if self.filled.is_none() {
+            return Effect::PrefillNotCounted(
+                "the dossier was opened before the hub counted pre-fills",
+            );
+        }
+        // Only in the roles of the person the form names: the answer about a number typed
+        // wrongly, then corrected, fills nothing in.
+        let person = definition
+            .prefill
+            .as_ref()
+            .and_then(|p| payload.pointer(p.person));
+        let inputs = Inputs(&self.inputs);
+        let named: Vec<&str> = definition
+            .prefill
+            .iter()
+            .flat_map(|p| p.identities)
+            .filter(|(role, at)| {
+                roles.iter().any(|r| r == role)
+                    && person.is_some_and(|id| *id == inputs.submitted(at))
+            })
+            .map(|(role, _)| *role)
+            .collect();
         let added = self.fill(definition, |source| match source {
-            Source::Person(role, at) if roles.iter().any(|r| r == role) => payload.pointer(at),
+            Source::Person(role, at) if named.contains(role) => payload.pointer(at),
             _ => None,
         });
         Effect::Prefilled(roles, added)
@@ -856,11 +881,11 @@ impl Instance {
         }
         // Another person's document (joined because it came with the dossier's code) fills
         // nothing in.
-        let theirs = document
+        let ours = document
             .identity
             .as_ref()
             .is_none_or(|fact| self.differs(fact, payload) != Some(true));
-        let filled = if theirs {
+        let filled = if ours {
             self.fill(definition, |source| match source {
                 Source::Document(name, at) if *name == document.name => payload.pointer(at),
                 _ => None,
@@ -1399,6 +1424,14 @@ mod tests {
         let mother = json!({"personal_id": "048195001234", "roles": ["MOTHER", "DECLARANT"],
             "full_name": "Trần Thị Bích", "birth_date": "1995-03-08", "ethnicity_code": "01",
             "nationality": "VN", "household": null});
+        let mut mistyped = mother.clone();
+        mistyped["personal_id"] = json!("048195009999");
+        let (effect, _) = instance.apply(&BIRTH, "birth.citizen-found", &mistyped, &ctx);
+        assert!(
+            effect.describe().contains(": 0 more field(s)"),
+            "an answer about a number the form does not name fills nothing in: {}",
+            effect.describe()
+        );
         let (effect, out) = instance.apply(&BIRTH, "birth.citizen-found", &mother, &ctx);
         assert!(out.is_empty(), "a pre-fill moves no step");
         assert_eq!(
@@ -1416,6 +1449,7 @@ mod tests {
         let mut not_her = mother.clone();
         not_her["roles"] = json!(["FATHER"]);
         not_her["full_name"] = json!("Nguyễn Văn Cường");
+
         let certificate = json!({"certificate_number": "GCS-1",
             "facility_name": "Bệnh viện B", "mother": {"personal_id": "048195001234"},
             "child": {"birth_date": "2026-11-12", "sex": "FEMALE", "intended_name": "Nguyễn Minh An"}});

@@ -3,8 +3,9 @@
 //! tried again on the next round; one the schema or rules refuse is a fault of the engine's and
 //! is set aside with the reason (shown in the dossier's timeline), so it cannot hold the outbox
 //! up. One process relays at a time (a PostgreSQL advisory lock held by the round's
-//! transaction), a dossier's events in the order they were queued (sent together, the producer
-//! keeping their order on their partition), different dossiers' events concurrently. A crash
+//! transaction), a dossier's events in the order they were queued (sent together: the producer
+//! keeps their order on each topic's partition, see `Events::publish_events_in_order`),
+//! different dossiers' events concurrently. A crash
 //! between publishing and recording it publishes the event again with the same id, which
 //! consumers drop.
 

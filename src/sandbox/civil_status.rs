@@ -105,7 +105,7 @@ async fn register(
     match registered {
         Ok(Some(_)) => {}
         Ok(None) => {
-            match super::civil_status_verification::awaited(&client, dossier, &body).await {
+            match super::civil_status_verification::awaited(&mut client, dossier, &body).await {
                 Ok(None) => {}
                 Ok(Some(waiting)) => return waiting,
                 Err(refused) => return refused,

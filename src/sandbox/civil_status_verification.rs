@@ -52,25 +52,33 @@ fn needs_verification(body: &Value) -> bool {
     late && text("/birth_certificate_no").is_none_or(str::is_empty)
 }
 
-/// The officer concludes every verification whose due time has passed: confirmed.
-async fn conclude_due(client: &Object) -> Result<(), Answer> {
-    client
-        .execute(
-            "UPDATE sandbox_civil_status.verification
-                SET outcome = 'CONFIRMED', verified_at = due_at,
-                    concluded = nextval('sandbox_civil_status.verification_concluded')
-              WHERE outcome IS NULL AND due_at <= now()",
-            &[],
-        )
+/// The advisory lock under which verifications are concluded.
+const CONCLUDING: i64 = 4_243;
+
+/// The officer concludes every verification whose due time has passed: confirmed. One
+/// conclusion at a time, so the numbers the hub reads after its cursor are committed in their
+/// order (a number committed after a higher one would be skipped by the reader).
+async fn conclude_due(client: &mut Object) -> Result<(), Answer> {
+    let tx = client.transaction().await.map_err(internal)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CONCLUDING])
         .await
-        .map(|_| ())
-        .map_err(internal)
+        .map_err(internal)?;
+    tx.execute(
+        "UPDATE sandbox_civil_status.verification
+            SET outcome = 'CONFIRMED', verified_at = due_at,
+                concluded = nextval('sandbox_civil_status.verification_concluded')
+          WHERE outcome IS NULL AND due_at <= now()",
+        &[],
+    )
+    .await
+    .map_err(internal)?;
+    tx.commit().await.map_err(internal)
 }
 
 /// What a registration of `body` waits for: `None` to register it now (no verification needed,
 /// or confirmed), else the answer to give (still verifying, or not confirmed).
 pub(super) async fn awaited(
-    client: &Object,
+    client: &mut Object,
     dossier: &str,
     body: &Value,
 ) -> Result<Option<Answer>, Answer> {
@@ -134,8 +142,8 @@ async fn list(
     Query(page): Query<Page>,
 ) -> Result<Answer, Answer> {
     authorised(&sandbox.token, &headers)?;
-    let client = sandbox.pool.get().await.map_err(internal)?;
-    conclude_due(&client).await?;
+    let mut client = sandbox.pool.get().await.map_err(internal)?;
+    conclude_due(&mut client).await?;
     let rows = client
         .query(
             "SELECT concluded, dossier_code, outcome, reason_code, verified_at, agency_code

@@ -79,6 +79,12 @@ def main():
         }
     )
 
+    failed = []
+
+    def delivered(error, _message):
+        if error is not None:
+            failed.append(error)
+
     def publish(count):
         for i in range(count):
             record = json.loads(text)
@@ -91,13 +97,15 @@ def main():
             fastavro.schemaless_writer(out, parsed, avro_value(avsc, record, {}))
             while True:
                 try:
-                    producer.produce(args.topic, out.getvalue(), key, headers=headers)
+                    producer.produce(
+                        args.topic, out.getvalue(), key, headers=headers, on_delivery=delivered
+                    )
                     break
                 except BufferError:
                     producer.poll(0.01)
             producer.poll(0)
-        if producer.flush(60) != 0:
-            sys.exit("the broker did not take every record")
+        if producer.flush(60) != 0 or failed:
+            sys.exit(f"the broker did not take every record: {failed[:3]}")
 
     publish(min(WARM_UP, args.records))
     started = time.perf_counter()

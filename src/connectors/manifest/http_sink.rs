@@ -593,6 +593,18 @@ pub(super) fn parse(problems: &mut Problems<'_>, known: &dyn KnownTypes) -> Opti
         .and_then(|r| check_refusal(problems, known, r));
     let failure = check_output(problems, known, raw.failure.as_ref(), "failure");
     let delivery = check_delivery(problems, &raw.delivery);
+    // A status both retried and taken as a refusal: the refusal would win, the retry be dead.
+    if let Some(both) = refusal.as_ref().and_then(|r| {
+        r.statuses
+            .iter()
+            .find(|s| delivery.retry_statuses.contains(s))
+    }) {
+        problems.add(
+            &(0..0),
+            "refusal.statuses",
+            format!("{both} is also in delivery.retry_statuses: a status is one or the other"),
+        );
+    }
     let (common, method, request) = (common?, method?, request?);
     let spec = Spec::Sink(Box::new(SinkSpec {
         event_types,

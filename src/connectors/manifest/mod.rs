@@ -781,6 +781,12 @@ url = "http://127.0.0.1:9/births"
                 "{retried} is retried, never an answer: {found:?}"
             );
         }
+        let both = problems(&format!("{text}\n[delivery]\nretry_statuses = [404]\n"));
+        assert_eq!(
+            both.iter().map(|p| p.field.as_str()).collect::<Vec<_>>(),
+            ["refusal.statuses"],
+            "a status retried and a refusal at once: {both:?}"
+        );
     }
 
     #[test]
