@@ -60,6 +60,12 @@ async fn in_scratch_database<T>(
     let name = format!("lienthong_bench_{label}_{}", std::process::id());
     let admin = crate::db::pool(&config.database)?;
     let client = admin.get().await?;
+    // Making and dropping a database copies and removes files: on a busy disk (a CI machine
+    // building beside it) that outlasts the hub's statement timeout, which is for its queries.
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .context("the bench's database connection")?;
     client
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await
@@ -72,7 +78,8 @@ async fn in_scratch_database<T>(
     let outcome = work(database).await;
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
+        .await
+        .with_context(|| format!("dropping the bench's database {name}"))?;
     outcome
 }
 
@@ -388,7 +395,9 @@ async fn ledger_rate(
     use futures::StreamExt as _;
     const IN_FLIGHT: usize = 4096;
     let pool = crate::db::pool(&database)?;
-    crate::db::migrate(&pool).await?;
+    crate::db::migrate(&pool)
+        .await
+        .context("migrating the bench's ledger database")?;
     let stop = tokio_util::sync::CancellationToken::new();
     let subjects = Arc::new(SubjectKeys::load(&config.audit)?);
     let (ledger, writer) = Ledger::start(pool, subjects, stop.clone());
