@@ -1810,3 +1810,93 @@ async fn the_portal_follows_a_dossier_through_its_connectors_even_when_progress_
     );
     hub.shutdown().await.expect("clean shutdown");
 }
+
+/// The civil-status officer verifies a late birth without its certificate before it is
+/// registered: the registration answers VERIFYING until the officer concludes; told
+/// NOT_CONFIRMED, the birth is not registered, the verification is listed for the hub with
+/// its reason, and a second decision is refused. A late birth with its certificate is
+/// registered at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_birth_waits_for_the_officer_who_may_refuse_it() {
+    let env = TestEnv::new("sandbox_verify").await;
+    let url = start(&env).await;
+    let verifications = url.replace("/births", "/verifications");
+    let late = |code: &str, certificate: Value| {
+        let mut body = birth(code);
+        body["received_at"] = json!("2026-11-20T09:15:00+07:00");
+        body["child"]["birth_date"] = json!("2026-08-01");
+        body["birth_certificate_no"] = certificate;
+        body
+    };
+    let code = "G22.99.08-261120-7001";
+    let (status, waiting) = register(&url, "late-1", &late(code, Value::Null), TOKEN).await;
+    assert_eq!(
+        (status, waiting["status"].as_str()),
+        (202, Some("VERIFYING")),
+        "{waiting}"
+    );
+    assert!(waiting["verification_due_at"].is_string());
+    let decide = async |decision: Value| {
+        let response = reqwest::Client::new()
+            .post(format!("{verifications}/{code}"))
+            .bearer_auth(TOKEN)
+            .json(&decision)
+            .send()
+            .await
+            .expect("the sandbox answers");
+        response.status().as_u16()
+    };
+    assert_eq!(
+        decide(json!({"outcome": "NOT_CONFIRMED", "reason_code": "UNKNOWN"})).await,
+        422,
+        "a reason the hub's event does not know"
+    );
+    assert_eq!(
+        decide(json!({"outcome": "NOT_CONFIRMED", "reason_code": "WITNESSES_NOT_CONFIRMED"})).await,
+        200
+    );
+    assert_eq!(
+        decide(json!({"outcome": "CONFIRMED"})).await,
+        409,
+        "concluded once"
+    );
+    let (status, refused) = register(&url, "late-1", &late(code, Value::Null), TOKEN).await;
+    assert_eq!(
+        (
+            status,
+            refused["status"].as_str(),
+            refused["reason_code"].as_str()
+        ),
+        (200, Some("NOT_REGISTERED"), Some("WITNESSES_NOT_CONFIRMED")),
+        "{refused}"
+    );
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{verifications}?after=0"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the sandbox answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    let mine: Vec<&Value> = listed["verifications"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|v| v["dossier_code"] == code)
+        .collect();
+    assert_eq!(mine.len(), 1, "{listed}");
+    assert_eq!(
+        (mine[0]["outcome"].as_str(), mine[0]["reason_code"].as_str()),
+        (Some("NOT_CONFIRMED"), Some("WITNESSES_NOT_CONFIRMED"))
+    );
+    assert_eq!(listed["next"], mine[0]["id"], "the cursor after the page");
+    let (status, registered) = register(
+        &url,
+        "late-2",
+        &late("G22.99.08-261120-7002", json!("GCS-2026-000001")),
+        TOKEN,
+    )
+    .await;
+    assert_eq!(status, 201, "with its certificate, at once: {registered}");
+}

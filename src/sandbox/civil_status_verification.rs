@@ -6,17 +6,20 @@
 //! once it is concluded, it registers (`CONFIRMED`) or answers `status: NOT_REGISTERED` with
 //! the reason. `GET /civil-status/v1/verifications?after=N&limit=M` lists the concluded
 //! verifications in the order they were concluded, for the hub to read. The sandbox's officer
-//! confirms every verification when its due time passes, [`OFFICERS_TIME`] after the request.
+//! confirms every verification when its due time passes, [`OFFICERS_TIME`] after the request,
+//! unless told otherwise first: `POST /civil-status/v1/verifications/{dossier_code}` with
+//! `{"outcome": "NOT_CONFIRMED", "reason_code": …}` (or `CONFIRMED`) concludes it at once, as
+//! the officer's own screen would (409 once it is concluded).
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use deadpool_postgres::{Object, Pool};
 use serde_json::{Value, json};
 
-use super::answer::{self, Answer, authorised};
+use super::answer::{self, Answer, authorised, problem};
 
 /// How long the sandbox's officer takes: seconds, so a demo sees the wait and its end.
 pub const OFFICERS_TIME: chrono::Duration = chrono::Duration::seconds(2);
@@ -34,6 +37,10 @@ struct Sandbox {
 pub fn routes(pool: Pool, token: String) -> Router {
     Router::new()
         .route("/civil-status/v1/verifications", get(list))
+        .route(
+            "/civil-status/v1/verifications/{dossier_code}",
+            post(decide),
+        )
         .with_state(Sandbox { pool, token })
 }
 
@@ -128,6 +135,66 @@ pub(super) async fn awaited(
             })),
         )),
     })
+}
+
+/// The reasons the hub's `birth.verification-recorded` knows.
+const REASONS: [&str; 3] = ["WITNESSES_NOT_CONFIRMED", "BIRTH_FACTS_DIFFER", "OTHER"];
+
+/// The officer concludes a verification now, as told.
+async fn decide(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    Path(dossier): Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> Result<Answer, Answer> {
+    authorised(&sandbox.token, &headers)?;
+    let outcome = body.get("outcome").and_then(Value::as_str);
+    let reason = body.get("reason_code").and_then(Value::as_str);
+    let (outcome, reason) = match (outcome, reason) {
+        (Some("CONFIRMED"), None) => ("CONFIRMED", None),
+        (Some("NOT_CONFIRMED"), Some(reason)) if REASONS.contains(&reason) => {
+            ("NOT_CONFIRMED", Some(reason))
+        }
+        _ => {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!(
+                    "/outcome must be CONFIRMED (no reason_code) or NOT_CONFIRMED with \
+                     /reason_code one of {}",
+                    REASONS.join(", ")
+                ),
+            ));
+        }
+    };
+    let mut client = sandbox.pool.get().await.map_err(internal)?;
+    // In the concluding order, like the officer's own conclusions.
+    let tx = client.transaction().await.map_err(internal)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CONCLUDING])
+        .await
+        .map_err(internal)?;
+    let concluded = tx
+        .execute(
+            "UPDATE sandbox_civil_status.verification
+                SET outcome = $2, reason_code = $3, verified_at = now(),
+                    concluded = nextval('sandbox_civil_status.verification_concluded')
+              WHERE dossier_code = $1 AND outcome IS NULL",
+            &[&dossier, &outcome, &reason],
+        )
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    if concluded == 1 {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"dossier_code": dossier, "outcome": outcome, "reason_code": reason})),
+        ));
+    }
+    Err(problem(
+        StatusCode::CONFLICT,
+        "not_open",
+        "no verification of this dossier waits for the officer (none asked, or concluded)",
+    ))
 }
 
 #[derive(serde::Deserialize)]
