@@ -100,14 +100,21 @@ async fn setup(env: &TestEnv, faults: Faults) -> Payments {
     config.http.listen = format!("127.0.0.1:{http_port}").parse().expect("address");
     let webhook = format!("http://127.0.0.1:{http_port}/connectors/paygov-callbacks/webhook");
     env.install_paygov_webhook(PAYGOV_SECRET).await;
+    // Retries and the breaker's pause kept within a test's wait for one delivery: with the
+    // manifest's minute, a platform back from an outage and failing a third of its calls
+    // could be asked again only after the test stopped waiting (a flake seen in CI).
     common::sandbox::install_manifest(
         env,
         "paygov-payments",
         &base,
-        &[(
-            "default = \"http://127.0.0.1:8080/connectors/paygov-callbacks/webhook\"",
-            &format!("default = {webhook:?}"),
-        )],
+        &[
+            (
+                "default = \"http://127.0.0.1:8080/connectors/paygov-callbacks/webhook\"",
+                &format!("default = {webhook:?}"),
+            ),
+            ("max_backoff_ms = 60000", "max_backoff_ms = 5000"),
+            ("breaker_open_ms = 30000", "breaker_open_ms = 5000"),
+        ],
     );
     common::sandbox::install_manifest(env, "paygov-confirmations", &base, &[]);
     let connector = "paygov-connector";
