@@ -322,6 +322,12 @@ impl Inputs<'_> {
         self.at(SUBMISSION, pointer)
     }
 
+    /// True while the dossier's submission is kept: false before it came and once it was
+    /// forgotten. Borrows it, where [`Inputs::submitted`] copies.
+    pub fn has_submission(&self) -> bool {
+        self.0.get(SUBMISSION).is_some_and(|s| !s.is_null())
+    }
+
     /// The dossier's charge at `pointer` (see [`FEES`]); null when it is not charged.
     pub fn charged(&self, pointer: &str) -> Value {
         self.at(FEES, pointer)

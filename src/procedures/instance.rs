@@ -7,8 +7,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::definition::{
-    ANNULMENT, Command, Concerns, Definition, DocumentDef, FEES, Fact, Facts, Inputs, Refusal,
-    Requested, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, Source, StepDef, step_key,
+    ANNULMENT, Command, Concerns, Definition, DocumentDef, FEES, Fact, Facts, Inputs, PrefillDef,
+    Refusal, Requested, STATUS_CHANGED, STEP_OVERDUE, SUBMISSION, Source, StepDef, step_key,
 };
 use crate::domain::fees::{Chargeable, FeeSchedule};
 use crate::domain::{WorkingCalendar, vietnam};
@@ -805,16 +805,15 @@ impl Instance {
         (!submitted.is_null() && !told.is_null()).then(|| submitted != *told)
     }
 
-    /// Counts the form's fields that hold what `tells` says national data holds for a source
-    /// (the definition's `prefill`); `None` when there is nothing to count in or compare with.
+    /// Counts the form's fields that hold what `tells` says national data holds for a source;
+    /// `None` when there is nothing to count in or compare with.
     fn fill<'p>(
         &mut self,
-        definition: &Definition,
+        prefill: &PrefillDef,
         tells: impl Fn(&Source) -> Option<&'p Value>,
     ) -> Option<usize> {
-        let prefill = definition.prefill.as_ref()?;
         let inputs = Inputs(&self.inputs);
-        if inputs.submitted("").is_null() {
+        if !inputs.has_submission() {
             return None;
         }
         let filled = self.filled.as_mut()?;
@@ -832,11 +831,10 @@ impl Instance {
     }
 
     /// The population database's answer about a person on the form, counted in the pre-fill.
-    fn prefilled(&mut self, definition: &Definition, payload: &Value) -> Effect {
-        let roles: Vec<String> = definition
-            .prefill
-            .as_ref()
-            .and_then(|p| payload.pointer(p.roles)?.as_array())
+    fn prefilled(&mut self, prefill: &PrefillDef, payload: &Value) -> Effect {
+        let roles: Vec<String> = payload
+            .pointer(prefill.roles)
+            .and_then(Value::as_array)
             .map(|roles| {
                 roles
                     .iter()
@@ -851,22 +849,18 @@ impl Instance {
         }
         // Only in the roles of the person the form names: the answer about a number typed
         // wrongly, then corrected, fills nothing in.
-        let person = definition
-            .prefill
-            .as_ref()
-            .and_then(|p| payload.pointer(p.person));
+        let person = payload.pointer(prefill.person);
         let inputs = Inputs(&self.inputs);
-        let named: Vec<&str> = definition
-            .prefill
+        let named: Vec<&str> = prefill
+            .identities
             .iter()
-            .flat_map(|p| p.identities)
             .filter(|(role, at)| {
                 roles.iter().any(|r| r == role)
                     && person.is_some_and(|id| *id == inputs.submitted(at))
             })
             .map(|(role, _)| *role)
             .collect();
-        let added = self.fill(definition, |source| match source {
+        let added = self.fill(prefill, |source| match source {
             Source::Person(role, at) if named.contains(role) => payload.pointer(at),
             _ => None,
         });
@@ -876,7 +870,7 @@ impl Instance {
     /// Joins a document to the dossier: what it is, and on which facts it differs. What it
     /// tells counts in the pre-fill.
     fn join(&mut self, definition: &Definition, document: &DocumentDef, payload: &Value) -> Effect {
-        if Inputs(&self.inputs).submitted("").is_null() {
+        if !Inputs(&self.inputs).has_submission() {
             return Effect::DocumentJoined(document.name, None);
         }
         // Another person's document (joined because it came with the dossier's code) fills
@@ -885,14 +879,14 @@ impl Instance {
             .identity
             .as_ref()
             .is_none_or(|fact| self.differs(fact, payload) != Some(true));
-        let filled = if ours {
-            self.fill(definition, |source| match source {
-                Source::Document(name, at) if *name == document.name => payload.pointer(at),
-                _ => None,
-            })
-            .unwrap_or(0)
-        } else {
-            0
+        let filled = match &definition.prefill {
+            Some(prefill) if ours => self
+                .fill(prefill, |source| match source {
+                    Source::Document(name, at) if *name == document.name => payload.pointer(at),
+                    _ => None,
+                })
+                .unwrap_or(0),
+            _ => 0,
         };
         // The identity too: a document sent with a dossier code is joined without the owner's
         // check, and another person's must then say so.
@@ -952,12 +946,12 @@ impl Instance {
         if let Some(document) = definition.document(event_type) {
             return (self.join(definition, document, payload), Vec::new());
         }
-        if definition
+        if let Some(prefill) = definition
             .prefill
             .as_ref()
-            .is_some_and(|p| p.found == event_type)
+            .filter(|p| p.found == event_type)
         {
-            return (self.prefilled(definition, payload), Vec::new());
+            return (self.prefilled(prefill, payload), Vec::new());
         }
         let undoable: Vec<&str> = definition
             .steps_undone_by(event_type)

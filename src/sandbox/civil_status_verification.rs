@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::tokio_postgres::types::ToSql;
 use deadpool_postgres::{Object, Pool};
 use serde_json::{Value, json};
 
@@ -62,24 +63,45 @@ fn needs_verification(body: &Value) -> bool {
 /// The advisory lock under which verifications are concluded.
 const CONCLUDING: i64 = 4_243;
 
-/// The officer concludes every verification whose due time has passed: confirmed. One
-/// conclusion at a time, so the numbers the hub reads after its cursor are committed in their
-/// order (a number committed after a higher one would be skipped by the reader).
-async fn conclude_due(client: &mut Object) -> Result<(), Answer> {
+/// Concludes the open verifications `filter` picks as `set` says, numbering each conclusion;
+/// returns how many. One conclusion at a time, so the numbers the hub reads after its cursor
+/// are committed in their order (a number committed after a higher one would be skipped by the
+/// reader).
+async fn conclude(
+    client: &mut Object,
+    set: &str,
+    filter: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, Answer> {
     let tx = client.transaction().await.map_err(internal)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CONCLUDING])
         .await
         .map_err(internal)?;
-    tx.execute(
-        "UPDATE sandbox_civil_status.verification
-            SET outcome = 'CONFIRMED', verified_at = due_at,
-                concluded = nextval('sandbox_civil_status.verification_concluded')
-          WHERE outcome IS NULL AND due_at <= now()",
+    let concluded = tx
+        .execute(
+            &format!(
+                "UPDATE sandbox_civil_status.verification
+                    SET {set}, concluded = nextval('sandbox_civil_status.verification_concluded')
+                  WHERE outcome IS NULL AND {filter}"
+            ),
+            params,
+        )
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    Ok(concluded)
+}
+
+/// The officer concludes every verification whose due time has passed: confirmed.
+async fn conclude_due(client: &mut Object) -> Result<(), Answer> {
+    conclude(
+        client,
+        "outcome = 'CONFIRMED', verified_at = due_at",
+        "due_at <= now()",
         &[],
     )
     .await
-    .map_err(internal)?;
-    tx.commit().await.map_err(internal)
+    .map(drop)
 }
 
 /// What a registration of `body` waits for: `None` to register it now (no verification needed,
@@ -168,22 +190,13 @@ async fn decide(
         }
     };
     let mut client = sandbox.pool.get().await.map_err(internal)?;
-    // In the concluding order, like the officer's own conclusions.
-    let tx = client.transaction().await.map_err(internal)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CONCLUDING])
-        .await
-        .map_err(internal)?;
-    let concluded = tx
-        .execute(
-            "UPDATE sandbox_civil_status.verification
-                SET outcome = $2, reason_code = $3, verified_at = now(),
-                    concluded = nextval('sandbox_civil_status.verification_concluded')
-              WHERE dossier_code = $1 AND outcome IS NULL",
-            &[&dossier, &outcome, &reason],
-        )
-        .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
+    let concluded = conclude(
+        &mut client,
+        "outcome = $2, reason_code = $3, verified_at = now()",
+        "dossier_code = $1",
+        &[&dossier, &outcome, &reason],
+    )
+    .await?;
     if concluded == 1 {
         return Ok((
             StatusCode::OK,
