@@ -69,7 +69,7 @@ impl EventApi {
             .subscribe(
                 caller,
                 SubscribeInput {
-                    event_type: request.event_type,
+                    event_types: vec![request.event_type],
                     group: request.consumer_group,
                     start,
                     max_unacknowledged: request.max_unacknowledged as usize,
@@ -85,8 +85,8 @@ impl EventApi {
             id: id.clone(),
             ended: opened.ended.clone(),
         };
-        let recipient = opened.recipient;
         let guard = opened.ended.clone().drop_guard();
+        let recipient = opened.recipient(&event_type).map_err(subscribe_status)?;
         let withdrawn = opened.withdrawn;
         let last = futures::stream::once(async move {
             let _guard = guard;

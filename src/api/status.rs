@@ -136,6 +136,8 @@ pub(super) fn withdrawn_status(withdrawn: Withdrawn) -> Status {
 pub(super) fn subscribe_status(error: SubscribeError) -> Status {
     match error {
         SubscribeError::UnknownEventType(_)
+        | SubscribeError::NoEventType
+        | SubscribeError::TopicsDiffer { .. }
         | SubscribeError::InvalidGroup
         | SubscribeError::InvalidPurpose
         | SubscribeError::InvalidLegalBasis => Status::invalid_argument(error.to_string()),

@@ -65,6 +65,11 @@ impl Received {
             generation: 0,
         }
     }
+
+    /// The event type its envelope names (none for a record the hub did not write).
+    pub fn event_type(&self) -> Option<&str> {
+        self.headers.get(super::envelope::TYPE).map(String::as_str)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,8 +170,8 @@ pub struct Subscription {
 /// Everything a subscription needs beside the Kafka settings.
 pub struct SubscriptionOptions {
     pub topic: String,
-    /// The event type to deliver; other types on the topic are skipped.
-    pub event_type: String,
+    /// The event types to deliver; other types on the topic are skipped.
+    pub event_types: BTreeSet<String>,
     pub group: String,
     pub start: StartFrom,
     pub max_unacknowledged: usize,
@@ -219,7 +224,7 @@ impl Subscription {
         let worker = Worker {
             consumer,
             topic: options.topic,
-            event_type: options.event_type,
+            event_types: options.event_types,
             group: options.group,
             max_unacknowledged: capacity,
             max_unacknowledged_bytes: options.max_unacknowledged_bytes,
@@ -295,8 +300,8 @@ impl Track {
 struct Worker {
     consumer: StreamConsumer<SubscriptionContext>,
     topic: String,
-    /// Only records of this type are delivered.
-    event_type: String,
+    /// Only records of these types are delivered.
+    event_types: BTreeSet<String>,
     group: String,
     max_unacknowledged: usize,
     max_unacknowledged_bytes: usize,
@@ -349,7 +354,7 @@ impl Worker {
                         self.tracks.entry(partition).or_default().deliver(offset, size);
                         // Several event types share a topic: the others are not this
                         // subscriber's to see, and count as handled.
-                        if received.headers.get(super::envelope::TYPE) != Some(&self.event_type) {
+                        if !received.event_type().is_some_and(|t| self.event_types.contains(t)) {
                             self.acknowledge(&[(partition, offset)]);
                             continue;
                         }

@@ -331,7 +331,7 @@ impl Worker {
                 .subscribe(
                     &caller,
                     SubscribeInput {
-                        event_type: event_type.clone(),
+                        event_types: vec![event_type.clone()],
                         group: self.manifest.name.clone(),
                         start: match self.spec.start_at {
                             StartAt::Earliest => StartFrom::Earliest,
@@ -349,6 +349,13 @@ impl Worker {
                 })?;
             // Leaving `run` by any path ends the subscriptions, committing what was acknowledged.
             guards.push(opened.ended.clone().drop_guard());
+            let recipient =
+                opened
+                    .recipient(event_type)
+                    .map_err(|source| WorkerError::Subscribe {
+                        event_type: event_type.clone(),
+                        source,
+                    })?;
             // Each stream says when it ends (`None`): a subscription ended by a withdrawn
             // right must stop the worker, not leave it running on the other types.
             streams.push(
@@ -363,7 +370,7 @@ impl Worker {
                 event_type: event_type.clone(),
                 assignment: opened.assignment.clone(),
                 subscription: opened.id.to_string(),
-                recipient: opened.recipient,
+                recipient,
                 withdrawn: opened.withdrawn,
             });
         }

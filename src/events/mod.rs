@@ -10,6 +10,7 @@ mod seal;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures::FutureExt as _;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -49,6 +50,18 @@ pub const MAX_SUBSCRIPTIONS_PER_SYSTEM: usize = 32;
 pub enum SubscribeError {
     #[error("unknown event type {:?}; see schemas/topics.toml", truncated(.0))]
     UnknownEventType(String),
+    #[error("event_types must name at least one event type")]
+    NoEventType,
+    #[error(
+        "event types of different topics cannot share a subscription: {first} is on {topic}, \
+         {other} on {other_topic}"
+    )]
+    TopicsDiffer {
+        first: String,
+        topic: String,
+        other: String,
+        other_topic: String,
+    },
     #[error("consumer_group must be 1 to 100 characters of letters, digits, '.', '_' and '-'")]
     InvalidGroup,
     #[error("this system already runs {MAX_SUBSCRIPTIONS_PER_SYSTEM} subscriptions; end one first")]
@@ -81,7 +94,9 @@ pub(crate) fn truncated(text: &str) -> String {
 
 /// A subscription request after the API layer parsed it.
 pub struct SubscribeInput {
-    pub event_type: String,
+    /// One event type, or several of one topic: they are then read by one consumer group,
+    /// which fetches the topic once instead of once per type.
+    pub event_types: Vec<String>,
     pub group: String,
     pub start: StartFrom,
     /// 0 means the default.
@@ -104,7 +119,8 @@ pub struct Recipient {
 pub struct Opened {
     pub id: Uuid,
     pub deliveries: mpsc::Receiver<Received>,
-    pub recipient: Arc<Recipient>,
+    /// What the subscriber may see of each of its event types ([`Received::event_type`]).
+    pub recipients: HashMap<String, Arc<Recipient>>,
     /// Answers why, if the subscriber's credential or right is withdrawn while it runs: the
     /// hub has then already stopped its consumer. Closed without an answer when the
     /// subscription ends otherwise.
@@ -114,6 +130,16 @@ pub struct Opened {
     pub ended: CancellationToken,
     /// The partitions this subscription holds now, with their lag.
     pub assignment: Arc<Assignment>,
+}
+
+impl Opened {
+    /// What the subscriber may see of `event_type`, one of the types it subscribed to.
+    pub fn recipient(&self, event_type: &str) -> Result<Arc<Recipient>, SubscribeError> {
+        self.recipients
+            .get(event_type)
+            .cloned()
+            .ok_or_else(|| SubscribeError::UnknownEventType(event_type.to_owned()))
+    }
 }
 
 /// A record decoded for a subscriber.
@@ -153,7 +179,8 @@ impl DecodedEvent {
 /// A running subscription, with what its acknowledgements need to find their receipts.
 struct Running {
     owner: SystemId,
-    event_type: String,
+    /// One of its event types is told once: its acknowledgements are receipts.
+    gives_receipts: bool,
     topic: String,
     subscription: Subscription,
 }
@@ -197,7 +224,8 @@ pub struct EventsParts {
 }
 
 /// The Kafka group of `system`'s subscription `group` to `event_type`. One group per system,
-/// name and event type: types sharing a topic keep their own offsets.
+/// name and event type: types sharing a topic keep their own offsets. A subscription to several
+/// types of one topic is named after the topic instead ([`topic_consumer_group`]).
 pub fn consumer_group(
     kafka: &KafkaConfig,
     system: &SystemId,
@@ -208,6 +236,20 @@ pub fn consumer_group(
         "{}lienthong.{system}.{event_type}.{group}",
         kafka.topic_prefix
     )
+}
+
+/// The Kafka group of `system`'s subscription `group` to several event types of `topic`: one
+/// group per system, name and topic ("topic" is no family of event types, so the name cannot
+/// be a single type's group).
+pub fn topic_consumer_group(
+    kafka: &KafkaConfig,
+    system: &SystemId,
+    topic: &str,
+    group: &str,
+) -> String {
+    let prefix = &kafka.topic_prefix;
+    let topic = topic.strip_prefix(prefix.as_str()).unwrap_or(topic);
+    format!("{prefix}lienthong.{system}.topic.{topic}.{group}")
 }
 
 impl Events {
@@ -230,13 +272,18 @@ impl Events {
         }
     }
 
+    /// The topic `event_type` is published on; `None` for a type the registry does not know.
+    pub fn topic_of(&self, event_type: &str) -> Option<&str> {
+        self.registry.event(event_type).map(|s| s.topic.as_str())
+    }
+
     /// The transfer ledger, for the crossings the hub's parts make beyond the bus (a
     /// connector's call to an external system).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
 
-    /// Starts a subscription for `caller`, if one of its rights covers the event type and the
+    /// Starts a subscription for `caller`, if its rights cover each event type with the
     /// purpose. The Kafka group is namespaced by the calling system, so one system can never
     /// consume (and commit) another system's group.
     pub async fn subscribe(
@@ -244,10 +291,26 @@ impl Events {
         caller: &Caller,
         input: SubscribeInput,
     ) -> Result<Opened, SubscribeError> {
-        let schema = self
-            .registry
-            .event(&input.event_type)
-            .ok_or_else(|| SubscribeError::UnknownEventType(input.event_type.clone()))?;
+        let mut schemas = Vec::with_capacity(input.event_types.len());
+        for event_type in &input.event_types {
+            let schema = self
+                .registry
+                .event(event_type)
+                .ok_or_else(|| SubscribeError::UnknownEventType(event_type.clone()))?;
+            schemas.push((event_type, schema));
+        }
+        let [(first, schema), others @ ..] = schemas.as_slice() else {
+            return Err(SubscribeError::NoEventType);
+        };
+        if let Some((other, other_schema)) = others.iter().find(|(_, s)| s.topic != schema.topic) {
+            return Err(SubscribeError::TopicsDiffer {
+                first: (*first).clone(),
+                topic: schema.topic.clone(),
+                other: (*other).clone(),
+                other_topic: other_schema.topic.clone(),
+            });
+        }
+        let topic = schema.topic.clone();
         if !is_purpose_code(&input.purpose) {
             return Err(SubscribeError::InvalidPurpose);
         }
@@ -255,10 +318,20 @@ impl Events {
         if !is_legal_basis(legal_basis) {
             return Err(SubscribeError::InvalidLegalBasis);
         }
-        let fields = self
-            .access
-            .authorize_subscription(caller, &input.event_type, &input.purpose)
-            .map_err(SubscribeError::Denied)?;
+        let mut recipients = HashMap::with_capacity(input.event_types.len());
+        for event_type in &input.event_types {
+            let fields = self
+                .access
+                .authorize_subscription(caller, event_type, &input.purpose)
+                .map_err(SubscribeError::Denied)?;
+            let recipient = Recipient {
+                system: caller.system.clone(),
+                purpose: input.purpose.clone(),
+                legal_basis: legal_basis.to_owned(),
+                fields,
+            };
+            recipients.insert(event_type.clone(), Arc::new(recipient));
+        }
         let valid_group = (1..=100).contains(&input.group.len())
             && input
                 .group
@@ -271,7 +344,11 @@ impl Events {
             0 => DEFAULT_MAX_UNACKNOWLEDGED,
             n => n.min(MAX_UNACKNOWLEDGED_LIMIT),
         };
-        let group = consumer_group(&self.kafka, &caller.system, &input.event_type, &input.group);
+        let group = match others {
+            [] => consumer_group(&self.kafka, &caller.system, first, &input.group),
+            _ => topic_consumer_group(&self.kafka, &caller.system, &topic, &input.group),
+        };
+        let gives_receipts = input.event_types.iter().any(|t| self.receipts.keeps(t));
         // Counting and inserting under one lock: two concurrent calls cannot both take the last
         // slot. Opening a consumer does not block (librdkafka connects in the background).
         let id = Uuid::now_v7();
@@ -296,8 +373,8 @@ impl Events {
             let (subscription, deliveries) = Subscription::open(
                 &self.kafka,
                 SubscriptionOptions {
-                    topic: schema.topic.clone(),
-                    event_type: input.event_type.clone(),
+                    topic: topic.clone(),
+                    event_types: input.event_types.iter().cloned().collect(),
                     group,
                     start: input.start,
                     max_unacknowledged,
@@ -312,19 +389,22 @@ impl Events {
                 id,
                 Running {
                     owner: caller.system.clone(),
-                    event_type: input.event_type.clone(),
-                    topic: schema.topic.clone(),
+                    gives_receipts,
+                    topic,
                     subscription,
                 },
             );
             (deliveries, assignment)
         };
-        tracing::info!(subscription = %id, system = %caller.system, event_type = %input.event_type, purpose = %input.purpose, "subscription started");
-        let withdrawal = self.access.withdrawal(
-            caller.clone(),
-            input.event_type.clone(),
-            input.purpose.clone(),
-        );
+        let event_types = input.event_types.join(",");
+        tracing::info!(subscription = %id, system = %caller.system, %event_types, purpose = %input.purpose, "subscription started");
+        // Withdrawn when the right to any of its types goes.
+        let withdrawals = input.event_types.iter().map(|event_type| {
+            self.access
+                .withdrawal(caller.clone(), event_type.clone(), input.purpose.clone())
+                .boxed()
+        });
+        let withdrawal = futures::future::select_all(withdrawals);
         // A task of its own, not part of the client's stream: a client that stops reading
         // must still lose its consumer the moment its access goes.
         let metrics = self.metrics.clone();
@@ -332,7 +412,7 @@ impl Events {
         let stop = ended.clone();
         self.tracker.spawn(async move {
             tokio::select! {
-                why = withdrawal => {
+                (why, _, _) = withdrawal => {
                     metrics.subscriptions_withdrawn.inc();
                     tracing::info!(subscription = %id, ?why, "subscription ended: access withdrawn");
                     // The answer first: whoever sees the end then finds the reason.
@@ -345,12 +425,7 @@ impl Events {
         Ok(Opened {
             id,
             deliveries,
-            recipient: Arc::new(Recipient {
-                system: caller.system.clone(),
-                purpose: input.purpose,
-                legal_basis: legal_basis.to_owned(),
-                fields,
-            }),
+            recipients,
             withdrawn,
             ended,
             assignment,
@@ -374,7 +449,7 @@ impl Events {
             match subscriptions.get(&id) {
                 Some(r) if r.owner == caller.system => (
                     r.subscription.clone(),
-                    self.receipts.keeps(&r.event_type).then(|| r.topic.clone()),
+                    r.gives_receipts.then(|| r.topic.clone()),
                 ),
                 _ => return Err(unknown()),
             }

@@ -702,4 +702,21 @@ mod tests {
             }
         }
     }
+
+    /// The engine routes an event to the group that takes its type in: one group per type
+    /// (a fee in the death group would need the payment events told apart by dossier first).
+    #[test]
+    fn no_event_type_is_taken_in_by_two_groups() {
+        let mut seen = std::collections::HashMap::new();
+        for group in GROUPS {
+            for event_type in group.event_types() {
+                if let Some(other) = seen.insert(event_type, group.group) {
+                    panic!(
+                        "{event_type} is taken in by both {other} and {}",
+                        group.group
+                    );
+                }
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@
 //! dossier's events arrive in: an event of a dossier not yet opened (a reply overtaking the
 //! submission) waits in the inbox and is applied when the submission comes.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,8 +52,8 @@ pub enum EngineError {
         event_type: String,
         source: SubscribeError,
     },
-    #[error("the subscription to {event_type} ended")]
-    Ended { event_type: String },
+    #[error("the subscription to {topic} ended")]
+    Ended { topic: String },
     #[error("cannot acknowledge a handled event: {0}")]
     Acknowledge(SubscribeError),
     #[error("cannot decode an event for now: {0}")]
@@ -81,11 +82,12 @@ pub struct Engine {
     pub outbox: Arc<Notify>,
 }
 
+/// The subscription to one topic.
 struct Source {
-    definition: &'static Definition,
-    event_type: &'static str,
+    topic: String,
+    /// The procedure group that takes each event type in, and what the engine may see of it.
+    takers: HashMap<&'static str, (&'static Definition, Arc<Recipient>)>,
     subscription: String,
-    recipient: Arc<Recipient>,
 }
 
 /// A finished event: its source and position, and how it went.
@@ -95,48 +97,69 @@ impl Engine {
     /// Runs until `stop` (then `Ok`) or until a subscription fails (then the error; the caller
     /// starts it again).
     pub async fn run(self: Arc<Self>, stop: CancellationToken) -> Result<(), EngineError> {
+        // One subscription per topic: a consumer group reads each topic once, whichever of
+        // its event types the procedures take in (a group per event type read it once per type).
+        let mut topics: BTreeMap<String, Vec<(&'static str, &'static Definition)>> =
+            BTreeMap::new();
+        for &definition in self.definitions {
+            for event_type in definition.event_types() {
+                let topic =
+                    self.events
+                        .topic_of(event_type)
+                        .ok_or_else(|| EngineError::Subscribe {
+                            event_type: event_type.to_owned(),
+                            source: SubscribeError::UnknownEventType(event_type.to_owned()),
+                        })?;
+                topics
+                    .entry(topic.to_owned())
+                    .or_default()
+                    .push((event_type, definition));
+            }
+        }
         let mut sources = Vec::new();
         let mut streams = Vec::new();
         let mut guards = Vec::new();
-        for definition in self.definitions {
-            for event_type in definition.event_types() {
-                let opened = self
-                    .events
-                    .subscribe(
-                        &self.caller,
-                        SubscribeInput {
-                            event_type: event_type.to_owned(),
-                            group: GROUP.to_owned(),
-                            start: match self.start {
-                                super::StartAt::Earliest => StartFrom::Earliest,
-                                super::StartAt::Latest => StartFrom::Latest,
-                            },
-                            max_unacknowledged: self.max_in_flight,
-                            purpose: PURPOSE.to_owned(),
-                            legal_basis: LEGAL_BASIS.to_owned(),
+        for (topic, types) in topics {
+            let opened = self
+                .events
+                .subscribe(
+                    &self.caller,
+                    SubscribeInput {
+                        event_types: types.iter().map(|(t, _)| (*t).to_owned()).collect(),
+                        group: GROUP.to_owned(),
+                        start: match self.start {
+                            super::StartAt::Earliest => StartFrom::Earliest,
+                            super::StartAt::Latest => StartFrom::Latest,
                         },
-                    )
-                    .await
-                    .map_err(|source| EngineError::Subscribe {
-                        event_type: event_type.to_owned(),
-                        source,
-                    })?;
-                guards.push(opened.ended.clone().drop_guard());
-                let index = sources.len();
-                streams.push(
-                    ReceiverStream::new(opened.deliveries)
-                        .map(Some)
-                        .chain(futures::stream::once(async { None }))
-                        .map(move |item| (index, item))
-                        .boxed(),
-                );
-                sources.push(Source {
-                    definition,
-                    event_type,
-                    subscription: opened.id.to_string(),
-                    recipient: opened.recipient,
-                });
-            }
+                        max_unacknowledged: self.max_in_flight,
+                        purpose: PURPOSE.to_owned(),
+                        legal_basis: LEGAL_BASIS.to_owned(),
+                    },
+                )
+                .await
+                .map_err(|source| EngineError::Subscribe {
+                    event_type: format!("the event types of {topic}"),
+                    source,
+                })?;
+            guards.push(opened.ended.clone().drop_guard());
+            let index = sources.len();
+            streams.push(
+                ReceiverStream::new(opened.deliveries)
+                    .map(Some)
+                    .chain(futures::stream::once(async { None }))
+                    .map(move |item| (index, item))
+                    .boxed(),
+            );
+            let mut recipients = opened.recipients;
+            sources.push(Source {
+                topic,
+                // Each event type is one definition's (see `definition::tests`).
+                takers: types
+                    .into_iter()
+                    .filter_map(|(t, definition)| Some((t, (definition, recipients.remove(t)?))))
+                    .collect(),
+                subscription: opened.id.to_string(),
+            });
         }
         tracing::info!(system = %self.caller.system, "procedure engine running");
         let mut incoming = futures::stream::select_all(streams);
@@ -160,9 +183,20 @@ impl Engine {
                 next = incoming.next() => match next {
                     Some((index, Some(received))) => {
                         let source = &sources[index];
+                        // The subscription delivers only the types it was opened for, each
+                        // with its taker; anything else is not the engine's, and handled.
+                        let Some((&event_type, (definition, recipient))) = received
+                            .event_type()
+                            .and_then(|t| source.takers.get_key_value(t))
+                        else {
+                            self.events
+                                .acknowledge(&self.caller, &source.subscription, vec![(received.partition, received.offset)])
+                                .await
+                                .map_err(EngineError::Acknowledge)?;
+                            continue;
+                        };
                         let engine = self.clone();
-                        let (definition, event_type, recipient) =
-                            (source.definition, source.event_type, source.recipient.clone());
+                        let (definition, recipient) = (*definition, recipient.clone());
                         let stop = stop.clone();
                         // Every log line of the event's handling (its retries included) says
                         // which event it is about.
@@ -183,7 +217,7 @@ impl Engine {
                             break;
                         }
                         let index = ended.map_or(0, |(index, _)| index);
-                        return Err(EngineError::Ended { event_type: sources[index].event_type.to_owned() });
+                        return Err(EngineError::Ended { topic: sources[index].topic.clone() });
                     }
                 },
             }
