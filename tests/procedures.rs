@@ -1408,7 +1408,8 @@ fn verification(code: &str, outcome: &str, reason: Value) -> lienthong::proto::P
 /// civil-status-verifications connector as `birth.verification-recorded`, and only then
 /// registered: one verification and, after it, one registration in the sandbox; the
 /// procedure's VERIFICATION and CIVIL_REGISTRATION both done (the engine may take the two
-/// answers in either order).
+/// answers in either order). Another, which the officer refuses on the sandbox's screen before
+/// it is due, ends refused with the officer's reason, nothing registered.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_civil_status_officer_verifies_a_late_birth_through_the_hub_before_registering_it() {
     let mut env = TestEnv::new("procedures_officer").await;
@@ -1423,14 +1424,43 @@ async fn the_civil_status_officer_verifies_a_late_birth_through_the_hub_before_r
     );
     let onestop = env.member("one-stop-48").await;
     let hub = env.start_hub().await;
-    let (code, mut payload) = birth_dossier();
-    payload["child"]["birth_date"] = "2026-08-01".into();
-    payload["birth_certificate_no"] = Value::Null;
-    client(&hub, Some(&onestop))
+    let late = || {
+        let (code, mut payload) = birth_dossier();
+        payload["child"]["birth_date"] = "2026-08-01".into();
+        payload["birth_certificate_no"] = Value::Null;
+        (code, payload)
+    };
+    let (code, payload) = late();
+    let (refused, refused_payload) = late();
+    let mut one_stop = client(&hub, Some(&onestop)).await;
+    for (code, payload) in [(&code, &payload), (&refused, &refused_payload)] {
+        one_stop
+            .publish(publish_request(code, payload))
+            .await
+            .expect("published");
+    }
+    // The officer refuses the second as soon as the civil-status system asks for its
+    // verification: well before the sandbox's officer would confirm it.
+    common::eventually("the refused dossier's verification asked", async || {
+        let sql = "SELECT count(*) FROM sandbox_civil_status.verification WHERE dossier_code = $1";
+        match count(&env, sql, &refused).await {
+            1 => Ok(()),
+            n => Err(format!("{n} verifications")),
+        }
+    })
+    .await;
+    let decided = reqwest::Client::new()
+        .post(format!("{base}/civil-status/v1/verifications/{refused}"))
+        .bearer_auth(common::sandbox::TOKEN)
+        .json(&serde_json::json!({"outcome": "NOT_CONFIRMED", "reason_code": "WITNESSES_NOT_CONFIRMED"}))
+        .send()
         .await
-        .publish(publish_request(&code, &payload))
-        .await
-        .expect("published");
+        .expect("the sandbox answers");
+    assert_eq!(
+        decided.status().as_u16(),
+        200,
+        "the officer refuses in time"
+    );
     common::eventually("verified and registered", async || {
         let instance = procedure(&env, &code).await;
         let states = instance.as_ref().map(step_states).unwrap_or_default();
@@ -1470,6 +1500,29 @@ async fn the_civil_status_officer_verifies_a_late_birth_through_the_hub_before_r
                 && e.by == "civil-status-connector"
                 && e.what == "VERIFICATION done"),
         "the officer's answer came through the connector: {timeline:?}"
+    );
+    let ended = completed(&env, &refused).await;
+    assert_eq!(
+        step_states(&ended)[..2],
+        [
+            ("VERIFICATION", StepState::Refused),
+            ("CIVIL_REGISTRATION", StepState::Skipped)
+        ]
+    );
+    assert_eq!(
+        ended.steps[0].error.as_deref(),
+        Some("answered NOT_CONFIRMED: WITNESSES_NOT_CONFIRMED"),
+        "the officer's reason, through the connector"
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM sandbox_civil_status.birth WHERE dossier_code = $1",
+            &refused
+        )
+        .await,
+        0,
+        "nothing registered"
     );
     hub.shutdown().await.expect("clean shutdown");
 }
