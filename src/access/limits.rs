@@ -14,7 +14,8 @@ use crate::domain::SystemId;
 
 /// Over a limit: when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{what} rate limit of this member system reached; retry after {} ms", .retry_after.as_millis())]
+// Rounded up: a wait under a millisecond is not "retry after 0 ms".
+#[error("{what} rate limit of this member system reached; retry after {} ms", .retry_after.as_micros().div_ceil(1000))]
 pub struct Throttled {
     pub what: &'static str,
     pub retry_after: Duration,

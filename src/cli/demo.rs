@@ -197,23 +197,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!("\n== 5. The civil-status software receives the valid dossier and acknowledges it");
-    let delivery = acknowledged_until(
+    let (delivery, earlier) = acknowledged_until(
         &mut civil_status,
         &mut deliveries,
         (WAIT_FOR_DELIVERY, "no delivery within 60 s"),
         |delivery| {
-            let envelope = delivery.envelope.clone().unwrap_or_default();
-            let wanted = envelope.event_id == accepted.event_id;
-            if !wanted {
-                println!(
-                    "   (acknowledged an earlier event {} of dossier {})",
-                    envelope.event_id, envelope.correlation_id
-                );
-            }
-            wanted
+            delivery
+                .envelope
+                .as_ref()
+                .is_some_and(|e| e.event_id == accepted.event_id)
         },
     )
     .await?;
+    if earlier > 0 {
+        println!(
+            "   (acknowledged {earlier} earlier dossiers first: earlier runs' and load scenes')"
+        );
+    }
     let envelope = delivery.envelope.clone().unwrap_or_default();
     let payload = delivery.payload.map(struct_to_json).unwrap_or_default();
     println!(

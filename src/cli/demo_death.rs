@@ -135,7 +135,7 @@ async fn told(agency: &mut Client, code: &str) -> anyhow::Result<()> {
         .await?
         .into_inner();
     let late = "the death's registration was not told within 60 s";
-    let delivery = acknowledged_until(
+    let (delivery, _) = acknowledged_until(
         agency,
         &mut deliveries,
         (super::demo::WAIT_FOR_DELIVERY, late),

@@ -52,7 +52,7 @@ async fn payment_event(
             .map(struct_to_json)
             .unwrap_or_default()
     };
-    let delivery = acknowledged_until(client, stream, (WAIT_FOR_PAYMENT, late), |delivery| {
+    let (delivery, _) = acknowledged_until(client, stream, (WAIT_FOR_PAYMENT, late), |delivery| {
         about(delivery)["idempotency_key"] == key
     })
     .await?;

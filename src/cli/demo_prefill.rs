@@ -49,7 +49,7 @@ async fn answer(
     code: &str,
     personal_id: &str,
 ) -> anyhow::Result<Value> {
-    let delivery = acknowledged_until(
+    let (delivery, _) = acknowledged_until(
         one_stop,
         stream,
         (

@@ -15,7 +15,10 @@ use futures::StreamExt as _;
 use rand::Rng as _;
 use serde_json::Value;
 
+use tonic_types::StatusExt as _;
+
 use super::hub_client::{birth_submission, client, connect, received_on_time};
+use crate::proto::PublishRequest;
 
 /// How long the load waits for its dossiers to complete before giving up.
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -47,6 +50,26 @@ pub struct LoadArgs {
         default_value = "schemas/examples/birth.dossier-submitted/valid-full.json"
     )]
     example: PathBuf,
+}
+
+/// Tries a publish the hub throttled again after the wait its RetryInfo gives, as a one-stop
+/// system would: over its call rate is no failure of the dossier.
+async fn publish_within_limits(
+    hub: &mut super::hub_client::Client,
+    request: PublishRequest,
+) -> Result<(), tonic::Status> {
+    loop {
+        match hub.publish(request.clone()).await {
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                let wait = status
+                    .get_details_retry_info()
+                    .and_then(|info| info.retry_delay)
+                    .unwrap_or(Duration::from_millis(10));
+                tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            }
+            outcome => return outcome.map(drop),
+        }
+    }
 }
 
 /// What the engine recorded of the load's dossiers.
@@ -97,7 +120,7 @@ pub async fn run(args: LoadArgs, pool: Pool) -> anyhow::Result<()> {
                         now.to_rfc3339_opts(SecondsFormat::Millis, false),
                         now.date_naive(),
                     );
-                    hub.publish(birth_submission(&code, &dossier))
+                    publish_within_limits(&mut hub, birth_submission(&code, &dossier))
                         .await
                         .with_context(|| format!("submitting {code}"))?;
                     sent += 1;
