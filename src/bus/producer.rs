@@ -57,10 +57,16 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(config: &KafkaConfig) -> Result<Self, ProduceError> {
-        let inner = super::client_config(config)
+        let mut client = super::client_config(config);
+        // How long records wait to share a request: short, for latency, unless the deployment
+        // says otherwise in kafka.properties (a broker that commits each request to disk does
+        // more with fuller requests).
+        if !config.properties.contains_key("linger.ms") {
+            client.set("linger.ms", "5");
+        }
+        let inner = client
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
             .set("message.timeout.ms", config.produce_timeout_ms.to_string())
             .create()
             .map_err(ProduceError::Client)?;
