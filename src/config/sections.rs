@@ -182,7 +182,7 @@ pub struct ProceduresConfig {
     pub enabled: bool,
     /// The member system the engine acts as; grant it the rights `src/procedures` lists.
     pub system: String,
-    /// Unacknowledged events each of the engine's subscriptions may hold.
+    /// Unacknowledged events each of the engine's subscriptions (one per topic) may hold.
     pub max_in_flight: usize,
     /// Events the engine takes in at once, each in a transaction holding a connection of the
     /// pool: keep it well below `database.pool_max_size`.

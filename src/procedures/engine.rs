@@ -37,7 +37,7 @@ use crate::domain::{Clock, ReferenceData};
 use crate::events::{Events, Recipient, SubscribeError, SubscribeInput};
 use crate::telemetry::Metrics;
 
-/// The consumer groups' name (namespaced by the engine's system and each event type).
+/// The consumer groups' name (namespaced by the engine's system and each topic it reads).
 const GROUP: &str = "procedures";
 /// Delays between attempts at a transaction PostgreSQL refused.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
