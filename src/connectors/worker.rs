@@ -22,7 +22,6 @@ use futures::{FutureExt as _, future::BoxFuture};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -38,7 +37,9 @@ use crate::bus::envelope::TRACEPARENT;
 use crate::bus::{Envelope, FetchError, Producer, Received, StartFrom, fetch};
 use crate::config::KafkaConfig;
 use crate::domain::Clock;
-use crate::events::{Events, NewEvent, PublishError, Recipient, SubscribeError, SubscribeInput};
+use crate::events::{
+    Events, NewEvent, PublishError, Recipient, SubscribeError, SubscribeInput, tagged_until_end,
+};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ConnectorLabels;
 
@@ -358,13 +359,7 @@ impl Worker {
                     })?;
             // Each stream says when it ends (`None`): a subscription ended by a withdrawn
             // right must stop the worker, not leave it running on the other types.
-            streams.push(
-                ReceiverStream::new(opened.deliveries)
-                    .map(Some)
-                    .chain(futures::stream::once(async { None }))
-                    .map(move |item| (index, item))
-                    .boxed(),
-            );
+            streams.push(tagged_until_end(opened.deliveries, index));
             assignments.push((event_type.clone(), opened.assignment.clone()));
             sources.push(Source {
                 event_type: event_type.clone(),

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::FutureExt as _;
+use futures::stream::{BoxStream, StreamExt as _};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -140,6 +142,19 @@ impl Opened {
             .cloned()
             .ok_or_else(|| SubscribeError::UnknownEventType(event_type.to_owned()))
     }
+}
+
+/// A subscription's deliveries, each tagged with `index`, then one `(index, None)` when it
+/// ends: a reader merging several subscriptions sees which delivered and which ended.
+pub fn tagged_until_end(
+    deliveries: mpsc::Receiver<Received>,
+    index: usize,
+) -> BoxStream<'static, (usize, Option<Received>)> {
+    ReceiverStream::new(deliveries)
+        .map(Some)
+        .chain(futures::stream::once(async { None }))
+        .map(move |item| (index, item))
+        .boxed()
 }
 
 /// A record decoded for a subscriber.

@@ -22,7 +22,6 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use futures::{FutureExt as _, future::BoxFuture};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -34,7 +33,7 @@ use crate::access::Caller;
 use crate::bus::{Envelope, Received, StartFrom};
 use crate::db::DbError;
 use crate::domain::{Clock, ReferenceData};
-use crate::events::{Events, Recipient, SubscribeError, SubscribeInput};
+use crate::events::{Events, Recipient, SubscribeError, SubscribeInput, tagged_until_end};
 use crate::telemetry::Metrics;
 
 /// The consumer groups' name (namespaced by the engine's system and each topic it reads).
@@ -143,13 +142,7 @@ impl Engine {
                 })?;
             guards.push(opened.ended.clone().drop_guard());
             let index = sources.len();
-            streams.push(
-                ReceiverStream::new(opened.deliveries)
-                    .map(Some)
-                    .chain(futures::stream::once(async { None }))
-                    .map(move |item| (index, item))
-                    .boxed(),
-            );
+            streams.push(tagged_until_end(opened.deliveries, index));
             let mut recipients = opened.recipients;
             sources.push(Source {
                 topic,
