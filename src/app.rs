@@ -34,6 +34,7 @@ use crate::connectors::webhook::Webhooks;
 use crate::db::{self, DbError};
 use crate::domain::{Clock, ReferenceData, ReferenceError, SystemId};
 use crate::events::{Events, EventsParts, Quarantine, QuarantineKeys, SealError};
+use crate::lineage;
 use crate::procedures::{self, EngineParts};
 use crate::proto::audit_service_server::AuditServiceServer;
 use crate::proto::connector_admin_server::ConnectorAdminServer;
@@ -53,6 +54,10 @@ const MAX_RESPONSE_BYTES: usize = 32 << 20;
 const ACCESS_POOL_SIZE: usize = 2;
 /// Connections of the HTTP API (schema registry, readiness).
 const HTTP_POOL_SIZE: usize = 4;
+/// The OpenLineage topic: keyed by dossier, spread like the procedure topics, and kept as long
+/// as they keep records (catalogues read it as it comes; the audit log keeps the evidence).
+const LINEAGE_PARTITIONS: i32 = 3;
+const LINEAGE_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// How often entries past the quarantine's retention are deleted.
 const QUARANTINE_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -154,7 +159,7 @@ impl Hub {
             )
             .await?,
         );
-        let topics: Vec<TopicSpec> = catalogue
+        let mut topics: Vec<TopicSpec> = catalogue
             .topics
             .iter()
             .map(|t| TopicSpec {
@@ -163,6 +168,13 @@ impl Hub {
                 retention: Duration::from_secs(u64::from(t.retention_days) * 86_400),
             })
             .collect();
+        if config.lineage.enabled {
+            topics.push(TopicSpec {
+                name: config.kafka.topic(&config.lineage.topic),
+                partitions: LINEAGE_PARTITIONS,
+                retention: LINEAGE_RETENTION,
+            });
+        }
         ensure_topics(&config.kafka, &topics).await?;
         let producer = Producer::new(&config.kafka)?;
         let metrics = Arc::new(Metrics::default());
@@ -275,6 +287,19 @@ impl Hub {
             clock.clone(),
             metrics.clone(),
         ));
+        if config.lineage.enabled {
+            let feed = lineage::Feed {
+                pool: pool.clone(),
+                producer: producer.clone(),
+                topic: config.kafka.topic(&config.lineage.topic),
+                http_url: config.lineage.http_url.clone(),
+                deployment: lineage::deployment(&config),
+                topics: event_topics(&catalogue, &config.kafka),
+                manifests: manifests.clone(),
+                interval: config.lineage.interval(),
+            };
+            tracker.spawn(feed.run(shutdown.clone()));
+        }
         if config.connectors.enabled {
             runtime::start(
                 RuntimeParts {

@@ -5,7 +5,7 @@
 //! `api` (gRPC and HTTP, no business rules) → `events` (the publish and subscribe paths) and
 //! `access` (who is calling) → `registry` (schemas, validation, Avro wire format), `bus` (Kafka),
 //! `db` (PostgreSQL), `domain` (typed identifiers); `audit` records every crossing in the transfer
-//! ledger and its tamper-evident log. `app` wires them into one running hub; `cli` holds one thin
+//! ledger and its tamper-evident log, which `lineage` feeds to OpenLineage. `app` wires them into one running hub; `cli` holds one thin
 //! module per subcommand.
 #![forbid(unsafe_code)]
 
@@ -20,6 +20,7 @@ pub mod connectors;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod lineage;
 pub mod procedures;
 pub mod registry;
 pub mod sandbox;

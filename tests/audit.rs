@@ -6,10 +6,13 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
+
 use common::*;
 use lienthong::audit::{self, CheckError, Checkpointed, Signer, Verifier, Verifiers};
 use lienthong::proto::audit_service_client::AuditServiceClient;
 use lienthong::proto::{ProveEntryRequest, SubjectHistoryRequest, TraceDossierRequest};
+use serde_json::Value;
 
 /// Every personal ID in `value` (members named `personal_id` or `*_personal_id`).
 fn personal_ids(value: &serde_json::Value) -> Vec<String> {
@@ -677,4 +680,233 @@ async fn a_rotated_signing_key_still_vouches_for_what_it_signed() {
         "the old checkpoint needs the old key"
     );
     assert!(!report.is_intact());
+}
+
+/// An OpenLineage receiver: records each event POSTed to it.
+async fn lineage_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/lineage",
+            axum::routing::post(
+                |axum::extract::State(received): axum::extract::State<Arc<Mutex<Vec<Value>>>>,
+                 axum::Json(event): axum::Json<Value>| async move {
+                    received.lock().expect("lock").push(event);
+                    axum::http::StatusCode::CREATED
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/api/v1/lineage"), received)
+}
+
+/// Runs the OpenLineage client's check over `events` (tests/python/check_openlineage.py).
+async fn openlineage_client_reads(events: &[Value]) -> Result<String, String> {
+    let python = std::env::var("LIENTHONG_TEST_PYTHON").expect(
+        "LIENTHONG_TEST_PYTHON names a Python with openlineage-python: run deploy/local/test.sh",
+    );
+    let file =
+        std::env::temp_dir().join(format!("lienthong-lineage-{}.jsonl", uuid::Uuid::now_v7()));
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    std::fs::write(&file, lines.join("\n")).expect("events written");
+    let output = tokio::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/check_openlineage.py"
+        ))
+        .arg(&file)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/lineage/facets.json"
+        ))
+        .output()
+        .await
+        .expect("python runs");
+    let _ = std::fs::remove_file(&file);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() {
+        Ok(said)
+    } else {
+        Err(said)
+    }
+}
+
+#[tokio::test]
+async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openlineage_client_reads_it()
+ {
+    let mut env = TestEnv::new("lineage").await;
+    let (url, posted) = lineage_receiver().await;
+    env.config.lineage.http_url = Some(url);
+    env.config.lineage.interval_ms = 100;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let mut civil_status = client(&hub, Some(&env.member("civil-status").await)).await;
+    let (code, payload) = dossier();
+    one_stop
+        .publish(publish_request(&code, &payload))
+        .await
+        .expect("accepted");
+    let mut stream = civil_status
+        .subscribe(subscribe_request("lineage"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    next(&mut stream).await;
+    let ledger = audit::dossier_trace(&env.pool, &code, "test-auditor")
+        .await
+        .expect("trace");
+    assert_eq!(ledger.len(), 2);
+
+    // On the topic, each ledger row once, in the ledger's order (one dossier, one partition).
+    let events = lineage_events(&env, &code).await;
+    let positions: Vec<i64> = events
+        .iter()
+        .map(|e| {
+            e["run"]["facets"]["lienthong_audit"]["position"]
+                .as_i64()
+                .expect("position")
+        })
+        .collect();
+    assert_eq!(
+        positions,
+        ledger.iter().map(|r| r.position).collect::<Vec<_>>()
+    );
+    let jobs: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["job"]["name"].as_str().expect("job"),
+                e["eventType"].as_str().expect("state"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            ("publish.danang-onestop", "COMPLETE"),
+            ("delivery.civil-status", "COMPLETE")
+        ]
+    );
+    // The publish went from the one-stop system to the birth topic, field for field; no
+    // personal ID travels in lineage, only field names.
+    let publish = &events[0];
+    let birth_topic = env.config.kafka.topic("lienthong.birth");
+    assert_eq!(
+        publish["inputs"][0]["namespace"],
+        "member-system://danang-onestop"
+    );
+    assert_eq!(publish["outputs"][0]["name"], birth_topic.as_str());
+    assert_eq!(
+        publish["outputs"][0]["namespace"],
+        format!("kafka://{}", env.config.kafka.bootstrap_servers).as_str()
+    );
+    let lineage = &publish["outputs"][0]["facets"]["columnLineage"]["fields"]["mother.personal_id"];
+    assert_eq!(lineage["inputFields"][0]["field"], "mother.personal_id");
+    assert_eq!(
+        publish["outputs"][0]["facets"]["lienthong_schema"]["version"],
+        1
+    );
+    assert_eq!(
+        publish["run"]["facets"]["lienthong_purpose"]["purpose"],
+        ledger[0].purpose.as_str()
+    );
+    let mother = payload["mother"]["personal_id"].as_str().expect("id");
+    assert!(!events.iter().any(|e| e.to_string().contains(mother)));
+    // The delivery's run is another one; the same events reached the HTTP receiver.
+    assert_ne!(events[0]["run"]["runId"], events[1]["run"]["runId"]);
+    eventually("the HTTP receiver has both events", async || {
+        let posted = posted.lock().expect("lock").clone();
+        if posted == events {
+            Ok(())
+        } else {
+            Err(format!("{} events posted", posted.len()))
+        }
+    })
+    .await;
+
+    // What the engine's rows become (a step's start, the dossier's start, a refusal), built
+    // as the feed builds them, checked with the hub's own rows by OpenLineage's client.
+    let deployment = lienthong::lineage::deployment(&env.config);
+    let engine = env.config.procedures.system.clone();
+    let birth = lienthong::procedures::GROUPS[0];
+    let mut engine_events = Vec::new();
+    for (event_type, published) in [
+        (birth.intake, false),
+        ("payment.requested", true),
+        ("payment.failed", false),
+        (birth.result, true),
+    ] {
+        let mut row = ledger[0].clone();
+        row.event_type = Some(event_type.to_owned());
+        if published {
+            row.channel = "publish".into();
+            row.source_system = engine.clone();
+            row.target_system = "hub".into();
+        } else {
+            row.channel = "delivery".into();
+            row.target_system = engine.clone();
+        }
+        let context = lienthong::lineage::Context {
+            topic: Some(&birth_topic),
+            endpoint: None,
+            procedure: Some((
+                birth.group,
+                lienthong::lineage::role(birth, event_type, published),
+            )),
+        };
+        engine_events.push(
+            serde_json::to_value(lienthong::lineage::run_event(&deployment, &row, &context))
+                .expect("JSON"),
+        );
+    }
+    let steps: Vec<(&str, &str)> = engine_events
+        .iter()
+        .map(|e| {
+            (
+                e["job"]["name"].as_str().expect("job"),
+                e["eventType"].as_str().expect("state"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("procedure.birth", "START"),
+            ("procedure.birth.PAYMENT", "START"),
+            ("procedure.birth.PAYMENT", "FAIL"),
+            ("procedure.birth", "COMPLETE")
+        ]
+    );
+    assert_eq!(
+        engine_events[1]["run"]["runId"],
+        engine_events[2]["run"]["runId"]
+    );
+    assert_eq!(
+        engine_events[1]["run"]["facets"]["parent"]["run"]["runId"],
+        engine_events[0]["run"]["runId"],
+        "a step's run names its dossier's run as parent"
+    );
+    let all: Vec<Value> = events.iter().chain(&engine_events).cloned().collect();
+    let said = openlineage_client_reads(&all)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(said.trim(), "ok 6");
+
+    // A member the spec does not have is caught: the check can fail.
+    let mut wrong = events[0].clone();
+    wrong["run"]["runIdentifier"] = Value::from("x");
+    let refused = openlineage_client_reads(&[wrong])
+        .await
+        .expect_err("refused");
+    assert!(refused.contains("runIdentifier"), "{refused}");
+    hub.shutdown().await.expect("clean shutdown");
 }

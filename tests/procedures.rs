@@ -20,7 +20,7 @@ mod common;
 use std::sync::Arc;
 
 use common::sandbox::{down, failing_a_third};
-use common::{PURPOSE, TestEnv, client, dossier, publish_request};
+use common::{PURPOSE, TestEnv, client, dossier, lineage_events, publish_request};
 use lienthong::access::Direction;
 use lienthong::domain::Clock as _;
 use lienthong::domain::ManualClock;
@@ -823,6 +823,55 @@ async fn a_birth_dossier_submitted_twice_runs_once_to_its_result_and_the_portal_
         decided(&env, &code, "birth.dossier-accepted").await.len(),
         1,
         "accepted once though submitted twice"
+    );
+
+    // In OpenLineage, the dossier is a run with a run per step under it, and the civil-status
+    // connector's call goes to the sandbox's endpoint.
+    let lineage = lineage_events(&env, &code).await;
+    let runs = |job: &str| -> Vec<(String, String)> {
+        lineage
+            .iter()
+            .filter(|e| e["job"]["name"] == job)
+            .map(|e| {
+                (
+                    e["eventType"].as_str().unwrap_or_default().to_owned(),
+                    e["run"]["runId"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let dossier_run = runs("procedure.birth");
+    assert_eq!(
+        dossier_run.first().map(|r| r.0.as_str()),
+        Some("START"),
+        "{dossier_run:?}"
+    );
+    assert_eq!(
+        dossier_run.last().map(|r| r.0.as_str()),
+        Some("COMPLETE"),
+        "{dossier_run:?}"
+    );
+    let card = runs("procedure.birth.HEALTH_INSURANCE_CARD");
+    let states: Vec<&str> = card.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(states, ["START", "COMPLETE"]);
+    assert_eq!(card[0].1, card[1].1, "one run per step");
+    let card_start = lineage
+        .iter()
+        .find(|e| e["job"]["name"] == "procedure.birth.HEALTH_INSURANCE_CARD")
+        .expect("the card step");
+    assert_eq!(
+        card_start["run"]["facets"]["parent"]["run"]["runId"].as_str(),
+        Some(dossier_run[0].1.as_str())
+    );
+    let call = lineage
+        .iter()
+        .find(|e| e["job"]["name"] == "connector.civil-status")
+        .expect("the civil-status connector's call");
+    assert_eq!(call["outputs"][0]["name"], "/civil-status/v1/births");
+    assert_eq!(
+        call["outputs"][0]["namespace"].as_str(),
+        Some(base.trim_end_matches('/')),
+        "the sandbox's origin"
     );
     let refused = count(
         &env,

@@ -46,14 +46,15 @@ stop_broker() {
 # The Python environment the tests and the bench share: Confluent's own client (to prove
 # standard tooling reads what the hub writes) and the pipeline a province would write without
 # the hub (jsonschema with its format checkers, fastavro), which the bench measures beside the
-# hub. Made once in the data directory; prints its python.
+# hub; and OpenLineage's own client, whose model the lineage feed's events are checked against.
+# Made once in the data directory; prints its python.
 python_venv() {
   local venv=$LIENTHONG_DATA_DIR/venv
-  if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, jsonschema, rfc3339_validator' 2>/dev/null; then
-    log "installing confluent-kafka, fastavro and jsonschema for Python into $venv"
+  if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, jsonschema, rfc3339_validator, openlineage.client' 2>/dev/null; then
+    log "installing confluent-kafka, fastavro, jsonschema and openlineage-python into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet 'confluent-kafka[avro,schemaregistry]==2.16.0' \
-      'jsonschema[format-nongpl]==4.23.0' >&2
+      'jsonschema[format-nongpl]==4.23.0' 'openlineage-python==1.54.0' >&2
   fi
   echo "$venv/bin/python"
 }

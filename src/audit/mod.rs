@@ -27,7 +27,9 @@ pub use keys::{KeyError, Signer, SubjectKeys};
 pub use ledger::{Channel, Crossing, EventRef, Ledger, LedgerError, Transfer, trace_id_of};
 pub use log::{CheckpointError, Checkpointed, keep_checkpointing, make_checkpoint};
 pub use proof::{CheckError, Proof, ProveError, check, prove};
-pub use queries::{TransferRow, Upstream, dossier_trace, field_provenance, subject_history};
+pub use queries::{
+    TransferRow, Upstream, dossier_trace, field_provenance, subject_history, transfer_rows_after,
+};
 pub use receipts::{Handed, Receipts, Told, told};
 pub use rights_check::{BlastRadius, ConnectorTypes, Uncovered, blast_radius, purpose_check};
 pub use verify::{Problem, Report, verify};

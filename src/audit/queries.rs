@@ -68,6 +68,24 @@ pub(super) async fn record_question(
     Ok(())
 }
 
+/// Up to `limit` transfers after log position `after`, in order: what the lineage feed sends
+/// next. Positions commit in order (see `log`), so none is skipped.
+pub async fn transfer_rows_after(
+    client: &impl GenericClient,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<TransferRow>, DbError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM audit_transfer WHERE position > $1 ORDER BY position LIMIT $2"
+            ),
+            &[&after, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(row).collect())
+}
+
 /// Every transfer of dossier `code`, in the order they were recorded.
 pub async fn dossier_trace(pool: &Pool, code: &str, by: &str) -> Result<Vec<TransferRow>, DbError> {
     let client = pool.get().await?;

@@ -153,9 +153,12 @@ async fn through_a_hub(
     config.grpc.listen = "127.0.0.1:0".parse()?;
     config.http.listen = "127.0.0.1:0".parse()?;
     // The bench's hub measures publishing only: no connector may deliver its records to a
-    // system, and no engine take them in as dossiers.
+    // system, and no engine take them in as dossiers. The OpenLineage feed reads the ledger
+    // after the fact, off the publish path; left running, it would write a lineage record per
+    // event to the same broker while the figures are taken.
     config.connectors.enabled = false;
     config.procedures.enabled = false;
+    config.lineage.enabled = false;
     let hub = Hub::start(config.clone())
         .await
         .context("starting a hub for the bench")?;

@@ -44,6 +44,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub connectors: ConnectorsConfig,
     pub procedures: ProceduresConfig,
+    pub lineage: LineageConfig,
     pub grpc: GrpcConfig,
     pub http: HttpConfig,
     pub database: DatabaseConfig,
@@ -59,8 +60,8 @@ mod sections;
 mod security;
 
 pub use sections::{
-    ConnectorsConfig, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LogConfig, LogFormat,
-    ProceduresConfig, ProceduresStart, SchemasConfig,
+    ConnectorsConfig, DatabaseConfig, GrpcConfig, HttpConfig, KafkaConfig, LineageConfig,
+    LogConfig, LogFormat, ProceduresConfig, ProceduresStart, SchemasConfig,
 };
 pub use security::{AccessConfig, AuditConfig, LimitsConfig, QuarantineConfig, TlsConfig};
 
@@ -144,6 +145,14 @@ impl Config {
             {
                 return invalid(field, &format!("{} is not a readable file", path.display()));
             }
+        }
+        if let Some(url) = &self.lineage.http_url
+            && !matches!(reqwest::Url::parse(url), Ok(u) if matches!(u.scheme(), "http" | "https"))
+        {
+            return invalid(
+                "lineage.http_url",
+                "must be an http(s) URL, e.g. http://marquez:5000/api/v1/lineage",
+            );
         }
         if !(1..=3650).contains(&self.access.denial_retention_days) {
             return invalid("access.denial_retention_days", "must be 1 to 3650");

@@ -217,6 +217,46 @@ impl Default for ProceduresConfig {
     }
 }
 
+/// The OpenLineage feed (src/audit/lineage_feed.rs): every transfer ledger row, once committed,
+/// as an OpenLineage run event on a topic of its own and, when set, to an HTTP endpoint (a
+/// Marquez or any OpenLineage HTTP receiver).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LineageConfig {
+    pub enabled: bool,
+    /// The topic, under `kafka.topic_prefix`; the hub creates it.
+    pub topic: String,
+    /// Where each event is also POSTed, one per request (OpenLineage's HTTP transport), e.g.
+    /// `http://marquez:5000/api/v1/lineage`.
+    pub http_url: Option<String>,
+    /// The namespace of the hub's jobs; one per deployment, e.g. `lienthong.dongnai`.
+    pub namespace: String,
+    /// Where the JSON Schema of the hub's own facets is published (schemas/lineage/facets.json):
+    /// each custom facet's `_schemaURL` points into it.
+    pub facets_schema_url: String,
+    /// How often the feed looks for rows when the last look found none.
+    pub interval_ms: u64,
+}
+
+impl Default for LineageConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            topic: "lienthong.openlineage".to_owned(),
+            http_url: None,
+            namespace: "lienthong".to_owned(),
+            facets_schema_url: "https://lienthong.local/schemas/lineage/facets.json".to_owned(),
+            interval_ms: 1000,
+        }
+    }
+}
+
+impl LineageConfig {
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.max(10))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProceduresStart {

@@ -549,3 +549,71 @@ pub fn bearer(token: &str) -> impl tonic::service::Interceptor + use<> {
         Ok(request)
     }
 }
+
+/// The OpenLineage events of `dossier` on the hub's lineage topic, in their order there, once
+/// the feed has sent every ledger row of the dossier recorded so far.
+pub async fn lineage_events(env: &TestEnv, dossier: &str) -> Vec<Value> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::Message as _;
+    let client = env.pool.get().await.expect("connection");
+    eventually(
+        "the lineage feed has sent the dossier's transfers",
+        async || {
+            let behind: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM audit_transfer
+                 WHERE dossier_code = $1
+                   AND position > (SELECT position FROM lineage_feed WHERE name = 'openlineage')",
+                    &[&dossier],
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .get(0);
+            if behind == 0 {
+                Ok(())
+            } else {
+                Err(format!("{behind} rows not sent"))
+            }
+        },
+    )
+    .await;
+    let topic = env.config.kafka.topic(&env.config.lineage.topic);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &env.config.kafka.bootstrap_servers)
+        .set("group.id", "lineage-reader")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let partitions = 3;
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(&topic, partition, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assigned");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut ended = std::collections::HashSet::new();
+    let mut events = Vec::new();
+    while ended.len() < partitions as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic} not read to its end"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let event: Value =
+                    serde_json::from_slice(message.payload().expect("a payload")).expect("JSON");
+                if event["run"]["facets"]["lienthong_audit"]["dossierCode"] == dossier {
+                    events.push(event);
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                ended.insert(partition);
+            }
+            Some(Err(error)) => panic!("reading {topic}: {error}"),
+            None => {}
+        }
+    }
+    events
+}
