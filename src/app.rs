@@ -293,9 +293,11 @@ impl Hub {
                 producer: producer.clone(),
                 topic: config.kafka.topic(&config.lineage.topic),
                 http_url: config.lineage.http_url.clone(),
-                deployment: lineage::deployment(&config),
-                topics: event_topics(&catalogue, &config.kafka),
-                manifests: manifests.clone(),
+                describer: lineage::Describer {
+                    deployment: lineage::deployment(&config),
+                    topics: event_topics(&catalogue, &config.kafka),
+                    manifests: manifests.clone(),
+                },
                 interval: config.lineage.interval(),
             };
             tracker.spawn(feed.run(shutdown.clone()));

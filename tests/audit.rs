@@ -833,8 +833,9 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
     })
     .await;
 
-    // What the engine's rows become (a step's start, the dossier's start, a refusal), built
-    // as the feed builds them, checked with the hub's own rows by OpenLineage's client.
+    // What the engine's rows become (the dossier's start, a step's start and refusal, a status
+    // told, the dossier's end), built as the feed builds them, checked with the hub's own rows
+    // by OpenLineage's client.
     let deployment = lienthong::lineage::deployment(&env.config);
     let engine = env.config.procedures.system.clone();
     let birth = lienthong::procedures::GROUPS[0];
@@ -843,6 +844,7 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
         (birth.intake, false),
         ("payment.requested", true),
         ("payment.failed", false),
+        (birth.accepted, true),
         (birth.result, true),
     ] {
         let mut row = ledger[0].clone();
@@ -883,6 +885,7 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
             ("procedure.birth", "START"),
             ("procedure.birth.PAYMENT", "START"),
             ("procedure.birth.PAYMENT", "FAIL"),
+            ("procedure.birth.status", "COMPLETE"),
             ("procedure.birth", "COMPLETE")
         ]
     );
@@ -899,7 +902,7 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
     let said = openlineage_client_reads(&all)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(said.trim(), "ok 6");
+    assert_eq!(said.trim(), "ok 7");
 
     // A member the spec does not have is caught: the check can fail.
     let mut wrong = events[0].clone();

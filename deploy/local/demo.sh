@@ -398,6 +398,10 @@ echo "   under which schema version), one of them proven and the proof checked o
 echo "   published key, and the whole log verified against its signed checkpoints"
 echo "-- lienthong audit trace $code"
 "$bin" audit trace "$code" --by demo-auditor
+echo "-- lienthong audit lineage $code (what data catalogues are sent as OpenLineage run events on"
+echo "   the lienthong.openlineage topic: the dossier's run, a run per step, each connector's call)"
+"$bin" audit lineage "$code" --by demo-auditor \
+  | awk 'NR == 1 || /procedure\.|connector\.civil-status|run event/'
 echo "-- lienthong audit checkpoint (the hub signs one every 10 s; this signs one now)"
 "$bin" audit checkpoint
 # The civil-status connector's call with the dossier: its entry's position in the log. (awk

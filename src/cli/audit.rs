@@ -14,7 +14,10 @@ use super::text::printable;
 use crate::access::Rights;
 use crate::audit::{self, Signer, SubjectKeys, TransferRow, Verifier, Verifiers};
 use crate::config::Config;
+use crate::connectors::admin::event_topics;
+use crate::connectors::reload;
 use crate::domain::{DossierCode, PersonalId};
+use crate::lineage;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -47,6 +50,17 @@ pub enum AuditCommand {
     },
     /// Every transfer of one dossier, in order: events, systems, fields, schema versions.
     Trace {
+        dossier_code: String,
+        /// Who asks (recorded), e.g. an auditor's name or staff id.
+        #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+        by: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// What the OpenLineage feed sends for one dossier, built from its ledger rows: each run
+    /// event's state, job, run and datasets (`--output json`: the events themselves, one per
+    /// line, as on the lineage topic), and how far the feed has got.
+    Lineage {
         dossier_code: String,
         /// Who asks (recorded), e.g. an auditor's name or staff id.
         #[arg(long, env = "LIENTHONG_OPERATOR", value_parser = clap::builder::NonEmptyStringValueParser::new())]
@@ -172,6 +186,25 @@ async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Resul
                 .map_err(|e| anyhow::anyhow!("dossier_code: {e}"))?;
             let rows = audit::dossier_trace(&pool, code.as_str(), &by).await?;
             print_rows(&rows, output)?;
+        }
+        AuditCommand::Lineage {
+            dossier_code,
+            by,
+            output,
+        } => {
+            let code = DossierCode::parse(dossier_code.trim())
+                .map_err(|e| anyhow::anyhow!("dossier_code: {e}"))?;
+            let rows = audit::dossier_trace(&pool, code.as_str(), &by).await?;
+            let catalogue = super::connectors::catalogue(&config)?;
+            let describer = lineage::Describer {
+                deployment: lineage::deployment(&config),
+                topics: event_topics(&catalogue, &config.kafka),
+                manifests: reload::fixed(super::connectors::manifests(&config, &catalogue)?),
+            };
+            let client = pool.get().await?;
+            let events = describer.describe(&client, &rows).await?;
+            let sent = lineage::sent_up_to(&client).await?;
+            print_lineage(&rows, &events, sent, output)?;
         }
         AuditCommand::Subject {
             personal_id,
@@ -407,6 +440,64 @@ fn print_report(report: &audit::Report) {
     if report.is_intact() {
         println!("intact");
     }
+}
+
+fn print_lineage(
+    rows: &[TransferRow],
+    events: &[lineage::RunEvent],
+    sent_up_to: i64,
+    output: Output,
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        for event in events {
+            println!("{}", serde_json::to_string(event)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:>7}  {:<8}  {:<44}  {:<8}  what it read -> what it wrote",
+        "entry", "state", "job", "run"
+    );
+    let name = |dataset: &serde_json::Value| {
+        dataset
+            .as_array()
+            .and_then(|d| d.first())
+            .map(|d| {
+                format!(
+                    "{} {}",
+                    d["namespace"].as_str().unwrap_or_default(),
+                    d["name"].as_str().unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    for (row, event) in rows.iter().zip(events) {
+        let event = serde_json::to_value(event)?;
+        println!(
+            "{:>7}  {:<8}  {:<44}  {:<8}  {} -> {}",
+            row.position,
+            event["eventType"].as_str().unwrap_or_default(),
+            printable(event["job"]["name"].as_str().unwrap_or_default()),
+            event["run"]["runId"]
+                .as_str()
+                .unwrap_or_default()
+                .get(..8)
+                .unwrap_or_default(),
+            printable(&name(&event["inputs"])),
+            printable(&name(&event["outputs"])),
+        );
+    }
+    let behind = rows.iter().filter(|r| r.position > sent_up_to).count();
+    println!(
+        "{} run event(s); the feed has sent up to entry {sent_up_to}{}",
+        events.len(),
+        if behind == 0 {
+            String::new()
+        } else {
+            format!(", {behind} of these not yet")
+        }
+    );
+    Ok(())
 }
 
 fn print_rows(rows: &[TransferRow], output: Output) -> anyhow::Result<()> {

@@ -297,6 +297,14 @@ pub fn dossier_run(deployment: &Deployment, code: &str) -> Uuid {
     run_id("dossier", &format!("{}/{code}", deployment.namespace))
 }
 
+/// The run of one crossing that is a run of its own.
+fn transfer_run(deployment: &Deployment, row: &TransferRow) -> Uuid {
+    run_id(
+        "transfer",
+        &format!("{}/{}", deployment.namespace, row.position),
+    )
+}
+
 /// Who moved the data of one row, as which run, from where to where.
 struct Mover {
     job: String,
@@ -343,6 +351,18 @@ fn mover(deployment: &Deployment, row: &TransferRow, context: &Context<'_>) -> M
             (topic, state)
         };
         return match *role {
+            Role::Other => Mover {
+                job: format!(
+                    "procedure.{group}.{}",
+                    if published { "status" } else { "inputs" }
+                ),
+                job_type: "PROCEDURE",
+                state: RunState::Complete,
+                run_id: transfer_run(deployment, row),
+                parent,
+                input,
+                output,
+            },
             Role::Dossier(state) => Mover {
                 job: format!("procedure.{group}"),
                 job_type: "PROCEDURE",

@@ -18,7 +18,7 @@ mod roles;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use rdkafka::message::OwnedHeaders;
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +64,76 @@ impl From<deadpool_postgres::PoolError> for FeedError {
     }
 }
 
+/// What turns ledger rows into run events: this deployment, each event type's topic (full
+/// names) and the connectors, for their endpoints.
+pub struct Describer {
+    pub deployment: Deployment,
+    pub topics: HashMap<String, String>,
+    pub manifests: ManifestSet,
+}
+
+impl Describer {
+    /// The run events of `rows`, in their order; the procedure group of each row's dossier is
+    /// read from the engine's table.
+    pub async fn describe(
+        &self,
+        client: &impl GenericClient,
+        rows: &[TransferRow],
+    ) -> Result<Vec<RunEvent>, DbError> {
+        let codes: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.dossier_code.as_deref())
+            .collect();
+        let groups: HashMap<String, String> = client
+            .query(
+                "SELECT dossier_code, procedure_group FROM procedure_instance
+                 WHERE dossier_code = ANY($1)",
+                &[&codes],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let manifests = self.manifests.borrow().clone();
+        let endpoints: HashMap<&str, DatasetId> = manifests
+            .iter()
+            .filter_map(|m| Some((m.name.as_str(), endpoint(m)?)))
+            .collect();
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let event_type = row.event_type.as_deref();
+                let definition = row
+                    .dossier_code
+                    .as_ref()
+                    .and_then(|code| groups.get(code))
+                    .and_then(|group| GROUPS.iter().find(|g| g.group == group));
+                let published = self.deployment.engine_side(row).unwrap_or_default();
+                let context = Context {
+                    topic: event_type
+                        .and_then(|t| self.topics.get(t))
+                        .map(String::as_str),
+                    endpoint: endpoints.get(row.target_system.as_str()).cloned(),
+                    procedure: definition
+                        .map(|d| (d.group, role(d, event_type.unwrap_or_default(), published))),
+                };
+                run_event(&self.deployment, row, &context)
+            })
+            .collect())
+    }
+}
+
+/// The audit log position of the last row the feed sent.
+pub async fn sent_up_to(client: &impl GenericClient) -> Result<i64, DbError> {
+    Ok(client
+        .query_one(
+            "SELECT position FROM lineage_feed WHERE name = $1",
+            &[&FEED],
+        )
+        .await?
+        .get(0))
+}
+
 pub struct Feed {
     pub pool: Pool,
     pub producer: Producer,
@@ -71,10 +141,7 @@ pub struct Feed {
     pub topic: String,
     /// Where each event is also POSTed.
     pub http_url: Option<String>,
-    pub deployment: Deployment,
-    /// Each event type's topic (full names).
-    pub topics: HashMap<String, String>,
-    pub manifests: ManifestSet,
+    pub describer: Describer,
     pub interval: Duration,
 }
 
@@ -124,21 +191,7 @@ impl Feed {
         let Some(last) = rows.last().map(|r| r.position) else {
             return Ok(0);
         };
-        let codes: Vec<&str> = rows
-            .iter()
-            .filter_map(|r| r.dossier_code.as_deref())
-            .collect();
-        let groups: HashMap<String, String> = tx
-            .query(
-                "SELECT dossier_code, procedure_group FROM procedure_instance
-                 WHERE dossier_code = ANY($1)",
-                &[&codes],
-            )
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let events = self.describe(&rows, &groups);
+        let events = self.describer.describe(&tx, &rows).await?;
         let mut sent = Vec::with_capacity(events.len());
         for event in &events {
             let body = serde_json::to_vec(event)?;
@@ -167,34 +220,6 @@ impl Feed {
         .await?;
         tx.commit().await?;
         Ok(rows.len())
-    }
-
-    fn describe(&self, rows: &[TransferRow], groups: &HashMap<String, String>) -> Vec<RunEvent> {
-        let manifests = self.manifests.borrow().clone();
-        let endpoints: HashMap<&str, DatasetId> = manifests
-            .iter()
-            .filter_map(|m| Some((m.name.as_str(), endpoint(m)?)))
-            .collect();
-        rows.iter()
-            .map(|row| {
-                let event_type = row.event_type.as_deref();
-                let definition = row
-                    .dossier_code
-                    .as_ref()
-                    .and_then(|code| groups.get(code))
-                    .and_then(|group| GROUPS.iter().find(|g| g.group == group));
-                let published = self.deployment.engine_side(row).unwrap_or_default();
-                let context = Context {
-                    topic: event_type
-                        .and_then(|t| self.topics.get(t))
-                        .map(String::as_str),
-                    endpoint: endpoints.get(row.target_system.as_str()).cloned(),
-                    procedure: definition
-                        .map(|d| (d.group, role(d, event_type.unwrap_or_default(), published))),
-                };
-                run_event(&self.deployment, row, &context)
-            })
-            .collect()
     }
 }
 

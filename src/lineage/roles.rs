@@ -13,7 +13,6 @@ use crate::procedures::definition::{Refusal, StepDef};
 #[serde(rename_all = "UPPERCASE")]
 pub enum RunState {
     Start,
-    Running,
     Complete,
     Fail,
 }
@@ -21,8 +20,13 @@ pub enum RunState {
 /// Whose run an event of the engine's belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role<'a> {
-    /// The whole dossier's.
+    /// The whole dossier's: its start (the intake) or its end (the result).
     Dossier(RunState),
+    /// A run of its own under the dossier's: a status the engine told (accepted, status
+    /// changed, a step overdue), or what it joined to the dossier (a pre-fill answer, a
+    /// document, a supplement). They come before and after the result alike, so they are not
+    /// states of the dossier's run, which would otherwise run again once complete.
+    Other,
     /// One step's, or the undoing of one (`compensation`).
     Step {
         step: &'a str,
@@ -33,7 +37,7 @@ pub enum Role<'a> {
 
 /// The role of an event of `event_type` the engine published (`published`) or took in. Only
 /// an event of one step alone says which step it is (each benefit decided is one of three: which
-/// one is in the payload, which the ledger does not keep); the others are the dossier's.
+/// one is in the payload, which the ledger does not keep); the others are [`Role::Other`].
 pub fn role<'a>(definition: &'a Definition, event_type: &str, published: bool) -> Role<'a> {
     let step = |step: &'a StepDef, compensation: bool, state: RunState| Role::Step {
         step: step.name,
@@ -58,7 +62,7 @@ pub fn role<'a>(definition: &'a Definition, event_type: &str, published: bool) -
         ) {
             return step(s, true, RunState::Start);
         }
-        return Role::Dossier(RunState::Running);
+        return Role::Other;
     }
     if event_type == definition.intake {
         return Role::Dossier(RunState::Start);
@@ -78,7 +82,7 @@ pub fn role<'a>(definition: &'a Definition, event_type: &str, published: bool) -
     {
         return step(s, true, RunState::Complete);
     }
-    Role::Dossier(RunState::Running)
+    Role::Other
 }
 
 /// The one item, if there is exactly one.
@@ -131,10 +135,7 @@ mod tests {
             role(birth, birth.result, true),
             Role::Dossier(RunState::Complete)
         );
-        assert_eq!(
-            role(birth, birth.accepted, true),
-            Role::Dossier(RunState::Running)
-        );
+        assert_eq!(role(birth, birth.accepted, true), Role::Other);
         assert_eq!(
             role(birth, "payment.failed", false),
             Role::Step {
@@ -160,14 +161,8 @@ mod tests {
                     > 1
             })
             .expect("two steps end on one kind of event");
-        assert_eq!(
-            role(death, shared.done_on, false),
-            Role::Dossier(RunState::Running)
-        );
-        assert_eq!(
-            role(death, "death.benefit-refused", false),
-            Role::Dossier(RunState::Running)
-        );
+        assert_eq!(role(death, shared.done_on, false), Role::Other);
+        assert_eq!(role(death, "death.benefit-refused", false), Role::Other);
         let undone = death
             .steps
             .iter()
