@@ -265,6 +265,10 @@ impl Hub {
         };
         let initial = manifest::load_dir(&config.connectors.dir, &|t: &str| known(t))?;
         let (manifest_updates, manifests) = tokio::sync::watch::channel(Arc::new(initial));
+        // The auditors' questions judge transfers against the policy's purposes and reach the
+        // connectors that use an event type.
+        let audit_access = Arc::new(access_catalogue(&config.schemas.dir, &catalogue)?);
+        let audit_manifests = manifests.clone();
         tracker.spawn(reload::follow_dir(
             config.connectors.dir.clone(),
             known,
@@ -393,10 +397,14 @@ impl Hub {
                 connector_admin,
             )))
             .add_service(DossierServiceServer::new(DossierApi::new(pool.clone())))
-            .add_service(AuditServiceServer::new(AuditApi::new(
-                pool.clone(),
+            .add_service(AuditServiceServer::new(AuditApi {
+                pool: pool.clone(),
                 subjects,
-            )))
+                catalogue: Arc::new(catalogue),
+                topic_prefix: config.kafka.topic_prefix.clone(),
+                access: audit_access,
+                manifests: audit_manifests,
+            }))
             .add_service(
                 EventServiceServer::new(EventApi::new(events, config.limits.max_batch_events))
                     .max_decoding_message_size(config.limits.max_message_bytes)

@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use lienthong::audit::{self, CheckError, Checkpointed, Signer, Verifier, Verifiers};
 use lienthong::proto::audit_service_client::AuditServiceClient;
-use lienthong::proto::{ProveEntryRequest, SubjectHistoryRequest, TraceDossierRequest};
+use lienthong::proto::{
+    BlastRadiusRequest, FieldProvenanceRequest, ProveEntryRequest, PurposeCheckRequest,
+    SubjectHistoryRequest, TraceDossierRequest,
+};
 use serde_json::Value;
 
 /// Every personal ID in `value` (members named `personal_id` or `*_personal_id`).
@@ -245,6 +248,53 @@ async fn a_publish_and_a_delivery_are_recorded_with_fields_and_no_personal_id() 
         .await
         .expect_err("only operators");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+    // The national portal may ask for a citizen's report once an operator allows it, and
+    // nothing else an operator may.
+    let portal = env.token("national-portal").await;
+    let mut portal_client =
+        AuditServiceClient::with_interceptor(channel(&hub).await, bearer(&portal));
+    let ask = || SubjectHistoryRequest {
+        personal_id: mother.into(),
+        by: "portal request 44".into(),
+    };
+    let refused = portal_client
+        .citizen_report(ask())
+        .await
+        .expect_err("not allowed yet");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(
+        refused
+            .message()
+            .contains("lienthong systems citizen-reports national-portal"),
+        "{}",
+        refused.message()
+    );
+    lienthong::access::Credentials::new(env.pool.clone())
+        .set_citizen_reports(
+            &lienthong::domain::SystemId::parse("national-portal").expect("id"),
+            true,
+        )
+        .await
+        .expect("allowed");
+    let report = portal_client
+        .citizen_report(ask())
+        .await
+        .expect("the report")
+        .into_inner();
+    assert_eq!(report.transfers.len(), 2);
+    assert!(
+        report.report.starts_with("BÁO CÁO SỬ DỤNG DỮ LIỆU CÁ NHÂN"),
+        "{}",
+        report.report
+    );
+    assert!(report.report.contains("Tổng cộng 2 lần trao đổi."));
+    assert!(!report.report.contains(mother), "the personal ID is masked");
+    let not_operator = portal_client
+        .subject_history(ask())
+        .await
+        .expect_err("the portal is no operator");
+    assert_eq!(not_operator.code(), tonic::Code::PermissionDenied);
     let asked: i64 = client
         .query_one(
             "SELECT count(*) FROM audit_log WHERE body::jsonb->>'by' = 'audit-office/Nguyễn Thị Kiểm'",
@@ -624,6 +674,78 @@ async fn auditors_follow_a_field_upstream_and_find_transfers_without_a_right() {
         .map(|r| r.system.as_str())
         .collect();
     assert_eq!(recipients, ["civil-status", "rogue-system"]);
+
+    // The same three questions over gRPC, for operators.
+    let auditor = env.operator_token("audit-office").await;
+    let mut service = AuditServiceClient::with_interceptor(channel(&hub).await, bearer(&auditor));
+    hub.access_caught_up().await.expect("access policy read");
+    let served = service
+        .field_provenance(FieldProvenanceRequest {
+            event_id: second.event_id.clone(),
+            field: "mother.personal_id".into(),
+            by: "auditor".into(),
+        })
+        .await
+        .expect("provenance")
+        .into_inner();
+    let served: Vec<(i32, &str, &str)> = served
+        .events
+        .iter()
+        .map(|e| (e.depth, e.event_id.as_str(), e.producer.as_str()))
+        .collect();
+    assert_eq!(
+        served,
+        [
+            (0, second.event_id.as_str(), "danang-onestop"),
+            (1, first.event_id.as_str(), "danang-onestop")
+        ]
+    );
+    let uncovered = service
+        .purpose_check(PurposeCheckRequest {
+            days: 1,
+            by: "auditor".into(),
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    let named: Vec<(&str, &str)> = uncovered
+        .transfers
+        .iter()
+        .map(|u| (u.system.as_str(), u.direction.as_str()))
+        .collect();
+    assert_eq!(named, [("rogue-system", "subscribe")]);
+    let wrong_days = service
+        .purpose_check(PurposeCheckRequest {
+            days: 0,
+            by: "auditor".into(),
+        })
+        .await
+        .expect_err("days 0");
+    assert_eq!(wrong_days.code(), tonic::Code::InvalidArgument);
+    // Asked by the schema subject, answered for its event type.
+    let radius = service
+        .blast_radius(BlastRadiusRequest {
+            event_type: second.schema_subject.clone(),
+            by: "auditor".into(),
+        })
+        .await
+        .expect("radius")
+        .into_inner();
+    assert_eq!(radius.event_type, EVENT_TYPE);
+    let recipients: Vec<&str> = radius
+        .recipients
+        .iter()
+        .map(|r| r.system.as_str())
+        .collect();
+    assert_eq!(recipients, ["civil-status", "rogue-system"]);
+    let unknown = service
+        .blast_radius(BlastRadiusRequest {
+            event_type: "birth.no-such-event".into(),
+            by: "auditor".into(),
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
     hub.shutdown().await.expect("clean shutdown");
 }
 

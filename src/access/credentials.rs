@@ -18,6 +18,8 @@ pub struct MemberSystem {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub operator: bool,
+    /// May ask for citizens' reports (`AuditService.CitizenReport`) without being an operator.
+    pub citizen_reports: bool,
     pub disabled_at: Option<DateTime<Utc>>,
     /// Credentials (tokens and client certificates) neither revoked nor expired.
     pub active_credentials: i64,
@@ -237,6 +239,39 @@ impl Credentials {
         Ok(())
     }
 
+    /// Allows a system (the national portal) to ask for citizens' "who used my data" reports,
+    /// or stops it.
+    pub async fn set_citizen_reports(
+        &self,
+        system: &SystemId,
+        allowed: bool,
+    ) -> Result<(), AccessError> {
+        let client = self.pool.get().await?;
+        let updated = client
+            .execute(
+                "UPDATE member_system SET citizen_reports = $2 WHERE id = $1",
+                &[&system.as_str(), &allowed],
+            )
+            .await?;
+        if updated == 0 {
+            return Err(AccessError::UnknownSystem(system.clone()));
+        }
+        Ok(())
+    }
+
+    /// Whether `system` may ask for citizens' reports: an operator, or a system allowed to.
+    pub async fn answers_citizens(&self, system: &SystemId) -> Result<bool, AccessError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT operator OR citizen_reports FROM member_system
+                 WHERE id = $1 AND disabled_at IS NULL",
+                &[&system.as_str()],
+            )
+            .await?;
+        Ok(row.is_some_and(|r| r.get(0)))
+    }
+
     /// The credentials of one system, newest first.
     pub async fn credentials(&self, system: &SystemId) -> Result<Vec<CredentialInfo>, AccessError> {
         self.require_system_exists(system).await?;
@@ -300,7 +335,7 @@ impl Credentials {
         let rows = client
             .query(
                 "SELECT s.id, s.name, s.created_at, s.operator, s.disabled_at,
-                        count(c.id), min(c.expires_at)
+                        count(c.id), min(c.expires_at), s.citizen_reports
                  FROM member_system s
                  LEFT JOIN system_credential c ON c.system_id = s.id AND c.revoked_at IS NULL
                       AND (c.expires_at IS NULL OR c.expires_at > now())
@@ -321,6 +356,7 @@ impl Credentials {
                         disabled_at: row.get(4),
                         active_credentials: row.get(5),
                         next_expiry: row.get(6),
+                        citizen_reports: row.get(7),
                     })
                 })
             })

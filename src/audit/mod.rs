@@ -12,6 +12,7 @@
 //! a psql prompt is logged as surely as one made through the hub.
 
 mod checkpoint;
+mod citizen_report;
 mod keys;
 mod ledger;
 mod log;
@@ -23,6 +24,7 @@ mod rights_check;
 mod verify;
 
 pub use checkpoint::{Checkpoint, NoteError, Verifier, Verifiers, verifier_key};
+pub use citizen_report::citizen_report;
 pub use keys::{KeyError, Signer, SubjectKeys};
 pub use ledger::{Channel, Crossing, EventRef, Ledger, LedgerError, Transfer, trace_id_of};
 pub use log::{CheckpointError, Checkpointed, keep_checkpointing, make_checkpoint};

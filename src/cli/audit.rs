@@ -259,13 +259,7 @@ async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Resul
         } => {
             let catalogue = super::connectors::catalogue(&config)?;
             let known = catalogue
-                .events
-                .iter()
-                .find(|e| {
-                    let topic = config.kafka.topic(&e.topic);
-                    e.event_type == event_type
-                        || e.subject_on(&topic).as_deref() == Some(event_type.as_str())
-                })
+                .event_named(&event_type, &config.kafka.topic_prefix)
                 .with_context(|| {
                     format!(
                         "event_type: {event_type:?} is no event type or subject of the catalogue"
@@ -274,15 +268,7 @@ async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Resul
             let connectors: Vec<audit::ConnectorTypes> =
                 super::connectors::manifests(&config, &catalogue)?
                     .iter()
-                    .map(|m| {
-                        let (consumes, publishes) = m.consumes_and_publishes();
-                        audit::ConnectorTypes {
-                            name: m.name.clone(),
-                            system: m.system.to_string(),
-                            consumes,
-                            publishes,
-                        }
-                    })
+                    .map(|m| m.types())
                     .collect();
             let radius = audit::blast_radius(
                 &pool,

@@ -7,7 +7,6 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::connectors::Output;
-use super::text::printable;
 use crate::audit;
 use crate::config::Config;
 use crate::domain::PersonalId;
@@ -24,18 +23,6 @@ pub enum CitizenCommand {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-}
-
-/// One transfer in a sentence: who gave the data to whom.
-fn who_vi(row: &audit::TransferRow) -> String {
-    let source = printable(&row.source_system);
-    let target = printable(&row.target_system);
-    match row.channel.as_str() {
-        "publish" => format!("{source} gửi dữ liệu vào hệ thống liên thông"),
-        "delivery" => format!("{target} nhận dữ liệu qua hệ thống liên thông (do {source} gửi)"),
-        "connector-call" => format!("{source} chuyển dữ liệu sang hệ thống {target}"),
-        _ => format!("{source} trao đổi dữ liệu với {target}"),
-    }
 }
 
 pub async fn run(command: CitizenCommand, config: Config) -> anyhow::Result<()> {
@@ -57,37 +44,6 @@ pub async fn run(command: CitizenCommand, config: Config) -> anyhow::Result<()> 
     let shown = PersonalId::parse(personal_id.trim())
         .map(|id| id.to_string())
         .unwrap_or_default();
-    println!("BÁO CÁO SỬ DỤNG DỮ LIỆU CÁ NHÂN — công dân số định danh {shown}");
-    println!("(Who used my data: every transfer of this citizen's data through the hub)");
-    if rows.is_empty() {
-        println!("Chưa có lần trao đổi dữ liệu nào của công dân này.");
-        return Ok(());
-    }
-    for row in &rows {
-        let at = row
-            .recorded_at
-            .with_timezone(&crate::domain::vietnam())
-            .format("%d/%m/%Y %H:%M:%S");
-        println!();
-        println!("{at} (giờ Việt Nam) — {}", who_vi(row));
-        if let Some(event_type) = &row.event_type {
-            println!("    loại dữ liệu: {}", printable(event_type));
-        }
-        if let Some(code) = &row.dossier_code {
-            println!("    hồ sơ: {}", printable(code));
-        }
-        println!("    các trường: {}", row.fields.join(", "));
-        println!(
-            "    mục đích: {}; căn cứ pháp lý: {}",
-            printable(&row.purpose),
-            printable(&row.legal_basis)
-        );
-        println!(
-            "    mức phân loại: {}; bằng chứng: mục nhật ký số {}",
-            row.classification, row.position
-        );
-    }
-    println!();
-    println!("Tổng cộng {} lần trao đổi.", rows.len());
+    print!("{}", audit::citizen_report(&shown, &rows));
     Ok(())
 }

@@ -20,7 +20,7 @@ mod sandbox;
 mod schemas;
 mod serve;
 mod systems;
-mod text;
+use crate::domain::text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

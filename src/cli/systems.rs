@@ -72,6 +72,13 @@ pub enum SystemsCommand {
         #[arg(long)]
         remove: bool,
     },
+    /// Allow a system (the national portal) to ask for citizens' "who used my data" reports
+    /// over gRPC (`AuditService.CitizenReport`) without making it an operator; --remove stops it.
+    CitizenReports {
+        id: String,
+        #[arg(long)]
+        remove: bool,
+    },
     /// List member systems.
     List,
     /// Grant a right: a system may publish or subscribe an event type (or a whole topic) for
@@ -291,17 +298,28 @@ pub async fn run(command: SystemsCommand, config: Config) -> anyhow::Result<()> 
             let state = if remove { "is no longer" } else { "is now" };
             eprintln!("{id} {state} an operator");
         }
+        SystemsCommand::CitizenReports { id, remove } => {
+            let id = system_id(&id)?;
+            credentials.set_citizen_reports(&id, !remove).await?;
+            let state = if remove { "may no longer" } else { "may now" };
+            eprintln!("{id} {state} ask for citizens' reports");
+        }
         SystemsCommand::List => {
             println!(
-                "{:<32} {:<32} {:<8} {:<8} {:>6}  {:<16}  created",
-                "system", "name", "operator", "state", "creds", "next expiry"
+                "{:<32} {:<32} {:<8} {:<8} {:<8} {:>6}  {:<16}  created",
+                "system", "name", "operator", "reports", "state", "creds", "next expiry"
             );
             for s in credentials.list_systems().await? {
                 println!(
-                    "{:<32} {:<32} {:<8} {:<8} {:>6}  {:<16}  {}",
+                    "{:<32} {:<32} {:<8} {:<8} {:<8} {:>6}  {:<16}  {}",
                     s.id,
                     printable(&s.name),
                     if s.operator { "yes" } else { "no" },
+                    if s.operator || s.citizen_reports {
+                        "yes"
+                    } else {
+                        "no"
+                    },
                     if s.disabled_at.is_some() {
                         "disabled"
                     } else {

@@ -11,6 +11,7 @@ mod personal_id;
 pub mod reference;
 mod sex;
 mod system_id;
+pub mod text;
 
 pub use calendar::WorkingCalendar;
 pub use clock::{Clock, ManualClock, SystemClock, system_clock};

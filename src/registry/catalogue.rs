@@ -98,6 +98,17 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
+    /// The event type `name` names: an event type, or the schema subject of one on its topic
+    /// under `topic_prefix`.
+    pub fn event_named(&self, name: &str, topic_prefix: &str) -> Option<&EventDefinition> {
+        self.events.iter().find(|e| {
+            e.event_type == name
+                || e.subject_on(&format!("{topic_prefix}{}", e.topic))
+                    .as_deref()
+                    == Some(name)
+        })
+    }
+
     pub fn load(dir: &Path) -> Result<Self, CatalogueError> {
         let topics_path = dir.join("topics.toml");
         let topics: TopicsFile =

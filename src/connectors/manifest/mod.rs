@@ -185,6 +185,17 @@ impl Manifest {
         }
     }
 
+    /// What it consumes and publishes, as the auditors' blast radius counts it.
+    pub fn types(&self) -> crate::audit::ConnectorTypes {
+        let (consumes, publishes) = self.consumes_and_publishes();
+        crate::audit::ConnectorTypes {
+            name: self.name.clone(),
+            system: self.system.to_string(),
+            consumes,
+            publishes,
+        }
+    }
+
     /// Where it sends or receives, for status.
     pub fn endpoint(&self) -> String {
         match &self.spec {

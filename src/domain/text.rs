@@ -1,4 +1,4 @@
-//! Text shown in a terminal. Member systems choose some of what the CLI prints (event types,
+//! Text shown to people. Member systems choose some of what the hub prints (event types,
 //! dossier codes, violation messages quoting their input): a control character in it could move
 //! the cursor, rewrite earlier lines or change the terminal's title. Everything that did not come
 //! from the hub itself goes through [`printable`].
