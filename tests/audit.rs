@@ -804,16 +804,31 @@ async fn a_rotated_signing_key_still_vouches_for_what_it_signed() {
     assert!(!report.is_intact());
 }
 
-/// An OpenLineage receiver: records each event POSTed to it.
-async fn lineage_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let received = Arc::new(Mutex::new(Vec::new()));
+/// What an OpenLineage receiver was sent, and how many more calls it refuses (503) first.
+#[derive(Default)]
+struct Received {
+    events: Vec<Value>,
+    refusals: usize,
+}
+
+/// An OpenLineage receiver: records each event POSTed to it once its refusals are spent.
+async fn lineage_receiver(refusals: usize) -> (String, Arc<Mutex<Received>>) {
+    let received = Arc::new(Mutex::new(Received {
+        events: Vec::new(),
+        refusals,
+    }));
     let app = axum::Router::new()
         .route(
             "/api/v1/lineage",
             axum::routing::post(
-                |axum::extract::State(received): axum::extract::State<Arc<Mutex<Vec<Value>>>>,
+                |axum::extract::State(received): axum::extract::State<Arc<Mutex<Received>>>,
                  axum::Json(event): axum::Json<Value>| async move {
-                    received.lock().expect("lock").push(event);
+                    let mut received = received.lock().expect("lock");
+                    if received.refusals > 0 {
+                        received.refusals -= 1;
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    received.events.push(event);
                     axum::http::StatusCode::CREATED
                 },
             ),
@@ -866,7 +881,8 @@ async fn openlineage_client_reads(events: &[Value]) -> Result<String, String> {
 async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openlineage_client_reads_it()
  {
     let mut env = TestEnv::new("lineage").await;
-    let (url, posted) = lineage_receiver().await;
+    // The receiver is down for its first three calls: the topic does not wait for it.
+    let (url, posted) = lineage_receiver(3).await;
     env.config.lineage.http_url = Some(url);
     env.config.lineage.interval_ms = 100;
     let hub = env.start_hub().await;
@@ -943,10 +959,11 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
     );
     let mother = payload["mother"]["personal_id"].as_str().expect("id");
     assert!(!events.iter().any(|e| e.to_string().contains(mother)));
-    // The delivery's run is another one; the same events reached the HTTP receiver.
+    // The delivery's run is another one; the same events reached the HTTP receiver once it
+    // was up, and the topic holds each once (above).
     assert_ne!(events[0]["run"]["runId"], events[1]["run"]["runId"]);
-    eventually("the HTTP receiver has both events", async || {
-        let posted = posted.lock().expect("lock").clone();
+    eventually("the HTTP receiver has both events, once each", async || {
+        let posted = posted.lock().expect("lock").events.clone();
         if posted == events {
             Ok(())
         } else {
@@ -954,6 +971,11 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
         }
     })
     .await;
+    assert_eq!(
+        posted.lock().expect("lock").refusals,
+        0,
+        "the receiver refused its first calls"
+    );
 
     // What the engine's rows become (the dossier's start, a step's start and refusal, a status
     // told, the dossier's end), built as the feed builds them, checked with the hub's own rows

@@ -68,6 +68,8 @@ pub struct Context<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunEvent {
+    #[serde(skip)]
+    key: String,
     event_type: RunState,
     event_time: String,
     producer: &'static str,
@@ -80,13 +82,10 @@ pub struct RunEvent {
 }
 
 impl RunEvent {
-    /// The Kafka key: the dossier's run where there is one, so a dossier's lineage keeps its
-    /// order on one partition; the run's own id otherwise.
-    pub fn key(&self) -> String {
-        match &self.run.facets.parent {
-            Some(parent) => parent.run.run_id.to_string(),
-            None => self.run.run_id.to_string(),
-        }
+    /// The Kafka key: the dossier's run where the row has a dossier, so a dossier's lineage
+    /// keeps its order on one partition; the run's own id otherwise.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 
@@ -281,7 +280,7 @@ struct EventSchemaFacet {
 
 /// A run id that is the same each time the same thing is described, so an event sent again
 /// after a crash names the same run: a version 8 UUID from SHA-256 of the kind and the name.
-pub fn run_id(kind: &str, name: &str) -> Uuid {
+fn run_id(kind: &str, name: &str) -> Uuid {
     let digest = Sha256::new()
         .chain_update(kind.as_bytes())
         .chain_update([0])
@@ -293,7 +292,7 @@ pub fn run_id(kind: &str, name: &str) -> Uuid {
 }
 
 /// The run of a whole dossier, which the runs of its steps and transfers name as parent.
-pub fn dossier_run(deployment: &Deployment, code: &str) -> Uuid {
+fn dossier_run(deployment: &Deployment, code: &str) -> Uuid {
     run_id("dossier", &format!("{}/{code}", deployment.namespace))
 }
 
@@ -395,10 +394,7 @@ fn mover(deployment: &Deployment, row: &TransferRow, context: &Context<'_>) -> M
         };
     }
     // Any other crossing is a run of its own.
-    let run_id = run_id(
-        "transfer",
-        &format!("{}/{}", deployment.namespace, row.position),
-    );
+    let run_id = transfer_run(deployment, row);
     let (job, job_type, input, output) = match row.channel.as_str() {
         "connector-call" => (
             format!("connector.{}", row.target_system),
@@ -517,6 +513,11 @@ pub fn run_event(deployment: &Deployment, row: &TransferRow, context: &Context<'
         })
         .collect();
     RunEvent {
+        key: row
+            .dossier_code
+            .as_deref()
+            .map_or(run_id, |code| dossier_run(deployment, code))
+            .to_string(),
         event_type: state,
         event_time: row.recorded_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         producer: PRODUCER,

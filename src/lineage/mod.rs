@@ -7,10 +7,11 @@
 //! audit log position that `lienthong audit prove` proves (`schemas/lineage/facets.json`).
 //!
 //! The feed reads the ledger after the fact, so the publish path never waits for it. It keeps
-//! its place in PostgreSQL (`lineage_feed`) and one hub process feeds at a time (an advisory
-//! lock held by each round's transaction); a round sent but not recorded (a crash, an HTTP
-//! receiver down) is sent again: the events are the same, with the same run ids, and
-//! OpenLineage consumers take a repeat as the same run.
+//! a place per sink in PostgreSQL (`lineage_feed`: the topic's, the HTTP receiver's, so one
+//! that is down holds up only itself) and one hub process feeds at a time (an advisory lock held
+//! by each round's transaction); a round sent but not recorded (a crash) is sent again: the
+//! events are the same, with the same run ids, and OpenLineage consumers take a repeat as the
+//! same run. A receiver configured later is sent the ledger from its start.
 
 mod event;
 mod roles;
@@ -22,7 +23,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use rdkafka::message::OwnedHeaders;
 use tokio_util::sync::CancellationToken;
 
-pub use event::{Context, DatasetId, Deployment, RunEvent, dossier_run, run_event, run_id};
+pub use event::{Context, DatasetId, Deployment, RunEvent, run_event};
 pub use roles::{Role, RunState, role};
 
 use crate::audit::{TransferRow, transfer_rows_after};
@@ -37,8 +38,9 @@ use crate::procedures::GROUPS;
 const BATCH: i64 = 500;
 /// The advisory lock a feeding round holds.
 const FEED_LOCK: i64 = 7_361_029_482_377;
-/// The feed's row in `lineage_feed`.
-const FEED: &str = "openlineage";
+/// The sinks' rows in `lineage_feed`: the topic's place, and the HTTP receiver's.
+const TOPIC: &str = "openlineage";
+const HTTP: &str = "openlineage-http";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
@@ -48,8 +50,6 @@ pub enum FeedError {
     Produce(#[from] ProduceError),
     #[error("an event does not serialise: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("the OpenLineage receiver did not take an event: {0}")]
-    Http(#[from] reqwest::Error),
 }
 
 impl From<tokio_postgres::Error> for FeedError {
@@ -123,12 +123,12 @@ impl Describer {
     }
 }
 
-/// The audit log position of the last row the feed sent.
+/// The audit log position of the last row the feed sent to the topic.
 pub async fn sent_up_to(client: &impl GenericClient) -> Result<i64, DbError> {
     Ok(client
         .query_one(
             "SELECT position FROM lineage_feed WHERE name = $1",
-            &[&FEED],
+            &[&TOPIC],
         )
         .await?
         .get(0))
@@ -168,8 +168,11 @@ impl Feed {
         }
     }
 
-    /// Sends the rows after the feed's place and moves the place past them; 0 when there was
-    /// nothing to send or another process is feeding.
+    /// Sends what follows each sink's place (the topic's, and the HTTP receiver's) and moves
+    /// each place past what it took; the number of events sent, 0 when there was nothing to
+    /// send, the receiver refused, or another process is feeding. Each sink keeps its own
+    /// place, so a receiver that is down neither holds the topic up nor has the topic sent the
+    /// same events again.
     pub async fn round(&self, http: &reqwest::Client) -> Result<usize, FeedError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -180,47 +183,71 @@ impl Feed {
         if !locked {
             return Ok(0);
         }
-        let after: i64 = tx
-            .query_one(
-                "SELECT position FROM lineage_feed WHERE name = $1 FOR UPDATE",
-                &[&FEED],
-            )
-            .await?
-            .get(0);
-        let rows = transfer_rows_after(&tx, after, BATCH).await?;
-        let Some(last) = rows.last().map(|r| r.position) else {
-            return Ok(0);
+        let place = async |sink: &str| -> Result<i64, FeedError> {
+            Ok(tx
+                .query_one(
+                    "SELECT position FROM lineage_feed WHERE name = $1 FOR UPDATE",
+                    &[&sink],
+                )
+                .await?
+                .get(0))
         };
+        let topic_at = place(TOPIC).await?;
+        let http_at = match &self.http_url {
+            Some(url) => Some((url, place(HTTP).await?)),
+            None => None,
+        };
+        let after = http_at.map_or(topic_at, |(_, at)| at.min(topic_at));
+        let rows = transfer_rows_after(&tx, after, BATCH).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
         let events = self.describer.describe(&tx, &rows).await?;
-        let mut sent = Vec::with_capacity(events.len());
-        for event in &events {
-            let body = serde_json::to_vec(event)?;
-            sent.push(
-                self.producer
-                    .enqueue(&self.topic, &event.key(), &body, OwnedHeaders::new())
-                    .await?,
-            );
-        }
-        for record in sent {
-            record.acknowledged().await?;
-        }
-        if let Some(url) = &self.http_url {
-            for event in &events {
-                http.post(url)
-                    .json(event)
-                    .send()
-                    .await?
-                    .error_for_status()?;
+        let mut in_flight = Vec::new();
+        for (row, event) in rows.iter().zip(&events) {
+            if row.position > topic_at {
+                let body = serde_json::to_vec(event)?;
+                in_flight.push(
+                    self.producer
+                        .enqueue(&self.topic, event.key(), &body, OwnedHeaders::new())
+                        .await?,
+                );
             }
         }
-        tx.execute(
+        let mut sent = in_flight.len();
+        for record in in_flight {
+            record.acknowledged().await?;
+        }
+        // The rows may all lie behind the topic's place (the receiver catching up).
+        let last = rows.last().map_or(topic_at, |r| r.position);
+        set_place(&tx, TOPIC, last.max(topic_at)).await?;
+        if let Some((url, from)) = http_at {
+            let mut at = from;
+            for (row, event) in rows.iter().zip(&events).filter(|(r, _)| r.position > from) {
+                let posted = http.post(url.as_str()).json(event).send().await;
+                if let Err(error) = posted.and_then(reqwest::Response::error_for_status) {
+                    tracing::warn!(%error, position = row.position,
+                        "the OpenLineage receiver did not take an event; trying again");
+                    break;
+                }
+                at = row.position;
+                sent += 1;
+            }
+            set_place(&tx, HTTP, at).await?;
+        }
+        tx.commit().await?;
+        Ok(sent)
+    }
+}
+
+async fn set_place(client: &impl GenericClient, sink: &str, position: i64) -> Result<(), DbError> {
+    client
+        .execute(
             "UPDATE lineage_feed SET position = $2, updated_at = now() WHERE name = $1",
-            &[&FEED, &last],
+            &[&sink, &position],
         )
         .await?;
-        tx.commit().await?;
-        Ok(rows.len())
-    }
+    Ok(())
 }
 
 /// This deployment as the feed names it: the job namespace, the Kafka cluster by its first
