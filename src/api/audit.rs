@@ -1,6 +1,7 @@
-//! `lienthong.v1.AuditService` over gRPC: the auditor's questions of `audit::queries` and the
-//! proofs of `audit::proof`, for auditors' tools and the national portal. Only operator systems
-//! may call it; each question is recorded as `<system>/<by>`.
+//! `lienthong.v1.AuditService` over gRPC: the auditor's questions of `audit::queries` and
+//! `audit::rights_check`, and the proofs of `audit::proof`, for auditors' tools and the national
+//! portal. Only operator systems may call it, except `CitizenReport`, which systems allowed to
+//! answer citizens may call too; each question is recorded as `<system>/<by>`.
 
 use std::sync::Arc;
 
@@ -35,8 +36,8 @@ pub struct AuditApi {
     pub manifests: ManifestSet,
 }
 
-/// A question's caller may ask it: an operator, or, for a citizen's report, a system allowed
-/// to answer citizens.
+/// The caller, when it may ask for a citizen's report: an operator, or a system allowed to
+/// answer citizens (`lienthong systems citizen-reports`).
 async fn may_ask_citizen_reports<T>(pool: &Pool, request: &Request<T>) -> Result<Caller, Status> {
     let caller = request
         .extensions()
