@@ -842,6 +842,19 @@ async fn lineage_receiver(refusals: usize) -> (String, Arc<Mutex<Received>>) {
     (format!("http://{addr}/api/v1/lineage"), received)
 }
 
+/// Each run event's job and state, in order.
+fn jobs_and_states(events: &[Value]) -> Vec<(&str, &str)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e["job"]["name"].as_str().expect("job"),
+                e["eventType"].as_str().expect("state"),
+            )
+        })
+        .collect()
+}
+
 /// Runs the OpenLineage client's check over `events` (tests/python/check_openlineage.py).
 async fn openlineage_client_reads(events: &[Value]) -> Result<String, String> {
     let python = std::env::var("LIENTHONG_TEST_PYTHON").expect(
@@ -918,17 +931,8 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
         positions,
         ledger.iter().map(|r| r.position).collect::<Vec<_>>()
     );
-    let jobs: Vec<(&str, &str)> = events
-        .iter()
-        .map(|e| {
-            (
-                e["job"]["name"].as_str().expect("job"),
-                e["eventType"].as_str().expect("state"),
-            )
-        })
-        .collect();
     assert_eq!(
-        jobs,
+        jobs_and_states(&events),
         [
             ("publish.danang-onestop", "COMPLETE"),
             ("delivery.civil-status", "COMPLETE")
@@ -1014,17 +1018,8 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
                 .expect("JSON"),
         );
     }
-    let steps: Vec<(&str, &str)> = engine_events
-        .iter()
-        .map(|e| {
-            (
-                e["job"]["name"].as_str().expect("job"),
-                e["eventType"].as_str().expect("state"),
-            )
-        })
-        .collect();
     assert_eq!(
-        steps,
+        jobs_and_states(&engine_events),
         [
             ("procedure.birth", "START"),
             ("procedure.birth.PAYMENT", "START"),

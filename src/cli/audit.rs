@@ -182,19 +182,14 @@ async fn run_on_database(command: AuditCommand, config: Config) -> anyhow::Resul
             by,
             output,
         } => {
-            let code = DossierCode::parse(dossier_code.trim())
-                .map_err(|e| anyhow::anyhow!("dossier_code: {e}"))?;
-            let rows = audit::dossier_trace(&pool, code.as_str(), &by).await?;
-            print_rows(&rows, output)?;
+            print_rows(&trace(&pool, &dossier_code, &by).await?, output)?;
         }
         AuditCommand::Lineage {
             dossier_code,
             by,
             output,
         } => {
-            let code = DossierCode::parse(dossier_code.trim())
-                .map_err(|e| anyhow::anyhow!("dossier_code: {e}"))?;
-            let rows = audit::dossier_trace(&pool, code.as_str(), &by).await?;
+            let rows = trace(&pool, &dossier_code, &by).await?;
             let catalogue = super::connectors::catalogue(&config)?;
             let describer = lineage::Describer {
                 deployment: lineage::deployment(&config),
@@ -426,6 +421,17 @@ fn print_report(report: &audit::Report) {
     if report.is_intact() {
         println!("intact");
     }
+}
+
+/// Every transfer of the dossier `dossier_code` names, asked by `by` (recorded).
+async fn trace(
+    pool: &deadpool_postgres::Pool,
+    dossier_code: &str,
+    by: &str,
+) -> anyhow::Result<Vec<TransferRow>> {
+    let code = DossierCode::parse(dossier_code.trim())
+        .map_err(|e| anyhow::anyhow!("dossier_code: {e}"))?;
+    Ok(audit::dossier_trace(pool, code.as_str(), by).await?)
 }
 
 fn print_lineage(
