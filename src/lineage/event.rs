@@ -296,11 +296,17 @@ fn dossier_run(deployment: &Deployment, code: &str) -> Uuid {
     run_id("dossier", &format!("{}/{code}", deployment.namespace))
 }
 
-/// The run of one crossing that is a run of its own.
+/// The run of one crossing that is a run of its own: its log position, with the time it was
+/// recorded, so a log started afresh (a test, a reset demo) does not name the same runs again.
 fn transfer_run(deployment: &Deployment, row: &TransferRow) -> Uuid {
     run_id(
         "transfer",
-        &format!("{}/{}", deployment.namespace, row.position),
+        &format!(
+            "{}/{}/{}",
+            deployment.namespace,
+            row.position,
+            row.recorded_at.timestamp_micros()
+        ),
     )
 }
 
