@@ -226,13 +226,23 @@ impl Credentials {
 
     /// Grants or removes operator status (changing the hub itself: schemas, levels).
     pub async fn set_operator(&self, system: &SystemId, operator: bool) -> Result<(), AccessError> {
+        self.set_flag(
+            system,
+            "UPDATE member_system SET operator = $2 WHERE id = $1",
+            operator,
+        )
+        .await
+    }
+
+    /// Runs `update`, which sets one of a system's flags to `$2` where its id is `$1`.
+    async fn set_flag(
+        &self,
+        system: &SystemId,
+        update: &str,
+        value: bool,
+    ) -> Result<(), AccessError> {
         let client = self.pool.get().await?;
-        let updated = client
-            .execute(
-                "UPDATE member_system SET operator = $2 WHERE id = $1",
-                &[&system.as_str(), &operator],
-            )
-            .await?;
+        let updated = client.execute(update, &[&system.as_str(), &value]).await?;
         if updated == 0 {
             return Err(AccessError::UnknownSystem(system.clone()));
         }
@@ -246,17 +256,12 @@ impl Credentials {
         system: &SystemId,
         allowed: bool,
     ) -> Result<(), AccessError> {
-        let client = self.pool.get().await?;
-        let updated = client
-            .execute(
-                "UPDATE member_system SET citizen_reports = $2 WHERE id = $1",
-                &[&system.as_str(), &allowed],
-            )
-            .await?;
-        if updated == 0 {
-            return Err(AccessError::UnknownSystem(system.clone()));
-        }
-        Ok(())
+        self.set_flag(
+            system,
+            "UPDATE member_system SET citizen_reports = $2 WHERE id = $1",
+            allowed,
+        )
+        .await
     }
 
     /// Whether `system` may ask for citizens' reports: an operator, or a system allowed to.

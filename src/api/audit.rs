@@ -47,10 +47,7 @@ async fn may_ask_citizen_reports<T>(pool: &Pool, request: &Request<T>) -> Result
     let allowed = Credentials::new(pool.clone())
         .answers_citizens(&caller.system)
         .await
-        .map_err(|error| {
-            tracing::error!(%error, "cannot read who may ask for citizens' reports");
-            Status::unavailable("the hub's database did not answer; try again")
-        })?;
+        .map_err(unavailable)?;
     if !allowed {
         return Err(Status::permission_denied(format!(
             "{} may not ask for citizens' reports: an operator allows it with \
@@ -67,10 +64,7 @@ impl AuditApi {
         Rights::new(self.pool.clone())
             .history()
             .await
-            .map_err(|error| {
-                tracing::error!(%error, "cannot read the rights' history");
-                Status::unavailable("the hub's database did not answer; try again")
-            })
+            .map_err(unavailable)
     }
 }
 
@@ -78,7 +72,7 @@ fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn unavailable(error: crate::db::DbError) -> Status {
+fn unavailable(error: impl std::fmt::Display) -> Status {
     tracing::error!(%error, "an audit question failed");
     Status::unavailable("the hub's database did not answer; try again")
 }
