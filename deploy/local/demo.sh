@@ -258,9 +258,11 @@ deceased=$(psql "$db" -Atc "SELECT personal_id FROM sandbox_population.citizen p
     AND NOT EXISTS (SELECT 1 FROM sandbox_social_insurance.benefit_decision d
                     WHERE d.deceased_personal_id = p.personal_id)
   ORDER BY (coalesce(c.months_before_2014 + c.months_from_2014, 0) < 12), random() LIMIT 1")
-# The pre-fill scene's parents: a living woman of 18 to 45 and a man heading one household
-# together, both with a whole date of birth.
-couple=$(psql "$db" -Atc "SELECT m.personal_id || ' ' || f.personal_id
+# The birth dossiers' parents, one couple each (the main dossier, the supplement scene's, the
+# pre-fill scene's): a living woman of 18 to 45 and a man heading one household together, both
+# with a whole date of birth. The one-stop system fills each form in from the population
+# database through the hub.
+couples=$(psql "$db" -Atc "SELECT '--couple ' || m.personal_id || ' ' || f.personal_id
   FROM sandbox_population.citizen m JOIN sandbox_population.citizen f
     ON f.household_id = m.household_id AND f.sex = 'MALE' AND f.relationship IN ('head', 'spouse')
    AND length(f.birth_date) = 10 AND f.deceased_at IS NULL
@@ -268,7 +270,7 @@ couple=$(psql "$db" -Atc "SELECT m.personal_id || ' ' || f.personal_id
     AND length(m.birth_date) = 10 AND m.commune_code IS NOT NULL AND m.address IS NOT NULL
     AND m.birth_date::date BETWEEN current_date - interval '45 years' AND current_date - interval '18 years'
     AND m.personal_id <> '$deceased' AND f.personal_id <> '$deceased'
-  ORDER BY random() LIMIT 1")
+  ORDER BY random() LIMIT 3")
 
 echo
 demo_out=$LIENTHONG_DATA_DIR/demo.out
@@ -278,7 +280,7 @@ demo_out=$LIENTHONG_DATA_DIR/demo.out
   --example schemas/examples/birth.dossier-submitted/valid-full.json \
   --fee --death-of "$deceased" --population-url "http://$sandbox/population/v1/citizens" \
   --population-token-file "$sandbox_token" --told-token-file "$told_token" \
-  --supplement "http://$sandbox/portal/v1/dossiers" ${couple:+--prefill $couple} \
+  --supplement "http://$sandbox/portal/v1/dossiers" $couples \
   | tee "$demo_out"
 code=$(sed -n 's/^== 2. The one-stop system publishes dossier //p' "$demo_out")
 death_code=$(sed -n 's/^   death.dossier-submitted .*: dossier //p' "$demo_out")
@@ -355,8 +357,8 @@ psql "$db" -c "SELECT 'QD-BHXH-' || lpad(decision_id::text, 8, '0') AS decision,
   FROM sandbox_social_insurance.benefit_decision WHERE deceased_personal_id = '$deceased'
   ORDER BY decision_id"
 echo
-echo "== 15. The supplement dossier $supplement_code: it waited at status 5 for the witness"
-echo "   statement, then went on to its result"
+echo "== 15. The supplement dossier $supplement_code: it waited at status 5 for the copy of the"
+echo "   parents' marriage certificate, then went on to its result"
 show_completed "$supplement_code"
 for _ in $(seq 1 150); do
   curl -fs "http://$sandbox/portal/v1/dossiers/$supplement_code" >"$LIENTHONG_DATA_DIR/portal.json" \

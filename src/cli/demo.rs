@@ -5,8 +5,8 @@
 //! copies of its extract, whose fee its procedure asks of PayGov and the citizen pays
 //! (`demo_fee`); with `--death-of`, a relative reports a death (`demo_death`); with
 //! `--supplement`, a dossier waits for a supplement the citizen provides (`demo_supplement`);
-//! with `--prefill`, a form is filled in from the population database through the hub
-//! (`demo_prefill`).
+//! with `--couple`, the birth forms are filled in from the population database through the
+//! hub, and the pre-fill scene shows it step by step (`demo_prefill`).
 //! The hub's connectors and procedure engine take the dossiers to their results.
 
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::api::convert::struct_to_json;
 use crate::proto::{StartFrom, SubscribeRequest};
 
+use super::demo_prefill::{Answers, Couple, fill_in};
 use super::hub_client::{
     BIRTH_SUBMITTED as EVENT_TYPE, acknowledged_until, birth_submission, client, connect,
     received_on_time,
@@ -84,12 +85,24 @@ pub struct DemoArgs {
     /// public timeline shows the wait (it needs the one-stop system's supplement rights).
     #[arg(long, value_name = "PORTAL_URL")]
     supplement: Option<String>,
-    /// Then play the pre-fill scene: a mother, this citizen of the population sandbox, signs in
-    /// to register her baby with this father; the one-stop system fills the form in from the
-    /// population database through the hub (it needs the population-lookups connector and the
-    /// one-stop system's lookup rights).
-    #[arg(long, value_names = ["MOTHER_ID", "FATHER_ID"], num_args = 2)]
-    prefill: Option<Vec<String>>,
+    /// A couple of the population sandbox (the mother's and the father's ID numbers) whose
+    /// baby a birth dossier registers, its form filled in from the population database through
+    /// the hub (it needs the population-lookups connector and the one-stop system's lookup
+    /// rights). Given again, for the next dossier: the first couple's fills the main dossier,
+    /// the second's the supplement scene's, and a third plays the pre-fill scene step by step.
+    /// A dossier without a couple is the example as it is.
+    #[arg(long, value_names = ["MOTHER_ID", "FATHER_ID"], num_args = 2, action = clap::ArgAction::Append)]
+    couple: Vec<String>,
+}
+
+/// `form` as dossier `code`, received `now` (for a child born a week before).
+pub(super) fn prepare(form: &mut Value, code: &str, now: DateTime<FixedOffset>) {
+    form["dossier_code"] = code.into();
+    received_on_time(
+        form,
+        now.to_rfc3339_opts(SecondsFormat::Secs, false),
+        now.date_naive(),
+    );
 }
 
 /// A new dossier code of the demo's receiving agency, received `now`.
@@ -122,18 +135,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
 
+    let couples: Vec<Couple> = args
+        .couple
+        .chunks_exact(2)
+        .map(|c| (c[0].as_str(), c[1].as_str()))
+        .collect();
+    let mut answers = match couples.first() {
+        Some(_) => Some(Answers::open(&mut one_stop).await?),
+        None => None,
+    };
     let mut dossier: Value = serde_json::from_str(
         &std::fs::read_to_string(&args.example)
             .with_context(|| format!("reading {}", args.example.display()))?,
     )?;
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
     let code = dossier_code(now);
-    dossier["dossier_code"] = Value::String(code.clone());
-    received_on_time(
-        &mut dossier,
-        now.to_rfc3339_opts(SecondsFormat::Secs, false),
-        now.date_naive(),
-    );
+    prepare(&mut dossier, &code, now);
     if args.fee {
         dossier["extract_copies"] = super::demo_fee::COPIES.into();
     }
@@ -153,6 +170,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .into_inner();
 
     println!("\n== 2. The one-stop system publishes dossier {code}");
+    if let (Some(answers), Some(&couple)) = (answers.as_mut(), couples.first()) {
+        fill_in(&mut one_stop, answers, (&mut dossier, &code, now), couple).await?;
+        println!(
+            "   its form filled in from the population database (through the hub) and the health \
+             facility's certificate: {}, born to {} and {}",
+            dossier["child"]["full_name"].as_str().unwrap_or("?"),
+            dossier["mother"]["full_name"].as_str().unwrap_or("?"),
+            dossier["father"]["full_name"].as_str().unwrap_or("?"),
+        );
+    }
     let request = |payload: &Value| birth_submission(&code, payload);
     let accepted = one_stop.publish(request(&dossier)).await?.into_inner();
     println!(
@@ -172,7 +199,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let mut broken = dossier.clone();
     broken["declarant"]["personal_id"] = Value::String("04909300432".into());
-    broken["mother"]["birth_date"] = Value::String("1996-03-08".into());
+    let other_year = dossier["mother"]["birth_date"]
+        .as_str()
+        .and_then(|date| date.get(..4)?.parse::<i32>().ok())
+        .map_or(1996, |year| year + 1);
+    broken["mother"]["birth_date"] = Value::String(format!("{other_year}-03-08"));
     broken["child"]["birth_date"] = Value::String("2026-13-01".into());
     if let Some(child) = broken["child"].as_object_mut() {
         child.remove("sex");
@@ -271,10 +302,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         super::demo_death::run(&mut one_stop, &population, deceased, agency.as_mut()).await?;
     }
     if let Some(portal) = &args.supplement {
-        super::demo_supplement::run(&mut one_stop, portal).await?;
+        let filler = answers.as_mut().zip(couples.get(1).copied());
+        super::demo_supplement::run(&mut one_stop, portal, filler).await?;
     }
-    if let Some([mother, father]) = args.prefill.as_deref() {
-        super::demo_prefill::run(&mut one_stop, mother, father).await?;
+    if let (Some(answers), Some(&couple)) = (answers.as_mut(), couples.get(2)) {
+        let example = args.example.to_string_lossy();
+        super::demo_prefill::run(&mut one_stop, answers, &example, couple).await?;
     }
     println!("\nDone: one dossier published and delivered, one refused and kept in quarantine");
     println!("(see it with `lienthong quarantine list`), one publish denied for lack of a right");

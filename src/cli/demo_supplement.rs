@@ -1,13 +1,15 @@
 //! The demo's supplement scene: a second birth dossier, for which the officer asks the citizen
-//! for a witness statement. The procedure engine holds the dossier at portal status 5 while it
-//! waits (the registration and the card go on); the citizen provides the statement on the
-//! portal, and processing resumes to the result. The portal's public timeline shows the wait.
+//! for a copy of the parents' marriage certificate (their marriage is not in the electronic
+//! civil-status register, so the father cannot be recorded without it). The procedure engine
+//! holds the dossier at portal status 5 while it waits (the registration and the card go on);
+//! the citizen provides the copy on the portal, and processing resumes to the result. The portal's public timeline shows the wait.
 
 use anyhow::{Context as _, bail};
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use super::hub_client::{Client, received_on_time};
+use super::demo_prefill::{Answers, Couple};
+use super::hub_client::Client;
 use crate::api::convert::json_to_struct;
 use crate::proto::PublishRequest;
 
@@ -40,21 +42,25 @@ async fn portal_statuses(portal: &str, code: &str) -> Vec<i64> {
 
 /// Plays the scene; the dossier's code. `portal` is the portal's dossiers endpoint
 /// (`…/portal/v1/dossiers`).
-pub async fn run(one_stop: &mut Client, portal: &str) -> anyhow::Result<String> {
-    println!("\n== 9. A second birth dossier lacks the birth certificate: the officer asks the");
-    println!("   citizen for a witness statement (portal status 5); the citizen provides it");
+/// With `filler`, the one-stop system fills the parents in from the population database for
+/// this couple.
+pub async fn run(
+    one_stop: &mut Client,
+    portal: &str,
+    filler: Option<(&mut Answers, Couple<'_>)>,
+) -> anyhow::Result<String> {
+    println!("\n== 9. A second birth dossier: the parents' marriage is not in the electronic");
+    println!("   register, so the officer asks the citizen for a copy of the marriage certificate");
+    println!("   (portal status 5); the citizen provides it");
     let mut dossier: Value = serde_json::from_str(
         &std::fs::read_to_string(EXAMPLE).with_context(|| format!("reading {EXAMPLE}"))?,
     )?;
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
     let code = super::demo::dossier_code(now);
-    dossier["dossier_code"] = Value::String(code.clone());
-    received_on_time(
-        &mut dossier,
-        now.to_rfc3339_opts(SecondsFormat::Secs, false),
-        now.date_naive(),
-    );
-    dossier["birth_certificate_no"] = Value::Null;
+    super::demo::prepare(&mut dossier, &code, now);
+    if let Some((answers, couple)) = filler {
+        super::demo_prefill::fill_in(one_stop, answers, (&mut dossier, &code, now), couple).await?;
+    }
     one_stop
         .publish(request("birth.dossier-submitted", &code, dossier))
         .await?;
@@ -62,8 +68,8 @@ pub async fn run(one_stop: &mut Client, portal: &str) -> anyhow::Result<String> 
     let asked = json!({
         "dossier_code": code,
         "missing_items": [{
-            "item_type": "WITNESS_STATEMENT",
-            "note": "Không có giấy chứng sinh: nộp văn bản xác nhận của người làm chứng về việc sinh."
+            "item_type": "MARRIAGE_CERTIFICATE",
+            "note": "Việc kết hôn của cha mẹ chưa có trong cơ sở dữ liệu hộ tịch điện tử: nộp bản sao giấy chứng nhận kết hôn."
         }],
         "requested_at": now.to_rfc3339_opts(SecondsFormat::Secs, false),
         "due_date": due.to_string(),
@@ -72,7 +78,7 @@ pub async fn run(one_stop: &mut Client, portal: &str) -> anyhow::Result<String> 
     one_stop
         .publish(request("birth.supplement-requested", &code, asked))
         .await?;
-    println!("   supplement dossier {code}: witness statement asked for, due {due}");
+    println!("   supplement dossier {code}: marriage certificate asked for, due {due}");
     let started = std::time::Instant::now();
     let mut statuses = Vec::new();
     while !statuses.contains(&5) {
@@ -85,7 +91,7 @@ pub async fn run(one_stop: &mut Client, portal: &str) -> anyhow::Result<String> 
     println!("   the portal shows it waiting: statuses {statuses:?}");
     let provided = json!({
         "dossier_code": code,
-        "provided_items": [{"item_type": "WITNESS_STATEMENT", "document_reference": format!("KHS-{code}-01")}],
+        "provided_items": [{"item_type": "MARRIAGE_CERTIFICATE", "document_reference": format!("KHS-{code}-01")}],
         "provided_at": Utc::now()
             .with_timezone(&crate::domain::vietnam())
             .to_rfc3339_opts(SecondsFormat::Secs, false),
