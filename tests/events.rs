@@ -1005,3 +1005,158 @@ async fn every_counter_example_that_only_warns_is_accepted_with_its_warnings() {
     }
     hub.shutdown().await.expect("clean shutdown");
 }
+
+#[tokio::test]
+async fn a_payload_sent_as_json_text_or_avro_bytes_is_read_and_checked_like_a_struct() {
+    let env = TestEnv::new("payload-forms").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let mut civil_status = client(&hub, Some(&env.member("civil-status").await)).await;
+
+    // JSON text: accepted, and delivered as the same payload a Struct would carry.
+    let (code, payload) = dossier();
+    let as_text = lienthong::proto::PublishRequest {
+        payload: None,
+        payload_json: payload.to_string(),
+        ..publish_request(&code, &payload)
+    };
+    let accepted = one_stop
+        .publish(as_text)
+        .await
+        .expect("JSON text accepted")
+        .into_inner();
+    let mut stream = civil_status
+        .subscribe(subscribe_request("forms"))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    assert_eq!(
+        delivery.envelope.as_ref().map(|e| e.event_id.as_str()),
+        Some(accepted.event_id.as_str())
+    );
+    let received = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    assert_eq!(received["child"], payload["child"]);
+    assert_eq!(received["residence"], payload["residence"]);
+
+    // Avro in Confluent's framing, written with the schema the registry serves for that id.
+    let schema_text: serde_json::Value = reqwest::get(format!(
+        "http://{}/schemas/ids/{}",
+        hub.http_addr, accepted.schema_id
+    ))
+    .await
+    .expect("GET schema")
+    .json()
+    .await
+    .expect("JSON");
+    let schema =
+        apache_avro::Schema::parse_str(schema_text["schema"].as_str().expect("schema text"))
+            .expect("Avro schema");
+    let names = lienthong::registry::avro::Names::of(&schema).expect("names");
+    let (second, mut avro_payload) = dossier();
+    avro_payload["child"]["full_name"] = "Lê Thị Avro".into();
+    let value =
+        lienthong::registry::avro::json_to_avro(&avro_payload, &schema, &names).expect("mapped");
+    let datum = apache_avro::to_avro_datum(&schema, value).expect("written");
+    let framed = lienthong::registry::wire::frame(accepted.schema_id as u32, &datum);
+    let as_avro = lienthong::proto::PublishRequest {
+        payload: None,
+        payload_avro: framed.clone(),
+        ..publish_request(&second, &avro_payload)
+    };
+    let accepted_avro = one_stop
+        .publish(as_avro)
+        .await
+        .expect("Avro bytes accepted")
+        .into_inner();
+    let delivery = next(&mut stream).await;
+    assert_eq!(
+        delivery.envelope.as_ref().map(|e| e.event_id.as_str()),
+        Some(accepted_avro.event_id.as_str())
+    );
+    let received = lienthong::api::convert::struct_to_json(delivery.payload.expect("payload"));
+    assert_eq!(received["child"]["full_name"], "Lê Thị Avro");
+    assert_eq!(received["dossier_code"], second.as_str());
+
+    // Each form that cannot be read is refused naming its field and rule, and kept.
+    let (third, payload) = dossier();
+    let mut broken_id = framed.clone();
+    broken_id[4] = broken_id[4].wrapping_add(100);
+    let mut truncated = framed;
+    truncated.truncate(truncated.len() / 2);
+    let cases = [
+        (
+            lienthong::proto::PublishRequest {
+                payload: None,
+                payload_json: "{\"dossier_code\": ".into(),
+                ..publish_request(&third, &payload)
+            },
+            "/payload_json",
+            "json",
+        ),
+        (
+            lienthong::proto::PublishRequest {
+                payload: None,
+                payload_json: "[1, 2]".into(),
+                ..publish_request(&third, &payload)
+            },
+            "/payload_json",
+            "json",
+        ),
+        (
+            lienthong::proto::PublishRequest {
+                payload: None,
+                payload_avro: broken_id,
+                ..publish_request(&third, &payload)
+            },
+            "/payload_avro",
+            "avro",
+        ),
+        (
+            lienthong::proto::PublishRequest {
+                payload: None,
+                payload_avro: truncated,
+                ..publish_request(&third, &payload)
+            },
+            "/payload_avro",
+            "avro",
+        ),
+        (
+            lienthong::proto::PublishRequest {
+                payload_json: payload.to_string(),
+                ..publish_request(&third, &payload)
+            },
+            "/payload",
+            "payload.one_form",
+        ),
+    ];
+    for (request, pointer, rule) in cases {
+        let status = one_stop.publish(request).await.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        let violations = status
+            .get_details_bad_request()
+            .expect("BadRequest details")
+            .field_violations;
+        assert_eq!(
+            violations
+                .iter()
+                .map(|v| v.field.as_str())
+                .collect::<Vec<_>>(),
+            vec![pointer],
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains(&format!("{pointer} [{rule}]")),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().contains("kept in quarantine"),
+            "{}",
+            status.message()
+        );
+    }
+    drop(stream);
+    hub.shutdown().await.expect("clean shutdown");
+}

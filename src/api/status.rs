@@ -12,7 +12,9 @@ use super::convert::{json_to_struct, struct_to_json};
 use crate::access::{Denied, Withdrawn};
 use crate::bus::Envelope;
 use crate::bus::envelope as headers;
-use crate::events::{Accepted, DecodedEvent, PublishError, PublishInput, SubscribeError};
+use crate::events::{
+    Accepted, DecodedEvent, PublishError, PublishInput, RawPayload, SubscribeError,
+};
 use crate::proto::{self, Delivery, PublishRequest, PublishResponse, batch_item_result::Outcome};
 use crate::registry::{Severity, Violation};
 
@@ -21,7 +23,19 @@ const VIOLATIONS_IN_MESSAGE: usize = 20;
 /// Violations in the `BadRequest` details: all of a huge list would overflow HTTP/2 headers.
 const VIOLATIONS_IN_DETAILS: usize = 100;
 
+/// The request as the publish path reads it. A payload given in more than one form is
+/// refused by the publish path, as one it cannot read.
 pub(super) fn input(request: PublishRequest) -> PublishInput {
+    let raw_payload = match (
+        request.payload.is_some(),
+        request.payload_json.is_empty(),
+        request.payload_avro.is_empty(),
+    ) {
+        (false, false, true) => Some(RawPayload::Json(request.payload_json)),
+        (false, true, false) => Some(RawPayload::Avro(request.payload_avro)),
+        (_, true, true) => None,
+        _ => Some(RawPayload::Ambiguous),
+    };
     PublishInput {
         event_type: request.event_type,
         event_id: request.event_id,
@@ -33,6 +47,7 @@ pub(super) fn input(request: PublishRequest) -> PublishInput {
         payload: request
             .payload
             .map_or(serde_json::Value::Null, struct_to_json),
+        raw_payload,
     }
 }
 
@@ -91,7 +106,9 @@ pub(super) fn publish_status(error: PublishError) -> Status {
             );
             Status::with_error_details(Code::InvalidArgument, message, details)
         }
-        error @ PublishError::NotQueued(_) => Status::unavailable(error.to_string()),
+        error @ (PublishError::NotQueued(_) | PublishError::Unread(_)) => {
+            Status::unavailable(error.to_string())
+        }
         PublishError::Produce { event_id, source } => {
             tracing::error!(%event_id, error = %source, "produce failed");
             Status::unavailable(format!(
@@ -243,10 +260,12 @@ pub(super) fn batch_outcome(outcome: Result<Accepted, PublishError>) -> Outcome 
             event_id: String::new(),
             message: throttled.to_string(),
         }),
-        Err(error @ PublishError::NotQueued(_)) => Outcome::Failed(proto::Failure {
-            event_id: String::new(),
-            message: error.to_string(),
-        }),
+        Err(error @ (PublishError::NotQueued(_) | PublishError::Unread(_))) => {
+            Outcome::Failed(proto::Failure {
+                event_id: String::new(),
+                message: error.to_string(),
+            })
+        }
         Err(PublishError::Unrecorded { event_id, source }) => Outcome::Failed(proto::Failure {
             event_id: event_id.to_string(),
             message: format!("on the bus, but its transfer was not recorded: {source}"),

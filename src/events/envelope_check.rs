@@ -25,12 +25,49 @@ pub struct PublishInput {
     pub purpose: String,
     pub legal_basis: String,
     pub payload: Value,
+    /// The payload as sent in another form than a JSON value, read by the publish path
+    /// (`payload` is then unused).
+    pub raw_payload: Option<RawPayload>,
+}
+
+/// A payload sent as text or bytes rather than as a JSON value.
+#[derive(Debug, Clone)]
+pub enum RawPayload {
+    /// JSON text, one object.
+    Json(String),
+    /// Avro in Confluent's wire format, written with a version of the event type's subject.
+    Avro(Vec<u8>),
+    /// Given in more than one form: which to believe is not guessed.
+    Ambiguous,
+}
+
+impl RawPayload {
+    /// Where a request carries it, for the violation that says it could not be read.
+    pub fn pointer(&self) -> &'static str {
+        match self {
+            Self::Json(_) => "/payload_json",
+            Self::Avro(_) => "/payload_avro",
+            Self::Ambiguous => "/payload",
+        }
+    }
+
+    /// As the quarantine keeps it: the text, or the bytes in base64.
+    fn kept(&self) -> Value {
+        match self {
+            Self::Json(text) => Value::String(text.clone()),
+            Self::Avro(bytes) => {
+                use base64::Engine as _;
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+            Self::Ambiguous => Value::Null,
+        }
+    }
 }
 
 impl PublishInput {
     /// The request as kept in quarantine.
     pub(super) fn to_json(&self) -> Value {
-        json!({
+        let mut kept = json!({
             "event_type": self.event_type,
             "event_id": self.event_id,
             "occurred_at": self.occurred_at,
@@ -39,7 +76,12 @@ impl PublishInput {
             "purpose": self.purpose,
             "legal_basis": self.legal_basis,
             "payload": self.payload,
-        })
+        });
+        // What was sent, in the field it was sent in.
+        if let Some(raw @ (RawPayload::Json(_) | RawPayload::Avro(_))) = &self.raw_payload {
+            kept[raw.pointer().trim_start_matches('/')] = raw.kept();
+        }
+        kept
     }
 }
 
@@ -77,6 +119,7 @@ impl From<&NewEvent> for PublishInput {
             purpose: event.purpose.clone(),
             legal_basis: event.legal_basis.clone(),
             payload: event.payload.clone(),
+            raw_payload: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-pub use envelope_check::{NewEvent, PublishInput};
+pub use envelope_check::{NewEvent, PublishInput, RawPayload};
 pub use publish::{Accepted, PublishError, Rejected};
 pub use quarantine::Quarantine;
 pub use seal::{QuarantineKeys, SealError};

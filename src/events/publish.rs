@@ -16,14 +16,14 @@ use uuid::Uuid;
 
 use super::Events;
 use super::envelope_check::{
-    CheckedEnvelope, NewEvent, PublishInput, check_envelope, check_new_event,
+    CheckedEnvelope, NewEvent, PublishInput, RawPayload, check_envelope, check_new_event,
 };
 use super::quarantine::{QuarantineEntry, QuarantineError};
 use crate::access::{Caller, Denied, Direction, Throttled};
 use crate::audit::{Channel, Crossing, EventRef, LedgerError, Transfer, trace_id_of};
 use crate::bus::envelope::TRACEPARENT;
 use crate::bus::{Envelope, InFlight, ProduceError, trace};
-use crate::registry::{EventSchema, Violation, normalised};
+use crate::registry::{DecodeError, EventSchema, Violation, normalised};
 use crate::telemetry::metrics::{EventLabels, RejectionLabels};
 
 /// A published event: where the broker stored it and under which schema.
@@ -87,6 +87,10 @@ pub enum PublishError {
     /// ([`Events::publish_events_in_order`]): the reason.
     #[error("not queued: {0}")]
     NotQueued(String),
+    /// The payload's Avro schema could not be looked up (the registry's database did not
+    /// answer): nothing was kept; retry.
+    #[error("cannot read the payload's schema now: {0}")]
+    Unread(DecodeError),
 }
 
 /// Why an event was refused, for metrics and the quarantine.
@@ -120,6 +124,9 @@ struct Draft<'a> {
     purpose: &'a str,
     legal_basis: &'a str,
     payload: &'a Value,
+    /// Why a payload sent as text or bytes could not be read (`payload` is then null and not
+    /// judged further).
+    unread: Option<Violation>,
 }
 
 /// A valid event, encoded and ready to produce.
@@ -327,6 +334,7 @@ impl Events {
             purpose: &event.purpose,
             legal_basis: &event.legal_basis,
             payload: &event.payload,
+            unread: None,
         };
         self.prepare_draft(
             caller,
@@ -343,11 +351,19 @@ impl Events {
         caller: &Caller,
         input: &PublishInput,
     ) -> Result<Prepared, PublishError> {
+        let (read, unread) = match &input.raw_payload {
+            None => (None, None),
+            Some(raw) => match self.read(&input.event_type, raw).await? {
+                Ok(payload) => (Some(payload), None),
+                Err(violation) => (Some(Value::Null), Some(violation)),
+            },
+        };
         let draft = Draft {
             event_type: &input.event_type,
             purpose: &input.purpose,
             legal_basis: &input.legal_basis,
-            payload: &input.payload,
+            payload: read.as_ref().unwrap_or(&input.payload),
+            unread,
         };
         self.prepare_draft(
             caller,
@@ -356,6 +372,48 @@ impl Events {
             || input.clone(),
         )
         .await
+    }
+
+    /// A payload sent as JSON text or Avro bytes, as a JSON value; a violation naming the field
+    /// when it cannot be read so. Text is parsed here rather than as a `Struct` by the API, which
+    /// is what makes it the cheaper form.
+    async fn read(
+        &self,
+        event_type: &str,
+        raw: &RawPayload,
+    ) -> Result<Result<Value, Violation>, PublishError> {
+        let refused = |message: String| {
+            let rule = match raw {
+                RawPayload::Json(_) => "json",
+                RawPayload::Avro(_) => "avro",
+                RawPayload::Ambiguous => "payload.one_form",
+            };
+            Ok(Err(Violation::new(raw.pointer(), rule, message)))
+        };
+        match raw {
+            RawPayload::Json(text) => match serde_json::from_str::<Value>(text) {
+                Ok(value) if value.is_object() => Ok(Ok(value)),
+                Ok(_) => refused("must be one JSON object".to_owned()),
+                Err(error) => refused(format!("is not JSON: {error}")),
+            },
+            RawPayload::Ambiguous => refused(
+                "is given in more than one form: send one of payload, payload_json and payload_avro"
+                    .to_owned(),
+            ),
+            // An unknown event type is refused for that alone.
+            RawPayload::Avro(bytes) => match self.registry.event(event_type) {
+                None => Ok(Ok(Value::Null)),
+                Some(schema) => match self.registry.decode_for(schema, bytes).await {
+                    Ok(value) => Ok(Ok(value)),
+                    Err(error @ DecodeError::Registry(_)) => Err(PublishError::Unread(error)),
+                    // apache-avro's reasons may quote the bytes read: not repeated.
+                    Err(DecodeError::Avro { id, .. }) => refused(format!(
+                        "cannot be read as a record of schema {id} for this event type"
+                    )),
+                    Err(error) => refused(format!("cannot be read for this event type: {error}")),
+                },
+            },
+        }
     }
 
     /// The checks both ways in share: `check` reads the envelope, `original` gives what was
@@ -382,6 +440,8 @@ impl Events {
                 "unknown event type; the event types are listed in schemas/topics.toml",
             ));
         }
+        let unread = draft.unread.is_some();
+        violations.extend(draft.unread);
         let envelope = check(&mut violations);
         // Rules judge the normalised payload, and the event carries it; the quarantine keeps
         // what was sent.
@@ -394,7 +454,9 @@ impl Events {
             let event_date = occurred
                 .with_timezone(&crate::domain::vietnam())
                 .date_naive();
-            violations.extend(schema.validate(&payload, event_date));
+            if !unread {
+                violations.extend(schema.validate(&payload, event_date));
+            }
             let no_dossier = envelope
                 .as_ref()
                 .is_some_and(|e| e.correlation_id.is_none());

@@ -84,6 +84,8 @@ pub enum DecodeError {
     Wire(#[from] wire::WireError),
     #[error("schema id {0} is not registered")]
     UnknownSchema(u32),
+    #[error("schema id {id} is no version of {subject}")]
+    OtherSubject { id: u32, subject: String },
     #[error("schema id {id}: {reason}")]
     Avro { id: u32, reason: String },
     #[error(transparent)]
@@ -320,6 +322,49 @@ impl Registry {
                 reason: e.to_string(),
             }
         })?;
+        Ok(avro::avro_to_json(value))
+    }
+
+    /// Decodes a wire-format payload sent for `event`: written with its current version (read
+    /// with the schema at hand) or with an earlier version of its subject (read with that
+    /// version, looked up once); any other schema id is refused.
+    pub async fn decode_for(
+        &self,
+        event: &EventSchema,
+        record: &[u8],
+    ) -> Result<Value, DecodeError> {
+        let (id, datum) = wire::unframe(record)?;
+        let writer = if id == event.schema_id {
+            None
+        } else {
+            let versions = store::subject_versions_of(&self.pool, id).await?;
+            if !versions
+                .iter()
+                .any(|(subject, _)| *subject == event.subject)
+            {
+                return Err(DecodeError::OtherSubject {
+                    id,
+                    subject: event.subject.clone(),
+                });
+            }
+            Some(self.writer(id).await?)
+        };
+        let mut rest = datum;
+        let value = apache_avro::from_avro_datum(
+            writer.as_deref().unwrap_or(&event.avro),
+            &mut rest,
+            writer.is_some().then_some(&event.avro),
+        )
+        .map_err(|e| DecodeError::Avro {
+            id,
+            reason: e.to_string(),
+        })?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Avro {
+                id,
+                reason: format!("{} bytes follow the record", rest.len()),
+            });
+        }
         Ok(avro::avro_to_json(value))
     }
 
