@@ -2,11 +2,12 @@
 //! table of records per second and ratios (absolute figures move from run to run; ratios less).
 //! It measures the validation pipeline per stage on one core, the raw idempotent producer as
 //! the yardstick (bare, and with the envelope headers every hub record carries, which the broker
-//! pays for too), and validated publishing through the hub's own `PublishBatch`; ratios are to
-//! the raw producer with headers.
+//! pays for too), validated publishing through the hub's own `PublishBatch`, and the latency of
+//! unary `Publish` at a fixed offered rate; ratios are to the raw producer with headers.
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,8 @@ use crate::bus::{Envelope, Producer};
 use crate::config::Config;
 use crate::domain::{DossierCode, ReferenceData, SystemId};
 use crate::registry::{Catalogue, EventSchema};
+
+use super::bench_latency::{self, OpenLoop};
 
 const EVENT_TYPE: &str = "birth.dossier-submitted";
 const EXAMPLE: &str = "examples/birth.dossier-submitted/valid-full.json";
@@ -43,6 +46,10 @@ pub struct BenchArgs {
     /// Times each figure is measured: the median is printed, with the spread.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     runs: u16,
+    /// Unary `Publish` calls started per second, answered or not, for the latency figure
+    /// (`--records` calls each run).
+    #[arg(long, default_value = "2000", env = "LIENTHONG_BENCH_OFFERED_RATE")]
+    offered_rate: NonZeroU32,
     /// Tables (Markdown), or one JSON document for scripts and charts.
     #[arg(long, value_enum, default_value_t = super::connectors::Output::Table)]
     output: super::connectors::Output,
@@ -84,8 +91,8 @@ async fn in_scratch_database<T>(
 }
 
 /// What the bench measures on a broker: the raw producer bare and with the envelope headers,
-/// the Python pipeline (when a Python with its packages is given), and the hub's
-/// `PublishBatch` with the hub's peak resident memory meanwhile.
+/// the Python pipeline (when a Python with its packages is given), the hub's `PublishBatch`
+/// with the hub's peak resident memory meanwhile, and unary `Publish` at a fixed offered rate.
 struct OnTheBroker {
     raw_bare: Figure,
     raw: Figure,
@@ -94,9 +101,43 @@ struct OnTheBroker {
     python: Option<Figure>,
     published: Figure,
     peak_rss_mb: Option<f64>,
+    unary: Unary,
 }
 
-/// One figure measured several times: records (or rows) per second.
+/// Unary `Publish` at a fixed offered rate: each run's latencies from the scheduled start (in
+/// milliseconds) and the rate the hub answered at.
+struct Unary {
+    offered: NonZeroU32,
+    calls: usize,
+    p50_ms: Figure,
+    p99_ms: Figure,
+    max_ms: Figure,
+    per_second: Figure,
+    /// Failed calls, over every run.
+    errors: usize,
+}
+
+impl Unary {
+    fn new(offered: NonZeroU32, calls: usize, runs: &[bench_latency::Run]) -> Self {
+        fn ms(latency: Duration) -> f64 {
+            latency.as_secs_f64() * 1000.0
+        }
+        let figure = |of: fn(&bench_latency::Run) -> f64| Figure {
+            runs: runs.iter().map(of).collect(),
+        };
+        Self {
+            offered,
+            calls,
+            p50_ms: figure(|run| ms(run.p50)),
+            p99_ms: figure(|run| ms(run.p99)),
+            max_ms: figure(|run| ms(run.max)),
+            per_second: figure(|run| run.per_second),
+            errors: runs.iter().map(|run| run.errors).sum(),
+        }
+    }
+}
+
+/// One figure measured several times: records (or rows) per second, or milliseconds.
 #[derive(Debug, Clone)]
 struct Figure {
     runs: Vec<f64>,
@@ -142,16 +183,27 @@ async fn repeated(
 }
 
 /// On a hub of the bench's own (topics made, a member system granted): the raw producer with
-/// none to all of the envelope headers, the Python pipeline, then validated `PublishBatch`;
-/// records per second each, every figure `runs` times.
+/// none to all of the envelope headers, the Python pipeline, then validated `PublishBatch`
+/// (records per second each), then `n` unary `Publish` calls at `offered` a second; every
+/// figure `runs` times.
 async fn through_a_hub(
     mut config: Config,
     schema: &EventSchema,
     payload: &Value,
-    (n, runs): (usize, u16),
+    (n, runs, offered): (usize, u16, NonZeroU32),
 ) -> anyhow::Result<OnTheBroker> {
     config.grpc.listen = "127.0.0.1:0".parse()?;
     config.http.listen = "127.0.0.1:0".parse()?;
+    // The per-system limits keep a runaway member from taking the hub from the others; the
+    // bench's one member is the load being measured, and a refusal would measure the limit
+    // instead. Four times the offered rate leaves room for a generator catching up after a
+    // stall.
+    let headroom = offered.saturating_mul(NonZeroU32::new(4).unwrap_or(NonZeroU32::MIN));
+    let limits = &mut config.limits;
+    limits.calls_per_second = limits.calls_per_second.max(headroom);
+    limits.call_burst = limits.call_burst.max(headroom);
+    limits.events_per_second = limits.events_per_second.max(headroom);
+    limits.event_burst = limits.event_burst.max(headroom);
     // The bench's hub measures publishing only: no connector may deliver its records to a
     // system, and no engine take them in as dossiers. The OpenLineage feed reads the ledger
     // after the fact, off the publish path; left running, it would write a lineage record per
@@ -284,6 +336,14 @@ async fn through_a_hub(
     })
     .await?;
     let peak_rss_mb = peak_rss::megabytes().filter(|_| peak_is_fresh);
+
+    let open_loop = OpenLoop::connect(hub.grpc_addr, &token, requests, offered).await?;
+    // A warm-up at the same rate: the new connections' first calls are not counted.
+    open_loop.run(WARM_UP.min(n)).await?;
+    let mut unary = Vec::with_capacity(usize::from(runs));
+    for _ in 0..runs {
+        unary.push(open_loop.run(n).await?);
+    }
     hub.shutdown().await?;
     Ok(OnTheBroker {
         raw_bare,
@@ -292,6 +352,7 @@ async fn through_a_hub(
         python,
         published,
         peak_rss_mb,
+        unary: Unary::new(offered, n, &unary),
     })
 }
 
@@ -482,6 +543,7 @@ struct Report {
     python_ratio: Option<f64>,
     by_headers: Vec<(usize, f64)>,
     peak_rss_mb: Option<f64>,
+    unary: Unary,
     dossiers: usize,
     procedures: Vec<(&'static str, Duration)>,
     citizens: u64,
@@ -497,15 +559,11 @@ impl Report {
         println!("|---|---:|---:|---:|");
         for row in &self.rows {
             let figure = &row.per_second;
-            let spread = if figure.runs.len() > 1 {
-                format!("{:.0}–{:.0}", figure.min(), figure.max())
-            } else {
-                "one run".to_owned()
-            };
             println!(
-                "| {} | {:.0} | {spread} | {:.2} |",
+                "| {} | {:.0} | {} | {:.2} |",
                 row.name,
                 figure.median(),
+                spread(figure, 0),
                 figure.median() / self.raw
             );
         }
@@ -519,6 +577,7 @@ impl Report {
                  bench's own client included)"
             );
         }
+        self.print_unary();
         if let Some((_, none)) = self.by_headers.first() {
             println!();
             println!(
@@ -555,6 +614,34 @@ impl Report {
         }
     }
 
+    fn print_unary(&self) {
+        let unary = &self.unary;
+        println!();
+        println!(
+            "| unary `Publish`, open loop | offered/s | calls | p50 ms | p99 ms (median of {}) \
+             | spread | max ms | answered/s | errors |",
+            self.runs
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| latency from each call's scheduled start | {} | {} | {:.1} | {:.1} | {} | {:.1} \
+             | {:.0} | {} |",
+            unary.offered,
+            unary.calls,
+            unary.p50_ms.median(),
+            unary.p99_ms.median(),
+            spread(&unary.p99_ms, 1),
+            unary.max_ms.max(),
+            unary.per_second.median(),
+            unary.errors
+        );
+        println!(
+            "unary Publish p99 at {}/s offered: {:.1} ms (goal: under 20 ms)",
+            unary.offered,
+            unary.p99_ms.median()
+        );
+    }
+
     fn seeded_rate(&self, took: Duration) -> f64 {
         rate(usize::try_from(self.citizens).unwrap_or(usize::MAX), took)
     }
@@ -576,6 +663,21 @@ impl Report {
             })).collect::<Vec<_>>(),
             "publish_batch_over_python": self.python_ratio,
             "hub_peak_rss_mb": self.peak_rss_mb,
+            "unary_publish": {
+                "offered_per_second": self.unary.offered,
+                "calls": self.unary.calls,
+                "p50_ms": self.unary.p50_ms.median(),
+                "p99_ms": self.unary.p99_ms.median(),
+                "max_ms": self.unary.max_ms.max(),
+                "answered_per_second": self.unary.per_second.median(),
+                "errors": self.unary.errors,
+                "each_run": (0..self.unary.p99_ms.runs.len()).map(|i| serde_json::json!({
+                    "p50_ms": self.unary.p50_ms.runs[i],
+                    "p99_ms": self.unary.p99_ms.runs[i],
+                    "max_ms": self.unary.max_ms.runs[i],
+                    "answered_per_second": self.unary.per_second.runs[i],
+                })).collect::<Vec<_>>(),
+            },
             "raw_produce_by_headers": self.by_headers.iter().map(|(count, per_second)| serde_json::json!({
                 "headers": count,
                 "records_per_second": per_second,
@@ -592,6 +694,15 @@ impl Report {
                 "citizens_per_second": self.seeded_rate(took),
             })),
         })
+    }
+}
+
+/// A figure's lowest to highest run, with `decimals` decimals.
+fn spread(figure: &Figure, decimals: usize) -> String {
+    if figure.runs.len() > 1 {
+        format!("{:.decimals$}–{:.decimals$}", figure.min(), figure.max())
+    } else {
+        "one run".to_owned()
     }
 }
 
@@ -763,7 +874,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
             database,
             ..config.clone()
         };
-        through_a_hub(config, &schema, &payload, (n, runs)).await
+        through_a_hub(config, &schema, &payload, (n, runs, args.offered_rate)).await
     })
     .await?;
     let OnTheBroker {
@@ -773,6 +884,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         python,
         published,
         peak_rss_mb,
+        unary,
     } = on_the_broker;
     let raw_median = raw.median();
     let python_ratio = python
@@ -841,6 +953,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         python_ratio,
         by_headers,
         peak_rss_mb,
+        unary,
         dossiers: args.dossiers,
         procedures,
         citizens: args.seed_citizens,
