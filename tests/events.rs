@@ -1130,6 +1130,23 @@ async fn a_payload_sent_as_json_text_or_avro_bytes_is_read_and_checked_like_a_st
             "payload.one_form",
         ),
     ];
+    // A system without the right to publish is denied, whatever its payload (which the hub
+    // reads only after the right is known).
+    let mut outsider = client(&hub, Some(&env.token("no-rights").await)).await;
+    let denied = outsider
+        .publish(lienthong::proto::PublishRequest {
+            payload: None,
+            payload_avro: vec![0, 0, 0, 0, 1, 2, 3],
+            ..publish_request(&third, &payload)
+        })
+        .await
+        .expect_err("no right to publish");
+    assert_eq!(
+        denied.code(),
+        Code::PermissionDenied,
+        "{}",
+        denied.message()
+    );
     for (request, pointer, rule) in cases {
         let status = one_stop.publish(request).await.expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());

@@ -124,9 +124,9 @@ struct Draft<'a> {
     purpose: &'a str,
     legal_basis: &'a str,
     payload: &'a Value,
-    /// Why a payload sent as text or bytes could not be read (`payload` is then null and not
-    /// judged further).
-    unread: Option<Violation>,
+    /// The payload as sent when not as a JSON value (`payload` is then unused): read only once
+    /// the caller's right to publish is known.
+    raw: Option<&'a RawPayload>,
 }
 
 /// A valid event, encoded and ready to produce.
@@ -334,7 +334,7 @@ impl Events {
             purpose: &event.purpose,
             legal_basis: &event.legal_basis,
             payload: &event.payload,
-            unread: None,
+            raw: None,
         };
         self.prepare_draft(
             caller,
@@ -351,19 +351,12 @@ impl Events {
         caller: &Caller,
         input: &PublishInput,
     ) -> Result<Prepared, PublishError> {
-        let (read, unread) = match &input.raw_payload {
-            None => (None, None),
-            Some(raw) => match self.read(&input.event_type, raw).await? {
-                Ok(payload) => (Some(payload), None),
-                Err(violation) => (Some(Value::Null), Some(violation)),
-            },
-        };
         let draft = Draft {
             event_type: &input.event_type,
             purpose: &input.purpose,
             legal_basis: &input.legal_basis,
-            payload: read.as_ref().unwrap_or(&input.payload),
-            unread,
+            payload: &input.payload,
+            raw: input.raw_payload.as_ref(),
         };
         self.prepare_draft(
             caller,
@@ -440,12 +433,20 @@ impl Events {
                 "unknown event type; the event types are listed in schemas/topics.toml",
             ));
         }
-        let unread = draft.unread.is_some();
-        violations.extend(draft.unread);
+        let (read, unread) = match draft.raw {
+            None => (None, false),
+            Some(raw) => match self.read(draft.event_type, raw).await? {
+                Ok(payload) => (Some(payload), false),
+                Err(violation) => {
+                    violations.push(violation);
+                    (None, true)
+                }
+            },
+        };
         let envelope = check(&mut violations);
         // Rules judge the normalised payload, and the event carries it; the quarantine keeps
         // what was sent.
-        let payload = normalised(draft.payload);
+        let payload = normalised(read.as_ref().unwrap_or(draft.payload));
         if let Some(schema) = &schema {
             // Codes are checked as valid on the event's own date in Viet Nam (today if unknown).
             let occurred = envelope
