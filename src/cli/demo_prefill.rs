@@ -57,7 +57,8 @@ pub(super) struct Answers {
     failed: Streaming<Delivery>,
     /// The dossiers asked about through these subscriptions.
     asked: HashSet<String>,
-    kept: Vec<Value>,
+    /// Answers read while another was awaited: whether each was a record found, and itself.
+    kept: Vec<(bool, Value)>,
 }
 
 impl Answers {
@@ -99,8 +100,12 @@ impl Answers {
         found: bool,
     ) -> anyhow::Result<Value> {
         let wanted = |p: &Value| p["dossier_code"] == code && p["personal_id"] == personal_id;
-        if let Some(at) = self.kept.iter().position(wanted) {
-            return Ok(self.kept.swap_remove(at));
+        if let Some(at) = self
+            .kept
+            .iter()
+            .position(|(was_found, p)| *was_found == found && wanted(p))
+        {
+            return Ok(self.kept.swap_remove(at).1);
         }
         let stream = if found {
             &mut self.found
@@ -125,7 +130,7 @@ impl Answers {
                             .as_str()
                             .is_some_and(|c| asked.contains(c)) =>
                     {
-                        kept.push(p);
+                        kept.push((found, p));
                         false
                     }
                     _ => false,
