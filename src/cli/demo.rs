@@ -23,7 +23,7 @@ use crate::proto::{StartFrom, SubscribeRequest};
 use super::demo_prefill::{Answers, Couple, fill_in};
 use super::hub_client::{
     BIRTH_SUBMITTED as EVENT_TYPE, acknowledged_until, birth_submission, client, connect,
-    received_on_time,
+    read_json, received_on_time,
 };
 pub(super) const WAIT_FOR_DELIVERY: Duration = Duration::from_secs(60);
 
@@ -144,10 +144,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(_) => Some(Answers::open(&mut one_stop).await?),
         None => None,
     };
-    let mut dossier: Value = serde_json::from_str(
-        &std::fs::read_to_string(&args.example)
-            .with_context(|| format!("reading {}", args.example.display()))?,
-    )?;
+    let mut dossier = read_json(&args.example)?;
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
     let code = dossier_code(now);
     prepare(&mut dossier, &code, now);

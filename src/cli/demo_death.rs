@@ -57,9 +57,7 @@ pub async fn run(
     println!("   in from the population database and publishes the death dossier (registration,");
     println!("   residence deletion, funeral allowance and survivor benefit)");
     let citizen = look_up(population, personal_id).await?;
-    let mut dossier: Value = serde_json::from_str(
-        &std::fs::read_to_string(EXAMPLE).with_context(|| format!("reading {EXAMPLE}"))?,
-    )?;
+    let mut dossier = super::hub_client::read_json(EXAMPLE)?;
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
     let code = super::demo::dossier_code(now);
     let residence = &citizen["permanent_residence"];

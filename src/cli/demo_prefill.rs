@@ -10,12 +10,12 @@
 
 use std::collections::HashSet;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tonic::Streaming;
 
-use super::hub_client::{Client, acknowledged_until, birth_submission};
+use super::hub_client::{Client, acknowledged_until, birth_submission, read_json};
 use crate::api::convert::{json_to_struct, struct_to_json};
 use crate::proto::{Delivery, PublishRequest, StartFrom, SubscribeRequest};
 
@@ -41,12 +41,6 @@ fn request(event_type: &str, code: &str, purpose: &str, payload: Value) -> Publi
         payload: Some(json_to_struct(payload)),
         ..PublishRequest::default()
     }
-}
-
-fn read(path: &str) -> anyhow::Result<Value> {
-    Ok(serde_json::from_str(
-        &std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
-    )?)
 }
 
 /// The one-stop system's subscriptions to the population database's answers, opened once for
@@ -179,7 +173,7 @@ async fn certify(
     mother: &Value,
     now: DateTime<FixedOffset>,
 ) -> anyhow::Result<(String, Value)> {
-    let mut certificate = read(CERTIFICATE)?;
+    let mut certificate = read_json(CERTIFICATE)?;
     let number = format!("GCS-{}", code.rsplit('-').next().unwrap_or("0"));
     certificate["certificate_number"] = number.clone().into();
     for field in ["full_name", "personal_id", "birth_date"] {
@@ -273,7 +267,7 @@ pub async fn run(
         father["birth_date"].as_str().unwrap_or("?"),
     );
     let certificate = certify(one_stop, &code, &mother, now).await?;
-    let mut form = read(example)?;
+    let mut form = read_json(example)?;
     super::demo::prepare(&mut form, &code, now);
     fill(&mut form, &mother, &father, Some(&certificate));
     one_stop.publish(birth_submission(&code, &form)).await?;

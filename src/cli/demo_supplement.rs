@@ -2,14 +2,15 @@
 //! for a copy of the parents' marriage certificate (their marriage is not in the electronic
 //! civil-status register, so the father cannot be recorded without it). The procedure engine
 //! holds the dossier at portal status 5 while it waits (the registration and the card go on);
-//! the citizen provides the copy on the portal, and processing resumes to the result. The portal's public timeline shows the wait.
+//! the citizen provides the copy on the portal, and processing resumes to the result. The
+//! portal's public timeline shows the wait.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::demo_prefill::{Answers, Couple};
-use super::hub_client::Client;
+use super::hub_client::{Client, read_json};
 use crate::api::convert::json_to_struct;
 use crate::proto::PublishRequest;
 
@@ -52,9 +53,7 @@ pub async fn run(
     println!("\n== 9. A second birth dossier: the parents' marriage is not in the electronic");
     println!("   register, so the officer asks the citizen for a copy of the marriage certificate");
     println!("   (portal status 5); the citizen provides it");
-    let mut dossier: Value = serde_json::from_str(
-        &std::fs::read_to_string(EXAMPLE).with_context(|| format!("reading {EXAMPLE}"))?,
-    )?;
+    let mut dossier = read_json(EXAMPLE)?;
     let now = Utc::now().with_timezone(&crate::domain::vietnam());
     let code = super::demo::dossier_code(now);
     super::demo::prepare(&mut dossier, &code, now);

@@ -146,6 +146,14 @@ pub(super) fn received_on_time(dossier: &mut Value, received_at: String, at: Nai
     }
 }
 
+/// A JSON file of the repository's (an example, a certificate), as a value.
+pub(super) fn read_json(path: impl AsRef<std::path::Path>) -> anyhow::Result<Value> {
+    let path = path.as_ref();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
 /// A one-stop system's publish of a birth dossier, as the demo and the bench send it.
 pub(super) fn birth_submission(code: &str, payload: &Value) -> PublishRequest {
     PublishRequest {
