@@ -109,8 +109,16 @@ impl OpenLoop {
         }
         let elapsed = started.elapsed();
         if let Some(status) = &tally.first_error {
+            // tonic's message for a failed connection is only "transport error": its causes
+            // (h2's reason, the socket's) are in the error's sources.
+            let mut causes = String::new();
+            let mut source = std::error::Error::source(status);
+            while let Some(cause) = source {
+                causes.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
             eprintln!(
-                "{} of {calls} unary Publish calls failed, the first with {:?}: {}",
+                "{} of {calls} unary Publish calls failed, the first with {:?}: {}{causes}",
                 tally.errors,
                 status.code(),
                 status.message()
