@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -1037,6 +1038,25 @@ async fn the_ledger_reaches_openlineage_on_a_topic_and_over_http_as_the_openline
         engine_events[0]["run"]["runId"],
         "a step's run names its dossier's run as parent"
     );
+    // The feed can describe the engine's taking in of a dossier before the engine has
+    // committed the dossier's instance (a flake seen in CI: the dossier's run had no start).
+    // No engine runs here, so this dossier has no instance: its intake still starts its run.
+    let describer = lienthong::lineage::Describer {
+        deployment: lienthong::lineage::deployment(&env.config),
+        topics: HashMap::from([(birth.intake.to_owned(), birth_topic.clone())]),
+        manifests: lienthong::connectors::reload::fixed(Vec::new()),
+    };
+    let mut intake = ledger[0].clone();
+    intake.channel = "delivery".into();
+    intake.target_system = engine.clone();
+    let db = env.pool.get().await.expect("connection");
+    let described = describer.describe(&db, &[intake]).await.expect("described");
+    let described: Vec<Value> = described
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("JSON"))
+        .collect();
+    assert_eq!(jobs_and_states(&described), [("procedure.birth", "START")]);
+
     let all: Vec<Value> = events.iter().chain(&engine_events).cloned().collect();
     let said = openlineage_client_reads(&all)
         .await

@@ -74,7 +74,7 @@ pub struct Describer {
 
 impl Describer {
     /// The run events of `rows`, in their order; the procedure group of each row's dossier is
-    /// read from the engine's table.
+    /// read from the engine's table (or, for a dossier's intake, from its event type).
     pub async fn describe(
         &self,
         client: &impl GenericClient,
@@ -103,11 +103,15 @@ impl Describer {
             .iter()
             .map(|row| {
                 let event_type = row.event_type.as_deref();
-                let definition = row
-                    .dossier_code
-                    .as_ref()
-                    .and_then(|code| groups.get(code))
-                    .and_then(|group| GROUPS.iter().find(|g| g.group == group));
+                let definition = row.dossier_code.as_ref().and_then(|code| {
+                    groups
+                        .get(code)
+                        .and_then(|group| GROUPS.iter().find(|g| g.group == group))
+                        // The engine's taking in of a dossier can be described before the
+                        // engine has committed the dossier's instance (the feed runs beside
+                        // it, and the delivery's row comes first): the intake names its group.
+                        .or_else(|| GROUPS.iter().find(|g| event_type == Some(g.intake)))
+                });
                 let published = self.deployment.engine_side(row).unwrap_or_default();
                 let context = Context {
                     topic: event_type
