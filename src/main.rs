@@ -3,9 +3,10 @@
 
 use clap::Parser as _;
 
-/// jemalloc rather than glibc's malloc: profiling the hub under load (2 000 birth dossiers
-/// through the demo's connectors) put a quarter of its CPU in glibc's malloc and free, whose
-/// per-thread arenas the hub's many threads (tokio's, librdkafka's) keep consolidating.
+/// jemalloc rather than glibc's malloc for the hub's own allocations (librdkafka keeps
+/// glibc's): profiling the hub under load (2 000 birth dossiers through the demo's connectors)
+/// put a quarter of its CPU in glibc's `malloc`, `free` and `malloc_consolidate`, most of it
+/// for the many small, short-lived values each event makes on tokio's threads.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
