@@ -4,10 +4,12 @@
 //! "is this code valid on that date?". A province extends the commune lists by adding
 //! `communes/<province code>.csv`.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+// Fx hashing: the rules look codes up in these maps several times per event, and SipHash's
+// protection against crafted keys is for maps that input fills, which these never are.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Deserialize;
 
 use super::calendar::WorkingCalendar;
@@ -130,7 +132,7 @@ pub(super) fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, 
 }
 
 fn dated(rows: impl IntoIterator<Item = (String, Period)>) -> Dated {
-    let mut map: Dated = HashMap::new();
+    let mut map: Dated = HashMap::default();
     for (code, period) in rows {
         map.entry(code).or_default().push(period);
     }
@@ -143,7 +145,7 @@ fn id_countries(
     path: &Path,
     countries: &HashSet<String>,
 ) -> Result<HashMap<String, bool>, ReferenceError> {
-    let mut codes = HashMap::new();
+    let mut codes = HashMap::default();
     for row in read::<IdCountryRow>(path)? {
         let problem = if row.code.len() != 3 || !row.code.bytes().all(|b| b.is_ascii_digit()) {
             Some(format!("code {:?} is not 3 digits", row.code))
@@ -191,7 +193,7 @@ impl ReferenceData {
         };
         let provinces = periods(read(&dir.join("provinces.csv"))?);
         let id_provinces = periods(read(&dir.join("personal-id-province-codes.csv"))?);
-        let mut communes: HashMap<String, Dated> = HashMap::new();
+        let mut communes: HashMap<String, Dated> = HashMap::default();
         let commune_dir = dir.join("communes");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&commune_dir)
             .map_err(|e| ReferenceError::Invalid {
@@ -365,13 +367,19 @@ pub mod fixture {
                 ("049".into(), old),
                 ("079".into(), always),
             ]),
-            id_countries: [("286".to_owned(), false), ("250".to_owned(), true)].into(),
-            communes: [("48".to_owned(), dated([("20194".into(), new)]))].into(),
-            ethnicities: ["01".to_owned(), "02".to_owned()].into(),
-            countries: ["VN".to_owned(), "LA".to_owned()].into(),
-            transitions: [(1, 2), (2, 4), (4, 9), (9, 10)].into(),
-            status_names: [(10, "Result returned".to_owned())].into(),
-            procedure_groups: [("2.000986".to_owned(), "birth".to_owned())].into(),
+            id_countries: [("286".to_owned(), false), ("250".to_owned(), true)]
+                .into_iter()
+                .collect(),
+            communes: [("48".to_owned(), dated([("20194".into(), new)]))]
+                .into_iter()
+                .collect(),
+            ethnicities: ["01".to_owned(), "02".to_owned()].into_iter().collect(),
+            countries: ["VN".to_owned(), "LA".to_owned()].into_iter().collect(),
+            transitions: [(1, 2), (2, 4), (4, 9), (9, 10)].into_iter().collect(),
+            status_names: [(10, "Result returned".to_owned())].into_iter().collect(),
+            procedure_groups: [("2.000986".to_owned(), "birth".to_owned())]
+                .into_iter()
+                .collect(),
             // 2026 is covered (its New Year's Day listed); no other year is.
             calendar: WorkingCalendar::from_rows(vec![crate::domain::calendar::HolidayRow {
                 date: date("2026-01-01"),
@@ -433,7 +441,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("lienthong-id-countries-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let countries: HashSet<String> = ["UA".to_owned()].into();
+        let countries: HashSet<String> = ["UA".to_owned()].into_iter().collect();
         let cases = [
             ("286,UA,x,no\n", None),
             ("286,ZZ,x,no\n", Some("\"ZZ\" is not a country")),
