@@ -869,6 +869,19 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
                 Ok(())
             })?,
         },
+        // Issue 21's figure: what the hub adds to a payload already parsed.
+        Row {
+            name: "validate + encode, one core",
+            per_second: measure(n, runs, || {
+                let payload = black_box(&payload);
+                anyhow::ensure!(
+                    schema.validate(payload, today).is_empty(),
+                    "example invalid"
+                );
+                black_box(encode(&schema, payload)?);
+                Ok(())
+            })?,
+        },
         Row {
             name: "parse + validate + encode, one core",
             per_second: measure(n, runs, || {
