@@ -383,6 +383,16 @@ impl Hub {
         }
         let grpc = grpc_server
             .concurrency_limit_per_connection(config.limits.concurrency_per_connection)
+            // The same bound told to clients as HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS, so
+            // calls beyond it wait in the client rather than in the hub. Without it, a client
+            // far ahead of the hub (the bench's open loop at 20 000 calls/s) had thousands of
+            // call bodies waiting here, the connection's flow-control window starved, its
+            // bodies arriving in ever smaller DATA frames, until h2 took them for a flood
+            // (`too_many_data_frames`, ENHANCE_YOUR_CALM) and closed the connection with every
+            // call on it.
+            .max_concurrent_streams(
+                u32::try_from(config.limits.concurrency_per_connection).unwrap_or(u32::MAX),
+            )
             // Dead clients are noticed and their subscriptions freed, rather than held until the
             // operating system gives up on the connection.
             .http2_keepalive_interval(Some(KEEPALIVE))

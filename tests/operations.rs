@@ -52,6 +52,43 @@ async fn reflection_lists_the_event_service() {
     hub.shutdown().await.expect("clean shutdown");
 }
 
+/// The hub announces its per-connection call limit as HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS,
+/// so a client far ahead of it queues its calls itself. Without it, thousands of waiting call
+/// bodies starved the connection's window until h2 took their ever smaller DATA frames for a
+/// flood and closed the connection with every call on it (the bench's unary figure).
+#[tokio::test]
+async fn the_hub_tells_clients_how_many_calls_one_connection_may_carry() {
+    let env = TestEnv::new("max-streams").await;
+    let mut config = env.config.clone();
+    // Plain HTTP/2 (prior knowledge), so a bare h2 client can read the server's settings.
+    config.tls = Default::default();
+    config.limits.concurrency_per_connection = 7;
+    let hub = lienthong::app::Hub::start(config)
+        .await
+        .expect("the hub starts");
+    let tcp = tokio::net::TcpStream::connect(hub.grpc_addr)
+        .await
+        .expect("connect");
+    let (mut send, mut connection) = h2::client::handshake(tcp).await.expect("handshake");
+    let request = http::Request::post(format!(
+        "http://{}/grpc.health.v1.Health/Check",
+        hub.grpc_addr
+    ))
+    .header("content-type", "application/grpc")
+    .body(())
+    .expect("request");
+    let (answer, _body) = send.send_request(request, true).expect("send");
+    // The server's SETTINGS come before any answer; the connection is driven meanwhile.
+    let answered = tokio::select! {
+        answered = answer => answered.expect("an answer"),
+        ended = &mut connection => panic!("the connection ended first: {ended:?}"),
+    };
+    assert!(answered.status().is_success(), "{answered:?}");
+    assert_eq!(connection.max_concurrent_send_streams(), 7);
+    drop((send, connection));
+    hub.shutdown().await.expect("clean shutdown");
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics_over_http() {
     let env = TestEnv::new("http").await;

@@ -20,9 +20,9 @@ use super::hub_client::client;
 use crate::proto::PublishRequest;
 
 /// HTTP/2 connections the calls are spread over, as several member systems' would be. One
-/// connection carries at most the server's concurrent streams (hyper's 200) and the hub's
-/// `limits.concurrency_per_connection`; once the hub falls behind, calls beyond those wait in
-/// the bench's client rather than in the hub. They are timed from their schedule either way, so
+/// connection carries at most the hub's `limits.concurrency_per_connection` calls at once (the
+/// hub announces it as HTTP/2's maximum of concurrent streams); once the hub falls behind, calls
+/// beyond it wait in the bench's client rather than in the hub. They are timed from their schedule either way, so
 /// the figure holds; four connections only move that queue nearer the hub.
 const CONNECTIONS: usize = 4;
 

@@ -88,7 +88,8 @@ pub struct LimitsConfig {
     /// Longest a call (a PublishBatch included) may take before it is answered
     /// DEADLINE_EXCEEDED; longer than `kafka.produce_timeout_ms`.
     pub request_timeout_ms: u64,
-    /// Calls one client connection may have in progress at once.
+    /// Calls one client connection may have in progress at once, also announced to clients as
+    /// HTTP/2's maximum of concurrent streams (a subscription or a `PublishBatch` holds one).
     pub concurrency_per_connection: usize,
     /// Payload bytes a subscription may hold unacknowledged before its stream pauses.
     pub subscription_buffer_bytes: usize,
