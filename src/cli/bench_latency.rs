@@ -22,8 +22,9 @@ use crate::proto::PublishRequest;
 /// HTTP/2 connections the calls are spread over, as several member systems' would be. One
 /// connection carries at most the hub's `limits.concurrency_per_connection` calls at once (the
 /// hub announces it as HTTP/2's maximum of concurrent streams); once the hub falls behind, calls
-/// beyond it wait in the bench's client rather than in the hub. They are timed from their schedule either way, so
-/// the figure holds; four connections only move that queue nearer the hub.
+/// beyond it wait in the bench's client rather than in the hub. They are timed from their
+/// schedule either way, so the figure holds; four connections only move that queue nearer the
+/// hub.
 const CONNECTIONS: usize = 4;
 
 /// The slowest latency the histogram tells apart; slower calls count as this slow. Above the
@@ -111,12 +112,10 @@ impl OpenLoop {
         if let Some(status) = &tally.first_error {
             // tonic's message for a failed connection is only "transport error": its causes
             // (h2's reason, the socket's) are in the error's sources.
-            let mut causes = String::new();
-            let mut source = std::error::Error::source(status);
-            while let Some(cause) = source {
-                causes.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
+            let causes: String =
+                std::iter::successors(std::error::Error::source(status), |cause| cause.source())
+                    .map(|cause| format!(": {cause}"))
+                    .collect();
             eprintln!(
                 "{} of {calls} unary Publish calls failed, the first with {:?}: {}{causes}",
                 tally.errors,

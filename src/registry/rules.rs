@@ -671,7 +671,7 @@ fn check_requested_services_have_their_data(root: &Map<String, Value>, out: &mut
 /// The pre-fill ratio is only as good as its fields: each one the one-stop system says it
 /// filled from national data must be in the submission, and there cannot be more of them than
 /// fields on the form.
-fn check_prefill_names_what_is_there<'a>(root: &'a Map<String, Value>, out: &mut Vec<Violation>) {
+fn check_prefill_names_what_is_there(root: &Map<String, Value>, out: &mut Vec<Violation>) {
     let Some(Value::Object(prefill)) = root.get("prefill") else {
         return;
     };
@@ -698,20 +698,11 @@ fn check_prefill_names_what_is_there<'a>(root: &'a Map<String, Value>, out: &mut
             "more fields filled in than the form has",
         );
     }
-    // The paths come grouped by their top field (`mother.…`, then `father.…`): that field is
-    // looked up once per group rather than once per path.
-    let mut top: Option<(&str, Option<&Value>)> = None;
-    let mut present = |path: &'a str| {
-        let (head, rest) = path
-            .split_once('.')
-            .map_or((path, None), |(h, r)| (h, Some(r)));
-        let value = match top {
-            Some((name, value)) if name == head => value,
-            _ => top.insert((head, root.get(head))).1,
-        };
-        rest.into_iter()
-            .flat_map(|rest| rest.split('.'))
-            .try_fold(value, |value, part| Some(value?.get(part)))
+    let present = |path: &str| {
+        let mut parts = path.split('.');
+        let first = parts.next().and_then(|part| root.get(part));
+        parts
+            .try_fold(first, |value, part| Some(value?.get(part)))
             .flatten()
             .is_some_and(|value| !value.is_null())
     };
