@@ -552,6 +552,49 @@ async fn a_batch_over_the_limit_answers_every_event_it_was_sent() {
 }
 
 #[tokio::test]
+async fn a_batch_checked_on_every_core_keeps_one_dossiers_events_in_the_order_sent() {
+    let env = TestEnv::new("batchorder").await;
+    let hub = env.start_hub().await;
+    let mut one_stop = client(&hub, Some(&env.member("danang-onestop").await)).await;
+    let (code, payload) = dossier();
+    let mut broken = payload.clone();
+    broken["commune_code"] = "2019".into();
+    // Enough events that many are checked at once; every seventh is refused, so refusals
+    // (which wait for the quarantine's database) are mixed with acceptances.
+    let requests: Vec<_> = (0..300)
+        .map(|i| publish_request(&code, if i % 7 == 3 { &broken } else { &payload }))
+        .collect();
+    let response = one_stop
+        .publish_batch(futures::stream::iter(requests))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!((response.accepted, response.rejected), (257, 43));
+    let mut positions = Vec::new();
+    for (i, result) in response.results.iter().enumerate() {
+        assert_eq!(result.index as usize, i);
+        match result.outcome.as_ref().expect("outcome") {
+            Outcome::Accepted(accepted) => {
+                assert_ne!(i % 7, 3, "event {i} is valid");
+                positions.push((accepted.partition, accepted.offset));
+            }
+            Outcome::Rejected(rejected) => {
+                assert_eq!(i % 7, 3, "event {i} is the refused one");
+                assert_eq!(rejected.violations[0].pointer, "/payload/commune_code");
+            }
+            other => panic!("event {i}: {other:?}"),
+        }
+    }
+    // One key, so one partition, where the offsets follow the order the events were queued in.
+    assert!(positions.iter().all(|(p, _)| *p == positions[0].0));
+    assert!(
+        positions.windows(2).all(|w| w[0].1 < w[1].1),
+        "offsets in the order sent: {positions:?}"
+    );
+    hub.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn publish_stream_answers_each_event_as_soon_as_it_is_known() {
     let env = TestEnv::new("pubstream").await;
     let hub = env.start_hub().await;

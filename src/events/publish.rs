@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::stream::{FuturesUnordered, Stream, StreamExt as _};
+use futures::FutureExt as _;
+use futures::stream::{FuturesOrdered, FuturesUnordered, Stream, StreamExt as _};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -84,7 +85,7 @@ pub enum PublishError {
     #[error("event {event_id}: {source}")]
     Unrecorded { event_id: Uuid, source: LedgerError },
     /// Not queued, so as not to overtake an earlier event that could not be
-    /// ([`Events::publish_events_in_order`]): the reason.
+    /// ([`Events::publish_events_in_order`]), or because the hub was stopping: the reason.
     #[error("not queued: {0}")]
     NotQueued(String),
     /// The payload's Avro schema could not be looked up (the registry's database did not
@@ -159,6 +160,24 @@ const HUB: &str = "hub";
 const BATCH_IN_FLIGHT: usize = 4096;
 /// Outcomes waiting for the caller to take them.
 const RESULTS_BUFFER: usize = 1024;
+/// Events of one publishing stream being checked and encoded at once, on any worker thread:
+/// enough to keep every core busy while some wait for the quarantine's database.
+const PREPARING: usize = 64;
+
+/// The outcome of a check run as a task of its own. A panic goes on unwinding in the caller,
+/// as it would have had the check run there; a task cancelled because the runtime is
+/// stopping queues nothing.
+fn checked(
+    joined: Result<Result<Prepared, PublishError>, tokio::task::JoinError>,
+) -> Result<Prepared, PublishError> {
+    match joined {
+        Ok(prepared) => prepared,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(PublishError::NotQueued(
+            "the hub stopped before the event was checked".to_owned(),
+        )),
+    }
+}
 
 impl Events {
     /// Validates, then produces `input` and waits for the broker; or quarantines it.
@@ -174,7 +193,7 @@ impl Events {
 
     /// Publishes a stream of events and collects every outcome, in the order sent.
     pub async fn publish_batch<S>(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         inputs: S,
     ) -> Vec<Result<Accepted, PublishError>>
@@ -195,12 +214,14 @@ impl Events {
 
     /// Publishes a stream of events in order and reports each outcome on `results` as soon as
     /// it is known, with the event's position: a refusal at once, an acceptance when the
-    /// broker acknowledged it. Valid events are queued to the producer without waiting for
-    /// earlier acknowledgements (so one dossier's events keep their order and a stream is
-    /// fast), at most [`BATCH_IN_FLIGHT`] at a time. When `results` is closed (the client went)
-    /// no further event is read; those already queued still reach the broker.
+    /// broker acknowledged it. Events are checked and encoded on the runtime's worker threads,
+    /// several at a time (so a stream uses every core), then queued to the producer in the
+    /// order they came, without waiting for earlier acknowledgements (so one dossier's events
+    /// keep their order and a stream is fast), at most [`BATCH_IN_FLIGHT`] at a time. When
+    /// `results` is closed (the client went) no further event is read; those already read
+    /// still reach the broker.
     pub async fn publish_each<S>(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         inputs: S,
         results: mpsc::Sender<(usize, Result<Accepted, PublishError>)>,
@@ -208,6 +229,7 @@ impl Events {
         S: Stream<Item = PublishInput>,
     {
         let mut inputs = std::pin::pin!(inputs);
+        let mut preparing = FuturesOrdered::new();
         let mut waiting = FuturesUnordered::new();
         let mut next_index = 0;
         let mut reading = true;
@@ -218,14 +240,8 @@ impl Events {
                         reading = false;
                     }
                 }
-                input = inputs.next(), if reading && waiting.len() < BATCH_IN_FLIGHT => {
-                    let Some(input) = input else {
-                        reading = false;
-                        continue;
-                    };
-                    let index = next_index;
-                    next_index += 1;
-                    let queued = match self.prepare(caller, &input).await {
+                Some((index, prepared)) = preparing.next(), if !preparing.is_empty() => {
+                    let queued = match prepared {
                         Ok(prepared) => self.enqueue(caller, prepared).await,
                         Err(e) => Err(e),
                     };
@@ -239,6 +255,24 @@ impl Events {
                             }
                         }
                     }
+                }
+                input = inputs.next(), if reading
+                    && preparing.len() < PREPARING
+                    && waiting.len() + preparing.len() < BATCH_IN_FLIGHT =>
+                {
+                    let Some(input) = input else {
+                        reading = false;
+                        continue;
+                    };
+                    let index = next_index;
+                    next_index += 1;
+                    let events = self.clone();
+                    let caller = caller.clone();
+                    // In the call's span: the record's traceparent header is read from it.
+                    let check = tokio::spawn(
+                        async move { events.prepare(&caller, &input).await }.in_current_span(),
+                    );
+                    preparing.push_back(check.map(move |joined| (index, checked(joined))));
                 }
                 else => break,
             }
