@@ -25,10 +25,13 @@ use crate::domain::{DossierCode, ReferenceData, SystemId};
 use crate::proto::PublishRequest;
 use crate::registry::{Catalogue, EventSchema};
 
+use super::bench_chart;
 use super::bench_latency::{self, OpenLoop};
 
 const EVENT_TYPE: &str = "birth.dossier-submitted";
 const EXAMPLE: &str = "examples/birth.dossier-submitted/valid-full.json";
+/// Issue 21's goal for unary `Publish`'s p99, in milliseconds.
+const UNARY_P99_GOAL_MS: f64 = 20.0;
 /// Records sent, and not counted, before the producer and publish figures.
 const WARM_UP: usize = 200;
 
@@ -54,6 +57,9 @@ pub struct BenchArgs {
     /// Tables (Markdown), or one JSON document for scripts and charts.
     #[arg(long, value_enum, default_value_t = super::connectors::Output::Table)]
     output: super::connectors::Output,
+    /// Also draws the figures (records per second, unary latency) as a PNG chart in this file.
+    #[arg(long, value_name = "FILE.png")]
+    chart: Option<std::path::PathBuf>,
 }
 
 /// Runs `work` on a database of its own, made and dropped here, so a bench never adds to a
@@ -552,6 +558,8 @@ impl Drop for RemoveOnDrop {
 
 struct Row {
     name: &'static str,
+    /// The name in the chart.
+    label: &'static str,
     per_second: Figure,
 }
 
@@ -658,10 +666,43 @@ impl Report {
             unary.errors
         );
         println!(
-            "unary Publish p99 at {}/s offered: {:.1} ms (goal: under 20 ms)",
+            "unary Publish p99 at {}/s offered: {:.1} ms (goal: under {UNARY_P99_GOAL_MS} ms)",
             unary.offered,
             unary.p99_ms.median()
         );
+    }
+
+    fn chart(&self) -> bench_chart::Chart {
+        let bar = |label: &str, figure: &Figure| bench_chart::Bar {
+            label: label.to_owned(),
+            median: figure.median(),
+            low: figure.min(),
+            high: figure.max(),
+        };
+        let unary = &self.unary;
+        bench_chart::Chart {
+            title: format!(
+                "lienthong bench: {EVENT_TYPE}, {} records, median of {} runs, {} build",
+                self.records,
+                self.runs,
+                if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                }
+            ),
+            throughput: self
+                .rows
+                .iter()
+                .map(|row| bar(row.label, &row.per_second))
+                .collect(),
+            latency: vec![
+                bar(&format!("p50 at {}/s", unary.offered), &unary.p50_ms),
+                bar(&format!("p99 at {}/s", unary.offered), &unary.p99_ms),
+                bar("longest", &unary.max_ms),
+            ],
+            latency_goal_ms: UNARY_P99_GOAL_MS,
+        }
     }
 
     fn seeded_rate(&self, took: Duration) -> f64 {
@@ -838,6 +879,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     let mut rows = vec![
         Row {
             name: "JSON parse (serde_json), one core",
+            label: "parse",
             per_second: measure(n, runs, || {
                 black_box(serde_json::from_str::<Value>(black_box(&text))?);
                 Ok(())
@@ -845,6 +887,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         },
         Row {
             name: "validate: JSON Schema + semantic rules, one core",
+            label: "validate",
             per_second: measure(n, runs, || {
                 let violations = schema.validate(black_box(&payload), today);
                 anyhow::ensure!(violations.is_empty(), "example invalid");
@@ -853,6 +896,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         },
         Row {
             name: "encode: Avro, Confluent framing, one core",
+            label: "encode (plan)",
             per_second: measure(n, runs, || {
                 black_box(encode(&schema, black_box(&payload))?);
                 Ok(())
@@ -860,6 +904,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         },
         Row {
             name: "encode through apache-avro's Value tree (the reference), one core",
+            label: "encode (apache-avro Value)",
             per_second: measure(n, runs, || {
                 black_box(
                     schema
@@ -872,6 +917,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         // Issue 21's figure: what the hub adds to a payload already parsed.
         Row {
             name: "validate + encode, one core",
+            label: "validate + encode",
             per_second: measure(n, runs, || {
                 let payload = black_box(&payload);
                 anyhow::ensure!(
@@ -884,6 +930,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         },
         Row {
             name: "parse + validate + encode, one core",
+            label: "parse + validate + encode",
             per_second: measure(n, runs, || {
                 let value: Value = serde_json::from_str(black_box(&text))?;
                 anyhow::ensure!(schema.validate(&value, today).is_empty(), "example invalid");
@@ -899,6 +946,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     .await?;
     rows.push(Row {
         name: "transfer ledger: rows recorded in PostgreSQL (group commit)",
+        label: "transfer ledger rows",
         per_second: Figure::single(recorded),
     });
 
@@ -929,10 +977,12 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     rows.extend([
         Row {
             name: "raw idempotent produce (acks=all), same bytes, no headers",
+            label: "raw produce, no headers",
             per_second: raw_bare,
         },
         Row {
             name: "raw idempotent produce (acks=all), same bytes and envelope headers",
+            label: "raw produce, headers",
             per_second: raw,
         },
     ]);
@@ -940,16 +990,19 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         rows.push(Row {
             name: "Python pipeline (jsonschema with formats + fastavro + confluent-kafka), same \
                    record, keys and headers",
+            label: "Python pipeline",
             per_second: python,
         });
     }
     rows.extend([
         Row {
             name: "validated publish through gRPC PublishBatch",
+            label: "PublishBatch",
             per_second: published,
         },
         Row {
             name: "validated publish through gRPC PublishBatch, payloads as JSON text",
+            label: "PublishBatch, JSON text",
             per_second: published_text,
         },
     ]);
@@ -1001,6 +1054,10 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         citizens: args.seed_citizens,
         seeded,
     };
+    if let Some(path) = &args.chart {
+        bench_chart::draw(&report.chart(), path)?;
+        eprintln!("chart written to {}", path.display());
+    }
     match args.output {
         super::connectors::Output::Table => report.print_tables(),
         super::connectors::Output::Json => {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bench;
+mod bench_chart;
 mod bench_latency;
 mod bench_procedures;
 mod citizen;
