@@ -551,7 +551,7 @@ async fn a_batch_over_the_limit_answers_every_event_it_was_sent() {
     hub.shutdown().await.expect("clean shutdown");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_checked_on_every_core_keeps_one_dossiers_events_in_the_order_sent() {
     let env = TestEnv::new("batchorder").await;
     let hub = env.start_hub().await;

@@ -699,7 +699,7 @@ impl Report {
             latency: vec![
                 bar(&format!("p50 at {}/s", unary.offered), &unary.p50_ms),
                 bar(&format!("p99 at {}/s", unary.offered), &unary.p99_ms),
-                bar("longest", &unary.max_ms),
+                bar("longest (median of runs)", &unary.max_ms),
             ],
             latency_goal_ms: UNARY_P99_GOAL_MS,
         }
@@ -1054,15 +1054,16 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
         citizens: args.seed_citizens,
         seeded,
     };
-    if let Some(path) = &args.chart {
-        bench_chart::draw(&report.chart(), path)?;
-        eprintln!("chart written to {}", path.display());
-    }
     match args.output {
         super::connectors::Output::Table => report.print_tables(),
         super::connectors::Output::Json => {
             println!("{}", serde_json::to_string_pretty(&report.to_json())?);
         }
+    }
+    // After the figures, so a chart that cannot be written loses none of them.
+    if let Some(path) = &args.chart {
+        bench_chart::draw(&report.chart(), path)?;
+        eprintln!("chart written to {}", path.display());
     }
     Ok(())
 }

@@ -76,7 +76,9 @@ fn bars<DB: DrawingBackend>(
         return Ok(());
     }
     let (from, to) = log_range(bars, goal);
-    let count = bars.len();
+    // plotters maps a one-value range to no height at all: a single bar gets an empty row
+    // below it.
+    let count = bars.len().max(2);
     let label_of = |at: &SegmentValue<usize>| match at {
         SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => count
             .checked_sub(i + 1)
@@ -233,7 +235,8 @@ mod tests {
                 bar("PublishBatch", 12_600.0),
                 bar("Python", 1_080.0),
             ],
-            latency: vec![bar("p50", 12.0), bar("p99", 66.0)],
+            // One bar alone, which plotters would draw with no height.
+            latency: vec![bar("p99", 66.0)],
             latency_goal_ms: 20.0,
         };
         draw(&chart, &file).expect("drawn");

@@ -12,6 +12,7 @@ use futures::FutureExt as _;
 use futures::stream::{FuturesOrdered, FuturesUnordered, Stream, StreamExt as _};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
@@ -165,8 +166,8 @@ const RESULTS_BUFFER: usize = 1024;
 const PREPARING: usize = 64;
 
 /// The outcome of a check run as a task of its own. A panic goes on unwinding in the caller,
-/// as it would have had the check run there; a task cancelled because the runtime is
-/// stopping queues nothing.
+/// as it would have had the check run there; a task cancelled (the runtime stopping) queues
+/// nothing.
 fn checked(
     joined: Result<Result<Prepared, PublishError>, tokio::task::JoinError>,
 ) -> Result<Prepared, PublishError> {
@@ -217,9 +218,11 @@ impl Events {
     /// broker acknowledged it. Events are checked and encoded on the runtime's worker threads,
     /// several at a time (so a stream uses every core), then queued to the producer in the
     /// order they came, without waiting for earlier acknowledgements (so one dossier's events
-    /// keep their order and a stream is fast), at most [`BATCH_IN_FLIGHT`] at a time. When
-    /// `results` is closed (the client went) no further event is read; those already read
-    /// still reach the broker.
+    /// keep their order and a stream is fast), at most [`BATCH_IN_FLIGHT`] at a time. Checked
+    /// side by side, events take the caller's rate budget and their `recorded_at` in the order
+    /// their checks run, which may differ slightly from the order sent. When `results` is
+    /// closed (the client went) no further event is read; those already read still reach the
+    /// broker.
     pub async fn publish_each<S>(
         self: &Arc<Self>,
         caller: &Caller,
@@ -268,10 +271,11 @@ impl Events {
                     next_index += 1;
                     let events = self.clone();
                     let caller = caller.clone();
-                    // In the call's span: the record's traceparent header is read from it.
-                    let check = tokio::spawn(
+                    // In the call's span: the record's traceparent header is read from it. A call
+                    // that goes away (the client, its deadline) stops the checks it started.
+                    let check = AbortOnDropHandle::new(tokio::spawn(
                         async move { events.prepare(&caller, &input).await }.in_current_span(),
-                    );
+                    ));
                     preparing.push_back(check.map(move |joined| (index, checked(joined))));
                 }
                 else => break,
