@@ -188,7 +188,11 @@ pub(super) async fn run(
     let started = Instant::now();
     let submissions = codes
         .iter()
-        .map(|code| request("birth.dossier-submitted", purpose, code, submission.clone()))
+        .map(|code| {
+            let mut submission = submission.clone();
+            super::hub_client::own_birth_certificate(&mut submission, code);
+            request("birth.dossier-submitted", purpose, code, submission)
+        })
         .collect();
     publish_all(&mut systems, submissions, max_batch).await?;
     until(

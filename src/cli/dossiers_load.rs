@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use tonic_types::StatusExt as _;
 
-use super::hub_client::{birth_submission, client, connect, received_on_time};
+use super::hub_client::{
+    birth_submission, client, connect, own_birth_certificate, received_on_time,
+};
 use crate::proto::PublishRequest;
 
 /// How long the load waits for its dossiers to complete before giving up.
@@ -113,6 +115,7 @@ pub async fn run(args: LoadArgs, pool: Pool) -> anyhow::Result<()> {
                     let code = format!("{prefix}{index:05}");
                     let mut dossier = example.clone();
                     dossier["dossier_code"] = Value::String(code.clone());
+                    own_birth_certificate(&mut dossier, &code);
                     // Received when submitted: the latency runs from here to the result.
                     let now = Utc::now().with_timezone(&crate::domain::vietnam());
                     received_on_time(
