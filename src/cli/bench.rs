@@ -685,11 +685,7 @@ impl Report {
                 "lienthong bench: {EVENT_TYPE}, {} records, median of {} runs, {} build",
                 self.records,
                 self.runs,
-                if cfg!(debug_assertions) {
-                    "debug"
-                } else {
-                    "release"
-                }
+                build(),
             ),
             throughput: self
                 .rows
@@ -713,7 +709,7 @@ impl Report {
         serde_json::json!({
             "machine": {
                 "cores": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-                "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+                "build": build(),
             },
             "event_type": EVENT_TYPE,
             "records": self.records,
@@ -757,6 +753,15 @@ impl Report {
                 "citizens_per_second": self.seeded_rate(took),
             })),
         })
+    }
+}
+
+/// The build the figures come from (a debug build's say little).
+fn build() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
     }
 }
 
